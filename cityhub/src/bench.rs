@@ -1,0 +1,597 @@
+//! `cityhub bench ingest`: the ingest rate, latency and memory of the whole path, against
+//! the raw limits of its parts measured in the same run on the same machine.
+//!
+//! For each workload (one reading per message; 50 readings per message):
+//! 1. broker limit: the load generator publishes at full speed (QoS 1) to a private broker
+//!    running the shipped configuration while a subscriber only counts;
+//! 2. COPY limit: the same rows, binary COPY into the reading table and nothing else;
+//! 3. the hub (`cityhub serve`, a child process): full speed, then half of the rate it
+//!    reached for the latency percentiles; peak RSS from the kernel.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use model::{decode_payload, Limits, RecordType, Timestamp};
+use rumqttc::QoS;
+use simulators::broker::{free_port, Broker, BrokerUser};
+use simulators::load::{self, LoadConfig};
+use store::{Db, ReadingBatch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Ingest throughput, latency and memory vs the broker's and COPY's raw limits
+    Ingest(IngestBench),
+}
+
+#[derive(Args, Clone)]
+pub struct IngestBench {
+    /// Seconds of publishing per measurement
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Simulated lamps
+    #[arg(long, default_value_t = 10_000)]
+    devices: usize,
+    /// Publisher connections
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Readings per message in the array workload
+    #[arg(long, default_value_t = 50)]
+    array_size: usize,
+    #[arg(long, value_enum, default_value_t = Workloads::Both)]
+    workload: Workloads,
+    /// Keep the benchmark database afterwards
+    #[arg(long)]
+    keep_db: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workloads {
+    Single,
+    Array,
+    Both,
+}
+
+const TENANT: &str = "bench";
+const HUB_PASSWORD: &str = "bench-hub-password";
+const LOAD_PASSWORD: &str = "bench-load-password";
+
+pub async fn run(command: BenchCommand, config: Config) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest(args, config).await,
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    readings_per_message: usize,
+    broker_msgs_per_s: f64,
+    copy_readings_per_s: f64,
+    hub_msgs_per_s: f64,
+    hub_readings_per_s: f64,
+    half_rate_msgs_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_rss_mb: f64,
+    lost: i64,
+}
+
+async fn ingest(args: IngestBench, config: Config) -> anyhow::Result<()> {
+    let users = [
+        BrokerUser::new("cityhub", HUB_PASSWORD),
+        BrokerUser::new("loadgen", LOAD_PASSWORD),
+    ];
+    let broker = Broker::start(None, &users, "user loadgen\ntopic readwrite city/#\n")
+        .context("cannot start the benchmark's private broker")?;
+    let bench_db = format!("cityhub_bench_{}", std::process::id());
+    let url = create_database(&config.database_url, &bench_db).await?;
+    let result = async {
+        let mut db = Db::migrate(&url, config.storage.timescaledb, 30).await?;
+        let devices = bench_devices(args.devices);
+        db.import_devices(&devices).await?;
+        eprintln!(
+            "bench ingest: {} lamps, {} s per measurement, {} publisher connections, storage {}",
+            args.devices,
+            args.duration_secs,
+            args.connections,
+            db.path().as_str()
+        );
+        let mut all = Vec::new();
+        let sizes: &[usize] = match args.workload {
+            Workloads::Single => &[1],
+            Workloads::Array => &[args.array_size],
+            Workloads::Both => &[1, args.array_size],
+        };
+        for &n in sizes {
+            all.push(workload(&args, &broker, &url, &mut db, n).await?);
+        }
+        anyhow::Ok(all)
+    }
+    .await;
+    if !args.keep_db {
+        drop_database(&config.database_url, &bench_db).await;
+    }
+    let all = result?;
+    print_report(&all);
+    Ok(())
+}
+
+fn bench_devices(n: usize) -> Vec<model::Device> {
+    (0..n)
+        .map(|i| model::Device {
+            tenant: TENANT.into(),
+            id: format!("B{i:06}"),
+            kind: model::Kind::Light,
+            district: Some(format!("d{}", i % 10)),
+            cabinet: Some(format!("C{:04}", i / 50)),
+            rated_power_w: Some(100.0),
+            medium: None,
+            route: None,
+            lon: 0.001 * (i % 1000) as f64,
+            lat: 0.001 * (i / 1000) as f64,
+            props: Default::default(),
+        })
+        .collect()
+}
+
+fn load_config(
+    args: &IngestBench,
+    broker: &Broker,
+    n: usize,
+    rate: Option<f64>,
+    tag: &str,
+) -> LoadConfig {
+    LoadConfig {
+        host: "127.0.0.1".into(),
+        port: broker.port,
+        credentials: Some(("loadgen".into(), LOAD_PASSWORD.into())),
+        tenant: TENANT.into(),
+        devices: (0..args.devices).map(|i| format!("B{i:06}")).collect(),
+        readings_per_message: n,
+        qos: QoS::AtLeastOnce,
+        duration: Duration::from_secs(args.duration_secs),
+        rate,
+        connections: args.connections,
+        client_prefix: format!("bench-load-{tag}-{n}"),
+    }
+}
+
+async fn workload(
+    args: &IngestBench,
+    broker: &Broker,
+    url: &str,
+    db: &mut Db,
+    n: usize,
+) -> anyhow::Result<Figures> {
+    let mut f = Figures {
+        readings_per_message: n,
+        ..Figures::default()
+    };
+    eprintln!("\n== {n} reading(s) per message ==");
+
+    // 1. The broker alone.
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let subscriber = load::Subscriber {
+        host: "127.0.0.1".into(),
+        port: broker.port,
+        credentials: Some(("loadgen".into(), LOAD_PASSWORD.into())),
+        client_id: format!("bench-counter-{n}"),
+        filter: format!("city/{TENANT}/#"),
+    };
+    let sub = tokio::spawn(load::count_messages(
+        subscriber,
+        counter.clone(),
+        ready_tx,
+        stop.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .context("the counting subscriber did not subscribe")??;
+    let t0 = Instant::now();
+    load::publish(
+        load_config(args, broker, n, None, "broker"),
+        CancellationToken::new(),
+    )
+    .await?;
+    let published = wait_for(
+        || counter.load(Ordering::Relaxed),
+        None,
+        Duration::from_secs(5),
+    )
+    .await;
+    f.broker_msgs_per_s = published as f64 / t0.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = sub.await;
+    eprintln!("broker alone: {:.0} msgs/s", f.broker_msgs_per_s);
+
+    // 2. Binary COPY alone, the same rows (a day ahead so they never meet the hub's).
+    f.copy_readings_per_s = copy_limit(db, args, n).await?;
+    eprintln!("binary COPY alone: {:.0} readings/s", f.copy_readings_per_s);
+
+    // 3. The hub.
+    let http_port = free_port()?;
+    let mut hub = Hub::spawn(url, broker.port, http_port, n)?;
+    hub.wait_ready().await?;
+    let before = hub.metrics()?;
+    let t0 = Instant::now();
+    let report = load::publish(
+        load_config(args, broker, n, None, "hub"),
+        CancellationToken::new(),
+    )
+    .await?;
+    let target = before.rows + report.readings;
+    let rows = wait_for(
+        || hub.metrics().map(|m| m.rows).unwrap_or(0),
+        Some(target),
+        Duration::from_secs(120),
+    )
+    .await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let full = hub.metrics()?;
+    f.hub_readings_per_s = (rows - before.rows) as f64 / elapsed;
+    f.hub_msgs_per_s = (full.lag_count - before.lag_count) as f64 / elapsed;
+    f.lost = report.readings as i64 - (rows - before.rows) as i64;
+    eprintln!(
+        "hub, full speed: {:.0} msgs/s, {:.0} readings/s ({} published, {} not committed)",
+        f.hub_msgs_per_s, f.hub_readings_per_s, report.messages, f.lost
+    );
+
+    f.half_rate_msgs_per_s = f.hub_msgs_per_s / 2.0;
+    let report = load::publish(
+        load_config(args, broker, n, Some(f.half_rate_msgs_per_s), "half"),
+        CancellationToken::new(),
+    )
+    .await?;
+    let target = full.rows + report.readings;
+    wait_for(
+        || hub.metrics().map(|m| m.rows).unwrap_or(0),
+        Some(target),
+        Duration::from_secs(60),
+    )
+    .await;
+    let half = hub.metrics()?;
+    f.p50_ms = half.lag_quantile(&full, 0.50) * 1000.0;
+    f.p99_ms = half.lag_quantile(&full, 0.99) * 1000.0;
+    f.peak_rss_mb = hub.peak_rss_mb();
+    eprintln!(
+        "hub, half rate ({:.0} msgs/s): publish-to-commit p50 <= {:.0} ms, p99 <= {:.0} ms; peak RSS {:.0} MB",
+        f.half_rate_msgs_per_s, f.p50_ms, f.p99_ms, f.peak_rss_mb
+    );
+    hub.stop();
+    Ok(f)
+}
+
+async fn copy_limit(db: &mut Db, args: &IngestBench, n: usize) -> anyhow::Result<f64> {
+    let registry_ids: Vec<i32> = db
+        .client()
+        .query("SELECT id FROM devices ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let base_ms = Timestamp::now().micros() / 1000 + 86_400_000 + n as i64 * 1_000_000;
+    let limits = Limits {
+        max_array_len: usize::MAX,
+        max_payload_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    let mut payload = String::new();
+    let mut rows_written = 0u64;
+    let mut spent = Duration::ZERO;
+    let budget = Duration::from_secs(args.duration_secs.min(10));
+    let mut round = 0i64;
+    while spent < budget {
+        let mut batch = ReadingBatch::default();
+        let mut rows = 0;
+        while rows < 10_000 {
+            for &id in &registry_ids {
+                if rows >= 10_000 {
+                    break;
+                }
+                let newest = base_ms + round * n as i64 + n as i64 - 1;
+                load::light_payload(&mut payload, newest, n as i64);
+                let now = Timestamp::from_unix_ms(newest).unwrap_or(Timestamp(0));
+                let decoded = decode_payload(RecordType::Light, payload.as_bytes(), now, &limits);
+                rows += decoded.rows.len();
+                for row in decoded.rows {
+                    batch.push(RecordType::Light, id, row);
+                }
+            }
+            round += 1;
+        }
+        let t = Instant::now();
+        rows_written += db.copy_only(&batch).await?;
+        spent += t.elapsed();
+    }
+    Ok(rows_written as f64 / spent.as_secs_f64())
+}
+
+/// Polls `read` until it reaches `target` (or stops moving when there is none).
+async fn wait_for(read: impl Fn() -> u64, target: Option<u64>, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    let mut last = read();
+    let mut still = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = read();
+        if target.is_some_and(|t| now >= t) || Instant::now() > deadline {
+            return now;
+        }
+        still = if now == last { still + 1 } else { 0 };
+        if target.is_none() && still >= 10 {
+            return now;
+        }
+        last = now;
+    }
+}
+
+struct Hub {
+    child: Child,
+    http_port: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Scrape {
+    rows: u64,
+    lag_count: u64,
+    lag_buckets: Vec<(f64, u64)>,
+}
+
+impl Scrape {
+    /// Upper bound of the bucket holding quantile `q` of the observations since `earlier`.
+    fn lag_quantile(&self, earlier: &Scrape, q: f64) -> f64 {
+        let total = self.lag_count.saturating_sub(earlier.lag_count) as f64;
+        for (le, n) in &self.lag_buckets {
+            let before = earlier
+                .lag_buckets
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|(_, c)| *c)
+                .unwrap_or(0);
+            if (n - before) as f64 >= q * total {
+                return *le;
+            }
+        }
+        f64::INFINITY
+    }
+}
+
+impl Hub {
+    fn spawn(url: &str, mqtt_port: u16, http_port: u16, n: usize) -> anyhow::Result<Hub> {
+        let exe = std::env::current_exe()?;
+        let child = Command::new(exe)
+            .arg("serve")
+            .env("CITYHUB_DATABASE_URL", url)
+            .env("CITYHUB_MQTT_PORT", mqtt_port.to_string())
+            .env("CITYHUB_MQTT_USERNAME", "cityhub")
+            .env("CITYHUB_MQTT_PASSWORD", HUB_PASSWORD)
+            .env("CITYHUB_MQTT_CLIENT_ID", format!("bench-hub-{n}"))
+            .env("CITYHUB_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("CITYHUB_RETENTION_DAYS", "30")
+            .env("CITYHUB_CONFIG", "/dev/null")
+            .env(
+                "CITYHUB_LOG",
+                std::env::var("CITYHUB_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start `cityhub serve`")?;
+        Ok(Hub { child, http_port })
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(m) = self.metrics() {
+                if m.lag_buckets.is_empty() && http_get(self.http_port, "/health").is_ok() {
+                    // The MQTT session comes up right after the API; give it a moment.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return Ok(());
+                }
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("`cityhub serve` exited during start-up ({status})");
+            }
+            if Instant::now() > deadline {
+                bail!("`cityhub serve` did not answer on /health within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn metrics(&self) -> anyhow::Result<Scrape> {
+        let body = http_get(self.http_port, "/metrics")?;
+        let mut s = Scrape::default();
+        for line in body.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            if name.starts_with("cityhub_ingest_rows_total") {
+                s.rows += v as u64;
+            } else if name == "cityhub_ingest_lag_seconds_count" {
+                s.lag_count = v as u64;
+            } else if let Some(le) = name
+                .strip_prefix("cityhub_ingest_lag_seconds_bucket{le=\"")
+                .and_then(|r| r.strip_suffix("\"}"))
+            {
+                s.lag_buckets
+                    .push((le.parse().unwrap_or(f64::INFINITY), v as u64));
+            }
+        }
+        Ok(s)
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    if !body.starts_with("HTTP/1.0 200") && !body.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", body.lines().next().unwrap_or(""));
+    }
+    Ok(body)
+}
+
+/// The same server as `url`, database `name`, created fresh.
+async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let admin = with_dbname(url, "postgres");
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {}", store::describe_target(&admin)))?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))
+        .await?;
+    Ok(with_dbname(url, name))
+}
+
+async fn drop_database(url: &str, name: &str) {
+    let admin = with_dbname(url, "postgres");
+    if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
+/// Replaces the database name of a `postgres://` URL (or appends `dbname=` to a key=value string).
+pub fn with_dbname(url: &str, name: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        let (main, query) = match rest.split_once('?') {
+            Some((m, q)) => (m, Some(q)),
+            None => (rest, None),
+        };
+        let authority = main.split_once('/').map(|(a, _)| a).unwrap_or(main);
+        let mut out = format!("{scheme}{authority}/{name}");
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    } else {
+        format!("{url} dbname={name}")
+    }
+}
+
+fn print_report(all: &[Figures]) {
+    println!("\n| readings/msg | broker alone msgs/s | hub msgs/s | msg ratio | COPY alone readings/s | hub readings/s | reading ratio | p50 ms | p99 ms (half rate) | peak RSS MB | not committed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for f in all {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+            f.readings_per_message,
+            f.broker_msgs_per_s,
+            f.hub_msgs_per_s,
+            f.hub_msgs_per_s / f.broker_msgs_per_s,
+            f.copy_readings_per_s,
+            f.hub_readings_per_s,
+            f.hub_readings_per_s / f.copy_readings_per_s,
+            f.p50_ms,
+            f.p99_ms,
+            f.peak_rss_mb,
+            f.lost
+        );
+    }
+    let single = all
+        .iter()
+        .find(|f| f.readings_per_message == 1)
+        .or(all.first());
+    let array = all
+        .iter()
+        .find(|f| f.readings_per_message > 1)
+        .or(all.last());
+    let (Some(s), Some(a)) = (single, array) else {
+        return;
+    };
+    let p99 = all.iter().map(|f| f.p99_ms).fold(0.0, f64::max);
+    let rss = all.iter().map(|f| f.peak_rss_mb).fold(0.0, f64::max);
+    println!(
+        "RESULT msgs_per_s={:.0} broker_limit_msgs_per_s={:.0} msg_ratio={:.2} readings_per_s={:.0} copy_limit_readings_per_s={:.0} reading_ratio={:.2} p99_ms={:.0} peak_rss_mb={:.0}",
+        s.hub_msgs_per_s,
+        s.broker_msgs_per_s,
+        s.hub_msgs_per_s / s.broker_msgs_per_s,
+        a.hub_readings_per_s,
+        a.copy_readings_per_s,
+        a.hub_readings_per_s / a.copy_readings_per_s,
+        p99,
+        rss
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_dbname;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_dbname("postgres://u@h:5432/a", "b"),
+            "postgres://u@h:5432/b"
+        );
+        assert_eq!(
+            with_dbname("postgres://u:p@h/a?sslmode=disable", "b"),
+            "postgres://u:p@h/b?sslmode=disable"
+        );
+        assert_eq!(with_dbname("postgresql://h", "b"), "postgresql://h/b");
+        assert_eq!(with_dbname("host=h user=u", "b"), "host=h user=u dbname=b");
+    }
+}

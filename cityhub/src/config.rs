@@ -1,0 +1,327 @@
+//! Configuration: defaults < `cityhub.toml` < `CITYHUB_*` environment < command-line flags.
+//!
+//! The environment and flags are read by clap (each flag names its variable); they are
+//! `Option`s so that an unset flag leaves the file's value alone.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use ingest::IngestConfig;
+use serde::{Deserialize, Serialize};
+use store::TimescaleMode;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// PostgreSQL connection string. May hold a password: never logged as is.
+    #[serde(skip_serializing)]
+    pub database_url: String,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub ingest: IngestConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `auto` (use TimescaleDB when the extension can be created), `require`, or `off`.
+    pub timescaledb: TimescaleMode,
+    /// Days of readings kept; older readings are refused at ingestion and dropped.
+    pub retention_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_payload_bytes: usize,
+    pub max_array_len: usize,
+    pub max_future_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "postgres://postgres@127.0.0.1:5432/cityhub".into(),
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+            ingest: IngestConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            timescaledb: TimescaleMode::Auto,
+            retention_days: 365,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = model::Limits::default();
+        LimitsConfig {
+            max_payload_bytes: l.max_payload_bytes,
+            max_array_len: l.max_array_len,
+            max_future_secs: l.window.max_future_secs,
+        }
+    }
+}
+
+/// Settings that can come from the environment or flags, over the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Overrides {
+    /// Configuration file [default: ./cityhub.toml when it exists]
+    #[arg(long, env = "CITYHUB_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL connection string
+    #[arg(
+        long,
+        env = "CITYHUB_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Address the HTTP API listens on
+    #[arg(long, env = "CITYHUB_HTTP_ADDR", global = true)]
+    pub http_addr: Option<SocketAddr>,
+    /// MQTT broker host
+    #[arg(long, env = "CITYHUB_MQTT_HOST", global = true)]
+    pub mqtt_host: Option<String>,
+    /// MQTT broker port
+    #[arg(long, env = "CITYHUB_MQTT_PORT", global = true)]
+    pub mqtt_port: Option<u16>,
+    /// MQTT client id; keep it stable so the broker keeps the session across restarts
+    #[arg(long, env = "CITYHUB_MQTT_CLIENT_ID", global = true)]
+    pub mqtt_client_id: Option<String>,
+    /// MQTT user name
+    #[arg(long, env = "CITYHUB_MQTT_USERNAME", global = true)]
+    pub mqtt_username: Option<String>,
+    /// MQTT password
+    #[arg(
+        long,
+        env = "CITYHUB_MQTT_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub mqtt_password: Option<String>,
+    /// MQTT topic filters to subscribe to, comma separated
+    #[arg(
+        long,
+        env = "CITYHUB_MQTT_TOPICS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub mqtt_topics: Option<Vec<String>>,
+    /// `auto`, `require` or `off`
+    #[arg(long, env = "CITYHUB_TIMESCALEDB", global = true, value_parser = parse_mode)]
+    pub timescaledb: Option<TimescaleMode>,
+    /// Days of readings kept
+    #[arg(long, env = "CITYHUB_RETENTION_DAYS", global = true)]
+    pub retention_days: Option<i64>,
+}
+
+fn parse_mode(s: &str) -> Result<TimescaleMode, String> {
+    match s {
+        "auto" => Ok(TimescaleMode::Auto),
+        "require" => Ok(TimescaleMode::Require),
+        "off" => Ok(TimescaleMode::Off),
+        _ => Err(format!("`{s}` is not one of auto, require, off")),
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), applies the overrides, and validates.
+    pub fn load(o: &Overrides) -> anyhow::Result<Config> {
+        let default_file = Path::new("cityhub.toml");
+        let file = match &o.config {
+            Some(p) => Some(p.as_path()),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        let mut c = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the configuration file {}", path.display())
+                })?;
+                Config::from_toml(&text)
+                    .with_context(|| format!("in the configuration file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        c.apply(o);
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        let m = &mut self.ingest.mqtt;
+        set(&mut self.database_url, &o.database_url);
+        set(&mut self.http.addr, &o.http_addr);
+        set(&mut m.host, &o.mqtt_host);
+        set(&mut m.port, &o.mqtt_port);
+        set(&mut m.client_id, &o.mqtt_client_id);
+        if o.mqtt_username.is_some() {
+            m.username.clone_from(&o.mqtt_username);
+        }
+        if o.mqtt_password.is_some() {
+            m.password.clone_from(&o.mqtt_password);
+        }
+        set(&mut m.topics, &o.mqtt_topics);
+        set(&mut self.storage.timescaledb, &o.timescaledb);
+        set(&mut self.storage.retention_days, &o.retention_days);
+        self.ingest.limits = model::Limits {
+            max_payload_bytes: self.limits.max_payload_bytes,
+            max_array_len: self.limits.max_array_len,
+            window: model::TimeWindow {
+                max_future_secs: self.limits.max_future_secs,
+                retention_days: self.storage.retention_days,
+            },
+        };
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Err(e) = self.database_url.parse::<store::PgConfig>() {
+            bail!("database_url is not a PostgreSQL connection string ({e}); expected e.g. postgres://user@host:5432/cityhub");
+        }
+        let m = &self.ingest.mqtt;
+        if m.host.trim().is_empty() {
+            bail!("ingest.mqtt.host is empty; name the MQTT broker's host");
+        }
+        if m.port == 0 {
+            bail!("ingest.mqtt.port must be between 1 and 65535");
+        }
+        if m.client_id.is_empty() || m.client_id.len() > 64 {
+            bail!("ingest.mqtt.client_id must be 1 to 64 characters");
+        }
+        if m.topics.is_empty() {
+            bail!("ingest.mqtt.topics is empty; the hub would receive nothing");
+        }
+        for t in &m.topics {
+            if t.is_empty() || t.contains('#') && !t.ends_with('#') {
+                bail!("ingest.mqtt.topics: `{t}` is not a valid MQTT topic filter");
+            }
+        }
+        if m.username.is_some() != m.password.is_some() {
+            bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither");
+        }
+        if !(1..=36_500).contains(&self.storage.retention_days) {
+            bail!("storage.retention_days must be between 1 and 36500");
+        }
+        let l = &self.limits;
+        if !(64..=16 * 1024 * 1024).contains(&l.max_payload_bytes) {
+            bail!("limits.max_payload_bytes must be between 64 bytes and 16 MiB");
+        }
+        if l.max_array_len == 0 || l.max_future_secs < 0 {
+            bail!(
+                "limits.max_array_len must be at least 1 and limits.max_future_secs not negative"
+            );
+        }
+        let i = &self.ingest;
+        if i.batch_max_messages == 0 || i.batch_max_rows == 0 || i.batch_max_wait_ms == 0 {
+            bail!("ingest.batch_max_messages, batch_max_rows and batch_max_wait_ms must be at least 1");
+        }
+        if i.max_buffered_bytes < l.max_payload_bytes {
+            bail!("ingest.max_buffered_bytes must be at least limits.max_payload_bytes");
+        }
+        Ok(())
+    }
+}
+
+fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        *target = v.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut c = Config::from_toml(
+            r#"
+            database_url = "postgres://file@db/cityhub"
+            [ingest.mqtt]
+            port = 1884
+            client_id = "from-file"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.ingest.mqtt.host, "127.0.0.1", "default kept");
+        c.apply(&Overrides {
+            mqtt_port: Some(1885),
+            ..Default::default()
+        });
+        assert_eq!(c.ingest.mqtt.port, 1885, "flag over file");
+        assert_eq!(c.ingest.mqtt.client_id, "from-file", "file over default");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        let check = |toml: &str, fragment: &str| {
+            let err = match Config::from_toml(toml) {
+                Err(e) => format!("{e:#}"),
+                Ok(mut c) => {
+                    c.apply(&Overrides::default());
+                    format!("{:#}", c.validate().unwrap_err())
+                }
+            };
+            assert!(
+                err.contains(fragment),
+                "`{err}` should mention `{fragment}`"
+            );
+        };
+        check(
+            "database_url = 'not a url at all ='",
+            "not a PostgreSQL connection string",
+        );
+        check("[storage]\nretention_days = 0", "retention_days");
+        check("[storage]\ntimescaledb = 'maybe'", "unknown variant");
+        check("[ingest.mqtt]\nport = 0", "port");
+        check("[ingest.mqtt]\nusername = 'hub'", "go together");
+        check(
+            "[ingest.mqtt]\ntopics = ['city/#/x']",
+            "not a valid MQTT topic filter",
+        );
+        check("[ingest]\nbatch_max_messages = 0", "at least 1");
+        check("colour = 'blue'", "unknown field");
+    }
+
+    #[test]
+    fn secrets_are_not_serialized() {
+        let mut c = Config::default();
+        c.database_url = "postgres://u:hunter2@db/x".into();
+        c.ingest.mqtt.password = Some("hunter3".into());
+        let shown = toml::to_string(&c).unwrap();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! `cityhub`: the binary that wires the crates together.
+//!
+//! `serve` runs ingestion and the API; `migrate` sets up the database; `devices import`
+//! loads the inventory; `bench` measures.
+
+mod bench;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "cityhub",
+    version,
+    about = "Telemetry and control hub for a city's control center"
+)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub: ingestion and the HTTP API, until SIGTERM or Ctrl-C
+    Serve,
+    /// Create or upgrade the database schema
+    Migrate,
+    /// Manage the device inventory
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Measure throughput and latency on this machine
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+    /// Print the effective configuration (secrets left out)
+    Config,
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Load devices from an inventory GeoJSON FeatureCollection (inserts or updates)
+    Import { file: PathBuf },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("CITYHUB_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.overrides)?;
+    match cli.command {
+        Command::Serve => serve::serve(config).await,
+        Command::Migrate => {
+            let db = migrate(&config).await?;
+            println!(
+                "Database {} is ready ({} storage).",
+                store::describe_target(&config.database_url),
+                db.path().as_str()
+            );
+            Ok(())
+        }
+        Command::Devices {
+            command: DevicesCommand::Import { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let devices = model::inventory::parse_inventory(&text)
+                .with_context(|| format!("{} is not a usable inventory", file.display()))?;
+            let mut db = migrate(&config).await?;
+            let outcome = db.import_devices(&devices).await?;
+            println!(
+                "Imported {} devices from {} ({} new tenants).",
+                outcome.devices_written,
+                file.display(),
+                outcome.tenants_created
+            );
+            Ok(())
+        }
+        Command::Bench { command } => bench::run(command, config).await,
+        Command::Config => {
+            print!("{}", toml::to_string(&config)?);
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn migrate(config: &Config) -> anyhow::Result<store::Db> {
+    store::Db::migrate(
+        &config.database_url,
+        config.storage.timescaledb,
+        config.storage.retention_days,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot prepare the database {}",
+            store::describe_target(&config.database_url)
+        )
+    })
+}

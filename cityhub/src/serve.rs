@@ -1,0 +1,120 @@
+//! `cityhub serve`: ingestion, the API and storage upkeep, with an ordered shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use model::Timestamp;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = crate::migrate(&config).await?;
+    let storage = db.path();
+    drop(db);
+    info!(
+        message = "Starting cityhub.",
+        database = %store::describe_target(&config.database_url),
+        storage = storage.as_str(),
+        mqtt = %format!("{}:{}", config.ingest.mqtt.host, config.ingest.mqtt.port),
+        http = %config.http.addr,
+    );
+
+    let mut registry = Registry::default();
+    let ingest_metrics = ingest::IngestMetrics::default();
+    ingest_metrics.register(&mut registry);
+
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
+
+    let stop_ingest = CancellationToken::new();
+    let stop_api = CancellationToken::new();
+    let stop_upkeep = CancellationToken::new();
+
+    let mut ingest_task = tokio::spawn(ingest::run(
+        config.ingest.clone(),
+        config.database_url.clone(),
+        ingest_metrics,
+        ingest::wall_clock(),
+        None,
+        stop_ingest.clone(),
+    ));
+    let api_state = api::AppState {
+        metrics: Arc::new(registry),
+        storage_path: storage.as_str(),
+    };
+    let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
+    let upkeep_task = tokio::spawn(upkeep(config.clone(), stop_upkeep.clone()));
+
+    let ended_early = tokio::select! {
+        _ = shutdown_signal() => {
+            info!(message = "Shutdown requested; stopping ingestion first.");
+            None
+        }
+        r = &mut ingest_task => Some(r),
+    };
+    // Order: stop reading MQTT, commit and acknowledge what was read, then stop serving.
+    stop_ingest.cancel();
+    let ingest_result = match ended_early {
+        Some(r) => r,
+        None => ingest_task.await,
+    };
+    stop_upkeep.cancel();
+    stop_api.cancel();
+    let _ = api_task.await;
+    let _ = upkeep_task.await;
+    match ingest_result {
+        Ok(Ok(())) => {
+            info!(message = "cityhub stopped.");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e).context("ingestion failed"),
+        Err(e) => Err(anyhow::anyhow!("ingestion task failed: {e}")),
+    }
+}
+
+/// Hourly: partitions ahead and retention (native partitioning only).
+async fn upkeep(config: Config, stop: CancellationToken) {
+    loop {
+        match store::Db::connect(&config.database_url).await {
+            Ok(mut db) => {
+                if let Err(e) = db
+                    .maintain_partitions(Timestamp::now(), config.storage.retention_days)
+                    .await
+                {
+                    warn!(message = "Partition upkeep failed; will retry.", error = %e);
+                }
+            }
+            Err(e) => warn!(message = "Partition upkeep cannot connect; will retry.", error = %e),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(e) => {
+                error!(message = "Cannot listen for SIGTERM.", error = %e);
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

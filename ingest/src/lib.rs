@@ -1,0 +1,241 @@
+//! Ingestion: MQTT in, PostgreSQL out, acknowledged only after commit.
+//!
+//! ```text
+//! broker --publish--> session (decode, batch) --sealed batch--> writer (COPY, commit)
+//!   ^                                                              |
+//!   +------------------ PUBACK <-- acknowledger <--- packet ids ----+--> committed (rules)
+//! ```
+//!
+//! - [`session`]: the MQTT session (QoS 1, persistent, manual acks), batching by size and age.
+//! - [`intake`]: one message -> rows and dead letters in a batch.
+//! - [`writer`]: commit with retries; a refused batch is retried message by message.
+//! - [`registry`]: topic -> device id, kept current from the database.
+//! - [`metrics`]: counters and histograms for `/metrics`.
+//!
+//! Start at [`run`]. Back-pressure: the broker sends at most its in-flight window of
+//! unacknowledged messages, and acknowledgements follow commits, so a slow database slows
+//! the broker's delivery instead of growing memory; a byte budget guards the rest.
+
+pub mod intake;
+pub mod metrics;
+pub mod registry;
+mod session;
+pub mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::{Limits, Timestamp};
+use rumqttc::{AsyncClient, MqttOptions, Publish, QoS};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use metrics::IngestMetrics;
+pub use registry::Registry;
+pub use writer::Committed;
+
+/// Where "now" comes from: the wall clock in production, a simulated clock in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub fn wall_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    /// Stable across restarts: the broker keeps the session (and queues) under this id.
+    pub client_id: String,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    pub keep_alive_secs: u64,
+    /// Topic filters; the default takes every device-to-hub channel of every tenant.
+    pub topics: Vec<String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "cityhub-ingest".into(),
+            username: None,
+            password: None,
+            keep_alive_secs: 30,
+            topics: default_topics("+"),
+        }
+    }
+}
+
+/// The device-to-hub topic filters of one tenant (or `+` for all).
+pub fn default_topics(tenant: &str) -> Vec<String> {
+    ["telemetry", "event", "status", "cmd/ack"]
+        .iter()
+        .map(|c| format!("city/{tenant}/+/+/{c}"))
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    pub mqtt: MqttConfig,
+    /// Seal a batch at this many messages...
+    pub batch_max_messages: usize,
+    /// ...or this many rows (readings plus dead letters)...
+    pub batch_max_rows: usize,
+    /// ...or when its first message is this old.
+    pub batch_max_wait_ms: u64,
+    /// Stop reading from the broker while this many payload bytes await commit.
+    pub max_buffered_bytes: usize,
+    #[serde(skip)]
+    pub limits: Limits,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            mqtt: MqttConfig::default(),
+            batch_max_messages: 10_000,
+            batch_max_rows: 20_000,
+            batch_max_wait_ms: 50,
+            max_buffered_bytes: 128 * 1024 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// What the session and the writer share.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub registry: Arc<Registry>,
+    pub metrics: IngestMetrics,
+    pub clock: Clock,
+    /// Signalled when a commit frees buffered bytes.
+    pub released: Arc<Notify>,
+}
+
+/// Runs ingestion until `shutdown` is cancelled, then stops in order: stop reading, commit
+/// what was read, acknowledge it, disconnect.
+pub async fn run(
+    config: IngestConfig,
+    database_url: String,
+    metrics: IngestMetrics,
+    clock: Clock,
+    committed: Option<mpsc::Sender<Committed>>,
+    shutdown: CancellationToken,
+) -> Result<(), IngestError> {
+    let db = store::Db::connect(&database_url).await?;
+    let (registry, newest) = Registry::load(&db).await?;
+    drop(db);
+    let background = CancellationToken::new();
+    tokio::spawn(registry.clone().keep_current(
+        database_url.clone(),
+        newest,
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        background.clone(),
+    ));
+
+    let mut options = MqttOptions::new(&config.mqtt.client_id, &config.mqtt.host, config.mqtt.port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(config.mqtt.keep_alive_secs.max(5)))
+        .set_max_packet_size(config.limits.max_payload_bytes * 4 + 1024, 64 * 1024);
+    if let Some(user) = &config.mqtt.username {
+        options.set_credentials(user, config.mqtt.password.clone().unwrap_or_default());
+    }
+    // Acks wait here while the session polls; a small channel keeps few stale acks around
+    // when a connection drops (they are dropped by session number anyway).
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+
+    let shared = Shared {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        released: Arc::new(Notify::new()),
+    };
+    let session_no = Arc::new(AtomicU64::new(0));
+    let (batch_tx, batch_rx) = mpsc::channel(2);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let writer_stop = CancellationToken::new();
+    let writer = writer::Writer {
+        url: database_url,
+        registry,
+        limits: config.limits,
+        metrics: metrics.clone(),
+        acks: ack_tx,
+        committed,
+        clock,
+        released: shared.released.clone(),
+    };
+    let writer_task = tokio::spawn(writer.run(batch_rx, writer_stop.clone()));
+    let acker_done = CancellationToken::new();
+    tokio::spawn(acknowledge(
+        client.clone(),
+        session_no.clone(),
+        ack_rx,
+        acker_done.clone(),
+    ));
+
+    let mut session = session::Session {
+        config,
+        shared,
+        client,
+        eventloop,
+        session: session_no,
+    };
+    session.run(&batch_tx, &shutdown).await;
+    info!(message = "Stopped reading; committing and acknowledging what was read.");
+    drop(batch_tx);
+    // The writer finishes its queue; if the database stays away, stop after a grace period
+    // without acknowledging (the broker redelivers).
+    let grace = tokio::time::sleep(Duration::from_secs(20));
+    let writer_stop_on_grace = writer_stop.clone();
+    tokio::spawn(async move {
+        grace.await;
+        writer_stop_on_grace.cancel();
+    });
+    session.drain(acker_done, Duration::from_secs(25)).await;
+    let _ = writer_task.await;
+    background.cancel();
+    info!(message = "Ingestion stopped.");
+    Ok(())
+}
+
+/// Sends PUBACKs for committed batches, in commit order, for the current session only.
+async fn acknowledge(
+    client: AsyncClient,
+    session: Arc<AtomicU64>,
+    mut acks: mpsc::UnboundedReceiver<(u64, Vec<u16>)>,
+    done: CancellationToken,
+) {
+    while let Some((batch_session, pkids)) = acks.recv().await {
+        if batch_session != session.load(Ordering::SeqCst) {
+            // The connection these ids belong to is gone; the broker redelivers and the
+            // store drops the duplicates.
+            continue;
+        }
+        for pkid in pkids {
+            let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
+            p.pkid = pkid;
+            if client.ack(&p).await.is_err() {
+                break;
+            }
+        }
+    }
+    done.cancel();
+}

@@ -1,0 +1,111 @@
+//! Ingestion metrics, registered into the hub's Prometheus registry. Counted per batch,
+//! labels bounded (record types, rejection codes).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordLabel {
+    pub record: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Buckets in seconds, fine enough to read p50/p99 of publish-to-commit latency.
+pub const LAG_BUCKETS: [f64; 22] = [
+    0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+    1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone)]
+pub struct IngestMetrics {
+    pub messages: Counter,
+    pub rows: Family<RecordLabel, Counter>,
+    pub duplicates: Counter,
+    pub dead_letters: Family<ReasonLabel, Counter>,
+    pub batches: Counter,
+    pub batch_seconds: Histogram,
+    pub lag_seconds: Histogram,
+    pub write_retries: Counter,
+    pub connects: Counter,
+    pub connection_errors: Counter,
+    pub buffered_bytes: Gauge,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        IngestMetrics {
+            messages: Counter::default(),
+            rows: Family::default(),
+            duplicates: Counter::default(),
+            dead_letters: Family::default(),
+            batches: Counter::default(),
+            batch_seconds: Histogram::new(LAG_BUCKETS.into_iter()),
+            lag_seconds: Histogram::new(LAG_BUCKETS.into_iter()),
+            write_retries: Counter::default(),
+            connects: Counter::default(),
+            connection_errors: Counter::default(),
+            buffered_bytes: Gauge::default(),
+        }
+    }
+}
+
+impl IngestMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("cityhub_ingest");
+        r.register("messages", "MQTT messages received", self.messages.clone());
+        r.register(
+            "rows",
+            "Reading rows committed, by record type",
+            self.rows.clone(),
+        );
+        r.register(
+            "duplicates",
+            "Redelivered readings that were already stored",
+            self.duplicates.clone(),
+        );
+        r.register(
+            "dead_letters",
+            "Messages or array elements dead-lettered, by reason",
+            self.dead_letters.clone(),
+        );
+        r.register("batches", "Batches committed", self.batches.clone());
+        r.register(
+            "batch_seconds",
+            "Time to commit one batch",
+            self.batch_seconds.clone(),
+        );
+        r.register(
+            "lag_seconds",
+            "Commit time minus the newest reading time of each message",
+            self.lag_seconds.clone(),
+        );
+        r.register(
+            "write_retries",
+            "Batch writes retried after a database failure",
+            self.write_retries.clone(),
+        );
+        r.register(
+            "mqtt_connects",
+            "MQTT sessions established",
+            self.connects.clone(),
+        );
+        r.register(
+            "mqtt_connection_errors",
+            "MQTT connection failures",
+            self.connection_errors.clone(),
+        );
+        r.register(
+            "buffered_bytes",
+            "Payload bytes received and not yet committed",
+            self.buffered_bytes.clone(),
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The device registry as ingestion sees it: topic (tenant, device) -> id and kind.
+//!
+//! Lookups borrow the topic's strings and allocate nothing. A refresher task reloads
+//! changed devices from the database: soon after a lookup misses (a device imported while
+//! the hub runs), and every `full_every` in any case.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use model::{Kind, Rejection};
+use store::{Db, RegisteredDevice};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Default)]
+pub struct Registry {
+    tenants: RwLock<HashMap<String, HashMap<String, (i32, Kind)>>>,
+    missed: AtomicBool,
+}
+
+impl Registry {
+    pub fn insert_all(&self, devices: impl IntoIterator<Item = RegisteredDevice>) -> usize {
+        let mut map = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for d in devices {
+            map.entry(d.tenant)
+                .or_default()
+                .insert(d.ext_id, (d.id, d.kind));
+            n += 1;
+        }
+        n
+    }
+
+    /// Resolves a topic's device; refusals say which part is unknown or mismatched.
+    pub fn resolve(&self, tenant: &str, device: &str, kind: Kind) -> Result<i32, Rejection> {
+        let map = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        let found = match map.get(tenant) {
+            None => Err(Rejection::UnknownTenant(tenant.to_owned())),
+            Some(devices) => match devices.get(device) {
+                None => Err(Rejection::UnknownDevice {
+                    tenant: tenant.to_owned(),
+                    device: device.to_owned(),
+                }),
+                Some(&(_, registered)) if registered != kind => Err(Rejection::KindMismatch {
+                    device: device.to_owned(),
+                    registered: registered.as_str(),
+                    topic: kind.as_str(),
+                }),
+                Some(&(id, _)) => Ok(id),
+            },
+        };
+        if found.is_err() {
+            self.missed.store(true, Ordering::Relaxed);
+        }
+        found
+    }
+
+    pub fn len(&self) -> usize {
+        let map = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Loads the whole registry, then keeps it current until `shutdown`.
+    pub async fn load(
+        db: &Db,
+    ) -> Result<(Arc<Registry>, Option<chrono::DateTime<chrono::Utc>>), store::StoreError> {
+        let registry = Arc::new(Registry::default());
+        let (devices, newest) = db.devices_changed_since(None).await?;
+        let n = registry.insert_all(devices);
+        info!(message = "Device registry loaded.", devices = n);
+        Ok((registry, newest))
+    }
+
+    pub async fn keep_current(
+        self: Arc<Self>,
+        url: String,
+        mut newest: Option<chrono::DateTime<chrono::Utc>>,
+        miss_delay: Duration,
+        full_every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut since_full = Duration::ZERO;
+        let mut db: Option<Db> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(miss_delay) => {}
+            }
+            since_full += miss_delay;
+            let missed = self.missed.swap(false, Ordering::Relaxed);
+            if !missed && since_full < full_every {
+                continue;
+            }
+            since_full = Duration::ZERO;
+            if db.is_none() {
+                db = Db::connect(&url)
+                    .await
+                    .map_err(|error| warn!(message = "Registry refresh cannot connect.", %error))
+                    .ok();
+            }
+            let Some(conn) = &db else { continue };
+            match conn.devices_changed_since(newest).await {
+                Ok((devices, n)) => {
+                    newest = n;
+                    let count = self.insert_all(devices);
+                    if count > 0 {
+                        info!(message = "Device registry updated.", devices = count);
+                    }
+                }
+                Err(error) => {
+                    warn!(message = "Registry refresh failed.", %error);
+                    db = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_and_names_what_is_unknown() {
+        let r = Registry::default();
+        r.insert_all([RegisteredDevice {
+            id: 7,
+            tenant: "x".into(),
+            ext_id: "L1".into(),
+            kind: Kind::Light,
+        }]);
+        assert_eq!(r.resolve("x", "L1", Kind::Light), Ok(7));
+        assert_eq!(
+            r.resolve("y", "L1", Kind::Light).unwrap_err().code(),
+            "unknown_tenant"
+        );
+        assert_eq!(
+            r.resolve("x", "L2", Kind::Light).unwrap_err().code(),
+            "unknown_device"
+        );
+        assert_eq!(
+            r.resolve("x", "L1", Kind::Meter).unwrap_err().code(),
+            "kind_mismatch"
+        );
+        assert!(r.missed.load(Ordering::Relaxed));
+    }
+}

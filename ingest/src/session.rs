@@ -1,0 +1,201 @@
+//! The MQTT session: receive, decode into the open batch, seal batches by size or age,
+//! and keep the connection alive while the writer works.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS, SubscribeFilter};
+use store::ReadingBatch;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::intake::take_message;
+use crate::writer::{Received, SealedBatch};
+use crate::{IngestConfig, Shared};
+
+/// The batch being filled.
+struct OpenBatch {
+    batch: ReadingBatch,
+    messages: Vec<Received>,
+    acks: Vec<u16>,
+    rows: usize,
+    deadline: Option<Instant>,
+}
+
+impl OpenBatch {
+    fn new() -> OpenBatch {
+        OpenBatch {
+            batch: ReadingBatch::default(),
+            messages: Vec::new(),
+            acks: Vec::new(),
+            rows: 0,
+            deadline: None,
+        }
+    }
+}
+
+pub(crate) struct Session {
+    pub config: IngestConfig,
+    pub shared: Shared,
+    pub client: AsyncClient,
+    pub eventloop: EventLoop,
+    /// Incremented at every CONNACK: packet ids of one session mean nothing in the next.
+    pub session: Arc<AtomicU64>,
+}
+
+impl Session {
+    /// Runs until `shutdown`, then seals the open batch and returns; the caller drains.
+    pub async fn run(&mut self, batches: &mpsc::Sender<SealedBatch>, shutdown: &CancellationToken) {
+        let mut open = OpenBatch::new();
+        let mut sealed: VecDeque<SealedBatch> = VecDeque::new();
+        let mut backoff = Duration::from_millis(200);
+        let mut retry_at: Option<Instant> = None;
+        let max_wait = Duration::from_millis(self.config.batch_max_wait_ms);
+        loop {
+            let buffered = self.shared.metrics.buffered_bytes.get() as usize;
+            let can_read = buffered < self.config.max_buffered_bytes && retry_at.is_none();
+            let far = Instant::now() + Duration::from_secs(3600);
+            // Why this select! is shaped so: the event loop must be polled for acks and
+            // pings to flow even while the writer is busy, so sending a sealed batch to the
+            // writer is a branch, not an await in the receive path. Reading stops only when
+            // the bytes held in memory reach the budget; the broker's in-flight window
+            // normally stops it long before.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                permit = batches.reserve(), if !sealed.is_empty() => {
+                    let Ok(permit) = permit else { break };
+                    if let Some(b) = sealed.pop_front() {
+                        permit.send(b);
+                    }
+                }
+                _ = tokio::time::sleep_until(open.deadline.unwrap_or(far)), if open.deadline.is_some() => {
+                    self.seal(&mut open, &mut sealed);
+                }
+                _ = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
+                    retry_at = None;
+                }
+                _ = self.shared.released.notified(), if !can_read && retry_at.is_none() => {}
+                event = self.eventloop.poll(), if can_read => match event {
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        self.take(&mut open, p, max_wait);
+                        if open.messages.len() >= self.config.batch_max_messages || open.rows >= self.config.batch_max_rows {
+                            self.seal(&mut open, &mut sealed);
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                        // Packet ids of the batch being filled belong to the old session.
+                        self.seal(&mut open, &mut sealed);
+                        let n = self.session.fetch_add(1, Ordering::SeqCst) + 1;
+                        self.shared.metrics.connects.inc();
+                        backoff = Duration::from_millis(200);
+                        info!(message = "MQTT session established.", session = n, session_present = ack.session_present);
+                        let filters = self.config.mqtt.topics.iter().map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                        if let Err(error) = self.client.try_subscribe_many(filters) {
+                            warn!(message = "Cannot queue the subscription.", %error);
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                            warn!(message = "The broker refused a subscription; check the ACL of the hub's user.", topics = ?self.config.mqtt.topics);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        self.shared.metrics.connection_errors.inc();
+                        warn!(message = "MQTT connection failed; reconnecting.", %error, retry_in_ms = backoff.as_millis() as u64);
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(15));
+                    }
+                },
+            }
+        }
+        self.seal(&mut open, &mut sealed);
+        for b in sealed {
+            if batches.send(b).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    fn take(&self, open: &mut OpenBatch, p: rumqttc::Publish, max_wait: Duration) {
+        let now = (self.shared.clock)();
+        self.shared.metrics.messages.inc();
+        self.shared
+            .metrics
+            .buffered_bytes
+            .inc_by(p.payload.len() as i64);
+        let intake = take_message(
+            &mut open.batch,
+            &self.shared.registry,
+            &self.config.limits,
+            &p.topic,
+            &p.payload,
+            now,
+        );
+        open.rows += intake.rows + intake.dead_letters;
+        if p.qos != QoS::AtMostOnce {
+            open.acks.push(p.pkid);
+        }
+        open.messages.push(Received {
+            topic: p.topic,
+            payload: p.payload,
+            received_at: now,
+            newest: intake.newest,
+        });
+        if open.deadline.is_none() {
+            open.deadline = Some(Instant::now() + max_wait);
+        }
+    }
+
+    fn seal(&self, open: &mut OpenBatch, sealed: &mut VecDeque<SealedBatch>) {
+        if open.messages.is_empty() {
+            open.deadline = None;
+            return;
+        }
+        let full = std::mem::replace(open, OpenBatch::new());
+        debug!(
+            message = "Batch sealed.",
+            messages = full.messages.len(),
+            rows = full.rows
+        );
+        sealed.push_back(SealedBatch {
+            batch: full.batch,
+            messages: full.messages,
+            acks: full.acks,
+            session: self.session.load(Ordering::SeqCst),
+        });
+    }
+
+    /// After shutdown: keep polling so the acknowledgements of the last commits reach the
+    /// broker, until the acknowledger is done (or `limit` passes), then disconnect.
+    /// Messages that arrive meanwhile are not acknowledged; the broker redelivers them.
+    pub async fn drain(&mut self, acker_done: CancellationToken, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            tokio::select! {
+                _ = acker_done.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(message = "Gave up waiting for acknowledgements to be sent; the broker will redeliver.");
+                    break;
+                }
+                event = self.eventloop.poll() => if event.is_err() { break },
+            }
+        }
+        // Flush what the acknowledger queued last, then say goodbye.
+        let _ = self.client.try_disconnect();
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            match tokio::time::timeout_at(until, self.eventloop.poll()).await {
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => {
+                    break
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}

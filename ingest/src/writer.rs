@@ -1,0 +1,198 @@
+//! The writer: commits sealed batches, retrying while the database is away, then hands
+//! the acknowledgements on. A batch the database refuses for good is written message by
+//! message so that only the offending message becomes a dead letter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use model::{Limits, RecordType, Rejection, Timestamp};
+use store::{Db, ReadingBatch, StoreError, WriteOutcome};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::intake::take_message;
+use crate::metrics::{IngestMetrics, ReasonLabel, RecordLabel};
+use crate::registry::Registry;
+
+/// A received message kept until its batch commits.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Bytes,
+    pub received_at: Timestamp,
+    pub newest: Option<Timestamp>,
+}
+
+/// A batch ready to commit, with what to acknowledge afterwards.
+pub struct SealedBatch {
+    pub batch: ReadingBatch,
+    pub messages: Vec<Received>,
+    /// Packet ids to acknowledge (QoS 1 messages only), in arrival order.
+    pub acks: Vec<u16>,
+    /// The MQTT session the packet ids belong to.
+    pub session: u64,
+}
+
+/// What a committed batch tells the rest of the hub (rules, live events).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub outcome: WriteOutcome,
+    pub messages: usize,
+}
+
+pub(crate) struct Writer {
+    pub url: String,
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+    pub metrics: IngestMetrics,
+    pub acks: mpsc::UnboundedSender<(u64, Vec<u16>)>,
+    pub committed: Option<mpsc::Sender<Committed>>,
+    pub clock: crate::Clock,
+    pub released: Arc<tokio::sync::Notify>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Writer {
+    pub async fn run(self, mut batches: mpsc::Receiver<SealedBatch>, hard_stop: CancellationToken) {
+        let mut db: Option<Db> = None;
+        while let Some(sealed) = batches.recv().await {
+            let Some(outcome) = self.commit(&mut db, &sealed, &hard_stop).await else {
+                // Stopped before the batch could commit: nothing is acknowledged, so the
+                // broker delivers these messages again to the next session.
+                warn!(
+                    message = "Stopping with an uncommitted batch; the broker will redeliver it.",
+                    messages = sealed.messages.len()
+                );
+                return;
+            };
+            self.account(&sealed, &outcome);
+            if !sealed.acks.is_empty() {
+                // The acknowledger outlives the writer; a send error means shutdown.
+                let _ = self.acks.send((sealed.session, sealed.acks));
+            }
+            if let Some(tx) = &self.committed {
+                let _ = tx
+                    .send(Committed {
+                        outcome,
+                        messages: sealed.messages.len(),
+                    })
+                    .await;
+            }
+        }
+        info!(message = "Writer drained.");
+    }
+
+    /// Commits a batch; `None` only if stopped while the database was unavailable.
+    async fn commit(
+        &self,
+        db: &mut Option<Db>,
+        sealed: &SealedBatch,
+        stop: &CancellationToken,
+    ) -> Option<WriteOutcome> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let result = match db.as_mut() {
+                Some(conn) => conn.write_batch(&sealed.batch).await,
+                None => match Db::connect(&self.url).await {
+                    Ok(conn) => db.insert(conn).write_batch(&sealed.batch).await,
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(outcome) => {
+                    self.metrics
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    return Some(outcome);
+                }
+                Err(e) if e.is_retryable() => {
+                    self.metrics.write_retries.inc();
+                    warn!(message = "Database unavailable; retrying the batch.", error = %e, retry_in_ms = backoff.as_millis() as u64);
+                    *db = None;
+                }
+                Err(e) => {
+                    error!(message = "Database refused a batch; writing its messages one by one.", error = %e);
+                    *db = None;
+                    match self.commit_one_by_one(sealed).await {
+                        Ok(outcome) => return Some(outcome),
+                        Err(e) => {
+                            self.metrics.write_retries.inc();
+                            warn!(message = "Writing messages one by one failed; retrying.", error = %e);
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn commit_one_by_one(&self, sealed: &SealedBatch) -> Result<WriteOutcome, StoreError> {
+        let mut db = Db::connect(&self.url).await?;
+        let mut total = WriteOutcome::default();
+        for m in &sealed.messages {
+            let mut single = ReadingBatch::default();
+            take_message(
+                &mut single,
+                &self.registry,
+                &self.limits,
+                &m.topic,
+                &m.payload,
+                m.received_at,
+            );
+            let outcome = match db.write_batch(&single).await {
+                Ok(o) => o,
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => {
+                    let mut dead = ReadingBatch::default();
+                    let reason = Rejection::StorageRefused(e.to_string());
+                    dead.push_dead_letter(m.received_at, &m.topic, &m.payload, &reason, None);
+                    db.write_batch(&dead).await?
+                }
+            };
+            for (sum, n) in total.inserted.iter_mut().zip(outcome.inserted) {
+                *sum += n;
+            }
+            total.duplicates += outcome.duplicates;
+            total.dead_letters += outcome.dead_letters;
+        }
+        Ok(total)
+    }
+
+    fn account(&self, sealed: &SealedBatch, outcome: &WriteOutcome) {
+        let m = &self.metrics;
+        m.batches.inc();
+        m.duplicates.inc_by(outcome.duplicates);
+        for record in RecordType::ALL {
+            let n = outcome.inserted[record.index()];
+            if n > 0 {
+                m.rows
+                    .get_or_create(&RecordLabel {
+                        record: record.name(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        for (reason, n) in sealed.batch.dead_letter_codes() {
+            m.dead_letters
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(n);
+        }
+        let now = (self.clock)();
+        for msg in &sealed.messages {
+            if let Some(ts) = msg.newest {
+                m.lag_seconds
+                    .observe((now.micros() - ts.micros()).max(0) as f64 / 1e6);
+            }
+        }
+        m.buffered_bytes.dec_by(sealed.batch.payload_bytes() as i64);
+        self.released.notify_one();
+    }
+}

@@ -1,0 +1,29 @@
+//! The domain and the device contract v1: topics, record types, payload decoding and
+//! validation. No IO happens here.
+//!
+//! - [`topic`]: `city/{tenant}/{kind}/{device}/{channel}` parsing and formatting.
+//! - [`record`]: the table-driven field schema of each record type ([`RecordType::fields`]),
+//!   and the decoded [`Row`] of [`Cell`]s that `store` writes column by column.
+//! - [`decode`]: payload bytes -> rows and [`Rejected`] elements, each with a [`Rejection`].
+//! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
+//! - [`inventory`]: devices as listed in the city's inventory.
+//!
+//! The contract for device makers is `docs/device-contract.md`; the tests in this crate
+//! are its executable form.
+
+pub mod decode;
+pub mod inventory;
+pub mod record;
+pub mod rejection;
+pub mod time;
+pub mod topic;
+
+pub use decode::{decode_payload, Decoded, Limits, Rejected};
+pub use inventory::Device;
+pub use record::{Cell, FieldSpec, FieldType, RecordType, Row};
+pub use rejection::Rejection;
+pub use time::{TimeWindow, Timestamp};
+pub use topic::{Channel, Kind, Topic};
+
+#[cfg(test)]
+mod contract_tests;

@@ -1,0 +1,153 @@
+//! A batch of decoded input on its way to one transaction: reading rows per table,
+//! dead letters, and the newest state per device.
+
+use std::collections::{BTreeSet, HashMap};
+
+use model::{Cell, RecordType, Rejection, Row, Timestamp};
+
+use crate::copy::CopyBuffer;
+
+/// Columns of `dead_letters` as written by COPY.
+pub(crate) const DEAD_LETTER_COLUMNS: &str = "received_at, topic, payload, reason, code, element";
+
+/// Everything one transaction writes.
+#[derive(Debug)]
+pub struct ReadingBatch {
+    pub(crate) readings: Vec<CopyBuffer>,
+    pub(crate) dead_letters: CopyBuffer,
+    pub(crate) latest: HashMap<i32, Latest>,
+    /// UTC days (days since the Unix epoch) the readings fall on, for partition upkeep.
+    pub(crate) days: BTreeSet<i64>,
+    dead_letter_count: usize,
+    dead_letter_codes: std::collections::BTreeMap<&'static str, u64>,
+    payload_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Latest {
+    pub telemetry: Option<(RecordType, Row)>,
+    pub status: Option<(Timestamp, bool)>,
+    pub last_seen: Option<Timestamp>,
+}
+
+impl Default for ReadingBatch {
+    fn default() -> Self {
+        ReadingBatch {
+            readings: RecordType::ALL
+                .iter()
+                .map(|r| CopyBuffer::new(r.fields().len() + 3))
+                .collect(),
+            dead_letters: CopyBuffer::new(6),
+            latest: HashMap::new(),
+            days: BTreeSet::new(),
+            dead_letter_count: 0,
+            dead_letter_codes: Default::default(),
+            payload_bytes: 0,
+        }
+    }
+}
+
+impl ReadingBatch {
+    /// Adds one accepted row of `device_id`; the newest row per device becomes its latest state.
+    pub fn push(&mut self, record: RecordType, device_id: i32, row: Row) {
+        self.readings[record.index()].reading(device_id, record.fields(), &row);
+        self.days.insert(row.ts.micros().div_euclid(86_400_000_000));
+        let latest = self.latest.entry(device_id).or_default();
+        if latest.last_seen.is_none_or(|t| row.ts > t) {
+            latest.last_seen = Some(row.ts);
+        }
+        match record {
+            RecordType::Light | RecordType::Cabinet | RecordType::Meter | RecordType::Vehicle => {
+                if latest
+                    .telemetry
+                    .as_ref()
+                    .is_none_or(|(_, r)| row.ts >= r.ts)
+                {
+                    latest.telemetry = Some((record, row));
+                }
+            }
+            RecordType::Status => {
+                let online = row.cells.first().and_then(Cell::as_str) == Some("online");
+                if latest.status.is_none_or(|(t, _)| row.ts >= t) {
+                    latest.status = Some((row.ts, online));
+                }
+            }
+            RecordType::Event | RecordType::CmdAck => {}
+        }
+    }
+
+    /// Adds a refused payload or array element.
+    pub fn push_dead_letter(
+        &mut self,
+        received_at: Timestamp,
+        topic: &str,
+        raw: &[u8],
+        reason: &Rejection,
+        element: Option<usize>,
+    ) {
+        self.dead_letter_count += 1;
+        *self.dead_letter_codes.entry(reason.code()).or_default() += 1;
+        let b = self.dead_letters.begin_row();
+        b.timestamptz(received_at)
+            .text(&topic.replace('\0', "\u{FFFD}"))
+            .bytea(raw)
+            .text(&reason.to_string().replace('\0', "\u{FFFD}"))
+            .text(reason.code());
+        match element {
+            Some(i) => b.int4(i as i32),
+            None => b.null(),
+        };
+    }
+
+    /// Accounts the bytes of a received payload (for memory bounds).
+    pub fn add_payload_bytes(&mut self, n: usize) {
+        self.payload_bytes += n;
+    }
+
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
+    pub fn reading_rows(&self) -> usize {
+        self.readings.iter().map(CopyBuffer::rows).sum()
+    }
+
+    pub fn rows_of(&self, record: RecordType) -> usize {
+        self.readings[record.index()].rows()
+    }
+
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead_letter_count
+    }
+
+    /// Dead letters per rejection code.
+    pub fn dead_letter_codes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.dead_letter_codes.iter().map(|(k, v)| (*k, *v))
+    }
+
+    pub fn encoded_bytes(&self) -> usize {
+        self.readings.iter().map(CopyBuffer::bytes).sum::<usize>() + self.dead_letters.bytes()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reading_rows() == 0 && self.dead_letter_count == 0
+    }
+}
+
+/// The latest telemetry of a device as a JSON object of its non-null fields.
+pub(crate) fn telemetry_json(record: RecordType, row: &Row) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (spec, cell) in record.fields().iter().zip(&row.cells) {
+        let v = match cell {
+            Cell::Null => continue,
+            Cell::Bool(b) => serde_json::Value::Bool(*b),
+            Cell::Num(n) => serde_json::Number::from_f64(*n)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Cell::Text(s) => serde_json::Value::String(s.clone()),
+            Cell::Uuid(u) => serde_json::Value::String(u.to_string()),
+        };
+        map.insert(spec.name.to_owned(), v);
+    }
+    serde_json::Value::Object(map)
+}

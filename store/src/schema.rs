@@ -1,0 +1,161 @@
+//! Tables, generated where they follow the contract, and migrations.
+//!
+//! The reading tables are generated from `model::RecordType::fields` so the contract and
+//! the columns cannot drift apart. Each is partitioned by time: a TimescaleDB hypertable
+//! when the extension is available, otherwise native range partitioning by day
+//! (see [`crate::partitions`]).
+
+use model::{FieldType, RecordType};
+
+/// Which time-partitioning engine the database runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoragePath {
+    TimescaleDb,
+    Partitioned,
+}
+
+impl StoragePath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoragePath::TimescaleDb => "timescaledb",
+            StoragePath::Partitioned => "partitioned",
+        }
+    }
+}
+
+/// Table of a record type.
+pub fn table(record: RecordType) -> &'static str {
+    match record {
+        RecordType::Light => "light_readings",
+        RecordType::Cabinet => "cabinet_readings",
+        RecordType::Meter => "meter_readings",
+        RecordType::Vehicle => "vehicle_readings",
+        RecordType::Event => "device_events",
+        RecordType::Status => "device_status_log",
+        RecordType::CmdAck => "command_acks",
+    }
+}
+
+/// The natural key: a redelivered message maps to the same key and adds no row.
+pub fn key_columns(record: RecordType) -> &'static str {
+    match record {
+        RecordType::Event => "device_id, ts, code",
+        RecordType::CmdAck => "device_id, ts, id",
+        _ => "device_id, ts",
+    }
+}
+
+fn column_type(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Bool => "boolean",
+        FieldType::Real(..) => "real",
+        FieldType::Double(..) => "double precision",
+        FieldType::Text(..) => "text",
+        FieldType::Uuid => "uuid",
+    }
+}
+
+/// Quoted column names in COPY order: device_id, ts, fields..., extra.
+pub fn copy_columns(record: RecordType) -> String {
+    let mut cols = vec!["device_id".to_owned(), "ts".to_owned()];
+    cols.extend(record.fields().iter().map(|f| format!("\"{}\"", f.name)));
+    cols.push("extra".to_owned());
+    cols.join(", ")
+}
+
+/// CREATE TABLE for a record type on the given path.
+pub fn reading_table_ddl(record: RecordType, path: StoragePath) -> String {
+    let name = table(record);
+    let mut cols = vec![
+        "device_id integer NOT NULL".to_owned(),
+        "ts timestamptz NOT NULL".to_owned(),
+    ];
+    for f in record.fields() {
+        let not_null = if f.required { " NOT NULL" } else { "" };
+        cols.push(format!("\"{}\" {}{not_null}", f.name, column_type(f.ty)));
+    }
+    cols.push("extra jsonb".to_owned());
+    let partition = match path {
+        StoragePath::Partitioned => " PARTITION BY RANGE (ts)",
+        StoragePath::TimescaleDb => "",
+    };
+    let mut sql = format!(
+        "CREATE TABLE {name} (\n    {}\n){partition};\nCREATE UNIQUE INDEX {name}_key ON {name} ({});\n",
+        cols.join(",\n    "),
+        key_columns(record)
+    );
+    if path == StoragePath::TimescaleDb {
+        sql.push_str(&format!(
+            "SELECT create_hypertable('{name}', 'ts', chunk_time_interval => INTERVAL '1 day');\n\
+             ALTER TABLE {name} SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'ts DESC');\n\
+             SELECT add_compression_policy('{name}', INTERVAL '7 days');\n"
+        ));
+    }
+    sql
+}
+
+/// Migrations in order. Each runs once, in a transaction, under an advisory lock.
+pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
+    let readings: String = RecordType::ALL
+        .iter()
+        .map(|r| reading_table_ddl(*r, path))
+        .collect();
+    vec![(1, "base", BASE.to_owned()), (2, "readings", readings)]
+}
+
+const BASE: &str = r#"
+CREATE TABLE settings (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+
+CREATE TABLE tenants (
+    id serial PRIMARY KEY,
+    slug text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9-]{1,32}$'),
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE devices (
+    id serial PRIMARY KEY,
+    tenant_id integer NOT NULL REFERENCES tenants (id),
+    ext_id text NOT NULL CHECK (ext_id ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    kind text NOT NULL CHECK (kind IN ('light', 'cabinet', 'meter', 'vehicle')),
+    district text,
+    cabinet text,
+    rated_power_w double precision,
+    medium text,
+    route text,
+    lon double precision NOT NULL,
+    lat double precision NOT NULL,
+    props jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, ext_id)
+);
+CREATE INDEX devices_updated_at ON devices (updated_at);
+CREATE INDEX devices_tenant_kind ON devices (tenant_id, kind);
+
+-- One row per device, updated once per committed batch with the newest values.
+CREATE TABLE device_latest (
+    device_id integer PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    telemetry_ts timestamptz,
+    telemetry jsonb,
+    status_ts timestamptz,
+    online boolean,
+    last_seen timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Everything ingestion refused, with the bytes as received.
+CREATE TABLE dead_letters (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at timestamptz NOT NULL,
+    topic text NOT NULL,
+    payload bytea NOT NULL,
+    reason text NOT NULL,
+    code text NOT NULL,
+    element integer
+);
+CREATE INDEX dead_letters_received_at ON dead_letters (received_at);
+"#;
