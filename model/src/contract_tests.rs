@@ -233,6 +233,18 @@ fn every_bad_input_class_has_a_clear_reason() {
         "wrong_type",
         "UUID",
     );
+    rejected(
+        Light,
+        br#"{"ts":1795338000000,"fault":"a\u0000b"}"#,
+        "wrong_type",
+        "NUL",
+    );
+    rejected(
+        Light,
+        br#"{"ts":1795338000000,"vendor":{"x":["\u0000"]}}"#,
+        "wrong_type",
+        "NUL",
+    );
 }
 
 #[test]

@@ -163,6 +163,15 @@ fn build_row(
         match specs.iter().position(|f| f.name == key) {
             Some(i) => cells[i] = to_cell(specs[i].name, specs[i].ty, value)?,
             None => {
+                if key.contains('\0') || has_nul(&value) {
+                    return Err(Rejection::WrongType {
+                        field: "extra",
+                        why: format!(
+                            "`{}` holds a NUL character (\\u0000), which cannot be stored",
+                            key.replace('\0', "")
+                        ),
+                    });
+                }
                 extra
                     .get_or_insert_with(Map::new)
                     .insert(key.into_owned(), value);
@@ -184,6 +193,15 @@ fn build_row(
     };
     check_window(ts, now, window)?;
     Ok(Row { ts, cells, extra })
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn parse_ts(v: Value) -> Result<Timestamp, Rejection> {
@@ -258,6 +276,10 @@ fn to_cell(field: &'static str, ty: FieldType, value: Value) -> Result<Cell, Rej
             Ok(Cell::Num(v))
         }
         FieldType::Text(max, allowed) => match value {
+            Value::String(s) if s.contains('\0') => Err(Rejection::WrongType {
+                field,
+                why: "holds a NUL character (\\u0000), which cannot be stored".into(),
+            }),
             Value::String(s) if s.len() > max => Err(Rejection::WrongType {
                 field,
                 why: format!("is {} bytes, longer than {max}", s.len()),

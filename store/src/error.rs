@@ -2,13 +2,13 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    #[error("cannot connect to PostgreSQL at {target}: {}", pg_message(source))]
     Connect {
         target: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", pg_message(source))]
     Db {
         context: &'static str,
         #[source]
@@ -67,6 +67,30 @@ impl StoreError {
                 source.code().map(|c| c.code())
             }
             _ => None,
+        }
+    }
+}
+
+/// The server's own words where there are some (`db error` alone helps nobody).
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                m.push_str(": ");
+                m.push_str(detail);
+            }
+            m
+        }
+        None => {
+            let mut m = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                m.push_str(": ");
+                m.push_str(&s.to_string());
+                source = s.source();
+            }
+            m
         }
     }
 }

@@ -1,0 +1,230 @@
+//! Nothing a device sends can break ingestion: every bad-input class is dead-lettered with
+//! a clear reason, acknowledged, and good traffic keeps flowing around it.
+
+use std::time::Duration;
+
+use model::Kind;
+use tests::db::devices;
+use tests::hub::ingest_config;
+use tests::{eventually, now_ms, unique, InProcessHub, Publisher, TestBroker, TestDb};
+
+#[tokio::test]
+async fn every_bad_input_class_is_dead_lettered_while_good_traffic_flows() {
+    let t = unique("t");
+    let db = TestDb::new().await;
+    db.import(&devices(&t, &[(Kind::Light, 3), (Kind::Meter, 1)]))
+        .await;
+    let broker = TestBroker::start();
+    let mut config = ingest_config(broker.port(), &unique("hub-"));
+    config.limits.max_payload_bytes = 2048;
+    let hub = InProcessHub::start(config, &db.url).await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let ts = now_ms();
+    let light = |d: &str| format!("city/{t}/light/{d}/telemetry");
+
+    // (topic, payload, expected reason code, fragment of the stored reason)
+    let bad: Vec<(String, Vec<u8>, &str, &str)> = vec![
+        (
+            light("L0"),
+            br#"{"ts":"#.to_vec(),
+            "invalid_json",
+            "not valid JSON",
+        ),
+        (
+            light("L0"),
+            b"\xff\xfe\x00garbage".to_vec(),
+            "invalid_json",
+            "not valid JSON",
+        ),
+        (
+            light("L0"),
+            b"42".to_vec(),
+            "not_an_object",
+            "found a number",
+        ),
+        (
+            light("L0"),
+            format!(r#"{{"ts":{ts},"on":"yes"}}"#).into_bytes(),
+            "wrong_type",
+            "field `on`: expected a boolean, got a string",
+        ),
+        (
+            light("L0"),
+            br#"{"on":true}"#.to_vec(),
+            "missing_ts",
+            "missing required field `ts`",
+        ),
+        (
+            light("L0"),
+            format!(r#"{{"ts":{}}}"#, ts + 600_000).into_bytes(),
+            "future_ts",
+            "in the future",
+        ),
+        (
+            light("L0"),
+            format!(r#"{{"ts":{}}}"#, ts - 400 * 86_400_000).into_bytes(),
+            "expired_ts",
+            "older than the retention of 365 days",
+        ),
+        (
+            light("L0"),
+            format!(r#"{{"ts":{ts},"dim":150}}"#).into_bytes(),
+            "out_of_range",
+            "field `dim`: 150 is out of range 0..100",
+        ),
+        (
+            light("L0"),
+            format!(r#"{{"ts":{ts},"fault":"x\u0000y"}}"#)
+                .replace('\0', "\\u0000")
+                .into_bytes(),
+            "wrong_type",
+            "NUL",
+        ),
+        (
+            format!("city/nowhere/light/L0/telemetry"),
+            format!(r#"{{"ts":{ts}}}"#).into_bytes(),
+            "unknown_tenant",
+            "unknown tenant `nowhere`",
+        ),
+        (
+            light("L9"),
+            format!(r#"{{"ts":{ts}}}"#).into_bytes(),
+            "unknown_device",
+            "unknown device `L9`",
+        ),
+        (
+            format!("city/{t}/meter/L0/telemetry"),
+            format!(r#"{{"ts":{ts}}}"#).into_bytes(),
+            "kind_mismatch",
+            "registered as a light, but the topic says meter",
+        ),
+        (
+            format!("city/{t}/lamp/L0/telemetry"),
+            format!(r#"{{"ts":{ts}}}"#).into_bytes(),
+            "bad_topic",
+            "kind must be one of",
+        ),
+        (
+            light("L0"),
+            format!(r#"{{"ts":{ts},"fault":"{}"}}"#, "x".repeat(3000)).into_bytes(),
+            "oversize",
+            "over the limit of 2048 bytes",
+        ),
+    ];
+    // Good traffic interleaved with the bad, from other lamps.
+    let mut good = 0;
+    for (i, (topic, payload, _, _)) in bad.iter().enumerate() {
+        p.send(topic, payload.clone()).await;
+        for d in ["L1", "L2"] {
+            p.send(
+                &light(d),
+                format!(r#"{{"ts":{},"dim":{}}}"#, ts - i as i64, i),
+            )
+            .await;
+            good += 1;
+        }
+    }
+    // A mixed array: good objects kept, each bad one dead-lettered with its position.
+    p.send(
+        &light("L0"),
+        format!(
+            r#"[{{"ts":{ts},"dim":1}},{{"dim":2}},{{"ts":{},"dim":"3"}},{{"ts":{},"dim":4}}]"#,
+            ts - 1,
+            ts - 2
+        ),
+    )
+    .await;
+    good += 2;
+    p.flush().await;
+
+    let expected_dead = bad.len() as i64 + 2;
+    eventually(
+        Duration::from_secs(10),
+        "all rows and dead letters",
+        || async {
+            let rows = db.count("SELECT count(*) FROM light_readings").await;
+            let dead = db.count("SELECT count(*) FROM dead_letters").await;
+            (rows == good && dead == expected_dead).then_some(())
+        },
+    )
+    .await;
+
+    for (topic, payload, code, fragment) in &bad {
+        let row = db
+            .client
+            .query_one("SELECT reason, payload, received_at > now() - interval '1 minute' FROM dead_letters WHERE topic = $1 AND code = $2 AND payload = $3", &[topic, code, payload])
+            .await
+            .unwrap_or_else(|e| panic!("no single dead letter {code} on {topic}: {e}"));
+        let reason: String = row.get(0);
+        assert!(
+            reason.contains(fragment),
+            "{code}: `{reason}` should contain `{fragment}`"
+        );
+        assert_eq!(
+            row.get::<_, Vec<u8>>(1),
+            *payload,
+            "raw bytes kept as received"
+        );
+        assert!(row.get::<_, bool>(2));
+    }
+    let elements: Vec<(String, i32)> = db
+        .client
+        .query(
+            "SELECT code, element FROM dead_letters WHERE element IS NOT NULL ORDER BY element",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        elements,
+        [("missing_ts".to_owned(), 1), ("wrong_type".to_owned(), 2)]
+    );
+
+    // Every message was acknowledged and counted.
+    let dead_total: u64 = model::Rejection::CODES
+        .iter()
+        .map(|reason| {
+            hub.metrics
+                .dead_letters
+                .get_or_create(&ingest::metrics::ReasonLabel { reason })
+                .get()
+        })
+        .sum();
+    assert_eq!(dead_total, expected_dead as u64);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_message_delivered_twice_leaves_one_row() {
+    let t = unique("t");
+    let db = TestDb::new().await;
+    db.import(&devices(&t, &[(Kind::Light, 1)])).await;
+    let broker = TestBroker::start();
+    let hub = InProcessHub::start(ingest_config(broker.port(), &unique("hub-")), &db.url).await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let ts = now_ms();
+    let topic = format!("city/{t}/light/L0/telemetry");
+    let msg = format!(r#"[{{"ts":{},"dim":1}},{{"ts":{ts},"dim":2}}]"#, ts - 1000);
+    // Twice in quick succession (one batch), then again after it was committed.
+    p.send(&topic, msg.clone()).await;
+    p.send(&topic, msg.clone()).await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "first rows", || async {
+        (db.count("SELECT count(*) FROM light_readings").await == 2).then_some(())
+    })
+    .await;
+    p.send(&topic, msg.clone()).await;
+    p.send(&topic, format!(r#"{{"ts":{},"dim":3}}"#, ts + 1))
+        .await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "the new reading", || async {
+        (db.count("SELECT count(*) FROM light_readings").await == 3).then_some(())
+    })
+    .await;
+    assert_eq!(hub.metrics.duplicates.get(), 4);
+    assert_eq!(db.count("SELECT count(*) FROM dead_letters").await, 0);
+    hub.stop().await;
+}

@@ -1,0 +1,161 @@
+//! The binary as an operator meets it: clear errors, secrets never shown.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tests::hub::cityhub_binary;
+use tests::TestDb;
+
+fn cityhub(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(cityhub_binary())
+        .args(args)
+        .env("CITYHUB_CONFIG", "/dev/null")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cityhub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    let (ok, _, err) = cityhub(
+        &["migrate"],
+        &[(
+            "CITYHUB_DATABASE_URL",
+            "postgres://cityhub:s3cret-pw@127.0.0.1:1/cityhub",
+        )],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot prepare the database 127.0.0.1:1/cityhub"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "the password leaked: {err}");
+}
+
+#[test]
+fn a_bad_configuration_file_names_the_file_and_the_setting() {
+    let dir = std::env::temp_dir().join(tests::unique("cfg-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cityhub.toml");
+    std::fs::write(&file, "[storage]\nretention_days = 0\n").unwrap();
+    let (ok, _, err) = cityhub(&["--config", file.to_str().unwrap(), "migrate"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("retention_days must be between 1 and 36500"),
+        "{err}"
+    );
+    std::fs::write(&file, "[ingest.mqtt]\nprot = 1883\n").unwrap();
+    let (ok, _, err) = cityhub(&["--config", file.to_str().unwrap(), "migrate"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("cityhub.toml") && err.contains("unknown field `prot`"),
+        "{err}"
+    );
+    let (ok, _, err) = cityhub(&["--mqtt-port", "0", "migrate"], &[]);
+    assert!(!ok && err.contains("ingest.mqtt.port"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_effective_configuration_hides_secrets() {
+    let (ok, out, _) = cityhub(
+        &["config"],
+        &[
+            ("CITYHUB_DATABASE_URL", "postgres://u:db-secret@h/x"),
+            ("CITYHUB_MQTT_USERNAME", "cityhub"),
+            ("CITYHUB_MQTT_PASSWORD", "mqtt-secret"),
+        ],
+    );
+    assert!(ok);
+    assert!(out.contains("username = \"cityhub\""), "{out}");
+    assert!(
+        !out.contains("db-secret") && !out.contains("mqtt-secret"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_inventory_is_refused_whole_with_the_feature_named() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(tests::unique("inv-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("city.geojson");
+    std::fs::write(
+        &file,
+        r#"{"type":"FeatureCollection","features":[
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[0,0]},"properties":{"id":"ok1","kind":"light","tenant":"x"}},
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[0,0]},"properties":{"id":"bad","kind":"lantern","tenant":"x"}}]}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = cityhub(
+        &["devices", "import", file.to_str().unwrap()],
+        &[("CITYHUB_DATABASE_URL", &db.url)],
+    );
+    assert!(!ok);
+    assert!(err.contains("feature 1: kind `lantern`"), "{err}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM devices").await,
+        0,
+        "nothing half-imported"
+    );
+
+    std::fs::write(
+        &file,
+        r#"{"type":"FeatureCollection","features":[
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[0,0]},"properties":{"id":"ok1","kind":"light","tenant":"x"}}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = cityhub(
+        &["devices", "import", file.to_str().unwrap()],
+        &[("CITYHUB_DATABASE_URL", &db.url)],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Imported 1 devices"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn serve_logs_never_show_secrets_and_stops_on_sigterm() {
+    let db = TestDb::new().await;
+    let broker = tests::TestBroker::start();
+    let url = db.url.replace("postgres@", "postgres:db-secret@");
+    let http = simulators::broker::free_port().unwrap();
+    let child = Command::new(cityhub_binary())
+        .arg("serve")
+        .env("CITYHUB_CONFIG", "/dev/null")
+        .env("CITYHUB_DATABASE_URL", &url)
+        .env("CITYHUB_MQTT_PORT", broker.port().to_string())
+        .env("CITYHUB_MQTT_USERNAME", tests::broker::HUB_USER)
+        .env("CITYHUB_MQTT_PASSWORD", tests::broker::HUB_PASSWORD)
+        .env("CITYHUB_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("CITYHUB_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tests::eventually(Duration::from_secs(20), "/health", || async {
+        tests::hub::http_get(http, "/health")
+            .ok()
+            .filter(|b| b.contains("\"status\":\"ok\""))
+            .map(|_| ())
+    })
+    .await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("cityhub stopped."), "{log}");
+    assert!(
+        !log.contains("db-secret") && !log.contains(tests::broker::HUB_PASSWORD),
+        "a secret leaked"
+    );
+}

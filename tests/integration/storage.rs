@@ -1,0 +1,123 @@
+//! Storage paths: partitions for backlog days, retention, migrations, the device registry.
+
+use std::time::Duration;
+
+use model::{decode_payload, Kind, Limits, RecordType, Timestamp};
+use store::{Db, ReadingBatch, StoragePath};
+use tests::db::{devices, timescale_mode};
+use tests::hub::ingest_config;
+use tests::{now_ms, unique, InProcessHub, Publisher, TestBroker, TestDb};
+
+fn batch_of(device_id: i32, ts_ms: &[i64]) -> ReadingBatch {
+    let mut batch = ReadingBatch::default();
+    for &ts in ts_ms {
+        let payload = format!(r#"{{"ts":{ts},"dim":5}}"#);
+        let now = Timestamp::from_unix_ms(ts).unwrap();
+        let d = decode_payload(
+            RecordType::Light,
+            payload.as_bytes(),
+            now,
+            &Limits::default(),
+        );
+        for row in d.rows {
+            batch.push(RecordType::Light, device_id, row);
+        }
+    }
+    batch
+}
+
+#[tokio::test]
+async fn a_backlog_from_weeks_ago_is_stored_and_retention_drops_old_days() {
+    let t = unique("t");
+    let db = TestDb::new().await;
+    db.import(&devices(&t, &[(Kind::Light, 1)])).await;
+    let id: i32 = db
+        .client
+        .query_one("SELECT id FROM devices", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let day = 86_400_000;
+    let now = now_ms();
+    let mut store = Db::connect(&db.url).await.unwrap();
+    let outcome = store
+        .write_batch(&batch_of(id, &[now - 20 * day, now - 3 * day, now]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted[RecordType::Light.index()], 3);
+    assert_eq!(db.count("SELECT count(*) FROM light_readings").await, 3);
+
+    match store.path() {
+        StoragePath::Partitioned => {
+            // Keep 10 days: the 20-day-old reading's partition goes, the rest stays.
+            store
+                .maintain_partitions(Timestamp::from_unix_ms(now).unwrap(), 10)
+                .await
+                .unwrap();
+            assert_eq!(db.count("SELECT count(*) FROM light_readings").await, 2);
+            // Partitions exist ahead for the coming week.
+            let ahead = db
+                .count("SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'light_readings'")
+                .await;
+            assert!(ahead >= 8, "{ahead} partitions");
+        }
+        StoragePath::TimescaleDb => {
+            let jobs = db
+                .count("SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name IN ('policy_retention', 'policy_compression') AND hypertable_name = 'light_readings'")
+                .await;
+            assert_eq!(jobs, 2, "retention and compression policies");
+        }
+    }
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_keeps_its_storage_path() {
+    let db = TestDb::new().await;
+    let first = Db::connect(&db.url).await.unwrap().path();
+    let again = Db::migrate(&db.url, timescale_mode(), 365).await.unwrap();
+    assert_eq!(again.path(), first);
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 2);
+    if first == StoragePath::Partitioned {
+        let err = Db::migrate(&db.url, store::TimescaleMode::Require, 365)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("set up for partitioned storage"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_device_imported_while_the_hub_runs_is_accepted() {
+    let t = unique("t");
+    let db = TestDb::new().await;
+    db.import(&devices(&t, &[(Kind::Light, 1)])).await;
+    let broker = TestBroker::start();
+    let hub = InProcessHub::start(ingest_config(broker.port(), &unique("hub-")), &db.url).await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let mut later = devices(&t, &[(Kind::Light, 1)]);
+    later[0].id = "NEW1".into();
+    db.import(&later).await;
+    let topic = format!("city/{t}/light/NEW1/telemetry");
+    let start = now_ms();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        p.send(&topic, format!(r#"{{"ts":{}}}"#, start + i)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if db.count("SELECT count(*) FROM light_readings").await > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new device was never accepted"
+        );
+    }
+    // Anything refused before the registry caught up is a dead letter with the reason.
+    let other = db
+        .count("SELECT count(*) FROM dead_letters WHERE code <> 'unknown_device'")
+        .await;
+    assert_eq!(other, 0);
+    hub.stop().await;
+}

@@ -1,0 +1,132 @@
+use model::Device;
+use store::{Db, TimescaleMode};
+use tokio_postgres::{Client, NoTls};
+
+/// A fresh, migrated database, dropped when the value is dropped.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    admin_url: String,
+    pub client: Client,
+}
+
+pub fn server_url() -> String {
+    std::env::var("CITYHUB_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn timescale_mode() -> TimescaleMode {
+    match std::env::var("CITYHUB_TEST_TIMESCALEDB").as_deref() {
+        Ok("require") => TimescaleMode::Require,
+        Ok("off") => TimescaleMode::Off,
+        _ => TimescaleMode::Auto,
+    }
+}
+
+/// `url` with its database name replaced.
+pub fn with_dbname(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        TestDb::on_server(&server_url()).await
+    }
+
+    pub async fn on_server(admin_url: &str) -> TestDb {
+        let name = crate::unique("cityhub_t_");
+        let (admin, conn) = tokio_postgres::connect(admin_url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin_url}: {e}"));
+        tokio::spawn(conn);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = with_dbname(admin_url, &name);
+        Db::migrate(&url, timescale_mode(), 365)
+            .await
+            .expect("migrate");
+        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        TestDb {
+            url,
+            name,
+            admin_url: admin_url.to_owned(),
+            client,
+        }
+    }
+
+    pub async fn import(&self, devices: &[Device]) {
+        let mut db = Db::connect(&self.url).await.expect("connect");
+        db.import_devices(devices).await.expect("import");
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside async context; a short-lived thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let (c, conn) = tokio_postgres::connect(&admin, NoTls).await.ok()?;
+                tokio::spawn(conn);
+                c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Devices of one tenant: `count` of each kind named `L0`.., `C0`.., `M0`.., `V0`...
+pub fn devices(tenant: &str, kinds: &[(model::Kind, usize)]) -> Vec<Device> {
+    let mut out = Vec::new();
+    for &(kind, count) in kinds {
+        let prefix = match kind {
+            model::Kind::Light => "L",
+            model::Kind::Cabinet => "C",
+            model::Kind::Meter => "M",
+            model::Kind::Vehicle => "V",
+        };
+        for i in 0..count {
+            out.push(Device {
+                tenant: tenant.into(),
+                id: format!("{prefix}{i}"),
+                kind,
+                district: Some("centre".into()),
+                cabinet: (kind == model::Kind::Light).then(|| "C0".into()),
+                rated_power_w: (kind == model::Kind::Light).then_some(70.0),
+                medium: (kind == model::Kind::Meter).then(|| "water".into()),
+                route: (kind == model::Kind::Vehicle).then(|| "28".into()),
+                lon: -9.14 + i as f64 * 1e-4,
+                lat: 38.71,
+                props: Default::default(),
+            });
+        }
+    }
+    out
+}
