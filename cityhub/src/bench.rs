@@ -230,8 +230,13 @@ async fn workload(
     )
     .await?;
     let target = before.rows + report.readings;
+    let peak_buffered = std::cell::Cell::new(0.0f64);
     let rows = wait_for(
-        || hub.metrics().map(|m| m.rows).unwrap_or(0),
+        || {
+            let m = hub.metrics().unwrap_or_default();
+            peak_buffered.set(peak_buffered.get().max(m.buffered_bytes));
+            m.rows
+        },
         Some(target),
         Duration::from_secs(120),
     )
@@ -241,6 +246,16 @@ async fn workload(
     f.hub_readings_per_s = (rows - before.rows) as f64 / elapsed;
     f.hub_msgs_per_s = (full.lag_count - before.lag_count) as f64 / elapsed;
     f.lost = report.readings as i64 - (rows - before.rows) as i64;
+    let batches = (full.batches - before.batches).max(1);
+    eprintln!(
+        "hub peak payload bytes awaiting commit while draining: {:.1} MB",
+        peak_buffered.get() / 1e6
+    );
+    eprintln!(
+        "hub batches: {batches}, {:.0} readings and {:.1} ms of commit each on average",
+        (rows - before.rows) as f64 / batches as f64,
+        (full.batch_seconds_sum - before.batch_seconds_sum) * 1000.0 / batches as f64
+    );
     eprintln!(
         "hub, full speed: {:.0} msgs/s, {:.0} readings/s ({} published, {} not committed)",
         f.hub_msgs_per_s, f.hub_readings_per_s, report.messages, f.lost
@@ -268,6 +283,14 @@ async fn workload(
         f.half_rate_msgs_per_s, f.p50_ms, f.p99_ms, f.peak_rss_mb
     );
     hub.stop();
+    // The hub's session would otherwise keep queueing the next workload's messages.
+    load::clear_session(
+        "127.0.0.1",
+        broker.port,
+        Some(("cityhub".into(), HUB_PASSWORD.into())),
+        &format!("bench-hub-{n}"),
+    )
+    .await?;
     Ok(f)
 }
 
@@ -345,6 +368,9 @@ struct Scrape {
     rows: u64,
     lag_count: u64,
     lag_buckets: Vec<(f64, u64)>,
+    batches: u64,
+    batch_seconds_sum: f64,
+    buffered_bytes: f64,
 }
 
 impl Scrape {
@@ -424,6 +450,12 @@ impl Hub {
                 s.rows += v as u64;
             } else if name == "cityhub_ingest_lag_seconds_count" {
                 s.lag_count = v as u64;
+            } else if name == "cityhub_ingest_buffered_bytes" {
+                s.buffered_bytes = v;
+            } else if name == "cityhub_ingest_batch_seconds_count" {
+                s.batches = v as u64;
+            } else if name == "cityhub_ingest_batch_seconds_sum" {
+                s.batch_seconds_sum = v;
             } else if let Some(le) = name
                 .strip_prefix("cityhub_ingest_lag_seconds_bucket{le=\"")
                 .and_then(|r| r.strip_suffix("\"}"))
@@ -492,9 +524,10 @@ async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
         .with_context(|| format!("cannot connect to {}", store::describe_target(&admin)))?;
     tokio::spawn(conn);
     client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
     Ok(with_dbname(url, name))
 }

@@ -315,8 +315,10 @@ mod tests {
 
     #[test]
     fn secrets_are_not_serialized() {
-        let mut c = Config::default();
-        c.database_url = "postgres://u:hunter2@db/x".into();
+        let mut c = Config {
+            database_url: "postgres://u:hunter2@db/x".into(),
+            ..Config::default()
+        };
         c.ingest.mqtt.password = Some("hunter3".into());
         let shown = toml::to_string(&c).unwrap();
         assert!(

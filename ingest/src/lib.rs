@@ -10,6 +10,7 @@
 //! - [`intake`]: one message -> rows and dead letters in a batch.
 //! - [`writer`]: commit with retries; a refused batch is retried message by message.
 //! - [`registry`]: topic -> device id, kept current from the database.
+//! - `latest`: the latest-state table, updated from committed batches off the ack path.
 //! - [`metrics`]: counters and histograms for `/metrics`.
 //!
 //! Start at [`run`]. Back-pressure: the broker sends at most its in-flight window of
@@ -17,6 +18,7 @@
 //! the broker's delivery instead of growing memory; a byte budget guards the rest.
 
 pub mod intake;
+mod latest;
 pub mod metrics;
 pub mod registry;
 mod session;
@@ -92,8 +94,11 @@ pub struct IngestConfig {
     pub batch_max_rows: usize,
     /// ...or when its first message is this old.
     pub batch_max_wait_ms: u64,
-    /// Stop reading from the broker while this many payload bytes await commit.
+    /// Stop reading from the broker while this many bytes (payloads and their encoded
+    /// rows) await commit. This bounds the hub's memory whatever the backlog.
     pub max_buffered_bytes: usize,
+    /// Concurrent batch writers, each with its own database connection.
+    pub writers: usize,
     #[serde(skip)]
     pub limits: Limits,
 }
@@ -105,7 +110,8 @@ impl Default for IngestConfig {
             batch_max_messages: 10_000,
             batch_max_rows: 20_000,
             batch_max_wait_ms: 50,
-            max_buffered_bytes: 128 * 1024 * 1024,
+            max_buffered_bytes: 64 * 1024 * 1024,
+            writers: 2,
             limits: Limits::default(),
         }
     }
@@ -169,20 +175,27 @@ pub async fn run(
         released: Arc::new(Notify::new()),
     };
     let session_no = Arc::new(AtomicU64::new(0));
-    let (batch_tx, batch_rx) = mpsc::channel(2);
+    let (batch_tx, batch_rx) = mpsc::channel(1);
+    let batch_rx = Arc::new(tokio::sync::Mutex::new(batch_rx));
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let (latest_tx, latest_rx) = mpsc::unbounded_channel();
+    let latest_task = tokio::spawn(latest::keep_latest(database_url.clone(), latest_rx));
     let writer_stop = CancellationToken::new();
-    let writer = writer::Writer {
+    let writer = Arc::new(writer::Writer {
         url: database_url,
         registry,
         limits: config.limits,
         metrics: metrics.clone(),
         acks: ack_tx,
         committed,
+        latest: latest_tx,
         clock,
         released: shared.released.clone(),
-    };
-    let writer_task = tokio::spawn(writer.run(batch_rx, writer_stop.clone()));
+    });
+    let writer_tasks: Vec<_> = (0..config.writers.max(1))
+        .map(|_| tokio::spawn(writer.clone().run(batch_rx.clone(), writer_stop.clone())))
+        .collect();
+    drop(writer);
     let acker_done = CancellationToken::new();
     tokio::spawn(acknowledge(
         client.clone(),
@@ -197,6 +210,7 @@ pub async fn run(
         client,
         eventloop,
         session: session_no,
+        next_seq: 0,
     };
     session.run(&batch_tx, &shutdown).await;
     info!(message = "Stopped reading; committing and acknowledging what was read.");
@@ -210,30 +224,41 @@ pub async fn run(
         writer_stop_on_grace.cancel();
     });
     session.drain(acker_done, Duration::from_secs(25)).await;
-    let _ = writer_task.await;
+    for task in writer_tasks {
+        let _ = task.await;
+    }
+    // The writers held the only senders: the updater writes what it has and ends.
+    let _ = latest_task.await;
     background.cancel();
     info!(message = "Ingestion stopped.");
     Ok(())
 }
 
-/// Sends PUBACKs for committed batches, in commit order, for the current session only.
+/// Sends PUBACKs for committed batches in the order the batches were sealed (so in the
+/// order the messages arrived, as MQTT asks), for the current session only.
 async fn acknowledge(
     client: AsyncClient,
     session: Arc<AtomicU64>,
-    mut acks: mpsc::UnboundedReceiver<(u64, Vec<u16>)>,
+    mut acks: mpsc::UnboundedReceiver<writer::BatchAcks>,
     done: CancellationToken,
 ) {
-    while let Some((batch_session, pkids)) = acks.recv().await {
-        if batch_session != session.load(Ordering::SeqCst) {
-            // The connection these ids belong to is gone; the broker redelivers and the
-            // store drops the duplicates.
-            continue;
-        }
-        for pkid in pkids {
-            let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
-            p.pkid = pkid;
-            if client.ack(&p).await.is_err() {
-                break;
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut next = 1;
+    'receive: while let Some(batch) = acks.recv().await {
+        waiting.insert(batch.seq, batch);
+        while let Some(batch) = waiting.remove(&next) {
+            next += 1;
+            if batch.session != session.load(Ordering::SeqCst) {
+                // The connection these ids belong to is gone; the broker redelivers and
+                // the store drops the duplicates.
+                continue;
+            }
+            for pkid in batch.pkids {
+                let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
+                p.pkid = pkid;
+                if client.ack(&p).await.is_err() {
+                    break 'receive;
+                }
             }
         }
     }

@@ -14,9 +14,12 @@ use store::{Db, RegisteredDevice};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// Device id and kind by device name, within one tenant.
+type TenantDevices = HashMap<String, (i32, Kind)>;
+
 #[derive(Default)]
 pub struct Registry {
-    tenants: RwLock<HashMap<String, HashMap<String, (i32, Kind)>>>,
+    tenants: RwLock<HashMap<String, TenantDevices>>,
     missed: AtomicBool,
 }
 

@@ -45,6 +45,8 @@ pub(crate) struct Session {
     pub eventloop: EventLoop,
     /// Incremented at every CONNACK: packet ids of one session mean nothing in the next.
     pub session: Arc<AtomicU64>,
+    /// Sequence number of the last sealed batch; acknowledgements follow this order.
+    pub next_seq: u64,
 }
 
 impl Session {
@@ -152,7 +154,7 @@ impl Session {
         }
     }
 
-    fn seal(&self, open: &mut OpenBatch, sealed: &mut VecDeque<SealedBatch>) {
+    fn seal(&mut self, open: &mut OpenBatch, sealed: &mut VecDeque<SealedBatch>) {
         if open.messages.is_empty() {
             open.deadline = None;
             return;
@@ -163,11 +165,17 @@ impl Session {
             messages = full.messages.len(),
             rows = full.rows
         );
+        // The encoded rows are held until commit too; the payloads were counted on arrival.
+        let encoded = full.batch.encoded_bytes();
+        self.shared.metrics.buffered_bytes.inc_by(encoded as i64);
+        self.next_seq += 1;
         sealed.push_back(SealedBatch {
+            held_bytes: full.batch.payload_bytes() + encoded,
             batch: full.batch,
             messages: full.messages,
             acks: full.acks,
             session: self.session.load(Ordering::SeqCst),
+            seq: self.next_seq,
         });
     }
 

@@ -33,6 +33,18 @@ pub struct SealedBatch {
     pub acks: Vec<u16>,
     /// The MQTT session the packet ids belong to.
     pub session: u64,
+    /// Order of sealing, starting at 1; acknowledgements are released in this order.
+    pub seq: u64,
+    /// Payload and encoded bytes held until commit (the memory budget).
+    pub held_bytes: usize,
+}
+
+/// Acknowledgements of one committed batch.
+#[derive(Debug)]
+pub struct BatchAcks {
+    pub seq: u64,
+    pub session: u64,
+    pub pkids: Vec<u16>,
 }
 
 /// What a committed batch tells the rest of the hub (rules, live events).
@@ -47,8 +59,9 @@ pub(crate) struct Writer {
     pub registry: Arc<Registry>,
     pub limits: Limits,
     pub metrics: IngestMetrics,
-    pub acks: mpsc::UnboundedSender<(u64, Vec<u16>)>,
+    pub acks: mpsc::UnboundedSender<BatchAcks>,
     pub committed: Option<mpsc::Sender<Committed>>,
+    pub latest: mpsc::UnboundedSender<store::LatestUpdates>,
     pub clock: crate::Clock,
     pub released: Arc<tokio::sync::Notify>,
 }
@@ -56,9 +69,17 @@ pub(crate) struct Writer {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Writer {
-    pub async fn run(self, mut batches: mpsc::Receiver<SealedBatch>, hard_stop: CancellationToken) {
+    /// Takes batches from the shared queue until it closes. Several writers may run, each
+    /// on its own connection, so one batch's COPY overlaps another's commit.
+    pub async fn run(
+        self: Arc<Self>,
+        batches: Arc<tokio::sync::Mutex<mpsc::Receiver<SealedBatch>>>,
+        hard_stop: CancellationToken,
+    ) {
         let mut db: Option<Db> = None;
-        while let Some(sealed) = batches.recv().await {
+        loop {
+            let next = batches.lock().await.recv().await;
+            let Some(mut sealed) = next else { break };
             let Some(outcome) = self.commit(&mut db, &sealed, &hard_stop).await else {
                 // Stopped before the batch could commit: nothing is acknowledged, so the
                 // broker delivers these messages again to the next session.
@@ -69,10 +90,14 @@ impl Writer {
                 return;
             };
             self.account(&sealed, &outcome);
-            if !sealed.acks.is_empty() {
-                // The acknowledger outlives the writer; a send error means shutdown.
-                let _ = self.acks.send((sealed.session, sealed.acks));
-            }
+            let _ = self.latest.send(sealed.batch.take_latest());
+            // Sent even when empty: the acknowledger releases batches in sealing order.
+            // It outlives the writers; a send error means shutdown.
+            let _ = self.acks.send(BatchAcks {
+                seq: sealed.seq,
+                session: sealed.session,
+                pkids: sealed.acks,
+            });
             if let Some(tx) = &self.committed {
                 let _ = tx
                     .send(Committed {
@@ -148,7 +173,10 @@ impl Writer {
                 m.received_at,
             );
             let outcome = match db.write_batch(&single).await {
-                Ok(o) => o,
+                Ok(o) => {
+                    let _ = self.latest.send(single.take_latest());
+                    o
+                }
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
                     let mut dead = ReadingBatch::default();
@@ -192,7 +220,7 @@ impl Writer {
                     .observe((now.micros() - ts.micros()).max(0) as f64 / 1e6);
             }
         }
-        m.buffered_bytes.dec_by(sealed.batch.payload_bytes() as i64);
+        m.buffered_bytes.dec_by(sealed.held_bytes as i64);
         self.released.notify_one();
     }
 }

@@ -198,13 +198,10 @@ mod tests {
             assert!(err.starts_with("feature 0:"), "{err}");
             assert!(err.contains(fragment), "{err} should mention {fragment}");
         }
-        assert_eq!(
-            parse_inventory("{}")
-                .unwrap_err()
-                .to_string()
-                .contains("GeoJSON"),
-            true
-        );
+        assert!(parse_inventory("{}")
+            .unwrap_err()
+            .to_string()
+            .contains("GeoJSON"));
         assert_eq!(
             parse_inventory(r#"{"type":"Point","coordinates":[0,0]}"#).unwrap_err(),
             InventoryError::NotACollection

@@ -99,6 +99,12 @@ pub async fn publish(config: LoadConfig, stop: CancellationToken) -> Result<Load
     })
 }
 
+/// Unacknowledged messages one connection may have outstanding.
+const WINDOW: u64 = 5_000;
+
+/// One publisher connection. Packets are encoded with rumqttc's MQTT codec and written
+/// many per system call, so the generator costs little next to the broker it measures
+/// (a client that flushes per message saturates a core long before Mosquitto does).
 async fn one_connection(
     config: LoadConfig,
     index: usize,
@@ -107,41 +113,69 @@ async fn one_connection(
     acked: Arc<AtomicU64>,
     stop: CancellationToken,
 ) -> Result<u64, LoadError> {
-    let mut options = MqttOptions::new(
-        format!("{}-{index}", config.client_prefix),
-        &config.host,
-        config.port,
-    );
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_inflight(1000)
-        .set_max_packet_size(1 << 20, 1 << 20);
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::v4::{self, Connect, Packet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let connect_err = |e: &dyn std::fmt::Display| LoadError::Connect(e.to_string());
+    let mut stream = tokio::net::TcpStream::connect((config.host.as_str(), config.port))
+        .await
+        .map_err(|e| connect_err(&e))?;
+    stream.set_nodelay(true).map_err(|e| connect_err(&e))?;
+    let mut connect = Connect::new(format!("{}-{index}", config.client_prefix));
+    connect.keep_alive = 60;
     if let Some((u, p)) = &config.credentials {
-        options.set_credentials(u, p);
+        connect.set_login(u, p);
     }
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    // Wait for the CONNACK so that a refused connection is an error, not a silent zero.
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
-            Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) => break,
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => return Err(LoadError::Connect(e.to_string())),
-            Err(_) => return Err(LoadError::Connect("no CONNACK within 10 s".into())),
+    let mut out = BytesMut::with_capacity(256 * 1024);
+    connect.write(&mut out).map_err(|e| connect_err(&e))?;
+    stream.write_all(&out).await.map_err(|e| connect_err(&e))?;
+    out.clear();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut inbuf = BytesMut::with_capacity(64 * 1024);
+    // CONNACK first, so a refused connection is an error and not a silent zero.
+    let connack = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match v4::read(&mut inbuf, 1 << 20) {
+                Ok(p) => return Ok(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                    if rd.read_buf(&mut inbuf).await.map_err(|e| connect_err(&e))? == 0 {
+                        return Err(LoadError::Connect(
+                            "the broker closed the connection".into(),
+                        ));
+                    }
+                }
+                Err(e) => return Err(connect_err(&e)),
+            }
+        }
+    })
+    .await
+    .map_err(|_| LoadError::Connect("no CONNACK within 10 s".into()))??;
+    match connack {
+        Packet::ConnAck(a) if a.code == rumqttc::ConnectReturnCode::Success => {}
+        other => {
+            return Err(LoadError::Connect(format!(
+                "the broker refused the connection: {other:?}"
+            )))
         }
     }
+
     let mine = Arc::new(AtomicU64::new(0));
-    let acks = mine.clone();
-    let poll_stop = CancellationToken::new();
-    let poll_stop2 = poll_stop.clone();
-    let poller = tokio::spawn(async move {
+    let counted = mine.clone();
+    let reader = tokio::spawn(async move {
         loop {
-            tokio::select! {
-                _ = poll_stop2.cancelled() => return eventloop,
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Incoming::PubAck(_))) => { acks.fetch_add(1, Ordering::Relaxed); }
+            loop {
+                match v4::read(&mut inbuf, 1 << 20) {
+                    Ok(Packet::PubAck(_)) => {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(_) => break,
                 }
+            }
+            match rd.read_buf(&mut inbuf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
             }
         }
     });
@@ -155,47 +189,54 @@ async fn one_connection(
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut next = 0usize;
+    let mut pkid: u16 = 0;
     let mut payload = String::with_capacity(160 * n as usize);
-    while started.elapsed() < config.duration && !stop.is_cancelled() {
-        if let Some(rate) = rate {
-            let due = (started.elapsed().as_secs_f64() * rate) as u64;
-            if sent >= due {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                continue;
-            }
+    'publish: while started.elapsed() < config.duration && !stop.is_cancelled() {
+        let due = match rate {
+            Some(r) => (started.elapsed().as_secs_f64() * r) as u64,
+            None => u64::MAX,
+        };
+        let room = WINDOW.saturating_sub(sent - mine.load(Ordering::Relaxed));
+        let burst = room.min(due.saturating_sub(sent)).min(256);
+        if burst == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let newest = now_ms.max(last_ts[next] + n);
-        last_ts[next] = newest;
-        light_payload(&mut payload, newest, n);
-        if client
-            .publish(
-                topics[next].as_str(),
-                config.qos,
-                false,
-                payload.as_bytes().to_vec(),
-            )
-            .await
-            .is_err()
-        {
+        for _ in 0..burst {
+            let newest = now_ms.max(last_ts[next] + n);
+            last_ts[next] = newest;
+            light_payload(&mut payload, newest, n);
+            pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
+            let mut p =
+                rumqttc::Publish::new(topics[next].as_str(), config.qos, payload.as_bytes());
+            p.pkid = if config.qos == QoS::AtMostOnce {
+                0
+            } else {
+                pkid
+            };
+            if p.write(&mut out).is_err() {
+                break 'publish;
+            }
+            sent += 1;
+            next = (next + 1) % devices.len();
+        }
+        if wr.write_all(&out).await.is_err() {
             break;
         }
-        sent += 1;
-        next = (next + 1) % devices.len();
+        out.clear();
     }
     // Let the broker acknowledge what is in flight.
     if config.qos != QoS::AtMostOnce {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline && mine.load(Ordering::Relaxed) < sent {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    } else {
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = client.disconnect().await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    poll_stop.cancel();
-    let _ = poller.await;
+    let _ = rumqttc::Disconnect.write(&mut out);
+    let _ = wr.write_all(&out).await;
+    let _ = wr.shutdown().await;
+    reader.abort();
     acked.fetch_add(mine.load(Ordering::Relaxed), Ordering::Relaxed);
     Ok(sent)
 }
@@ -225,6 +266,37 @@ pub fn light_payload(payload: &mut String, newest_ms: i64, n: i64) {
     }
 }
 
+/// Ends a persistent session: connecting with a clean session discards what the broker
+/// keeps (subscriptions and queued messages) for `client_id`.
+pub async fn clear_session(
+    host: &str,
+    port: u16,
+    credentials: Option<(String, String)>,
+    client_id: &str,
+) -> Result<(), LoadError> {
+    let mut options = MqttOptions::new(client_id, host, port);
+    options.set_clean_session(true);
+    if let Some((u, p)) = credentials {
+        options.set_credentials(u, p);
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(LoadError::Connect(e.to_string())),
+            Err(_) => return Err(LoadError::Connect("no CONNACK within 10 s".into())),
+        }
+    }
+    let _ = client.disconnect().await;
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await {
+        if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Who counts, and what.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
@@ -235,42 +307,73 @@ pub struct Subscriber {
     pub filter: String,
 }
 
-/// Counts messages on `filter` at QoS 1 (acknowledged on receipt), for measuring what the
-/// broker alone can deliver.
+/// Counts messages on `filter` at QoS 1, acknowledging each as it is read, with as little
+/// work per message as a client can do: packets are parsed with rumqttc's codec and the
+/// PUBACKs of one read go out in one write. What it measures is the broker's pipe.
 pub async fn count_messages(
     sub: Subscriber,
     counter: Arc<AtomicU64>,
     ready: tokio::sync::oneshot::Sender<()>,
     stop: CancellationToken,
 ) -> Result<(), LoadError> {
-    let Subscriber {
-        host,
-        port,
-        credentials,
-        client_id,
-        filter,
-    } = sub;
-    let mut options = MqttOptions::new(client_id, host, port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 20, 1 << 20);
-    if let Some((u, p)) = credentials {
-        options.set_credentials(u, p);
-    }
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    client
-        .subscribe(filter, QoS::AtLeastOnce)
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::v4::{self, Connect, Packet, PubAck, Subscribe};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let err = |e: &dyn std::fmt::Display| LoadError::Connect(e.to_string());
+    let mut stream = tokio::net::TcpStream::connect((sub.host.as_str(), sub.port))
         .await
-        .map_err(|e| LoadError::Connect(e.to_string()))?;
+        .map_err(|e| err(&e))?;
+    stream.set_nodelay(true).map_err(|e| err(&e))?;
+    let mut connect = Connect::new(sub.client_id.clone());
+    connect.keep_alive = 60;
+    if let Some((u, p)) = &sub.credentials {
+        connect.set_login(u, p);
+    }
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    connect.write(&mut out).map_err(|e| err(&e))?;
+    let mut subscribe = Subscribe::new(sub.filter.as_str(), QoS::AtLeastOnce);
+    subscribe.pkid = 1;
+    subscribe.write(&mut out).map_err(|e| err(&e))?;
+    stream.write_all(&out).await.map_err(|e| err(&e))?;
+    out.clear();
+    let mut inbuf = BytesMut::with_capacity(1 << 20);
     let mut ready = Some(ready);
     loop {
+        loop {
+            match v4::read(&mut inbuf, 1 << 20) {
+                Ok(Packet::Publish(p)) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if p.qos != QoS::AtMostOnce {
+                        let _ = PubAck::new(p.pkid).write(&mut out);
+                    }
+                }
+                Ok(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Packet::ConnAck(a)) if a.code != rumqttc::ConnectReturnCode::Success => {
+                    return Err(LoadError::Connect(format!(
+                        "the broker refused the subscriber: {:?}",
+                        a.code
+                    )));
+                }
+                Ok(_) => {}
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => break,
+                Err(e) => return Err(err(&e)),
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(|e| err(&e))?;
+            out.clear();
+        }
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            ev = eventloop.poll() => match ev {
-                Ok(Event::Incoming(Incoming::Publish(_))) => { counter.fetch_add(1, Ordering::Relaxed); }
-                Ok(Event::Incoming(Incoming::SubAck(_))) => { if let Some(r) = ready.take() { let _ = r.send(()); } }
+            n = stream.read_buf(&mut inbuf) => match n {
+                Ok(0) => return Err(LoadError::Connect("the broker closed the connection".into())),
                 Ok(_) => {}
-                Err(e) => return Err(LoadError::Connect(e.to_string())),
+                Err(e) => return Err(err(&e)),
             }
         }
     }

@@ -15,7 +15,7 @@ pub(crate) const DEAD_LETTER_COLUMNS: &str = "received_at, topic, payload, reaso
 pub struct ReadingBatch {
     pub(crate) readings: Vec<CopyBuffer>,
     pub(crate) dead_letters: CopyBuffer,
-    pub(crate) latest: HashMap<i32, Latest>,
+    pub(crate) latest: LatestUpdates,
     /// UTC days (days since the Unix epoch) the readings fall on, for partition upkeep.
     pub(crate) days: BTreeSet<i64>,
     dead_letter_count: usize,
@@ -23,11 +23,43 @@ pub struct ReadingBatch {
     payload_bytes: usize,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Latest {
+/// The newest state per device id, as collected from committed rows.
+pub type LatestUpdates = HashMap<i32, LatestState>;
+
+/// The newest telemetry, status and activity of one device.
+#[derive(Debug, Default, Clone)]
+pub struct LatestState {
     pub telemetry: Option<(RecordType, Row)>,
     pub status: Option<(Timestamp, bool)>,
     pub last_seen: Option<Timestamp>,
+}
+
+impl LatestState {
+    /// Keeps the newer of each part.
+    pub fn merge(&mut self, other: LatestState) {
+        if let Some(seen) = other.last_seen {
+            if self.last_seen.is_none_or(|t| seen > t) {
+                self.last_seen = Some(seen);
+            }
+        }
+        if let Some((record, row)) = other.telemetry {
+            if self.telemetry.as_ref().is_none_or(|(_, r)| row.ts >= r.ts) {
+                self.telemetry = Some((record, row));
+            }
+        }
+        if let Some((ts, online)) = other.status {
+            if self.status.is_none_or(|(t, _)| ts >= t) {
+                self.status = Some((ts, online));
+            }
+        }
+    }
+}
+
+/// Merges `from` into `into`, newest wins per device and part.
+pub fn merge_latest(into: &mut LatestUpdates, from: LatestUpdates) {
+    for (id, state) in from {
+        into.entry(id).or_default().merge(state);
+    }
 }
 
 impl Default for ReadingBatch {
@@ -52,28 +84,21 @@ impl ReadingBatch {
     pub fn push(&mut self, record: RecordType, device_id: i32, row: Row) {
         self.readings[record.index()].reading(device_id, record.fields(), &row);
         self.days.insert(row.ts.micros().div_euclid(86_400_000_000));
-        let latest = self.latest.entry(device_id).or_default();
-        if latest.last_seen.is_none_or(|t| row.ts > t) {
-            latest.last_seen = Some(row.ts);
-        }
+        let mut state = LatestState {
+            last_seen: Some(row.ts),
+            ..LatestState::default()
+        };
         match record {
             RecordType::Light | RecordType::Cabinet | RecordType::Meter | RecordType::Vehicle => {
-                if latest
-                    .telemetry
-                    .as_ref()
-                    .is_none_or(|(_, r)| row.ts >= r.ts)
-                {
-                    latest.telemetry = Some((record, row));
-                }
+                state.telemetry = Some((record, row));
             }
             RecordType::Status => {
                 let online = row.cells.first().and_then(Cell::as_str) == Some("online");
-                if latest.status.is_none_or(|(t, _)| row.ts >= t) {
-                    latest.status = Some((row.ts, online));
-                }
+                state.status = Some((row.ts, online));
             }
             RecordType::Event | RecordType::CmdAck => {}
         }
+        self.latest.entry(device_id).or_default().merge(state);
     }
 
     /// Adds a refused payload or array element.
@@ -127,6 +152,12 @@ impl ReadingBatch {
 
     pub fn encoded_bytes(&self) -> usize {
         self.readings.iter().map(CopyBuffer::bytes).sum::<usize>() + self.dead_letters.bytes()
+    }
+
+    /// The newest state per device in this batch, taken out (once committed, it goes to
+    /// the latest-state table on its own schedule).
+    pub fn take_latest(&mut self) -> LatestUpdates {
+        std::mem::take(&mut self.latest)
     }
 
     pub fn is_empty(&self) -> bool {

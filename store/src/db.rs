@@ -8,7 +8,7 @@ use model::{RecordType, Timestamp};
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 use tracing::{debug, info, warn};
 
-use crate::batch::{telemetry_json, ReadingBatch, DEAD_LETTER_COLUMNS};
+use crate::batch::{telemetry_json, LatestUpdates, ReadingBatch, DEAD_LETTER_COLUMNS};
 use crate::copy::CopyBuffer;
 use crate::partitions;
 use crate::schema::{self, StoragePath};
@@ -394,7 +394,6 @@ impl Db {
             )
             .await?;
         }
-        upsert_latest(&tx, batch).await?;
         tx.commit()
             .await
             .map_err(StoreError::db("committing a batch"))?;
@@ -477,14 +476,19 @@ async fn copy_in(
         .map_err(StoreError::db("finishing COPY"))
 }
 
-async fn upsert_latest(
-    tx: &tokio_postgres::Transaction<'_>,
-    batch: &ReadingBatch,
-) -> Result<(), StoreError> {
-    if batch.latest.is_empty() {
+impl Db {
+    /// Writes the newest state of each device, in one statement. A value older than what
+    /// is stored never replaces it, so updates may arrive in any order.
+    pub async fn upsert_latest(&self, latest: &LatestUpdates) -> Result<(), StoreError> {
+        upsert_latest(&self.client, latest).await
+    }
+}
+
+async fn upsert_latest(tx: &Client, latest: &LatestUpdates) -> Result<(), StoreError> {
+    if latest.is_empty() {
         return Ok(());
     }
-    let mut ids: Vec<i32> = batch.latest.keys().copied().collect();
+    let mut ids: Vec<i32> = latest.keys().copied().collect();
     // A fixed order keeps concurrent writers from deadlocking on the same rows.
     ids.sort_unstable();
     let n = ids.len();
@@ -496,7 +500,7 @@ async fn upsert_latest(
         Vec::with_capacity(n),
     );
     for id in &ids {
-        let l = &batch.latest[id];
+        let l = &latest[id];
         tel_ts.push(l.telemetry.as_ref().map(|(_, r)| r.ts.to_datetime()));
         tel.push(l.telemetry.as_ref().map(|(rec, r)| telemetry_json(*rec, r)));
         st_ts.push(l.status.map(|(t, _)| t.to_datetime()));

@@ -18,7 +18,7 @@ mod error;
 mod partitions;
 pub mod schema;
 
-pub use batch::ReadingBatch;
+pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;

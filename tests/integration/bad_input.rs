@@ -81,7 +81,7 @@ async fn every_bad_input_class_is_dead_lettered_while_good_traffic_flows() {
             "NUL",
         ),
         (
-            format!("city/nowhere/light/L0/telemetry"),
+            "city/nowhere/light/L0/telemetry".to_owned(),
             format!(r#"{{"ts":{ts}}}"#).into_bytes(),
             "unknown_tenant",
             "unknown tenant `nowhere`",

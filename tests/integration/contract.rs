@@ -91,7 +91,7 @@ async fn every_kind_single_and_array_lands_in_its_table() {
     let r = db.client.query_one(
         r#"SELECT r."on", r.dim, r.power_w, r.voltage_v, r.pf, r.energy_wh, r.fault, r.extra->'vendor'->>'fw', (extract(epoch FROM r.ts) * 1000)::bigint
            FROM light_readings r JOIN devices d ON d.id = r.device_id WHERE d.ext_id = 'L0'"#, &[]).await.unwrap();
-    assert_eq!(r.get::<_, bool>(0), true);
+    assert!(r.get::<_, bool>(0));
     assert_eq!(r.get::<_, f32>(1), 60.0);
     assert_eq!(r.get::<_, f64>(2), 41.5);
     assert_eq!(r.get::<_, f64>(3), 229.5);
@@ -162,16 +162,25 @@ async fn every_kind_single_and_array_lands_in_its_table() {
         ("rejected".into(), "dim not supported".into())
     );
 
-    // Latest state: the newest reading of the array, the status from the last will.
-    let r = db.client.query_one(
-        "SELECT l.telemetry, (extract(epoch FROM l.telemetry_ts) * 1000)::bigint FROM device_latest l JOIN devices d ON d.id = l.device_id WHERE d.ext_id = 'L1'", &[]).await.unwrap();
-    assert_eq!(
-        r.get::<_, serde_json::Value>(0),
-        serde_json::json!({"on": true, "dim": 100.0})
-    );
-    assert_eq!(r.get::<_, i64>(1), ts);
-    let online: Option<bool> = db.client.query_one(
-        "SELECT l.online FROM device_latest l JOIN devices d ON d.id = l.device_id WHERE d.ext_id = 'L2'", &[]).await.unwrap().get(0);
+    // Latest state: the newest reading of the array, the status from the last will. It is
+    // written after the commit that acknowledges the readings, so it may trail a moment.
+    let latest = "SELECT l.telemetry, (extract(epoch FROM l.telemetry_ts) * 1000)::bigint FROM device_latest l
+                  JOIN devices d ON d.id = l.device_id WHERE d.ext_id = 'L1'";
+    let (telemetry, at) = eventually(Duration::from_secs(10), "L1's latest state", || async {
+        let r = db.client.query_opt(latest, &[]).await.unwrap()?;
+        Some((r.get::<_, serde_json::Value>(0), r.get::<_, i64>(1)))
+    })
+    .await;
+    assert_eq!(telemetry, serde_json::json!({"on": true, "dim": 100.0}));
+    assert_eq!(at, ts);
+    let online = eventually(Duration::from_secs(10), "L2's status", || async {
+        db.client
+            .query_opt("SELECT l.online FROM device_latest l JOIN devices d ON d.id = l.device_id WHERE d.ext_id = 'L2'", &[])
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, Option<bool>>(0))
+    })
+    .await;
     assert_eq!(online, Some(false));
     c.hub.stop().await;
 }
@@ -189,6 +198,15 @@ async fn an_older_reading_does_not_overwrite_the_latest_state() {
     .await;
     p.flush().await;
     wait_rows(&c.db, "SELECT count(*) FROM light_readings", 1).await;
+    let first_update: chrono::DateTime<chrono::Utc> =
+        eventually(Duration::from_secs(10), "the latest state", || async {
+            c.db.client
+                .query_opt("SELECT updated_at FROM device_latest", &[])
+                .await
+                .unwrap()
+                .map(|r| r.get(0))
+        })
+        .await;
     // A backlog arrives late, after the fresh reading was committed.
     p.send(
         &format!("city/{t}/light/L0/telemetry"),
@@ -201,6 +219,21 @@ async fn an_older_reading_does_not_overwrite_the_latest_state() {
     .await;
     p.flush().await;
     wait_rows(&c.db, "SELECT count(*) FROM light_readings", 3).await;
+    // Once the updater has had its round for the backlog, the older values must not have won.
+    eventually(
+        Duration::from_secs(10),
+        "the backlog's latest-state round",
+        || async {
+            let at: chrono::DateTime<chrono::Utc> =
+                c.db.client
+                    .query_one("SELECT updated_at FROM device_latest", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+            (at > first_update).then_some(())
+        },
+    )
+    .await;
     let dim: serde_json::Value =
         c.db.client
             .query_one("SELECT telemetry->'dim' FROM device_latest", &[])

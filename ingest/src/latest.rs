@@ -1,0 +1,58 @@
+//! The latest-state table, kept off the acknowledgement path.
+//!
+//! The newest state of each device is derived from committed readings, so it need not
+//! delay the commit that acknowledges them. Committed batches hand their newest state per
+//! device here; one task merges what arrives while it writes and upserts the merged set
+//! in one statement per round. Under load the rounds grow (one row per device however
+//! many readings it sent meanwhile), so the table keeps up with any ingest rate.
+
+use std::time::Duration;
+
+use store::{merge_latest, Db, LatestUpdates};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+pub(crate) async fn keep_latest(url: String, mut updates: mpsc::UnboundedReceiver<LatestUpdates>) {
+    let mut pending = LatestUpdates::new();
+    let mut db: Option<Db> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if pending.is_empty() {
+            match updates.recv().await {
+                Some(u) => pending = u,
+                None => break,
+            }
+        }
+        // Take everything that arrived meanwhile.
+        while let Ok(u) = updates.try_recv() {
+            merge_latest(&mut pending, u);
+        }
+        let result = match &db {
+            Some(conn) => conn.upsert_latest(&pending).await,
+            None => match Db::connect(&url).await {
+                Ok(conn) => db.insert(conn).upsert_latest(&pending).await,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                pending.clear();
+                backoff = Duration::from_millis(100);
+            }
+            Err(error) => {
+                warn!(message = "Cannot update the latest state; will retry.", %error, devices = pending.len());
+                db = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        if let Ok(conn) = Db::connect(&url).await {
+            if let Err(error) = conn.upsert_latest(&pending).await {
+                warn!(message = "Latest state not updated at shutdown.", %error, devices = pending.len());
+            }
+        }
+    }
+    info!(message = "Latest-state updates stopped.");
+}
