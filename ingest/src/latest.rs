@@ -3,8 +3,9 @@
 //! The newest state of each device is derived from committed readings, so it need not
 //! delay the commit that acknowledges them. Committed batches hand their newest state per
 //! device here; one task merges what arrives while it writes and upserts the merged set
-//! in one statement per round. Under load the rounds grow (one row per device however
-//! many readings it sent meanwhile), so the table keeps up with any ingest rate.
+//! in one statement per round, at most one round per `min_interval`. Under load the rounds
+//! grow (one row per device however many readings it sent meanwhile), so the table keeps
+//! up with any ingest rate and costs the database at most one row per device per interval.
 
 use std::time::Duration;
 
@@ -12,10 +13,15 @@ use store::{merge_latest, Db, LatestUpdates};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-pub(crate) async fn keep_latest(url: String, mut updates: mpsc::UnboundedReceiver<LatestUpdates>) {
+pub(crate) async fn keep_latest(
+    url: String,
+    mut updates: mpsc::UnboundedReceiver<LatestUpdates>,
+    min_interval: Duration,
+) {
     let mut pending = LatestUpdates::new();
     let mut db: Option<Db> = None;
     let mut backoff = Duration::from_millis(100);
+    let mut last_round = tokio::time::Instant::now() - min_interval;
     loop {
         if pending.is_empty() {
             match updates.recv().await {
@@ -23,6 +29,18 @@ pub(crate) async fn keep_latest(url: String, mut updates: mpsc::UnboundedReceive
                 None => break,
             }
         }
+        // Collect until the interval since the last round has passed (or the hub stops).
+        let due = last_round + min_interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => break,
+                u = updates.recv() => match u {
+                    Some(u) => merge_latest(&mut pending, u),
+                    None => break,
+                },
+            }
+        }
+        last_round = tokio::time::Instant::now();
         // Take everything that arrived meanwhile.
         while let Ok(u) = updates.try_recv() {
             merge_latest(&mut pending, u);

@@ -99,6 +99,8 @@ pub struct IngestConfig {
     pub max_buffered_bytes: usize,
     /// Concurrent batch writers, each with its own database connection.
     pub writers: usize,
+    /// The latest-state table is written at most this often.
+    pub latest_interval_ms: u64,
     #[serde(skip)]
     pub limits: Limits,
 }
@@ -112,6 +114,7 @@ impl Default for IngestConfig {
             batch_max_wait_ms: 50,
             max_buffered_bytes: 64 * 1024 * 1024,
             writers: 2,
+            latest_interval_ms: 1000,
             limits: Limits::default(),
         }
     }
@@ -179,7 +182,11 @@ pub async fn run(
     let batch_rx = Arc::new(tokio::sync::Mutex::new(batch_rx));
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let (latest_tx, latest_rx) = mpsc::unbounded_channel();
-    let latest_task = tokio::spawn(latest::keep_latest(database_url.clone(), latest_rx));
+    let latest_task = tokio::spawn(latest::keep_latest(
+        database_url.clone(),
+        latest_rx,
+        Duration::from_millis(config.latest_interval_ms),
+    ));
     let writer_stop = CancellationToken::new();
     let writer = Arc::new(writer::Writer {
         url: database_url,

@@ -96,10 +96,17 @@ impl Session {
                         self.shared.metrics.connects.inc();
                         backoff = Duration::from_millis(200);
                         info!(message = "MQTT session established.", session = n, session_present = ack.session_present);
-                        let filters = self.config.mqtt.topics.iter().map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-                        if let Err(error) = self.client.try_subscribe_many(filters) {
-                            warn!(message = "Cannot queue the subscription.", %error);
-                        }
+                        // Subscribing goes through the same request queue as the acks; a
+                        // task waits for room instead of failing when the queue is full.
+                        let filters: Vec<_> = self.config.mqtt.topics.iter()
+                            .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
+                            .collect();
+                        let client = self.client.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = client.subscribe_many(filters).await {
+                                warn!(message = "Cannot subscribe; the session is closing.", %error);
+                            }
+                        });
                     }
                     Ok(Event::Incoming(Incoming::SubAck(ack))) => {
                         if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {

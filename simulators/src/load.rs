@@ -28,6 +28,8 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     pub connections: usize,
     pub client_prefix: String,
+    /// Stop after this many messages over all connections (the duration still applies).
+    pub max_messages: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,8 +70,10 @@ pub async fn publish(config: LoadConfig, stop: CancellationToken) -> Result<Load
         if devices.is_empty() {
             continue;
         }
+        let mut mine = config.clone();
+        mine.max_messages = config.max_messages.map(|m| m / connections as u64);
         tasks.push(tokio::spawn(one_connection(
-            config.clone(),
+            mine,
             c,
             devices,
             config.rate.map(|r| r / connections as f64),
@@ -196,8 +200,12 @@ async fn one_connection(
             Some(r) => (started.elapsed().as_secs_f64() * r) as u64,
             None => u64::MAX,
         };
+        let cap = config.max_messages.unwrap_or(u64::MAX);
+        if sent >= cap {
+            break;
+        }
         let room = WINDOW.saturating_sub(sent - mine.load(Ordering::Relaxed));
-        let burst = room.min(due.saturating_sub(sent)).min(256);
+        let burst = room.min(due.saturating_sub(sent)).min(256).min(cap - sent);
         if burst == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;

@@ -101,11 +101,17 @@ impl PrivatePostgres {
     }
 
     fn ctl(&self, args: &[&str]) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on",
             self.port,
             self.dir.display()
         );
+        // When the suite runs on the TimescaleDB path, so does this cluster.
+        if crate::db::timescale_mode() == store::TimescaleMode::Require {
+            options.push_str(
+                " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off",
+            );
+        }
         let data = self.data().display().to_string();
         let log = self.dir.join("server.log").display().to_string();
         let mut all = vec!["-D", &data, "-l", &log, "-o", &options];

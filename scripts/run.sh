@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs cityhub on this machine: installs and starts PostgreSQL and Mosquitto where
+# missing, starts a broker with the shipped configuration (deploy/mosquitto) on
+# 127.0.0.1:${CITYHUB_BROKER_PORT:-18830}, migrates, loads the demo inventory and serves
+# the API on http://127.0.0.1:8080 until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+port="${CITYHUB_BROKER_PORT:-18830}"
+var="$PWD/var"
+mkdir -p "$var/broker"
+cargo build --release --quiet -p cityhub
+bin="$PWD/target/release/cityhub"
+
+# Credentials, made once and kept in var/broker/credentials.env.
+creds="$var/broker/credentials.env"
+if [ ! -f "$creds" ]; then
+  umask 077
+  cat > "$creds" <<CREDS
+HUB_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+DEVICE_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+CREDS
+fi
+source "$creds"
+: > "$var/broker/passwd"
+mosquitto_passwd -b "$var/broker/passwd" cityhub "$HUB_PASSWORD"
+mosquitto_passwd -b "$var/broker/passwd" demo/light/L-0001 "$DEVICE_PASSWORD"
+cp deploy/mosquitto/acl "$var/broker/acl"
+# The shipped configuration with this machine's port and paths.
+sed -e "s|^listener .*|listener $port 127.0.0.1|" \
+    -e "s|^password_file .*|password_file $var/broker/passwd|" \
+    -e "s|^acl_file .*|acl_file $var/broker/acl|" \
+    -e "s|^persistence_location .*|persistence_location $var/broker/|" \
+    deploy/mosquitto/mosquitto.conf > "$var/broker/mosquitto.conf"
+echo "user $(id -un)" >> "$var/broker/mosquitto.conf"
+mosquitto -c "$var/broker/mosquitto.conf" 2>>"$var/broker/mosquitto.log" &
+broker=$!
+trap 'kill $broker 2>/dev/null || true' EXIT
+
+export CITYHUB_DATABASE_URL="${CITYHUB_DATABASE_URL:-${CITYHUB_PG_SERVER_URL%/*}/cityhub}"
+psql "$CITYHUB_PG_SERVER_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'cityhub'" | grep -q 1 \
+  || psql "$CITYHUB_PG_SERVER_URL" -qc "CREATE DATABASE cityhub"
+export CITYHUB_MQTT_PORT="$port" CITYHUB_MQTT_USERNAME=cityhub CITYHUB_MQTT_PASSWORD="$HUB_PASSWORD"
+"$bin" devices import deploy/demo/inventory.geojson
+
+cat <<HELP
+
+cityhub is starting: API on http://127.0.0.1:8080 (/health, /metrics), broker on 127.0.0.1:$port.
+Publish a reading as the demo lamp:
+  mosquitto_pub -p $port -u demo/light/L-0001 -P '$DEVICE_PASSWORD' -q 1 \\
+    -t city/demo/light/L-0001/telemetry -m "{\"ts\":\$(date +%s%3N),\"on\":true,\"dim\":80,\"power_w\":56}"
+then: psql "$CITYHUB_DATABASE_URL" -c 'SELECT * FROM light_readings'
+
+HELP
+"$bin" serve
