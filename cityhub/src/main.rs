@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// The simulated city
+    Simulate {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    },
     /// Measure throughput and latency on this machine
     Bench {
         #[command(subcommand)]
@@ -45,6 +50,31 @@ enum Command {
     },
     /// Print the effective configuration (secrets left out)
     Config,
+}
+
+#[derive(Subcommand)]
+enum SimulateCommand {
+    /// Generate a city: DIR/inventory.geojson (for `devices import`) and DIR/map.geojson
+    City(CityArgs),
+}
+
+#[derive(clap::Args)]
+struct CityArgs {
+    /// Same seed, same city
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The municipality's slug
+    #[arg(long, default_value = "simcity")]
+    tenant: String,
+    #[arg(long, default_value_t = 2_000)]
+    lamps: usize,
+    #[arg(long, default_value_t = 1_000)]
+    meters: usize,
+    #[arg(long, default_value_t = 20)]
+    vehicles: usize,
+    /// Output directory
+    #[arg(long, default_value = "city")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +136,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 outcome.devices_written,
                 file.display(),
                 outcome.tenants_created
+            );
+            Ok(())
+        }
+        Command::Simulate {
+            command: SimulateCommand::City(args),
+        } => {
+            if !model::topic::valid_tenant(&args.tenant) {
+                anyhow::bail!(
+                    "--tenant `{}` must be 1-32 characters of a-z, 0-9 and -",
+                    args.tenant
+                );
+            }
+            if args.lamps > 1_000_000 || args.meters > 1_000_000 || args.vehicles > 100_000 {
+                anyhow::bail!("at most 1,000,000 lamps, 1,000,000 meters and 100,000 vehicles");
+            }
+            let city = simulators::city::City::generate(&simulators::city::CitySpec {
+                seed: args.seed,
+                tenant: args.tenant,
+                lamps: args.lamps,
+                meters: args.meters,
+                vehicles: args.vehicles,
+                ..Default::default()
+            });
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("cannot create {}", args.out.display()))?;
+            let inventory = args.out.join("inventory.geojson");
+            let map = args.out.join("map.geojson");
+            std::fs::write(&inventory, city.inventory_geojson())
+                .with_context(|| format!("cannot write {}", inventory.display()))?;
+            std::fs::write(&map, city.map_geojson())
+                .with_context(|| format!("cannot write {}", map.display()))?;
+            println!(
+                "City `{}` (seed {}): {} districts, {} cabinets, {} lamps, {} meters, {} routes, {} vehicles -> {}, {}",
+                city.spec.tenant,
+                city.spec.seed,
+                city.districts.len(),
+                city.cabinets.len(),
+                city.lamps.len(),
+                city.meters.len(),
+                city.routes.len(),
+                city.vehicles.len(),
+                inventory.display(),
+                map.display()
             );
             Ok(())
         }

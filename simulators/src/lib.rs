@@ -1,8 +1,11 @@
-//! Simulators: load generation for benchmarks and a private broker for tests; the city
-//! generator, device fleets and fault scenarios grow here.
+//! Simulators: the generated city, load generation for benchmarks, and a private broker
+//! for tests; device fleets and fault scenarios grow here.
 //!
+//! - [`city`]: the city generator (districts, streets, cabinets, lamps, meters, bus routes,
+//!   vehicles), deterministic from a seed; writes the inventory and the base map.
 //! - [`load`]: publishes readings at full speed or a target rate, QoS 0 or 1.
 //! - [`broker`]: a private Mosquitto with the shipped configuration on a free port.
 
 pub mod broker;
+pub mod city;
 pub mod load;

@@ -159,3 +159,59 @@ async fn serve_logs_never_show_secrets_and_stops_on_sigterm() {
         "a secret leaked"
     );
 }
+
+#[tokio::test]
+async fn a_generated_city_imports_whole() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(tests::unique("city-"));
+    let out = dir.to_str().unwrap();
+    let (ok, stdout, err) = cityhub(
+        &[
+            "simulate",
+            "city",
+            "--seed",
+            "4",
+            "--tenant",
+            "gen",
+            "--lamps",
+            "500",
+            "--meters",
+            "120",
+            "--vehicles",
+            "12",
+            "--out",
+            out,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("500 lamps, 120 meters, 2 routes, 12 vehicles"),
+        "{stdout}"
+    );
+    let inventory = dir.join("inventory.geojson");
+    let (ok, _, err) = cityhub(
+        &["devices", "import", inventory.to_str().unwrap()],
+        &[("CITYHUB_DATABASE_URL", &db.url)],
+    );
+    assert!(ok, "{err}");
+    let lamps = db.count("SELECT count(*) FROM devices WHERE kind = 'light' AND cabinet IS NOT NULL AND rated_power_w > 0").await;
+    let cabinets = db
+        .count("SELECT count(*) FROM devices WHERE kind = 'cabinet'")
+        .await;
+    assert_eq!(
+        (lamps, db.count("SELECT count(*) FROM devices").await),
+        (500, 500 + 120 + 12 + cabinets)
+    );
+    // Every lamp's cabinet is a device of the inventory.
+    let orphans = db
+        .count("SELECT count(*) FROM devices l WHERE l.kind = 'light' AND NOT EXISTS (SELECT 1 FROM devices c WHERE c.kind = 'cabinet' AND c.ext_id = l.cabinet)")
+        .await;
+    assert_eq!(orphans, 0);
+    let (ok, _, err) = cityhub(
+        &["simulate", "city", "--tenant", "Bad Name", "--out", out],
+        &[],
+    );
+    assert!(!ok && err.contains("--tenant `Bad Name`"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
