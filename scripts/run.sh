@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs cityhub on this machine: installs and starts PostgreSQL and Mosquitto where
-# missing, starts a broker with the shipped configuration (deploy/mosquitto) on
-# 127.0.0.1:${CITYHUB_BROKER_PORT:-18830}, migrates, loads the demo inventory and serves
-# the API on http://127.0.0.1:8080 until Ctrl-C.
+# Runs cityhub with a simulated city on this machine: installs and starts PostgreSQL and
+# Mosquitto where missing, starts a broker with the shipped configuration
+# (deploy/mosquitto) on 127.0.0.1:${CITYHUB_BROKER_PORT:-18830}, generates a city
+# (CITYHUB_SIM_LAMPS lamps, 5000 by default), loads its inventory, serves the API on
+# http://127.0.0.1:8080 and runs the city's devices in real time until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -20,13 +21,18 @@ if [ ! -f "$creds" ]; then
   cat > "$creds" <<CREDS
 HUB_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 DEVICE_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+SIM_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 CREDS
 fi
+grep -q '^SIM_PASSWORD=' "$creds" || echo "SIM_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$creds"
 source "$creds"
 : > "$var/broker/passwd"
 mosquitto_passwd -b "$var/broker/passwd" cityhub "$HUB_PASSWORD"
 mosquitto_passwd -b "$var/broker/passwd" demo/light/L-0001 "$DEVICE_PASSWORD"
+# The simulated city's devices share connections, as gateways do: one account for its tenant.
+mosquitto_passwd -b "$var/broker/passwd" simulator "$SIM_PASSWORD"
 cp deploy/mosquitto/acl "$var/broker/acl"
+printf '\nuser simulator\ntopic readwrite city/simcity/#\n' >> "$var/broker/acl"
 # The shipped configuration with this machine's port and paths.
 sed -e "s|^listener .*|listener $port 127.0.0.1|" \
     -e "s|^password_file .*|password_file $var/broker/passwd|" \
@@ -43,6 +49,9 @@ psql "$CITYHUB_PG_SERVER_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '
   || psql "$CITYHUB_PG_SERVER_URL" -qc "CREATE DATABASE cityhub"
 export CITYHUB_MQTT_PORT="$port" CITYHUB_MQTT_USERNAME=cityhub CITYHUB_MQTT_PASSWORD="$HUB_PASSWORD"
 "$bin" devices import deploy/demo/inventory.geojson
+"$bin" simulate city --lamps "${CITYHUB_SIM_LAMPS:-5000}" --meters "${CITYHUB_SIM_METERS:-2000}" \
+  --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --out "$var/city"
+"$bin" devices import "$var/city/inventory.geojson"
 
 cat <<HELP
 
@@ -52,5 +61,17 @@ Publish a reading as the demo lamp:
     -t city/demo/light/L-0001/telemetry -m "{\"ts\":\$(date +%s%3N),\"on\":true,\"dim\":80,\"power_w\":56}"
 then: psql "$CITYHUB_DATABASE_URL" -c 'SELECT * FROM light_readings'
 
+The simulated city (tenant simcity, base map in var/city/map.geojson) reports in real
+time: lamps every 15 min, cabinets every 5 min, meters hourly, buses every 10 s.
+Watch it: psql "$CITYHUB_DATABASE_URL" -c 'SELECT count(*) FROM vehicle_readings'
+
 HELP
-"$bin" serve
+"$bin" serve &
+hub=$!
+trap 'kill $hub $broker 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.5; done
+CITYHUB_SIM_PASSWORD="$SIM_PASSWORD" "$bin" simulate run --lamps "${CITYHUB_SIM_LAMPS:-5000}" \
+  --meters "${CITYHUB_SIM_METERS:-2000}" --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --username simulator &
+sim=$!
+trap 'kill $sim $hub 2>/dev/null; wait $hub 2>/dev/null; kill $broker 2>/dev/null || true' EXIT
+wait $hub

@@ -22,6 +22,9 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
     pub limits: LimitsConfig,
+    /// Run on the simulators' clock (`wall_origin_ms,sim_origin_ms,speed`) instead of the
+    /// wall clock; printed by `cityhub simulate run`.
+    pub sim_clock: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +58,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             ingest: IngestConfig::default(),
             limits: LimitsConfig::default(),
+            sim_clock: None,
         }
     }
 }
@@ -138,6 +142,9 @@ pub struct Overrides {
     /// Days of readings kept
     #[arg(long, env = "CITYHUB_RETENTION_DAYS", global = true)]
     pub retention_days: Option<i64>,
+    /// Simulated clock to run on: wall_origin_ms,sim_origin_ms,speed
+    #[arg(long, env = "CITYHUB_SIM_CLOCK", global = true)]
+    pub sim_clock: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<TimescaleMode, String> {
@@ -193,6 +200,9 @@ impl Config {
         set(&mut m.topics, &o.mqtt_topics);
         set(&mut self.storage.timescaledb, &o.timescaledb);
         set(&mut self.storage.retention_days, &o.retention_days);
+        if o.sim_clock.is_some() {
+            self.sim_clock.clone_from(&o.sim_clock);
+        }
         self.ingest.limits = model::Limits {
             max_payload_bytes: self.limits.max_payload_bytes,
             max_array_len: self.limits.max_array_len,
@@ -201,6 +211,18 @@ impl Config {
                 retention_days: self.storage.retention_days,
             },
         };
+    }
+
+    /// The clock the hub runs on: the wall clock, or the simulators' when configured.
+    pub fn clock(&self) -> ingest::Clock {
+        match self
+            .sim_clock
+            .as_deref()
+            .map(simulators::clock::SimClock::parse)
+        {
+            Some(Ok(c)) => std::sync::Arc::new(move || c.now()),
+            _ => ingest::wall_clock(),
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -230,6 +252,11 @@ impl Config {
         }
         if !(1..=36_500).contains(&self.storage.retention_days) {
             bail!("storage.retention_days must be between 1 and 36500");
+        }
+        if let Some(clock) = &self.sim_clock {
+            if let Err(e) = simulators::clock::SimClock::parse(clock) {
+                bail!("sim_clock: {e}");
+            }
         }
         let l = &self.limits;
         if !(64..=16 * 1024 * 1024).contains(&l.max_payload_bytes) {
@@ -311,6 +338,7 @@ mod tests {
         );
         check("[ingest]\nbatch_max_messages = 0", "at least 1");
         check("colour = 'blue'", "unknown field");
+        check("sim_clock = '1,2'", "sim_clock");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod bench;
 mod config;
 mod serve;
+mod simulate;
 
 use std::path::PathBuf;
 
@@ -56,22 +57,14 @@ enum Command {
 enum SimulateCommand {
     /// Generate a city: DIR/inventory.geojson (for `devices import`) and DIR/map.geojson
     City(CityArgs),
+    /// Run a city's devices against the broker until Ctrl-C (or --duration-secs)
+    Run(simulate::RunArgs),
 }
 
 #[derive(clap::Args)]
 struct CityArgs {
-    /// Same seed, same city
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// The municipality's slug
-    #[arg(long, default_value = "simcity")]
-    tenant: String,
-    #[arg(long, default_value_t = 2_000)]
-    lamps: usize,
-    #[arg(long, default_value_t = 1_000)]
-    meters: usize,
-    #[arg(long, default_value_t = 20)]
-    vehicles: usize,
+    #[command(flatten)]
+    size: simulate::CitySize,
     /// Output directory
     #[arg(long, default_value = "city")]
     out: PathBuf,
@@ -141,47 +134,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate {
             command: SimulateCommand::City(args),
-        } => {
-            if !model::topic::valid_tenant(&args.tenant) {
-                anyhow::bail!(
-                    "--tenant `{}` must be 1-32 characters of a-z, 0-9 and -",
-                    args.tenant
-                );
-            }
-            if args.lamps > 1_000_000 || args.meters > 1_000_000 || args.vehicles > 100_000 {
-                anyhow::bail!("at most 1,000,000 lamps, 1,000,000 meters and 100,000 vehicles");
-            }
-            let city = simulators::city::City::generate(&simulators::city::CitySpec {
-                seed: args.seed,
-                tenant: args.tenant,
-                lamps: args.lamps,
-                meters: args.meters,
-                vehicles: args.vehicles,
-                ..Default::default()
-            });
-            std::fs::create_dir_all(&args.out)
-                .with_context(|| format!("cannot create {}", args.out.display()))?;
-            let inventory = args.out.join("inventory.geojson");
-            let map = args.out.join("map.geojson");
-            std::fs::write(&inventory, city.inventory_geojson())
-                .with_context(|| format!("cannot write {}", inventory.display()))?;
-            std::fs::write(&map, city.map_geojson())
-                .with_context(|| format!("cannot write {}", map.display()))?;
-            println!(
-                "City `{}` (seed {}): {} districts, {} cabinets, {} lamps, {} meters, {} routes, {} vehicles -> {}, {}",
-                city.spec.tenant,
-                city.spec.seed,
-                city.districts.len(),
-                city.cabinets.len(),
-                city.lamps.len(),
-                city.meters.len(),
-                city.routes.len(),
-                city.vehicles.len(),
-                inventory.display(),
-                map.display()
-            );
-            Ok(())
-        }
+        } => simulate::write_city(&args.size, &args.out),
+        Command::Simulate {
+            command: SimulateCommand::Run(args),
+        } => simulate::run(args, config).await,
         Command::Bench { command } => bench::run(command, config).await,
         Command::Config => {
             print!("{}", toml::to_string(&config)?);

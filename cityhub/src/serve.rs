@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use model::Timestamp;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -39,7 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.ingest.clone(),
         config.database_url.clone(),
         ingest_metrics,
-        ingest::wall_clock(),
+        config.clock(),
         None,
         stop_ingest.clone(),
     ));
@@ -83,7 +82,7 @@ async fn upkeep(config: Config, stop: CancellationToken) {
         match store::Db::connect(&config.database_url).await {
             Ok(mut db) => {
                 if let Err(e) = db
-                    .maintain_partitions(Timestamp::now(), config.storage.retention_days)
+                    .maintain_partitions((config.clock())(), config.storage.retention_days)
                     .await
                 {
                     warn!(message = "Partition upkeep failed; will retry.", error = %e);

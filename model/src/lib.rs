@@ -7,10 +7,12 @@
 //! - [`decode`]: payload bytes -> rows and [`Rejected`] elements, each with a [`Rejection`].
 //! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
 //! - [`inventory`]: devices as listed in the city's inventory.
+//! - [`astro`]: civil dawn and dusk at a place (when lamps should burn).
 //!
 //! The contract for device makers is `docs/device-contract.md`; the tests in this crate
 //! are its executable form.
 
+pub mod astro;
 pub mod decode;
 pub mod inventory;
 pub mod record;

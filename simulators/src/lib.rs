@@ -3,9 +3,14 @@
 //!
 //! - [`city`]: the city generator (districts, streets, cabinets, lamps, meters, bus routes,
 //!   vehicles), deterministic from a seed; writes the inventory and the base map.
+//! - [`clock`]: simulated time, faster than real time, shareable with the hub.
+//! - [`fleet`]: every device of a city reporting per the contract and obeying commands;
+//!   a pure state machine ([`fleet::Fleet`]) and its MQTT runner ([`fleet::run`]).
 //! - [`load`]: publishes readings at full speed or a target rate, QoS 0 or 1.
 //! - [`broker`]: a private Mosquitto with the shipped configuration on a free port.
 
 pub mod broker;
 pub mod city;
+pub mod clock;
+pub mod fleet;
 pub mod load;

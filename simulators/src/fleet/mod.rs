@@ -1,0 +1,543 @@
+//! Device fleets: every device of a generated city reporting per the device contract.
+//!
+//! [`Fleet`] is a state machine and does no IO: [`Fleet::due`] yields the readings due up
+//! to a simulated time, [`Fleet::command`] answers a `cmd` with its `cmd/ack` and the
+//! telemetry that shows the new state. Readings are scheduled on a fixed grid per device
+//! (interval and phase from the seed) and their values follow from the seed, the device
+//! and the tick, so the same city and seed give the same message stream whenever and
+//! however fast it is replayed. [`run`] connects a fleet to a broker.
+
+pub mod run;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use model::{astro, Timestamp};
+use serde_json::Value;
+
+use crate::city::{position_on, City, BUS_SPEED_MPS};
+
+/// Reporting intervals, simulated seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSpec {
+    pub seed: u64,
+    pub lamp_interval_s: u32,
+    pub cabinet_interval_s: u32,
+    pub meter_interval_s: u32,
+    pub vehicle_interval_s: u32,
+}
+
+impl Default for FleetSpec {
+    fn default() -> Self {
+        FleetSpec {
+            seed: 1,
+            lamp_interval_s: 900,
+            cabinet_interval_s: 300,
+            meter_interval_s: 3600,
+            vehicle_interval_s: 10,
+        }
+    }
+}
+
+/// One MQTT message a device publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Index of the publishing device in [`Fleet::devices`] order.
+    pub device: usize,
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dev {
+    Cabinet(usize),
+    Lamp(usize),
+    Meter(usize),
+    Vehicle(usize),
+}
+
+/// A command in force on a lamp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Override {
+    on: bool,
+    dim: f64,
+    until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    last: Option<Timestamp>,
+    energy: f64,
+    hours: f64,
+}
+
+pub struct Fleet {
+    city: Arc<City>,
+    spec: FleetSpec,
+    devices: Vec<Dev>,
+    topics: Vec<String>,
+    interval_us: Vec<i64>,
+    queue: BinaryHeap<Reverse<(i64, usize)>>,
+    counters: Vec<Counters>,
+    overrides: Vec<Option<Override>>,
+    cabinet_rated_w: Vec<f64>,
+    lamp_index: std::collections::HashMap<String, usize>,
+    start: Timestamp,
+}
+
+/// A uniform number in [0, 1) from (seed, a, b): splitmix64.
+fn noise(seed: u64, a: u64, b: u64) -> f64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn r2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+impl Fleet {
+    /// Every device starts reporting within one interval of `start`.
+    pub fn new(city: Arc<City>, spec: FleetSpec, start: Timestamp) -> Fleet {
+        let tenant = &city.spec.tenant;
+        let mut devices = Vec::new();
+        let mut topics = Vec::new();
+        let mut interval_us = Vec::new();
+        let mut push = |dev: Dev, kind: &str, id: &str, every_s: u32| {
+            devices.push(dev);
+            topics.push(format!("city/{tenant}/{kind}/{id}/telemetry"));
+            interval_us.push(every_s.max(1) as i64 * 1_000_000);
+        };
+        for (i, c) in city.cabinets.iter().enumerate() {
+            push(Dev::Cabinet(i), "cabinet", &c.id, spec.cabinet_interval_s);
+        }
+        for (i, l) in city.lamps.iter().enumerate() {
+            push(Dev::Lamp(i), "light", &l.id, spec.lamp_interval_s);
+        }
+        for (i, m) in city.meters.iter().enumerate() {
+            push(Dev::Meter(i), "meter", &m.id, spec.meter_interval_s);
+        }
+        for (i, v) in city.vehicles.iter().enumerate() {
+            push(Dev::Vehicle(i), "vehicle", &v.id, spec.vehicle_interval_s);
+        }
+        let queue = (0..devices.len())
+            .map(|d| {
+                let phase = (noise(spec.seed, d as u64, 0) * interval_us[d] as f64) as i64;
+                // Whole milliseconds: the contract's integer `ts`.
+                Reverse(((start.micros() + phase) / 1000 * 1000, d))
+            })
+            .collect();
+        let mut cabinet_rated_w = vec![0.0; city.cabinets.len()];
+        let cabinet_pos: std::collections::HashMap<&str, usize> = city
+            .cabinets
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
+        for l in &city.lamps {
+            if let Some(&c) = cabinet_pos.get(l.cabinet.as_str()) {
+                cabinet_rated_w[c] += l.rated_power_w;
+            }
+        }
+        let lamp_index = city
+            .lamps
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.id.clone(), i))
+            .collect();
+        Fleet {
+            counters: vec![Counters::default(); devices.len()],
+            overrides: vec![None; city.lamps.len()],
+            city,
+            spec,
+            devices,
+            topics,
+            interval_us,
+            queue,
+            cabinet_rated_w,
+            lamp_index,
+            start,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// When the next reading is due.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.queue.peek().map(|Reverse((t, _))| Timestamp(*t))
+    }
+
+    /// Appends every reading due at or before `now`, in time order.
+    pub fn due(&mut self, now: Timestamp, out: &mut Vec<Message>) {
+        while let Some(&Reverse((t, d))) = self.queue.peek() {
+            if t > now.micros() {
+                break;
+            }
+            self.queue.pop();
+            let payload = self.reading(d, Timestamp(t));
+            out.push(Message {
+                device: d,
+                topic: self.topics[d].clone(),
+                payload,
+                retain: false,
+            });
+            self.queue.push(Reverse((t + self.interval_us[d], d)));
+        }
+    }
+
+    /// Index of a lamp's device, by its id.
+    pub fn lamp_device(&self, id: &str) -> Option<usize> {
+        self.lamp_index
+            .get(id)
+            .map(|i| self.city.cabinets.len() + i)
+    }
+
+    /// Answers a command on `topic` (`city/{tenant}/light/{id}/cmd`) received at `now`:
+    /// the `cmd/ack`, then, when it was carried out, telemetry showing the new state.
+    pub fn command(&mut self, topic: &str, payload: &[u8], now: Timestamp, out: &mut Vec<Message>) {
+        let id = topic.split('/').nth(3).unwrap_or_default();
+        let Some(lamp) = self.lamp_index.get(id).copied() else {
+            return;
+        };
+        let device = self.city.cabinets.len() + lamp;
+        let cmd: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
+        let Some(cmd_id) = cmd.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let now = Timestamp(now.micros() / 1000 * 1000);
+        let (status, detail) = match cmd.get("action").and_then(Value::as_str) {
+            Some("set_light") => {
+                let on = cmd.get("on").and_then(Value::as_bool).unwrap_or(true);
+                let dim = cmd
+                    .get("dim")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(100.0)
+                    .clamp(0.0, 100.0);
+                let until = match cmd.get("expires") {
+                    Some(Value::Number(n)) => n.as_i64().and_then(Timestamp::from_unix_ms),
+                    Some(Value::String(s)) => Timestamp::from_rfc3339(s),
+                    _ => None,
+                };
+                if until.is_some_and(|u| u <= now) {
+                    ("rejected", Some("the command had expired"))
+                } else {
+                    self.overrides[lamp] = Some(Override { on, dim, until });
+                    ("ok", None)
+                }
+            }
+            Some("set_schedule") => {
+                // Back to the astronomical schedule.
+                self.overrides[lamp] = None;
+                ("ok", None)
+            }
+            Some("reboot") => {
+                self.overrides[lamp] = None;
+                self.counters[device].last = None;
+                ("ok", None)
+            }
+            _ => ("rejected", Some("unknown action")),
+        };
+        let tenant = &self.city.spec.tenant;
+        let mut ack =
+            serde_json::json!({"id": cmd_id, "ts": now.micros() / 1000, "status": status});
+        if let Some(d) = detail {
+            ack["detail"] = Value::String(d.into());
+        }
+        out.push(Message {
+            device,
+            topic: format!("city/{tenant}/light/{id}/cmd/ack"),
+            payload: ack.to_string(),
+            retain: false,
+        });
+        if status == "ok" {
+            out.push(Message {
+                device,
+                topic: self.topics[device].clone(),
+                payload: self.reading(device, now),
+                retain: false,
+            });
+        }
+    }
+
+    /// `online` on every device's status topic, retained (what a device says on connecting).
+    pub fn online(&self, device: usize, now: Timestamp) -> Message {
+        Message {
+            device,
+            topic: self.status_topic(device),
+            payload: format!(r#"{{"state":"online","ts":{}}}"#, now.micros() / 1000),
+            retain: true,
+        }
+    }
+
+    pub fn status_topic(&self, device: usize) -> String {
+        self.topics[device].trim_end_matches("telemetry").to_owned() + "status"
+    }
+
+    fn reading(&mut self, d: usize, ts: Timestamp) -> String {
+        let seed = self.spec.seed;
+        let tick = (ts.micros() / 1000) as u64;
+        let n = |k: u64| noise(seed, d as u64 * 16 + k, tick);
+        let c = &mut self.counters[d];
+        let hours = c
+            .last
+            .map(|l| (ts.micros() - l.micros()).max(0) as f64 / 3.6e9)
+            .unwrap_or(0.0);
+        c.last = Some(ts);
+        let ms = ts.micros() / 1000;
+        let mut p = String::with_capacity(200);
+        match self.devices[d] {
+            Dev::Lamp(i) => {
+                let lamp = &self.city.lamps[i];
+                let ov = self.overrides[i].filter(|o| o.until.is_none_or(|u| ts < u));
+                let (on, dim) = match ov {
+                    Some(o) => (o.on, if o.on { o.dim } else { 0.0 }),
+                    None if astro::is_dark(lamp.at.0, lamp.at.1, ts) => (true, 100.0),
+                    None => (false, 0.0),
+                };
+                let power = if on {
+                    lamp.rated_power_w * dim / 100.0 * (0.96 + 0.08 * n(1))
+                } else {
+                    0.4
+                };
+                let volts = 228.0 + 4.0 * n(2);
+                c.energy += power * hours;
+                if on {
+                    c.hours += hours;
+                }
+                let lux = if astro::is_dark(lamp.at.0, lamp.at.1, ts) {
+                    2.0
+                } else {
+                    4000.0 + 2000.0 * n(3)
+                };
+                let _ = write!(
+                    p,
+                    r#"{{"ts":{ms},"on":{on},"dim":{},"power_w":{},"voltage_v":{},"current_a":{},"pf":{},"energy_wh":{},"burn_hours":{},"lux":{},"fault":null}}"#,
+                    r2(dim),
+                    r2(power),
+                    r2(volts),
+                    r2(power / volts * 1000.0) / 1000.0,
+                    if on { 0.95 } else { 0.5 },
+                    r2(c.energy),
+                    r2(c.hours),
+                    r2(lux)
+                );
+            }
+            Dev::Cabinet(i) => {
+                let cab = &self.city.cabinets[i];
+                let on = astro::is_dark(cab.at.0, cab.at.1, ts);
+                let kw = if on {
+                    self.cabinet_rated_w[i] / 1000.0 * (0.97 + 0.06 * n(1))
+                } else {
+                    0.02
+                };
+                c.energy += kw * hours;
+                let _ = write!(
+                    p,
+                    r#"{{"ts":{ms},"supply":true,"contactor_on":{on},"door_open":false,"power_kw":{},"voltage_v":{},"current_a":{},"energy_kwh":{}}}"#,
+                    r2(kw),
+                    r2(229.0 + 3.0 * n(2)),
+                    r2(kw * 1000.0 / 230.0),
+                    r2(c.energy)
+                );
+            }
+            Dev::Meter(i) => {
+                let m = &self.city.meters[i];
+                let hour =
+                    ((ms / 3_600_000 + (m.at.0 / 15.0).round() as i64).rem_euclid(24)) as u32;
+                let profile = match hour {
+                    0..=5 => 0.05,
+                    6..=9 => 1.0,
+                    10..=17 => 0.4,
+                    18..=22 => 0.8,
+                    _ => 0.2,
+                };
+                let battery = r2(100.0
+                    - (ts.micros() - self.start.micros()) as f64 / 3.6e9 / 24.0 / 365.0 * 10.0);
+                match m.medium {
+                    "water" => {
+                        // Household water drops to zero at night: leaks are what does not.
+                        let flow = if hour <= 4 {
+                            0.0
+                        } else {
+                            profile * 0.3 * (0.5 + n(1))
+                        };
+                        c.energy += flow * hours;
+                        let _ = write!(
+                            p,
+                            r#"{{"ts":{ms},"medium":"water","total":{},"flow_m3h":{},"pressure_bar":{},"battery_pct":{battery},"tamper":false,"reverse_flow":false}}"#,
+                            (c.energy * 1000.0).round() / 1000.0,
+                            r2(flow),
+                            r2(3.0 + 0.4 * n(2))
+                        );
+                    }
+                    medium => {
+                        let kw = profile * if medium == "heat" { 6.0 } else { 1.5 } * (0.5 + n(1));
+                        c.energy += kw * hours;
+                        let temps = if medium == "heat" {
+                            format!(
+                                r#","temp_supply_c":{},"temp_return_c":{}"#,
+                                r2(68.0 + 4.0 * n(2)),
+                                r2(42.0 + 4.0 * n(3))
+                            )
+                        } else {
+                            String::new()
+                        };
+                        let _ = write!(
+                            p,
+                            r#"{{"ts":{ms},"medium":"{medium}","total":{},"power_kw":{}{temps},"battery_pct":{battery},"tamper":false,"reverse_flow":false}}"#,
+                            (c.energy * 1000.0).round() / 1000.0,
+                            r2(kw)
+                        );
+                    }
+                }
+            }
+            Dev::Vehicle(i) => {
+                let v = &self.city.vehicles[i];
+                let route = self.city.routes.iter().find(|r| r.id == v.route);
+                let Some(route) = route else {
+                    return format!(r#"{{"ts":{ms}}}"#);
+                };
+                let t = (ts.micros() - self.start.micros()) as f64 / 1e6;
+                let m = v.start_m + BUS_SPEED_MPS * t;
+                let (lon, lat) = position_on(route, m);
+                let (lon2, lat2) = position_on(route, m + 5.0);
+                let bearing = (lon2 - lon)
+                    .atan2(lat2 - lat)
+                    .to_degrees()
+                    .rem_euclid(360.0);
+                let trip = (m / (2.0 * route.length_m)).floor() as i64;
+                let _ = write!(
+                    p,
+                    r#"{{"ts":{ms},"lat":{lat},"lon":{lon},"speed_mps":{},"bearing_deg":{},"route":"{}","trip":"{}-{trip}","occupancy_pct":{},"odometer_m":{}}}"#,
+                    r2(BUS_SPEED_MPS * (0.9 + 0.2 * n(1))),
+                    r2(bearing),
+                    route.id,
+                    route.id,
+                    r2(100.0 * n(2)),
+                    r2(m)
+                );
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::city::CitySpec;
+    use model::{decode_payload, Limits, RecordType, Topic};
+
+    fn city(seed: u64) -> Arc<City> {
+        Arc::new(City::generate(&CitySpec {
+            seed,
+            lamps: 300,
+            meters: 60,
+            vehicles: 6,
+            ..CitySpec::default()
+        }))
+    }
+
+    fn stream(seed: u64, hours: i64) -> Vec<Message> {
+        let start = Timestamp::from_rfc3339("2026-11-22T15:00:00Z").unwrap();
+        let mut fleet = Fleet::new(
+            city(seed),
+            FleetSpec {
+                seed,
+                ..FleetSpec::default()
+            },
+            start,
+        );
+        let mut out = Vec::new();
+        // In uneven steps: the stream must not depend on how time is sliced.
+        let mut t = start;
+        while t < start.add_secs(hours * 3600) {
+            t = t.add_secs(7 + (t.micros() / 1_000_000 % 13));
+            fleet.due(t, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_stream() {
+        let a = stream(4, 3);
+        assert!(a.len() > 1000, "{}", a.len());
+        assert_eq!(a, stream(4, 3));
+        assert_ne!(a, stream(5, 3));
+    }
+
+    #[test]
+    fn every_message_follows_the_contract() {
+        let now = Timestamp::from_rfc3339("2026-11-22T18:00:00Z").unwrap();
+        for m in stream(2, 3) {
+            let topic = Topic::parse(&m.topic).unwrap();
+            let record = RecordType::of(topic.kind, topic.channel).unwrap();
+            let d = decode_payload(record, m.payload.as_bytes(), now, &Limits::default());
+            assert!(
+                d.rejected.is_empty(),
+                "{} {}: {:?}",
+                m.topic,
+                m.payload,
+                d.rejected
+            );
+            assert_eq!(d.rows.len(), 1);
+        }
+    }
+
+    #[test]
+    fn lamps_burn_at_night_and_obey_commands() {
+        let start = Timestamp::from_rfc3339("2026-11-22T12:00:00Z").unwrap();
+        let mut fleet = Fleet::new(city(1), FleetSpec::default(), start);
+        let mut out = Vec::new();
+        fleet.due(start.add_secs(900), &mut out);
+        let noon: Vec<&Message> = out.iter().filter(|m| m.topic.contains("/light/")).collect();
+        assert!(!noon.is_empty() && noon.iter().all(|m| m.payload.contains(r#""on":false"#)));
+        out.clear();
+        fleet.due(start.add_secs(9 * 3600), &mut out); // 21:00 UTC in Lisbon
+        let evening = start.add_secs(8 * 3600).micros() / 1000; // 20:00 UTC, well after dusk
+        let night: Vec<&Message> = out
+            .iter()
+            .filter(|m| m.topic.contains("/light/"))
+            .filter(|m| {
+                serde_json::from_str::<Value>(&m.payload).unwrap()["ts"]
+                    .as_i64()
+                    .unwrap()
+                    >= evening
+            })
+            .collect();
+        assert!(!night.is_empty() && night.iter().all(|m| m.payload.contains(r#""on":true"#)));
+
+        out.clear();
+        let now = start.add_secs(9 * 3600);
+        let cmd = br#"{"id":"5b0f8f2e-6a55-4f7e-9a43-3f1b1c2d3e4f","ts":0,"action":"set_light","on":true,"dim":40}"#;
+        fleet.command("city/simcity/light/L000001/cmd", cmd, now, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].topic, "city/simcity/light/L000001/cmd/ack");
+        assert!(out[0].payload.contains(r#""status":"ok""#) && out[0].payload.contains("5b0f8f2e"));
+        assert!(
+            out[1].payload.contains(r#""on":true,"dim":40"#),
+            "{}",
+            out[1].payload
+        );
+        out.clear();
+        fleet.command(
+            "city/simcity/light/L000001/cmd",
+            br#"{"id":"x","action":"fly"}"#,
+            now,
+            &mut out,
+        );
+        assert!(out.len() == 1 && out[0].payload.contains("rejected"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Runs a [`Fleet`] against a broker: devices share connections (`devices_per_connection`;
+//! a device alone on its connection keeps a last will on its `status`), each lamp's
+//! connection subscribes to exactly its lamps' `cmd` topics, and a lost connection is
+//! retried with jittered backoff, as field controllers do.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, QoS, SubscribeFilter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{Fleet, Message};
+use crate::clock::SimClock;
+
+#[derive(Debug, Clone)]
+pub struct FleetRun {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+    pub devices_per_connection: usize,
+    pub clock: SimClock,
+    /// Client ids are `{client_prefix}-{n}`.
+    pub client_prefix: String,
+}
+
+/// Live figures for progress reports.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    pub published: AtomicU64,
+    pub connected: AtomicUsize,
+    pub commands: AtomicU64,
+}
+
+/// Publishes until `stop`.
+pub async fn run(mut fleet: Fleet, cfg: FleetRun, stats: Arc<FleetStats>, stop: CancellationToken) {
+    let per = cfg.devices_per_connection.max(1);
+    let n = fleet.len();
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<(String, Vec<u8>)>(1024);
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for (c, first) in (0..n).step_by(per).enumerate() {
+        let range = first..(first + per).min(n);
+        let lamp_cmds: Vec<String> = range
+            .clone()
+            .filter(|&d| fleet.topics[d].contains("/light/"))
+            .map(|d| fleet.topics[d].trim_end_matches("telemetry").to_owned() + "cmd")
+            .collect();
+        let will = (range.len() == 1).then(|| fleet.status_topic(range.start));
+        let (tx, rx) = mpsc::channel::<Message>(10_000);
+        senders.push(tx);
+        tasks.push(tokio::spawn(connection(
+            cfg.clone(),
+            format!("{}-{c}", cfg.client_prefix),
+            lamp_cmds,
+            will,
+            rx,
+            cmd_tx.clone(),
+            stats.clone(),
+            stop.clone(),
+        )));
+    }
+    drop(cmd_tx);
+    let mut out = Vec::new();
+    let now = cfg.clock.now();
+    for d in 0..n {
+        out.push(fleet.online(d, now));
+    }
+    loop {
+        for m in out.drain(..) {
+            let c = m.device / per;
+            if senders[c].send(m).await.is_err() {
+                return;
+            }
+        }
+        let now = cfg.clock.now();
+        fleet.due(now, &mut out);
+        if !out.is_empty() {
+            continue;
+        }
+        let wait = fleet
+            .next_due()
+            .map(|t| {
+                cfg.clock.real(Duration::from_micros(
+                    (t.micros() - now.micros()).max(0) as u64
+                ))
+            })
+            .unwrap_or(Duration::from_millis(200))
+            .clamp(Duration::from_millis(1), Duration::from_millis(200));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            cmd = cmd_rx.recv() => if let Some((topic, payload)) = cmd {
+                stats.commands.fetch_add(1, Ordering::Relaxed);
+                fleet.command(&topic, &payload, cfg.clock.now(), &mut out);
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    drop(senders);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    cfg: FleetRun,
+    client_id: String,
+    lamp_cmds: Vec<String>,
+    will: Option<String>,
+    mut rx: mpsc::Receiver<Message>,
+    cmd_tx: mpsc::Sender<(String, Vec<u8>)>,
+    stats: Arc<FleetStats>,
+    stop: CancellationToken,
+) {
+    let mut options = MqttOptions::new(&client_id, &cfg.host, cfg.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_inflight(1000)
+        .set_clean_session(true)
+        .set_max_packet_size(1 << 20, 1 << 20);
+    if let Some((u, p)) = &cfg.credentials {
+        options.set_credentials(u, p);
+    }
+    if let Some(topic) = &will {
+        options.set_last_will(LastWill::new(
+            topic,
+            r#"{"state":"offline"}"#,
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    let poll_stop = CancellationToken::new();
+    let polling = {
+        let client = client.clone();
+        let stats = stats.clone();
+        let poll_stop = poll_stop.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            let mut up = false;
+            let jitter = (client_id.bytes().map(u64::from).sum::<u64>() % 100) as f64 / 100.0 + 0.5;
+            loop {
+                let event = tokio::select! {
+                    _ = poll_stop.cancelled() => break,
+                    e = eventloop.poll() => e,
+                };
+                match event {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        up = true;
+                        backoff = Duration::from_millis(200);
+                        stats.connected.fetch_add(1, Ordering::Relaxed);
+                        for chunk in lamp_cmds.chunks(100) {
+                            let filters: Vec<_> = chunk
+                                .iter()
+                                .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
+                                .collect();
+                            let c = client.clone();
+                            tokio::spawn(async move { c.subscribe_many(filters).await });
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let _ = cmd_tx.send((p.topic, p.payload.to_vec())).await;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        if up {
+                            up = false;
+                            stats.connected.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        debug!(message = "Simulated devices lost their connection; retrying.", %error);
+                        tokio::select! {
+                            _ = poll_stop.cancelled() => break,
+                            _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            if up {
+                stats.connected.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+    };
+    loop {
+        let m = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
+        };
+        if client
+            .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        stats.published.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = client.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    poll_stop.cancel();
+    let _ = polling.await;
+}
