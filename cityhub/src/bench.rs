@@ -30,6 +30,24 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Ingest throughput, latency and memory vs the broker's and COPY's raw limits
     Ingest(IngestBench),
+    /// What driving a whole city's devices at their real reporting rates costs
+    Simulate(SimulateBench),
+}
+
+#[derive(Args, Clone)]
+pub struct SimulateBench {
+    /// Seconds to run
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 100_000)]
+    lamps: usize,
+    #[arg(long, default_value_t = 50_000)]
+    meters: usize,
+    #[arg(long, default_value_t = 1_000)]
+    vehicles: usize,
+    /// Devices per MQTT connection
+    #[arg(long, default_value_t = 1_000)]
+    per_connection: usize,
 }
 
 #[derive(Args, Clone)]
@@ -67,6 +85,7 @@ const LOAD_PASSWORD: &str = "bench-load-password";
 pub async fn run(command: BenchCommand, config: Config) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args, config).await,
+        BenchCommand::Simulate(args) => simulate(args).await,
     }
 }
 
@@ -128,6 +147,120 @@ async fn ingest(args: IngestBench, config: Config) -> anyhow::Result<()> {
     }
     let all = result?;
     print_report(&all);
+    Ok(())
+}
+
+/// CPU seconds (user + system) this process has used.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 14th, stime the 15th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn own_peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn simulate(args: SimulateBench) -> anyhow::Result<()> {
+    use simulators::city::{City, CitySpec};
+    use simulators::clock::SimClock;
+    use simulators::fleet::run::{FleetRun, FleetStats};
+    use simulators::fleet::{Fleet, FleetSpec};
+
+    let broker = Broker::start(
+        None,
+        &[BrokerUser::new("sim", LOAD_PASSWORD)],
+        "user sim\ntopic readwrite city/#\n",
+    )
+    .context("cannot start the benchmark's private broker")?;
+    let t = Instant::now();
+    let city = Arc::new(City::generate(&CitySpec {
+        lamps: args.lamps,
+        meters: args.meters,
+        vehicles: args.vehicles,
+        ..CitySpec::default()
+    }));
+    let start = Timestamp::now();
+    let fleet = Fleet::new(city.clone(), FleetSpec::default(), start);
+    let devices = fleet.len();
+    eprintln!(
+        "bench simulate: {} lamps, {} cabinets, {} meters, {} vehicles ({devices} devices) generated in {:.2} s; running {} s at real reporting rates",
+        city.lamps.len(),
+        city.cabinets.len(),
+        city.meters.len(),
+        city.vehicles.len(),
+        t.elapsed().as_secs_f64(),
+        args.duration_secs
+    );
+    let stats = Arc::new(FleetStats::default());
+    let stop = CancellationToken::new();
+    let run = FleetRun {
+        host: "127.0.0.1".into(),
+        port: broker.port,
+        credentials: Some(("sim".into(), LOAD_PASSWORD.into())),
+        devices_per_connection: args.per_connection,
+        clock: SimClock::starting_at(start, 1.0),
+        client_prefix: "bench-sim".into(),
+    };
+    let cpu0 = own_cpu_seconds();
+    let t0 = Instant::now();
+    let task = tokio::spawn(simulators::fleet::run::run(
+        fleet,
+        run,
+        stats.clone(),
+        stop.clone(),
+    ));
+    let mut last = (Instant::now(), 0u64);
+    while t0.elapsed() < Duration::from_secs(args.duration_secs) {
+        tokio::time::sleep(
+            Duration::from_secs(5)
+                .min(Duration::from_secs(args.duration_secs).saturating_sub(t0.elapsed())),
+        )
+        .await;
+        let published = stats.published.load(Ordering::Relaxed);
+        eprintln!(
+            "{:>4.0} s  connections {}/{}  published {published} ({:.0} msg/s)",
+            t0.elapsed().as_secs_f64(),
+            stats.connected.load(Ordering::Relaxed),
+            devices.div_ceil(args.per_connection.max(1)),
+            (published - last.1) as f64 / last.0.elapsed().as_secs_f64()
+        );
+        last = (Instant::now(), published);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = own_cpu_seconds() - cpu0;
+    let published = stats.published.load(Ordering::Relaxed);
+    stop.cancel();
+    let _ = task.await;
+    // The first `devices` messages are the retained `online` statuses every device sends on
+    // connecting; the rest are readings at their reporting intervals.
+    eprintln!(
+        "published {published} messages in {wall:.1} s ({devices} online statuses, {} readings); CPU {cpu:.1} s",
+        published.saturating_sub(devices as u64)
+    );
+    println!(
+        "RESULT msgs_per_s={:.0} cpu_cores={:.3} peak_rss_mb={:.0}",
+        published as f64 / wall,
+        cpu / wall,
+        own_peak_rss_mb()
+    );
     Ok(())
 }
 

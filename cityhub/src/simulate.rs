@@ -12,6 +12,7 @@ use simulators::city::{City, CitySpec};
 use simulators::clock::SimClock;
 use simulators::fleet::run::{FleetRun, FleetStats};
 use simulators::fleet::{Fleet, FleetSpec};
+use simulators::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -36,8 +37,10 @@ pub struct CitySize {
 pub struct RunArgs {
     #[command(flatten)]
     size: CitySize,
-    /// Simulated seconds per real second
-    #[arg(long, default_value_t = 1.0)]
+    /// Simulated seconds per real second [default: the scenario's, or 1]
+    #[arg(long = "speed", id = "speed")]
+    speed_given: Option<f64>,
+    #[arg(skip = 1.0)]
     speed: f64,
     /// Simulated start time, RFC 3339 [default: now]
     #[arg(long)]
@@ -57,6 +60,25 @@ pub struct RunArgs {
     /// Stop after this many real seconds
     #[arg(long)]
     duration_secs: Option<u64>,
+    /// Inject a scenario's faults (TOML, see scenarios/); its city, start and speed apply
+    /// unless given here, and the run ends with the scenario
+    #[arg(long)]
+    scenario: Option<std::path::PathBuf>,
+    /// Where to write the scenario's ground truth (JSON lines)
+    #[arg(long, default_value = "truth.jsonl")]
+    truth: std::path::PathBuf,
+}
+
+impl RunArgs {
+    fn default_size() -> CitySize {
+        CitySize {
+            seed: 1,
+            tenant: "simcity".into(),
+            lamps: 2_000,
+            meters: 1_000,
+            vehicles: 20,
+        }
+    }
 }
 
 impl CitySize {
@@ -113,7 +135,40 @@ pub fn write_city(size: &CitySize, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
+pub async fn run(mut args: RunArgs, config: Config) -> anyhow::Result<()> {
+    let scenario = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let s = Scenario::parse(&text).with_context(|| format!("in {}", path.display()))?;
+            // The scenario's city and pace, unless the command line says otherwise.
+            let defaults = RunArgs::default_size();
+            if args.size.lamps == defaults.lamps
+                && args.size.meters == defaults.meters
+                && args.size.vehicles == defaults.vehicles
+                && args.size.seed == defaults.seed
+            {
+                args.size = CitySize {
+                    tenant: args.size.tenant.clone(),
+                    seed: s.city.seed,
+                    lamps: s.city.lamps,
+                    meters: s.city.meters,
+                    vehicles: s.city.vehicles,
+                };
+            }
+            if args.start.is_none() {
+                args.start.clone_from(&s.start);
+            }
+            if args.speed_given.is_none() {
+                args.speed = s.speed.unwrap_or(args.speed);
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    if let Some(speed) = args.speed_given {
+        args.speed = speed;
+    }
     if !(args.speed > 0.0 && args.speed <= 100_000.0) {
         bail!("--speed must be above 0 and at most 100000");
     }
@@ -128,7 +183,7 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         db.import_devices(&city.devices()).await?;
     }
     let clock = SimClock::starting_at(start, args.speed);
-    let fleet = Fleet::new(
+    let mut fleet = Fleet::new(
         city.clone(),
         FleetSpec {
             seed: args.size.seed,
@@ -136,6 +191,24 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         },
         start,
     );
+    let mut faults = 0;
+    let mut sim_end = None;
+    if let Some(s) = &scenario {
+        let plan = s.plan(&city, start)?;
+        std::fs::write(&args.truth, plan.truth_jsonl(&city)).with_context(|| {
+            format!("cannot write the ground truth to {}", args.truth.display())
+        })?;
+        eprintln!(
+            "Scenario `{}`: {} faults over {} simulated seconds; ground truth in {}",
+            s.name,
+            plan.faults.len(),
+            s.duration_s,
+            args.truth.display()
+        );
+        faults = plan.faults.len();
+        sim_end = Some(start.add_secs(s.duration_s as i64));
+        fleet = fleet.with_plan(&plan);
+    }
     let devices = fleet.len();
     let connections = devices.div_ceil(args.per_connection.max(1));
     eprintln!("{}", describe(&city));
@@ -164,24 +237,30 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
     ));
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64);
-    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    // Checked often (the scenario's end), reported every 5 s.
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.tick().await;
     loop {
         let done = args
             .duration_secs
-            .is_some_and(|d| started.elapsed() >= Duration::from_secs(d));
+            .is_some_and(|d| started.elapsed() >= Duration::from_secs(d))
+            || sim_end.is_some_and(|end| clock.now() >= end);
         if done {
             break;
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick() => {
+                if last.0.elapsed() < Duration::from_secs(5) {
+                    continue;
+                }
                 let published = stats.published.load(Ordering::Relaxed);
                 let rate = (published - last.1) as f64 / last.0.elapsed().as_secs_f64();
                 last = (Instant::now(), published);
+                let now = clock.now();
+                let injected = stats.faults_started.load(Ordering::Relaxed);
                 eprintln!(
-                    "sim {}  devices {devices}  connections {}/{connections}  published {published} ({rate:.0} msg/s)  commands {}",
-                    clock.now(),
+                    "sim {now}  devices {devices}  connections {}/{connections}  published {published} ({rate:.0} msg/s)  commands {}  faults {injected}/{faults}",
                     stats.connected.load(Ordering::Relaxed),
                     stats.commands.load(Ordering::Relaxed)
                 );

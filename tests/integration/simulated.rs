@@ -130,3 +130,105 @@ async fn a_command_to_a_simulated_lamp_is_acked_and_its_next_telemetry_shows_it(
     task.await.unwrap();
     hub.stop().await;
 }
+
+/// The ground truth matches what was actually published: a subscriber records the whole
+/// stream of a scenario with every fault kind (a simulated day at 20,000x) and checks it.
+#[tokio::test]
+async fn the_ground_truth_matches_what_was_published() {
+    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+    use simulators::scenario::Scenario;
+    use simulators::verify::{check, Seen};
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/every-fault.toml"
+    ))
+    .unwrap();
+    let scenario = Scenario::parse(&text).unwrap();
+    let city = Arc::new(City::generate(&scenario.city_spec(&unique("sim"))));
+    let broker = TestBroker::start();
+
+    let mut o = MqttOptions::new(unique("recorder-"), "127.0.0.1", broker.port());
+    o.set_credentials(TESTER_USER, TESTER_PASSWORD)
+        .set_max_packet_size(2 << 20, 2 << 20);
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    client
+        .subscribe(format!("city/{}/#", city.spec.tenant), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let recorder = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        while let Ok(ev) = eventloop.poll().await {
+            match ev {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    let _ = seen_tx.send(Seen {
+                        topic: p.topic,
+                        payload: p.payload.to_vec(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.unwrap();
+
+    let start = scenario.start().unwrap();
+    let plan = scenario.plan(&city, start).unwrap();
+    let speed = 20_000.0;
+    let clock = SimClock::starting_at(start, speed);
+    let fleet = Fleet::new(
+        city.clone(),
+        FleetSpec {
+            seed: scenario.city.seed,
+            ..FleetSpec::default()
+        },
+        start,
+    )
+    .with_plan(&plan);
+    let stats = Arc::new(FleetStats::default());
+    let stop = CancellationToken::new();
+    let run = FleetRun {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+        credentials: Some((TESTER_USER.into(), TESTER_PASSWORD.into())),
+        devices_per_connection: 200,
+        clock,
+        client_prefix: unique("sim-"),
+    };
+    let task = tokio::spawn(simulators::fleet::run::run(
+        fleet,
+        run,
+        stats.clone(),
+        stop.clone(),
+    ));
+    let end = start.add_secs(scenario.duration_s as i64);
+    eventually(
+        Duration::from_secs(60),
+        "the end of the simulated day",
+        || async { (clock.now() >= end).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    // Collect until the stream has gone quiet.
+    let mut seen = Vec::new();
+    while let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(2), seen_rx.recv()).await {
+        seen.push(s);
+    }
+    recorder.abort();
+    let published = stats.published.load(Ordering::Relaxed) as usize;
+    assert_eq!(
+        seen.len(),
+        published,
+        "the recorder saw every published message"
+    );
+    let problems = check(&city, &plan.faults, &seen);
+    assert!(problems.is_empty(), "{problems:#?}");
+}

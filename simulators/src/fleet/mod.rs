@@ -7,6 +7,7 @@
 //! and the tick, so the same city and seed give the same message stream whenever and
 //! however fast it is replayed. [`run`] connects a fleet to a broker.
 
+mod faults;
 pub mod run;
 
 use std::cmp::Reverse;
@@ -86,6 +87,17 @@ pub struct Fleet {
     cabinet_rated_w: Vec<f64>,
     lamp_index: std::collections::HashMap<String, usize>,
     start: Timestamp,
+    // Scenario faults (see `faults`).
+    plan: Vec<crate::scenario::PlannedFault>,
+    device_faults: Vec<Vec<usize>>,
+    city_faults: Vec<usize>,
+    /// (time, plan index, starts) in time order; `next_event` is the first not yet emitted.
+    events: Vec<(i64, usize, bool)>,
+    next_event: usize,
+    /// Readings held while the city's power is out, per device.
+    backlog: Vec<Vec<String>>,
+    /// The city's south-west corner (lon, lat).
+    south_west: (f64, f64),
 }
 
 /// A uniform number in [0, 1) from (seed, a, b): splitmix64.
@@ -152,6 +164,19 @@ impl Fleet {
             .map(|(i, l)| (l.id.clone(), i))
             .collect();
         Fleet {
+            plan: Vec::new(),
+            device_faults: vec![Vec::new(); devices.len()],
+            city_faults: Vec::new(),
+            events: Vec::new(),
+            next_event: 0,
+            backlog: vec![Vec::new(); devices.len()],
+            south_west: city
+                .districts
+                .iter()
+                .flat_map(|d| d.outline.iter().copied())
+                .fold((f64::INFINITY, f64::INFINITY), |a, p| {
+                    (a.0.min(p.0), a.1.min(p.1))
+                }),
             counters: vec![Counters::default(); devices.len()],
             overrides: vec![None; city.lamps.len()],
             city,
@@ -174,26 +199,53 @@ impl Fleet {
         self.devices.is_empty()
     }
 
-    /// When the next reading is due.
+    /// When the next reading or scenario event is due.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.queue.peek().map(|Reverse((t, _))| Timestamp(*t))
+        let reading = self.queue.peek().map(|Reverse((t, _))| *t);
+        let event = self.next_event_at();
+        match (reading, event) {
+            (Some(a), Some(b)) => Some(Timestamp(a.min(b))),
+            (a, b) => a.or(b).map(Timestamp),
+        }
     }
 
-    /// Appends every reading due at or before `now`, in time order.
+    /// Appends every reading and scenario event due at or before `now`, in time order.
     pub fn due(&mut self, now: Timestamp, out: &mut Vec<Message>) {
-        while let Some(&Reverse((t, d))) = self.queue.peek() {
-            if t > now.micros() {
-                break;
+        loop {
+            let reading = self.queue.peek().map(|&Reverse((t, d))| (t, d));
+            let event = self.next_event_at();
+            match (reading, event) {
+                (_, Some(e)) if e <= now.micros() && reading.is_none_or(|(t, _)| e <= t) => {
+                    self.event(out)
+                }
+                (Some((t, d)), _) if t <= now.micros() => {
+                    self.queue.pop();
+                    let ts = Timestamp(t);
+                    let effects = self.effects(d, ts);
+                    // A cycling lamp reports every minute while it cycles.
+                    let every = if effects.cycling {
+                        60_000_000
+                    } else {
+                        self.interval_us[d]
+                    };
+                    self.queue.push(Reverse((t + every, d)));
+                    if effects.silent {
+                        continue;
+                    }
+                    let payload = self.reading(d, ts);
+                    if effects.holding {
+                        self.backlog[d].push(payload);
+                        continue;
+                    }
+                    out.push(Message {
+                        device: d,
+                        topic: self.topics[d].clone(),
+                        payload,
+                        retain: false,
+                    });
+                }
+                _ => break,
             }
-            self.queue.pop();
-            let payload = self.reading(d, Timestamp(t));
-            out.push(Message {
-                device: d,
-                topic: self.topics[d].clone(),
-                payload,
-                retain: false,
-            });
-            self.queue.push(Reverse((t + self.interval_us[d], d)));
         }
     }
 
@@ -289,6 +341,7 @@ impl Fleet {
         let seed = self.spec.seed;
         let tick = (ts.micros() / 1000) as u64;
         let n = |k: u64| noise(seed, d as u64 * 16 + k, tick);
+        let fx = self.effects(d, ts);
         let c = &mut self.counters[d];
         let hours = c
             .last
@@ -300,34 +353,52 @@ impl Fleet {
         match self.devices[d] {
             Dev::Lamp(i) => {
                 let lamp = &self.city.lamps[i];
+                let dark = astro::is_dark(lamp.at.0, lamp.at.1, ts);
                 let ov = self.overrides[i].filter(|o| o.until.is_none_or(|u| ts < u));
-                let (on, dim) = match ov {
+                let (mut on, mut dim) = match ov {
                     Some(o) => (o.on, if o.on { o.dim } else { 0.0 }),
-                    None if astro::is_dark(lamp.at.0, lamp.at.1, ts) => (true, 100.0),
+                    None if dark => (true, 100.0),
                     None => (false, 0.0),
                 };
-                let power = if on {
+                if fx.day_burner {
+                    (on, dim) = (true, 100.0);
+                }
+                if fx.cycling {
+                    on = (ms / 60_000) % 2 == 0;
+                    dim = if on { 100.0 } else { 0.0 };
+                }
+                let mut power = if on {
                     lamp.rated_power_w * dim / 100.0 * (0.96 + 0.08 * n(1))
                 } else {
                     0.4
                 };
-                let volts = 228.0 + 4.0 * n(2);
+                let mut volts = if fx.over_voltage { 262.0 } else { 228.0 } + 4.0 * n(2);
+                let mut fault = "null";
+                if fx.lamp_failure && on {
+                    power = 0.6;
+                    fault = r#""lamp_failure""#;
+                }
+                if fx.driver_failure {
+                    power = 0.0;
+                    fault = r#""driver_failure""#;
+                }
+                if fx.supply_loss {
+                    // Mains gone: the relay may say on, nothing burns (controllers on backup).
+                    (power, volts) = (0.0, 0.0);
+                }
                 c.energy += power * hours;
-                if on {
+                if on && power > 1.0 {
                     c.hours += hours;
                 }
-                let lux = if astro::is_dark(lamp.at.0, lamp.at.1, ts) {
-                    2.0
-                } else {
-                    4000.0 + 2000.0 * n(3)
-                };
+                let lux = if dark { 2.0 } else { 4000.0 + 2000.0 * n(3) };
+                let current = if volts > 0.0 { power / volts } else { 0.0 };
                 let _ = write!(
                     p,
-                    r#"{{"ts":{ms},"on":{on},"dim":{},"power_w":{},"voltage_v":{},"current_a":{},"pf":{},"energy_wh":{},"burn_hours":{},"lux":{},"fault":null}}"#,
+                    r#"{{"ts":{ms},"on":{on},"dim":{},"power_w":{},"voltage_v":{},"current_a":{},"pf":{},"energy_wh":{},"burn_hours":{},"lux":{},"fault":{fault}}}"#,
                     r2(dim),
                     r2(power),
                     r2(volts),
-                    r2(power / volts * 1000.0) / 1000.0,
+                    (current * 1000.0).round() / 1000.0,
                     if on { 0.95 } else { 0.5 },
                     r2(c.energy),
                     r2(c.hours),
@@ -337,17 +408,19 @@ impl Fleet {
             Dev::Cabinet(i) => {
                 let cab = &self.city.cabinets[i];
                 let on = astro::is_dark(cab.at.0, cab.at.1, ts);
-                let kw = if on {
-                    self.cabinet_rated_w[i] / 1000.0 * (0.97 + 0.06 * n(1))
-                } else {
-                    0.02
+                let supply = !fx.supply_loss;
+                let kw = match (supply, on) {
+                    (false, _) => 0.0,
+                    (true, true) => self.cabinet_rated_w[i] / 1000.0 * (0.97 + 0.06 * n(1)),
+                    (true, false) => 0.02,
                 };
+                let volts = if supply { 229.0 + 3.0 * n(2) } else { 0.0 };
                 c.energy += kw * hours;
                 let _ = write!(
                     p,
-                    r#"{{"ts":{ms},"supply":true,"contactor_on":{on},"door_open":false,"power_kw":{},"voltage_v":{},"current_a":{},"energy_kwh":{}}}"#,
+                    r#"{{"ts":{ms},"supply":{supply},"contactor_on":{on},"door_open":false,"power_kw":{},"voltage_v":{},"current_a":{},"energy_kwh":{}}}"#,
                     r2(kw),
-                    r2(229.0 + 3.0 * n(2)),
+                    r2(volts),
                     r2(kw * 1000.0 / 230.0),
                     r2(c.energy)
                 );
@@ -368,15 +441,22 @@ impl Fleet {
                 match m.medium {
                     "water" => {
                         // Household water drops to zero at night: leaks are what does not.
-                        let flow = if hour <= 4 {
+                        let mut flow = if hour <= 4 {
                             0.0
                         } else {
                             profile * 0.3 * (0.5 + n(1))
                         };
+                        if fx.leak {
+                            flow += 0.08 + 0.05 * n(4);
+                        }
                         c.energy += flow * hours;
+                        if fx.reverse_flow {
+                            flow = -(0.05 + 0.05 * n(5));
+                        }
+                        let (tamper, reverse) = (fx.tamper, fx.reverse_flow);
                         let _ = write!(
                             p,
-                            r#"{{"ts":{ms},"medium":"water","total":{},"flow_m3h":{},"pressure_bar":{},"battery_pct":{battery},"tamper":false,"reverse_flow":false}}"#,
+                            r#"{{"ts":{ms},"medium":"water","total":{},"flow_m3h":{},"pressure_bar":{},"battery_pct":{battery},"tamper":{tamper},"reverse_flow":{reverse}}}"#,
                             (c.energy * 1000.0).round() / 1000.0,
                             r2(flow),
                             r2(3.0 + 0.4 * n(2))
@@ -394,9 +474,10 @@ impl Fleet {
                         } else {
                             String::new()
                         };
+                        let (tamper, reverse) = (fx.tamper, fx.reverse_flow);
                         let _ = write!(
                             p,
-                            r#"{{"ts":{ms},"medium":"{medium}","total":{},"power_kw":{}{temps},"battery_pct":{battery},"tamper":false,"reverse_flow":false}}"#,
+                            r#"{{"ts":{ms},"medium":"{medium}","total":{},"power_kw":{}{temps},"battery_pct":{battery},"tamper":{tamper},"reverse_flow":{reverse}}}"#,
                             (c.energy * 1000.0).round() / 1000.0,
                             r2(kw)
                         );
@@ -409,9 +490,30 @@ impl Fleet {
                 let Some(route) = route else {
                     return format!(r#"{{"ts":{ms}}}"#);
                 };
-                let t = (ts.micros() - self.start.micros()) as f64 / 1e6;
-                let m = v.start_m + BUS_SPEED_MPS * t;
+                let since_start = |at: Timestamp| (at.micros() - self.start.micros()) as f64 / 1e6;
+                let mut m = v.start_m + BUS_SPEED_MPS * since_start(ts);
+                let mut speed = BUS_SPEED_MPS * (0.9 + 0.2 * n(1));
+                if let Some(leader) = fx.bunch_behind {
+                    let cab_lamps_meters =
+                        self.city.cabinets.len() + self.city.lamps.len() + self.city.meters.len();
+                    let lead = &self.city.vehicles[leader - cab_lamps_meters];
+                    m = lead.start_m + BUS_SPEED_MPS * since_start(ts) - 20.0;
+                }
+                if let Some(at) = fx.stopped_since {
+                    m = v.start_m + BUS_SPEED_MPS * since_start(at);
+                    speed = 0.0;
+                }
                 let (lon, lat) = position_on(route, m);
+                let (mut lon, mut lat) = (lon, lat);
+                if fx.off_route {
+                    // A detour a kilometre outside the city, where no route runs.
+                    let (west, south) = self.south_west;
+                    let k = 111_320.0;
+                    lon = west - (1000.0 - m.rem_euclid(300.0)) / (k * south.to_radians().cos());
+                    lat = south - 1000.0 / k;
+                    lon = (lon * 1e7).round() / 1e7;
+                    lat = (lat * 1e7).round() / 1e7;
+                }
                 let (lon2, lat2) = position_on(route, m + 5.0);
                 let bearing = (lon2 - lon)
                     .atan2(lat2 - lat)
@@ -421,7 +523,7 @@ impl Fleet {
                 let _ = write!(
                     p,
                     r#"{{"ts":{ms},"lat":{lat},"lon":{lon},"speed_mps":{},"bearing_deg":{},"route":"{}","trip":"{}-{trip}","occupancy_pct":{},"odometer_m":{}}}"#,
-                    r2(BUS_SPEED_MPS * (0.9 + 0.2 * n(1))),
+                    r2(speed),
                     r2(bearing),
                     route.id,
                     route.id,

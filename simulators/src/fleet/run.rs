@@ -32,6 +32,8 @@ pub struct FleetStats {
     pub published: AtomicU64,
     pub connected: AtomicUsize,
     pub commands: AtomicU64,
+    /// Scenario faults whose start has passed.
+    pub faults_started: AtomicUsize,
 }
 
 /// Publishes until `stop`.
@@ -77,6 +79,9 @@ pub async fn run(mut fleet: Fleet, cfg: FleetRun, stats: Arc<FleetStats>, stop: 
         }
         let now = cfg.clock.now();
         fleet.due(now, &mut out);
+        stats
+            .faults_started
+            .store(fleet.faults_started(now), Ordering::Relaxed);
         if !out.is_empty() {
             continue;
         }
