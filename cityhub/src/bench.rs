@@ -216,6 +216,7 @@ async fn simulate(args: SimulateBench) -> anyhow::Result<()> {
         port: broker.port,
         credentials: Some(("sim".into(), LOAD_PASSWORD.into())),
         devices_per_connection: args.per_connection,
+        own_connection_share: 0.0,
         clock: SimClock::starting_at(start, 1.0),
         client_prefix: "bench-sim".into(),
     };

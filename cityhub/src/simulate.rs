@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// Devices sharing one MQTT connection (1: each its own, with a last will)
     #[arg(long, default_value_t = 1_000)]
     per_connection: usize,
+    /// Share of devices (0 to 1) on a connection of their own, with a last will
+    #[arg(long, default_value_t = 0.0)]
+    own_connection_share: f64,
     /// MQTT user of the simulated devices
     #[arg(long, env = "CITYHUB_SIM_USERNAME")]
     username: Option<String>,
@@ -209,8 +212,10 @@ pub async fn run(mut args: RunArgs, config: Config) -> anyhow::Result<()> {
         sim_end = Some(start.add_secs(s.duration_s as i64));
         fleet = fleet.with_plan(&plan);
     }
+    if !(0.0..=1.0).contains(&args.own_connection_share) {
+        bail!("--own-connection-share must be between 0 and 1");
+    }
     let devices = fleet.len();
-    let connections = devices.div_ceil(args.per_connection.max(1));
     eprintln!("{}", describe(&city));
     eprintln!(
         "Simulated clock at {speed}x from {start}; give the hub the same time with CITYHUB_SIM_CLOCK={clock}",
@@ -224,9 +229,11 @@ pub async fn run(mut args: RunArgs, config: Config) -> anyhow::Result<()> {
             .clone()
             .map(|u| (u, args.password.clone().unwrap_or_default())),
         devices_per_connection: args.per_connection,
+        own_connection_share: args.own_connection_share,
         clock,
         client_prefix: format!("sim-{}", city.spec.tenant),
     };
+    let connections = simulators::fleet::run::connection_groups(&fleet, &run).len();
     let stats = Arc::new(FleetStats::default());
     let stop = CancellationToken::new();
     let task = tokio::spawn(simulators::fleet::run::run(

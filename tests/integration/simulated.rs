@@ -42,7 +42,6 @@ async fn a_command_to_a_simulated_lamp_is_acked_and_its_next_telemetry_shows_it(
         vehicle_interval_s: 1,
     };
     let fleet = Fleet::new(city.clone(), spec, start);
-    let connections = fleet.len().div_ceil(400);
     let stats = Arc::new(FleetStats::default());
     let stop = CancellationToken::new();
     let run = FleetRun {
@@ -50,9 +49,16 @@ async fn a_command_to_a_simulated_lamp_is_acked_and_its_next_telemetry_shows_it(
         port: broker.port(),
         credentials: Some((TESTER_USER.into(), TESTER_PASSWORD.into())),
         devices_per_connection: 400,
+        // Some devices on a connection of their own, with a last will.
+        own_connection_share: 0.02,
         clock: SimClock::starting_at(start, 1.0),
         client_prefix: unique("sim-"),
     };
+    let connections = simulators::fleet::run::connection_groups(&fleet, &run).len();
+    assert!(
+        connections > fleet.len().div_ceil(400),
+        "{connections} connections"
+    );
     let task = tokio::spawn(simulators::fleet::run::run(
         fleet,
         run,
@@ -199,6 +205,7 @@ async fn the_ground_truth_matches_what_was_published() {
         port: broker.port(),
         credentials: Some((TESTER_USER.into(), TESTER_PASSWORD.into())),
         devices_per_connection: 200,
+        own_connection_share: 0.0,
         clock,
         client_prefix: unique("sim-"),
     };

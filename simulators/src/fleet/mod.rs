@@ -599,6 +599,36 @@ mod tests {
     }
 
     #[test]
+    fn connections_are_shared_or_owned_as_configured() {
+        let fleet = Fleet::new(city(1), FleetSpec::default(), Timestamp::now());
+        let groups = |share: f64| {
+            let cfg = run::FleetRun {
+                host: String::new(),
+                port: 0,
+                credentials: None,
+                devices_per_connection: 50,
+                own_connection_share: share,
+                clock: crate::clock::SimClock::wall(),
+                client_prefix: String::new(),
+            };
+            run::connection_groups(&fleet, &cfg)
+        };
+        let n = fleet.len();
+        assert_eq!(groups(0.0).len(), n.div_ceil(50));
+        assert_eq!(groups(1.0).len(), n);
+        let some = groups(0.2);
+        let singles = some.iter().filter(|g| g.len() == 1).count();
+        assert!((n / 10..n * 3 / 10).contains(&singles), "{singles} of {n}");
+        let mut all: Vec<usize> = some.concat();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..n).collect::<Vec<_>>(),
+            "every device in exactly one connection"
+        );
+    }
+
+    #[test]
     fn lamps_burn_at_night_and_obey_commands() {
         let start = Timestamp::from_rfc3339("2026-11-22T12:00:00Z").unwrap();
         let mut fleet = Fleet::new(city(1), FleetSpec::default(), start);

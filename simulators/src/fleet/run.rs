@@ -21,6 +21,8 @@ pub struct FleetRun {
     pub port: u16,
     pub credentials: Option<(String, String)>,
     pub devices_per_connection: usize,
+    /// Share of devices (0 to 1) on a connection of their own, with a last will.
+    pub own_connection_share: f64,
     pub clock: SimClock,
     /// Client ids are `{client_prefix}-{n}`.
     pub client_prefix: String,
@@ -36,21 +38,43 @@ pub struct FleetStats {
     pub faults_started: AtomicUsize,
 }
 
+/// Which devices share which connection: the share chosen for their own connection (from
+/// the seed) alone, the others `devices_per_connection` at a time in fleet order.
+pub fn connection_groups(fleet: &Fleet, cfg: &FleetRun) -> Vec<Vec<usize>> {
+    let per = cfg.devices_per_connection.max(1);
+    let mut groups = Vec::new();
+    let mut shared = Vec::new();
+    for d in 0..fleet.len() {
+        if super::noise(fleet.spec.seed, d as u64, 7) < cfg.own_connection_share {
+            groups.push(vec![d]);
+        } else {
+            shared.push(d);
+        }
+    }
+    groups.extend(shared.chunks(per).map(<[usize]>::to_vec));
+    groups
+}
+
 /// Publishes until `stop`.
 pub async fn run(mut fleet: Fleet, cfg: FleetRun, stats: Arc<FleetStats>, stop: CancellationToken) {
-    let per = cfg.devices_per_connection.max(1);
     let n = fleet.len();
+    let groups = connection_groups(&fleet, &cfg);
+    let mut connection_of = vec![0; n];
+    for (c, group) in groups.iter().enumerate() {
+        for &d in group {
+            connection_of[d] = c;
+        }
+    }
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<(String, Vec<u8>)>(1024);
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
-    for (c, first) in (0..n).step_by(per).enumerate() {
-        let range = first..(first + per).min(n);
-        let lamp_cmds: Vec<String> = range
-            .clone()
-            .filter(|&d| fleet.topics[d].contains("/light/"))
-            .map(|d| fleet.topics[d].trim_end_matches("telemetry").to_owned() + "cmd")
+    for (c, group) in groups.iter().enumerate() {
+        let lamp_cmds: Vec<String> = group
+            .iter()
+            .filter(|&&d| fleet.topics[d].contains("/light/"))
+            .map(|&d| fleet.topics[d].trim_end_matches("telemetry").to_owned() + "cmd")
             .collect();
-        let will = (range.len() == 1).then(|| fleet.status_topic(range.start));
+        let will = (group.len() == 1).then(|| fleet.status_topic(group[0]));
         let (tx, rx) = mpsc::channel::<Message>(10_000);
         senders.push(tx);
         tasks.push(tokio::spawn(connection(
@@ -72,7 +96,7 @@ pub async fn run(mut fleet: Fleet, cfg: FleetRun, stats: Arc<FleetStats>, stop: 
     }
     loop {
         for m in out.drain(..) {
-            let c = m.device / per;
+            let c = connection_of[m.device];
             if senders[c].send(m).await.is_err() {
                 return;
             }
