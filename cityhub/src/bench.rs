@@ -165,8 +165,9 @@ fn own_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn own_peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Peak resident memory of a process (`"self"` or a pid), from the kernel.
+fn peak_rss_mb(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -260,7 +261,7 @@ async fn simulate(args: SimulateBench) -> anyhow::Result<()> {
         "RESULT msgs_per_s={:.0} cpu_cores={:.3} peak_rss_mb={:.0}",
         published as f64 / wall,
         cpu / wall,
-        own_peak_rss_mb()
+        peak_rss_mb("self")
     );
     Ok(())
 }
@@ -636,16 +637,7 @@ impl Hub {
     }
 
     fn peak_rss_mb(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(f64::NAN)
+        peak_rss_mb(&self.child.id().to_string())
     }
 
     fn stop(&mut self) {

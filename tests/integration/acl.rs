@@ -2,53 +2,19 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use rumqttc::{AsyncClient, MqttOptions};
 use simulators::broker::BrokerUser;
 use tests::broker::{HUB_PASSWORD, HUB_USER};
-use tests::{Publisher, TestBroker};
+use tests::{Publisher, Recorder, TestBroker};
 
-async fn subscriber(
-    port: u16,
-    user: &str,
-    password: &str,
-    filter: &str,
-) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let mut o = MqttOptions::new(tests::unique("sub-"), "127.0.0.1", port);
-    o.set_credentials(user, password);
-    let (client, mut eventloop) = AsyncClient::new(o, 100);
-    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let mut ready = Some(ready_tx);
-    tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = eventloop.poll().await {
-            match ev {
-                Event::Incoming(Incoming::SubAck(_)) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Event::Incoming(Incoming::Publish(p)) => {
-                    let _ = tx.send(format!(
-                        "{} {}",
-                        p.topic,
-                        String::from_utf8_lossy(&p.payload)
-                    ));
-                }
-                _ => {}
-            }
-        }
-    });
-    ready_rx.await.unwrap();
-    rx
-}
-
-async fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
-        got.push(m);
-    }
+/// What a recorder received, as sorted "topic payload" lines.
+async fn drain(rec: &mut Recorder) -> Vec<String> {
+    let mut got: Vec<String> = rec
+        .until_quiet(Duration::from_millis(700))
+        .await
+        .into_iter()
+        .map(|(t, p)| format!("{t} {}", String::from_utf8_lossy(&p)))
+        .collect();
     got.sort();
     got
 }
@@ -58,7 +24,7 @@ async fn a_device_credential_cannot_publish_under_another_device() {
     let l1 = BrokerUser::new("lisbon/light/L1", "secret-1");
     let l2 = BrokerUser::new("lisbon/light/L2", "secret-2");
     let broker = TestBroker::with_users(&[l1.clone(), l2.clone()]);
-    let mut hub_view = subscriber(
+    let mut hub_view = Recorder::subscribe(
         broker.port(),
         HUB_USER,
         HUB_PASSWORD,
@@ -86,7 +52,7 @@ async fn a_device_reads_only_its_own_commands_and_cannot_command_others() {
     let l1 = BrokerUser::new("lisbon/light/L1", "secret-1");
     let l2 = BrokerUser::new("lisbon/light/L2", "secret-2");
     let broker = TestBroker::with_users(&[l1.clone(), l2.clone()]);
-    let mut l2_inbox = subscriber(broker.port(), &l2.name, &l2.password, "city/#").await;
+    let mut l2_inbox = Recorder::subscribe(broker.port(), &l2.name, &l2.password, "city/#").await;
 
     let mut hub = Publisher::connect_as(broker.port(), HUB_USER, HUB_PASSWORD).await;
     hub.send("city/lisbon/light/L1/cmd", "for L1").await;

@@ -12,7 +12,7 @@ use simulators::fleet::run::{FleetRun, FleetStats};
 use simulators::fleet::{Fleet, FleetSpec};
 use tests::broker::{HUB_PASSWORD, HUB_USER, TESTER_PASSWORD, TESTER_USER};
 use tests::hub::ingest_config;
-use tests::{eventually, unique, InProcessHub, Publisher, TestBroker, TestDb};
+use tests::{eventually, unique, InProcessHub, Publisher, Recorder, TestBroker, TestDb};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -141,7 +141,6 @@ async fn a_command_to_a_simulated_lamp_is_acked_and_its_next_telemetry_shows_it(
 /// stream of a scenario with every fault kind (a simulated day at 20,000x) and checks it.
 #[tokio::test]
 async fn the_ground_truth_matches_what_was_published() {
-    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
     use simulators::scenario::Scenario;
     use simulators::verify::{check, Seen};
 
@@ -154,36 +153,9 @@ async fn the_ground_truth_matches_what_was_published() {
     let city = Arc::new(City::generate(&scenario.city_spec(&unique("sim"))));
     let broker = TestBroker::start();
 
-    let mut o = MqttOptions::new(unique("recorder-"), "127.0.0.1", broker.port());
-    o.set_credentials(TESTER_USER, TESTER_PASSWORD)
-        .set_max_packet_size(2 << 20, 2 << 20);
-    let (client, mut eventloop) = AsyncClient::new(o, 100);
-    client
-        .subscribe(format!("city/{}/#", city.spec.tenant), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let recorder = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        while let Ok(ev) = eventloop.poll().await {
-            match ev {
-                Event::Incoming(Incoming::SubAck(_)) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Event::Incoming(Incoming::Publish(p)) => {
-                    let _ = seen_tx.send(Seen {
-                        topic: p.topic,
-                        payload: p.payload.to_vec(),
-                    });
-                }
-                _ => {}
-            }
-        }
-    });
-    ready_rx.await.unwrap();
+    let filter = format!("city/{}/#", city.spec.tenant);
+    let mut recorder =
+        Recorder::subscribe(broker.port(), TESTER_USER, TESTER_PASSWORD, &filter).await;
 
     let start = scenario.start().unwrap();
     let plan = scenario.plan(&city, start).unwrap();
@@ -224,12 +196,17 @@ async fn the_ground_truth_matches_what_was_published() {
     .await;
     stop.cancel();
     task.await.unwrap();
-    // Collect until the stream has gone quiet.
-    let mut seen = Vec::new();
-    while let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(2), seen_rx.recv()).await {
-        seen.push(s);
-    }
-    recorder.abort();
+    let published = stats.published.load(Ordering::Relaxed) as usize;
+    let seen: Vec<Seen> = recorder
+        .at_least(
+            published,
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+        )
+        .await
+        .into_iter()
+        .map(|(topic, payload)| Seen { topic, payload })
+        .collect();
     let published = stats.published.load(Ordering::Relaxed) as usize;
     assert_eq!(
         seen.len(),

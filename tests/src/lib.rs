@@ -7,18 +7,21 @@
 //! - [`InProcessHub`] runs ingestion in the test; [`HubProcess`] runs the `cityhub` binary
 //!   (for `kill -9`).
 //! - [`PrivatePostgres`]: a throwaway PostgreSQL cluster, for tests that restart the server.
+//! - [`Publisher`] and [`Recorder`]: MQTT clients that publish (QoS 1, acknowledged) and record.
 
 pub mod broker;
 pub mod db;
 pub mod hub;
 pub mod postgres;
 pub mod publish;
+pub mod record;
 
 pub use broker::TestBroker;
 pub use db::TestDb;
 pub use hub::{HubProcess, InProcessHub};
 pub use postgres::PrivatePostgres;
 pub use publish::Publisher;
+pub use record::Recorder;
 
 use std::time::{Duration, Instant};
 

@@ -31,6 +31,7 @@ pub struct FleetRun {
 /// Live figures for progress reports.
 #[derive(Debug, Default)]
 pub struct FleetStats {
+    /// Messages the broker has acknowledged.
     pub published: AtomicU64,
     pub connected: AtomicUsize,
     pub commands: AtomicU64,
@@ -163,9 +164,12 @@ async fn connection(
     }
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     let poll_stop = CancellationToken::new();
+    // Messages the broker has acknowledged on this connection.
+    let acked = Arc::new(AtomicU64::new(0));
     let polling = {
         let client = client.clone();
         let stats = stats.clone();
+        let acked = acked.clone();
         let poll_stop = poll_stop.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
@@ -193,6 +197,10 @@ async fn connection(
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
                         let _ = cmd_tx.send((p.topic, p.payload.to_vec())).await;
                     }
+                    Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        stats.published.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(_) => {}
                     Err(error) => {
                         if up {
@@ -213,6 +221,7 @@ async fn connection(
             }
         })
     };
+    let mut sent = 0u64;
     loop {
         let m = tokio::select! {
             _ = stop.cancelled() => break,
@@ -225,7 +234,13 @@ async fn connection(
         {
             break;
         }
-        stats.published.fetch_add(1, Ordering::Relaxed);
+        sent += 1;
+    }
+    // What was handed to the client goes out before the goodbye: wait for the broker's
+    // acknowledgements (a device does not drop its queue when asked to stop).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = client.disconnect().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
