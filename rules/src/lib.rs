@@ -1,5 +1,24 @@
-//! Rules: outages and work orders from committed readings.
+//! Rules: outages from committed readings.
 //!
-//! The engine core will be a pure state machine (`state + reading + now -> decisions`, no
-//! IO, no wall clock) and a driver that persists decisions through `store`. It is fed with
-//! the batches ingestion commits (`ingest::Committed`), connected by the binary.
+//! - [`engine`]: the pure core. `Engine::observe(&mut State, asset, record, &row, &mut
+//!   decisions)` for each committed row and `Engine::tick(&mut State, now, ..)` for the
+//!   passing of time; no IO, no wall clock. Start reading there.
+//! - [`condition`]: one alarm condition with on-delay and hysteresis.
+//! - [`config`]: rule parameters (TOML), validated.
+//!
+//! Topology: a cabinet's supply loss is one outage on the cabinet; its lamps' failures are
+//! suppressed while it lasts, and lamps still failing once the supply is back get their own.
+//!
+//! Still to come here: the driver that persists decisions (one transaction each) and feeds
+//! the engine from ingestion's committed batches, lamp cycling, leaks, transport rules,
+//! work orders.
+
+pub mod condition;
+pub mod config;
+pub mod engine;
+
+pub use config::RulesConfig;
+pub use engine::{Asset, Decision, Engine, OutageKind, State};
+
+#[cfg(test)]
+mod engine_tests;
