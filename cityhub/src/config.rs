@@ -25,6 +25,8 @@ pub struct Config {
     /// Run on the simulators' clock (`wall_origin_ms,sim_origin_ms,speed`) instead of the
     /// wall clock; printed by `cityhub simulate run`.
     pub sim_clock: Option<String>,
+    /// The rules file (TOML, docs/rules.md); built-in defaults when absent.
+    pub rules_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +61,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             limits: LimitsConfig::default(),
             sim_clock: None,
+            rules_file: None,
         }
     }
 }
@@ -145,6 +148,9 @@ pub struct Overrides {
     /// Simulated clock to run on: wall_origin_ms,sim_origin_ms,speed
     #[arg(long, env = "CITYHUB_SIM_CLOCK", global = true)]
     pub sim_clock: Option<String>,
+    /// Rules file (TOML)
+    #[arg(long, env = "CITYHUB_RULES_FILE", global = true)]
+    pub rules_file: Option<PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<TimescaleMode, String> {
@@ -203,6 +209,9 @@ impl Config {
         if o.sim_clock.is_some() {
             self.sim_clock.clone_from(&o.sim_clock);
         }
+        if o.rules_file.is_some() {
+            self.rules_file.clone_from(&o.rules_file);
+        }
         self.ingest.limits = model::Limits {
             max_payload_bytes: self.limits.max_payload_bytes,
             max_array_len: self.limits.max_array_len,
@@ -222,6 +231,19 @@ impl Config {
         {
             Some(Ok(c)) => std::sync::Arc::new(move || c.now()),
             _ => ingest::wall_clock(),
+        }
+    }
+
+    /// The rules, from `rules_file` or the defaults.
+    pub fn rules(&self) -> anyhow::Result<rules::RulesConfig> {
+        match &self.rules_file {
+            None => Ok(rules::RulesConfig::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the rules file {}", path.display()))?;
+                rules::RulesConfig::parse(&text)
+                    .with_context(|| format!("in the rules file {}", path.display()))
+            }
         }
     }
 
@@ -258,6 +280,7 @@ impl Config {
                 bail!("sim_clock: {e}");
             }
         }
+        self.rules()?;
         let l = &self.limits;
         if !(64..=16 * 1024 * 1024).contains(&l.max_payload_bytes) {
             bail!("limits.max_payload_bytes must be between 64 bytes and 16 MiB");

@@ -30,16 +30,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
 
+    let rules_config = config.rules()?;
     let stop_ingest = CancellationToken::new();
     let stop_api = CancellationToken::new();
     let stop_upkeep = CancellationToken::new();
 
+    // Committed rows go from ingestion to the rules engine; neither knows the other.
+    let (committed_tx, mut committed_rx) = tokio::sync::mpsc::channel::<ingest::Committed>(64);
+    let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(64);
+    let forward = tokio::spawn(async move {
+        while let Some(batch) = committed_rx.recv().await {
+            if rows_tx.send(batch.observations).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stop_rules = CancellationToken::new();
+    let rules_task = tokio::spawn(rules::driver::run(
+        config.database_url.clone(),
+        rules_config,
+        rows_rx,
+        config.clock(),
+        stop_rules.clone(),
+    ));
     let mut ingest_task = tokio::spawn(ingest::run(
         config.ingest.clone(),
         config.database_url.clone(),
         ingest_metrics,
         config.clock(),
-        None,
+        Some(committed_tx),
         stop_ingest.clone(),
     ));
     let api_state = api::AppState {
@@ -62,6 +81,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(r) => r,
         None => ingest_task.await,
     };
+    // Ingestion has handed over its last committed rows; the rules finish them.
+    let _ = forward.await;
+    match tokio::time::timeout(Duration::from_secs(20), rules_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => error!(message = "The rules engine failed.", error = %e),
+        Ok(Err(e)) => error!(message = "The rules engine task failed.", error = %e),
+        Err(_) => {
+            warn!(message = "The rules engine did not finish in time.");
+            stop_rules.cancel();
+        }
+    }
     stop_upkeep.cancel();
     stop_api.cancel();
     let _ = api_task.await;

@@ -188,6 +188,7 @@ pub async fn run(
         Duration::from_millis(config.latest_interval_ms),
     ));
     let writer_stop = CancellationToken::new();
+    let keep_rows = committed.is_some();
     let writer = Arc::new(writer::Writer {
         url: database_url,
         registry,
@@ -218,6 +219,7 @@ pub async fn run(
         eventloop,
         session: session_no,
         next_seq: 0,
+        keep_rows,
     };
     session.run(&batch_tx, &shutdown).await;
     info!(message = "Stopped reading; committing and acknowledging what was read.");

@@ -27,9 +27,13 @@ struct OpenBatch {
 }
 
 impl OpenBatch {
-    fn new() -> OpenBatch {
+    fn new(keep_rows: bool) -> OpenBatch {
         OpenBatch {
-            batch: ReadingBatch::default(),
+            batch: if keep_rows {
+                ReadingBatch::keeping_rows()
+            } else {
+                ReadingBatch::default()
+            },
             messages: Vec::new(),
             acks: Vec::new(),
             rows: 0,
@@ -47,12 +51,14 @@ pub(crate) struct Session {
     pub session: Arc<AtomicU64>,
     /// Sequence number of the last sealed batch; acknowledgements follow this order.
     pub next_seq: u64,
+    /// Keep accepted rows in batches, for the consumer of committed batches.
+    pub keep_rows: bool,
 }
 
 impl Session {
     /// Runs until `shutdown`, then seals the open batch and returns; the caller drains.
     pub async fn run(&mut self, batches: &mpsc::Sender<SealedBatch>, shutdown: &CancellationToken) {
-        let mut open = OpenBatch::new();
+        let mut open = OpenBatch::new(self.keep_rows);
         let mut sealed: VecDeque<SealedBatch> = VecDeque::new();
         let mut backoff = Duration::from_millis(200);
         let mut retry_at: Option<Instant> = None;
@@ -166,7 +172,7 @@ impl Session {
             open.deadline = None;
             return;
         }
-        let full = std::mem::replace(open, OpenBatch::new());
+        let full = std::mem::replace(open, OpenBatch::new(self.keep_rows));
         debug!(
             message = "Batch sealed.",
             messages = full.messages.len(),

@@ -52,6 +52,9 @@ pub struct BatchAcks {
 pub struct Committed {
     pub outcome: WriteOutcome,
     pub messages: usize,
+    /// The accepted rows, in arrival order (redeliveries included: consumers must be
+    /// idempotent, as the rules engine is).
+    pub observations: Vec<model::Observation>,
 }
 
 pub(crate) struct Writer {
@@ -80,7 +83,8 @@ impl Writer {
         loop {
             let next = batches.lock().await.recv().await;
             let Some(mut sealed) = next else { break };
-            let Some(outcome) = self.commit(&mut db, &sealed, &hard_stop).await else {
+            let Some((outcome, observations)) = self.commit(&mut db, &mut sealed, &hard_stop).await
+            else {
                 // Stopped before the batch could commit: nothing is acknowledged, so the
                 // broker delivers these messages again to the next session.
                 warn!(
@@ -103,6 +107,7 @@ impl Writer {
                     .send(Committed {
                         outcome,
                         messages: sealed.messages.len(),
+                        observations,
                     })
                     .await;
             }
@@ -110,13 +115,14 @@ impl Writer {
         info!(message = "Writer drained.");
     }
 
-    /// Commits a batch; `None` only if stopped while the database was unavailable.
+    /// Commits a batch and returns what it wrote with its accepted rows; `None` only if
+    /// stopped while the database was unavailable.
     async fn commit(
         &self,
         db: &mut Option<Db>,
-        sealed: &SealedBatch,
+        sealed: &mut SealedBatch,
         stop: &CancellationToken,
-    ) -> Option<WriteOutcome> {
+    ) -> Option<(WriteOutcome, Vec<model::Observation>)> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
@@ -132,7 +138,7 @@ impl Writer {
                     self.metrics
                         .batch_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    return Some(outcome);
+                    return Some((outcome, sealed.batch.take_observations()));
                 }
                 Err(e) if e.is_retryable() => {
                     self.metrics.write_retries.inc();
@@ -143,7 +149,7 @@ impl Writer {
                     error!(message = "Database refused a batch; writing its messages one by one.", error = %e);
                     *db = None;
                     match self.commit_one_by_one(sealed).await {
-                        Ok(outcome) => return Some(outcome),
+                        Ok(done) => return Some(done),
                         Err(e) => {
                             self.metrics.write_retries.inc();
                             warn!(message = "Writing messages one by one failed; retrying.", error = %e);
@@ -159,11 +165,19 @@ impl Writer {
         }
     }
 
-    async fn commit_one_by_one(&self, sealed: &SealedBatch) -> Result<WriteOutcome, StoreError> {
+    async fn commit_one_by_one(
+        &self,
+        sealed: &SealedBatch,
+    ) -> Result<(WriteOutcome, Vec<model::Observation>), StoreError> {
         let mut db = Db::connect(&self.url).await?;
         let mut total = WriteOutcome::default();
+        let mut observations = Vec::new();
         for m in &sealed.messages {
-            let mut single = ReadingBatch::default();
+            let mut single = if self.committed.is_some() {
+                ReadingBatch::keeping_rows()
+            } else {
+                ReadingBatch::default()
+            };
             take_message(
                 &mut single,
                 &self.registry,
@@ -175,6 +189,7 @@ impl Writer {
             let outcome = match db.write_batch(&single).await {
                 Ok(o) => {
                     let _ = self.latest.send(single.take_latest());
+                    observations.extend(single.take_observations());
                     o
                 }
                 Err(e) if e.is_retryable() => return Err(e),
@@ -191,7 +206,7 @@ impl Writer {
             total.duplicates += outcome.duplicates;
             total.dead_letters += outcome.dead_letters;
         }
-        Ok(total)
+        Ok((total, observations))
     }
 
     fn account(&self, sealed: &SealedBatch, outcome: &WriteOutcome) {

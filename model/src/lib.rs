@@ -22,7 +22,7 @@ pub mod topic;
 
 pub use decode::{decode_payload, Decoded, Limits, Rejected};
 pub use inventory::Device;
-pub use record::{Cell, FieldSpec, FieldType, RecordType, Row};
+pub use record::{Cell, FieldSpec, FieldType, Observation, RecordType, Row};
 pub use rejection::Rejection;
 pub use time::{TimeWindow, Timestamp};
 pub use topic::{Channel, Kind, Topic};

@@ -247,3 +247,11 @@ impl Row {
             .unwrap_or(&Cell::Null)
     }
 }
+
+/// A committed row of a device, as ingestion hands it on (to the rules engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub device_id: i32,
+    pub record: RecordType,
+    pub row: Row,
+}

@@ -51,6 +51,22 @@ impl OutageKind {
         }
     }
 
+    pub const ALL: [OutageKind; 9] = [
+        OutageKind::LampFailure,
+        OutageKind::DayBurner,
+        OutageKind::VoltageOutOfRange,
+        OutageKind::DeviceOffline,
+        OutageKind::CabinetSupplyLoss,
+        OutageKind::Tamper,
+        OutageKind::ReverseFlow,
+        OutageKind::MeterSilent,
+        OutageKind::VehicleSilent,
+    ];
+
+    pub fn parse(s: &str) -> Option<OutageKind> {
+        OutageKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// Lamp outages that a cabinet's supply loss explains (and so suppresses).
     fn explained_by_supply_loss(self) -> bool {
         matches!(

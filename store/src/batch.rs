@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use model::{Cell, RecordType, Rejection, Row, Timestamp};
+use model::{Cell, Observation, RecordType, Rejection, Row, Timestamp};
 
 use crate::copy::CopyBuffer;
 
@@ -21,6 +21,8 @@ pub struct ReadingBatch {
     dead_letter_count: usize,
     dead_letter_codes: std::collections::BTreeMap<&'static str, u64>,
     payload_bytes: usize,
+    /// Accepted rows kept for whoever consumes committed batches (the rules engine).
+    kept: Option<Vec<Observation>>,
 }
 
 /// The newest state per device id, as collected from committed rows.
@@ -75,14 +77,35 @@ impl Default for ReadingBatch {
             dead_letter_count: 0,
             dead_letter_codes: Default::default(),
             payload_bytes: 0,
+            kept: None,
         }
     }
 }
 
 impl ReadingBatch {
+    /// A batch that also keeps its accepted rows, for [`ReadingBatch::take_observations`].
+    pub fn keeping_rows() -> ReadingBatch {
+        ReadingBatch {
+            kept: Some(Vec::new()),
+            ..ReadingBatch::default()
+        }
+    }
+
+    /// The accepted rows, if this batch keeps them.
+    pub fn take_observations(&mut self) -> Vec<Observation> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Adds one accepted row of `device_id`; the newest row per device becomes its latest state.
     pub fn push(&mut self, record: RecordType, device_id: i32, row: Row) {
         self.readings[record.index()].reading(device_id, record.fields(), &row);
+        if let Some(kept) = &mut self.kept {
+            kept.push(Observation {
+                device_id,
+                record,
+                row: row.clone(),
+            });
+        }
         self.days.insert(row.ts.micros().div_euclid(86_400_000_000));
         let mut state = LatestState {
             last_seen: Some(row.ts),

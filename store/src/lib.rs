@@ -7,6 +7,7 @@
 //! - [`copy`]: the binary COPY encoder.
 //! - [`partitions`]: daily partitions for servers without TimescaleDB.
 //! - [`devices`]: the device registry (inventory import, lookups for ingestion).
+//! - [`outages`]: outages and their audit events, as the rules engine decides them.
 //!
 //! Start reading at [`Db::write_batch`]: it is the write path every reading takes.
 
@@ -15,6 +16,7 @@ pub mod copy;
 pub mod db;
 pub mod devices;
 mod error;
+pub mod outages;
 mod partitions;
 pub mod schema;
 
@@ -22,5 +24,6 @@ pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;
+pub use outages::{OutageChange, OutageRow, RuleAsset};
 pub use schema::StoragePath;
 pub use tokio_postgres::Config as PgConfig;

@@ -100,7 +100,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
         .iter()
         .map(|r| reading_table_ddl(*r, path))
         .collect();
-    vec![(1, "base", BASE.to_owned()), (2, "readings", readings)]
+    vec![
+        (1, "base", BASE.to_owned()),
+        (2, "readings", readings),
+        (3, "outages", OUTAGES.to_owned()),
+    ]
 }
 
 const BASE: &str = r#"
@@ -158,4 +162,32 @@ CREATE TABLE dead_letters (
     element integer
 );
 CREATE INDEX dead_letters_received_at ON dead_letters (received_at);
+"#;
+
+const OUTAGES: &str = r#"
+CREATE TABLE outages (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id integer NOT NULL REFERENCES devices (id),
+    kind text NOT NULL,
+    state text NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved', 'closed')),
+    reason text NOT NULL,
+    opened_at timestamptz NOT NULL,
+    resolved_at timestamptz,
+    occurrences integer NOT NULL DEFAULT 1,
+    last_seen timestamptz NOT NULL
+);
+-- One open outage per asset and kind, whatever writes.
+CREATE UNIQUE INDEX outages_one_open ON outages (device_id, kind) WHERE state IN ('open', 'acknowledged');
+CREATE INDEX outages_state ON outages (state, opened_at);
+
+-- Every transition, kept forever.
+CREATE TABLE outage_events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    outage_id bigint NOT NULL REFERENCES outages (id),
+    at timestamptz NOT NULL,
+    actor text NOT NULL,
+    transition text NOT NULL,
+    detail text
+);
+CREATE INDEX outage_events_outage ON outage_events (outage_id, at);
 "#;

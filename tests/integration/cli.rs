@@ -215,3 +215,23 @@ async fn a_generated_city_imports_whole() {
     assert!(!ok && err.contains("--tenant `Bad Name`"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_bad_rules_file_stops_the_hub_at_start_with_the_reason() {
+    let dir = std::env::temp_dir().join(tests::unique("rules-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.toml");
+    std::fs::write(&file, "[voltage]\nmin_v = 260.0\n").unwrap();
+    let (ok, _, err) = cityhub(&["--rules-file", file.to_str().unwrap(), "serve"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("rules.toml") && err.contains("min_v must be below max_v"),
+        "{err}"
+    );
+    let (ok, _, err) = cityhub(&["--rules-file", "/nonexistent/rules.toml", "serve"], &[]);
+    assert!(
+        !ok && err.contains("cannot read the rules file /nonexistent/rules.toml"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

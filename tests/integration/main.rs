@@ -5,5 +5,6 @@ mod bad_input;
 mod cli;
 mod contract;
 mod reliability;
+mod rules;
 mod simulated;
 mod storage;
