@@ -36,8 +36,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let stop_upkeep = CancellationToken::new();
 
     // Committed rows go from ingestion to the rules engine; neither knows the other.
-    let (committed_tx, mut committed_rx) = tokio::sync::mpsc::channel::<ingest::Committed>(64);
-    let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(64);
+    // A few batches in flight: if the rules fall behind, ingestion waits (memory stays bounded).
+    let (committed_tx, mut committed_rx) = tokio::sync::mpsc::channel::<ingest::Committed>(2);
+    let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(2);
     let forward = tokio::spawn(async move {
         while let Some(batch) = committed_rx.recv().await {
             if rows_tx.send(batch.observations).await.is_err() {

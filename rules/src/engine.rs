@@ -166,7 +166,7 @@ impl Engine {
                 ts,
                 0,
                 0,
-                "reporting again".into(),
+                || "reporting again".into(),
                 out,
             );
         }
@@ -185,7 +185,7 @@ impl Engine {
                         ts,
                         d.on_delay_s,
                         d.off_delay_s,
-                        "cabinet reports mains supply lost".into(),
+                        || "cabinet reports mains supply lost".into(),
                         out,
                     );
                 }
@@ -204,7 +204,7 @@ impl Engine {
                         ts,
                         d.on_delay_s,
                         d.off_delay_s,
-                        "meter reports tampering".into(),
+                        || "meter reports tampering".into(),
                         out,
                     );
                 }
@@ -217,7 +217,7 @@ impl Engine {
                         ts,
                         d.on_delay_s,
                         d.off_delay_s,
-                        "meter reports reverse flow".into(),
+                        || "meter reports reverse flow".into(),
                         out,
                     );
                 }
@@ -233,7 +233,7 @@ impl Engine {
                     ts,
                     0,
                     0,
-                    "the device reported itself offline".into(),
+                    || "the device reported itself offline".into(),
                     out,
                 );
             }
@@ -262,7 +262,7 @@ impl Engine {
         }
         silent.sort_by_key(|(a, _)| a.id);
         for (a, seen) in silent {
-            let reason = format!("silent since {seen}");
+            let reason = || format!("silent since {seen}");
             self.update(
                 state,
                 &a,
@@ -294,14 +294,18 @@ impl Engine {
         // nothing either way.
         let lf = self.config.lamp_failure;
         let failing = match (fault, power, rated) {
-            (Some(f), _, _) => Some((true, format!("the lamp reports {f}"))),
-            (None, Some(p), Some(w)) if dark => Some((
-                p < lf.min_power_ratio * w,
-                format!("draws {p:.1} W of {w:.0} W rated while it should burn"),
-            )),
+            (Some(_), _, _) => Some(true),
+            (None, Some(p), Some(w)) if dark => Some(p < lf.min_power_ratio * w),
             _ => None,
         };
-        if let Some((faulty, reason)) = failing {
+        let reason = || match (fault, power, rated) {
+            (Some(f), _, _) => format!("the lamp reports {f}"),
+            (_, Some(p), Some(w)) => {
+                format!("draws {p:.1} W of {w:.0} W rated while it should burn")
+            }
+            _ => "the lamp does not burn while it should".into(),
+        };
+        if let Some(faulty) = failing {
             self.update(
                 state,
                 a,
@@ -332,7 +336,7 @@ impl Engine {
                     ts,
                     db.on_delay_s,
                     db.off_delay_s,
-                    "burning in daylight".into(),
+                    || "burning in daylight".into(),
                     out,
                 );
             }
@@ -360,7 +364,7 @@ impl Engine {
             (c.min_v, c.max_v)
         };
         let faulty = !(lo..=hi).contains(&v);
-        let reason = format!("{v:.1} V outside {:.0}-{:.0} V", c.min_v, c.max_v);
+        let reason = || format!("{v:.1} V outside {:.0}-{:.0} V", c.min_v, c.max_v);
         self.update(
             state,
             a,
@@ -400,13 +404,14 @@ impl Engine {
         ts: Timestamp,
         on_delay_s: i64,
         off_delay_s: i64,
-        reason: String,
+        reason: impl FnOnce() -> String,
         out: &mut Vec<Decision>,
     ) {
-        let condition = state.conditions.entry((a.id, kind)).or_default();
-        if !faulty && *condition == Condition::Normal {
+        // Most readings are healthy: no entry is made for a condition that stays normal.
+        if !faulty && !state.conditions.contains_key(&(a.id, kind)) {
             return;
         }
+        let condition = state.conditions.entry((a.id, kind)).or_default();
         match condition.observe(faulty, ts, on_delay_s, off_delay_s) {
             Some(Transition::Raised)
                 if !self.suppressed(state, a, kind) && state.open.insert((a.id, kind)) =>
@@ -415,7 +420,7 @@ impl Engine {
                     asset: a.id,
                     kind,
                     at: ts,
-                    reason,
+                    reason: reason(),
                 });
             }
             Some(Transition::Cleared) => {

@@ -23,6 +23,7 @@ pub struct ReadingBatch {
     payload_bytes: usize,
     /// Accepted rows kept for whoever consumes committed batches (the rules engine).
     kept: Option<Vec<Observation>>,
+    kept_bytes: usize,
 }
 
 /// The newest state per device id, as collected from committed rows.
@@ -78,6 +79,7 @@ impl Default for ReadingBatch {
             dead_letter_codes: Default::default(),
             payload_bytes: 0,
             kept: None,
+            kept_bytes: 0,
         }
     }
 }
@@ -100,6 +102,8 @@ impl ReadingBatch {
     pub fn push(&mut self, record: RecordType, device_id: i32, row: Row) {
         self.readings[record.index()].reading(device_id, record.fields(), &row);
         if let Some(kept) = &mut self.kept {
+            self.kept_bytes += std::mem::size_of::<Observation>()
+                + row.cells.capacity() * std::mem::size_of::<Cell>();
             kept.push(Observation {
                 device_id,
                 record,
@@ -173,8 +177,11 @@ impl ReadingBatch {
         self.dead_letter_codes.iter().map(|(k, v)| (*k, *v))
     }
 
+    /// Memory held for this batch besides its payloads: encoded rows and kept rows.
     pub fn encoded_bytes(&self) -> usize {
-        self.readings.iter().map(CopyBuffer::bytes).sum::<usize>() + self.dead_letters.bytes()
+        self.readings.iter().map(CopyBuffer::bytes).sum::<usize>()
+            + self.dead_letters.bytes()
+            + self.kept_bytes
     }
 
     /// The newest state per device in this batch, taken out (once committed, it goes to
