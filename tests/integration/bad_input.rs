@@ -4,17 +4,16 @@
 use std::time::Duration;
 
 use model::Kind;
-use tests::db::devices;
 use tests::hub::ingest_config;
-use tests::{eventually, now_ms, unique, InProcessHub, Publisher, TestBroker, TestDb};
+use tests::{eventually, now_ms, unique, InProcessHub, Publisher, Setup};
 
 #[tokio::test]
 async fn every_bad_input_class_is_dead_lettered_while_good_traffic_flows() {
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Light, 3), (Kind::Meter, 1)]))
-        .await;
-    let broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 3), (Kind::Meter, 1)]).await;
     let mut config = ingest_config(broker.port(), &unique("hub-"));
     config.limits.max_payload_bytes = 2048;
     let hub = InProcessHub::start(config, &db.url).await;
@@ -199,10 +198,11 @@ async fn every_bad_input_class_is_dead_lettered_while_good_traffic_flows() {
 
 #[tokio::test]
 async fn the_same_message_delivered_twice_leaves_one_row() {
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Light, 1)])).await;
-    let broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 1)]).await;
     let hub = InProcessHub::start(ingest_config(broker.port(), &unique("hub-")), &db.url).await;
     let mut p = Publisher::connect(broker.port()).await;
     let ts = now_ms();

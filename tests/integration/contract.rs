@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use model::Kind;
-use tests::db::devices;
 use tests::hub::ingest_config;
-use tests::{eventually, now_ms, unique, InProcessHub, Publisher, TestBroker, TestDb};
+use tests::{eventually, now_ms, unique, InProcessHub, Publisher, Setup, TestBroker, TestDb};
 
 struct City {
     db: TestDb,
@@ -15,19 +14,13 @@ struct City {
 }
 
 async fn city() -> City {
-    let tenant = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(
-        &tenant,
-        &[
-            (Kind::Light, 3),
-            (Kind::Cabinet, 1),
-            (Kind::Meter, 2),
-            (Kind::Vehicle, 1),
-        ],
-    ))
+    let Setup { tenant, db, broker } = Setup::start(&[
+        (Kind::Light, 3),
+        (Kind::Cabinet, 1),
+        (Kind::Meter, 2),
+        (Kind::Vehicle, 1),
+    ])
     .await;
-    let broker = TestBroker::start();
     let hub = InProcessHub::start(ingest_config(broker.port(), &unique("hub-")), &db.url).await;
     City {
         db,
@@ -35,14 +28,6 @@ async fn city() -> City {
         hub,
         tenant,
     }
-}
-
-async fn wait_rows(db: &TestDb, sql: &str, n: i64) {
-    eventually(Duration::from_secs(10), sql, || async {
-        (db.count(sql).await >= n).then_some(())
-    })
-    .await;
-    assert_eq!(db.count(sql).await, n, "{sql}");
 }
 
 #[tokio::test]
@@ -79,13 +64,18 @@ async fn every_kind_single_and_array_lands_in_its_table() {
     p.flush().await;
 
     let db = &c.db;
-    wait_rows(db, "SELECT count(*) FROM light_readings", 3).await;
-    wait_rows(db, "SELECT count(*) FROM cabinet_readings", 1).await;
-    wait_rows(db, "SELECT count(*) FROM meter_readings", 3).await;
-    wait_rows(db, "SELECT count(*) FROM vehicle_readings", 1).await;
-    wait_rows(db, "SELECT count(*) FROM device_events", 1).await;
-    wait_rows(db, "SELECT count(*) FROM device_status_log", 1).await;
-    wait_rows(db, "SELECT count(*) FROM command_acks", 1).await;
+    db.wait_count("SELECT count(*) FROM light_readings", 3)
+        .await;
+    db.wait_count("SELECT count(*) FROM cabinet_readings", 1)
+        .await;
+    db.wait_count("SELECT count(*) FROM meter_readings", 3)
+        .await;
+    db.wait_count("SELECT count(*) FROM vehicle_readings", 1)
+        .await;
+    db.wait_count("SELECT count(*) FROM device_events", 1).await;
+    db.wait_count("SELECT count(*) FROM device_status_log", 1)
+        .await;
+    db.wait_count("SELECT count(*) FROM command_acks", 1).await;
     assert_eq!(db.count("SELECT count(*) FROM dead_letters").await, 0);
 
     let r = db.client.query_one(
@@ -197,7 +187,8 @@ async fn an_older_reading_does_not_overwrite_the_latest_state() {
     )
     .await;
     p.flush().await;
-    wait_rows(&c.db, "SELECT count(*) FROM light_readings", 1).await;
+    c.db.wait_count("SELECT count(*) FROM light_readings", 1)
+        .await;
     let first_update: chrono::DateTime<chrono::Utc> =
         eventually(Duration::from_secs(10), "the latest state", || async {
             c.db.client
@@ -218,7 +209,8 @@ async fn an_older_reading_does_not_overwrite_the_latest_state() {
     )
     .await;
     p.flush().await;
-    wait_rows(&c.db, "SELECT count(*) FROM light_readings", 3).await;
+    c.db.wait_count("SELECT count(*) FROM light_readings", 3)
+        .await;
     // Once the updater has had its round for the backlog, the older values must not have won.
     eventually(
         Duration::from_secs(10),

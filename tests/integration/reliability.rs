@@ -7,8 +7,8 @@ use model::Kind;
 use tests::db::devices;
 use tests::hub::ingest_config;
 use tests::{
-    eventually, now_ms, unique, HubProcess, InProcessHub, PrivatePostgres, Publisher, TestBroker,
-    TestDb,
+    eventually, now_ms, unique, HubProcess, InProcessHub, PrivatePostgres, Publisher, Setup,
+    TestBroker, TestDb,
 };
 use tokio_postgres::NoTls;
 
@@ -69,10 +69,11 @@ async fn assert_exactly(url: &str, n: usize, limit: Duration) {
 #[tokio::test]
 async fn kill_9_mid_stream_then_restart_stores_exactly_n() {
     const N: usize = 20_000;
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Light, DEVICES)])).await;
-    let broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, DEVICES)]).await;
     let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
     hub.wait_connected().await;
     let publisher = stream(broker.port(), t.clone(), N, 4_000);
@@ -132,10 +133,11 @@ async fn postgres_restart_mid_stream_stores_exactly_n() {
 #[tokio::test]
 async fn messages_published_while_the_hub_is_down_are_ingested_after_it_starts() {
     const N: usize = 5_000;
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Light, DEVICES)])).await;
-    let broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, DEVICES)]).await;
     let client_id = unique("hub-");
     let mut hub = HubProcess::spawn(&db.url, broker.port(), &client_id);
     hub.wait_connected().await;
@@ -149,10 +151,11 @@ async fn messages_published_while_the_hub_is_down_are_ingested_after_it_starts()
 #[tokio::test]
 async fn a_broker_restart_keeps_the_hub_session_and_its_queue() {
     const N: usize = 3_000;
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Light, DEVICES)])).await;
-    let mut broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        mut broker,
+    } = Setup::start(&[(Kind::Light, DEVICES)]).await;
     let client_id = unique("hub-");
     let mut hub = HubProcess::spawn(&db.url, broker.port(), &client_id);
     hub.wait_connected().await;

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use model::Kind;
-use tests::db::devices;
-use tests::{eventually, unique, HubProcess, Publisher, TestBroker, TestDb};
+use tests::{eventually, unique, HubProcess, Publisher, Setup, TestDb};
 
 /// Yesterday 23:00 UTC in Unix ms: night in Lisbon, where the test devices stand.
 fn last_night_ms() -> i64 {
@@ -28,11 +27,11 @@ async fn outages(db: &TestDb) -> Vec<(String, String, String)> {
 
 #[tokio::test]
 async fn readings_become_outages_once_each_even_across_a_kill_9() {
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Cabinet, 1), (Kind::Light, 4)]))
-        .await;
-    let broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Cabinet, 1), (Kind::Light, 4)]).await;
     let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
     hub.wait_connected().await;
     let mut p = Publisher::connect(broker.port()).await;

@@ -6,7 +6,7 @@ use model::{decode_payload, Kind, Limits, RecordType, Timestamp};
 use store::{Db, ReadingBatch, StoragePath};
 use tests::db::{devices, timescale_mode};
 use tests::hub::ingest_config;
-use tests::{now_ms, unique, InProcessHub, Publisher, TestBroker, TestDb};
+use tests::{now_ms, unique, InProcessHub, Publisher, Setup, TestDb};
 
 fn batch_of(device_id: i32, ts_ms: &[i64]) -> ReadingBatch {
     let mut batch = ReadingBatch::default();
@@ -91,10 +91,11 @@ async fn migrate_is_idempotent_and_keeps_its_storage_path() {
 
 #[tokio::test]
 async fn a_device_imported_while_the_hub_runs_is_accepted() {
-    let t = unique("t");
-    let db = TestDb::new().await;
-    db.import(&devices(&t, &[(Kind::Light, 1)])).await;
-    let broker = TestBroker::start();
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 1)]).await;
     let hub = InProcessHub::start(ingest_config(broker.port(), &unique("hub-")), &db.url).await;
     let mut p = Publisher::connect(broker.port()).await;
     let mut later = devices(&t, &[(Kind::Light, 1)]);

@@ -71,6 +71,15 @@ impl TestDb {
         db.import_devices(devices).await.expect("import");
     }
 
+    /// Waits (up to 10 s) until `sql` counts `n`, then checks it did not overshoot.
+    pub async fn wait_count(&self, sql: &str, n: i64) {
+        crate::eventually(std::time::Duration::from_secs(10), sql, || async {
+            (self.count(sql).await >= n).then_some(())
+        })
+        .await;
+        assert_eq!(self.count(sql).await, n, "{sql}");
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.client
             .query_one(sql, &[])

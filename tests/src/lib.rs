@@ -25,6 +25,27 @@ pub use record::Recorder;
 
 use std::time::{Duration, Instant};
 
+/// The usual start of a test: a tenant, a fresh database holding `kinds` of its devices
+/// (see [`db::devices`]), and a private broker.
+pub struct Setup {
+    pub tenant: String,
+    pub db: TestDb,
+    pub broker: TestBroker,
+}
+
+impl Setup {
+    pub async fn start(kinds: &[(model::Kind, usize)]) -> Setup {
+        let tenant = unique("t");
+        let db = TestDb::new().await;
+        db.import(&db::devices(&tenant, kinds)).await;
+        Setup {
+            tenant,
+            db,
+            broker: TestBroker::start(),
+        }
+    }
+}
+
 /// Waits until `probe` returns `Some`, checking every 50 ms, failing after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
 where
