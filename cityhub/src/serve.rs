@@ -37,15 +37,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     // Committed rows go from ingestion to the rules engine; neither knows the other.
     // A few batches in flight: if the rules fall behind, ingestion waits (memory stays bounded).
-    let (committed_tx, mut committed_rx) = tokio::sync::mpsc::channel::<ingest::Committed>(2);
     let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(2);
-    let forward = tokio::spawn(async move {
-        while let Some(batch) = committed_rx.recv().await {
-            if rows_tx.send(batch.observations).await.is_err() {
-                break;
-            }
-        }
-    });
     let stop_rules = CancellationToken::new();
     let rules_task = tokio::spawn(rules::driver::run(
         config.database_url.clone(),
@@ -59,7 +51,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.database_url.clone(),
         ingest_metrics,
         config.clock(),
-        Some(committed_tx),
+        Some(rows_tx),
         stop_ingest.clone(),
     ));
     let api_state = api::AppState {
@@ -83,7 +75,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => ingest_task.await,
     };
     // Ingestion has handed over its last committed rows; the rules finish them.
-    let _ = forward.await;
     match tokio::time::timeout(Duration::from_secs(20), rules_task).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => error!(message = "The rules engine failed.", error = %e),

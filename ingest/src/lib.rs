@@ -38,7 +38,6 @@ use tracing::info;
 
 pub use metrics::IngestMetrics;
 pub use registry::Registry;
-pub use writer::Committed;
 
 /// Where "now" comes from: the wall clock in production, a simulated clock in tests.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -143,7 +142,7 @@ pub async fn run(
     database_url: String,
     metrics: IngestMetrics,
     clock: Clock,
-    committed: Option<mpsc::Sender<Committed>>,
+    committed: Option<mpsc::Sender<Vec<model::Observation>>>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let db = store::Db::connect(&database_url).await?;

@@ -47,23 +47,15 @@ pub struct BatchAcks {
     pub pkids: Vec<u16>,
 }
 
-/// What a committed batch tells the rest of the hub (rules, live events).
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub outcome: WriteOutcome,
-    pub messages: usize,
-    /// The accepted rows, in arrival order (redeliveries included: consumers must be
-    /// idempotent, as the rules engine is).
-    pub observations: Vec<model::Observation>,
-}
-
 pub(crate) struct Writer {
     pub url: String,
     pub registry: Arc<Registry>,
     pub limits: Limits,
     pub metrics: IngestMetrics,
     pub acks: mpsc::UnboundedSender<BatchAcks>,
-    pub committed: Option<mpsc::Sender<Committed>>,
+    /// Accepted rows of each committed batch, in arrival order (redeliveries included:
+    /// the consumer must be idempotent, as the rules engine is).
+    pub committed: Option<mpsc::Sender<Vec<model::Observation>>>,
     pub latest: mpsc::UnboundedSender<store::LatestUpdates>,
     pub clock: crate::Clock,
     pub released: Arc<tokio::sync::Notify>,
@@ -103,13 +95,7 @@ impl Writer {
                 pkids: sealed.acks,
             });
             if let Some(tx) = &self.committed {
-                let _ = tx
-                    .send(Committed {
-                        outcome,
-                        messages: sealed.messages.len(),
-                        observations,
-                    })
-                    .await;
+                let _ = tx.send(observations).await;
             }
         }
         info!(message = "Writer drained.");
