@@ -256,7 +256,10 @@ impl Engine {
                 Kind::Vehicle => s.vehicle_interval_s,
             };
             let limit = (interval as f64 * s.intervals * 1e6) as i64;
-            if now.micros() - seen.micros() > limit {
+            // Already raised: nothing to do, however long the silence lasts.
+            if now.micros() - seen.micros() > limit
+                && !state.open.contains(&(id, silence_kind(a.kind)))
+            {
                 silent.push((a.clone(), seen));
             }
         }
