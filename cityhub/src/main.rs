@@ -58,7 +58,7 @@ enum SimulateCommand {
     /// Generate a city: DIR/inventory.geojson (for `devices import`) and DIR/map.geojson
     City(CityArgs),
     /// Run a city's devices against the broker until Ctrl-C (or --duration-secs)
-    Run(simulate::RunArgs),
+    Run(Box<simulate::RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => simulate::write_city(&args.size, &args.out),
         Command::Simulate {
             command: SimulateCommand::Run(args),
-        } => simulate::run(args, config).await,
+        } => simulate::run(*args, config).await,
         Command::Bench { command } => bench::run(command, config).await,
         Command::Config => {
             print!("{}", toml::to_string(&config)?);

@@ -12,36 +12,46 @@ use simulators::city::{City, CitySpec};
 use simulators::clock::SimClock;
 use simulators::fleet::run::{FleetRun, FleetStats};
 use simulators::fleet::{Fleet, FleetSpec};
-use simulators::scenario::Scenario;
+use simulators::scenario::{Scenario, ScenarioCity};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+/// The city's flags. Those not given come from the scenario, if any, else the defaults.
 #[derive(Args, Clone)]
 pub struct CitySize {
-    /// Same seed, same city and same readings
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Same seed, same city and same readings [default: 1]
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// The municipality's slug
     #[arg(long, default_value = "simcity")]
     pub tenant: String,
-    #[arg(long, default_value_t = 2_000)]
-    pub lamps: usize,
-    #[arg(long, default_value_t = 1_000)]
-    pub meters: usize,
-    #[arg(long, default_value_t = 20)]
-    pub vehicles: usize,
+    /// [default: 2000]
+    #[arg(long)]
+    pub lamps: Option<usize>,
+    /// [default: 1000]
+    #[arg(long)]
+    pub meters: Option<usize>,
+    /// [default: 20]
+    #[arg(long)]
+    pub vehicles: Option<usize>,
 }
+
+/// The city when neither the flags nor a scenario say otherwise.
+const DEFAULT_CITY: ScenarioCity = ScenarioCity {
+    seed: 1,
+    lamps: 2_000,
+    meters: 1_000,
+    vehicles: 20,
+};
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
     #[command(flatten)]
     size: CitySize,
     /// Simulated seconds per real second [default: the scenario's, or 1]
-    #[arg(long = "speed", id = "speed")]
-    speed_given: Option<f64>,
-    #[arg(skip = 1.0)]
-    speed: f64,
+    #[arg(long)]
+    speed: Option<f64>,
     /// Simulated start time, RFC 3339 [default: now]
     #[arg(long)]
     start: Option<String>,
@@ -72,35 +82,29 @@ pub struct RunArgs {
     truth: std::path::PathBuf,
 }
 
-impl RunArgs {
-    fn default_size() -> CitySize {
-        CitySize {
-            seed: 1,
-            tenant: "simcity".into(),
-            lamps: 2_000,
-            meters: 1_000,
-            vehicles: 20,
-        }
-    }
-}
-
 impl CitySize {
-    fn spec(&self) -> anyhow::Result<CitySpec> {
+    /// The city to generate: these flags over `base`.
+    fn spec(&self, base: &ScenarioCity) -> anyhow::Result<CitySpec> {
+        let (lamps, meters, vehicles) = (
+            self.lamps.unwrap_or(base.lamps),
+            self.meters.unwrap_or(base.meters),
+            self.vehicles.unwrap_or(base.vehicles),
+        );
         if !model::topic::valid_tenant(&self.tenant) {
             bail!(
                 "--tenant `{}` must be 1-32 characters of a-z, 0-9 and -",
                 self.tenant
             );
         }
-        if self.lamps > 1_000_000 || self.meters > 1_000_000 || self.vehicles > 100_000 {
+        if lamps > 1_000_000 || meters > 1_000_000 || vehicles > 100_000 {
             bail!("at most 1,000,000 lamps, 1,000,000 meters and 100,000 vehicles");
         }
         Ok(CitySpec {
-            seed: self.seed,
+            seed: self.seed.unwrap_or(base.seed),
             tenant: self.tenant.clone(),
-            lamps: self.lamps,
-            meters: self.meters,
-            vehicles: self.vehicles,
+            lamps,
+            meters,
+            vehicles,
             ..CitySpec::default()
         })
     }
@@ -121,7 +125,7 @@ fn describe(city: &City) -> String {
 }
 
 pub fn write_city(size: &CitySize, out: &Path) -> anyhow::Result<()> {
-    let city = City::generate(&size.spec()?);
+    let city = City::generate(&size.spec(&DEFAULT_CITY)?);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let inventory = out.join("inventory.geojson");
     let map = out.join("map.geojson");
@@ -138,58 +142,43 @@ pub fn write_city(size: &CitySize, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(mut args: RunArgs, config: Config) -> anyhow::Result<()> {
+pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let scenario = match &args.scenario {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let s = Scenario::parse(&text).with_context(|| format!("in {}", path.display()))?;
-            // The scenario's city and pace, unless the command line says otherwise.
-            let defaults = RunArgs::default_size();
-            if args.size.lamps == defaults.lamps
-                && args.size.meters == defaults.meters
-                && args.size.vehicles == defaults.vehicles
-                && args.size.seed == defaults.seed
-            {
-                args.size = CitySize {
-                    tenant: args.size.tenant.clone(),
-                    seed: s.city.seed,
-                    lamps: s.city.lamps,
-                    meters: s.city.meters,
-                    vehicles: s.city.vehicles,
-                };
-            }
-            if args.start.is_none() {
-                args.start.clone_from(&s.start);
-            }
-            if args.speed_given.is_none() {
-                args.speed = s.speed.unwrap_or(args.speed);
-            }
-            Some(s)
+            Some(Scenario::parse(&text).with_context(|| format!("in {}", path.display()))?)
         }
         None => None,
     };
-    if let Some(speed) = args.speed_given {
-        args.speed = speed;
-    }
-    if !(args.speed > 0.0 && args.speed <= 100_000.0) {
+    // The scenario's city, start and pace, unless the command line says otherwise.
+    let base = scenario.as_ref().map_or(DEFAULT_CITY, |s| s.city.clone());
+    let speed = args
+        .speed
+        .or(scenario.as_ref().and_then(|s| s.speed))
+        .unwrap_or(1.0);
+    if !(speed > 0.0 && speed <= 100_000.0) {
         bail!("--speed must be above 0 and at most 100000");
     }
-    let start = match &args.start {
+    let start = args
+        .start
+        .clone()
+        .or_else(|| scenario.as_ref().and_then(|s| s.start.clone()));
+    let start = match &start {
         Some(s) => Timestamp::from_rfc3339(s)
             .with_context(|| format!("--start `{s}` is not RFC 3339 with an offset"))?,
         None => Timestamp::now(),
     };
-    let city = Arc::new(City::generate(&args.size.spec()?));
+    let city = Arc::new(City::generate(&args.size.spec(&base)?));
     if args.import {
         let mut db = crate::migrate(&config).await?;
         db.import_devices(&city.devices()).await?;
     }
-    let clock = SimClock::starting_at(start, args.speed);
+    let clock = SimClock::starting_at(start, speed);
     let mut fleet = Fleet::new(
         city.clone(),
         FleetSpec {
-            seed: args.size.seed,
+            seed: city.spec.seed,
             ..FleetSpec::default()
         },
         start,
@@ -219,7 +208,7 @@ pub async fn run(mut args: RunArgs, config: Config) -> anyhow::Result<()> {
     eprintln!("{}", describe(&city));
     eprintln!(
         "Simulated clock at {speed}x from {start}; give the hub the same time with CITYHUB_SIM_CLOCK={clock}",
-        speed = args.speed
+        speed = speed
     );
     let run = FleetRun {
         host: config.ingest.mqtt.host.clone(),
