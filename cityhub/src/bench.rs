@@ -291,14 +291,16 @@ fn rules_engine(args: RulesBench) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, d)| Asset {
             id: i as i32 + 1,
+            name: d.id.clone(),
             kind: model::Kind::Light,
             cabinet: Some(-((i / 50) as i32) - 1),
             rated_power_w: d.rated_power_w,
+            route: None,
             lon: d.lon,
             lat: d.lat,
         })
         .collect();
-    let engine = Engine::new(RulesConfig::default(), assets);
+    let engine = Engine::new(RulesConfig::default(), assets, Default::default());
     let start = Timestamp::now();
     let limits = Limits::default();
     // Rows decoded beforehand: the engine's cost alone is measured.
@@ -326,6 +328,8 @@ fn rules_engine(args: RulesBench) -> anyhow::Result<()> {
     for d in &decisions {
         let key = match d {
             rules::Decision::Open { kind, .. } => format!("open {}", kind.as_str()),
+            rules::Decision::Recur { kind, .. } => format!("recur {}", kind.as_str()),
+            rules::Decision::Chattering { kind, .. } => format!("chattering {}", kind.as_str()),
             rules::Decision::Resolve { kind, .. } => format!("resolve {}", kind.as_str()),
         };
         *by_kind.entry(key).or_default() += 1;

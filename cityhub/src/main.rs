@@ -120,13 +120,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let devices = model::inventory::parse_inventory(&text)
+            let inventory = model::inventory::parse_inventory(&text)
                 .with_context(|| format!("{} is not a usable inventory", file.display()))?;
             let mut db = migrate(&config).await?;
-            let outcome = db.import_devices(&devices).await?;
+            let outcome = db.import_devices(&inventory.devices).await?;
+            let routes = db.import_routes(&inventory.routes).await?;
             println!(
-                "Imported {} devices from {} ({} new tenants).",
+                "Imported {} devices and {} routes from {} ({} new tenants).",
                 outcome.devices_written,
+                routes,
                 file.display(),
                 outcome.tenants_created
             );

@@ -25,6 +25,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let ingest_metrics = ingest::IngestMetrics::default();
     ingest_metrics.register(&mut registry);
+    let rules_metrics = rules::RulesMetrics::default();
+    rules_metrics.register(&mut registry);
 
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
@@ -41,9 +43,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let stop_rules = CancellationToken::new();
     let rules_task = tokio::spawn(rules::driver::run(
         config.database_url.clone(),
-        rules_config,
+        rules::driver::RulesSource {
+            path: config.rules_file.clone(),
+            config: rules_config,
+        },
         rows_rx,
         config.clock(),
+        rules_metrics,
         stop_rules.clone(),
     ));
     let mut ingest_task = tokio::spawn(ingest::run(

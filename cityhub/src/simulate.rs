@@ -173,6 +173,7 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
     if args.import {
         let mut db = crate::migrate(&config).await?;
         db.import_devices(&city.devices()).await?;
+        db.import_routes(&city.route_lines()).await?;
     }
     let clock = SimClock::starting_at(start, speed);
     let mut fleet = Fleet::new(

@@ -142,7 +142,7 @@ pub async fn run(
     database_url: String,
     metrics: IngestMetrics,
     clock: Clock,
-    committed: Option<mpsc::Sender<Vec<model::Observation>>>,
+    committed: Option<mpsc::Sender<model::Committed>>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let db = store::Db::connect(&database_url).await?;

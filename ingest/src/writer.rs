@@ -55,7 +55,7 @@ pub(crate) struct Writer {
     pub acks: mpsc::UnboundedSender<BatchAcks>,
     /// Accepted rows of each committed batch, in arrival order (redeliveries included:
     /// the consumer must be idempotent, as the rules engine is).
-    pub committed: Option<mpsc::Sender<Vec<model::Observation>>>,
+    pub committed: Option<mpsc::Sender<model::Committed>>,
     pub latest: mpsc::UnboundedSender<store::LatestUpdates>,
     pub clock: crate::Clock,
     pub released: Arc<tokio::sync::Notify>,
@@ -85,6 +85,7 @@ impl Writer {
                 );
                 return;
             };
+            let committed_at = std::time::Instant::now();
             self.account(&sealed, &outcome);
             let _ = self.latest.send(sealed.batch.take_latest());
             // Sent even when empty: the acknowledger releases batches in sealing order.
@@ -95,7 +96,12 @@ impl Writer {
                 pkids: sealed.acks,
             });
             if let Some(tx) = &self.committed {
-                let _ = tx.send(observations).await;
+                let _ = tx
+                    .send(model::Committed {
+                        at: committed_at,
+                        rows: observations,
+                    })
+                    .await;
             }
         }
         info!(message = "Writer drained.");

@@ -1,8 +1,14 @@
-//! The city's inventory: a GeoJSON FeatureCollection with one Point feature per device.
+//! The city's inventory: a GeoJSON FeatureCollection with one Point feature per device and
+//! one LineString feature per bus route.
 //!
-//! Properties: `id`, `kind`, `tenant` (required); `district`, `cabinet` (lights),
+//! Device properties: `id`, `kind`, `tenant` (required); `district`, `cabinet` (lights),
 //! `rated_power_w` (lights), `medium` (meters), `route` (vehicles) (optional); any other
 //! property is kept as it came.
+//!
+//! Route properties: `kind: "route"`, `id`, `tenant` (required); any other property (such
+//! as `headway_s`) is kept as it came. A vehicle's `route` names a route's `id`.
+
+use std::collections::HashSet;
 
 use geojson::{GeoJson, Value as Geometry};
 use serde_json::{Map, Value};
@@ -10,6 +16,13 @@ use thiserror::Error;
 
 use crate::topic::{valid_device, valid_tenant};
 use crate::Kind;
+
+/// What an inventory file holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    pub devices: Vec<Device>,
+    pub routes: Vec<RouteLine>,
+}
 
 /// One device of the inventory.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +41,17 @@ pub struct Device {
     pub props: Map<String, Value>,
 }
 
+/// One bus route of the inventory: the line its vehicles follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteLine {
+    pub tenant: String,
+    pub id: String,
+    /// The line, as (lon, lat) positions; at least two.
+    pub line: Vec<(f64, f64)>,
+    /// Every other property of the feature.
+    pub props: Map<String, Value>,
+}
+
 #[derive(Debug, Error, PartialEq)]
 pub enum InventoryError {
     #[error("inventory is not valid GeoJSON: {0}")]
@@ -36,9 +60,11 @@ pub enum InventoryError {
     NotACollection,
     #[error("feature {index}: {why}")]
     BadFeature { index: usize, why: String },
-    #[error("feature {index}: device `{tenant}/{id}` is listed twice")]
+    #[error("feature {index}: {what} `{tenant}/{id}` is listed twice")]
     Duplicate {
         index: usize,
+        /// `device` or `route`.
+        what: &'static str,
         tenant: String,
         id: String,
     },
@@ -46,80 +72,148 @@ pub enum InventoryError {
 
 /// Parses an inventory; the first bad feature fails the whole file so that a half-loaded
 /// inventory never goes unnoticed.
-pub fn parse_inventory(text: &str) -> Result<Vec<Device>, InventoryError> {
+pub fn parse_inventory(text: &str) -> Result<Inventory, InventoryError> {
     let geojson: GeoJson = text
         .parse()
         .map_err(|e: geojson::Error| InventoryError::NotGeoJson(e.to_string()))?;
     let GeoJson::FeatureCollection(collection) = geojson else {
         return Err(InventoryError::NotACollection);
     };
-    let mut seen = std::collections::HashSet::new();
-    let mut devices = Vec::with_capacity(collection.features.len());
+    let mut inventory = Inventory::default();
+    let mut seen = HashSet::new();
     for (index, feature) in collection.features.into_iter().enumerate() {
         let bad = |why: String| InventoryError::BadFeature { index, why };
-        let (lon, lat) = match feature.geometry.map(|g| g.value) {
-            Some(Geometry::Point(p)) if p.len() >= 2 => (p[0], p[1]),
-            _ => return Err(bad("geometry must be a Point".into())),
+        let geometry = feature.geometry.map(|g| g.value);
+        let props = feature.properties.unwrap_or_default();
+        let (what, tenant, id) = if props.get("kind") == Some(&Value::from("route")) {
+            let route = parse_route(geometry, props).map_err(bad)?;
+            let key = ("route", route.tenant.clone(), route.id.clone());
+            inventory.routes.push(route);
+            key
+        } else {
+            let device = parse_device(geometry, props).map_err(bad)?;
+            let key = ("device", device.tenant.clone(), device.id.clone());
+            inventory.devices.push(device);
+            key
         };
-        if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
-            return Err(bad(format!(
-                "coordinates {lon},{lat} are not WGS84 lon,lat"
-            )));
+        if !seen.insert((what, tenant.clone(), id.clone())) {
+            return Err(InventoryError::Duplicate {
+                index,
+                what,
+                tenant,
+                id,
+            });
         }
-        let mut props = feature.properties.unwrap_or_default();
-        let mut text = |key: &str| -> Result<Option<String>, InventoryError> {
-            match props.remove(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s)),
-                Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(bad(format!("property `{key}` must be a string"))),
-            }
-        };
-        let id = text("id")?.ok_or_else(|| bad("property `id` is required".into()))?;
-        let tenant = text("tenant")?.ok_or_else(|| bad("property `tenant` is required".into()))?;
-        let kind_name = text("kind")?.ok_or_else(|| bad("property `kind` is required".into()))?;
-        let district = text("district")?;
-        let cabinet = text("cabinet")?;
-        let medium = text("medium")?;
-        let route = text("route")?;
-        if !valid_device(&id) {
-            return Err(bad(format!(
-                "id `{id}` must be 1-64 characters of A-Z, a-z, 0-9, _ . -"
-            )));
-        }
-        if !valid_tenant(&tenant) {
-            return Err(bad(format!(
-                "tenant `{tenant}` must be 1-32 characters of a-z, 0-9, -"
-            )));
-        }
-        let kind = Kind::parse(&kind_name).ok_or_else(|| {
-            bad(format!(
-                "kind `{kind_name}` must be light, cabinet, meter or vehicle"
-            ))
-        })?;
-        let rated_power_w = match props.remove("rated_power_w") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(_) => return Err(bad("property `rated_power_w` must be a number".into())),
-        };
-        if !seen.insert((tenant.clone(), id.clone())) {
-            return Err(InventoryError::Duplicate { index, tenant, id });
-        }
-        devices.push(Device {
-            tenant,
-            id,
-            kind,
-            district,
-            cabinet,
-            rated_power_w,
-            medium,
-            route,
-            lon,
-            lat,
-            props,
-        });
     }
-    Ok(devices)
+    Ok(inventory)
+}
+
+/// A Point feature: one device.
+fn parse_device(
+    geometry: Option<Geometry>,
+    mut props: Map<String, Value>,
+) -> Result<Device, String> {
+    let (lon, lat) = match geometry {
+        Some(Geometry::Point(p)) if p.len() >= 2 => (p[0], p[1]),
+        _ => {
+            return Err(
+                "geometry must be a Point (a device), or a LineString with kind `route`".into(),
+            )
+        }
+    };
+    check_wgs84(lon, lat)?;
+    let (tenant, id) = identity(&mut props)?;
+    let kind_name = take_text(&mut props, "kind")?.ok_or("property `kind` is required")?;
+    let kind = Kind::parse(&kind_name).ok_or_else(|| {
+        format!("kind `{kind_name}` must be light, cabinet, meter, vehicle or route")
+    })?;
+    let district = take_text(&mut props, "district")?;
+    let cabinet = take_text(&mut props, "cabinet")?;
+    let medium = take_text(&mut props, "medium")?;
+    let route = take_text(&mut props, "route")?;
+    let rated_power_w = match props.remove("rated_power_w") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => return Err("property `rated_power_w` must be a number".into()),
+    };
+    Ok(Device {
+        tenant,
+        id,
+        kind,
+        district,
+        cabinet,
+        rated_power_w,
+        medium,
+        route,
+        lon,
+        lat,
+        props,
+    })
+}
+
+/// A LineString feature with `kind: "route"`: one bus route.
+fn parse_route(
+    geometry: Option<Geometry>,
+    mut props: Map<String, Value>,
+) -> Result<RouteLine, String> {
+    let positions = match geometry {
+        Some(Geometry::LineString(positions)) if positions.len() >= 2 => positions,
+        _ => {
+            return Err("a route's geometry must be a LineString of at least two positions".into())
+        }
+    };
+    let mut line = Vec::with_capacity(positions.len());
+    for p in positions {
+        let [lon, lat, ..] = p[..] else {
+            return Err("every position of a route must be [lon, lat]".into());
+        };
+        check_wgs84(lon, lat)?;
+        line.push((lon, lat));
+    }
+    props.remove("kind");
+    let (tenant, id) = identity(&mut props)?;
+    Ok(RouteLine {
+        tenant,
+        id,
+        line,
+        props,
+    })
+}
+
+/// The `tenant` and `id` every feature carries, checked against the topic grammar (a
+/// device's id is a topic level; a route's id is what vehicles report).
+fn identity(props: &mut Map<String, Value>) -> Result<(String, String), String> {
+    let id = take_text(props, "id")?.ok_or("property `id` is required")?;
+    let tenant = take_text(props, "tenant")?.ok_or("property `tenant` is required")?;
+    if !valid_device(&id) {
+        return Err(format!(
+            "id `{id}` must be 1-64 characters of A-Z, a-z, 0-9, _ . -"
+        ));
+    }
+    if !valid_tenant(&tenant) {
+        return Err(format!(
+            "tenant `{tenant}` must be 1-32 characters of a-z, 0-9, -"
+        ));
+    }
+    Ok((tenant, id))
+}
+
+/// Removes a text property; numbers are taken as their decimal text (`"route": 28`).
+fn take_text(props: &mut Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match props.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("property `{key}` must be a string")),
+    }
+}
+
+fn check_wgs84(lon: f64, lat: f64) -> Result<(), String> {
+    if (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat) {
+        Ok(())
+    } else {
+        Err(format!("coordinates {lon},{lat} are not WGS84 lon,lat"))
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +233,7 @@ mod tests {
             r#"{"id":"L-1","kind":"light","tenant":"lisbon","district":"baixa","cabinet":"C-1","rated_power_w":70,"street":"Rua Augusta"}"#,
             POINT,
         );
-        let devices = parse_inventory(&text).unwrap();
+        let devices = parse_inventory(&text).unwrap().devices;
         assert_eq!(devices.len(), 1);
         let d = &devices[0];
         assert_eq!(
@@ -206,6 +300,88 @@ mod tests {
             parse_inventory(r#"{"type":"Point","coordinates":[0,0]}"#).unwrap_err(),
             InventoryError::NotACollection
         );
+    }
+
+    fn route(props: &str, geometry: &str) -> String {
+        feature(
+            &format!(r#"{{"kind":"route","tenant":"lisbon","id":"28"{props}}}"#),
+            geometry,
+        )
+    }
+    const LINE: &str = r#"{"type":"LineString","coordinates":[[-9.14,38.71],[-9.13,38.72]]}"#;
+
+    #[test]
+    fn reads_a_route_with_its_extra_properties() {
+        let inventory = parse_inventory(&route(r#","headway_s":600"#, LINE)).unwrap();
+        assert!(inventory.devices.is_empty());
+        let r = &inventory.routes[0];
+        assert_eq!((r.tenant.as_str(), r.id.as_str()), ("lisbon", "28"));
+        assert_eq!(r.line, vec![(-9.14, 38.71), (-9.13, 38.72)]);
+        assert_eq!(r.props.get("headway_s"), Some(&Value::from(600)));
+        assert!(r.props.get("kind").is_none(), "kind is not a free property");
+    }
+
+    #[test]
+    fn names_the_bad_route() {
+        let cases = [
+            (route("", POINT), "LineString"),
+            (
+                route("", r#"{"type":"LineString","coordinates":[[0,0]]}"#),
+                "at least two",
+            ),
+            (
+                route("", r#"{"type":"LineString","coordinates":[[0,0],[0,95]]}"#),
+                "WGS84",
+            ),
+            (
+                route(
+                    "",
+                    r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}"#,
+                ),
+                "LineString",
+            ),
+            (
+                feature(r#"{"kind":"route","tenant":"lisbon"}"#, LINE),
+                "`id` is required",
+            ),
+            (
+                feature(r#"{"kind":"route","id":"28"}"#, LINE),
+                "`tenant` is required",
+            ),
+            (
+                feature(r#"{"kind":"route","tenant":"Lisbon","id":"28"}"#, LINE),
+                "tenant `Lisbon`",
+            ),
+            (
+                feature(r#"{"kind":"route","tenant":"lisbon","id":"2 8"}"#, LINE),
+                "id `2 8`",
+            ),
+        ];
+        for (text, fragment) in cases {
+            let err = parse_inventory(&text).unwrap_err().to_string();
+            assert!(err.starts_with("feature 0:"), "{err}");
+            assert!(err.contains(fragment), "{err} should mention {fragment}");
+        }
+    }
+
+    #[test]
+    fn a_route_and_a_device_may_share_an_id_but_two_routes_may_not() {
+        let line = r#"{"type":"Feature","geometry":{"type":"LineString","coordinates":[[0,0],[1,1]]},"properties":{"id":"a","kind":"route","tenant":"x"}}"#;
+        let point = r#"{"type":"Feature","geometry":{"type":"Point","coordinates":[0,0]},"properties":{"id":"a","kind":"light","tenant":"x"}}"#;
+        let both = format!(r#"{{"type":"FeatureCollection","features":[{line},{point}]}}"#);
+        let inventory = parse_inventory(&both).unwrap();
+        assert_eq!((inventory.devices.len(), inventory.routes.len()), (1, 1));
+        let twice = format!(r#"{{"type":"FeatureCollection","features":[{line},{line}]}}"#);
+        let err = parse_inventory(&twice).unwrap_err();
+        assert!(matches!(
+            err,
+            InventoryError::Duplicate {
+                index: 1,
+                what: "route",
+                ..
+            }
+        ));
+        assert_eq!(err.to_string(), "feature 1: route `x/a` is listed twice");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   and the decoded [`Row`] of [`Cell`]s that `store` writes column by column.
 //! - [`decode`]: payload bytes -> rows and [`Rejected`] elements, each with a [`Rejection`].
 //! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
-//! - [`inventory`]: devices as listed in the city's inventory.
+//! - [`inventory`]: devices and bus routes as listed in the city's inventory.
 //! - [`astro`]: civil dawn and dusk at a place (when lamps should burn).
 //!
 //! The contract for device makers is `docs/device-contract.md`; the tests in this crate
@@ -21,8 +21,8 @@ pub mod time;
 pub mod topic;
 
 pub use decode::{decode_payload, Decoded, Limits, Rejected};
-pub use inventory::Device;
-pub use record::{Cell, FieldSpec, FieldType, Observation, RecordType, Row};
+pub use inventory::{Device, Inventory, RouteLine};
+pub use record::{Cell, Committed, FieldSpec, FieldType, Observation, RecordType, Row};
 pub use rejection::Rejection;
 pub use time::{TimeWindow, Timestamp};
 pub use topic::{Channel, Kind, Topic};

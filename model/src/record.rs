@@ -248,6 +248,14 @@ impl Row {
     }
 }
 
+/// Rows ingestion committed in one transaction, handed on (to the rules engine) with the
+/// moment of the commit, so that what follows can be timed from it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub at: std::time::Instant,
+    pub rows: Vec<Observation>,
+}
+
 /// A committed row of a device, as ingestion hands it on (to the rules engine).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {

@@ -1,58 +1,112 @@
 //! The driver: feeds the engine with committed rows and the passing of time, and persists
 //! its decisions, one transaction per set.
 //!
-//! On start it loads the devices and the outages already open, so a restart (even after
-//! `kill -9`) neither opens an outage twice nor forgets one; the database's partial unique
-//! index makes sure of it whatever happens.
+//! On start it loads the devices, routes, maintenance windows, the commands in force and
+//! the outages already open, so a restart (even after `kill -9`) neither opens an outage
+//! twice nor forgets one; the database's partial unique indexes make sure of it whatever
+//! happens. While it runs it also:
+//! - reloads the rules file when it changes (a bad file is refused and the old rules stay);
+//! - turns the lamps' command acknowledgements into expectations;
+//! - verifies repairs reported done (or reopens them) from what the rules see;
+//! - ends shelving that has expired.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use model::{Observation, Timestamp};
-use store::{Db, OutageChange, StoreError};
+use model::{Cell, Committed, Observation, RecordType, Timestamp};
+use store::{Db, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::engine::{Asset, Decision, Engine, OutageKind, State};
-use crate::RulesConfig;
+use crate::engine::{Asset, Decision, Engine, MaintenanceWindow, OutageKind, State, Verdict};
+use crate::metrics::{DecisionLabel, OutcomeLabel};
+use crate::schedule::Instruction;
+use crate::{RulesConfig, RulesMetrics};
 
 /// Where "now" comes from (the hub's clock: wall or simulated).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
-/// How often silence is checked and devices reloaded, in real time.
-const TICK: Duration = Duration::from_secs(1);
-const RELOAD: Duration = Duration::from_secs(60);
+/// How often time passes for the engine, in real time.
+const TICK: Duration = Duration::from_millis(250);
+/// How often the rules file, repairs and shelving are looked at.
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+/// How often devices, routes and maintenance windows are reloaded.
+const RELOAD: Duration = Duration::from_secs(30);
 
-async fn load(db: &Db, config: &RulesConfig) -> Result<Engine, StoreError> {
+/// The rules: the file they came from (watched for changes) and what it said at start.
+#[derive(Debug, Clone)]
+pub struct RulesSource {
+    pub path: Option<PathBuf>,
+    pub config: RulesConfig,
+}
+
+async fn load(db: &Db, config: &RulesConfig, now: Timestamp) -> Result<Engine, StoreError> {
     let assets = db
         .rule_assets()
         .await?
         .into_iter()
         .map(|a| Asset {
             id: a.id,
+            name: a.ext_id,
             kind: a.kind,
             cabinet: a.cabinet_id,
             rated_power_w: a.rated_power_w,
+            route: a.route_id,
             lon: a.lon,
             lat: a.lat,
         })
         .collect();
-    Ok(Engine::new(config.clone(), assets))
+    let routes = db.rule_routes().await?.into_iter().collect();
+    let mut engine = Engine::new(config.clone(), assets, routes);
+    let windows = db
+        .maintenance_windows(now.to_datetime())
+        .await?
+        .into_iter()
+        .map(|w| MaintenanceWindow {
+            from: Timestamp::from_datetime(w.starts_at),
+            until: Timestamp::from_datetime(w.ends_at),
+            assets: w.device_ids.into_iter().collect(),
+        })
+        .collect();
+    engine.set_maintenance(windows);
+    Ok(engine)
 }
 
-fn to_change(d: &Decision) -> OutageChange {
+fn to_change(config: &RulesConfig, d: &Decision) -> OutageChange {
     match d {
         Decision::Open {
             asset,
             kind,
             at,
             reason,
-        } => OutageChange::Open {
+        }
+        | Decision::Recur {
+            asset,
+            kind,
+            at,
+            reason,
+        } => {
+            let severity = config.severity(kind.as_str());
+            OutageChange::Open {
+                device_id: *asset,
+                kind: kind.as_str(),
+                at: *at,
+                reason: reason.clone(),
+                severity: severity.as_str(),
+                work_order: config
+                    .assignment(kind.as_str(), severity)
+                    .map(|a| WorkOrderPlan {
+                        team: a.team,
+                        deadline_s: a.deadline_s,
+                    }),
+            }
+        }
+        Decision::Chattering { asset, kind, at } => OutageChange::Chattering {
             device_id: *asset,
             kind: kind.as_str(),
             at: *at,
-            reason: reason.clone(),
         },
         Decision::Resolve { asset, kind, at } => OutageChange::Resolve {
             device_id: *asset,
@@ -62,16 +116,82 @@ fn to_change(d: &Decision) -> OutageChange {
     }
 }
 
+/// The rules file as last read: its modification time and what it said.
+struct Watched {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    text: String,
+}
+
+impl Watched {
+    fn new(path: PathBuf) -> Watched {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        Watched {
+            path,
+            modified,
+            text,
+        }
+    }
+
+    /// New rules when the file changed and is valid; a bad file is logged, counted and
+    /// ignored (the rules in force stay), once per change.
+    fn changed(&mut self, metrics: &RulesMetrics) -> Option<RulesConfig> {
+        let outcome = self.read();
+        let label = |outcome| OutcomeLabel { outcome };
+        match &outcome {
+            Some(Ok(_)) => metrics.reloads.get_or_create(&label("applied")).inc(),
+            Some(Err(())) => metrics.reloads.get_or_create(&label("refused")).inc(),
+            None => 0,
+        };
+        outcome.and_then(Result::ok)
+    }
+
+    fn read(&mut self) -> Option<Result<RulesConfig, ()>> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == self.modified {
+            return None;
+        }
+        self.modified = modified;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                error!(message = "Cannot read the rules file; the rules in force stay.", path = %self.path.display(), error = %e);
+                return Some(Err(()));
+            }
+        };
+        if text == self.text {
+            return None;
+        }
+        self.text.clone_from(&text);
+        match RulesConfig::parse(&text) {
+            Ok(config) => {
+                info!(message = "Rules file reloaded.", path = %self.path.display());
+                Some(Ok(config))
+            }
+            Err(e) => {
+                error!(message = "The changed rules file is refused; the rules in force stay.", path = %self.path.display(), error = %e);
+                Some(Err(()))
+            }
+        }
+    }
+}
+
 /// Runs until `committed` closes (ingestion stopped) or `shutdown`.
 pub async fn run(
     url: String,
-    config: RulesConfig,
-    mut committed: mpsc::Receiver<Vec<Observation>>,
+    source: RulesSource,
+    mut committed: mpsc::Receiver<Committed>,
     clock: Clock,
+    metrics: RulesMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let mut db = Db::connect(&url).await?;
-    let mut engine = load(&db, &config).await?;
+    let mut config = source.config;
+    let mut watched = source.path.map(Watched::new);
+    let mut engine = load(&db, &config, clock()).await?;
     let mut state = State::default();
     let open = db.open_outages().await?;
     for (device, kind) in &open {
@@ -79,32 +199,140 @@ pub async fn run(
             state.restore_open(*device, kind);
         }
     }
+    for command in db.commands_in_force(clock().to_datetime()).await? {
+        if let Some(i) = Instruction::from_command(&command.body) {
+            engine.instruct(&mut state, command.device_id, i);
+        }
+    }
     info!(message = "Rules engine started.", open_outages = open.len());
     let mut decisions = Vec::new();
+    // The commit of the oldest readings whose decisions are not persisted yet.
+    let mut caused_by = None;
+    let mut acks = Vec::new();
     let mut tick = tokio::time::interval(TICK);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut reload = tokio::time::interval(RELOAD);
     reload.tick().await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             batch = committed.recv() => match batch {
-                Some(rows) => {
-                    for o in &rows {
+                Some(batch) => {
+                    let before = decisions.len();
+                    for o in &batch.rows {
                         engine.observe(&mut state, o.device_id, o.record, &o.row, &mut decisions);
+                        if o.record == RecordType::CmdAck {
+                            acks.push(o.clone());
+                        }
+                    }
+                    if decisions.len() > before {
+                        caused_by.get_or_insert(batch.at);
                     }
                 }
                 None => break,
             },
             _ = tick.tick() => engine.tick(&mut state, clock(), &mut decisions),
-            _ = reload.tick() => match load(&db, &config).await {
-                Ok(e) => engine = e,
+            _ = housekeeping.tick() => {
+                if let Some(new) = watched.as_mut().and_then(|w| w.changed(&metrics)) {
+                    config = new.clone();
+                    engine.set_config(new);
+                }
+                if let Err(error) = verify_repairs(&mut db, &engine, &state, clock(), &metrics).await {
+                    warn!(message = "Cannot verify repairs now; trying again shortly.", %error);
+                }
+                if let Err(error) = db.unshelve_expired(clock()).await {
+                    warn!(message = "Cannot end expired shelving now; trying again shortly.", %error);
+                }
+            }
+            _ = reload.tick() => match load(&db, &config, clock()).await {
+                Ok(mut e) => {
+                    e.set_config(config.clone());
+                    engine = e;
+                }
                 Err(error) => warn!(message = "Cannot reload devices for the rules.", %error),
             },
         }
-        persist(&url, &mut db, &mut decisions, &shutdown).await;
+        if !acks.is_empty() {
+            if let Err(error) = apply_acks(&mut db, &engine, &mut state, &acks).await {
+                warn!(message = "Cannot read acknowledged commands; their expectations are missed.", %error);
+            }
+            acks.clear();
+        }
+        let suppressed = std::mem::take(&mut state.maintenance_suppressed);
+        metrics.maintenance_suppressed.inc_by(suppressed);
+        persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
+        if let Some(at) = caused_by.take() {
+            metrics
+                .commit_to_outage_seconds
+                .observe(at.elapsed().as_secs_f64());
+        }
     }
-    persist(&url, &mut db, &mut decisions, &shutdown).await;
+    persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
     info!(message = "Rules engine stopped.");
+    Ok(())
+}
+
+/// A lamp acknowledged a command: it is recorded, and what it asked for is expected.
+async fn apply_acks(
+    db: &mut Db,
+    engine: &Engine,
+    state: &mut State,
+    acks: &[Observation],
+) -> Result<(), StoreError> {
+    for ack in acks {
+        let row = &ack.row;
+        let id = match row.get(RecordType::CmdAck, "id") {
+            Cell::Uuid(u) => u.to_string(),
+            _ => continue,
+        };
+        let Some(status) = row.get(RecordType::CmdAck, "status").as_str() else {
+            continue;
+        };
+        let Some(command) = db.command_acked(&id, status, row.ts.to_datetime()).await? else {
+            continue;
+        };
+        if status == "ok" && command.device_id == ack.device_id {
+            if let Some(i) = Instruction::from_command(&command.body) {
+                engine.instruct(state, ack.device_id, i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Repairs reported done are watched; telemetry verifies them or reopens them.
+async fn verify_repairs(
+    db: &mut Db,
+    engine: &Engine,
+    state: &State,
+    now: Timestamp,
+    metrics: &RulesMetrics,
+) -> Result<(), StoreError> {
+    for wo in db.work_orders_done().await? {
+        let (Some(kind), Some(done_at)) = (OutageKind::parse(&wo.kind), wo.done_at) else {
+            continue;
+        };
+        let done_at = Timestamp::from_datetime(done_at);
+        let (to, detail) = match engine.verdict(state, wo.device_id, kind, done_at) {
+            Verdict::Pending => continue,
+            Verdict::Verified => (
+                "verified",
+                "telemetry shows the asset working for the hold time".to_owned(),
+            ),
+            Verdict::Reopened(why) => ("reopened", why),
+        };
+        db.transition_work_order(wo.id, to, "rules", Some(&detail), now, None)
+            .await?;
+        metrics
+            .repairs
+            .get_or_create(&OutcomeLabel { outcome: to })
+            .inc();
+        info!(
+            message = "Repair checked against telemetry.",
+            work_order = wo.id,
+            verdict = to
+        );
+    }
     Ok(())
 }
 
@@ -112,14 +340,30 @@ pub async fn run(
 async fn persist(
     url: &str,
     db: &mut Db,
+    config: &RulesConfig,
     decisions: &mut Vec<Decision>,
+    metrics: &RulesMetrics,
     shutdown: &CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     while !decisions.is_empty() {
-        let changes: Vec<OutageChange> = decisions.iter().map(to_change).collect();
+        let changes: Vec<OutageChange> = decisions.iter().map(|d| to_change(config, d)).collect();
         match db.apply_outage_changes(&changes).await {
-            Ok(()) => decisions.clear(),
+            Ok(()) => {
+                for d in decisions.drain(..) {
+                    let (decision, kind) = match d {
+                        Decision::Open { kind, .. } => ("open", kind),
+                        Decision::Recur { kind, .. } => ("recur", kind),
+                        Decision::Chattering { kind, .. } => ("chattering", kind),
+                        Decision::Resolve { kind, .. } => ("resolve", kind),
+                    };
+                    let label = DecisionLabel {
+                        decision,
+                        kind: kind.as_str(),
+                    };
+                    metrics.decisions.get_or_create(&label).inc();
+                }
+            }
             Err(error) => {
                 warn!(message = "Cannot persist outage decisions; retrying.", %error, decisions = changes.len());
                 tokio::select! {

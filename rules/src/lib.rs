@@ -18,9 +18,15 @@ pub mod condition;
 pub mod config;
 pub mod driver;
 pub mod engine;
+mod lighting;
+mod meters;
+pub mod metrics;
+pub mod schedule;
+pub mod transport;
 
-pub use config::RulesConfig;
-pub use engine::{Asset, Decision, Engine, OutageKind, State};
+pub use config::{RulesConfig, Severity};
+pub use engine::{Asset, Decision, Engine, MaintenanceWindow, OutageKind, State, Verdict};
+pub use metrics::RulesMetrics;
 
 #[cfg(test)]
 mod engine_tests;

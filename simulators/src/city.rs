@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use model::{Device, Kind};
+use model::{Device, Kind, RouteLine};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -387,7 +387,25 @@ impl City {
         out
     }
 
-    /// The inventory: a FeatureCollection with a Point per device (`cityhub devices import`).
+    /// Every bus route of the city, as the inventory lists them.
+    pub fn route_lines(&self) -> Vec<RouteLine> {
+        self.routes
+            .iter()
+            .map(|r| {
+                let mut props = Map::new();
+                props.insert("headway_s".into(), json!(r.headway_s));
+                RouteLine {
+                    tenant: self.spec.tenant.clone(),
+                    id: r.id.clone(),
+                    line: r.line.clone(),
+                    props,
+                }
+            })
+            .collect()
+    }
+
+    /// The inventory: a FeatureCollection with a Point per device and a LineString per
+    /// bus route (`cityhub devices import`).
     pub fn inventory_geojson(&self) -> String {
         let mut out = String::from("{\"type\":\"FeatureCollection\",\"features\":[\n");
         for (i, d) in self.devices().iter().enumerate() {
@@ -418,6 +436,22 @@ impl City {
                 d.lon,
                 d.lat,
                 Value::Object(props)
+            );
+        }
+        for r in self.route_lines() {
+            let mut props = Map::new();
+            props.insert("kind".into(), json!("route"));
+            props.insert("id".into(), json!(r.id));
+            props.insert("tenant".into(), json!(r.tenant));
+            props.extend(r.props);
+            let line: Vec<[f64; 2]> = r.line.iter().map(|p| [p.0, p.1]).collect();
+            if !out.ends_with("[\n") {
+                out.push_str(",\n");
+            }
+            let _ = write!(
+                out,
+                "{}",
+                json!({"type":"Feature","geometry":{"type":"LineString","coordinates":line},"properties":props})
             );
         }
         out.push_str("\n]}\n");
@@ -531,8 +565,11 @@ mod tests {
     #[test]
     fn the_inventory_is_one_the_hub_accepts() {
         let city = City::generate(&spec(5));
-        let devices =
+        let inventory =
             model::inventory::parse_inventory(&city.inventory_geojson()).expect("valid inventory");
+        assert_eq!(inventory.routes, city.route_lines());
+        assert!(!inventory.routes.is_empty());
+        let devices = inventory.devices;
         assert_eq!(devices, city.devices());
         let lamp = devices.iter().find(|d| d.kind == Kind::Light).unwrap();
         assert!(lamp.cabinet.is_some() && lamp.rated_power_w.is_some() && lamp.district.is_some());

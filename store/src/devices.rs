@@ -1,7 +1,8 @@
-//! The device registry: inventory import and the lookup table ingestion resolves topics with.
+//! The device registry: inventory import (devices and bus routes) and the lookup table
+//! ingestion resolves topics with.
 
 use chrono::{DateTime, Utc};
-use model::{Device, Kind};
+use model::{Device, Kind, RouteLine};
 
 use crate::{Db, StoreError};
 
@@ -92,6 +93,51 @@ impl Db {
             tenants_created,
             devices_written,
         })
+    }
+
+    /// Inserts or updates bus routes by tenant and id in one transaction; tenants are
+    /// created as they appear. Returns how many routes were written.
+    pub async fn import_routes(&mut self, routes: &[RouteLine]) -> Result<u64, StoreError> {
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting the route import"))?;
+        let mut tenants: Vec<&str> = routes.iter().map(|r| r.tenant.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        tx.execute(
+            "INSERT INTO tenants (slug, name) SELECT t, t FROM unnest($1::text[]) t
+             ON CONFLICT (slug) DO NOTHING",
+            &[&tenants],
+        )
+        .await
+        .map_err(StoreError::db("creating tenants"))?;
+        let tenant: Vec<&str> = routes.iter().map(|r| r.tenant.as_str()).collect();
+        let ext: Vec<&str> = routes.iter().map(|r| r.id.as_str()).collect();
+        let line: Vec<serde_json::Value> = routes
+            .iter()
+            .map(|r| serde_json::json!(r.line.iter().map(|p| [p.0, p.1]).collect::<Vec<_>>()))
+            .collect();
+        let props: Vec<serde_json::Value> = routes
+            .iter()
+            .map(|r| serde_json::Value::Object(r.props.clone()))
+            .collect();
+        let written = tx
+            .execute(
+                "INSERT INTO routes (tenant_id, ext_id, line, props)
+                 SELECT t.id, r.ext, r.line, r.props
+                 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[]) AS r(tenant, ext, line, props)
+                 JOIN tenants t ON t.slug = r.tenant
+                 ON CONFLICT (tenant_id, ext_id) DO UPDATE SET line = excluded.line, props = excluded.props",
+                &[&tenant, &ext, &line, &props],
+            )
+            .await
+            .map_err(StoreError::db("writing routes"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing the route import"))?;
+        Ok(written)
     }
 
     /// Devices changed after `since` (all of them when `None`), with the newest change time.

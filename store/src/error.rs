@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -27,6 +28,62 @@ pub enum StoreError {
     SchemaTooNew { found: i32, known: i32 },
     #[error("unknown tenant `{0}`")]
     UnknownTenant(String),
+    #[error("no device with id {0}")]
+    NoDevice(i32),
+    #[error("no outage {0}")]
+    NoOutage(i64),
+    #[error("outage {id} is {state}, so it cannot be {action}")]
+    OutageState {
+        id: i64,
+        state: String,
+        action: &'static str,
+    },
+    #[error("outage {0} is not shelved")]
+    NotShelved(i64),
+    #[error("an outage can only be shelved until a later time: {until} is not after {at}")]
+    ShelveInPast {
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    #[error("no work order {0}")]
+    NoWorkOrder(i64),
+    #[error("work order {id} is {from}; it cannot go to {to}")]
+    BadTransition { id: i64, from: String, to: String },
+    #[error("work order {0} cannot be assigned without naming who it is assigned to")]
+    NoAssignee(i64),
+    #[error("a report period must end after it starts: {to} is not after {from}")]
+    BadPeriod {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    #[error("unknown maintenance scope `{0}`: use device, cabinet, district or tenant")]
+    UnknownScope(String),
+    #[error("tenant `{tenant}` has no {scope} `{target}`")]
+    UnknownTarget {
+        tenant: String,
+        scope: String,
+        target: String,
+    },
+    #[error("a tenant-wide maintenance window must name its tenant `{tenant}` as the target, not `{target}`")]
+    TenantTarget { tenant: String, target: String },
+    #[error("a maintenance window must end after it starts: {ends_at} is not after {starts_at}")]
+    BadWindow {
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    },
+    #[error("unknown command action `{0}`: use set_light, set_schedule or reboot")]
+    UnknownAction(String),
+    #[error("command {0} is already recorded; a command id is used once")]
+    DuplicateCommand(String),
+    #[error("a command must expire after it is issued: {expires_at} is not after {issued_at}")]
+    ExpiresBeforeIssued {
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    #[error("unknown acknowledgement status `{0}`: a device answers ok, rejected or failed")]
+    UnknownAckStatus(String),
+    #[error("route {id} has a line that is not a list of [lon, lat] positions: {why}")]
+    BadRouteLine { id: i32, why: String },
 }
 
 impl StoreError {

@@ -6,24 +6,43 @@
 //! - [`batch`]: [`ReadingBatch`], what one transaction writes, encoded as it is collected.
 //! - [`copy`]: the binary COPY encoder.
 //! - [`partitions`]: daily partitions for servers without TimescaleDB.
-//! - [`devices`]: the device registry (inventory import, lookups for ingestion).
-//! - [`outages`]: outages and their audit events, as the rules engine decides them.
+//! - [`devices`]: the device registry (inventory import of devices and routes, lookups
+//!   for ingestion).
+//! - [`outages`]: outages and their audit events, as the rules engine decides them, in a
+//!   few statements per set, and the work orders new outages start.
+//! - [`rule_assets`]: the devices and bus routes as the rules engine loads them.
+//! - [`work_orders`]: the work order life cycle, team reports and deadline breaches.
+//! - [`hygiene`]: acknowledging and shelving outages, and the alarm load report.
+//! - [`maintenance`]: maintenance windows and the devices they cover.
+//! - [`commands`]: commands sent to devices and which are in force.
 //!
 //! Start reading at [`Db::write_batch`]: it is the write path every reading takes.
 
 pub mod batch;
+pub mod commands;
 pub mod copy;
 pub mod db;
 pub mod devices;
 mod error;
+pub mod hygiene;
+pub mod maintenance;
 pub mod outages;
 mod partitions;
+pub mod rule_assets;
 pub mod schema;
+pub mod work_orders;
 
 pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
+pub use commands::CommandRow;
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;
-pub use outages::{OutageChange, OutageRow, RuleAsset};
+pub use hygiene::{AlarmReport, BadActor, KindCount};
+pub use maintenance::MaintenanceWindow;
+pub use outages::{OutageChange, OutageRow, WorkOrderPlan};
+pub use rule_assets::RuleAsset;
 pub use schema::StoragePath;
 pub use tokio_postgres::Config as PgConfig;
+pub use work_orders::{
+    work_order_step_allowed, TeamReport, WorkOrderEvent, WorkOrderRow, WORK_ORDER_STATES,
+};

@@ -1,8 +1,15 @@
 //! Outages: what the rules engine decided, persisted one transaction per set of decisions,
-//! with an audit event for every transition.
+//! with an audit event for every transition, and the work orders they start.
+//!
+//! A set of decisions is written with a few statements over arrays (`unnest`), not one
+//! statement per decision: the engine can decide 100 000 things at once after a storm or a
+//! restart, and one round trip each would take minutes.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use model::{Kind, Timestamp};
+use model::Timestamp;
+use tokio_postgres::Transaction;
 
 use crate::{Db, StoreError};
 
@@ -14,23 +21,47 @@ pub enum OutageChange {
         kind: &'static str,
         at: Timestamp,
         reason: String,
+        /// `critical`, `major` or `minor`.
+        severity: &'static str,
+        /// The repair to order when this opens a new outage.
+        work_order: Option<WorkOrderPlan>,
     },
     Resolve {
         device_id: i32,
         kind: &'static str,
         at: Timestamp,
     },
+    /// The rules found it chattering: it stays open (flag set, event recorded).
+    Chattering {
+        device_id: i32,
+        kind: &'static str,
+        at: Timestamp,
+    },
 }
 
-/// A device as the rules engine needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleAsset {
-    pub id: i32,
-    pub kind: Kind,
-    pub cabinet_id: Option<i32>,
-    pub rated_power_w: Option<f64>,
-    pub lon: f64,
-    pub lat: f64,
+impl OutageChange {
+    /// The outage a change is about: one open outage per (device, kind).
+    fn key(&self) -> (i32, &'static str) {
+        match self {
+            OutageChange::Open {
+                device_id, kind, ..
+            }
+            | OutageChange::Resolve {
+                device_id, kind, ..
+            }
+            | OutageChange::Chattering {
+                device_id, kind, ..
+            } => (*device_id, kind),
+        }
+    }
+}
+
+/// Who repairs an outage and how long they have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkOrderPlan {
+    pub team: String,
+    /// Seconds after the outage opened at which the repair is due.
+    pub deadline_s: i64,
 }
 
 /// An outage row.
@@ -38,19 +69,69 @@ pub struct RuleAsset {
 pub struct OutageRow {
     pub id: i64,
     pub device_id: i32,
+    /// The device's id in the inventory.
+    pub ext_id: String,
     pub kind: String,
     pub state: String,
+    pub severity: String,
+    pub reason: String,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Wall time the hub wrote the row.
+    pub recorded_at: DateTime<Utc>,
     pub occurrences: i32,
+    pub shelved_until: Option<DateTime<Utc>>,
+    pub chattering: bool,
 }
 
 const ACTOR: &str = "rules";
 
+/// Decisions per statement: 100 000 take ten, and one statement's arrays stay a few MB.
+const CHUNK: usize = 10_000;
+
+/// Splits a set of changes into rounds holding at most one change per (device, kind),
+/// keeping each key's changes in order: round n holds the n-th change of every key.
+///
+/// One statement cannot touch a row twice (`ON CONFLICT DO UPDATE` refuses to), yet a set
+/// may open, resolve and open again the same outage; applying the rounds one after the
+/// other gives the same result as applying the changes one by one.
+pub(crate) fn rounds(changes: &[OutageChange]) -> Vec<Vec<&OutageChange>> {
+    let mut seen: HashMap<(i32, &str), usize> = HashMap::new();
+    let mut rounds: Vec<Vec<&OutageChange>> = Vec::new();
+    for change in changes {
+        let n = seen.entry(change.key()).or_insert(0);
+        if *n == rounds.len() {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(change);
+        *n += 1;
+    }
+    rounds
+}
+
+/// An `Open` change, borrowed.
+struct Opening<'a> {
+    device_id: i32,
+    kind: &'static str,
+    at: DateTime<Utc>,
+    reason: &'a str,
+    severity: &'static str,
+    plan: Option<&'a WorkOrderPlan>,
+}
+
+/// A `Resolve` or `Chattering` change: which outage, and when.
+struct Mark {
+    device_id: i32,
+    kind: &'static str,
+    at: DateTime<Utc>,
+}
+
 impl Db {
     /// Applies decisions in one transaction. Opening an outage that is already open counts
     /// an occurrence instead (so replays after a restart add nothing); resolving one that
-    /// is not open does nothing.
+    /// is not open does nothing. A new outage with a plan gets a work order, unless its
+    /// device and kind have an active one: that one is reopened if the crew said it was
+    /// done, since the fault came back.
     pub async fn apply_outage_changes(
         &mut self,
         changes: &[OutageChange],
@@ -63,61 +144,16 @@ impl Db {
             .transaction()
             .await
             .map_err(StoreError::db("starting outage changes"))?;
-        for change in changes {
-            match change {
-                OutageChange::Open {
-                    device_id,
-                    kind,
-                    at,
-                    reason,
-                } => {
-                    let at = at.to_datetime();
-                    let row = tx
-                        .query_one(
-                            "INSERT INTO outages (device_id, kind, state, reason, opened_at, last_seen)
-                             VALUES ($1, $2, 'open', $3, $4, $4)
-                             ON CONFLICT (device_id, kind) WHERE state IN ('open', 'acknowledged')
-                             DO UPDATE SET occurrences = outages.occurrences + 1,
-                                           last_seen = greatest(outages.last_seen, excluded.last_seen)
-                             RETURNING id, (xmax = 0) AS inserted",
-                            &[device_id, kind, reason, &at],
-                        )
-                        .await
-                        .map_err(StoreError::db("opening an outage"))?;
-                    let (id, inserted): (i64, bool) = (row.get(0), row.get(1));
-                    let transition = if inserted { "opened" } else { "occurred again" };
-                    tx.execute(
-                        "INSERT INTO outage_events (outage_id, at, actor, transition, detail) VALUES ($1, $2, $3, $4, $5)",
-                        &[&id, &at, &ACTOR, &transition, reason],
-                    )
-                    .await
-                    .map_err(StoreError::db("recording an outage event"))?;
-                }
-                OutageChange::Resolve {
-                    device_id,
-                    kind,
-                    at,
-                } => {
-                    let at = at.to_datetime();
-                    let rows = tx
-                        .query(
-                            "UPDATE outages SET state = 'resolved', resolved_at = $3
-                             WHERE device_id = $1 AND kind = $2 AND state IN ('open', 'acknowledged')
-                             RETURNING id",
-                            &[device_id, kind, &at],
-                        )
-                        .await
-                        .map_err(StoreError::db("resolving an outage"))?;
-                    for row in rows {
-                        let id: i64 = row.get(0);
-                        tx.execute(
-                            "INSERT INTO outage_events (outage_id, at, actor, transition, detail) VALUES ($1, $2, $3, 'resolved', 'telemetry back to normal')",
-                            &[&id, &at, &ACTOR],
-                        )
-                        .await
-                        .map_err(StoreError::db("recording an outage event"))?;
-                    }
-                }
+        for round in rounds(changes) {
+            let (opens, resolves, chatters) = by_change(round);
+            for chunk in opens.chunks(CHUNK) {
+                open_outages(&tx, chunk).await?;
+            }
+            for chunk in resolves.chunks(CHUNK) {
+                resolve_outages(&tx, chunk).await?;
+            }
+            for chunk in chatters.chunks(CHUNK) {
+                flag_chattering(&tx, chunk).await?;
             }
         }
         tx.commit()
@@ -143,7 +179,11 @@ impl Db {
         let rows = self
             .client()
             .query(
-                "SELECT id, device_id, kind, state, opened_at, resolved_at, occurrences FROM outages ORDER BY opened_at DESC, id DESC",
+                "SELECT o.id, o.device_id, d.ext_id, o.kind, o.state, o.severity, o.reason,
+                        o.opened_at, o.resolved_at, o.recorded_at, o.occurrences,
+                        o.shelved_until, o.chattering
+                 FROM outages o JOIN devices d ON d.id = o.device_id
+                 ORDER BY o.opened_at DESC, o.id DESC",
                 &[],
             )
             .await
@@ -153,38 +193,258 @@ impl Db {
             .map(|r| OutageRow {
                 id: r.get(0),
                 device_id: r.get(1),
-                kind: r.get(2),
-                state: r.get(3),
-                opened_at: r.get(4),
-                resolved_at: r.get(5),
-                occurrences: r.get(6),
+                ext_id: r.get(2),
+                kind: r.get(3),
+                state: r.get(4),
+                severity: r.get(5),
+                reason: r.get(6),
+                opened_at: r.get(7),
+                resolved_at: r.get(8),
+                recorded_at: r.get(9),
+                occurrences: r.get(10),
+                shelved_until: r.get(11),
+                chattering: r.get(12),
             })
             .collect())
     }
+}
 
-    /// Every device with what the rules need, lamps with their cabinet's device id.
-    pub async fn rule_assets(&self) -> Result<Vec<RuleAsset>, StoreError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT d.id, d.kind, c.id, d.rated_power_w, d.lon, d.lat FROM devices d
-                 LEFT JOIN devices c ON c.tenant_id = d.tenant_id AND c.kind = 'cabinet' AND c.ext_id = d.cabinet",
-                &[],
-            )
-            .await
-            .map_err(StoreError::db("loading devices for the rules"))?;
-        Ok(rows
+/// Sorts a round's changes by what they do (within a round, order does not matter: each
+/// change is about a different outage).
+fn by_change(round: Vec<&OutageChange>) -> (Vec<Opening<'_>>, Vec<Mark>, Vec<Mark>) {
+    let (mut opens, mut resolves, mut chatters) = (Vec::new(), Vec::new(), Vec::new());
+    for change in round {
+        match change {
+            OutageChange::Open {
+                device_id,
+                kind,
+                at,
+                reason,
+                severity,
+                work_order,
+            } => opens.push(Opening {
+                device_id: *device_id,
+                kind,
+                at: at.to_datetime(),
+                reason,
+                severity,
+                plan: work_order.as_ref(),
+            }),
+            OutageChange::Resolve {
+                device_id,
+                kind,
+                at,
+            } => resolves.push(Mark {
+                device_id: *device_id,
+                kind,
+                at: at.to_datetime(),
+            }),
+            OutageChange::Chattering {
+                device_id,
+                kind,
+                at,
+            } => chatters.push(Mark {
+                device_id: *device_id,
+                kind,
+                at: at.to_datetime(),
+            }),
+        }
+    }
+    (opens, resolves, chatters)
+}
+
+/// Opens outages (or counts an occurrence of those already open), records their events,
+/// then orders the repairs of the new ones. At most one opening per (device, kind).
+async fn open_outages(tx: &Transaction<'_>, chunk: &[Opening<'_>]) -> Result<(), StoreError> {
+    let device: Vec<i32> = chunk.iter().map(|o| o.device_id).collect();
+    let kind: Vec<&str> = chunk.iter().map(|o| o.kind).collect();
+    let at: Vec<DateTime<Utc>> = chunk.iter().map(|o| o.at).collect();
+    let reason: Vec<&str> = chunk.iter().map(|o| o.reason).collect();
+    let severity: Vec<&str> = chunk.iter().map(|o| o.severity).collect();
+    let opened = tx
+        .query(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+                     AS i(device_id, kind, at, reason, severity)
+             ), upserted AS (
+                 INSERT INTO outages (device_id, kind, state, reason, severity, opened_at, last_seen)
+                 SELECT device_id, kind, 'open', reason, severity, at, at FROM input
+                 ON CONFLICT (device_id, kind) WHERE state IN ('open', 'acknowledged')
+                 DO UPDATE SET occurrences = outages.occurrences + 1,
+                               last_seen = greatest(outages.last_seen, excluded.last_seen)
+                 RETURNING id, device_id, kind, (xmax = 0) AS inserted
+             ), events AS (
+                 INSERT INTO outage_events (outage_id, at, actor, transition, detail)
+                 SELECT u.id, i.at, $6, CASE WHEN u.inserted THEN 'opened' ELSE 'occurred again' END, i.reason
+                 FROM upserted u JOIN input i USING (device_id, kind)
+             )
+             SELECT id, device_id, kind FROM upserted WHERE inserted",
+            &[&device, &kind, &at, &reason, &severity, &ACTOR],
+        )
+        .await
+        .map_err(StoreError::db("opening outages"))?;
+    let by_key: HashMap<(i32, &str), &Opening> =
+        chunk.iter().map(|o| ((o.device_id, o.kind), o)).collect();
+    let planned: Vec<(i64, &Opening, &WorkOrderPlan)> = opened
+        .iter()
+        .filter_map(|r| {
+            let opening = *by_key.get(&(r.get::<_, i32>(1), r.get::<_, &str>(2)))?;
+            Some((r.get(0), opening, opening.plan?))
+        })
+        .collect();
+    if planned.is_empty() {
+        return Ok(());
+    }
+    order_repairs(tx, &planned).await
+}
+
+/// Creates the work orders of new outages. Where the device and kind already have an
+/// active order, none is created; if the crew has said that one was done (or it was
+/// verified), telemetry now says otherwise and it is reopened.
+async fn order_repairs(
+    tx: &Transaction<'_>,
+    planned: &[(i64, &Opening<'_>, &WorkOrderPlan)],
+) -> Result<(), StoreError> {
+    let outage: Vec<i64> = planned.iter().map(|p| p.0).collect();
+    let device: Vec<i32> = planned.iter().map(|p| p.1.device_id).collect();
+    let kind: Vec<&str> = planned.iter().map(|p| p.1.kind).collect();
+    let at: Vec<DateTime<Utc>> = planned.iter().map(|p| p.1.at).collect();
+    let reason: Vec<&str> = planned.iter().map(|p| p.1.reason).collect();
+    let severity: Vec<&str> = planned.iter().map(|p| p.1.severity).collect();
+    let team: Vec<&str> = planned.iter().map(|p| p.2.team.as_str()).collect();
+    let deadline: Vec<i64> = planned.iter().map(|p| p.2.deadline_s).collect();
+    tx.execute(
+        "WITH plan AS (
+             SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::int8[])
+                 AS p(outage_id, device_id, kind, at, reason, severity, team, deadline_s)
+         ), created AS (
+             INSERT INTO work_orders (outage_id, device_id, kind, severity, team, state, opened_at, due_at)
+             SELECT outage_id, device_id, kind, severity, team, 'new', at, at + make_interval(secs => deadline_s)
+             FROM plan
+             ON CONFLICT (device_id, kind) WHERE state <> 'closed' DO NOTHING
+             RETURNING id, device_id, kind
+         ), created_events AS (
+             INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
+             SELECT c.id, p.at, $9, NULL, 'new', p.reason FROM created c JOIN plan p USING (device_id, kind)
+         ), came_back AS (
+             SELECT w.id, w.state, p.at, p.reason FROM work_orders w JOIN plan p USING (device_id, kind)
+             WHERE w.state IN ('done', 'verified')
+         ), reopened AS (
+             UPDATE work_orders w SET state = 'reopened', reopened = w.reopened + 1
+             FROM came_back b WHERE w.id = b.id
+             RETURNING w.id
+         )
+         INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
+         SELECT b.id, b.at, $9, b.state, 'reopened', 'the fault came back: ' || b.reason
+         FROM reopened r JOIN came_back b ON b.id = r.id",
+        &[&outage, &device, &kind, &at, &reason, &severity, &team, &deadline, &ACTOR],
+    )
+    .await
+    .map_err(StoreError::db("ordering repairs for new outages"))?;
+    Ok(())
+}
+
+/// Resolves open outages and records their events; an outage not open is left alone.
+async fn resolve_outages(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), StoreError> {
+    let (device, kind, at) = mark_columns(chunk);
+    tx.execute(
+        "WITH input AS (
+             SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) AS i(device_id, kind, at)
+         ), resolved AS (
+             UPDATE outages o SET state = 'resolved', resolved_at = i.at
+             FROM input i
+             WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN ('open', 'acknowledged')
+             RETURNING o.id, i.at
+         )
+         INSERT INTO outage_events (outage_id, at, actor, transition, detail)
+         SELECT id, at, $4, 'resolved', 'telemetry back to normal' FROM resolved",
+        &[&device, &kind, &at, &ACTOR],
+    )
+    .await
+    .map_err(StoreError::db("resolving outages"))?;
+    Ok(())
+}
+
+/// Flags open outages as chattering and records their events; they stay open.
+async fn flag_chattering(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), StoreError> {
+    let (device, kind, at) = mark_columns(chunk);
+    tx.execute(
+        "WITH input AS (
+             SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) AS i(device_id, kind, at)
+         ), flagged AS (
+             UPDATE outages o SET chattering = true, last_seen = greatest(o.last_seen, i.at)
+             FROM input i
+             WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN ('open', 'acknowledged')
+             RETURNING o.id, i.at
+         )
+         INSERT INTO outage_events (outage_id, at, actor, transition, detail)
+         SELECT id, at, $4, 'chattering', 'comes and goes too often; kept open until it settles' FROM flagged",
+        &[&device, &kind, &at, &ACTOR],
+    )
+    .await
+    .map_err(StoreError::db("flagging chattering outages"))?;
+    Ok(())
+}
+
+fn mark_columns(chunk: &[Mark]) -> (Vec<i32>, Vec<&str>, Vec<DateTime<Utc>>) {
+    (
+        chunk.iter().map(|m| m.device_id).collect(),
+        chunk.iter().map(|m| m.kind).collect(),
+        chunk.iter().map(|m| m.at).collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(device_id: i32, kind: &'static str) -> OutageChange {
+        OutageChange::Open {
+            device_id,
+            kind,
+            at: Timestamp(0),
+            reason: String::new(),
+            severity: "minor",
+            work_order: None,
+        }
+    }
+
+    fn resolve(device_id: i32, kind: &'static str) -> OutageChange {
+        OutageChange::Resolve {
+            device_id,
+            kind,
+            at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn rounds_hold_one_change_per_key_in_order() {
+        let changes = [
+            open(1, "a"),
+            open(2, "a"),
+            resolve(1, "a"),
+            open(1, "b"),
+            open(1, "a"),
+            resolve(2, "a"),
+        ];
+        let rounds = rounds(&changes);
+        let keys: Vec<Vec<(i32, &str)>> = rounds
             .iter()
-            .filter_map(|r| {
-                Some(RuleAsset {
-                    id: r.get(0),
-                    kind: Kind::parse(r.get(1))?,
-                    cabinet_id: r.get(2),
-                    rated_power_w: r.get(3),
-                    lon: r.get(4),
-                    lat: r.get(5),
-                })
-            })
-            .collect())
+            .map(|r| r.iter().map(|c| c.key()).collect())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                vec![(1, "a"), (2, "a"), (1, "b")],
+                vec![(1, "a"), (2, "a")],
+                vec![(1, "a")],
+            ]
+        );
+        assert_eq!(
+            rounds[1][0], &changes[2],
+            "1/a resolves before it opens again"
+        );
+        assert_eq!(rounds[2][0], &changes[4]);
+        assert!(super::rounds(&[]).is_empty());
     }
 }

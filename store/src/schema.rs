@@ -104,6 +104,7 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
         (1, "base", BASE.to_owned()),
         (2, "readings", readings),
         (3, "outages", OUTAGES.to_owned()),
+        (4, "alarm hygiene and work orders", HYGIENE.to_owned()),
     ]
 }
 
@@ -190,4 +191,97 @@ CREATE TABLE outage_events (
     detail text
 );
 CREATE INDEX outage_events_outage ON outage_events (outage_id, at);
+"#;
+
+/// Alarm hygiene (severity, shelving, chattering, acknowledgement), maintenance windows,
+/// work orders, commands and bus routes. Ordinary tables: the same on both storage paths.
+const HYGIENE: &str = r#"
+-- `recorded_at` is the wall time the hub wrote a row (when it knew), as opposed to the
+-- telemetry time of what happened; the two differ on replays and backlogs.
+ALTER TABLE outages
+    ADD COLUMN severity text NOT NULL DEFAULT 'minor' CHECK (severity IN ('critical', 'major', 'minor')),
+    ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN shelved_until timestamptz,
+    ADD COLUMN shelved_by text,
+    ADD COLUMN chattering boolean NOT NULL DEFAULT false,
+    ADD COLUMN acknowledged_by text,
+    ADD COLUMN acknowledged_at timestamptz;
+CREATE INDEX outages_shelved ON outages (shelved_until) WHERE shelved_until IS NOT NULL;
+ALTER TABLE outage_events ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();
+
+-- Planned work: outages of the devices covered are expected, not alarms.
+CREATE TABLE maintenance_windows (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope text NOT NULL CHECK (scope IN ('device', 'cabinet', 'district', 'tenant')),
+    tenant_id integer NOT NULL REFERENCES tenants (id),
+    -- A device or cabinet ext id, a district name, or the tenant's slug.
+    target text NOT NULL,
+    starts_at timestamptz NOT NULL,
+    ends_at timestamptz NOT NULL,
+    reason text NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (ends_at > starts_at)
+);
+CREATE INDEX maintenance_windows_ends_at ON maintenance_windows (ends_at);
+
+CREATE TABLE work_orders (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    outage_id bigint REFERENCES outages (id),
+    device_id integer NOT NULL REFERENCES devices (id),
+    kind text NOT NULL,
+    severity text NOT NULL,
+    team text NOT NULL,
+    assignee text,
+    state text NOT NULL CHECK (state IN ('new', 'assigned', 'in_progress', 'done', 'verified', 'reopened', 'closed')),
+    -- When the outage opened (telemetry time), and the deadline counted from it.
+    opened_at timestamptz NOT NULL,
+    due_at timestamptz NOT NULL,
+    done_at timestamptz,
+    verified_at timestamptz,
+    closed_at timestamptz,
+    reopened integer NOT NULL DEFAULT 0,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+-- One active work order per device and kind: a fault that comes back reopens it.
+CREATE UNIQUE INDEX work_orders_one_active ON work_orders (device_id, kind) WHERE state <> 'closed';
+CREATE INDEX work_orders_opened_at ON work_orders (opened_at);
+CREATE INDEX work_orders_state ON work_orders (state, due_at);
+
+-- Every transition of a work order, kept forever.
+CREATE TABLE work_order_events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    work_order_id bigint NOT NULL REFERENCES work_orders (id),
+    at timestamptz NOT NULL,
+    actor text NOT NULL,
+    from_state text,
+    to_state text NOT NULL,
+    detail text,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX work_order_events_order ON work_order_events (work_order_id, at);
+
+-- Commands sent to devices; `id` is the uuid the device echoes in its acknowledgement.
+CREATE TABLE commands (
+    id text PRIMARY KEY,
+    device_id integer NOT NULL REFERENCES devices (id),
+    action text NOT NULL CHECK (action IN ('set_light', 'set_schedule', 'reboot')),
+    body jsonb NOT NULL,
+    issued_at timestamptz NOT NULL,
+    expires_at timestamptz,
+    status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'acked', 'rejected', 'failed', 'expired')),
+    acked_at timestamptz,
+    issued_by text NOT NULL
+);
+CREATE INDEX commands_device ON commands (device_id, issued_at);
+
+-- Bus routes: `line` is a JSON array of [lon, lat]; vehicles name a route in devices.route.
+CREATE TABLE routes (
+    id serial PRIMARY KEY,
+    tenant_id integer NOT NULL REFERENCES tenants (id),
+    ext_id text NOT NULL,
+    line jsonb NOT NULL,
+    props jsonb NOT NULL DEFAULT '{}',
+    UNIQUE (tenant_id, ext_id)
+);
 "#;

@@ -108,7 +108,8 @@ async fn a_bad_inventory_is_refused_whole_with_the_feature_named() {
     std::fs::write(
         &file,
         r#"{"type":"FeatureCollection","features":[
-          {"type":"Feature","geometry":{"type":"Point","coordinates":[0,0]},"properties":{"id":"ok1","kind":"light","tenant":"x"}}]}"#,
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[0,0]},"properties":{"id":"ok1","kind":"light","tenant":"x"}},
+          {"type":"Feature","geometry":{"type":"LineString","coordinates":[[0,0],[0,0.01]]},"properties":{"id":"28","kind":"route","tenant":"x"}}]}"#,
     )
     .unwrap();
     let (ok, out, err) = cityhub(
@@ -116,7 +117,8 @@ async fn a_bad_inventory_is_refused_whole_with_the_feature_named() {
         &[("CITYHUB_DATABASE_URL", &db.url)],
     );
     assert!(ok, "{err}");
-    assert!(out.contains("Imported 1 devices"), "{out}");
+    assert!(out.contains("Imported 1 devices and 1 routes"), "{out}");
+    assert_eq!(db.count("SELECT count(*) FROM routes").await, 1);
     let _ = std::fs::remove_dir_all(dir);
 }
 

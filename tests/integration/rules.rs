@@ -164,3 +164,215 @@ async fn readings_become_outages_once_each_even_across_a_kill_9() {
     );
     assert!(hub.terminate());
 }
+
+async fn outage_kinds(db: &TestDb, kind: &str) -> Vec<String> {
+    outages(db)
+        .await
+        .into_iter()
+        .filter(|o| o.1 == kind && o.2 == "open")
+        .map(|o| o.0)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_changed_rules_file_applies_without_restart_and_a_bad_one_is_refused() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 2)]).await;
+    let dir = std::env::temp_dir().join(unique("rules-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.toml");
+    std::fs::write(&file, "[voltage]\nmax_v = 253.0\n").unwrap();
+    let path = file.to_str().unwrap();
+    let hub = HubProcess::spawn_with(
+        &db.url,
+        broker.port(),
+        &unique("hub-"),
+        &[("CITYHUB_RULES_FILE", path)],
+    );
+    let mut hub = hub;
+    hub.wait_connected().await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let night = last_night_ms();
+    let reading = |volts: f64, k: i64| {
+        format!(
+            r#"{{"ts":{},"on":true,"power_w":70,"voltage_v":{volts}}}"#,
+            night + k * 60_000
+        )
+    };
+    let lamp = |d: &str| format!("city/{t}/light/{d}/telemetry");
+    p.send(&lamp("L0"), reading(250.0, 0)).await;
+    p.flush().await;
+    db.wait_count("SELECT count(*) FROM light_readings", 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(outage_kinds(&db, "voltage_out_of_range").await.is_empty());
+
+    // Tighter band: the next 250 V reading is out of range, with no restart.
+    std::fs::write(&file, "[voltage]\nmax_v = 245.0\n").unwrap();
+    let reloads = |outcome: &'static str| {
+        let hub = &hub;
+        move || {
+            let n = hub
+                .metric(&format!(
+                    "cityhub_rules_reloads_total{{outcome=\"{outcome}\"}}"
+                ))
+                .unwrap_or(0.0);
+            async move { (n >= 1.0).then_some(()) }
+        }
+    };
+    eventually(Duration::from_secs(10), "the reload", reloads("applied")).await;
+    p.send(&lamp("L0"), reading(250.0, 1)).await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "the tighter band", || async {
+        (outage_kinds(&db, "voltage_out_of_range").await == ["L0"]).then_some(())
+    })
+    .await;
+
+    // A bad file is refused: the hub runs on with the rules in force (245 V).
+    std::fs::write(&file, "[voltage]\nmin_v = 300.0\n").unwrap();
+    eventually(Duration::from_secs(10), "the refusal", reloads("refused")).await;
+    assert!(hub.is_running());
+    p.send(&lamp("L1"), reading(250.0, 2)).await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "the rules in force", || async {
+        (outage_kinds(&db, "voltage_out_of_range").await == ["L0", "L1"]).then_some(())
+    })
+    .await;
+    assert!(hub.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telemetry() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 3)]).await;
+    let dir = std::env::temp_dir().join(unique("rules-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.toml");
+    // Readings from last night would be silent by the wall clock: silence is off here.
+    let rules = "[work_orders]\nverify_hold_s = 1800\n[silence]\nintervals = 1000.0\n";
+    std::fs::write(&file, rules).unwrap();
+    let mut hub = HubProcess::spawn_with(
+        &db.url,
+        broker.port(),
+        &unique("hub-"),
+        &[("CITYHUB_RULES_FILE", file.to_str().unwrap())],
+    );
+    hub.wait_connected().await;
+    let ids = db.device_ids(&t).await;
+    let mut store = db.store().await;
+    let night = last_night_ms();
+    let at = |minutes: i64| model::Timestamp::from_unix_ms(night + minutes * 60_000).unwrap();
+
+    // An operator switched L0 off for the night; the lamp acknowledged it.
+    const ID: &str = "6f1c3c9e-8a5e-4f0e-9a57-3c0f2b1d7e01";
+    let body = serde_json::json!({"id": ID, "action": "set_light", "on": false});
+    store
+        .record_command(
+            ID,
+            ids["L0"],
+            "set_light",
+            &body,
+            at(-5).to_datetime(),
+            None,
+            "operator",
+        )
+        .await
+        .unwrap();
+    let mut p = Publisher::connect(broker.port()).await;
+    p.send(
+        &format!("city/{t}/light/L0/cmd/ack"),
+        format!(
+            r#"{{"id":"{ID}","ts":{},"status":"ok"}}"#,
+            night - 4 * 60_000
+        ),
+    )
+    .await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "the acknowledgement", || async {
+        (db.count("SELECT count(*) FROM commands WHERE status = 'acked'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let lamp = |d: &str| format!("city/{t}/light/{d}/telemetry");
+    let dark = |k: i64| {
+        format!(
+            r#"{{"ts":{},"on":false,"power_w":0.4}}"#,
+            night + k * 60_000
+        )
+    };
+    let lit = |k: i64| format!(r#"{{"ts":{},"on":true,"power_w":69}}"#, night + k * 60_000);
+    for k in [0, 15, 30] {
+        for d in ["L0", "L1", "L2"] {
+            p.send(&lamp(d), dark(k)).await;
+        }
+    }
+    p.flush().await;
+    eventually(
+        Duration::from_secs(15),
+        "L1's and L2's failures",
+        || async { (outage_kinds(&db, "lamp_failure").await == ["L1", "L2"]).then_some(()) },
+    )
+    .await;
+    let orders = store.work_orders(None).await.unwrap();
+    assert_eq!(orders.len(), 2, "one work order per outage: {orders:?}");
+    assert!(orders
+        .iter()
+        .all(|o| o.team == "lighting-crew" && o.state == "new"));
+
+    // The crew reports both done at +40 min. L1 burns from then on; L2 stays dark.
+    for o in &orders {
+        for step in ["assigned", "in_progress", "done"] {
+            let who = Some("crew-7").filter(|_| step == "assigned");
+            store
+                .transition_work_order(o.id, step, "dispatcher", None, at(40), who)
+                .await
+                .unwrap();
+        }
+    }
+    for k in [45, 60, 75, 90] {
+        p.send(&lamp("L1"), lit(k)).await;
+        p.send(&lamp("L2"), dark(k)).await;
+    }
+    p.flush().await;
+    let state_of = |ext: &'static str| {
+        let db = &db;
+        async move {
+            db.client
+                .query_one(
+                    "SELECT w.state FROM work_orders w JOIN devices d ON d.id = w.device_id
+                     WHERE d.ext_id = $1 AND w.kind = 'lamp_failure'",
+                    &[&ext],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    eventually(Duration::from_secs(15), "the verdicts", || async {
+        let states = (state_of("L1").await, state_of("L2").await);
+        (states == ("verified".into(), "reopened".into())).then_some(())
+    })
+    .await;
+    let reason: String = db
+        .client
+        .query_one(
+            "SELECT e.detail FROM work_order_events e JOIN work_orders w ON w.id = e.work_order_id
+             JOIN devices d ON d.id = w.device_id WHERE d.ext_id = 'L2' AND e.to_state = 'reopened'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reason.contains("still shows lamp_failure"), "{reason}");
+    assert!(hub.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}

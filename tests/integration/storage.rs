@@ -76,7 +76,7 @@ async fn migrate_is_idempotent_and_keeps_its_storage_path() {
     let first = Db::connect(&db.url).await.unwrap().path();
     let again = Db::migrate(&db.url, timescale_mode(), 365).await.unwrap();
     assert_eq!(again.path(), first);
-    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 3);
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 4);
     if first == StoragePath::Partitioned {
         let err = Db::migrate(&db.url, store::TimescaleMode::Require, 365)
             .await

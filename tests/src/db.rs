@@ -1,5 +1,8 @@
-use model::Device;
-use store::{Db, TimescaleMode};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use model::{Device, Timestamp};
+use store::{Db, OutageChange, TimescaleMode, WorkOrderPlan};
 use tokio_postgres::{Client, NoTls};
 
 /// A fresh, migrated database, dropped when the value is dropped.
@@ -71,6 +74,39 @@ impl TestDb {
         db.import_devices(devices).await.expect("import");
     }
 
+    /// A store session on this database.
+    pub async fn store(&self) -> Db {
+        Db::connect(&self.url).await.expect("connect")
+    }
+
+    /// The database ids of a tenant's devices, by inventory id.
+    pub async fn device_ids(&self, tenant: &str) -> HashMap<String, i32> {
+        self.client
+            .query(
+                "SELECT d.ext_id, d.id FROM devices d JOIN tenants t ON t.id = d.tenant_id WHERE t.slug = $1",
+                &[&tenant],
+            )
+            .await
+            .expect("device ids")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// An outage's events in order, as (transition, actor, detail).
+    pub async fn outage_events(&self, outage_id: i64) -> Vec<(String, String, Option<String>)> {
+        self.client
+            .query(
+                "SELECT transition, actor, detail FROM outage_events WHERE outage_id = $1 ORDER BY at, id",
+                &[&outage_id],
+            )
+            .await
+            .expect("outage events")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
     /// Waits (up to 10 s) until `sql` counts `n`, then checks it did not overshoot.
     pub async fn wait_count(&self, sql: &str, n: i64) {
         crate::eventually(std::time::Duration::from_secs(10), sql, || async {
@@ -138,4 +174,62 @@ pub fn devices(tenant: &str, kinds: &[(model::Kind, usize)]) -> Vec<Device> {
         }
     }
     out
+}
+
+/// A time given as RFC 3339 (test data reads better that way).
+pub fn ts(rfc3339: &str) -> Timestamp {
+    Timestamp::from_rfc3339(rfc3339).unwrap_or_else(|| panic!("`{rfc3339}` is not RFC 3339"))
+}
+
+/// [`ts`] as chrono's type.
+pub fn utc(rfc3339: &str) -> DateTime<Utc> {
+    ts(rfc3339).to_datetime()
+}
+
+/// The rules open an outage (severity `major`, no work order); reason "<kind> seen".
+pub fn opened(device_id: i32, kind: &'static str, at: &str) -> OutageChange {
+    OutageChange::Open {
+        device_id,
+        kind,
+        at: ts(at),
+        reason: format!("{kind} seen"),
+        severity: "major",
+        work_order: None,
+    }
+}
+
+/// The rules open an outage and order its repair from `team` within `deadline_s`.
+pub fn opened_with_order(
+    device_id: i32,
+    kind: &'static str,
+    at: &str,
+    team: &str,
+    deadline_s: i64,
+) -> OutageChange {
+    let mut change = opened(device_id, kind, at);
+    if let OutageChange::Open { work_order, .. } = &mut change {
+        *work_order = Some(WorkOrderPlan {
+            team: team.into(),
+            deadline_s,
+        });
+    }
+    change
+}
+
+/// The rules resolve an outage.
+pub fn resolved(device_id: i32, kind: &'static str, at: &str) -> OutageChange {
+    OutageChange::Resolve {
+        device_id,
+        kind,
+        at: ts(at),
+    }
+}
+
+/// The rules find an outage chattering.
+pub fn chattering(device_id: i32, kind: &'static str, at: &str) -> OutageChange {
+    OutageChange::Chattering {
+        device_id,
+        kind,
+        at: ts(at),
+    }
 }

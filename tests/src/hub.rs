@@ -93,8 +93,18 @@ pub struct HubProcess {
 
 impl HubProcess {
     pub fn spawn(database_url: &str, mqtt_port: u16, client_id: &str) -> HubProcess {
+        HubProcess::spawn_with(database_url, mqtt_port, client_id, &[])
+    }
+
+    /// Like [`HubProcess::spawn`], with more settings (`CITYHUB_*` variables).
+    pub fn spawn_with(
+        database_url: &str,
+        mqtt_port: u16,
+        client_id: &str,
+        settings: &[(&str, &str)],
+    ) -> HubProcess {
         let http_port = simulators::broker::free_port().expect("free port");
-        let env = vec![
+        let mut env = vec![
             ("CITYHUB_CONFIG".into(), "/dev/null".into()),
             ("CITYHUB_DATABASE_URL".into(), database_url.into()),
             ("CITYHUB_MQTT_PORT".into(), mqtt_port.to_string()),
@@ -104,6 +114,7 @@ impl HubProcess {
             ("CITYHUB_HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
             ("CITYHUB_LOG".into(), "warn".into()),
         ];
+        env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut p = HubProcess {
             child: Command::new("true").spawn().expect("spawn"),
             http_port,

@@ -1,0 +1,310 @@
+//! Lighting rules: lamp failure, day burner, lamp cycling, voltage, and a cabinet's supply
+//! loss, reported or inferred from its lamps going dark together.
+
+use std::collections::VecDeque;
+
+use model::{astro, RecordType, Row, Timestamp};
+
+use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
+use crate::schedule::Expected;
+
+/// A lamp's relay as last reported, and its recent changes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LampState {
+    on: Option<bool>,
+    switches: VecDeque<Timestamp>,
+}
+
+impl Engine {
+    pub(crate) fn lamp(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
+        let r = RecordType::Light;
+        let ts = row.ts;
+        let power = row.get(r, "power_w").as_f64();
+        let on = row.get(r, "on").as_bool();
+        let dim = row.get(r, "dim").as_f64();
+        let volts = row.get(r, "voltage_v").as_f64();
+        let fault = row.get(r, "fault").as_str();
+        let (dawn, dusk) = self.twilight(state, a, ts);
+        let dark = match (dawn, dusk) {
+            (Some(dawn), Some(dusk)) => ts < dawn || ts >= dusk,
+            _ => astro::is_dark(a.lon, a.lat, ts),
+        };
+        let expected = self.expected(state, a, ts, dawn, dusk, dark);
+        let rated = a.rated_power_w.filter(|w| *w > 0.0);
+        // The level it should burn at: its own reported dim when it says it burns (a
+        // controller may dim by itself), else what it was told.
+        let level = match (on, dim) {
+            (Some(true), Some(d)) if d > 0.0 => d,
+            _ => expected.dim,
+        };
+        let lf = self.config.lamp_failure;
+        let low = |p: f64, w: f64| p < lf.min_power_ratio * w * level / 100.0;
+        // Lamp failure: the device says so, or it should burn and draws too little. When it
+        // should not burn, a healthy and a failed lamp look alike: such readings without a
+        // fault say nothing either way.
+        let failing = match (fault, power, rated) {
+            (Some(_), _, _) => Some(true),
+            (None, Some(p), Some(w)) if expected.burns() => Some(low(p, w)),
+            _ => None,
+        };
+        if let Some(faulty) = failing {
+            let reason = || match (fault, power, rated) {
+                (Some(f), _, _) => format!("the lamp reports {f}"),
+                (_, Some(p), Some(w)) => {
+                    format!("draws {p:.1} W of {w:.0} W rated while it should burn at {level:.0} %")
+                }
+                _ => "the lamp does not burn while it should".into(),
+            };
+            let check = Check {
+                kind: OutageKind::LampFailure,
+                faulty,
+                ts,
+                on_delay_s: lf.on_delay_s,
+                off_delay_s: lf.off_delay_s,
+                reason,
+            };
+            self.update(state, a, check, out);
+        }
+        // Dark while it should burn (no power, or no voltage): evidence for its cabinet.
+        if let Some(c) = a.cabinet {
+            let is_dark = expected.burns()
+                && (volts == Some(0.0)
+                    || matches!((power, rated), (Some(p), Some(w)) if low(p, w)));
+            if power.is_some() || volts.is_some() {
+                self.lamp_dark(state, c, a.id, is_dark, ts, out);
+            }
+        }
+        self.day_burner(state, a, ts, (dawn, dusk), expected, on, power, out);
+        if let Some(on) = on {
+            self.cycling(state, a, on, ts, out);
+        }
+        if let Some(v) = volts.filter(|v| *v > 0.0) {
+            self.voltage(state, a, v, ts, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn day_burner(
+        &self,
+        state: &mut State,
+        a: &Asset,
+        ts: Timestamp,
+        (dawn, dusk): (Option<Timestamp>, Option<Timestamp>),
+        expected: Expected,
+        on: Option<bool>,
+        power: Option<f64>,
+        out: &mut Vec<Decision>,
+    ) {
+        // Burning in daylight, well clear of dusk and dawn, when nothing said it should.
+        let db = self.config.day_burner;
+        let (Some(dawn), Some(dusk)) = (dawn, dusk) else {
+            return;
+        };
+        let daylight = ts > dawn.add_secs(db.margin_s) && ts < dusk.add_secs(-db.margin_s);
+        if !daylight {
+            return;
+        }
+        let burning = on == Some(true)
+            && match (power, a.rated_power_w.filter(|w| *w > 0.0)) {
+                (Some(p), Some(w)) => p > db.min_power_ratio * w,
+                _ => true,
+            };
+        let check = Check {
+            kind: OutageKind::DayBurner,
+            faulty: burning && !expected.burns(),
+            ts,
+            on_delay_s: db.on_delay_s,
+            off_delay_s: db.off_delay_s,
+            reason: || "burning in daylight".into(),
+        };
+        self.update(state, a, check, out);
+    }
+
+    /// Lamp cycling: the relay changes again and again (a lamp at the end of its life, a
+    /// failing photocell or controller).
+    fn cycling(
+        &self,
+        state: &mut State,
+        a: &Asset,
+        on: bool,
+        ts: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
+        let c = self.config.lamp_cycling;
+        let lamp = state.lamps.entry(a.id).or_default();
+        if lamp.on.is_some_and(|was| was != on) {
+            lamp.switches.push_back(ts);
+        }
+        lamp.on = Some(on);
+        let window = c.window_s * 1_000_000;
+        while lamp
+            .switches
+            .front()
+            .is_some_and(|t| ts.micros() - t.micros() > window)
+        {
+            lamp.switches.pop_front();
+        }
+        let switches = lamp.switches.len();
+        if switches == 0 && !state.is_active((a.id, OutageKind::LampCycling)) {
+            return;
+        }
+        let check = Check {
+            kind: OutageKind::LampCycling,
+            faulty: switches >= c.min_switches as usize,
+            ts,
+            on_delay_s: 0,
+            off_delay_s: c.off_delay_s,
+            reason: || {
+                format!(
+                    "the relay switched {switches} times within {} min",
+                    c.window_s / 60
+                )
+            },
+        };
+        self.update(state, a, check, out);
+    }
+
+    pub(crate) fn cabinet(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
+        let r = RecordType::Cabinet;
+        let ts = row.ts;
+        if let Some(supply) = row.get(r, "supply").as_bool() {
+            if supply && state.supply_lost.remove(&a.id) {
+                // Back: darkness seen while it was gone proves nothing any more.
+                state.dark.remove(&a.id);
+            }
+            if !supply {
+                state.supply_lost.insert(a.id);
+            }
+            self.supply(state, a, ts, out);
+        }
+        if let Some(v) = row.get(r, "voltage_v").as_f64().filter(|v| *v > 0.0) {
+            self.voltage(state, a, v, ts, out);
+        }
+    }
+
+    /// The share of a cabinet's lamps seen dark while they should burn.
+    fn dark_share(&self, state: &State, cabinet: i32) -> Option<(usize, usize)> {
+        let lamps = self.lamps_of.get(&cabinet)?.len();
+        let dark = state.dark.get(&cabinet).map_or(0, |d| d.len());
+        (lamps >= self.config.cabinet_supply_loss.min_lamps).then_some((dark, lamps))
+    }
+
+    fn inferred_loss(&self, state: &State, cabinet: i32) -> bool {
+        self.dark_share(state, cabinet)
+            .is_some_and(|(dark, lamps)| {
+                dark as f64 >= self.config.cabinet_supply_loss.dark_share * lamps as f64
+            })
+    }
+
+    fn lamp_dark(
+        &self,
+        state: &mut State,
+        cabinet: i32,
+        lamp: i32,
+        dark: bool,
+        ts: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
+        let before = self.inferred_loss(state, cabinet);
+        let set = state.dark.entry(cabinet).or_default();
+        let changed = if dark {
+            set.insert(lamp)
+        } else {
+            set.remove(&lamp)
+        };
+        if !changed || before == self.inferred_loss(state, cabinet) {
+            return;
+        }
+        if let Some(c) = self.assets.get(&cabinet) {
+            self.supply(state, c, ts, out);
+        }
+    }
+
+    /// A cabinet's supply is lost when it says so or when most of its lamps are dark.
+    fn supply(&self, state: &mut State, cabinet: &Asset, ts: Timestamp, out: &mut Vec<Decision>) {
+        let d = self.config.cabinet_supply_loss;
+        let reported = state.supply_lost.contains(&cabinet.id);
+        let faulty = reported || self.inferred_loss(state, cabinet.id);
+        let reason = || match self.dark_share(state, cabinet.id) {
+            Some((dark, lamps)) if !reported => {
+                format!("{dark} of its {lamps} lamps went dark together")
+            }
+            _ => "the cabinet reports its mains supply lost".into(),
+        };
+        let reason = reason();
+        let check = Check {
+            kind: OutageKind::CabinetSupplyLoss,
+            faulty,
+            ts,
+            on_delay_s: d.on_delay_s,
+            off_delay_s: d.off_delay_s,
+            reason: || reason,
+        };
+        self.update(state, cabinet, check, out);
+    }
+
+    pub(crate) fn voltage(
+        &self,
+        state: &mut State,
+        a: &Asset,
+        v: f64,
+        ts: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
+        let c = self.config.voltage;
+        // Hysteresis: once raised, the voltage must come well inside the band to clear.
+        let (lo, hi) = if state.is_active((a.id, OutageKind::VoltageOutOfRange)) {
+            (c.min_v + c.hysteresis_v, c.max_v - c.hysteresis_v)
+        } else {
+            (c.min_v, c.max_v)
+        };
+        let check = Check {
+            kind: OutageKind::VoltageOutOfRange,
+            faulty: !(lo..=hi).contains(&v),
+            ts,
+            on_delay_s: c.on_delay_s,
+            off_delay_s: c.off_delay_s,
+            reason: || format!("{v:.1} V outside {:.0}-{:.0} V", c.min_v, c.max_v),
+        };
+        self.update(state, a, check, out);
+    }
+
+    /// What the lamp should do at `ts`: a command in force, else its schedule, else the
+    /// astronomical clock (burn from civil dusk to civil dawn at full output).
+    fn expected(
+        &self,
+        state: &mut State,
+        a: &Asset,
+        ts: Timestamp,
+        dawn: Option<Timestamp>,
+        dusk: Option<Timestamp>,
+        dark: bool,
+    ) -> Expected {
+        if let Some(o) = state.overrides.get(&a.id) {
+            if o.until.is_none_or(|u| ts < u) {
+                return o.expected;
+            }
+            state.overrides.remove(&a.id);
+        }
+        match state.schedules.get(&a.id) {
+            Some(s) => s.at(ts, a.lon, dawn, dusk, dark),
+            None if dark => Expected::FULL,
+            None => Expected::OFF,
+        }
+    }
+
+    fn twilight(
+        &self,
+        state: &mut State,
+        a: &Asset,
+        ts: Timestamp,
+    ) -> (Option<Timestamp>, Option<Timestamp>) {
+        let place = a.cabinet.unwrap_or(a.id);
+        // The solar day at the place's longitude, as `astro` counts it.
+        let day = (ts.micros() + (a.lon / 15.0 * 3.6e9) as i64).div_euclid(86_400_000_000);
+        *state
+            .twilight
+            .entry((place, day))
+            .or_insert_with(|| astro::civil_twilight(a.lon, a.lat, ts))
+    }
+}

@@ -1,0 +1,351 @@
+//! Work orders: the repairs outages start, their life cycle and the reports on them.
+//!
+//! The rules create work orders with their outages ([`crate::Db::apply_outage_changes`]);
+//! crews move them along ([`Db::transition_work_order`]), and the rules verify a "done"
+//! against telemetry (`verified`) or reopen it when the fault comes back. Every
+//! transition is a `work_order_events` row.
+
+use chrono::{DateTime, Utc};
+use model::Timestamp;
+use tokio_postgres::Row;
+
+use crate::{Db, StoreError};
+
+/// Every state a work order can be in.
+pub const WORK_ORDER_STATES: [&str; 7] = [
+    "new",
+    "assigned",
+    "in_progress",
+    "done",
+    "verified",
+    "reopened",
+    "closed",
+];
+
+/// Whether a work order may go from `from` to `to`.
+///
+/// Strict on purpose: only a verified repair closes (so a closed order was confirmed by
+/// telemetry), and only a done or verified one can be reopened (an order still being
+/// worked on needs no reopening when its fault recurs).
+pub fn work_order_step_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("new", "assigned")
+            | ("assigned", "in_progress")
+            | ("in_progress", "done")
+            | ("reopened", "assigned")
+            | ("reopened", "in_progress")
+            | ("done", "verified")
+            | ("done", "reopened")
+            | ("verified", "closed")
+            | ("verified", "reopened")
+    )
+}
+
+/// A work order, with its device's inventory id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkOrderRow {
+    pub id: i64,
+    pub outage_id: Option<i64>,
+    pub device_id: i32,
+    pub ext_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub team: String,
+    pub assignee: Option<String>,
+    pub state: String,
+    /// When the outage opened.
+    pub opened_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    /// The last time the crew said it was done (kept when it is reopened).
+    pub done_at: Option<DateTime<Utc>>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// How many times it was reopened.
+    pub reopened: i32,
+}
+
+/// One transition of a work order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkOrderEvent {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// `None` for the creation.
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub detail: Option<String>,
+}
+
+/// A team's work orders opened in a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamReport {
+    pub team: String,
+    pub total: i64,
+    /// Done (or verified, or closed) by the due time.
+    pub done_on_time: i64,
+    /// Done after the due time.
+    pub done_late: i64,
+    /// Not done, and past the due time.
+    pub open_overdue: i64,
+    /// Not done, due later.
+    pub open_in_time: i64,
+    /// Orders reopened at least once.
+    pub reopened: i64,
+}
+
+/// The columns of a [`WorkOrderRow`], for `work_orders w JOIN devices d`.
+const COLUMNS: &str = "w.id, w.outage_id, w.device_id, d.ext_id, w.kind, w.severity, w.team,
+    w.assignee, w.state, w.opened_at, w.due_at, w.done_at, w.verified_at, w.closed_at, w.reopened";
+
+/// States in which the crew's part is finished; `done_at` is set in all of them.
+const FINISHED: &str = "('done', 'verified', 'closed')";
+
+fn work_order(r: &Row) -> WorkOrderRow {
+    WorkOrderRow {
+        id: r.get(0),
+        outage_id: r.get(1),
+        device_id: r.get(2),
+        ext_id: r.get(3),
+        kind: r.get(4),
+        severity: r.get(5),
+        team: r.get(6),
+        assignee: r.get(7),
+        state: r.get(8),
+        opened_at: r.get(9),
+        due_at: r.get(10),
+        done_at: r.get(11),
+        verified_at: r.get(12),
+        closed_at: r.get(13),
+        reopened: r.get(14),
+    }
+}
+
+impl Db {
+    /// Moves a work order to `to` if the life cycle allows it from the state it is in
+    /// now, under a row lock so two crews cannot both move it. Going to `done`,
+    /// `verified` or `closed` stamps that time; going to `reopened` counts a reopening.
+    /// `assignee` replaces the one on the order; going to `assigned` needs one.
+    pub async fn transition_work_order(
+        &mut self,
+        id: i64,
+        to: &str,
+        actor: &str,
+        detail: Option<&str>,
+        at: Timestamp,
+        assignee: Option<&str>,
+    ) -> Result<WorkOrderRow, StoreError> {
+        let at = at.to_datetime();
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a work order transition"))?;
+        let row = tx
+            .query_opt(
+                "SELECT state, assignee FROM work_orders WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(StoreError::db("reading a work order"))?
+            .ok_or(StoreError::NoWorkOrder(id))?;
+        let (from, current_assignee): (String, Option<String>) = (row.get(0), row.get(1));
+        if !work_order_step_allowed(&from, to) {
+            return Err(StoreError::BadTransition {
+                id,
+                from,
+                to: to.to_owned(),
+            });
+        }
+        if to == "assigned" && assignee.or(current_assignee.as_deref()).is_none() {
+            return Err(StoreError::NoAssignee(id));
+        }
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE work_orders w SET
+                         state = $2,
+                         assignee = coalesce($3, w.assignee),
+                         done_at = CASE WHEN $2 = 'done' THEN $4 ELSE w.done_at END,
+                         verified_at = CASE WHEN $2 = 'verified' THEN $4 ELSE w.verified_at END,
+                         closed_at = CASE WHEN $2 = 'closed' THEN $4 ELSE w.closed_at END,
+                         reopened = w.reopened + CASE WHEN $2 = 'reopened' THEN 1 ELSE 0 END
+                     FROM devices d
+                     WHERE w.id = $1 AND d.id = w.device_id
+                     RETURNING {COLUMNS}"
+                ),
+                &[&id, &to, &assignee, &at],
+            )
+            .await
+            .map_err(StoreError::db("updating a work order"))?;
+        tx.execute(
+            "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&id, &at, &actor, &from, &to, &detail],
+        )
+        .await
+        .map_err(StoreError::db("recording a work order event"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a work order transition"))?;
+        Ok(work_order(&row))
+    }
+
+    /// Work orders the crew says are done, oldest first: what the rules verify against
+    /// telemetry.
+    pub async fn work_orders_done(&self) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.query_work_orders(
+            "WHERE w.state = 'done' ORDER BY w.done_at, w.id",
+            &[],
+            "listing done work orders",
+        )
+        .await
+    }
+
+    /// Work orders, newest first; only those in `state` when given.
+    pub async fn work_orders(&self, state: Option<&str>) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.query_work_orders(
+            "WHERE $1::text IS NULL OR w.state = $1 ORDER BY w.opened_at DESC, w.id DESC",
+            &[&state],
+            "listing work orders",
+        )
+        .await
+    }
+
+    /// The transitions of a work order, in order.
+    pub async fn work_order_events(&self, id: i64) -> Result<Vec<WorkOrderEvent>, StoreError> {
+        let exists = self
+            .client()
+            .query_opt("SELECT 1 FROM work_orders WHERE id = $1", &[&id])
+            .await
+            .map_err(StoreError::db("reading a work order"))?;
+        if exists.is_none() {
+            return Err(StoreError::NoWorkOrder(id));
+        }
+        let rows = self
+            .client()
+            .query(
+                "SELECT at, actor, from_state, to_state, detail FROM work_order_events
+                 WHERE work_order_id = $1 ORDER BY at, id",
+                &[&id],
+            )
+            .await
+            .map_err(StoreError::db("listing work order events"))?;
+        Ok(rows
+            .iter()
+            .map(|r| WorkOrderEvent {
+                at: r.get(0),
+                actor: r.get(1),
+                from_state: r.get(2),
+                to_state: r.get(3),
+                detail: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Per team, how the work orders opened in [`from`, `to`) fare against their due
+    /// times as of `now`. An order counts as done from the crew's (last) "done", even if
+    /// it was verified or closed later; a reopened order is open until done again.
+    pub async fn team_report(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TeamReport>, StoreError> {
+        if to <= from {
+            return Err(StoreError::BadPeriod { from, to });
+        }
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "SELECT team, count(*),
+                         count(*) FILTER (WHERE state IN {FINISHED} AND done_at <= due_at),
+                         count(*) FILTER (WHERE state IN {FINISHED} AND done_at > due_at),
+                         count(*) FILTER (WHERE state NOT IN {FINISHED} AND $3 > due_at),
+                         count(*) FILTER (WHERE state NOT IN {FINISHED} AND $3 <= due_at),
+                         count(*) FILTER (WHERE reopened > 0)
+                     FROM work_orders WHERE opened_at >= $1 AND opened_at < $2
+                     GROUP BY team ORDER BY team"
+                ),
+                &[&from, &to, &now],
+            )
+            .await
+            .map_err(StoreError::db("reporting on teams"))?;
+        Ok(rows
+            .iter()
+            .map(|r| TeamReport {
+                team: r.get(0),
+                total: r.get(1),
+                done_on_time: r.get(2),
+                done_late: r.get(3),
+                open_overdue: r.get(4),
+                open_in_time: r.get(5),
+                reopened: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Work orders that broke their deadline as of `now`: done late, or still not done
+    /// past their due time. Earliest due first.
+    pub async fn sla_breaches(&self, now: DateTime<Utc>) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.query_work_orders(
+            &format!(
+                "WHERE (w.state IN {FINISHED} AND w.done_at > w.due_at)
+                    OR (w.state NOT IN {FINISHED} AND $1 > w.due_at)
+                 ORDER BY w.due_at, w.id"
+            ),
+            &[&now],
+            "listing work orders past their deadline",
+        )
+        .await
+    }
+
+    async fn query_work_orders(
+        &self,
+        tail: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<Vec<WorkOrderRow>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                &format!("SELECT {COLUMNS} FROM work_orders w JOIN devices d ON d.id = w.device_id {tail}"),
+                params,
+            )
+            .await
+            .map_err(StoreError::db(context))?;
+        Ok(rows.iter().map(work_order).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_life_cycle_allows_exactly_these_steps() {
+        let allowed = [
+            ("new", "assigned"),
+            ("assigned", "in_progress"),
+            ("in_progress", "done"),
+            ("reopened", "assigned"),
+            ("reopened", "in_progress"),
+            ("done", "verified"),
+            ("done", "reopened"),
+            ("verified", "closed"),
+            ("verified", "reopened"),
+        ];
+        for from in WORK_ORDER_STATES {
+            for to in WORK_ORDER_STATES {
+                assert_eq!(
+                    work_order_step_allowed(from, to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+        for (from, to) in [("new", "open"), ("flying", "assigned"), ("", "")] {
+            assert!(!work_order_step_allowed(from, to), "{from} -> {to}");
+        }
+    }
+}
