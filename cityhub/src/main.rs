@@ -5,6 +5,7 @@
 
 mod bench;
 mod config;
+mod report;
 mod serve;
 mod simulate;
 
@@ -48,6 +49,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+    /// Reports from the database: alarm load, repair crews
+    Report {
+        #[command(subcommand)]
+        command: report::ReportCommand,
     },
     /// Print the effective configuration (secrets left out)
     Config,
@@ -141,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: SimulateCommand::Run(args),
         } => simulate::run(*args, config).await,
         Command::Bench { command } => bench::run(command, config).await,
+        Command::Report { command } => report::run(command, config).await,
         Command::Config => {
             print!("{}", toml::to_string(&config)?);
             Ok(())

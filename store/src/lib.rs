@@ -37,7 +37,7 @@ pub use commands::CommandRow;
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;
-pub use hygiene::{AlarmReport, BadActor, KindCount};
+pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
 pub use maintenance::MaintenanceWindow;
 pub use outages::{OutageChange, OutageRow, WorkOrderPlan};
 pub use rule_assets::RuleAsset;

@@ -237,3 +237,55 @@ fn a_bad_rules_file_stops_the_hub_at_start_with_the_reason() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn reports_show_the_alarm_load_and_the_crews_record() {
+    let db = TestDb::new().await;
+    db.import(&tests::db::devices("rep", &[(model::Kind::Light, 12)]))
+        .await;
+    let ids = db.device_ids("rep").await;
+    let mut store = db.store().await;
+    // Twelve lamps fail within minutes an hour ago: a flood. L0 comes back twice more.
+    // (Inside one 10-minute bucket of the UTC clock, a minute after it starts.)
+    let ten_min = 600;
+    let hour_ago = (chrono::Utc::now().timestamp() - 3600).div_euclid(ten_min) * ten_min + 60;
+    let at = |m: i64| {
+        chrono::DateTime::from_timestamp(hour_ago + m * 20, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let mut changes = Vec::new();
+    for i in 0..12 {
+        let id = ids[&format!("L{i}")];
+        changes.push(tests::db::opened_with_order(
+            id,
+            "lamp_failure",
+            &at(i),
+            "crew-a",
+            600,
+        ));
+    }
+    for m in [13, 14] {
+        changes.push(tests::db::opened(ids["L0"], "lamp_failure", &at(m)));
+    }
+    store.apply_outage_changes(&changes).await.unwrap();
+    let url = db.url.clone();
+    let env = [("CITYHUB_DATABASE_URL", url.as_str())];
+
+    let (ok, out, err) = cityhub(&["report", "alarms", "--hours", "2", "--top", "1"], &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("| lamp_failure | 12 | 14 |"), "{out}");
+    assert!(out.contains("Flood: 12 outages opened"), "{out}");
+    assert!(out.contains("| L0 | lamp_failure | 1 | 3 |"), "{out}");
+
+    let (ok, out, err) = cityhub(&["report", "teams", "--days", "1"], &env);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| crew-a | 12 | 0 | 0 | 12 | 0 | 0 |"),
+        "{out}"
+    );
+    assert!(out.contains("12 work orders past their deadline"), "{out}");
+
+    let (ok, _, err) = cityhub(&["report", "alarms", "--hours", "0"], &env);
+    assert!(!ok && err.contains("--hours must be at least 1"), "{err}");
+}

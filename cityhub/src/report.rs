@@ -1,0 +1,103 @@
+//! `cityhub report`: the alarm load (floods, bad actors) and the repair crews' record,
+//! read from the database, as text tables for the control room and its managers.
+
+use chrono::{Duration, Utc};
+use clap::Subcommand;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Outages per kind, alarm floods (over 10 per 10 minutes) and the assets raising most
+    Alarms {
+        /// The last this many hours
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+        /// How many bad actors to list
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Work orders per team: on time, late, overdue, reopened; then every SLA breach
+    Teams {
+        /// Work orders opened in the last this many days
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
+}
+
+pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
+    let db = store::Db::connect(&config.database_url).await?;
+    let now = Utc::now();
+    match command {
+        ReportCommand::Alarms { hours, top } => {
+            anyhow::ensure!(hours > 0, "--hours must be at least 1");
+            let from = now - Duration::hours(hours);
+            let r = db.alarm_report(from, now, top).await?;
+            println!("Alarms from {from} to {now}\n");
+            println!("| kind | outages | occurrences | chattering | shelved |");
+            println!("|---|---|---|---|---|");
+            for k in &r.per_kind {
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    k.kind, k.opened, k.occurrences, k.chattering, k.shelved
+                );
+            }
+            println!("\nPeak: {} outages opened in 10 minutes.", r.peak_per_10min);
+            if r.flood_windows.is_empty() {
+                println!(
+                    "No alarm floods (over {} in 10 minutes).",
+                    store::FLOOD_PER_10_MIN
+                );
+            }
+            for (start, n) in &r.flood_windows {
+                println!("Flood: {n} outages opened in the 10 minutes from {start}.");
+            }
+            println!("\n| bad actor | kind | outages | occurrences |");
+            println!("|---|---|---|---|");
+            for b in &r.bad_actors {
+                println!(
+                    "| {} | {} | {} | {} |",
+                    b.ext_id, b.kind, b.outages, b.occurrences
+                );
+            }
+        }
+        ReportCommand::Teams { days } => {
+            anyhow::ensure!(days > 0, "--days must be at least 1");
+            let from = now - Duration::days(days);
+            let teams = db.team_report(from, now, now).await?;
+            println!("Work orders opened from {from} to {now}\n");
+            println!("| team | orders | done on time | done late | open overdue | open in time | reopened |");
+            println!("|---|---|---|---|---|---|---|");
+            for t in &teams {
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    t.team,
+                    t.total,
+                    t.done_on_time,
+                    t.done_late,
+                    t.open_overdue,
+                    t.open_in_time,
+                    t.reopened
+                );
+            }
+            let breaches = db.sla_breaches(now).await?;
+            println!("\n{} work orders past their deadline:", breaches.len());
+            for w in &breaches {
+                println!(
+                    "- #{} {} {} ({}, {}): due {}, {}",
+                    w.id,
+                    w.kind,
+                    w.ext_id,
+                    w.team,
+                    w.severity,
+                    w.due_at,
+                    match w.done_at {
+                        Some(done) => format!("done {done}"),
+                        None => format!("still {}", w.state),
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
