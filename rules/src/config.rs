@@ -215,10 +215,13 @@ impl Default for OffRoute {
     }
 }
 
-/// Two vehicles of one route, heading the same way, too close together.
+/// Two vehicles of one route too close together.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Bunching {
+    /// Closer than this share of the timetable's headway (as distance at their speed) ...
+    pub headway_share: f64,
+    /// ... and never further apart than this (also the limit for routes without a headway).
     pub max_gap_m: f64,
     /// Positions further apart in time than this are not compared.
     pub max_age_s: i64,
@@ -229,6 +232,7 @@ pub struct Bunching {
 impl Default for Bunching {
     fn default() -> Self {
         Bunching {
+            headway_share: 0.25,
             max_gap_m: 150.0,
             max_age_s: 30,
             on_delay_s: 60,
@@ -503,6 +507,9 @@ impl RulesConfig {
         }
         if self.off_route.max_distance_m <= 0.0 || self.bunching.max_gap_m <= 0.0 {
             return bad("off_route.max_distance_m and bunching.max_gap_m must be positive".into());
+        }
+        if !(self.bunching.headway_share > 0.0 && self.bunching.headway_share <= 1.0) {
+            return bad("bunching.headway_share must be above 0 and at most 1".into());
         }
         if self.stopped_too_long.max_speed_mps < 0.0 {
             return bad("stopped_too_long.max_speed_mps must not be negative".into());

@@ -20,9 +20,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::engine::{Asset, Decision, Engine, MaintenanceWindow, OutageKind, State, Verdict};
+use crate::engine::{
+    Asset, Decision, Engine, MaintenanceWindow, OutageKind, Route, State, Verdict,
+};
 use crate::metrics::{DecisionLabel, OutcomeLabel};
 use crate::schedule::Instruction;
+use crate::stream::StreamClock;
 use crate::{RulesConfig, RulesMetrics};
 
 /// Where "now" comes from (the hub's clock: wall or simulated).
@@ -58,7 +61,18 @@ async fn load(db: &Db, config: &RulesConfig, now: Timestamp) -> Result<Engine, S
             lat: a.lat,
         })
         .collect();
-    let routes = db.rule_routes().await?.into_iter().collect();
+    let routes = db
+        .rule_routes()
+        .await?
+        .into_iter()
+        .map(|r| {
+            let route = Route {
+                line: r.line,
+                headway_s: r.headway_s,
+            };
+            (r.id, route)
+        })
+        .collect();
     let mut engine = Engine::new(config.clone(), assets, routes);
     let windows = db
         .maintenance_windows(now.to_datetime())
@@ -208,6 +222,7 @@ pub async fn run(
     let mut decisions = Vec::new();
     // The commit of the oldest readings whose decisions are not persisted yet.
     let mut caused_by = None;
+    let mut stream = StreamClock::new();
     let mut acks = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -218,6 +233,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             batch = committed.recv() => match batch {
                 Some(batch) => {
+                    stream.batch(&batch, clock());
                     let before = decisions.len();
                     for o in &batch.rows {
                         engine.observe(&mut state, o.device_id, o.record, &o.row, &mut decisions);
@@ -231,7 +247,10 @@ pub async fn run(
                 }
                 None => break,
             },
-            _ = tick.tick() => engine.tick(&mut state, clock(), &mut decisions),
+            _ = tick.tick() => {
+                let now = stream.now(clock(), std::time::Instant::now());
+                engine.tick(&mut state, now, &mut decisions);
+            }
             _ = housekeeping.tick() => {
                 if let Some(new) = watched.as_mut().and_then(|w| w.changed(&metrics)) {
                     config = new.clone();

@@ -18,7 +18,7 @@ use crate::config::RulesConfig;
 use crate::lighting::LampState;
 use crate::meters::Night;
 use crate::schedule::{Instruction, Override, Schedule};
-use crate::transport::Position;
+use crate::transport::Track;
 
 /// What the engine knows of a device from the inventory.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +107,14 @@ impl OutageKind {
     }
 }
 
+/// A bus route: its line and the timetable's headway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// (lon, lat) points.
+    pub line: Vec<(f64, f64)>,
+    pub headway_s: Option<f64>,
+}
+
 /// What the driver persists.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -185,10 +193,12 @@ pub struct State {
     /// Cabinets whose last report said the supply was lost.
     pub(crate) supply_lost: HashSet<i32>,
     pub(crate) nights: HashMap<i32, Night>,
-    /// Latest position per route and vehicle.
-    pub(crate) positions: HashMap<i32, HashMap<i32, Position>>,
+    /// Last positions per route and vehicle.
+    pub(crate) tracks: HashMap<i32, HashMap<i32, Track>>,
     /// Vehicle pairs (lower id first) found close together.
     pub(crate) bunched: HashSet<(i32, i32)>,
+    /// When each vehicle's bunching was last judged.
+    pub(crate) bunch_seen: HashMap<i32, Timestamp>,
     /// Recent raises per alarm, for chattering.
     raises: HashMap<Key, VecDeque<Timestamp>>,
     /// Outages held open because they chatter.
@@ -233,17 +243,13 @@ pub struct Engine {
     pub(crate) assets: HashMap<i32, Asset>,
     /// Lamps per cabinet id.
     pub(crate) lamps_of: HashMap<i32, Vec<i32>>,
-    /// Route lines (lon, lat) by route id.
-    pub(crate) routes: HashMap<i32, Vec<(f64, f64)>>,
+    /// Routes by id.
+    pub(crate) routes: HashMap<i32, Route>,
     maintenance: Vec<MaintenanceWindow>,
 }
 
 impl Engine {
-    pub fn new(
-        config: RulesConfig,
-        assets: Vec<Asset>,
-        routes: HashMap<i32, Vec<(f64, f64)>>,
-    ) -> Engine {
+    pub fn new(config: RulesConfig, assets: Vec<Asset>, routes: HashMap<i32, Route>) -> Engine {
         let mut lamps_of: HashMap<i32, Vec<i32>> = HashMap::new();
         for a in &assets {
             if let (Kind::Light, Some(c)) = (a.kind, a.cabinet) {
@@ -340,7 +346,10 @@ impl Engine {
             }
             return;
         }
+        // "Online" comes from the device itself: it is heard from.
         state.offline.remove(&a.id);
+        let seen = state.last_seen.entry(a.id).or_insert(ts);
+        *seen = (*seen).max(ts);
         let check = Check {
             kind: silence_kind(a.kind),
             faulty: false,
@@ -600,7 +609,7 @@ impl Engine {
         let explains_lamps = kind == OutageKind::CabinetSupplyLoss
             || (kind == OutageKind::DeviceOffline && a.kind == Kind::Cabinet);
         if explains_lamps {
-            self.after_cabinet_back(state, a);
+            self.after_cabinet_back(state, a, ts);
         }
     }
 
@@ -624,8 +633,19 @@ impl Engine {
     /// What its lamps showed while the cabinet was down is explained by it: their lamp
     /// conditions start over, and a lamp still failing raises its own outage from its next
     /// readings (or, for silence, at the next tick).
-    fn after_cabinet_back(&self, state: &mut State, cabinet: &Asset) {
+    ///
+    /// A lamp that said "offline" with its cabinet is not taken at its word afterwards: it
+    /// must be heard from within its own silence window from the cabinet's return, or it
+    /// is found silent then (so the order in which a city's "online" messages come back
+    /// after a power cut raises nothing).
+    fn after_cabinet_back(&self, state: &mut State, cabinet: &Asset, ts: Timestamp) {
         state.dark.remove(&cabinet.id);
+        for lamp in self.lamps_of.get(&cabinet.id).into_iter().flatten() {
+            if state.offline.remove(lamp).is_some() {
+                let seen = state.last_seen.entry(*lamp).or_insert(ts);
+                *seen = (*seen).max(ts);
+            }
+        }
         let own_silence = (cabinet.id, OutageKind::DeviceOffline);
         if !state.open.contains(&own_silence) {
             state.conditions.remove(&own_silence);

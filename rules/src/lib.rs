@@ -22,10 +22,11 @@ mod lighting;
 mod meters;
 pub mod metrics;
 pub mod schedule;
+pub mod stream;
 pub mod transport;
 
 pub use config::{RulesConfig, Severity};
-pub use engine::{Asset, Decision, Engine, MaintenanceWindow, OutageKind, State, Verdict};
+pub use engine::{Asset, Decision, Engine, MaintenanceWindow, OutageKind, Route, State, Verdict};
 pub use metrics::RulesMetrics;
 
 #[cfg(test)]

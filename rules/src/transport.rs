@@ -5,13 +5,40 @@ use model::{RecordType, Row, Timestamp};
 
 use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
 
-/// A vehicle's latest position.
+/// A vehicle's position at a time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Position {
     ts: Timestamp,
     lon: f64,
     lat: f64,
-    bearing: Option<f64>,
+}
+
+/// A vehicle's last two positions: where it was between them is known, not guessed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Track {
+    last: Position,
+    before: Option<Position>,
+}
+
+impl Track {
+    /// Where it was at `ts`, if `ts` falls between its last two positions.
+    fn at(&self, ts: Timestamp) -> Option<Position> {
+        let (a, b) = (self.before?, self.last);
+        if ts < a.ts || ts > b.ts {
+            return None;
+        }
+        let span = (b.ts.micros() - a.ts.micros()) as f64;
+        let f = if span > 0.0 {
+            (ts.micros() - a.ts.micros()) as f64 / span
+        } else {
+            1.0
+        };
+        Some(Position {
+            ts,
+            lon: a.lon + f * (b.lon - a.lon),
+            lat: a.lat + f * (b.lat - a.lat),
+        })
+    }
 }
 
 const METRES_PER_DEGREE: f64 = 111_320.0;
@@ -73,13 +100,9 @@ impl Engine {
         let Some(route) = a.route else {
             return;
         };
-        let here = Position {
-            ts,
-            lon,
-            lat,
-            bearing: row.get(r, "bearing_deg").as_f64(),
-        };
-        if let Some(line) = self.routes.get(&route) {
+        let here = Position { ts, lon, lat };
+        let speed = row.get(r, "speed_mps").as_f64().unwrap_or(0.0);
+        if let Some(line) = self.routes.get(&route).map(|r| &r.line) {
             let c = self.config.off_route;
             let d = distance_to_line(lon, lat, line);
             let check = Check {
@@ -92,70 +115,105 @@ impl Engine {
             };
             self.update(state, a, check, out);
         }
-        self.bunching(state, a, route, here, out);
+        self.bunching(state, a, route, here, speed, out);
     }
 
-    /// Two vehicles of one route heading the same way within `max_gap_m` of each other.
-    /// One outage per pair, on the vehicle with the lower id.
+    /// Two vehicles of one route closer together than a share of the timetable's headway
+    /// (and never more than `max_gap_m`); one outage per pair, on the vehicle with the
+    /// lower id. Positions are compared at the same instant: the other vehicle's last
+    /// position against where this one was then, between its last two readings. Vehicles
+    /// passing each other, or meeting at a terminus, are close only for moments: the
+    /// on-delay lets them go.
     fn bunching(
         &self,
         state: &mut State,
         a: &Asset,
         route: i32,
         here: Position,
+        speed: f64,
         out: &mut Vec<Decision>,
     ) {
         let c = self.config.bunching;
         let max_age = c.max_age_s * 1_000_000;
-        let positions = state.positions.entry(route).or_default();
-        let keep = positions.get(&a.id).is_none_or(|p| p.ts <= here.ts);
-        if keep {
-            positions.insert(a.id, here);
-        }
+        let headway = self.routes.get(&route).and_then(|r| r.headway_s);
+        let limit = headway.map_or(c.max_gap_m, |h| {
+            c.max_gap_m.min(c.headway_share * h * speed.max(1.0))
+        });
+        let tracks = state.tracks.entry(route).or_default();
+        let track = match tracks.get(&a.id) {
+            Some(t) if t.last.ts > here.ts => return, // late: its track has moved on
+            Some(t) if here.ts.micros() - t.last.ts.micros() <= max_age => Track {
+                last: here,
+                before: Some(t.last),
+            },
+            _ => Track {
+                last: here,
+                before: None,
+            },
+        };
+        tracks.insert(a.id, track);
         let mut verdicts = Vec::new();
-        for (&other, p) in positions.iter() {
-            if other == a.id || (p.ts.micros() - here.ts.micros()).abs() > max_age {
+        for (&other, t) in tracks.iter() {
+            if other == a.id {
                 continue;
             }
-            let same_way = match (here.bearing, p.bearing) {
-                (Some(x), Some(y)) => {
-                    let diff = (x - y).rem_euclid(360.0);
-                    diff.min(360.0 - diff) < 90.0
-                }
-                _ => true,
+            let Some(mine) = track.at(t.last.ts) else {
+                continue;
             };
-            let gap = distance(&here, p);
+            let gap = distance(&mine, &t.last);
             let pair = (a.id.min(other), a.id.max(other));
-            let close = same_way && gap <= c.max_gap_m;
+            let close = gap <= limit;
             if close || state.bunched.contains(&pair) {
                 verdicts.push((pair, close, gap));
             }
         }
-        verdicts.sort_by_key(|v| v.0);
+        // The outage is the lower id's: bunched while any of its pairs is close.
+        let mut firsts: Vec<(i32, i32, f64)> = Vec::new();
         for (pair, close, gap) in verdicts {
             if close {
                 state.bunched.insert(pair);
+                firsts.push((pair.0, pair.1, gap));
             } else {
                 state.bunched.remove(&pair);
+                firsts.push((pair.0, pair.1, f64::INFINITY));
             }
-            let Some(first) = self.assets.get(&pair.0) else {
+        }
+        firsts.sort_by(|x, y| x.0.cmp(&y.0).then(x.2.total_cmp(&y.2)));
+        firsts.dedup_by_key(|f| f.0);
+        for (first, partner, gap) in firsts {
+            let close = state.bunched.iter().any(|p| p.0 == first);
+            let Some(asset) = self.assets.get(&first) else {
                 continue;
             };
-            let partner = if pair.0 == a.id { pair.1 } else { a.id };
             let name = self
                 .assets
                 .get(&partner)
                 .map_or("?", |p| p.name.as_str())
                 .to_owned();
+            // Closeness must be seen without a break for the on-delay: after a gap in the
+            // evidence (a backlog, a silent vehicle) it starts over.
+            let last = state.bunch_seen.insert(first, here.ts);
+            let broken = last.is_none_or(|l| (here.ts.micros() - l.micros()).abs() > max_age);
+            if broken && close && !state.is_active((first, OutageKind::Bunching)) {
+                let restart = Check {
+                    kind: OutageKind::Bunching,
+                    faulty: false,
+                    ts: here.ts,
+                    on_delay_s: c.on_delay_s,
+                    off_delay_s: c.off_delay_s,
+                    reason: String::new,
+                };
+                self.update(state, asset, restart, out);
+            }
             let check = Check {
                 kind: OutageKind::Bunching,
                 faulty: close,
                 ts: here.ts,
                 on_delay_s: c.on_delay_s,
                 off_delay_s: c.off_delay_s,
-                reason: || format!("{gap:.0} m behind or ahead of {name} on the same route"),
+                reason: || format!("{gap:.0} m from {name} of the same route"),
             };
-            self.update(state, first, check, out);
+            self.update(state, asset, check, out);
         }
     }
 }

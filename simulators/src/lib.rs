@@ -8,6 +8,7 @@
 //!   a pure state machine ([`fleet::Fleet`]) and its MQTT runner ([`fleet::run`]).
 //! - [`scenario`]: faults at known times (TOML in `scenarios/`) and their ground truth.
 //! - [`verify`]: checks a published stream against a scenario's ground truth.
+//! - [`score`]: detection quality, the outages a hub opened against the ground truth.
 //! - [`load`]: publishes readings at full speed or a target rate, QoS 0 or 1.
 //! - [`broker`]: a private Mosquitto with the shipped configuration on a free port.
 
@@ -17,4 +18,5 @@ pub mod clock;
 pub mod fleet;
 pub mod load;
 pub mod scenario;
+pub mod score;
 pub mod verify;

@@ -22,6 +22,17 @@ pub struct RuleAsset {
     pub route_id: Option<i32>,
 }
 
+/// A bus route as the rules need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleRoute {
+    /// `routes.id`.
+    pub id: i32,
+    /// (lon, lat) points.
+    pub line: Vec<(f64, f64)>,
+    /// The timetable's headway (the inventory's `headway_s`), when given.
+    pub headway_s: Option<f64>,
+}
+
 impl Db {
     /// Every device with what the rules need: lamps with their cabinet's device id,
     /// vehicles with their route's id.
@@ -57,10 +68,13 @@ impl Db {
     }
 
     /// Every bus route's line, by `routes.id` (what [`RuleAsset::route_id`] refers to).
-    pub async fn rule_routes(&self) -> Result<Vec<(i32, Vec<(f64, f64)>)>, StoreError> {
+    pub async fn rule_routes(&self) -> Result<Vec<RuleRoute>, StoreError> {
         let rows = self
             .client()
-            .query("SELECT id, line FROM routes ORDER BY id", &[])
+            .query(
+                "SELECT id, line, (props->>'headway_s')::float8 FROM routes ORDER BY id",
+                &[],
+            )
             .await
             .map_err(StoreError::db("loading routes for the rules"))?;
         rows.iter()
@@ -71,7 +85,11 @@ impl Db {
                     id,
                     why: e.to_string(),
                 })?;
-                Ok((id, line))
+                Ok(RuleRoute {
+                    id,
+                    line,
+                    headway_s: r.get::<_, Option<f64>>(2).filter(|h| *h > 0.0),
+                })
             })
             .collect()
     }

@@ -346,13 +346,24 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
-    let lines: HashMap<i32, Vec<(f64, f64)>> =
-        store.rule_routes().await.unwrap().into_iter().collect();
+    let lines: HashMap<i32, Vec<(f64, f64)>> = store
+        .rule_routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.line))
+        .collect();
+    let headways: HashMap<i32, Option<f64>> = store
+        .rule_routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.headway_s))
+        .collect();
     for r in &city.routes {
-        assert_eq!(
-            lines[&route_ids[&(city.spec.tenant.clone(), r.id.clone())]],
-            r.line
-        );
+        let id = route_ids[&(city.spec.tenant.clone(), r.id.clone())];
+        assert_eq!(lines[&id], r.line);
+        assert_eq!(headways[&id], Some(r.headway_s), "the timetable's headway");
     }
     let assets = store.rule_assets().await.unwrap();
     let by_id: HashMap<i32, &store::RuleAsset> = assets.iter().map(|a| (a.id, a)).collect();
@@ -380,8 +391,13 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
     assert_eq!(store.import_routes(&[moved.clone()]).await.unwrap(), 1);
     assert_eq!(db.count("SELECT count(*) FROM routes").await, 3);
     let id = route_ids[&(moved.tenant.clone(), moved.id.clone())];
-    let lines: HashMap<i32, Vec<(f64, f64)>> =
-        store.rule_routes().await.unwrap().into_iter().collect();
+    let lines: HashMap<i32, Vec<(f64, f64)>> = store
+        .rule_routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.line))
+        .collect();
     assert_eq!(lines[&id], moved.line);
 
     // A line that is not [lon, lat] pairs is named, not skipped.

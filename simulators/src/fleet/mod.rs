@@ -324,11 +324,14 @@ impl Fleet {
     }
 
     /// `online` on every device's status topic, retained (what a device says on connecting).
+    /// Devices connected before the fleet's start come online at the start: a device that
+    /// said "online" and then stayed quiet would be silent.
     pub fn online(&self, device: usize, now: Timestamp) -> Message {
+        let ts = now.max(self.start);
         Message {
             device,
             topic: self.status_topic(device),
-            payload: format!(r#"{{"state":"online","ts":{}}}"#, now.micros() / 1000),
+            payload: format!(r#"{{"state":"online","ts":{}}}"#, ts.micros() / 1000),
             retain: true,
         }
     }
@@ -570,6 +573,27 @@ mod tests {
             fleet.due(t, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn devices_connected_early_come_online_at_the_start() {
+        let start = Timestamp::from_rfc3339("2026-11-22T15:00:00Z").unwrap();
+        let fleet = Fleet::new(city(1), FleetSpec::default(), start);
+        let early = fleet.online(0, start.add_secs(-3600));
+        assert!(
+            early
+                .payload
+                .contains(&format!("{}", start.micros() / 1000)),
+            "{}",
+            early.payload
+        );
+        let later = start.add_secs(60);
+        let m = fleet.online(0, later);
+        assert!(
+            m.payload.contains(&format!("{}", later.micros() / 1000)),
+            "{}",
+            m.payload
+        );
     }
 
     #[test]
