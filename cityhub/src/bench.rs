@@ -7,6 +7,9 @@
 //! 2. COPY limit: the same rows, binary COPY into the reading table and nothing else;
 //! 3. the hub (`cityhub serve`, a child process): full speed, then half of the rate it
 //!    reached for the latency percentiles; peak RSS from the kernel.
+//!
+//! `cityhub bench detection` (in [`detection`]) runs the shipped scenarios through the
+//! whole stack and scores the outages against their ground truth.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+mod detection;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Ingest throughput, latency and memory vs the broker's and COPY's raw limits
@@ -34,6 +39,8 @@ pub enum BenchCommand {
     Simulate(SimulateBench),
     /// The rules engine alone: readings evaluated per second on one core
     Rules(RulesBench),
+    /// Detection quality on the scenarios: precision, recall and delay per outage kind
+    Detection(detection::DetectionBench),
 }
 
 #[derive(Args, Clone)]
@@ -99,6 +106,7 @@ pub async fn run(command: BenchCommand, config: Config) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => ingest(args, config).await,
         BenchCommand::Simulate(args) => simulate(args).await,
         BenchCommand::Rules(args) => rules_engine(args),
+        BenchCommand::Detection(args) => detection::run(args, config).await,
     }
 }
 
@@ -447,7 +455,7 @@ async fn workload(
 
     // 3. The hub.
     let http_port = free_port()?;
-    let mut hub = Hub::spawn(url, broker.port, http_port, n)?;
+    let mut hub = Hub::spawn(url, broker.port, http_port, &format!("bench-hub-{n}"), &[])?;
     hub.wait_ready().await?;
     let before = hub.metrics()?;
     let t0 = Instant::now();
@@ -517,7 +525,7 @@ async fn workload(
     backlog.max_messages = Some(BACKLOG_READINGS / n as u64);
     let report = load::publish(backlog, CancellationToken::new()).await?;
     // A new process counts from zero.
-    let mut hub = Hub::spawn(url, broker.port, http_port, n)?;
+    let mut hub = Hub::spawn(url, broker.port, http_port, &format!("bench-hub-{n}"), &[])?;
     let t0 = Instant::now();
     hub.wait_ready().await?;
     let target = report.readings;
@@ -624,6 +632,7 @@ struct Scrape {
     batches: u64,
     batch_seconds_sum: f64,
     buffered_bytes: f64,
+    mqtt_connects: u64,
 }
 
 impl Scrape {
@@ -646,7 +655,15 @@ impl Scrape {
 }
 
 impl Hub {
-    fn spawn(url: &str, mqtt_port: u16, http_port: u16, n: usize) -> anyhow::Result<Hub> {
+    /// `cityhub serve` on the benchmark's database and broker; `env` adds or overrides
+    /// settings (`CITYHUB_SIM_CLOCK`, `CITYHUB_RULES_FILE`, ...).
+    fn spawn(
+        url: &str,
+        mqtt_port: u16,
+        http_port: u16,
+        client_id: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Hub> {
         let exe = std::env::current_exe()?;
         let child = Command::new(exe)
             .arg("serve")
@@ -654,7 +671,7 @@ impl Hub {
             .env("CITYHUB_MQTT_PORT", mqtt_port.to_string())
             .env("CITYHUB_MQTT_USERNAME", "cityhub")
             .env("CITYHUB_MQTT_PASSWORD", HUB_PASSWORD)
-            .env("CITYHUB_MQTT_CLIENT_ID", format!("bench-hub-{n}"))
+            .env("CITYHUB_MQTT_CLIENT_ID", client_id)
             .env("CITYHUB_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
             .env("CITYHUB_RETENTION_DAYS", "30")
             .env("CITYHUB_CONFIG", "/dev/null")
@@ -662,6 +679,7 @@ impl Hub {
                 "CITYHUB_LOG",
                 std::env::var("CITYHUB_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start `cityhub serve`")?;
@@ -689,6 +707,23 @@ impl Hub {
         }
     }
 
+    /// Waits until the hub's MQTT session is up (and subscribed).
+    async fn wait_connected(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.metrics().map(|m| m.mqtt_connects).unwrap_or(0) == 0 {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("`cityhub serve` exited during start-up ({status})");
+            }
+            if Instant::now() > deadline {
+                bail!("`cityhub serve` did not connect to the broker within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // SUBACK follows CONNACK.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+
     fn metrics(&self) -> anyhow::Result<Scrape> {
         let body = http_get(self.http_port, "/metrics")?;
         let mut s = Scrape::default();
@@ -707,6 +742,8 @@ impl Hub {
                 s.buffered_bytes = v;
             } else if name == "cityhub_ingest_batch_seconds_count" {
                 s.batches = v as u64;
+            } else if name == "cityhub_ingest_mqtt_connects_total" {
+                s.mqtt_connects = v as u64;
             } else if name == "cityhub_ingest_batch_seconds_sum" {
                 s.batch_seconds_sum = v;
             } else if let Some(le) = name

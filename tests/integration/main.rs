@@ -4,6 +4,7 @@ mod acl;
 mod bad_input;
 mod cli;
 mod contract;
+mod detection;
 mod hygiene;
 mod reliability;
 mod rule_inputs;
