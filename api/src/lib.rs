@@ -1,27 +1,141 @@
-//! The HTTP API (axum). Today: `/health` and Prometheus `/metrics`; the `/api/v1` surface
-//! grows here.
+//! The HTTP API (axum): `/health`, Prometheus `/metrics`, and the versioned `/api/v1`
+//! surface with its OpenAPI document.
 //!
-//! - [`router`]: routes and their handlers.
-//! - [`serve`]: binds and serves until shutdown.
+//! - [`v1`]: the `/api/v1` routes, one module per resource (`session`, `outages`,
+//!   `work_orders`, `reports`, `devices`), each handler annotated for the OpenAPI
+//!   document and registered together with its annotation (utoipa-axum), so the document
+//!   lists exactly the routes served. New resources add a module and a line in
+//!   [`v1::routes`].
+//! - [`caller`]: who sends a request (API token or session cookie), their role and
+//!   tenants; [`roles`]: what each role may do (a pure table).
+//! - [`auth`]: password hashing, tokens, the session secret; [`limiter`]: sign-in
+//!   throttling.
+//! - [`params`]: page sizes, cursors, time ranges and other query values, bounded;
+//!   [`extract`]: JSON, query and path extractors whose errors are [`ApiError`]s.
+//! - [`error`]: [`ApiError`], the one error type of every handler.
+//! - [`pool`]: the database connections the requests share.
+//!
+//! Start reading at [`router`], then [`caller::Caller`].
+
+pub mod auth;
+pub mod caller;
+pub mod error;
+pub mod extract;
+pub mod limiter;
+pub mod params;
+pub mod pool;
+pub mod roles;
+pub mod v1;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use model::Timestamp;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use auth::SessionSecret;
+pub use error::ApiError;
+
+/// The largest request body accepted, in bytes; anything larger is refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Database connections the API keeps at most.
+const POOL_SIZE: usize = 8;
+
+/// Password checks run at once at most. Each takes Argon2's 19 MiB and a core for a
+/// while; a crowd of sign-ins (or someone sending one) waits here instead of exhausting
+/// memory and the blocking threads.
+const PASSWORD_CHECKS: usize = 4;
+
+/// The hub's clock: the wall clock, or the simulators' (the same type as ingestion's).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// What the API needs from the hub's configuration.
 #[derive(Clone)]
-pub struct AppState {
-    pub metrics: Arc<Registry>,
-    pub storage_path: &'static str,
+pub struct ApiConfig {
+    pub database_url: String,
+    /// Keys session token digests; see [`SessionSecret`].
+    pub session_secret: SessionSecret,
+    /// Mark the session cookie `Secure` (served over HTTPS, directly or behind a proxy).
+    pub secure_cookie: bool,
+    /// Stamps people's actions (acknowledged at, done at) on the hub's clock, so they
+    /// agree with the rules' times when the hub runs on simulated time. Sessions and
+    /// sign-in throttling use the wall clock, whatever this says.
+    pub clock: Clock,
+}
+
+struct Shared {
+    metrics: Arc<Registry>,
+    storage_path: &'static str,
+    pool: pool::Pool,
+    secret: SessionSecret,
+    secure_cookie: bool,
+    clock: Clock,
+    limiter: limiter::LoginLimiter,
+    password_checks: tokio::sync::Semaphore,
+}
+
+/// Everything a handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(metrics: Arc<Registry>, storage_path: &'static str, config: ApiConfig) -> AppState {
+        AppState(Arc::new(Shared {
+            metrics,
+            storage_path,
+            pool: pool::Pool::new(&config.database_url, POOL_SIZE),
+            secret: config.session_secret,
+            secure_cookie: config.secure_cookie,
+            clock: config.clock,
+            limiter: limiter::LoginLimiter::default(),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+        }))
+    }
+
+    pub fn pool(&self) -> &pool::Pool {
+        &self.0.pool
+    }
+
+    pub fn secret(&self) -> &SessionSecret {
+        &self.0.secret
+    }
+
+    pub fn secure_cookie(&self) -> bool {
+        self.0.secure_cookie
+    }
+
+    pub fn limiter(&self) -> &limiter::LoginLimiter {
+        &self.0.limiter
+    }
+
+    /// Whether `password` matches the PHC string `hash`, checked off the async threads,
+    /// a few at a time.
+    pub async fn check_password(&self, password: String, hash: String) -> Result<bool, ApiError> {
+        let _permit = self
+            .0
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal("waiting to check a password", &e))?;
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            .await
+            .map_err(|e| ApiError::internal("checking a password", &e))
+    }
+
+    /// Now, on the hub's clock.
+    pub fn now(&self) -> Timestamp {
+        (self.0.clock)()
+    }
 }
 
 #[derive(Serialize)]
@@ -34,14 +148,14 @@ struct Health {
 async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
-        storage: state.storage_path,
+        storage: state.0.storage_path,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.metrics) {
+    match prometheus_client::encoding::text::encode(&mut body, &state.0.metrics) {
         Ok(()) => (
             StatusCode::OK,
             [(
@@ -58,14 +172,34 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Every route: `/health`, `/metrics` and `/api/v1/...` (bodies at most [`BODY_LIMIT`]).
 pub fn router(state: AppState) -> Router {
+    let (api, _) = v1::routes().split_for_parts();
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(api.layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown`, finishing requests in flight.
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "there is no {method} {}; the routes are listed in /api/v1/openapi.json",
+        uri.path()
+    ))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} does not answer {method}; the routes are listed in /api/v1/openapi.json",
+        uri.path()
+    ))
+}
+
+/// Serves on `listener` until `shutdown`, finishing requests in flight. Connections
+/// carry their peer address, for sign-in throttling.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -73,7 +207,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     info!(message = "HTTP API listening.", addr = ?addr);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }

@@ -33,6 +33,13 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub addr: SocketAddr,
+    /// Keys the digests of session tokens kept in the database, so a copy of the database
+    /// alone cannot forge a session. At least 32 random characters. When unset, a random
+    /// one is made at start (sessions then end when the hub restarts). Never printed.
+    #[serde(skip_serializing)]
+    pub session_secret: Option<String>,
+    /// Mark the session cookie `Secure`: set it when the API is reached over HTTPS.
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +77,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            session_secret: None,
+            secure_cookie: false,
         }
     }
 }
@@ -111,6 +120,18 @@ pub struct Overrides {
     /// Address the HTTP API listens on
     #[arg(long, env = "CITYHUB_HTTP_ADDR", global = true)]
     pub http_addr: Option<SocketAddr>,
+    /// Secret keying session digests (at least 32 random characters; prefer the
+    /// environment or the file to this flag, which other users can see in `ps`)
+    #[arg(
+        long,
+        env = "CITYHUB_HTTP_SESSION_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub http_session_secret: Option<String>,
+    /// Mark the session cookie Secure (the API is reached over HTTPS)
+    #[arg(long, env = "CITYHUB_HTTP_SECURE_COOKIE", global = true)]
+    pub http_secure_cookie: Option<bool>,
     /// MQTT broker host
     #[arg(long, env = "CITYHUB_MQTT_HOST", global = true)]
     pub mqtt_host: Option<String>,
@@ -194,6 +215,10 @@ impl Config {
         let m = &mut self.ingest.mqtt;
         set(&mut self.database_url, &o.database_url);
         set(&mut self.http.addr, &o.http_addr);
+        if o.http_session_secret.is_some() {
+            self.http.session_secret.clone_from(&o.http_session_secret);
+        }
+        set(&mut self.http.secure_cookie, &o.http_secure_cookie);
         set(&mut m.host, &o.mqtt_host);
         set(&mut m.port, &o.mqtt_port);
         set(&mut m.client_id, &o.mqtt_client_id);
@@ -247,10 +272,21 @@ impl Config {
         }
     }
 
+    /// The session secret: the configured one, or a random one for this run (`true`).
+    pub fn session_secret(&self) -> anyhow::Result<(api::SessionSecret, bool)> {
+        match &self.http.session_secret {
+            Some(s) => api::SessionSecret::parse(s)
+                .map(|secret| (secret, false))
+                .map_err(|why| anyhow::anyhow!("http.session_secret {why}")),
+            None => Ok((api::SessionSecret::generate(), true)),
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Err(e) = self.database_url.parse::<store::PgConfig>() {
             bail!("database_url is not a PostgreSQL connection string ({e}); expected e.g. postgres://user@host:5432/cityhub");
         }
+        self.session_secret()?;
         let m = &self.ingest.mqtt;
         if m.host.trim().is_empty() {
             bail!("ingest.mqtt.host is empty; name the MQTT broker's host");
@@ -362,6 +398,14 @@ mod tests {
         check("[ingest]\nbatch_max_messages = 0", "at least 1");
         check("colour = 'blue'", "unknown field");
         check("sim_clock = '1,2'", "sim_clock");
+        check(
+            "[http]\nsession_secret = 'changeme'",
+            "http.session_secret is too short",
+        );
+        check(
+            &format!("[http]\nsession_secret = '{}'", "x".repeat(40)),
+            "http.session_secret looks like a placeholder",
+        );
     }
 
     #[test]
@@ -371,9 +415,10 @@ mod tests {
             ..Config::default()
         };
         c.ingest.mqtt.password = Some("hunter3".into());
+        c.http.session_secret = Some("hunter4-9f86d081884c7d659a2feaa0c55ad015".into());
         let shown = toml::to_string(&c).unwrap();
         assert!(
-            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            !shown.contains("hunter2") && !shown.contains("hunter3") && !shown.contains("hunter4"),
             "{shown}"
         );
     }

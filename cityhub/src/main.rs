@@ -1,13 +1,17 @@
 //! `cityhub`: the binary that wires the crates together.
 //!
 //! `serve` runs ingestion and the API; `migrate` sets up the database; `devices import`
-//! loads the inventory; `bench` measures.
+//! loads the inventory; `users` manages who may use the API and `audit verify` checks
+//! the audit log; `bench` measures.
 
 mod bench;
 mod config;
+#[cfg(test)]
+mod replay;
 mod report;
 mod serve;
 mod simulate;
+mod users;
 
 use std::path::PathBuf;
 
@@ -54,6 +58,16 @@ enum Command {
     Report {
         #[command(subcommand)]
         command: report::ReportCommand,
+    },
+    /// Users of the API and their tokens
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// The audit log of changes made by people and programs
+    Audit {
+        #[command(subcommand)]
+        command: users::AuditCommand,
     },
     /// Print the effective configuration (secrets left out)
     Config,
@@ -148,6 +162,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => simulate::run(*args, config).await,
         Command::Bench { command } => bench::run(command, config).await,
         Command::Report { command } => report::run(command, config).await,
+        Command::Users { command } => users::run(command, config).await,
+        Command::Audit { command } => users::audit(command, config).await,
         Command::Config => {
             print!("{}", toml::to_string(&config)?);
             Ok(())

@@ -32,7 +32,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
 
+    // Everything that can refuse to start is checked before anything starts.
     let rules_config = config.rules()?;
+    let (session_secret, generated) = config.session_secret()?;
+    if generated {
+        info!(message = "No http.session_secret is set; using a random one for this run, so sessions end when the hub restarts.");
+    }
     let stop_ingest = CancellationToken::new();
     let stop_api = CancellationToken::new();
     let stop_upkeep = CancellationToken::new();
@@ -60,10 +65,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(rows_tx),
         stop_ingest.clone(),
     ));
-    let api_state = api::AppState {
-        metrics: Arc::new(registry),
-        storage_path: storage.as_str(),
-    };
+    let api_state = api::AppState::new(
+        Arc::new(registry),
+        storage.as_str(),
+        api::ApiConfig {
+            database_url: config.database_url.clone(),
+            session_secret,
+            secure_cookie: config.http.secure_cookie,
+            clock: config.clock(),
+        },
+    );
     let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
     let upkeep_task = tokio::spawn(upkeep(config.clone(), stop_upkeep.clone()));
 

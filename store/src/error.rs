@@ -82,6 +82,26 @@ pub enum StoreError {
     },
     #[error("unknown acknowledgement status `{0}`: a device answers ok, rejected or failed")]
     UnknownAckStatus(String),
+    #[error(
+        "unknown role `{0}`: use admin, operator, dispatcher, crew, viewer or regional_viewer"
+    )]
+    UnknownRole(String),
+    #[error("`{0}` is not a usable user name: use 1 to 64 letters, digits and _ . @ -")]
+    BadUsername(String),
+    #[error("user `{0}` is crew and needs a team (the team whose work orders they move)")]
+    CrewWithoutTeam(String),
+    #[error("there is already a user `{0}`")]
+    UserExists(String),
+    #[error("there is no user `{0}`")]
+    UnknownUser(String),
+    #[error("`{0}` is not a usable token name: use 1 to 64 letters, digits and _ . -")]
+    BadTokenName(String),
+    #[error(
+        "user `{username}` already has a live token named `{name}`; revoke it or pick another name"
+    )]
+    TokenExists { username: String, name: String },
+    #[error("user `{username}` has no live token named `{name}`")]
+    NoToken { username: String, name: String },
     #[error("route {id} has a line that is not a list of [lon, lat] positions: {why}")]
     BadRouteLine { id: i32, why: String },
 }

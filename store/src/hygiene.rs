@@ -55,23 +55,8 @@ impl Db {
         actor: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let at = at.to_datetime();
         let tx = self.outage_tx().await?;
-        let (state, _) = lock_outage(&tx, id).await?;
-        if state != "open" {
-            return Err(StoreError::OutageState {
-                id,
-                state,
-                action: "acknowledged",
-            });
-        }
-        tx.execute(
-            "UPDATE outages SET state = 'acknowledged', acknowledged_by = $2, acknowledged_at = $3 WHERE id = $1",
-            &[&id, &actor, &at],
-        )
-        .await
-        .map_err(StoreError::db("acknowledging an outage"))?;
-        record_event(&tx, id, at, actor, "acknowledged", None).await?;
+        acknowledge(&tx, id, actor, at.to_datetime()).await?;
         commit(tx).await
     }
 
@@ -85,30 +70,8 @@ impl Db {
         reason: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let at = at.to_datetime();
-        if until <= at {
-            return Err(StoreError::ShelveInPast { until, at });
-        }
         let tx = self.outage_tx().await?;
-        let (state, _) = lock_outage(&tx, id).await?;
-        if state != "open" && state != "acknowledged" {
-            return Err(StoreError::OutageState {
-                id,
-                state,
-                action: "shelved",
-            });
-        }
-        tx.execute(
-            "UPDATE outages SET shelved_until = $2, shelved_by = $3 WHERE id = $1",
-            &[&id, &until, &actor],
-        )
-        .await
-        .map_err(StoreError::db("shelving an outage"))?;
-        let detail = format!(
-            "until {}: {reason}",
-            until.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        );
-        record_event(&tx, id, at, actor, "shelved", Some(&detail)).await?;
+        shelve(&tx, id, until, actor, reason, at.to_datetime()).await?;
         commit(tx).await
     }
 
@@ -119,19 +82,8 @@ impl Db {
         actor: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let at = at.to_datetime();
         let tx = self.outage_tx().await?;
-        let (_, shelved_until) = lock_outage(&tx, id).await?;
-        if shelved_until.is_none() {
-            return Err(StoreError::NotShelved(id));
-        }
-        tx.execute(
-            "UPDATE outages SET shelved_until = NULL, shelved_by = NULL WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(StoreError::db("unshelving an outage"))?;
-        record_event(&tx, id, at, actor, "unshelved", None).await?;
+        unshelve(&tx, id, actor, at.to_datetime()).await?;
         commit(tx).await
     }
 
@@ -164,18 +116,41 @@ impl Db {
         to: DateTime<Utc>,
         top: usize,
     ) -> Result<AlarmReport, StoreError> {
+        self.alarm_report_in(None, from, to, top).await
+    }
+
+    /// [`Db::alarm_report`] over the devices of `tenants` only.
+    pub async fn alarm_report_for(
+        &self,
+        tenants: &[i32],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        top: usize,
+    ) -> Result<AlarmReport, StoreError> {
+        self.alarm_report_in(Some(tenants), from, to, top).await
+    }
+
+    /// The alarm report over `tenants`' devices, or every device when `None`.
+    async fn alarm_report_in(
+        &self,
+        tenants: Option<&[i32]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        top: usize,
+    ) -> Result<AlarmReport, StoreError> {
         if to <= from {
             return Err(StoreError::BadPeriod { from, to });
         }
         let per_kind = self
             .client()
             .query(
-                "SELECT kind, count(*), sum(occurrences)::int8, count(*) FILTER (WHERE chattering),
+                "SELECT o.kind, count(*), sum(o.occurrences)::int8, count(*) FILTER (WHERE o.chattering),
                         count(*) FILTER (WHERE EXISTS (
                             SELECT 1 FROM outage_events e WHERE e.outage_id = o.id AND e.transition = 'shelved'))
-                 FROM outages o WHERE opened_at >= $1 AND opened_at < $2
-                 GROUP BY kind ORDER BY kind",
-                &[&from, &to],
+                 FROM outages o JOIN devices d ON d.id = o.device_id
+                 WHERE opened_at >= $1 AND opened_at < $2 AND ($3::int4[] IS NULL OR d.tenant_id = ANY($3))
+                 GROUP BY o.kind ORDER BY o.kind",
+                &[&from, &to, &tenants],
             )
             .await
             .map_err(StoreError::db("counting outages per kind"))?
@@ -192,9 +167,10 @@ impl Db {
             .client()
             .query(
                 "SELECT date_bin('10 minutes', opened_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket, count(*)
-                 FROM outages WHERE opened_at >= $1 AND opened_at < $2
+                 FROM outages o JOIN devices d ON d.id = o.device_id
+                 WHERE opened_at >= $1 AND opened_at < $2 AND ($3::int4[] IS NULL OR d.tenant_id = ANY($3))
                  GROUP BY bucket ORDER BY bucket",
-                &[&from, &to],
+                &[&from, &to, &tenants],
             )
             .await
             .map_err(StoreError::db("counting outages per 10 minutes"))?
@@ -206,11 +182,11 @@ impl Db {
             .query(
                 "SELECT d.id, d.ext_id, o.kind, count(*), sum(o.occurrences)::int8
                  FROM outages o JOIN devices d ON d.id = o.device_id
-                 WHERE o.opened_at >= $1 AND o.opened_at < $2
+                 WHERE o.opened_at >= $1 AND o.opened_at < $2 AND ($4::int4[] IS NULL OR d.tenant_id = ANY($4))
                  GROUP BY d.id, d.ext_id, o.kind
                  ORDER BY count(*) + sum(o.occurrences) DESC, d.ext_id, o.kind
                  LIMIT $3",
-                &[&from, &to, &i64::try_from(top).unwrap_or(i64::MAX)],
+                &[&from, &to, &i64::try_from(top).unwrap_or(i64::MAX), &tenants],
             )
             .await
             .map_err(StoreError::db("finding the devices with most outages"))?
@@ -242,6 +218,83 @@ impl Db {
     }
 }
 
+/// Acknowledges an open outage within `tx` (see [`Db::acknowledge_outage`]).
+pub(crate) async fn acknowledge(
+    tx: &Transaction<'_>,
+    id: i64,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (state, _) = lock_outage(tx, id).await?;
+    if state != "open" {
+        return Err(StoreError::OutageState {
+            id,
+            state,
+            action: "acknowledged",
+        });
+    }
+    tx.execute(
+        "UPDATE outages SET state = 'acknowledged', acknowledged_by = $2, acknowledged_at = $3 WHERE id = $1",
+        &[&id, &actor, &at],
+    )
+    .await
+    .map_err(StoreError::db("acknowledging an outage"))?;
+    record_event(tx, id, at, actor, "acknowledged", None).await
+}
+
+/// Shelves an active outage within `tx` (see [`Db::shelve_outage`]).
+pub(crate) async fn shelve(
+    tx: &Transaction<'_>,
+    id: i64,
+    until: DateTime<Utc>,
+    actor: &str,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if until <= at {
+        return Err(StoreError::ShelveInPast { until, at });
+    }
+    let (state, _) = lock_outage(tx, id).await?;
+    if state != "open" && state != "acknowledged" {
+        return Err(StoreError::OutageState {
+            id,
+            state,
+            action: "shelved",
+        });
+    }
+    tx.execute(
+        "UPDATE outages SET shelved_until = $2, shelved_by = $3 WHERE id = $1",
+        &[&id, &until, &actor],
+    )
+    .await
+    .map_err(StoreError::db("shelving an outage"))?;
+    let detail = format!(
+        "until {}: {reason}",
+        until.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    );
+    record_event(tx, id, at, actor, "shelved", Some(&detail)).await
+}
+
+/// Ends a shelve within `tx` (see [`Db::unshelve_outage`]).
+pub(crate) async fn unshelve(
+    tx: &Transaction<'_>,
+    id: i64,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (_, shelved_until) = lock_outage(tx, id).await?;
+    if shelved_until.is_none() {
+        return Err(StoreError::NotShelved(id));
+    }
+    tx.execute(
+        "UPDATE outages SET shelved_until = NULL, shelved_by = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(StoreError::db("unshelving an outage"))?;
+    record_event(tx, id, at, actor, "unshelved", None).await
+}
+
 /// Locks an outage for the transaction; its state and shelve end.
 async fn lock_outage(
     tx: &Transaction<'_>,
@@ -258,7 +311,8 @@ async fn lock_outage(
     Ok((row.get(0), row.get(1)))
 }
 
-async fn record_event(
+/// An `outage_events` row: who did what to an outage, when.
+pub(crate) async fn record_event(
     tx: &Transaction<'_>,
     id: i64,
     at: DateTime<Utc>,

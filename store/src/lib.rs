@@ -15,9 +15,17 @@
 //! - [`hygiene`]: acknowledging and shelving outages, and the alarm load report.
 //! - [`maintenance`]: maintenance windows and the devices they cover.
 //! - [`commands`]: commands sent to devices and which are in force.
+//! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
+//! - [`audit`]: the hash-chained audit log of what people and programs changed.
+//! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
+//! - [`actions`]: what people do to outages and work orders through the API, limited to
+//!   their tenants and audited in the same transaction.
 //!
 //! Start reading at [`Db::write_batch`]: it is the write path every reading takes.
 
+pub mod actions;
+pub mod audit;
+pub mod auth;
 pub mod batch;
 pub mod commands;
 pub mod copy;
@@ -25,6 +33,7 @@ pub mod db;
 pub mod devices;
 mod error;
 pub mod hygiene;
+pub mod listings;
 pub mod maintenance;
 pub mod outages;
 mod partitions;
@@ -32,15 +41,19 @@ pub mod rule_assets;
 pub mod schema;
 pub mod work_orders;
 
+pub use actions::{Actor, OutageAction, Step};
+pub use audit::{AuditCheck, AuditEntry, AuditRecord};
+pub use auth::{NewUser, TenantRef, UserRow, ROLES};
 pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use commands::CommandRow;
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
+pub use listings::{DeviceLatest, DeviceQuery, DeviceRow, OutageQuery, Page, WorkOrderQuery};
 pub use maintenance::MaintenanceWindow;
-pub use outages::{OutageChange, OutageRow, WorkOrderPlan};
-pub use rule_assets::RuleAsset;
+pub use outages::{OutageChange, OutageRow, WorkOrderPlan, OUTAGE_STATES};
+pub use rule_assets::{RuleAsset, RuleRoute};
 pub use schema::StoragePath;
 pub use tokio_postgres::Config as PgConfig;
 pub use work_orders::{

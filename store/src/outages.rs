@@ -13,6 +13,9 @@ use tokio_postgres::Transaction;
 
 use crate::{Db, StoreError};
 
+/// Every state an outage can be in.
+pub const OUTAGE_STATES: [&str; 4] = ["open", "acknowledged", "resolved", "closed"];
+
 /// A decision to persist (the rules engine's, in store's terms).
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutageChange {
@@ -82,6 +85,42 @@ pub struct OutageRow {
     pub occurrences: i32,
     pub shelved_until: Option<DateTime<Utc>>,
     pub chattering: bool,
+    /// The device's tenant (slug).
+    pub tenant: String,
+    /// When the fault was last seen (telemetry time).
+    pub last_seen: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub shelved_by: Option<String>,
+}
+
+/// The columns of an [`OutageRow`], for `outages o JOIN devices d`.
+pub(crate) const OUTAGE_COLUMNS: &str = "o.id, o.device_id, d.ext_id, o.kind, o.state, o.severity,
+    o.reason, o.opened_at, o.resolved_at, o.recorded_at, o.occurrences, o.shelved_until,
+    o.chattering, (SELECT slug FROM tenants WHERE id = d.tenant_id), o.last_seen,
+    o.acknowledged_by, o.acknowledged_at, o.shelved_by";
+
+pub(crate) fn outage_row(r: &tokio_postgres::Row) -> OutageRow {
+    OutageRow {
+        id: r.get(0),
+        device_id: r.get(1),
+        ext_id: r.get(2),
+        kind: r.get(3),
+        state: r.get(4),
+        severity: r.get(5),
+        reason: r.get(6),
+        opened_at: r.get(7),
+        resolved_at: r.get(8),
+        recorded_at: r.get(9),
+        occurrences: r.get(10),
+        shelved_until: r.get(11),
+        chattering: r.get(12),
+        tenant: r.get(13),
+        last_seen: r.get(14),
+        acknowledged_by: r.get(15),
+        acknowledged_at: r.get(16),
+        shelved_by: r.get(17),
+    }
 }
 
 const ACTOR: &str = "rules";
@@ -179,33 +218,15 @@ impl Db {
         let rows = self
             .client()
             .query(
-                "SELECT o.id, o.device_id, d.ext_id, o.kind, o.state, o.severity, o.reason,
-                        o.opened_at, o.resolved_at, o.recorded_at, o.occurrences,
-                        o.shelved_until, o.chattering
-                 FROM outages o JOIN devices d ON d.id = o.device_id
-                 ORDER BY o.opened_at DESC, o.id DESC",
+                &format!(
+                    "SELECT {OUTAGE_COLUMNS} FROM outages o JOIN devices d ON d.id = o.device_id
+                     ORDER BY o.opened_at DESC, o.id DESC"
+                ),
                 &[],
             )
             .await
             .map_err(StoreError::db("listing outages"))?;
-        Ok(rows
-            .iter()
-            .map(|r| OutageRow {
-                id: r.get(0),
-                device_id: r.get(1),
-                ext_id: r.get(2),
-                kind: r.get(3),
-                state: r.get(4),
-                severity: r.get(5),
-                reason: r.get(6),
-                opened_at: r.get(7),
-                resolved_at: r.get(8),
-                recorded_at: r.get(9),
-                occurrences: r.get(10),
-                shelved_until: r.get(11),
-                chattering: r.get(12),
-            })
-            .collect())
+        Ok(rows.iter().map(outage_row).collect())
     }
 }
 

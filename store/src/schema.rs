@@ -105,6 +105,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
         (2, "readings", readings),
         (3, "outages", OUTAGES.to_owned()),
         (4, "alarm hygiene and work orders", HYGIENE.to_owned()),
+        (
+            5,
+            "users, sessions, API tokens and the audit log",
+            ACCESS.to_owned(),
+        ),
     ]
 }
 
@@ -284,4 +289,83 @@ CREATE TABLE routes (
     props jsonb NOT NULL DEFAULT '{}',
     UNIQUE (tenant_id, ext_id)
 );
+"#;
+
+/// People and programs that use the API, what they may see, and the audit log of what
+/// they changed. See `crate::auth` and `crate::audit`.
+const ACCESS: &str = r#"
+CREATE TABLE users (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    username text NOT NULL UNIQUE CHECK (username ~ '^[A-Za-z0-9_.@-]{1,64}$'),
+    -- An Argon2 PHC string ($argon2id$v=19$m=...,t=...,p=...$salt$hash); never the password.
+    password_hash text NOT NULL CHECK (password_hash LIKE '$argon2%'),
+    role text NOT NULL CHECK (role IN ('admin', 'operator', 'dispatcher', 'crew', 'viewer', 'regional_viewer')),
+    -- A crew member moves the work orders of this team only.
+    team text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    disabled boolean NOT NULL DEFAULT false,
+    CHECK (role <> 'crew' OR team IS NOT NULL)
+);
+
+-- The tenants a user may see; every request is scoped to them.
+CREATE TABLE user_tenants (
+    user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant_id integer NOT NULL REFERENCES tenants (id),
+    PRIMARY KEY (user_id, tenant_id)
+);
+
+-- Browser sessions. The token itself is only in the cookie; this is its HMAC under the
+-- hub's session secret, so a copy of the table alone cannot be replayed.
+CREATE TABLE sessions (
+    token_hash bytea PRIMARY KEY CHECK (length(token_hash) = 32),
+    user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+-- Tokens for programs (Authorization: Bearer). Shown once when created; the SHA-256 of
+-- the token is kept.
+CREATE TABLE api_tokens (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_hash bytea NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name text NOT NULL CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    revoked boolean NOT NULL DEFAULT false
+);
+-- One live token per user and name, so a name says which token was used.
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (user_id, name) WHERE NOT revoked;
+
+-- Every change made by a person or a program, hash-chained: each entry's hash covers
+-- the previous entry's hash and its own fields, so an edited, deleted or reordered entry
+-- breaks the chain (`cityhub audit verify`). Ids are assigned by the appender as the
+-- previous id + 1 under a lock, not by a sequence: a sequence leaves gaps on rollback,
+-- and a gap is how a deleted entry shows.
+CREATE TABLE audit_log (
+    id bigint PRIMARY KEY CHECK (id > 0),
+    at timestamptz NOT NULL DEFAULT now(),
+    actor text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{}',
+    prev_hash bytea,
+    hash bytea NOT NULL
+);
+
+-- Appending is the only write: an UPDATE, DELETE or TRUNCATE is refused. (Whoever owns
+-- the table can disable the trigger; the hash chain still shows what they did.)
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % is refused', TG_OP;
+END
+$$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- The API pages through outages newest first.
+CREATE INDEX outages_opened ON outages (opened_at, id);
 "#;

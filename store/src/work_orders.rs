@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use model::Timestamp;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Transaction};
 
 use crate::{Db, StoreError};
 
@@ -49,6 +49,8 @@ pub struct WorkOrderRow {
     pub outage_id: Option<i64>,
     pub device_id: i32,
     pub ext_id: String,
+    /// The device's tenant (slug).
+    pub tenant: String,
     pub kind: String,
     pub severity: String,
     pub team: String,
@@ -94,13 +96,15 @@ pub struct TeamReport {
 }
 
 /// The columns of a [`WorkOrderRow`], for `work_orders w JOIN devices d`.
-const COLUMNS: &str = "w.id, w.outage_id, w.device_id, d.ext_id, w.kind, w.severity, w.team,
-    w.assignee, w.state, w.opened_at, w.due_at, w.done_at, w.verified_at, w.closed_at, w.reopened";
+pub(crate) const COLUMNS: &str =
+    "w.id, w.outage_id, w.device_id, d.ext_id, w.kind, w.severity, w.team,
+    w.assignee, w.state, w.opened_at, w.due_at, w.done_at, w.verified_at, w.closed_at, w.reopened,
+    (SELECT slug FROM tenants WHERE id = d.tenant_id)";
 
 /// States in which the crew's part is finished; `done_at` is set in all of them.
 const FINISHED: &str = "('done', 'verified', 'closed')";
 
-fn work_order(r: &Row) -> WorkOrderRow {
+pub(crate) fn work_order(r: &Row) -> WorkOrderRow {
     WorkOrderRow {
         id: r.get(0),
         outage_id: r.get(1),
@@ -117,6 +121,7 @@ fn work_order(r: &Row) -> WorkOrderRow {
         verified_at: r.get(12),
         closed_at: r.get(13),
         reopened: r.get(14),
+        tenant: r.get(15),
     }
 }
 
@@ -134,60 +139,16 @@ impl Db {
         at: Timestamp,
         assignee: Option<&str>,
     ) -> Result<WorkOrderRow, StoreError> {
-        let at = at.to_datetime();
         let tx = self
             .client_mut()
             .transaction()
             .await
             .map_err(StoreError::db("starting a work order transition"))?;
-        let row = tx
-            .query_opt(
-                "SELECT state, assignee FROM work_orders WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )
-            .await
-            .map_err(StoreError::db("reading a work order"))?
-            .ok_or(StoreError::NoWorkOrder(id))?;
-        let (from, current_assignee): (String, Option<String>) = (row.get(0), row.get(1));
-        if !work_order_step_allowed(&from, to) {
-            return Err(StoreError::BadTransition {
-                id,
-                from,
-                to: to.to_owned(),
-            });
-        }
-        if to == "assigned" && assignee.or(current_assignee.as_deref()).is_none() {
-            return Err(StoreError::NoAssignee(id));
-        }
-        let row = tx
-            .query_one(
-                &format!(
-                    "UPDATE work_orders w SET
-                         state = $2,
-                         assignee = coalesce($3, w.assignee),
-                         done_at = CASE WHEN $2 = 'done' THEN $4 ELSE w.done_at END,
-                         verified_at = CASE WHEN $2 = 'verified' THEN $4 ELSE w.verified_at END,
-                         closed_at = CASE WHEN $2 = 'closed' THEN $4 ELSE w.closed_at END,
-                         reopened = w.reopened + CASE WHEN $2 = 'reopened' THEN 1 ELSE 0 END
-                     FROM devices d
-                     WHERE w.id = $1 AND d.id = w.device_id
-                     RETURNING {COLUMNS}"
-                ),
-                &[&id, &to, &assignee, &at],
-            )
-            .await
-            .map_err(StoreError::db("updating a work order"))?;
-        tx.execute(
-            "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&id, &at, &actor, &from, &to, &detail],
-        )
-        .await
-        .map_err(StoreError::db("recording a work order event"))?;
+        let (row, _) = transition(&tx, id, to, actor, detail, at.to_datetime(), assignee).await?;
         tx.commit()
             .await
             .map_err(StoreError::db("committing a work order transition"))?;
-        Ok(work_order(&row))
+        Ok(row)
     }
 
     /// Work orders the crew says are done, oldest first: what the rules verify against
@@ -251,6 +212,27 @@ impl Db {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<TeamReport>, StoreError> {
+        self.team_report_in(None, from, to, now).await
+    }
+
+    /// [`Db::team_report`] over the work orders of `tenants`' devices only.
+    pub async fn team_report_for(
+        &self,
+        tenants: &[i32],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TeamReport>, StoreError> {
+        self.team_report_in(Some(tenants), from, to, now).await
+    }
+
+    async fn team_report_in(
+        &self,
+        tenants: Option<&[i32]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TeamReport>, StoreError> {
         if to <= from {
             return Err(StoreError::BadPeriod { from, to });
         }
@@ -258,16 +240,18 @@ impl Db {
             .client()
             .query(
                 &format!(
-                    "SELECT team, count(*),
-                         count(*) FILTER (WHERE state IN {FINISHED} AND done_at <= due_at),
-                         count(*) FILTER (WHERE state IN {FINISHED} AND done_at > due_at),
-                         count(*) FILTER (WHERE state NOT IN {FINISHED} AND $3 > due_at),
-                         count(*) FILTER (WHERE state NOT IN {FINISHED} AND $3 <= due_at),
-                         count(*) FILTER (WHERE reopened > 0)
-                     FROM work_orders WHERE opened_at >= $1 AND opened_at < $2
-                     GROUP BY team ORDER BY team"
+                    "SELECT w.team, count(*),
+                         count(*) FILTER (WHERE w.state IN {FINISHED} AND w.done_at <= w.due_at),
+                         count(*) FILTER (WHERE w.state IN {FINISHED} AND w.done_at > w.due_at),
+                         count(*) FILTER (WHERE w.state NOT IN {FINISHED} AND $3 > w.due_at),
+                         count(*) FILTER (WHERE w.state NOT IN {FINISHED} AND $3 <= w.due_at),
+                         count(*) FILTER (WHERE w.reopened > 0)
+                     FROM work_orders w JOIN devices d ON d.id = w.device_id
+                     WHERE w.opened_at >= $1 AND w.opened_at < $2
+                       AND ($4::int4[] IS NULL OR d.tenant_id = ANY($4))
+                     GROUP BY w.team ORDER BY w.team"
                 ),
-                &[&from, &to, &now],
+                &[&from, &to, &now, &tenants],
             )
             .await
             .map_err(StoreError::db("reporting on teams"))?;
@@ -288,13 +272,34 @@ impl Db {
     /// Work orders that broke their deadline as of `now`: done late, or still not done
     /// past their due time. Earliest due first.
     pub async fn sla_breaches(&self, now: DateTime<Utc>) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.sla_breaches_in(None, now, i64::MAX).await
+    }
+
+    /// [`Db::sla_breaches`] of `tenants`' devices only, at most `limit`.
+    pub async fn sla_breaches_for(
+        &self,
+        tenants: &[i32],
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.sla_breaches_in(Some(tenants), now, limit).await
+    }
+
+    async fn sla_breaches_in(
+        &self,
+        tenants: Option<&[i32]>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WorkOrderRow>, StoreError> {
         self.query_work_orders(
             &format!(
-                "WHERE (w.state IN {FINISHED} AND w.done_at > w.due_at)
-                    OR (w.state NOT IN {FINISHED} AND $1 > w.due_at)
-                 ORDER BY w.due_at, w.id"
+                "WHERE ((w.state IN {FINISHED} AND w.done_at > w.due_at)
+                     OR (w.state NOT IN {FINISHED} AND $1 > w.due_at))
+                   AND ($2::int4[] IS NULL OR d.tenant_id = ANY($2))
+                 ORDER BY w.due_at, w.id
+                 LIMIT $3"
             ),
-            &[&now],
+            &[&now, &tenants, &limit],
             "listing work orders past their deadline",
         )
         .await
@@ -316,6 +321,64 @@ impl Db {
             .map_err(StoreError::db(context))?;
         Ok(rows.iter().map(work_order).collect())
     }
+}
+
+/// Moves a work order within `tx` (see [`Db::transition_work_order`]); returns the order
+/// as it is now and the state it left.
+pub(crate) async fn transition(
+    tx: &Transaction<'_>,
+    id: i64,
+    to: &str,
+    actor: &str,
+    detail: Option<&str>,
+    at: DateTime<Utc>,
+    assignee: Option<&str>,
+) -> Result<(WorkOrderRow, String), StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT state, assignee FROM work_orders WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(StoreError::db("reading a work order"))?
+        .ok_or(StoreError::NoWorkOrder(id))?;
+    let (from, current_assignee): (String, Option<String>) = (row.get(0), row.get(1));
+    if !work_order_step_allowed(&from, to) {
+        return Err(StoreError::BadTransition {
+            id,
+            from,
+            to: to.to_owned(),
+        });
+    }
+    if to == "assigned" && assignee.or(current_assignee.as_deref()).is_none() {
+        return Err(StoreError::NoAssignee(id));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE work_orders w SET
+                     state = $2,
+                     assignee = coalesce($3, w.assignee),
+                     done_at = CASE WHEN $2 = 'done' THEN $4 ELSE w.done_at END,
+                     verified_at = CASE WHEN $2 = 'verified' THEN $4 ELSE w.verified_at END,
+                     closed_at = CASE WHEN $2 = 'closed' THEN $4 ELSE w.closed_at END,
+                     reopened = w.reopened + CASE WHEN $2 = 'reopened' THEN 1 ELSE 0 END
+                 FROM devices d
+                 WHERE w.id = $1 AND d.id = w.device_id
+                 RETURNING {COLUMNS}"
+            ),
+            &[&id, &to, &assignee, &at],
+        )
+        .await
+        .map_err(StoreError::db("updating a work order"))?;
+    tx.execute(
+        "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&id, &at, &actor, &from, &to, &detail],
+    )
+    .await
+    .map_err(StoreError::db("recording a work order event"))?;
+    Ok((work_order(&row), from))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL and a real Mosquitto (shipped configuration).
 
 mod acl;
+mod api;
 mod bad_input;
 mod cli;
 mod contract;

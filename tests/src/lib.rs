@@ -8,7 +8,9 @@
 //!   (for `kill -9`).
 //! - [`PrivatePostgres`]: a throwaway PostgreSQL cluster, for tests that restart the server.
 //! - [`Publisher`] and [`Recorder`]: MQTT clients that publish (QoS 1, acknowledged) and record.
+//! - [`api::TestApi`]: the HTTP API served in the test, and a small client for it.
 
+pub mod api;
 pub mod broker;
 pub mod db;
 pub mod hub;

@@ -1,0 +1,189 @@
+//! [`ApiError`]: every failure of the API as a status and `{"error": "<sentence>"}`.
+//!
+//! A 4xx says what the caller did wrong, in words they can act on. A 5xx logs the cause
+//! and tells the caller only that it failed: internals are not theirs to see.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use store::StoreError;
+use tracing::error;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, as a sentence.
+    pub error: String,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+    bearer_challenge: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+            bearer_challenge: false,
+        }
+    }
+
+    /// 400: the request is wrong; the message says how.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401: who is asking is not known (or no longer).
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError {
+            bearer_challenge: true,
+            ..ApiError::new(StatusCode::UNAUTHORIZED, message)
+        }
+    }
+
+    /// 403: known, but their role may not do this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 404: no such thing, or not one of the caller's tenants (the same answer, so that
+    /// another tenant's assets are not revealed).
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 405: the path exists, not with this method.
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+    }
+
+    /// 409: refused in the state the thing is in; the message names that state.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 429: too many attempts; try again after `retry_after`.
+    pub fn too_many(message: impl Into<String>, retry_after: Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
+
+    /// 503: a passing condition (the database away or busy); the caller may retry.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// 500: logs `cause` and hides it.
+    pub fn internal(what: &str, cause: &dyn std::fmt::Display) -> ApiError {
+        error!(message = "Request failed.", what, error = %cause);
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} failed on the server; the cause has been logged"),
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// A query string that could not be read (a number that is not one, an unknown key).
+    pub fn from_query(rejection: QueryRejection) -> ApiError {
+        let text = rejection.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        ApiError::bad_request(format!("the query string is not valid: {detail}"))
+    }
+
+    /// A body that is not the JSON asked for.
+    pub fn from_json(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON, with Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => ApiError::bad_request(format!(
+                "the body does not have the expected fields: {}",
+                e.body_text()
+            )),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body is larger than the {} KiB a request may carry",
+                        crate::BODY_LIMIT / 1024
+                    ),
+                )
+            }
+            other => {
+                ApiError::bad_request(format!("the body could not be read: {}", other.body_text()))
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        use StoreError::*;
+        match &e {
+            NoOutage(_) | NoWorkOrder(_) | UnknownTenant(_) => ApiError::not_found(e.to_string()),
+            OutageState { .. } | NotShelved(_) | BadTransition { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            NoAssignee(_) | ShelveInPast { .. } | BadPeriod { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
+            _ if e.is_retryable() => {
+                error!(message = "The database is unavailable.", error = %e);
+                ApiError::unavailable("the database is unavailable; try again shortly")
+            }
+            _ => ApiError::internal("the request", &e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up: "0" would invite an immediate retry.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if self.bearer_challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cityhub\""),
+            );
+        }
+        response
+    }
+}

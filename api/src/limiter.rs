@@ -1,0 +1,199 @@
+//! Sign-in throttling: after [`MAX_FAILURES`] failed sign-ins within [`WINDOW`] for one
+//! user name, or from one client address, further attempts are refused until the oldest
+//! failure is a [`WINDOW`] old.
+//!
+//! Kept in memory: it protects this process and resets when it restarts, and several hub
+//! instances each count on their own. That bounds guessing to a few passwords per minute
+//! per name and address, which Argon2 and a 12-character minimum make hopeless; a limit
+//! shared between instances would need the database on every failed attempt.
+//!
+//! Counting per user name means someone can keep a user from signing in for a minute at a
+//! time by failing on purpose; counting per address alone would let one address try every
+//! name. Both are counted, and a success clears the name's count.
+//!
+//! Pure state: the caller says what time it is.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failed sign-ins allowed per name and per address within [`WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+/// How far back failures count.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Beyond this many names and addresses tracked, stale ones are swept before adding more:
+/// memory stays bounded when someone sprays names.
+const SWEEP_ABOVE: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    User(String),
+    Address(IpAddr),
+}
+
+/// Failed sign-ins by user name and by client address.
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<Key, VecDeque<Instant>>>,
+}
+
+impl LoginLimiter {
+    /// Admits a sign-in attempt, or `Err(wait)` when the name or the address has failed
+    /// too often lately. An admitted attempt counts as a failure until
+    /// [`LoginLimiter::succeeded`] says otherwise, so that attempts sent all at once
+    /// cannot slip past the count while their passwords are being checked.
+    pub fn attempt(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut failures = self.lock();
+        let wait = keys(username, address)
+            .filter_map(|k| failures.get(&k))
+            .filter_map(|times| wait_for(times, now))
+            .max();
+        if let Some(w) = wait {
+            return Err(w);
+        }
+        if failures.len() > SWEEP_ABOVE {
+            failures.retain(|_, times| {
+                prune(times, now);
+                !times.is_empty()
+            });
+        }
+        for key in keys(username, address) {
+            let times = failures.entry(key).or_default();
+            prune(times, now);
+            times.push_back(now);
+            // Only the newest few matter; older ones cannot change the answer.
+            while times.len() > MAX_FAILURES {
+                times.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// The attempt admitted at `at` succeeded: the name's failures are forgotten, and
+    /// the attempt no longer counts against the address (its other failures still do).
+    pub fn succeeded(&self, username: &str, address: Option<IpAddr>, at: Instant) {
+        let mut failures = self.lock();
+        failures.remove(&Key::User(username.to_lowercase()));
+        if let Some(times) = address.and_then(|a| failures.get_mut(&Key::Address(a))) {
+            if let Some(i) = times.iter().rposition(|t| *t == at) {
+                times.remove(i);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, VecDeque<Instant>>> {
+        // A panic while holding the lock leaves plain counters; they are still usable.
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn keys(username: &str, address: Option<IpAddr>) -> impl Iterator<Item = Key> {
+    // Names are compared without case, so "Olga" and "olga" share one count.
+    std::iter::once(Key::User(username.to_lowercase())).chain(address.map(Key::Address))
+}
+
+fn prune(times: &mut VecDeque<Instant>, now: Instant) {
+    while times
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+    {
+        times.pop_front();
+    }
+}
+
+/// How long until fewer than [`MAX_FAILURES`] failures are within the window, if that is
+/// not the case now.
+fn wait_for(times: &VecDeque<Instant>, now: Instant) -> Option<Duration> {
+    let recent: Vec<&Instant> = times
+        .iter()
+        .filter(|t| now.saturating_duration_since(**t) < WINDOW)
+        .collect();
+    if recent.len() < MAX_FAILURES {
+        return None;
+    }
+    let oldest_that_counts = recent[recent.len() - MAX_FAILURES];
+    Some(WINDOW - now.saturating_duration_since(*oldest_that_counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn five_failures_for_a_name_lock_it_for_the_rest_of_the_minute() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES as u64 {
+            let at = t0 + Duration::from_secs(i);
+            assert_eq!(l.attempt("olga", ip(&format!("10.0.0.{i}")), at), Ok(()));
+        }
+        let now = t0 + Duration::from_secs(10);
+        assert_eq!(
+            l.attempt("Olga", ip("10.9.9.9"), now),
+            Err(Duration::from_secs(50)),
+            "from any address, whatever the case"
+        );
+        assert_eq!(l.attempt("piotr", ip("10.9.9.9"), now), Ok(()));
+        assert_eq!(
+            l.attempt("olga", None, t0 + Duration::from_secs(60)),
+            Ok(()),
+            "the first failure has aged out"
+        );
+    }
+
+    #[test]
+    fn five_failures_from_an_address_lock_it_for_any_name() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES {
+            assert!(l.attempt(&format!("user{i}"), ip("192.0.2.7"), t0).is_ok());
+        }
+        assert!(l.attempt("someone-else", ip("192.0.2.7"), t0).is_err());
+        assert_eq!(l.attempt("someone-else", ip("192.0.2.8"), t0), Ok(()));
+    }
+
+    #[test]
+    fn success_clears_the_name_and_its_own_attempt_only() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..MAX_FAILURES - 1 {
+            assert!(l.attempt("olga", ip("192.0.2.7"), t0).is_ok());
+        }
+        assert!(l.attempt("olga", ip("192.0.2.7"), t1).is_ok());
+        l.succeeded("olga", ip("192.0.2.7"), t1);
+        assert_eq!(
+            l.attempt("olga", ip("192.0.2.8"), t1),
+            Ok(()),
+            "name cleared"
+        );
+        assert_eq!(
+            l.attempt("piotr", ip("192.0.2.7"), t1),
+            Ok(()),
+            "the address keeps its 4 failures, not the success"
+        );
+        assert!(l.attempt("ivan", ip("192.0.2.7"), t1).is_err());
+    }
+
+    #[test]
+    fn memory_stays_bounded_when_names_are_sprayed() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..SWEEP_ABOVE + 10 {
+            let _ = l.attempt(&format!("u{i}"), None, t0);
+        }
+        let later = t0 + WINDOW;
+        let _ = l.attempt("last", None, later);
+        assert_eq!(l.lock().len(), 1, "stale names swept");
+    }
+}

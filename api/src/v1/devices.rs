@@ -1,0 +1,158 @@
+//! Devices of the caller's tenants with their newest state (`device_latest`), filtered by
+//! kind, district, cabinet or a bounding box, a page at a time.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use store::{DeviceQuery, DeviceRow};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::caller::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::params::{self, CursorKind};
+use crate::roles::Permission;
+use crate::v1::ListPage;
+use crate::AppState;
+
+/// Device kinds, as in the inventory.
+const KINDS: [&str; 4] = ["light", "cabinet", "meter", "vehicle"];
+
+/// A device and its newest state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Device {
+    pub id: i32,
+    pub tenant: String,
+    /// Its inventory id (unique within the tenant).
+    pub ext_id: String,
+    /// light, cabinet, meter or vehicle.
+    pub kind: String,
+    pub district: Option<String>,
+    /// For lamps: the cabinet feeding it.
+    pub cabinet: Option<String>,
+    pub rated_power_w: Option<f64>,
+    /// For meters: water, electricity or heat.
+    pub medium: Option<String>,
+    /// For vehicles: the route.
+    pub route: Option<String>,
+    pub lon: f64,
+    pub lat: f64,
+    /// Absent until the device has been heard from.
+    pub latest: Option<Latest>,
+}
+
+/// What a device last said.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Latest {
+    /// Time of the newest telemetry.
+    pub telemetry_ts: Option<DateTime<Utc>>,
+    /// The newest telemetry's fields.
+    #[schema(value_type = Option<Object>)]
+    pub telemetry: Option<serde_json::Value>,
+    pub status_ts: Option<DateTime<Utc>>,
+    /// From its status messages (its last will says offline).
+    pub online: Option<bool>,
+    /// Time of the newest message of any kind.
+    pub last_seen: DateTime<Utc>,
+}
+
+impl From<DeviceRow> for Device {
+    fn from(d: DeviceRow) -> Device {
+        Device {
+            id: d.id,
+            tenant: d.tenant,
+            ext_id: d.ext_id,
+            kind: d.kind,
+            district: d.district,
+            cabinet: d.cabinet,
+            rated_power_w: d.rated_power_w,
+            medium: d.medium,
+            route: d.route,
+            lon: d.lon,
+            lat: d.lat,
+            latest: d.latest.map(|l| Latest {
+                telemetry_ts: l.telemetry_ts,
+                telemetry: l.telemetry,
+                status_ts: l.status_ts,
+                online: l.online,
+                last_seen: l.last_seen,
+            }),
+        }
+    }
+}
+
+/// Filters and paging of the device list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceFilter {
+    /// light, cabinet, meter or vehicle.
+    pub kind: Option<String>,
+    pub district: Option<String>,
+    /// A cabinet's inventory id: the lamps it feeds.
+    pub cabinet: Option<String>,
+    /// minlon,minlat,maxlon,maxlat in degrees (WGS 84).
+    pub bbox: Option<String>,
+    /// A tenant slug (one of the caller's).
+    pub tenant: Option<String>,
+    /// Items per page: 1 to 1000, 100 when absent.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Devices of the caller's tenants, by id.
+#[utoipa::path(
+    get,
+    path = "/devices",
+    operation_id = "list_devices",
+    tag = "devices",
+    params(DeviceFilter),
+    responses(
+        (status = 200, description = "A page of devices", body = ListPage<Device>),
+        (status = 400, description = "A filter is not valid", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody)
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(f): ApiQuery<DeviceFilter>,
+) -> Result<Json<ListPage<Device>>, ApiError> {
+    caller.require(Permission::ReadDevices)?;
+    let tenants = caller.scope(f.tenant.as_deref())?;
+    let after = f
+        .cursor
+        .as_deref()
+        .map(|c| params::decode_cursor(CursorKind::Devices, c))
+        .transpose()?
+        .map(|(_, id)| {
+            i32::try_from(id).map_err(|_| {
+                ApiError::bad_request(
+                    "cursor is not one this list gave out; start again without it",
+                )
+            })
+        })
+        .transpose()?;
+    let query = DeviceQuery {
+        tenants: &tenants,
+        kind: params::one_of("kind", f.kind.as_deref(), &KINDS)?,
+        district: params::short("district", f.district.as_deref())?,
+        cabinet: params::short("cabinet", f.cabinet.as_deref())?,
+        bbox: params::bbox(f.bbox.as_deref())?,
+        after,
+        limit: params::limit(f.limit)?,
+    };
+    let page = state.pool().get().await?.device_page(&query).await?;
+    let next_cursor = page
+        .more
+        .then(|| page.items.last())
+        .flatten()
+        .map(|d| params::encode_cursor(CursorKind::Devices, None, i64::from(d.id)));
+    Ok(Json(ListPage {
+        items: page.items.into_iter().map(Device::from).collect(),
+        next_cursor,
+    }))
+}

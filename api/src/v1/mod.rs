@@ -1,0 +1,121 @@
+//! `/api/v1`: every route with its OpenAPI description.
+//!
+//! Each handler carries a `#[utoipa::path]` annotation and is registered with
+//! `routes!(handler)`, which takes the method and path from that annotation: a route
+//! cannot be served without being documented, nor documented without being served.
+//! Every route requires a caller ([`crate::caller::Caller`]) except `POST /login` and
+//! `GET /openapi.json`, which say so with `security(())`.
+
+pub mod devices;
+pub mod outages;
+pub mod reports;
+pub mod session;
+pub mod work_orders;
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::caller::SESSION_COOKIE;
+use crate::AppState;
+
+/// The document's frame: title, security schemes, tags. The paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cityhub API",
+        description = "The telemetry and control hub of a city's control center. Sign in \
+            with POST /api/v1/login (a session cookie) or send an API token \
+            (Authorization: Bearer). Every answer is scoped to the caller's tenants; errors \
+            are {\"error\": \"<sentence>\"}. See docs/api.md."
+    ),
+    modifiers(&SecuritySchemes),
+    security(("session" = []), ("token" = [])),
+    tags(
+        (name = "session", description = "Signing in and out"),
+        (name = "outages", description = "Outages: list, acknowledge, shelve, comment"),
+        (name = "work orders", description = "Repairs and their life cycle"),
+        (name = "reports", description = "Team performance, deadline breaches, alarm load"),
+        (name = "devices", description = "Assets and their newest state"),
+        (name = "meta", description = "This document")
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// A page of a list and the cursor of the next one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Every `/api/v1` route and its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(session::login))
+        .routes(routes!(session::logout))
+        .routes(routes!(session::me))
+        .routes(routes!(outages::list))
+        .routes(routes!(outages::acknowledge))
+        .routes(routes!(outages::shelve))
+        .routes(routes!(outages::unshelve))
+        .routes(routes!(outages::comment))
+        .routes(routes!(work_orders::list))
+        .routes(routes!(work_orders::transition))
+        .routes(routes!(reports::teams))
+        .routes(routes!(reports::sla_breaches))
+        .routes(routes!(reports::alarms))
+        .routes(routes!(devices::list))
+        .routes(routes!(openapi_json));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+}
+
+/// The OpenAPI document, built once.
+pub fn openapi_document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        routes()
+            .into_openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"the document could not be built: {e}\"}}"))
+    })
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
+}

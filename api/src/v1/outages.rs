@@ -1,0 +1,326 @@
+//! Outages: the list (filtered, paged), and what operators do to one: acknowledge,
+//! shelve, unshelve, comment. Each change is an outage event and an audit entry, written
+//! with the change in one transaction.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use store::{Actor, OutageAction, OutageQuery, OutageRow, OUTAGE_STATES};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::caller::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::params::{self, CursorKind};
+use crate::roles::Permission;
+use crate::v1::ListPage;
+use crate::AppState;
+
+/// The longest an outage may be shelved: a fault hidden longer should be a maintenance
+/// window or a repair, not a shelf.
+pub const MAX_SHELVE_DAYS: i64 = 30;
+
+/// An outage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Outage {
+    pub id: i64,
+    /// The tenant (slug) of its device.
+    pub tenant: String,
+    /// The device's inventory id.
+    pub device: String,
+    pub device_id: i32,
+    pub kind: String,
+    /// open, acknowledged, resolved or closed.
+    pub state: String,
+    /// critical, major or minor.
+    pub severity: String,
+    pub reason: String,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When the fault was last seen.
+    pub last_seen: DateTime<Utc>,
+    /// Times the fault was seen while this outage was open.
+    pub occurrences: i32,
+    /// Comes and goes too often; held open until it settles.
+    pub chattering: bool,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub shelved_until: Option<DateTime<Utc>>,
+    pub shelved_by: Option<String>,
+}
+
+impl From<OutageRow> for Outage {
+    fn from(o: OutageRow) -> Outage {
+        Outage {
+            id: o.id,
+            tenant: o.tenant,
+            device: o.ext_id,
+            device_id: o.device_id,
+            kind: o.kind,
+            state: o.state,
+            severity: o.severity,
+            reason: o.reason,
+            opened_at: o.opened_at,
+            resolved_at: o.resolved_at,
+            last_seen: o.last_seen,
+            occurrences: o.occurrences,
+            chattering: o.chattering,
+            acknowledged_by: o.acknowledged_by,
+            acknowledged_at: o.acknowledged_at,
+            shelved_until: o.shelved_until,
+            shelved_by: o.shelved_by,
+        }
+    }
+}
+
+/// Filters and paging of the outage list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OutageFilter {
+    /// open, acknowledged, resolved or closed.
+    pub state: Option<String>,
+    /// An outage kind, e.g. lamp_failure.
+    pub kind: Option<String>,
+    /// A tenant slug (one of the caller's).
+    pub tenant: Option<String>,
+    /// A device's inventory id.
+    pub device: Option<String>,
+    /// Opened at or after (RFC 3339).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// Opened before (RFC 3339); at most 400 days after `from`.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// Items per page: 1 to 1000, 100 when absent.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Outages of the caller's tenants, newest first.
+#[utoipa::path(
+    get,
+    path = "/outages",
+    operation_id = "list_outages",
+    tag = "outages",
+    params(OutageFilter),
+    responses(
+        (status = 200, description = "A page of outages", body = ListPage<Outage>),
+        (status = 400, description = "A filter is not valid", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not list outages (crew)", body = ErrorBody),
+        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody)
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(f): ApiQuery<OutageFilter>,
+) -> Result<Json<ListPage<Outage>>, ApiError> {
+    caller.require(Permission::ReadOutages)?;
+    let tenants = caller.scope(f.tenant.as_deref())?;
+    let (from, to) = params::optional_range(f.from.as_deref(), f.to.as_deref())?;
+    let limit = params::limit(f.limit)?;
+    let query = OutageQuery {
+        tenants: &tenants,
+        state: params::one_of("state", f.state.as_deref(), &OUTAGE_STATES)?,
+        kind: params::short("kind", f.kind.as_deref())?,
+        device: params::short("device", f.device.as_deref())?,
+        from,
+        to,
+        after: f
+            .cursor
+            .as_deref()
+            .map(|c| params::decode_cursor(CursorKind::Outages, c))
+            .transpose()?,
+        limit,
+    };
+    let page = state.pool().get().await?.outage_page(&query).await?;
+    let next_cursor = page
+        .more
+        .then(|| page.items.last())
+        .flatten()
+        .map(|o| params::encode_cursor(CursorKind::Outages, Some(o.opened_at), o.id));
+    Ok(Json(ListPage {
+        items: page.items.into_iter().map(Outage::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Shelving an outage.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShelveRequest {
+    /// Until when (RFC 3339): later than now, at most 30 days ahead.
+    #[schema(format = DateTime)]
+    pub until: String,
+    /// Why it is shelved.
+    pub reason: String,
+}
+
+/// A comment on an outage.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommentRequest {
+    /// At most 2000 characters.
+    pub text: String,
+}
+
+/// Does `action` to outage `id` for the caller, who must hold `permission`.
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    id: i64,
+    action: OutageAction<'_>,
+) -> Result<Json<Outage>, ApiError> {
+    caller.require(permission)?;
+    let tenants = caller.scope(None)?;
+    let name = caller.actor();
+    let actor = Actor {
+        name: &name,
+        tenants: &tenants,
+        team: None,
+    };
+    let mut db = state.pool().get().await?;
+    let outage = db.act_on_outage(&actor, id, &action, state.now()).await?;
+    Ok(Json(outage.into()))
+}
+
+/// Acknowledges an open outage: someone is on it.
+#[utoipa::path(
+    post,
+    path = "/outages/{id}/ack",
+    operation_id = "acknowledge_outage",
+    tag = "outages",
+    params(("id" = i64, Path, description = "The outage")),
+    responses(
+        (status = 200, description = "Acknowledged", body = Outage),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not acknowledge outages", body = ErrorBody),
+        (status = 404, description = "No such outage among the caller's tenants", body = ErrorBody),
+        (status = 409, description = "The outage is not open (the message says its state)", body = ErrorBody)
+    )
+)]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Outage>, ApiError> {
+    act(
+        &state,
+        &caller,
+        Permission::AcknowledgeOutage,
+        id,
+        OutageAction::Acknowledge,
+    )
+    .await
+}
+
+/// Shelves an active outage until a time: hidden from the active list, not forgotten.
+#[utoipa::path(
+    post,
+    path = "/outages/{id}/shelve",
+    operation_id = "shelve_outage",
+    tag = "outages",
+    params(("id" = i64, Path, description = "The outage")),
+    request_body = ShelveRequest,
+    responses(
+        (status = 200, description = "Shelved", body = Outage),
+        (status = 400, description = "`until` is not a later time within 30 days, or no reason", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not shelve outages", body = ErrorBody),
+        (status = 404, description = "No such outage among the caller's tenants", body = ErrorBody),
+        (status = 409, description = "The outage is no longer active", body = ErrorBody)
+    )
+)]
+pub async fn shelve(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ShelveRequest>,
+) -> Result<Json<Outage>, ApiError> {
+    caller.require(Permission::ShelveOutage)?;
+    let until = params::time("until", Some(&body.until))?.unwrap_or_default();
+    let now = state.now().to_datetime();
+    if until > now + Duration::days(MAX_SHELVE_DAYS) {
+        return Err(ApiError::bad_request(format!(
+            "an outage can be shelved for at most {MAX_SHELVE_DAYS} days; for longer, plan a maintenance window"
+        )));
+    }
+    let reason = params::text("reason", &body.reason)?;
+    act(
+        &state,
+        &caller,
+        Permission::ShelveOutage,
+        id,
+        OutageAction::Shelve { until, reason },
+    )
+    .await
+}
+
+/// Shows a shelved outage again before its shelve ends.
+#[utoipa::path(
+    post,
+    path = "/outages/{id}/unshelve",
+    operation_id = "unshelve_outage",
+    tag = "outages",
+    params(("id" = i64, Path, description = "The outage")),
+    responses(
+        (status = 200, description = "Unshelved", body = Outage),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not unshelve outages", body = ErrorBody),
+        (status = 404, description = "No such outage among the caller's tenants", body = ErrorBody),
+        (status = 409, description = "The outage is not shelved", body = ErrorBody)
+    )
+)]
+pub async fn unshelve(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Outage>, ApiError> {
+    act(
+        &state,
+        &caller,
+        Permission::ShelveOutage,
+        id,
+        OutageAction::Unshelve,
+    )
+    .await
+}
+
+/// Comments on an outage (any state); kept with its events.
+#[utoipa::path(
+    post,
+    path = "/outages/{id}/comment",
+    operation_id = "comment_on_outage",
+    tag = "outages",
+    params(("id" = i64, Path, description = "The outage")),
+    request_body = CommentRequest,
+    responses(
+        (status = 200, description = "Commented", body = Outage),
+        (status = 400, description = "Empty or too long", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not comment on outages", body = ErrorBody),
+        (status = 404, description = "No such outage among the caller's tenants", body = ErrorBody)
+    )
+)]
+pub async fn comment(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CommentRequest>,
+) -> Result<Json<Outage>, ApiError> {
+    caller.require(Permission::CommentOutage)?;
+    let text = params::text("text", &body.text)?;
+    act(
+        &state,
+        &caller,
+        Permission::CommentOutage,
+        id,
+        OutageAction::Comment { text },
+    )
+    .await
+}

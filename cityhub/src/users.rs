@@ -1,0 +1,182 @@
+//! `cityhub users` (people and programs that use the API) and `cityhub audit`.
+//!
+//! Passwords are read from standard input, never from arguments (which other users of
+//! the machine can see in `ps`); on a terminal the typing is not echoed. API tokens are
+//! printed once and only their digest is kept. Every change is in the audit log, by
+//! `cli (<operating-system user>)`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use store::NewUser;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; the password is read from standard input (at least 12 characters)
+    Add {
+        username: String,
+        /// admin, operator, dispatcher, crew, viewer or regional_viewer
+        #[arg(long)]
+        role: String,
+        /// A tenant (slug) the user may see; repeat for several
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// For crew: the team whose work orders they move
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Create an API token for a user and print it (once: only its digest is kept)
+    Token {
+        username: String,
+        /// What the token is for, e.g. `gis-export`; recorded as the actor of its changes
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a user's API token by name
+    RevokeToken {
+        username: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain; exit 1 naming the first entry that does not fit
+    Verify,
+}
+
+pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
+    let mut db = crate::migrate(&config).await?;
+    let actor = cli_actor();
+    match command {
+        UsersCommand::Add {
+            username,
+            role,
+            tenants,
+            team,
+        } => {
+            if tenants.is_empty() {
+                bail!("name at least one --tenant: a user sees only the tenants they are given");
+            }
+            if team.is_some() && role != "crew" {
+                bail!("--team is for crew members (the team whose work orders they move)");
+            }
+            store::auth::check_user(&username, &role, team.as_deref())?;
+            let password = read_password(&username)?;
+            let hash = tokio::task::spawn_blocking(move || api::auth::hash_password(&password))
+                .await
+                .context("hashing the password")?
+                .map_err(anyhow::Error::msg)?;
+            let user = db
+                .add_user(
+                    &NewUser {
+                        username: &username,
+                        password_hash: &hash,
+                        role: &role,
+                        team: team.as_deref(),
+                        tenants: &tenants,
+                    },
+                    &actor,
+                )
+                .await?;
+            let slugs: Vec<&str> = user.tenants.iter().map(|t| t.slug.as_str()).collect();
+            println!(
+                "Added {} ({}) for {}.",
+                user.username,
+                user.role,
+                slugs.join(", ")
+            );
+        }
+        UsersCommand::Token { username, name } => {
+            let token = api::auth::new_api_token();
+            db.add_api_token(
+                &username,
+                &name,
+                &api::auth::api_token_digest(&token),
+                &actor,
+            )
+            .await?;
+            eprintln!(
+                "API token `{name}` of {username}; send it as `Authorization: Bearer <token>`. It is shown only now:"
+            );
+            println!("{token}");
+        }
+        UsersCommand::RevokeToken { username, name } => {
+            db.revoke_api_token(&username, &name, &actor).await?;
+            println!("Revoked the token `{name}` of {username}.");
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
+    let AuditCommand::Verify = command;
+    let db = store::Db::connect(&config.database_url).await?;
+    let check = db.verify_audit().await?;
+    match check.first_bad {
+        None => {
+            println!("audit log intact: {} entries", check.entries);
+            if let Some(hash) = check.last_hash {
+                println!("last hash: {hash} (keep it elsewhere to detect the newest entries being removed)");
+            }
+            Ok(())
+        }
+        Some((id, why)) => bail!(
+            "audit log broken at entry {id}: {why} ({} entries read)",
+            check.entries
+        ),
+    }
+}
+
+/// Who the command line acts as in the audit log.
+fn cli_actor() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli ({user})"),
+        _ => "cli".into(),
+    }
+}
+
+/// One line from standard input, without echo on a terminal; refused when short.
+fn read_password(username: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let on_terminal = stdin.is_terminal();
+    if on_terminal {
+        eprint!("Password for {username}: ");
+        let _ = std::io::stderr().flush();
+        set_echo(false);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if on_terminal {
+        set_echo(true);
+        eprintln!();
+    }
+    read.context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    let chars = password.chars().count();
+    if chars < api::auth::MIN_PASSWORD_CHARS {
+        bail!(
+            "the password (read from standard input) has {chars} characters; use at least {}",
+            api::auth::MIN_PASSWORD_CHARS
+        );
+    }
+    if password.len() > api::auth::MAX_PASSWORD_BYTES {
+        bail!(
+            "the password is longer than {} bytes",
+            api::auth::MAX_PASSWORD_BYTES
+        );
+    }
+    Ok(password)
+}
+
+/// Turns the terminal's echo off or on (with `stty`, so no terminal library is needed).
+fn set_echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
+}

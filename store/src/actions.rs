@@ -1,0 +1,206 @@
+//! What people do to outages and work orders through the API: the changes of
+//! [`crate::hygiene`] and [`crate::work_orders`], limited to the tenants (and, for crews,
+//! the team) the person may touch, and audited in the same transaction as the change.
+//!
+//! Something outside the caller's reach is reported exactly as something that does not
+//! exist ([`StoreError::NoOutage`], [`StoreError::NoWorkOrder`]), so its existence is not
+//! revealed.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use model::Timestamp;
+use serde_json::json;
+use tokio_postgres::Transaction;
+
+use crate::audit::{append, AuditEntry};
+use crate::hygiene::{acknowledge, record_event, shelve, unshelve};
+use crate::outages::{outage_row, OUTAGE_COLUMNS};
+use crate::work_orders::transition;
+use crate::{Db, OutageRow, StoreError, WorkOrderRow};
+
+/// Who acts, and what they may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// As recorded in events and the audit log.
+    pub name: &'a str,
+    pub tenants: &'a [i32],
+    /// When set, only this team's work orders (a crew member).
+    pub team: Option<&'a str>,
+}
+
+/// What a person does to an outage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutageAction<'a> {
+    Acknowledge,
+    Shelve {
+        until: DateTime<Utc>,
+        reason: &'a str,
+    },
+    Unshelve,
+    Comment {
+        text: &'a str,
+    },
+}
+
+impl OutageAction<'_> {
+    /// The audit log's name for it.
+    pub fn audit_action(&self) -> &'static str {
+        match self {
+            OutageAction::Acknowledge => "outage.acknowledge",
+            OutageAction::Shelve { .. } => "outage.shelve",
+            OutageAction::Unshelve => "outage.unshelve",
+            OutageAction::Comment { .. } => "outage.comment",
+        }
+    }
+
+    fn particulars(&self) -> serde_json::Value {
+        match self {
+            OutageAction::Shelve { until, reason } => json!({
+                "until": until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "reason": reason,
+            }),
+            OutageAction::Comment { text } => json!({ "text": text }),
+            OutageAction::Acknowledge | OutageAction::Unshelve => json!({}),
+        }
+    }
+}
+
+/// A work order step asked for by a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step<'a> {
+    pub to: &'a str,
+    pub assignee: Option<&'a str>,
+    pub note: Option<&'a str>,
+}
+
+impl Db {
+    /// Acknowledges, shelves, unshelves or comments on an outage of the actor's tenants;
+    /// returns the outage as it is now. A comment is an `outage_events` row (`comment`).
+    pub async fn act_on_outage(
+        &mut self,
+        actor: &Actor<'_>,
+        id: i64,
+        action: &OutageAction<'_>,
+        at: Timestamp,
+    ) -> Result<OutageRow, StoreError> {
+        let at = at.to_datetime();
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting an outage update"))?;
+        lock_outage_in(&tx, id, actor.tenants).await?;
+        match action {
+            OutageAction::Acknowledge => acknowledge(&tx, id, actor.name, at).await?,
+            OutageAction::Shelve { until, reason } => {
+                shelve(&tx, id, *until, actor.name, reason, at).await?
+            }
+            OutageAction::Unshelve => unshelve(&tx, id, actor.name, at).await?,
+            OutageAction::Comment { text } => {
+                record_event(&tx, id, at, actor.name, "comment", Some(text)).await?
+            }
+        }
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT {OUTAGE_COLUMNS} FROM outages o JOIN devices d ON d.id = o.device_id WHERE o.id = $1"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(StoreError::db("reading an outage"))?;
+        let outage = outage_row(&row);
+        let mut detail = action.particulars();
+        detail["tenant"] = json!(outage.tenant);
+        detail["device"] = json!(outage.ext_id);
+        detail["kind"] = json!(outage.kind);
+        detail["state"] = json!(outage.state);
+        append(
+            &tx,
+            &AuditEntry {
+                actor: actor.name.to_owned(),
+                action: action.audit_action().to_owned(),
+                target: format!("outage/{id}"),
+                detail,
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing an outage update"))?;
+        Ok(outage)
+    }
+
+    /// Moves a work order of the actor's tenants (and team, for a crew) one step; returns
+    /// it as it is now. The life cycle decides which steps exist
+    /// ([`crate::work_order_step_allowed`]); who may take which is the caller's rule.
+    pub async fn move_work_order(
+        &mut self,
+        actor: &Actor<'_>,
+        id: i64,
+        step: &Step<'_>,
+        at: Timestamp,
+    ) -> Result<WorkOrderRow, StoreError> {
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a work order transition"))?;
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM work_orders w JOIN devices d ON d.id = w.device_id
+                 WHERE w.id = $1 AND d.tenant_id = ANY($2) AND ($3::text IS NULL OR w.team = $3)
+                 FOR UPDATE OF w",
+                &[&id, &actor.tenants, &actor.team],
+            )
+            .await
+            .map_err(StoreError::db("reading a work order"))?;
+        if found.is_none() {
+            return Err(StoreError::NoWorkOrder(id));
+        }
+        let (order, from) = transition(
+            &tx,
+            id,
+            step.to,
+            actor.name,
+            step.note,
+            at.to_datetime(),
+            step.assignee,
+        )
+        .await?;
+        append(
+            &tx,
+            &AuditEntry {
+                actor: actor.name.to_owned(),
+                action: "work_order.transition".into(),
+                target: format!("work_order/{id}"),
+                detail: json!({
+                    "tenant": order.tenant,
+                    "device": order.ext_id,
+                    "team": order.team,
+                    "from": from,
+                    "to": step.to,
+                    "assignee": step.assignee,
+                    "note": step.note,
+                }),
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a work order transition"))?;
+        Ok(order)
+    }
+}
+
+/// Locks an outage if it belongs to one of `tenants`; otherwise it does not exist.
+async fn lock_outage_in(tx: &Transaction<'_>, id: i64, tenants: &[i32]) -> Result<(), StoreError> {
+    tx.query_opt(
+        "SELECT 1 FROM outages o JOIN devices d ON d.id = o.device_id
+         WHERE o.id = $1 AND d.tenant_id = ANY($2) FOR UPDATE OF o",
+        &[&id, &tenants],
+    )
+    .await
+    .map_err(StoreError::db("reading an outage"))?
+    .map(|_| ())
+    .ok_or(StoreError::NoOutage(id))
+}

@@ -1,0 +1,215 @@
+//! The binary's side of access: `cityhub users`, `cityhub audit verify`, and `serve`
+//! refusing a weak session secret.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use model::Kind;
+use tests::api::{Auth, Req, TestApi};
+use tests::db::devices;
+use tests::hub::cityhub_binary;
+use tests::{unique, TestDb};
+
+/// Runs `cityhub ARGS` with `stdin` as standard input: (success, stdout, stderr).
+fn cityhub(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(cityhub_binary())
+        .args(args)
+        .env("CITYHUB_CONFIG", "/dev/null")
+        .env("CITYHUB_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cityhub");
+    // The child may exit before reading (a bad argument); a broken pipe is its answer.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("wait for cityhub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn users_are_added_with_a_long_password_and_their_printed_token_works() {
+    let db = TestDb::new().await;
+    let tenant = unique("t");
+    db.import(&devices(&tenant, &[(Kind::Light, 2)])).await;
+    let env = [("CITYHUB_DATABASE_URL", db.url.as_str())];
+    let add = |stdin: &str| {
+        cityhub(
+            &[
+                "users", "add", "olga", "--role", "operator", "--tenant", &tenant,
+            ],
+            &env,
+            stdin,
+        )
+    };
+    let (ok, _, err) = add("short-pw\n");
+    assert!(!ok);
+    assert!(err.contains("has 8 characters; use at least 12"), "{err}");
+    let (ok, out, err) = add("a long enough password\n");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("Added olga (operator) for {tenant}.")),
+        "{out}"
+    );
+    let (ok, _, err) = add("a long enough password\n");
+    assert!(
+        !ok && err.contains("there is already a user `olga`"),
+        "{err}"
+    );
+    let (ok, _, err) = cityhub(
+        &[
+            "users", "add", "ivan", "--role", "operator", "--tenant", "atlantis",
+        ],
+        &env,
+        "a long enough password\n",
+    );
+    assert!(!ok && err.contains("unknown tenant `atlantis`"), "{err}");
+    let (ok, _, err) = cityhub(
+        &[
+            "users", "add", "ivan", "--role", "crew", "--tenant", &tenant,
+        ],
+        &env,
+        "a long enough password\n",
+    );
+    assert!(!ok && err.contains("needs a team"), "{err}");
+
+    let (ok, token, err) = cityhub(
+        &["users", "token", "olga", "--name", "gis-export"],
+        &env,
+        "",
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("chk_"), "{token}");
+    let stored: Vec<u8> = db
+        .client
+        .query_one("SELECT token_hash FROM api_tokens", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(stored, token.as_bytes(), "only its digest is kept");
+
+    let api = TestApi::start(&db.url).await;
+    let r = api
+        .call(Req::get("/api/v1/me", &Auth::Token(token.clone())))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["username"], "olga");
+    let login = serde_json::json!({"username": "olga", "password": "a long enough password"});
+    let r = api
+        .call(Req::post("/api/v1/login", &Auth::None, &login.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let (ok, _, err) = cityhub(
+        &["users", "revoke-token", "olga", "--name", "gis-export"],
+        &env,
+        "",
+    );
+    assert!(ok, "{err}");
+    let r = api.call(Req::get("/api/v1/me", &Auth::Token(token))).await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn audit_verify_passes_then_names_an_edited_and_a_deleted_entry() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    for i in 1..=5 {
+        store
+            .audit(
+                "olga",
+                "outage.acknowledge",
+                &format!("outage/{i}"),
+                serde_json::json!({"n": i}),
+            )
+            .await
+            .unwrap();
+    }
+    let env = [("CITYHUB_DATABASE_URL", db.url.as_str())];
+    let (ok, out, err) = cityhub(&["audit", "verify"], &env, "");
+    assert!(ok, "{err}");
+    assert!(out.starts_with("audit log intact: 5 entries\n"), "{out}");
+
+    // The table refuses changes; its owner can still switch that off, and the chain shows it.
+    let refused = db
+        .client
+        .execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("append-only")
+            || format!("{refused:?}").contains("append-only")
+    );
+    db.client
+        .batch_execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        .await
+        .unwrap();
+    db.client
+        .execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2", &[])
+        .await
+        .unwrap();
+    let (ok, _, err) = cityhub(&["audit", "verify"], &env, "");
+    assert!(!ok);
+    assert!(
+        err.contains("audit log broken at entry 2: its contents do not match its hash"),
+        "{err}"
+    );
+
+    db.client
+        .execute("UPDATE audit_log SET actor = 'olga' WHERE id = 2", &[])
+        .await
+        .unwrap();
+    let (ok, _, err) = cityhub(&["audit", "verify"], &env, "");
+    assert!(ok, "put back as it was, it passes again: {err}");
+
+    db.client
+        .execute("DELETE FROM audit_log WHERE id = 3", &[])
+        .await
+        .unwrap();
+    let (ok, _, err) = cityhub(&["audit", "verify"], &env, "");
+    assert!(!ok);
+    assert!(
+        err.contains("audit log broken at entry 4: it follows entry 2: entry 3 was deleted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_weak_session_secret_without_showing_it() {
+    for (secret, why) in [
+        ("tiny-secret-77", "is too short (14 characters)"),
+        (
+            "changemechangemechangemechangeme",
+            "looks like a placeholder",
+        ),
+    ] {
+        let (ok, _, err) = cityhub(
+            &["serve"],
+            &[
+                ("CITYHUB_HTTP_SESSION_SECRET", secret),
+                (
+                    "CITYHUB_DATABASE_URL",
+                    "postgres://postgres@127.0.0.1:1/none",
+                ),
+            ],
+            "",
+        );
+        assert!(!ok, "{secret} was accepted");
+        assert!(err.contains(&format!("http.session_secret {why}")), "{err}");
+        assert!(!err.contains(secret), "the secret was printed: {err}");
+    }
+    let secret = "5b2e8f1c9d0a47e3b6c1f8a2d4e7093b";
+    let (ok, out, err) = cityhub(&["config"], &[("CITYHUB_HTTP_SESSION_SECRET", secret)], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("[http]") && !out.contains(secret), "{out}");
+}

@@ -1,0 +1,356 @@
+//! Pages and cursors, bad input refused with its reason, the OpenAPI document.
+
+use std::collections::HashSet;
+
+use tests::api::{Auth, Req};
+use tests::db::{opened, opened_with_order};
+
+use super::{fresh_kind, City, CREW_TEAM};
+
+/// Follows `next_cursor` from `path` (which has a `?`) with `limit` per page; every
+/// item's `id`, in order.
+async fn walk(city: &City, path: &str, limit: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page_path = match &cursor {
+            Some(c) => format!("{path}&limit={limit}&cursor={c}"),
+            None => format!("{path}&limit={limit}"),
+        };
+        let r = city.get(&page_path, "admin").await;
+        assert_eq!(r.status, 200, "{page_path}: {}", r.body);
+        let page = r.json();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= limit);
+        ids.extend(items.iter().map(|i| i["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return ids,
+        }
+    }
+    panic!("more than 100 pages");
+}
+
+#[tokio::test]
+async fn cursors_walk_every_row_exactly_once() {
+    let mut city = City::start().await;
+    let (a, b) = (city.a.clone(), city.b.clone());
+    // 23 outages in `a` at 5 distinct times (ties broken by id), 4 in `b`.
+    let mut changes = Vec::new();
+    for i in 0..23 {
+        let at = format!("2026-03-01T0{}:00:00Z", i % 5);
+        let device = city.device(&a, &format!("L{i}"));
+        changes.push(opened_with_order(
+            device,
+            fresh_kind(),
+            &at,
+            CREW_TEAM,
+            3600,
+        ));
+    }
+    for i in 0..4 {
+        changes.push(opened(
+            city.device(&b, &format!("L{i}")),
+            fresh_kind(),
+            "2026-03-01T01:00:00Z",
+        ));
+    }
+    city.store.apply_outage_changes(&changes).await.unwrap();
+
+    let outages = walk(&city, "/api/v1/outages?state=open", 5).await;
+    let expected: Vec<i64> = city
+        .db
+        .client
+        .query(
+            "SELECT o.id FROM outages o JOIN devices d ON d.id = o.device_id JOIN tenants t ON t.id = d.tenant_id
+             WHERE t.slug = $1 ORDER BY o.opened_at DESC, o.id DESC",
+            &[&a],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outages, expected, "newest first, each once, none of b's");
+
+    let orders = walk(&city, "/api/v1/work-orders?state=new", 4).await;
+    assert_eq!(orders.len(), 23);
+    assert_eq!(orders.iter().collect::<HashSet<_>>().len(), 23);
+
+    let devices = walk(&city, "/api/v1/devices?kind=light", 7).await;
+    assert_eq!(devices.len(), 30);
+    assert!(devices.windows(2).all(|w| w[0] < w[1]), "by id, each once");
+
+    let one = walk(&city, "/api/v1/outages?state=open", 1000).await;
+    assert_eq!(one.len(), 23, "one page when it all fits");
+
+    let r = city
+        .get("/api/v1/work-orders?cursor=bzoxOjI", "admin")
+        .await;
+    assert_eq!(r.status, 400, "an outage cursor on the work order list");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_reason() {
+    let mut city = City::start().await;
+    let a = city.a.clone();
+    let outage = city.open_outage(&a).await;
+    let shelve = format!("/api/v1/outages/{outage}/shelve");
+    let comment = format!("/api/v1/outages/{outage}/comment");
+    let order = city.assigned_order(&a).await;
+    let transition = format!("/api/v1/work-orders/{order}/transition");
+    let big = format!("{{\"text\": \"{}\"}}", "x".repeat(70 * 1024));
+    // (method, path, body, status, a fragment of the error)
+    let cases: Vec<(&str, &str, &str, u16, &str)> = vec![
+        ("POST", &comment, "{not json", 400, "not valid JSON"),
+        (
+            "POST",
+            &comment,
+            "{\"txt\": \"hi\"}",
+            400,
+            "unknown field `txt`",
+        ),
+        (
+            "POST",
+            &comment,
+            "{\"text\": \"  \"}",
+            400,
+            "text must not be empty",
+        ),
+        ("POST", &comment, &big, 413, "larger than the 64 KiB"),
+        (
+            "GET",
+            "/api/v1/outages?limit=5000",
+            "",
+            400,
+            "limit must be between 1 and 1000, not 5000",
+        ),
+        ("GET", "/api/v1/outages?limit=ten", "", 400, "limit"),
+        (
+            "GET",
+            "/api/v1/outages?state=flying",
+            "",
+            400,
+            "state `flying` is not one of open, acknowledged, resolved, closed",
+        ),
+        (
+            "GET",
+            "/api/v1/outages?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z",
+            "",
+            400,
+            "runs backwards",
+        ),
+        (
+            "GET",
+            "/api/v1/outages?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "",
+            400,
+            "at most 400 days",
+        ),
+        (
+            "GET",
+            "/api/v1/outages?from=yesterday",
+            "",
+            400,
+            "from must be an RFC 3339 time",
+        ),
+        (
+            "GET",
+            "/api/v1/outages?cursor=nonsense",
+            "",
+            400,
+            "cursor is not one this list gave out",
+        ),
+        (
+            "GET",
+            "/api/v1/outages?colour=red",
+            "",
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            "GET",
+            "/api/v1/devices?bbox=1,2,3",
+            "",
+            400,
+            "bbox must be minlon,minlat,maxlon,maxlat",
+        ),
+        (
+            "GET",
+            "/api/v1/devices?bbox=10,0,5,1",
+            "",
+            400,
+            "the minimums first",
+        ),
+        (
+            "GET",
+            "/api/v1/devices?kind=lantern",
+            "",
+            400,
+            "kind `lantern` is not one of",
+        ),
+        (
+            "GET",
+            "/api/v1/work-orders?state=lost",
+            "",
+            400,
+            "state `lost`",
+        ),
+        (
+            "GET",
+            "/api/v1/reports/alarms?top=0",
+            "",
+            400,
+            "top must be between 1 and 100",
+        ),
+        (
+            "GET",
+            "/api/v1/reports/teams?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z",
+            "",
+            400,
+            "runs backwards",
+        ),
+        (
+            "POST",
+            &shelve,
+            "{\"until\": \"soon\", \"reason\": \"x\"}",
+            400,
+            "until must be an RFC 3339 time",
+        ),
+        (
+            "POST",
+            &shelve,
+            "{\"until\": \"2020-01-01T00:00:00Z\", \"reason\": \"x\"}",
+            400,
+            "only be shelved until a later time",
+        ),
+        (
+            "POST",
+            &shelve,
+            "{\"until\": \"2999-01-01T00:00:00Z\", \"reason\": \"x\"}",
+            400,
+            "at most 30 days",
+        ),
+        (
+            "POST",
+            &transition,
+            "{\"to\": \"flying\"}",
+            400,
+            "to `flying` is not one of",
+        ),
+        (
+            "POST",
+            &transition,
+            "{\"to\": \"closed\"}",
+            409,
+            "is assigned; it cannot go to closed",
+        ),
+        (
+            "POST",
+            &transition,
+            "{\"to\": \"verified\"}",
+            403,
+            "verifies it from the asset's telemetry",
+        ),
+        (
+            "POST",
+            "/api/v1/outages/abc/ack",
+            "",
+            400,
+            "the path is not valid",
+        ),
+        (
+            "POST",
+            "/api/v1/outages/999999/ack",
+            "",
+            404,
+            "no outage 999999",
+        ),
+        (
+            "GET",
+            "/api/v1/nowhere",
+            "",
+            404,
+            "there is no GET /api/v1/nowhere",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, status, fragment) in cases {
+        let req = Req {
+            method,
+            path,
+            auth: city.tokens["admin"].clone(),
+            body: (method == "POST").then_some(body),
+            content_type: "application/json",
+        };
+        let r = city.api.call(req).await;
+        let error = serde_json::from_str::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if r.status != status || !error.contains(fragment) {
+            failures.push(format!(
+                "{method} {path}: got {} `{error}`, want {status} with `{fragment}`",
+                r.status
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+
+    let r = city
+        .api
+        .call(Req {
+            content_type: "text/plain",
+            ..Req::post(&comment, &city.tokens["admin"], "{\"text\": \"hi\"}")
+        })
+        .await;
+    assert_eq!(r.status, 415, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let city = City::start().await;
+    let r = city
+        .api
+        .call(Req::get("/api/v1/openapi.json", &Auth::None))
+        .await;
+    assert_eq!(r.status, 200, "served without signing in");
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("post", "/api/v1/login"),
+        ("post", "/api/v1/logout"),
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/outages"),
+        ("post", "/api/v1/outages/{id}/ack"),
+        ("post", "/api/v1/outages/{id}/shelve"),
+        ("post", "/api/v1/outages/{id}/unshelve"),
+        ("post", "/api/v1/outages/{id}/comment"),
+        ("get", "/api/v1/work-orders"),
+        ("post", "/api/v1/work-orders/{id}/transition"),
+        ("get", "/api/v1/reports/teams"),
+        ("get", "/api/v1/reports/sla-breaches"),
+        ("get", "/api/v1/reports/alarms"),
+        ("get", "/api/v1/devices"),
+        ("get", "/api/v1/openapi.json"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    for (method, path) in routes {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is missing from the document"
+        );
+    }
+    let operations: Vec<&serde_json::Value> = paths
+        .values()
+        .flat_map(|p| p.as_object().unwrap().values())
+        .collect();
+    assert_eq!(operations.len(), routes.len(), "and nothing else");
+    let ids: HashSet<&str> = operations
+        .iter()
+        .map(|o| o["operationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), routes.len(), "operation ids are unique");
+    let schemes = &doc["components"]["securitySchemes"];
+    assert!(schemes["session"].is_object() && schemes["token"].is_object());
+}

@@ -1,0 +1,160 @@
+//! Signing in and out, wrong credentials, throttling, API tokens.
+
+use std::net::Ipv4Addr;
+
+use tests::api::{Auth, Req, PASSWORD};
+
+use super::City;
+
+fn login_body(username: &str, password: &str) -> String {
+    serde_json::json!({"username": username, "password": password}).to_string()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_cookie_and_signing_out_ends_the_session() {
+    let city = City::start().await;
+    let api = &city.api;
+    let r = api
+        .call(Req::post(
+            "/api/v1/login",
+            &Auth::None,
+            &login_body("operator", PASSWORD),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let set = r.header("set-cookie").unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    let me = r.json();
+    assert_eq!(me["username"], "operator");
+    assert_eq!(me["role"], "operator");
+    assert_eq!(me["tenants"], serde_json::json!([city.a]));
+    let cookie = Auth::Cookie(r.session_cookie().unwrap());
+
+    let r = api.call(Req::get("/api/v1/me", &cookie)).await;
+    assert_eq!((r.status, r.json()["via"].as_str()), (200, Some("session")));
+
+    let r = api.call(Req::post("/api/v1/logout", &cookie, "")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let r = api.call(Req::get("/api/v1/me", &cookie)).await;
+    assert_eq!(r.status, 401);
+    assert!(r.error().contains("sign in again"), "{}", r.error());
+
+    let r = api.call(Req::get("/api/v1/me", &Auth::None)).await;
+    assert_eq!(r.status, 401);
+    assert!(r.error().contains("sign in first"), "{}", r.error());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"cityhub\"")
+    );
+
+    let audited = city
+        .db
+        .count("SELECT count(*) FROM audit_log WHERE actor = 'operator' AND action IN ('session.login', 'session.logout')")
+        .await;
+    assert_eq!(audited, 2);
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
+    let city = City::start().await;
+    let wrong_password = city
+        .api
+        .call(Req::post(
+            "/api/v1/login",
+            &Auth::None,
+            &login_body("operator", "not the password"),
+        ))
+        .await;
+    let no_such_user = city
+        .api
+        .call_from(
+            Ipv4Addr::new(127, 0, 0, 2),
+            Req::post(
+                "/api/v1/login",
+                &Auth::None,
+                &login_body("nobody", PASSWORD),
+            ),
+        )
+        .await;
+    assert_eq!((wrong_password.status, no_such_user.status), (401, 401));
+    assert_eq!(wrong_password.body, no_such_user.body);
+    assert_eq!(wrong_password.error(), "wrong user name or password");
+    assert!(wrong_password.header("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_user_name_and_per_address() {
+    let city = City::start().await;
+    let login = |from: u8, user: &str, password: &str| {
+        let body = login_body(user, password);
+        let api = &city.api;
+        async move {
+            api.call_from(
+                Ipv4Addr::new(127, 0, 0, from),
+                Req::post("/api/v1/login", &Auth::None, &body),
+            )
+            .await
+        }
+    };
+    // Five wrong passwords for one name, each from another address ...
+    for from in 10..15 {
+        assert_eq!(login(from, "operator", "guess").await.status, 401);
+    }
+    // ... and the name is locked, even with the right password, from anywhere.
+    let r = login(20, "operator", PASSWORD).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        r.error().contains("too many failed sign-ins"),
+        "{}",
+        r.error()
+    );
+    assert_eq!(
+        login(20, "viewer", PASSWORD).await.status,
+        200,
+        "other names are not"
+    );
+
+    // Five wrong names from one address lock the address for every name.
+    for n in 0..5 {
+        assert_eq!(login(30, &format!("guess{n}"), "guess").await.status, 401);
+    }
+    assert_eq!(login(30, "dispatcher", PASSWORD).await.status, 429);
+    assert_eq!(login(31, "dispatcher", PASSWORD).await.status, 200);
+}
+
+#[tokio::test]
+async fn api_tokens_work_until_revoked() {
+    let mut city = City::start().await;
+    let r = city.get("/api/v1/me", "viewer").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["via"], "token");
+
+    city.store
+        .revoke_api_token("viewer", "tests", "test")
+        .await
+        .unwrap();
+    let r = city.get("/api/v1/me", "viewer").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.error(),
+        "this API token is not valid: it is unknown or was revoked"
+    );
+
+    for header in ["Basic dmlld2VyOnB3", "Bearer ", "Bearer chk_made_up"] {
+        let r = city
+            .api
+            .call(Req::get("/api/v1/me", &Auth::Header(header.into())))
+            .await;
+        assert_eq!(r.status, 401, "{header}: {}", r.body);
+    }
+    let used = city
+        .db
+        .count("SELECT count(*) FROM api_tokens WHERE last_used_at IS NOT NULL")
+        .await;
+    assert_eq!(used, 1, "the viewer's token noted its use");
+}
