@@ -120,6 +120,9 @@ struct Figures {
     half_rate_msgs_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Commit of readings to commit of the outages they caused, at half rate.
+    outage_p99_ms: f64,
+    outage_batches: u64,
     peak_rss_mb: f64,
     backlog_messages: u64,
     backlog_drain_s: f64,
@@ -399,6 +402,18 @@ fn load_config(
     }
 }
 
+/// Rules for the ingest benchmark: a voltage swing opens an outage and the next reading
+/// clears it, never held as chattering, so the rules write outages all along.
+fn bench_rules_file() -> anyhow::Result<std::path::PathBuf> {
+    let path =
+        std::env::temp_dir().join(format!("cityhub-bench-rules-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[voltage]\non_delay_s = 0\noff_delay_s = 0\n[chattering]\nmax_raises = 1000000\n",
+    )?;
+    Ok(path)
+}
+
 async fn workload(
     args: &IngestBench,
     broker: &Broker,
@@ -453,9 +468,11 @@ async fn workload(
     f.copy_readings_per_s = copy_limit(db, args, n).await?;
     eprintln!("binary COPY alone: {:.0} readings/s", f.copy_readings_per_s);
 
-    // 3. The hub.
+    // 3. The hub, its rules raising and clearing an outage for every voltage swing.
     let http_port = free_port()?;
-    let mut hub = Hub::spawn(url, broker.port, http_port, &format!("bench-hub-{n}"), &[])?;
+    let rules = bench_rules_file()?;
+    let env = [("CITYHUB_RULES_FILE", rules.display().to_string())];
+    let mut hub = Hub::spawn(url, broker.port, http_port, &format!("bench-hub-{n}"), &env)?;
     hub.wait_ready().await?;
     let before = hub.metrics()?;
     let t0 = Instant::now();
@@ -509,13 +526,17 @@ async fn workload(
         Duration::from_secs(60),
     )
     .await;
+    // The rules' last decisions of the phase are persisted within a tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let half = hub.metrics()?;
     f.p50_ms = half.lag_quantile(&full, 0.50) * 1000.0;
     f.p99_ms = half.lag_quantile(&full, 0.99) * 1000.0;
+    f.outage_p99_ms = half.outage_quantile(&full, 0.99) * 1000.0;
+    f.outage_batches = half.outage_count.saturating_sub(full.outage_count);
     f.peak_rss_mb = hub.peak_rss_mb();
     eprintln!(
-        "hub, half rate ({:.0} msgs/s): publish-to-commit p50 <= {:.0} ms, p99 <= {:.0} ms; peak RSS {:.0} MB",
-        f.half_rate_msgs_per_s, f.p50_ms, f.p99_ms, f.peak_rss_mb
+        "hub, half rate ({:.0} msgs/s): publish-to-commit p50 <= {:.0} ms, p99 <= {:.0} ms; commit-to-outage p99 <= {:.0} ms ({} batches with outage decisions); peak RSS {:.0} MB",
+        f.half_rate_msgs_per_s, f.p50_ms, f.p99_ms, f.outage_p99_ms, f.outage_batches, f.peak_rss_mb
     );
     hub.stop();
 
@@ -629,6 +650,9 @@ struct Scrape {
     rows: u64,
     lag_count: u64,
     lag_buckets: Vec<(f64, u64)>,
+    /// The rules' commit-to-outage histogram.
+    outage_count: u64,
+    outage_buckets: Vec<(f64, u64)>,
     batches: u64,
     batch_seconds_sum: f64,
     buffered_bytes: f64,
@@ -638,20 +662,39 @@ struct Scrape {
 impl Scrape {
     /// Upper bound of the bucket holding quantile `q` of the observations since `earlier`.
     fn lag_quantile(&self, earlier: &Scrape, q: f64) -> f64 {
-        let total = self.lag_count.saturating_sub(earlier.lag_count) as f64;
-        for (le, n) in &self.lag_buckets {
-            let before = earlier
-                .lag_buckets
-                .iter()
-                .find(|(l, _)| l == le)
-                .map(|(_, c)| *c)
-                .unwrap_or(0);
-            if (n - before) as f64 >= q * total {
-                return *le;
-            }
-        }
-        f64::INFINITY
+        quantile(
+            (self.lag_count, &self.lag_buckets),
+            (earlier.lag_count, &earlier.lag_buckets),
+            q,
+        )
     }
+
+    /// The same, for the commit of readings to the commit of the outages they caused.
+    fn outage_quantile(&self, earlier: &Scrape, q: f64) -> f64 {
+        quantile(
+            (self.outage_count, &self.outage_buckets),
+            (earlier.outage_count, &earlier.outage_buckets),
+            q,
+        )
+    }
+}
+
+/// Upper bound of the bucket holding quantile `q` of a cumulative histogram's observations
+/// between two scrapes (count, buckets as (le, cumulative count)).
+fn quantile(now: (u64, &[(f64, u64)]), earlier: (u64, &[(f64, u64)]), q: f64) -> f64 {
+    let total = now.0.saturating_sub(earlier.0) as f64;
+    for (le, n) in now.1 {
+        let before = earlier
+            .1
+            .iter()
+            .find(|(l, _)| l == le)
+            .map(|(_, c)| *c)
+            .unwrap_or(0);
+        if n.saturating_sub(before) as f64 >= q * total {
+            return *le;
+        }
+    }
+    f64::INFINITY
 }
 
 impl Hub {
@@ -751,6 +794,14 @@ impl Hub {
                 .and_then(|r| r.strip_suffix("\"}"))
             {
                 s.lag_buckets
+                    .push((le.parse().unwrap_or(f64::INFINITY), v as u64));
+            } else if name == "cityhub_rules_commit_to_outage_seconds_count" {
+                s.outage_count = v as u64;
+            } else if let Some(le) = name
+                .strip_prefix("cityhub_rules_commit_to_outage_seconds_bucket{le=\"")
+                .and_then(|r| r.strip_suffix("\"}"))
+            {
+                s.outage_buckets
                     .push((le.parse().unwrap_or(f64::INFINITY), v as u64));
             }
         }
@@ -880,6 +931,12 @@ fn print_report(all: &[Figures]) {
         return;
     };
     let p99 = all.iter().map(|f| f.p99_ms).fold(0.0, f64::max);
+    for f in all {
+        println!(
+            "rules at half rate, {} reading(s)/msg: commit-to-outage p99 <= {:.0} ms over {} batches with outage decisions",
+            f.readings_per_message, f.outage_p99_ms, f.outage_batches
+        );
+    }
     let rss = all
         .iter()
         .map(|f| f.peak_rss_mb.max(f.backlog_rss_mb))
