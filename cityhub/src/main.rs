@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod maintenance;
 #[cfg(test)]
 mod replay;
 mod report;
@@ -53,6 +54,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+    /// Maintenance windows: outages of the assets concerned wait until they end
+    Maintenance {
+        #[command(subcommand)]
+        command: maintenance::MaintenanceCommand,
     },
     /// Reports from the database: alarm load, repair crews
     Report {
@@ -162,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => simulate::run(*args, config).await,
         Command::Bench { command } => bench::run(command, config).await,
         Command::Report { command } => report::run(command, config).await,
+        Command::Maintenance { command } => maintenance::run(command, config).await,
         Command::Users { command } => users::run(command, config).await,
         Command::Audit { command } => users::audit(command, config).await,
         Command::Config => {

@@ -193,19 +193,15 @@ impl Watched {
     }
 }
 
-/// Runs until `committed` closes (ingestion stopped) or `shutdown`.
-pub async fn run(
-    url: String,
-    source: RulesSource,
-    mut committed: mpsc::Receiver<Committed>,
-    clock: Clock,
-    metrics: RulesMetrics,
-    shutdown: CancellationToken,
-) -> Result<(), StoreError> {
-    let mut db = Db::connect(&url).await?;
-    let mut config = source.config;
-    let mut watched = source.path.map(Watched::new);
-    let mut engine = load(&db, &config, clock()).await?;
+/// Connects and rebuilds the engine's state from the database: devices, routes,
+/// maintenance windows, open outages, commands in force. Returns the open outages' count.
+async fn start(
+    url: &str,
+    config: &RulesConfig,
+    clock: &Clock,
+) -> Result<(Db, Engine, State, usize), StoreError> {
+    let db = Db::connect(url).await?;
+    let engine = load(&db, config, clock()).await?;
     let mut state = State::default();
     let open = db.open_outages().await?;
     for (device, kind) in &open {
@@ -218,7 +214,37 @@ pub async fn run(
             engine.instruct(&mut state, command.device_id, i);
         }
     }
-    info!(message = "Rules engine started.", open_outages = open.len());
+    Ok((db, engine, state, open.len()))
+}
+
+/// Runs until `committed` closes (ingestion stopped) or `shutdown`.
+pub async fn run(
+    url: String,
+    source: RulesSource,
+    mut committed: mpsc::Receiver<Committed>,
+    clock: Clock,
+    metrics: RulesMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    let mut config = source.config;
+    let mut watched = source.path.map(Watched::new);
+    // The database may not be there yet: the rules wait for it (ingestion waits for them,
+    // its committed rows queue in the channel) rather than run without state.
+    let mut backoff = Duration::from_millis(200);
+    let (mut db, mut engine, mut state, open) = loop {
+        match start(&url, &config, &clock).await {
+            Ok(started) => break started,
+            Err(error) => {
+                warn!(message = "Cannot start the rules engine yet; retrying.", %error);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    info!(message = "Rules engine started.", open_outages = open);
     let mut decisions = Vec::new();
     // The commit of the oldest readings whose decisions are not persisted yet.
     let mut caused_by = None;

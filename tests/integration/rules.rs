@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use model::Kind;
-use tests::{eventually, unique, HubProcess, Publisher, Setup, TestDb};
+use tests::{eventually, now_ms, unique, HubProcess, Publisher, Setup, TestDb};
 
 /// Yesterday 23:00 UTC in Unix ms: night in Lisbon, where the test devices stand.
 fn last_night_ms() -> i64 {
@@ -375,4 +375,80 @@ async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telem
     assert!(reason.contains("still shows lamp_failure"), "{reason}");
     assert!(hub.terminate());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_maintenance_window_planned_from_the_command_line_holds_its_outages() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 2)]).await;
+    let night = last_night_ms();
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let plan = |target: &str, reason: &str| {
+        std::process::Command::new(tests::hub::cityhub_binary())
+            .args(["maintenance", "add", "--tenant", &t, "--scope", "device"])
+            .args(["--target", target, "--reason", reason, "--by", "planner"])
+            .args([
+                "--from",
+                &iso(night - 3_600_000),
+                "--until",
+                &iso(now_ms() + 3_600_000),
+            ])
+            .env("CITYHUB_CONFIG", "/dev/null")
+            .env("CITYHUB_DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
+    };
+    let out = plan("L1", "relamping on this street");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = plan("L9", "no such lamp");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("L9"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM audit_log WHERE action = 'maintenance.add'")
+            .await,
+        1
+    );
+
+    // The hub loads the window at start: L1's voltage swing waits, L0's opens.
+    let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
+    hub.wait_connected().await;
+    let mut p = Publisher::connect(broker.port()).await;
+    for d in ["L0", "L1"] {
+        p.send(
+            &format!("city/{t}/light/{d}/telemetry"),
+            format!(r#"{{"ts":{night},"on":true,"power_w":70,"voltage_v":262}}"#),
+        )
+        .await;
+    }
+    p.flush().await;
+    db.wait_count("SELECT count(*) FROM light_readings", 2)
+        .await;
+    eventually(Duration::from_secs(10), "L0's outage", || async {
+        (outage_kinds(&db, "voltage_out_of_range").await == ["L0"]).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the suppression counted", || {
+        let n = hub
+            .metric("cityhub_rules_maintenance_suppressed_total")
+            .unwrap_or(0.0);
+        async move { (n >= 1.0).then_some(()) }
+    })
+    .await;
+    assert_eq!(outage_kinds(&db, "voltage_out_of_range").await, ["L0"]);
+    assert!(hub.terminate());
 }
