@@ -379,25 +379,11 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Outage kinds a rules file may name.
-pub const KINDS: [&str; 15] = [
-    "lamp_failure",
-    "day_burner",
-    "lamp_cycling",
-    "voltage_out_of_range",
-    "device_offline",
-    "cabinet_supply_loss",
-    "leak",
-    "tamper",
-    "reverse_flow",
-    "meter_silent",
-    "vehicle_silent",
-    "off_route",
-    "bunching",
-    "stopped_too_long",
-    // Reserved for inspection orders raised by people (citizen reports).
-    "inspection",
-];
+/// Whether a rules file may name `kind`: an outage kind, or `inspection` (work orders
+/// raised by people, e.g. from citizen reports).
+fn known_kind(kind: &str) -> bool {
+    kind == "inspection" || crate::OutageKind::parse(kind).is_some()
+}
 
 impl RulesConfig {
     pub fn parse(text: &str) -> Result<RulesConfig, ConfigError> {
@@ -515,12 +501,12 @@ impl RulesConfig {
             return bad("stopped_too_long.max_speed_mps must not be negative".into());
         }
         for kind in self.severity.keys() {
-            if !KINDS.contains(&kind.as_str()) {
+            if !known_kind(kind) {
                 return bad(format!("severity: `{kind}` is not an outage kind"));
             }
         }
         for (i, p) in self.work_orders.policy.iter().enumerate() {
-            if let Some(k) = p.kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
+            if let Some(k) = p.kinds.iter().find(|k| !known_kind(k)) {
                 return bad(format!(
                     "work_orders.policy[{i}]: `{k}` is not an outage kind"
                 ));

@@ -309,22 +309,7 @@ impl Engine {
             self.status(state, a, row, out);
             return;
         }
-        let seen = state.last_seen.entry(asset).or_insert(ts);
-        *seen = (*seen).max(ts);
-        state.offline.remove(&asset);
-        self.update(
-            state,
-            a,
-            Check {
-                kind: silence_kind(a.kind),
-                faulty: false,
-                ts,
-                on_delay_s: 0,
-                off_delay_s: 0,
-                reason: String::new,
-            },
-            out,
-        );
+        self.heard_from(state, a, ts, out);
         match record {
             RecordType::Light => self.lamp(state, a, row, out),
             RecordType::Cabinet => self.cabinet(state, a, row, out),
@@ -347,6 +332,11 @@ impl Engine {
             return;
         }
         // "Online" comes from the device itself: it is heard from.
+        self.heard_from(state, a, ts, out);
+    }
+
+    /// A message from the device at `ts`: it is not silent.
+    fn heard_from(&self, state: &mut State, a: &Asset, ts: Timestamp, out: &mut Vec<Decision>) {
         state.offline.remove(&a.id);
         let seen = state.last_seen.entry(a.id).or_insert(ts);
         *seen = (*seen).max(ts);
