@@ -190,12 +190,19 @@ impl Engine {
     }
 
     fn inferred_loss(&self, state: &State, cabinet: i32) -> bool {
-        self.dark_share(state, cabinet)
-            .is_some_and(|(dark, lamps)| {
-                dark as f64 >= self.config.cabinet_supply_loss.dark_share * lamps as f64
-            })
+        let dark = state.dark.get(&cabinet).map_or(0, |d| d.len());
+        self.most_dark(cabinet, dark)
     }
 
+    /// Whether `dark` of the cabinet's lamps are most of them (for cabinets big enough).
+    fn most_dark(&self, cabinet: i32, dark: usize) -> bool {
+        let c = self.config.cabinet_supply_loss;
+        self.lamps_of.get(&cabinet).is_some_and(|lamps| {
+            lamps.len() >= c.min_lamps && dark as f64 >= c.dark_share * lamps.len() as f64
+        })
+    }
+
+    /// Every lamp reading passes here: most change nothing, and cost a set lookup.
     fn lamp_dark(
         &self,
         state: &mut State,
@@ -205,14 +212,18 @@ impl Engine {
         ts: Timestamp,
         out: &mut Vec<Decision>,
     ) {
-        let before = self.inferred_loss(state, cabinet);
         let set = state.dark.entry(cabinet).or_default();
         let changed = if dark {
             set.insert(lamp)
         } else {
             set.remove(&lamp)
         };
-        if !changed || before == self.inferred_loss(state, cabinet) {
+        if !changed {
+            return;
+        }
+        let now = set.len();
+        let before = if dark { now - 1 } else { now + 1 };
+        if self.most_dark(cabinet, before) == self.most_dark(cabinet, now) {
             return;
         }
         if let Some(c) = self.assets.get(&cabinet) {
