@@ -1,6 +1,6 @@
 //! `cityhub maintenance`: planned work during which outages of the assets concerned are not
 //! opened (they open when the window ends if the fault is still there). The rules pick new
-//! windows up within 30 seconds.
+//! windows up within 2 seconds.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};

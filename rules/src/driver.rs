@@ -33,10 +33,10 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// How often time passes for the engine, in real time.
 const TICK: Duration = Duration::from_millis(250);
-/// How often the rules file, repairs and shelving are looked at.
+/// How often the rules file, maintenance windows, repairs and shelving are looked at.
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
-/// How often devices, routes and maintenance windows are reloaded.
-const RELOAD: Duration = Duration::from_secs(30);
+/// How often devices and routes are reloaded.
+const RELOAD: Duration = Duration::from_secs(60);
 
 /// The rules: the file they came from (watched for changes) and what it said at start.
 #[derive(Debug, Clone)]
@@ -74,7 +74,13 @@ async fn load(db: &Db, config: &RulesConfig, now: Timestamp) -> Result<Engine, S
         })
         .collect();
     let mut engine = Engine::new(config.clone(), assets, routes);
-    let windows = db
+    engine.set_maintenance(maintenance(db, now).await?);
+    Ok(engine)
+}
+
+/// Maintenance windows not over at `now` (one small query: read at every housekeeping).
+async fn maintenance(db: &Db, now: Timestamp) -> Result<Vec<MaintenanceWindow>, StoreError> {
+    Ok(db
         .maintenance_windows(now.to_datetime())
         .await?
         .into_iter()
@@ -83,9 +89,7 @@ async fn load(db: &Db, config: &RulesConfig, now: Timestamp) -> Result<Engine, S
             until: Timestamp::from_datetime(w.ends_at),
             assets: w.device_ids.into_iter().collect(),
         })
-        .collect();
-    engine.set_maintenance(windows);
-    Ok(engine)
+        .collect())
 }
 
 fn to_change(config: &RulesConfig, d: &Decision) -> OutageChange {
@@ -284,6 +288,10 @@ pub async fn run(
                 }
                 if let Err(error) = verify_repairs(&mut db, &engine, &state, clock(), &metrics).await {
                     warn!(message = "Cannot verify repairs now; trying again shortly.", %error);
+                }
+                match maintenance(&db, clock()).await {
+                    Ok(windows) => engine.set_maintenance(windows),
+                    Err(error) => warn!(message = "Cannot read maintenance windows now; trying again shortly.", %error),
                 }
                 if let Err(error) = db.unshelve_expired(clock()).await {
                     warn!(message = "Cannot end expired shelving now; trying again shortly.", %error);
