@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+source scripts/python.sh
 export CITYHUB_TEST_DATABASE_URL="${CITYHUB_TEST_DATABASE_URL:-$CITYHUB_PG_SERVER_URL}"
 
 cargo fmt --all -- --check

@@ -25,6 +25,7 @@ pub mod limiter;
 pub mod params;
 pub mod pool;
 pub mod roles;
+pub mod standards;
 pub mod v1;
 
 use std::net::SocketAddr;

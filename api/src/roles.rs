@@ -72,6 +72,16 @@ pub enum Permission {
     ShelveOutage,
     CommentOutage,
     TransitionWorkOrder,
+    /// Give an outage to a team or person (opens or reassigns its work order).
+    AssignOutage,
+    /// Send commands to devices (one, a list, a cabinet, a district, a polygon).
+    SendCommands,
+    /// Create, change and remove lighting schedules and overrides.
+    ManageSchedules,
+    /// Export readings in bulk.
+    ExportReadings,
+    /// List, add and disable users.
+    ManageUsers,
 }
 
 impl Permission {
@@ -86,6 +96,11 @@ impl Permission {
             Permission::ShelveOutage => "shelve or unshelve outages",
             Permission::CommentOutage => "comment on outages",
             Permission::TransitionWorkOrder => "move work orders",
+            Permission::AssignOutage => "assign outages",
+            Permission::SendCommands => "send commands",
+            Permission::ManageSchedules => "change lighting schedules",
+            Permission::ExportReadings => "export readings",
+            Permission::ManageUsers => "manage users",
         }
     }
 }
@@ -98,12 +113,23 @@ pub fn allows(role: Role, p: Permission) -> bool {
     use Permission::*;
     match role {
         Role::Admin => true,
-        Role::Operator => !matches!(p, TransitionWorkOrder),
-        Role::Dispatcher => !matches!(p, AcknowledgeOutage | ShelveOutage),
+        Role::Operator => !matches!(p, TransitionWorkOrder | AssignOutage | ManageUsers),
+        Role::Dispatcher => matches!(
+            p,
+            ReadOutages
+                | ReadWorkOrders
+                | ReadReports
+                | ReadDevices
+                | CommentOutage
+                | TransitionWorkOrder
+                | AssignOutage
+                | ExportReadings
+        ),
         Role::Crew => matches!(p, ReadWorkOrders | ReadDevices | TransitionWorkOrder),
-        Role::Viewer | Role::RegionalViewer => {
-            matches!(p, ReadOutages | ReadWorkOrders | ReadReports | ReadDevices)
-        }
+        Role::Viewer | Role::RegionalViewer => matches!(
+            p,
+            ReadOutages | ReadWorkOrders | ReadReports | ReadDevices | ExportReadings
+        ),
     }
 }
 
@@ -161,6 +187,11 @@ mod tests {
             ShelveOutage,
             CommentOutage,
             TransitionWorkOrder,
+            AssignOutage,
+            SendCommands,
+            ManageSchedules,
+            ExportReadings,
+            ManageUsers,
         ];
         // Per role, the permissions it has; every other one is refused.
         let table: [(Role, &[Permission]); 6] = [
@@ -175,6 +206,9 @@ mod tests {
                     AcknowledgeOutage,
                     ShelveOutage,
                     CommentOutage,
+                    SendCommands,
+                    ManageSchedules,
+                    ExportReadings,
                 ],
             ),
             (
@@ -186,6 +220,8 @@ mod tests {
                     ReadDevices,
                     CommentOutage,
                     TransitionWorkOrder,
+                    AssignOutage,
+                    ExportReadings,
                 ],
             ),
             (
@@ -194,11 +230,23 @@ mod tests {
             ),
             (
                 Role::Viewer,
-                &[ReadOutages, ReadWorkOrders, ReadReports, ReadDevices],
+                &[
+                    ReadOutages,
+                    ReadWorkOrders,
+                    ReadReports,
+                    ReadDevices,
+                    ExportReadings,
+                ],
             ),
             (
                 Role::RegionalViewer,
-                &[ReadOutages, ReadWorkOrders, ReadReports, ReadDevices],
+                &[
+                    ReadOutages,
+                    ReadWorkOrders,
+                    ReadReports,
+                    ReadDevices,
+                    ExportReadings,
+                ],
             ),
         ];
         for (role, granted) in table {

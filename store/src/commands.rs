@@ -8,6 +8,9 @@ use tokio_postgres::Row;
 
 use crate::{Db, StoreError};
 
+/// Migration 7: command delivery and lighting schedules.
+pub const MIGRATION: &str = "SELECT 1;";
+
 /// Actions a command can carry.
 pub const COMMAND_ACTIONS: [&str; 3] = ["set_light", "set_schedule", "reboot"];
 

@@ -15,6 +15,8 @@
 //! - [`hygiene`]: acknowledging and shelving outages, and the alarm load report.
 //! - [`maintenance`]: maintenance windows and the devices they cover.
 //! - [`commands`]: commands sent to devices and which are in force.
+//! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day.
+//! - [`service_requests`]: citizen reports (Open311) and change notifications.
 //! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
 //! - [`audit`]: the hash-chained audit log of what people and programs changed.
 //! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
@@ -37,8 +39,10 @@ pub mod listings;
 pub mod maintenance;
 pub mod outages;
 mod partitions;
+pub mod rollups;
 pub mod rule_assets;
 pub mod schema;
+pub mod service_requests;
 pub mod work_orders;
 
 pub use actions::{Actor, OutageAction, Step};

@@ -110,6 +110,17 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             "users, sessions, API tokens and the audit log",
             ACCESS.to_owned(),
         ),
+        (6, "telemetry rollups", crate::rollups::migration(path)),
+        (
+            7,
+            "command delivery and lighting schedules",
+            crate::commands::MIGRATION.to_owned(),
+        ),
+        (
+            8,
+            "service requests and change notifications",
+            crate::service_requests::MIGRATION.to_owned(),
+        ),
     ]
 }
 

@@ -6,7 +6,10 @@
 //! Every route requires a caller ([`crate::caller::Caller`]) except `POST /login` and
 //! `GET /openapi.json`, which say so with `security(())`.
 
+pub mod commands;
 pub mod devices;
+pub mod events;
+pub mod history;
 pub mod outages;
 pub mod reports;
 pub mod session;
@@ -43,6 +46,14 @@ use crate::AppState;
         (name = "work orders", description = "Repairs and their life cycle"),
         (name = "reports", description = "Team performance, deadline breaches, alarm load"),
         (name = "devices", description = "Assets and their newest state"),
+        (name = "history", description = "Telemetry over time, in buckets"),
+        (name = "exports", description = "Readings for any time range: CSV, Arrow IPC, Parquet"),
+        (name = "commands", description = "Commands to devices and groups, and their delivery"),
+        (name = "schedules", description = "Lighting schedules and overrides"),
+        (name = "events", description = "Live changes (server-sent events)"),
+        (name = "users", description = "People and programs that use the API"),
+        (name = "open311", description = "Open311 GeoReport v2: citizen reports"),
+        (name = "gtfs-realtime", description = "GTFS-Realtime vehicle positions"),
         (name = "meta", description = "This document")
     )
 )]
@@ -89,8 +100,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::sla_breaches))
         .routes(routes!(reports::alarms))
         .routes(routes!(devices::list))
-        .routes(routes!(openapi_json));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+        .routes(routes!(openapi_json))
+        .merge(history::routes())
+        .merge(commands::routes())
+        .merge(events::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .merge(crate::standards::routes())
 }
 
 /// The OpenAPI document, built once.

