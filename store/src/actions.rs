@@ -39,7 +39,17 @@ pub enum OutageAction<'a> {
     Comment {
         text: &'a str,
     },
+    /// Gives the outage to a team (and a person): its active work order is handed over,
+    /// or one is opened ([`ASSIGNED_DEADLINE_HOURS`] to do it).
+    Assign {
+        team: &'a str,
+        assignee: Option<&'a str>,
+        note: Option<&'a str>,
+    },
 }
+
+/// The deadline of a work order opened by hand, for an outage the policy gave none.
+pub const ASSIGNED_DEADLINE_HOURS: i64 = 72;
 
 impl OutageAction<'_> {
     /// The audit log's name for it.
@@ -49,6 +59,7 @@ impl OutageAction<'_> {
             OutageAction::Shelve { .. } => "outage.shelve",
             OutageAction::Unshelve => "outage.unshelve",
             OutageAction::Comment { .. } => "outage.comment",
+            OutageAction::Assign { .. } => "outage.assign",
         }
     }
 
@@ -59,6 +70,11 @@ impl OutageAction<'_> {
                 "reason": reason,
             }),
             OutageAction::Comment { text } => json!({ "text": text }),
+            OutageAction::Assign {
+                team,
+                assignee,
+                note,
+            } => json!({ "team": team, "assignee": assignee, "note": note }),
             OutageAction::Acknowledge | OutageAction::Unshelve => json!({}),
         }
     }
@@ -98,6 +114,11 @@ impl Db {
             OutageAction::Comment { text } => {
                 record_event(&tx, id, at, actor.name, "comment", Some(text)).await?
             }
+            OutageAction::Assign {
+                team,
+                assignee,
+                note,
+            } => assign(&tx, id, team, *assignee, *note, actor.name, at).await?,
         }
         let row = tx
             .query_one(
@@ -190,6 +211,113 @@ impl Db {
             .map_err(StoreError::db("committing a work order transition"))?;
         Ok(order)
     }
+}
+
+/// Hands an active outage to `team` (and `assignee`). Its active work order (one per
+/// device and kind) changes hands, and moves from new or reopened to assigned when
+/// someone is named; without one, a work order is opened, assigned when someone is
+/// named, due in [`ASSIGNED_DEADLINE_HOURS`].
+async fn assign(
+    tx: &Transaction<'_>,
+    id: i64,
+    team: &str,
+    assignee: Option<&str>,
+    note: Option<&str>,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let outage = tx
+        .query_one(
+            "SELECT device_id, kind, severity, state FROM outages WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(StoreError::db("reading an outage"))?;
+    let (device_id, kind, severity, state): (i32, String, String, String) =
+        (outage.get(0), outage.get(1), outage.get(2), outage.get(3));
+    if !matches!(state.as_str(), "open" | "acknowledged") {
+        return Err(StoreError::OutageState {
+            id,
+            state,
+            action: "assigned",
+        });
+    }
+    let who = match assignee {
+        Some(a) => format!("team {team}, {a}"),
+        None => format!("team {team}"),
+    };
+    let order = tx
+        .query_opt(
+            "SELECT id, state, assignee FROM work_orders
+             WHERE device_id = $1 AND kind = $2 AND state <> 'closed' FOR UPDATE",
+            &[&device_id, &kind],
+        )
+        .await
+        .map_err(StoreError::db("reading a work order"))?;
+    match order {
+        Some(order) => {
+            let (order_id, order_state, current): (i64, String, Option<String>) =
+                (order.get(0), order.get(1), order.get(2));
+            tx.execute(
+                "UPDATE work_orders SET team = $2, assignee = coalesce($3, assignee) WHERE id = $1",
+                &[&order_id, &team, &assignee],
+            )
+            .await
+            .map_err(StoreError::db("handing over a work order"))?;
+            let named = assignee.or(current.as_deref()).is_some();
+            if named && matches!(order_state.as_str(), "new" | "reopened") {
+                transition(tx, order_id, "assigned", actor, note, at, assignee).await?;
+            } else {
+                tx.execute(
+                    "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
+                     VALUES ($1, $2, $3, $4, $4, $5)",
+                    &[&order_id, &at, &actor, &order_state, &format!("handed to {who}")],
+                )
+                .await
+                .map_err(StoreError::db("recording a work order event"))?;
+            }
+        }
+        None => {
+            let to = if assignee.is_some() {
+                "assigned"
+            } else {
+                "new"
+            };
+            let order_id: i64 = tx
+                .query_one(
+                    "INSERT INTO work_orders
+                         (outage_id, device_id, kind, severity, team, assignee, state, opened_at, due_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $8::timestamptz + make_interval(hours => $9::int))
+                     RETURNING id",
+                    &[
+                        &id,
+                        &device_id,
+                        &kind,
+                        &severity,
+                        &team,
+                        &assignee,
+                        &to,
+                        &at,
+                        &(ASSIGNED_DEADLINE_HOURS as i32),
+                    ],
+                )
+                .await
+                .map_err(StoreError::db("opening a work order"))?
+                .get(0);
+            tx.execute(
+                "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
+                 VALUES ($1, $2, $3, NULL, $4, $5)",
+                &[&order_id, &at, &actor, &to, &format!("opened by hand for {who}")],
+            )
+            .await
+            .map_err(StoreError::db("recording a work order event"))?;
+        }
+    }
+    let detail = match note {
+        Some(n) => format!("to {who}: {n}"),
+        None => format!("to {who}"),
+    };
+    record_event(tx, id, at, actor, "assigned", Some(&detail)).await
 }
 
 /// Locks an outage if it belongs to one of `tenants`; otherwise it does not exist.

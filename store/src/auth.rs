@@ -312,6 +312,79 @@ impl Db {
         Ok(id)
     }
 
+    /// The users who work for at least one of `tenants`, by name.
+    pub async fn users_in(&self, tenants: &[i32]) -> Result<Vec<UserRow>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "{USER_SELECT}
+                     WHERE u.id IN (SELECT user_id FROM user_tenants WHERE tenant_id = ANY($1))
+                     {USER_GROUP} ORDER BY u.username"
+                ),
+                &[&tenants],
+            )
+            .await
+            .map_err(StoreError::db("listing users"))?;
+        Ok(rows.iter().map(user).collect())
+    }
+
+    /// Disables (or enables again) `username`, who must work for `tenants` only: a user
+    /// shared with a municipality the actor does not administer is not theirs alone to
+    /// lock out. Disabling ends the user's sessions at once; their API tokens stop
+    /// working while they are disabled. Audited as `user.disable` or `user.enable`.
+    pub async fn set_user_disabled(
+        &mut self,
+        username: &str,
+        disabled: bool,
+        tenants: &[i32],
+        actor: &str,
+    ) -> Result<UserRow, StoreError> {
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a user change"))?;
+        let found = user_where(&tx, "u.username = $1", &username).await?;
+        let Some(found) = found.filter(|u| u.tenants.iter().any(|t| tenants.contains(&t.id)))
+        else {
+            return Err(StoreError::UnknownUser(username.to_owned()));
+        };
+        if found.tenants.iter().any(|t| !tenants.contains(&t.id)) {
+            return Err(StoreError::UserBeyondTenants(username.to_owned()));
+        }
+        tx.execute(
+            "UPDATE users SET disabled = $2 WHERE id = $1",
+            &[&found.id, &disabled],
+        )
+        .await
+        .map_err(StoreError::db("changing a user"))?;
+        if disabled {
+            tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&found.id])
+                .await
+                .map_err(StoreError::db("ending a user's sessions"))?;
+        }
+        append(
+            &tx,
+            &AuditEntry {
+                actor: actor.to_owned(),
+                action: if disabled {
+                    "user.disable"
+                } else {
+                    "user.enable"
+                }
+                .into(),
+                target: format!("user/{username}"),
+                detail: json!({}),
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a user change"))?;
+        Ok(UserRow { disabled, ..found })
+    }
+
     /// Revokes the live token `name` of `username`; audited as `token.revoke`.
     pub async fn revoke_api_token(
         &mut self,

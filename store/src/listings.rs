@@ -14,6 +14,16 @@ use crate::outages::{outage_row, OUTAGE_COLUMNS};
 use crate::work_orders::{work_order, COLUMNS as WORK_ORDER_COLUMNS};
 use crate::{Db, OutageRow, StoreError, WorkOrderRow};
 
+/// A step in an outage's life, as kept in `outage_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutageEvent {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// opened, acknowledged, shelved, resolved, comment, assigned, ...
+    pub transition: String,
+    pub detail: Option<String>,
+}
+
 /// One page of a list: up to the limit asked for, and whether more follow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -23,7 +33,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Splits `limit + 1` rows read into a page of `limit` and whether more follow.
-    fn from_rows(mut items: Vec<T>, limit: i64) -> Page<T> {
+    pub(crate) fn from_rows(mut items: Vec<T>, limit: i64) -> Page<T> {
         let limit = usize::try_from(limit).unwrap_or(0);
         let more = items.len() > limit;
         items.truncate(limit);
@@ -168,6 +178,69 @@ impl Db {
             rows.iter().map(outage_row).collect(),
             q.limit,
         ))
+    }
+
+    /// One outage of `tenants` with its events, oldest first; `None` when it does not exist
+    /// or belongs to another tenant.
+    pub async fn outage_in(
+        &self,
+        tenants: &[i32],
+        id: i64,
+    ) -> Result<Option<(OutageRow, Vec<OutageEvent>)>, StoreError> {
+        let Some(row) = self
+            .client()
+            .query_opt(
+                &format!(
+                    "SELECT {OUTAGE_COLUMNS} FROM outages o JOIN devices d ON d.id = o.device_id
+                     WHERE o.id = $1 AND d.tenant_id = ANY($2)"
+                ),
+                &[&id, &tenants],
+            )
+            .await
+            .map_err(StoreError::db("reading an outage"))?
+        else {
+            return Ok(None);
+        };
+        let events = self
+            .client()
+            .query(
+                "SELECT at, actor, transition, detail FROM outage_events
+                 WHERE outage_id = $1 ORDER BY at, id",
+                &[&id],
+            )
+            .await
+            .map_err(StoreError::db("listing outage events"))?
+            .iter()
+            .map(|r| OutageEvent {
+                at: r.get(0),
+                actor: r.get(1),
+                transition: r.get(2),
+                detail: r.get(3),
+            })
+            .collect();
+        Ok(Some((outage_row(&row), events)))
+    }
+
+    /// One work order of `tenants` (and of `team`, when set); `None` when it does not
+    /// exist or is out of reach.
+    pub async fn work_order_in(
+        &self,
+        tenants: &[i32],
+        team: Option<&str>,
+        id: i64,
+    ) -> Result<Option<WorkOrderRow>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                &format!(
+                    "SELECT {WORK_ORDER_COLUMNS} FROM work_orders w JOIN devices d ON d.id = w.device_id
+                     WHERE w.id = $1 AND d.tenant_id = ANY($2) AND ($3::text IS NULL OR w.team = $3)"
+                ),
+                &[&id, &tenants, &team],
+            )
+            .await
+            .map_err(StoreError::db("reading a work order"))?;
+        Ok(row.as_ref().map(work_order))
     }
 
     /// A page of work orders, newest first (by the opening of their outage, then id).

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use store::{Actor, OutageAction, OutageQuery, OutageRow, OUTAGE_STATES};
+use store::{Actor, OutageAction, OutageEvent, OutageQuery, OutageRow, OUTAGE_STATES};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
@@ -72,6 +72,70 @@ impl From<OutageRow> for Outage {
             shelved_by: o.shelved_by,
         }
     }
+}
+
+/// An outage with its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutageDetail {
+    #[serde(flatten)]
+    pub outage: Outage,
+    /// Every step, oldest first.
+    pub events: Vec<OutageStep>,
+}
+
+/// A step of an outage: opened, acknowledged, shelved, comment, assigned, resolved...
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutageStep {
+    pub at: DateTime<Utc>,
+    /// Who: a user, an API token, or `rules`.
+    pub actor: String,
+    pub transition: String,
+    pub detail: Option<String>,
+}
+
+impl From<OutageEvent> for OutageStep {
+    fn from(e: OutageEvent) -> OutageStep {
+        OutageStep {
+            at: e.at,
+            actor: e.actor,
+            transition: e.transition,
+            detail: e.detail,
+        }
+    }
+}
+
+/// One outage of the caller's tenants with its history.
+#[utoipa::path(
+    get,
+    path = "/outages/{id}",
+    operation_id = "get_outage",
+    tag = "outages",
+    params(("id" = i64, Path, description = "The outage")),
+    responses(
+        (status = 200, description = "The outage and its steps", body = OutageDetail),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not read outages (crew)", body = ErrorBody),
+        (status = 404, description = "No such outage among the caller's tenants", body = ErrorBody)
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<OutageDetail>, ApiError> {
+    caller.require(Permission::ReadOutages)?;
+    let tenants = caller.scope(None)?;
+    let (outage, events) = state
+        .pool()
+        .get()
+        .await?
+        .outage_in(&tenants, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no outage {id}")))?;
+    Ok(Json(OutageDetail {
+        outage: outage.into(),
+        events: events.into_iter().map(OutageStep::from).collect(),
+    }))
 }
 
 /// Filters and paging of the outage list.
@@ -166,6 +230,18 @@ pub struct ShelveRequest {
 pub struct CommentRequest {
     /// At most 2000 characters.
     pub text: String,
+}
+
+/// Giving an outage to a team.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// The team (crew or contractor) that repairs it.
+    pub team: String,
+    /// The person, when known; the work order then moves to `assigned`.
+    pub assignee: Option<String>,
+    /// Why, for the record (at most 2000 characters).
+    pub note: Option<String>,
 }
 
 /// Does `action` to outage `id` for the caller, who must hold `permission`.
@@ -321,6 +397,57 @@ pub async fn comment(
         Permission::CommentOutage,
         id,
         OutageAction::Comment { text },
+    )
+    .await
+}
+
+/// Gives an active outage to a team (and a person): its work order changes hands, or one
+/// is opened, due in 72 hours, when the policy opened none.
+#[utoipa::path(
+    post,
+    path = "/outages/{id}/assign",
+    operation_id = "assign_outage",
+    tag = "outages",
+    params(("id" = i64, Path, description = "The outage")),
+    request_body = AssignRequest,
+    responses(
+        (status = 200, description = "Assigned", body = Outage),
+        (status = 400, description = "No team, or a name or note that is not usable", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not assign outages", body = ErrorBody),
+        (status = 404, description = "No such outage among the caller's tenants", body = ErrorBody),
+        (status = 409, description = "The outage is resolved or closed", body = ErrorBody)
+    )
+)]
+pub async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AssignRequest>,
+) -> Result<Json<Outage>, ApiError> {
+    caller.require(Permission::AssignOutage)?;
+    let team = params::short("team", Some(&body.team))?.unwrap_or_default();
+    if team.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`team` must name the team that repairs it",
+        ));
+    }
+    let assignee = params::short("assignee", body.assignee.as_deref())?;
+    let note = body
+        .note
+        .as_deref()
+        .map(|n| params::text("note", n))
+        .transpose()?;
+    act(
+        &state,
+        &caller,
+        Permission::AssignOutage,
+        id,
+        OutageAction::Assign {
+            team,
+            assignee,
+            note,
+        },
     )
     .await
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use store::{Actor, Step, WorkOrderQuery, WorkOrderRow, WORK_ORDER_STATES};
+use store::{Actor, Step, WorkOrderEvent, WorkOrderQuery, WorkOrderRow, WORK_ORDER_STATES};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
@@ -67,6 +67,71 @@ impl From<WorkOrderRow> for WorkOrder {
             reopened: w.reopened,
         }
     }
+}
+
+/// A work order with its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkOrderDetail {
+    #[serde(flatten)]
+    pub order: WorkOrder,
+    /// Every step, oldest first.
+    pub events: Vec<WorkOrderStep>,
+}
+
+/// A step of a work order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkOrderStep {
+    pub at: DateTime<Utc>,
+    /// Who took it: a user, an API token, or `rules` (verification, reopening).
+    pub actor: String,
+    /// The state it left; absent when the order was opened.
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub detail: Option<String>,
+}
+
+impl From<WorkOrderEvent> for WorkOrderStep {
+    fn from(e: WorkOrderEvent) -> WorkOrderStep {
+        WorkOrderStep {
+            at: e.at,
+            actor: e.actor,
+            from_state: e.from_state,
+            to_state: e.to_state,
+            detail: e.detail,
+        }
+    }
+}
+
+/// One work order of the caller's tenants (a crew's: their team's) with its steps.
+#[utoipa::path(
+    get,
+    path = "/work-orders/{id}",
+    operation_id = "get_work_order",
+    tag = "work orders",
+    params(("id" = i64, Path, description = "The work order")),
+    responses(
+        (status = 200, description = "The work order and its steps", body = WorkOrderDetail),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such work order among the caller's tenants (and team, for crews)", body = ErrorBody)
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<WorkOrderDetail>, ApiError> {
+    caller.require(Permission::ReadWorkOrders)?;
+    let tenants = caller.scope(None)?;
+    let db = state.pool().get().await?;
+    let order = db
+        .work_order_in(&tenants, crew_team(&caller), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no work order {id}")))?;
+    let events = db.work_order_events(id).await?;
+    Ok(Json(WorkOrderDetail {
+        order: order.into(),
+        events: events.into_iter().map(WorkOrderStep::from).collect(),
+    }))
 }
 
 /// Filters and paging of the work order list.
