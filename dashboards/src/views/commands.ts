@@ -1,0 +1,166 @@
+// Commands to lamps: one device from its panel, or a group (a cabinet, a district, a drawn
+// area) from the map, always previewed ("reaches N devices") and confirmed, then followed
+// live per device (pending, sent, acked, rejected, failed, expired).
+
+import { get, has, post } from "../api";
+import { ask, el } from "../dom";
+import * as live from "../live";
+import type { App } from "../main";
+import type { MapView } from "../map/view";
+
+export type Target =
+  | { device: string }
+  | { cabinet: string }
+  | { district: string }
+  | { polygon: [number, number][] };
+
+export interface LightAction {
+  action: "set_light" | "reboot";
+  on?: boolean;
+  dim?: number;
+}
+
+interface Issued {
+  id: string;
+  devices?: number;
+}
+
+const FINAL = new Set(["acked", "rejected", "failed", "expired"]);
+
+/** Asks, then how many devices a target reaches. */
+export async function preview(tenant: string | undefined, target: Target, action: LightAction): Promise<number> {
+  const r = await post<{ devices: number }>("/commands/preview", { tenant, target, ...action });
+  return r.devices;
+}
+
+/** Sends a command and reports each status change until every device is done. */
+export async function send(
+  tenant: string | undefined,
+  target: Target,
+  action: LightAction,
+  confirm: number | undefined,
+  onStatus: (counts: Record<string, number>, final: boolean) => void,
+): Promise<string> {
+  const issued = await post<Issued>("/commands", { tenant, target, ...action, confirm });
+  const counts: Record<string, string> = {};
+  let settled = false;
+  const update = async () => {
+    try {
+      const page = await get<{ items: { device: string; status: string }[] }>(`/commands/${issued.id}/devices?limit=1000`);
+      for (const d of page.items) counts[d.device] = d.status;
+    } catch {
+      /* the live events carry on */
+    }
+    publish();
+  };
+  const publish = () => {
+    const tally: Record<string, number> = {};
+    for (const s of Object.values(counts)) tally[s] = (tally[s] ?? 0) + 1;
+    const n = Object.keys(counts).length;
+    const final = n > 0 && (issued.devices === undefined || n >= issued.devices) && Object.values(counts).every((s) => FINAL.has(s));
+    onStatus(tally, final);
+    if (final && !settled) {
+      settled = true;
+      stop();
+      clearInterval(poll);
+    }
+  };
+  const stop = live.onEvent("command", (d) => {
+    if (d.id !== issued.id) return;
+    counts[String(d.device)] = String(d.status);
+    publish();
+  });
+  // The live events say it first; a slow poll covers a missed event.
+  const poll = setInterval(update, 2000);
+  setTimeout(() => {
+    stop();
+    clearInterval(poll);
+  }, 10 * 60_000);
+  await update();
+  return issued.id;
+}
+
+export function statusText(counts: Record<string, number>): string {
+  const order = ["pending", "sent", "acked", "rejected", "failed", "expired"];
+  return order.filter((s) => counts[s]).map((s) => `${s} ${counts[s]}`).join(" · ") || "pending";
+}
+
+/** The map's group command box. */
+export class GroupCommand {
+  readonly el: HTMLElement;
+  private polygon: [number, number][] | null = null;
+
+  constructor(
+    private app: App,
+    private map: MapView,
+  ) {
+    const by = el("select", { name: "by", "aria-label": "Target" });
+    for (const [v, t] of [["cabinet", "a cabinet"], ["district", "a district"], ["polygon", "an area drawn on the map"]]) {
+      by.append(el("option", { value: v }, t));
+    }
+    const name = el("input", { name: "name", placeholder: "cabinet or district id", "aria-label": "Cabinet or district id" });
+    const draw = el("button", { type: "button", hidden: true }, "Draw the area");
+    const action = el("select", { name: "action", "aria-label": "Action" });
+    for (const [v, t] of [["on", "switch on"], ["off", "switch off"], ["dim", "dim to…"]]) action.append(el("option", { value: v }, t));
+    const dim = el("input", { type: "number", name: "dim", min: 0, max: 100, value: 50, "aria-label": "Dim level (%)", hidden: true });
+    const go = el("button", { type: "button", class: "primary" }, "Preview…");
+    const out = el("p", { class: "group-status", role: "status", "aria-live": "polite" });
+    by.addEventListener("change", () => {
+      name.hidden = by.value === "polygon";
+      draw.hidden = by.value !== "polygon";
+    });
+    action.addEventListener("change", () => (dim.hidden = action.value !== "dim"));
+    draw.addEventListener("click", () => {
+      out.textContent = "Click the corners on the map; double-click or Enter to finish, Escape to cancel.";
+      this.map.el.focus();
+      this.map.drawPolygon((p) => {
+        this.polygon = p;
+        out.textContent = `An area of ${p.length} corners is drawn.`;
+      });
+    });
+    go.addEventListener("click", async () => {
+      let target: Target;
+      if (by.value === "polygon") {
+        if (!this.polygon) {
+          out.textContent = "Draw the area first.";
+          return;
+        }
+        target = { polygon: this.polygon };
+      } else if (!name.value.trim()) {
+        out.textContent = `Name the ${by.value}.`;
+        return;
+      } else {
+        target = by.value === "cabinet" ? { cabinet: name.value.trim() } : { district: name.value.trim() };
+      }
+      const act: LightAction =
+        action.value === "dim" ? { action: "set_light", on: true, dim: Number(dim.value) } : { action: "set_light", on: action.value === "on" };
+      const tenant = this.app.me.tenants.length === 1 ? this.app.me.tenants[0] : undefined;
+      try {
+        const n = await preview(tenant, target, act);
+        const what = act.dim !== undefined ? `dim to ${act.dim}%` : act.on ? "switch on" : "switch off";
+        const ok = await ask(`${what}: ${n} devices`, [], `Send to ${n} devices`);
+        if (!ok) {
+          out.textContent = "Not sent.";
+          return;
+        }
+        await send(tenant, target, act, n, (counts, final) => {
+          out.textContent = `${final ? "Done" : "Delivering"}: ${statusText(counts)}`;
+          out.dataset.final = String(final);
+        });
+        this.map.cancelPolygon();
+        this.polygon = null;
+      } catch (e) {
+        out.textContent = (e as Error).message;
+      }
+    });
+    this.el = el(
+      "section",
+      { class: "group-command", "aria-label": "Group command" },
+      el("h2", {}, "Group command"),
+      el("div", { class: "row" }, by, name, draw),
+      el("div", { class: "row" }, action, dim, go),
+      out,
+    );
+    if (!has("/api/v1/commands/preview")) this.el.hidden = true;
+  }
+}

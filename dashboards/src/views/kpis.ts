@@ -1,0 +1,97 @@
+// KPIs: lamps burning as scheduled, open outages by kind, SLA compliance, energy against
+// expected. Refreshed by the live events and every minute.
+
+import { all, get, has, query, type Outage } from "../api";
+import { State } from "../assets";
+import { el } from "../dom";
+import * as live from "../live";
+import type { App, Page } from "../main";
+
+/** Horizontal bars with their numbers written out (never color alone). */
+export function bars(rows: [string, number][], unit = ""): HTMLElement {
+  const max = Math.max(1, ...rows.map(([, v]) => v));
+  return el(
+    "table",
+    { class: "bars" },
+    el("tbody", {}, ...rows.map(([label, v]) =>
+      el("tr", {}, el("th", { scope: "row" }, label), el("td", {}, el("span", { class: "bar", style: `width:${(100 * v) / max}%` }), ` ${v.toLocaleString()}${unit}`)),
+    )),
+  );
+}
+
+function tile(title: string, value: string, note: string, id: string): HTMLElement {
+  return el("div", { class: "kpi", "data-kpi": id }, el("h2", {}, title), el("div", { class: "value" }, value), el("p", {}, note));
+}
+
+interface TeamLine { team: string; total: number; done_on_time: number; done_late: number; open_overdue: number; open_in_time: number }
+export interface Energy { days: { day: string; district?: string | null; energy_kwh: number; rated_kwh?: number | null; burning_hours: number }[] }
+
+export class KpiPage implements Page {
+  readonly el: HTMLElement;
+  private grid: HTMLElement;
+  private timer = 0;
+  private pending = 0;
+
+  constructor(private app: App) {
+    this.grid = el("div", { class: "kpis" });
+    this.el = el("section", { class: "page kpi-page", "aria-label": "KPIs", hidden: true }, el("div", { class: "toolbar" }, el("h1", {}, "KPIs")), this.grid);
+    const soon = () => {
+      if (this.el.hidden || this.pending) return;
+      this.pending = window.setTimeout(() => { this.pending = 0; this.refresh(); }, 1000);
+    };
+    live.onEvent("outage", soon);
+    live.onEvent("work_order", soon);
+  }
+
+  show(): void {
+    this.el.hidden = false;
+    this.refresh();
+    this.timer = window.setInterval(() => this.refresh(), 60_000);
+  }
+
+  hide(): void {
+    this.el.hidden = true;
+    clearInterval(this.timer);
+  }
+
+  async refresh(): Promise<void> {
+    const a = this.app.assets;
+    let lamps = 0, good = 0;
+    for (let i = 0; i < a.count; i++) {
+      if (a.kind[i] !== 0) continue;
+      lamps++;
+      const s = a.state[i];
+      if (s === State.Burning || s === State.Dark || s === State.Ok) good++;
+    }
+    const [open, acked, teams, energy] = await Promise.all([
+      all<Outage>("/outages", { state: "open" }, 20_000).catch(() => [] as Outage[]),
+      all<Outage>("/outages", { state: "acknowledged" }, 20_000).catch(() => [] as Outage[]),
+      get<{ teams: TeamLine[] }>("/reports/teams").catch(() => null),
+      has("/api/v1/reports/energy") ? get<Energy>(`/reports/energy${query({})}`).catch(() => null) : null,
+    ]);
+    const byKind = new Map<string, number>();
+    for (const o of [...open, ...acked]) byKind.set(o.kind, (byKind.get(o.kind) ?? 0) + 1);
+    let onTime = 0, judged = 0;
+    for (const t of teams?.teams ?? []) {
+      onTime += t.done_on_time;
+      judged += t.done_on_time + t.done_late + t.open_overdue;
+    }
+    const pct = (x: number, y: number) => (y ? `${((100 * x) / y).toFixed(1)} %` : "—");
+    let actual = 0, expected = 0;
+    for (const d of energy?.days ?? []) {
+      if (d.rated_kwh == null) continue;
+      actual += d.energy_kwh;
+      expected += d.rated_kwh;
+    }
+    this.grid.replaceChildren(
+      tile("Lamps burning as scheduled", pct(good, lamps), `${good.toLocaleString()} of ${lamps.toLocaleString()} lamps report in and have no open outage`, "lamps"),
+      el("div", { class: "kpi wide", "data-kpi": "outages" }, el("h2", {}, `Open outages by kind (${open.length + acked.length})`),
+        byKind.size ? bars([...byKind.entries()].sort((x, y) => y[1] - x[1])) : el("p", {}, "None open.")),
+      tile("SLA compliance (30 days)", pct(onTime, judged), judged ? `${onTime} of ${judged} work orders done by their deadline (open overdue ones count as missed)` : "No work order judged yet", "sla"),
+      expected > 0
+        ? tile("Energy vs expected (30 days)", pct(actual, expected), `${actual.toFixed(1)} kWh used; ${expected.toFixed(1)} kWh at rated power for the hours burned`, "energy")
+        : tile("Energy vs expected", "—", "No lamp energy rolled up yet.", "energy"),
+    );
+    this.el.dataset.loaded = "true";
+  }
+}

@@ -1,0 +1,175 @@
+// End to end in headless Chromium against a real hub, broker and database, with a
+// simulated city suffering the faults of e2e-scenario.toml. The checks run in order on one
+// stack; screenshots of every view go to test-output/.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { apiClient, DASHBOARDS, eventually, PASSWORD, startStack } from "./stack.mjs";
+
+const OUT = join(DASHBOARDS, "test-output");
+const CHROMIUM = process.env.CITYHUB_CHROMIUM || "/usr/bin/chromium";
+
+let stack, browser, operator, viewer, api;
+/** Every request the pages made, and every console error, over the whole run. */
+const requests = [];
+const consoleErrors = [];
+
+async function signedInPage(username) {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  context.on("request", (r) => requests.push(r.url()));
+  const page = await context.newPage();
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(`${username}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleErrors.push(`${username}: ${e.message}`));
+  await page.goto(stack.url);
+  await page.getByLabel("User name").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForSelector("header nav");
+  return page;
+}
+
+const shot = (page, name) => page.screenshot({ path: join(OUT, `${name}.png`) });
+
+describe("the dashboard against a running hub", () => {
+  before(async () => {
+    mkdirSync(OUT, { recursive: true });
+    stack = await startStack({
+      scenario: join(DASHBOARDS, "tests/e2e-scenario.toml"),
+      users: [
+        ["olga", "admin"],
+        ["vera", "viewer"],
+      ],
+      out: OUT,
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    api = await apiClient(stack.url, "olga");
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  test("sign in; the map shows every asset of the inventory", async () => {
+    operator = await signedInPage("olga");
+    await operator.waitForFunction((n) => document.querySelector("#map")?.dataset.assetCount === String(n), stack.devices.length, { timeout: 20_000 });
+    const drawn = Number(await operator.getAttribute("#map", "data-drawn"));
+    assert.ok(drawn > 0.9 * stack.devices.length, `${drawn} of ${stack.devices.length} assets drawn on the whole-city view`);
+    const legend = await operator.textContent(".legend-title");
+    assert.equal(legend, `${stack.devices.length.toLocaleString("en-US")} assets`);
+    await shot(operator, "01-map");
+  });
+
+  test("a detected fault appears in the outage list within seconds", async () => {
+    viewer = await signedInPage("vera");
+    for (const page of [operator, viewer]) {
+      await page.getByRole("link", { name: "Outages" }).click();
+      await page.waitForSelector(".outages-page[data-loaded]");
+    }
+    const shown = new Set(await operator.$$eval("tr[data-outage-id]", (rows) => rows.map((r) => r.dataset.outageId)));
+    // The hub detects (the API lists it) ...
+    const outage = await eventually("a new outage from the simulated faults", 90, async () => {
+      const page = await api.get("/outages?state=open");
+      return page.items.find((o) => !shown.has(String(o.id)));
+    });
+    const detected = Date.now();
+    // ... and both watchers see it without reloading.
+    for (const page of [operator, viewer]) {
+      await page.waitForSelector(`tr[data-outage-id="${outage.id}"]`, { timeout: 10_000 });
+    }
+    const delay = Date.now() - detected;
+    assert.ok(delay < 5_000, `shown ${delay} ms after the API listed it`);
+    assert.equal(await operator.getAttribute(`tr[data-outage-id="${outage.id}"]`, "data-state"), "open");
+    await shot(operator, "02-outages");
+  });
+
+  test("acknowledging changes the outage for everyone watching", async () => {
+    const row = operator.locator("tr[data-state=open]").first();
+    const id = await row.getAttribute("data-outage-id");
+    await row.getByRole("button", { name: "Ack" }).click();
+    for (const page of [operator, viewer]) {
+      await page.waitForSelector(`tr[data-outage-id="${id}"][data-state="acknowledged"]`, { timeout: 5_000 });
+    }
+    const after = await api.get(`/outages?state=acknowledged`);
+    const acked = after.items.find((o) => String(o.id) === id);
+    assert.equal(acked?.acknowledged_by, "olga");
+    assert.match(await viewer.textContent(`tr[data-outage-id="${id}"]`), /acknowledged/);
+    await shot(viewer, "03-outage-acknowledged-as-seen-by-a-viewer");
+  });
+
+  test("a work order moves through its states", async () => {
+    await operator.getByRole("link", { name: "Work orders" }).click();
+    // A lamp's order (72 hours to go), new.
+    const order = await eventually("a new lamp work order", 60, async () => {
+      const page = await api.get("/work-orders?state=new");
+      return page.items.find((w) => ["voltage_out_of_range", "lamp_failure"].includes(w.kind));
+    });
+    const sel = `li[data-id="${order.id}"]`;
+    await operator.waitForSelector(`.col-new ${sel}`, { timeout: 5_000 });
+    assert.match(await operator.textContent(`${sel} .due`), /^due in \d+ d \d+ h$/);
+    assert.equal(await operator.getAttribute(sel, "class"), `card sev-${order.severity}`);
+    // Overdue orders stand out: the buses' (an hour to go) are overdue within a minute here.
+    const breaches = await api.get("/reports/sla-breaches");
+    const overdue = breaches.items.filter((w) => !["done", "verified", "closed"].includes(w.state));
+    for (const w of overdue) {
+      const card = `li[data-id="${w.id}"]`;
+      assert.match(await operator.getAttribute(card, "class"), /\boverdue\b/, `order ${w.id} is marked overdue`);
+      assert.match(await operator.textContent(`${card} .due`), /^⚠ overdue by /);
+    }
+    await operator.click(`${sel} button[data-to=assigned]`);
+    await operator.locator("dialog").getByLabel("Person").fill("ana");
+    await operator.locator("dialog").getByRole("button", { name: "Assign" }).click();
+    await operator.waitForSelector(`.col-assigned ${sel}`, { timeout: 5_000 });
+    await operator.click(`${sel} button[data-to=in_progress]`);
+    await operator.waitForSelector(`.col-in_progress ${sel}`, { timeout: 5_000 });
+    await shot(operator, "04-work-order-in-progress");
+    await operator.click(`${sel} button[data-to=done]`);
+    await operator.waitForSelector(`.col-done ${sel}`, { timeout: 5_000 });
+    const done = (await api.get(`/work-orders?state=done`)).items.find((w) => w.id === order.id);
+    assert.equal(done?.assignee, "ana");
+    await shot(operator, "05-work-orders");
+  });
+
+  test("the asset panel opens from the map", async () => {
+    await operator.getByRole("link", { name: "Map" }).click();
+    const lamp = stack.devices.find((d) => d.kind === "light");
+    await operator.getByLabel("Find an asset by id").fill(lamp.id);
+    await operator.getByLabel("Find an asset by id").press("Enter");
+    await operator.waitForSelector(`#panel[data-device="${lamp.id}"]:not([hidden])`);
+    await operator.waitForSelector("#panel dl dt");
+    assert.match(await operator.textContent("#panel"), new RegExp(`cabinet${lamp.cabinet}`));
+    await shot(operator, "06-asset-panel");
+  });
+
+  test("the KPI, transport and reports views show the city", async () => {
+    await operator.getByRole("link", { name: "KPIs" }).click();
+    await operator.waitForSelector(".kpi-page[data-loaded]");
+    const outagesKpi = await operator.textContent('[data-kpi="outages"] h2');
+    const open = (await api.get("/outages?state=open&limit=1000")).items.length + (await api.get("/outages?state=acknowledged&limit=1000")).items.length;
+    assert.equal(outagesKpi, `Open outages by kind (${open})`);
+    await shot(operator, "07-kpis");
+    await operator.getByRole("link", { name: "Transport" }).click();
+    const buses = stack.devices.filter((d) => d.kind === "vehicle").length;
+    await operator.waitForFunction((n) => document.querySelectorAll(".transport-page tbody tr").length === n, buses);
+    await shot(operator, "08-transport");
+    await operator.getByRole("link", { name: "Reports" }).click();
+    await operator.waitForSelector(".reports-page[data-loaded]");
+    await shot(operator, "09-reports");
+  });
+
+  test("no request left this machine and no console error", () => {
+    const outside = requests.filter((u) => {
+      const { protocol, hostname } = new URL(u);
+      return !(protocol === "data:" || hostname === "127.0.0.1" || hostname === "localhost");
+    });
+    assert.ok(requests.length > 10, `${requests.length} requests seen`);
+    assert.deepEqual(outside, []);
+    assert.deepEqual(consoleErrors, []);
+  });
+});
