@@ -161,11 +161,11 @@ function start(me: Me): void {
     setInterval(() => live.resyncAll(), 5000);
   }
   loadAssets(assets)
-    .then(() => loadOutageMarks(assets))
     .then(() => {
       document.body.dataset.assetsLoaded = String(assets.count);
       (pages["/map"] as MapPage).loaded();
       (pages["/transport"] as TransportPage).loaded();
+      return loadOutageMarks(assets);
     })
     .catch(report);
 }
