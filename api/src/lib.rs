@@ -19,9 +19,12 @@
 
 pub mod auth;
 pub mod caller;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod limiter;
+pub mod live;
+pub mod metrics;
 pub mod params;
 pub mod pool;
 pub mod roles;
@@ -33,7 +36,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use model::Timestamp;
@@ -44,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use auth::SessionSecret;
+pub use dashboard::DashboardConfig;
 pub use error::ApiError;
 
 /// The largest request body accepted, in bytes; anything larger is refused with 413.
@@ -72,10 +76,13 @@ pub struct ApiConfig {
     /// agree with the rules' times when the hub runs on simulated time. Sessions and
     /// sign-in throttling use the wall clock, whatever this says.
     pub clock: Clock,
+    /// The dashboard's files and its map's layers.
+    pub dashboard: DashboardConfig,
 }
 
 struct Shared {
     metrics: Arc<Registry>,
+    api_metrics: metrics::ApiMetrics,
     storage_path: &'static str,
     pool: pool::Pool,
     secret: SessionSecret,
@@ -83,6 +90,8 @@ struct Shared {
     clock: Clock,
     limiter: limiter::LoginLimiter,
     password_checks: tokio::sync::Semaphore,
+    events: live::EventHub,
+    dashboard: DashboardConfig,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -90,9 +99,13 @@ struct Shared {
 pub struct AppState(Arc<Shared>);
 
 impl AppState {
-    pub fn new(metrics: Arc<Registry>, storage_path: &'static str, config: ApiConfig) -> AppState {
+    /// The API's state; its own metrics join `registry`, which `/metrics` then serves.
+    pub fn new(mut registry: Registry, storage_path: &'static str, config: ApiConfig) -> AppState {
+        let api_metrics = metrics::ApiMetrics::default();
+        api_metrics.register(&mut registry);
         AppState(Arc::new(Shared {
-            metrics,
+            metrics: Arc::new(registry),
+            api_metrics,
             storage_path,
             pool: pool::Pool::new(&config.database_url, POOL_SIZE),
             secret: config.session_secret,
@@ -100,7 +113,13 @@ impl AppState {
             clock: config.clock,
             limiter: limiter::LoginLimiter::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            events: live::EventHub::new(&config.database_url),
+            dashboard: config.dashboard,
         }))
+    }
+
+    pub fn api_metrics(&self) -> &metrics::ApiMetrics {
+        &self.0.api_metrics
     }
 
     pub fn pool(&self) -> &pool::Pool {
@@ -119,6 +138,11 @@ impl AppState {
         &self.0.limiter
     }
 
+    /// The live events' fan-out ([`live`]); started by [`serve`].
+    pub fn events(&self) -> &live::EventHub {
+        &self.0.events
+    }
+
     /// Whether `password` matches the PHC string `hash`, checked off the async threads,
     /// a few at a time.
     pub async fn check_password(&self, password: String, hash: String) -> Result<bool, ApiError> {
@@ -131,6 +155,10 @@ impl AppState {
         tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
             .await
             .map_err(|e| ApiError::internal("checking a password", &e))
+    }
+
+    pub fn dashboard(&self) -> &DashboardConfig {
+        &self.0.dashboard
     }
 
     /// Now, on the hub's clock.
@@ -173,7 +201,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Every route: `/health`, `/metrics` and `/api/v1/...` (bodies at most [`BODY_LIMIT`]).
+/// Every route: `/health`, `/metrics` and `/api/v1/...` (bodies at most [`BODY_LIMIT`]);
+/// any other path is the dashboard's ([`dashboard`]).
 pub fn router(state: AppState) -> Router {
     let (api, _) = v1::routes().split_for_parts();
     Router::new()
@@ -182,14 +211,22 @@ pub fn router(state: AppState) -> Router {
         .merge(api.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
-async fn no_route(method: Method, uri: Uri) -> ApiError {
+async fn no_route(State(state): State<AppState>, method: Method, uri: Uri) -> Response {
+    if !dashboard::is_api_path(uri.path()) {
+        return dashboard::serve(state.dashboard(), &method, &uri).await;
+    }
     ApiError::not_found(format!(
         "there is no {method} {}; the routes are listed in /api/v1/openapi.json",
         uri.path()
     ))
+    .into_response()
 }
 
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
@@ -208,6 +245,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     info!(message = "HTTP API listening.", addr = ?addr);
+    state.events().start(shutdown.clone());
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),

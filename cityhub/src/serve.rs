@@ -1,6 +1,5 @@
 //! `cityhub serve`: ingestion, the API and storage upkeep, with an ordered shutdown.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,6 +26,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ingest_metrics.register(&mut registry);
     let rules_metrics = rules::RulesMetrics::default();
     rules_metrics.register(&mut registry);
+    let command_metrics = control::CommandMetrics::default();
+    command_metrics.register(&mut registry);
 
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
@@ -45,6 +46,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Committed rows go from ingestion to the rules engine; neither knows the other.
     // A few batches in flight: if the rules fall behind, ingestion waits (memory stays bounded).
     let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(2);
+    // On their way, live events copy device states out of them (only while someone
+    // listens; never making ingestion wait): ingestion -> tap -> rules.
+    let (tapped_tx, tapped_rx) = tokio::sync::mpsc::channel(1);
     let stop_rules = CancellationToken::new();
     let rules_task = tokio::spawn(rules::driver::run(
         config.database_url.clone(),
@@ -62,21 +66,50 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.database_url.clone(),
         ingest_metrics,
         config.clock(),
-        Some(rows_tx),
+        Some(tapped_tx),
         stop_ingest.clone(),
     ));
     let api_state = api::AppState::new(
-        Arc::new(registry),
+        registry,
         storage.as_str(),
         api::ApiConfig {
             database_url: config.database_url.clone(),
             session_secret,
             secure_cookie: config.http.secure_cookie,
             clock: config.clock(),
+            dashboard: config.dashboard.clone(),
         },
     );
+    tokio::spawn(api::live::devices::tap(
+        tapped_rx,
+        rows_tx,
+        api_state.events().clone(),
+    ));
     let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
     let upkeep_task = tokio::spawn(upkeep(config.clone(), stop_upkeep.clone()));
+    let rollup_task = tokio::spawn(crate::rollup_refresh::run(
+        config.database_url.clone(),
+        config.clock(),
+        Duration::from_secs(config.storage.rollup_refresh_s),
+        stop_upkeep.clone(),
+    ));
+    // Commands go out on a connection of their own, under a client id of their own.
+    let stop_commands = CancellationToken::new();
+    let mqtt = &config.ingest.mqtt;
+    let commands_task = tokio::spawn(control::run(
+        config.commands.clone(),
+        control::dispatcher::Broker {
+            host: mqtt.host.clone(),
+            port: mqtt.port,
+            client_id: format!("{}-commands", mqtt.client_id),
+            username: mqtt.username.clone(),
+            password: mqtt.password.clone(),
+        },
+        config.database_url.clone(),
+        command_metrics,
+        config.clock(),
+        stop_commands.clone(),
+    ));
 
     let ended_early = tokio::select! {
         _ = shutdown_signal() => {
@@ -101,10 +134,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop_rules.cancel();
         }
     }
+    // Commands the broker took are recorded as sent; the others stay pending.
+    stop_commands.cancel();
+    match commands_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(message = "The command dispatcher failed.", error = %e),
+        Err(e) => error!(message = "The command dispatcher task failed.", error = %e),
+    }
     stop_upkeep.cancel();
     stop_api.cancel();
     let _ = api_task.await;
     let _ = upkeep_task.await;
+    let _ = rollup_task.await;
     match ingest_result {
         Ok(Ok(())) => {
             info!(message = "cityhub stopped.");

@@ -14,12 +14,19 @@
 //! - [`work_orders`]: the work order life cycle, team reports and deadline breaches.
 //! - [`hygiene`]: acknowledging and shelving outages, and the alarm load report.
 //! - [`maintenance`]: maintenance windows and the devices they cover.
-//! - [`commands`]: commands sent to devices and which are in force.
-//! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day.
-//! - [`service_requests`]: citizen reports (Open311) and change notifications.
+//! - [`commands`]: commands sent to devices (migration 7), their delivery and which are
+//!   in force; [`command_batches`]: what people ask of a group of devices, resolved,
+//!   confirmed and audited in one transaction.
+//! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day, and their refresh.
+//! - [`history`]: a device's readings in time buckets, the map's state of every device,
+//!   lamp energy per district and day.
+//! - [`service_requests`]: citizen reports (Open311) and the change notification triggers;
+//!   [`changes`]: the listener of those notifications and the rows behind them.
 //! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
 //! - [`audit`]: the hash-chained audit log of what people and programs changed.
 //! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
+//! - [`exports`]: readings of one kind over any time range, a chunk at a time, in one
+//!   snapshot on a connection of their own.
 //! - [`actions`]: what people do to outages and work orders through the API, limited to
 //!   their tenants and audited in the same transaction.
 //!
@@ -29,11 +36,15 @@ pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod batch;
+pub mod changes;
+pub mod command_batches;
 pub mod commands;
 pub mod copy;
 pub mod db;
 pub mod devices;
 mod error;
+pub mod exports;
+pub mod history;
 pub mod hygiene;
 pub mod listings;
 pub mod maintenance;
@@ -45,16 +56,21 @@ pub mod schema;
 pub mod service_requests;
 pub mod work_orders;
 
-pub use actions::{Actor, OutageAction, Step};
+pub use actions::{Actor, OutageAction, Step, ASSIGNED_DEADLINE_HOURS};
 pub use audit::{AuditCheck, AuditEntry, AuditRecord};
 pub use auth::{NewUser, TenantRef, UserRow, ROLES};
 pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
-pub use commands::CommandRow;
+pub use command_batches::{
+    BatchCommandRow, BatchRow, CommandTarget, NewBatch, ReachedDevice, MAX_BATCH_DEVICES,
+};
+pub use commands::{AnswerCounts, CommandRow, DueCommand};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
-pub use listings::{DeviceLatest, DeviceQuery, DeviceRow, OutageQuery, Page, WorkOrderQuery};
+pub use listings::{
+    DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageQuery, Page, WorkOrderQuery,
+};
 pub use maintenance::MaintenanceWindow;
 pub use outages::{OutageChange, OutageRow, WorkOrderPlan, OUTAGE_STATES};
 pub use rule_assets::{RuleAsset, RuleRoute};

@@ -6,10 +6,23 @@
 //!   throttling, API tokens;
 //! - `requests`: pages and cursors, bad input, the OpenAPI document;
 //! - `audit`: changes as events and audit entries, one chain under concurrent appends;
-//! - `cli`: `cityhub users`, `cityhub audit verify`, a weak session secret refused.
+//! - `exports`: each format read back, filters, refusals, 200k readings, slow clients;
+//! - `cli`: `cityhub users`, `cityhub audit verify`, a weak session secret refused;
+//! - `fuzz`: the OpenAPI document against a contract fuzzer (schemathesis);
+//! - `history`: telemetry in time buckets against the raw readings, rollups re-rolled by
+//!   late readings, the map's state, single devices, the energy report;
+//! - `handling`: assigning outages, one outage or work order with its history, users
+//!   administered, the API's metrics;
+//! - `live_events`: the server-sent events stream (types, tenants, roles, slow clients,
+//!   the listener's reconnection, storms).
 
 mod audit;
 mod cli;
+mod exports;
+mod fuzz;
+mod handling;
+mod history;
+mod live_events;
 mod matrix;
 mod requests;
 mod session;
