@@ -4,13 +4,13 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use store::UserRow;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::roles::{Permission, Role};
 use crate::AppState;
 
@@ -47,24 +47,37 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// Which users to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserFilter {
+    /// A tenant slug (one of the caller's); all of them when absent.
+    pub tenant: Option<String>,
+}
+
 /// The users of the caller's municipalities, by name.
 #[utoipa::path(
     get,
     path = "/users",
     operation_id = "list_users",
     tag = "users",
+    params(UserFilter),
     responses(
         (status = 200, description = "The users", body = Vec<User>),
+        (status = 400, description = "A filter is not valid", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 403, description = "Only administrators manage users", body = ErrorBody)
+        (status = 403, description = "Only administrators manage users", body = ErrorBody),
+        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody)
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(f): ApiQuery<UserFilter>,
 ) -> Result<Json<Vec<User>>, ApiError> {
     caller.require(Permission::ManageUsers)?;
-    let tenants = caller.scope(None)?;
+    let tenants = caller.scope(f.tenant.as_deref())?;
     let users = state.pool().get().await?.users_in(&tenants).await?;
     Ok(Json(
         users

@@ -30,12 +30,17 @@ enum Endpoint {
     BreachReport,
     AlarmReport,
     ListDevices,
+    GetOutage,
+    Assign,
+    GetWorkOrder,
+    ListUsers,
+    DisableUser,
 }
 
 /// Expected statuses per role, in [`ROLES`] order: admin, operator, dispatcher, crew,
 /// viewer, regional_viewer. One row per endpoint: (endpoint, own tenant, other tenant).
 #[rustfmt::skip]
-const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 11] = [
+const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 16] = [
     //                          own tenant                        other tenant
     //                          adm  op   disp crew view regv     adm  op   disp crew view regv
     (Endpoint::ListOutages,    [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
@@ -49,6 +54,11 @@ const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 11] = [
     (Endpoint::BreachReport,   [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
     (Endpoint::AlarmReport,    [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
     (Endpoint::ListDevices,    [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
+    (Endpoint::GetOutage,      [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
+    (Endpoint::Assign,         [200, 403, 200, 403, 403, 403],  [404, 403, 404, 403, 403, 403]),
+    (Endpoint::GetWorkOrder,   [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
+    (Endpoint::ListUsers,      [200, 403, 403, 403, 403, 403],  [404, 403, 403, 403, 403, 403]),
+    (Endpoint::DisableUser,    [200, 403, 403, 403, 403, 403],  [404, 403, 403, 403, 403, 403]),
 ];
 
 /// Sends `endpoint`'s request as `role`, aimed at `side`; the status and the body.
@@ -115,6 +125,31 @@ async fn cell(city: &mut City, endpoint: Endpoint, role: &str, side: Side) -> (u
                 r#"{"text": "seen from the street"}"#,
             )
             .await
+        }
+        Endpoint::GetOutage => {
+            let id = city.open_outage(&tenant).await;
+            city.get(&format!("/api/v1/outages/{id}"), role).await
+        }
+        Endpoint::Assign => {
+            let id = city.open_outage(&tenant).await;
+            city.post(
+                &format!("/api/v1/outages/{id}/assign"),
+                role,
+                r#"{"team": "night-crew", "assignee": "ana"}"#,
+            )
+            .await
+        }
+        Endpoint::GetWorkOrder => {
+            let id = city.assigned_order(&tenant).await;
+            city.get(&format!("/api/v1/work-orders/{id}"), role).await
+        }
+        Endpoint::ListUsers => city.get(&format!("/api/v1/users{filter}"), role).await,
+        Endpoint::DisableUser => {
+            // A user of the tenant aimed at, made for this cell alone.
+            let name = tests::unique("staff");
+            tests::api::add_user(&mut city.store, &name, "viewer", &[&tenant], None).await;
+            city.post(&format!("/api/v1/users/{name}/disable"), role, "")
+                .await
         }
         Endpoint::Transition => {
             let id = city.assigned_order(&tenant).await;
