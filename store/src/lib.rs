@@ -22,6 +22,7 @@
 //!   lamp energy per district and day.
 //! - [`service_requests`]: citizen reports (Open311) and the change notification triggers;
 //!   [`changes`]: the listener of those notifications and the rows behind them.
+//! - [`transit_feed`]: the newest vehicle positions, for GTFS-Realtime.
 //! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
 //! - [`audit`]: the hash-chained audit log of what people and programs changed.
 //! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
@@ -54,6 +55,7 @@ pub mod rollups;
 pub mod rule_assets;
 pub mod schema;
 pub mod service_requests;
+pub mod transit_feed;
 pub mod work_orders;
 
 pub use actions::{Actor, OutageAction, Step, ASSIGNED_DEADLINE_HOURS};

@@ -9,10 +9,13 @@
 pub mod commands;
 pub mod devices;
 pub mod events;
+pub mod exports;
 pub mod history;
+pub mod map;
 pub mod outages;
 pub mod reports;
 pub mod session;
+pub mod users;
 pub mod work_orders;
 
 use std::sync::OnceLock;
@@ -94,16 +97,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outages::shelve))
         .routes(routes!(outages::unshelve))
         .routes(routes!(outages::comment))
+        .routes(routes!(outages::assign))
+        .routes(routes!(outages::get))
+        .routes(routes!(work_orders::get))
         .routes(routes!(work_orders::list))
         .routes(routes!(work_orders::transition))
         .routes(routes!(reports::teams))
         .routes(routes!(reports::sla_breaches))
         .routes(routes!(reports::alarms))
         .routes(routes!(devices::list))
+        .routes(routes!(users::list))
+        .routes(routes!(users::disable))
+        .routes(routes!(users::enable))
         .routes(routes!(openapi_json))
         .merge(history::routes())
+        .merge(map::routes())
         .merge(commands::routes())
-        .merge(events::routes());
+        .merge(events::routes())
+        .merge(exports::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(crate::standards::routes())
