@@ -27,6 +27,10 @@ pub struct Config {
     pub sim_clock: Option<String>,
     /// The rules file (TOML, docs/rules.md); built-in defaults when absent.
     pub rules_file: Option<PathBuf>,
+    /// The dashboard's files, base map and tile server (docs/dashboard.md).
+    pub dashboard: api::DashboardConfig,
+    /// Command delivery: the dispatcher's rate and polling.
+    pub commands: control::DispatcherConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +53,9 @@ pub struct StorageConfig {
     pub timescaledb: TimescaleMode,
     /// Days of readings kept; older readings are refused at ingestion and dropped.
     pub retention_days: i64,
+    /// Seconds between refreshes of the lamp rollups (native partitioning; TimescaleDB
+    /// refreshes its continuous aggregates by its own policies).
+    pub rollup_refresh_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +76,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             sim_clock: None,
             rules_file: None,
+            dashboard: api::DashboardConfig::default(),
+            commands: control::DispatcherConfig::default(),
         }
     }
 }
@@ -88,6 +97,7 @@ impl Default for StorageConfig {
         StorageConfig {
             timescaledb: TimescaleMode::Auto,
             retention_days: 365,
+            rollup_refresh_s: 15,
         }
     }
 }
@@ -172,6 +182,18 @@ pub struct Overrides {
     /// Rules file (TOML)
     #[arg(long, env = "CITYHUB_RULES_FILE", global = true)]
     pub rules_file: Option<PathBuf>,
+    /// The built dashboard served at / [default: dashboards/dist]
+    #[arg(long, env = "CITYHUB_DASHBOARD_DIR", global = true)]
+    pub dashboard_dir: Option<PathBuf>,
+    /// GeoJSON base map of the dashboard (district outlines, streets)
+    #[arg(long, env = "CITYHUB_DASHBOARD_BASE_MAP", global = true)]
+    pub dashboard_base_map: Option<PathBuf>,
+    /// Raster tile server of the dashboard's map: https://host/{z}/{x}/{y}.png
+    #[arg(long, env = "CITYHUB_DASHBOARD_TILE_URL", global = true)]
+    pub dashboard_tile_url: Option<String>,
+    /// Commands published per second at most
+    #[arg(long, env = "CITYHUB_COMMANDS_RATE_PER_SEC", global = true)]
+    pub commands_rate_per_sec: Option<u32>,
 }
 
 fn parse_mode(s: &str) -> Result<TimescaleMode, String> {
@@ -231,11 +253,19 @@ impl Config {
         set(&mut m.topics, &o.mqtt_topics);
         set(&mut self.storage.timescaledb, &o.timescaledb);
         set(&mut self.storage.retention_days, &o.retention_days);
+        set(&mut self.commands.rate_per_sec, &o.commands_rate_per_sec);
         if o.sim_clock.is_some() {
             self.sim_clock.clone_from(&o.sim_clock);
         }
         if o.rules_file.is_some() {
             self.rules_file.clone_from(&o.rules_file);
+        }
+        set(&mut self.dashboard.dir, &o.dashboard_dir);
+        if o.dashboard_base_map.is_some() {
+            self.dashboard.base_map.clone_from(&o.dashboard_base_map);
+        }
+        if o.dashboard_tile_url.is_some() {
+            self.dashboard.tile_url.clone_from(&o.dashboard_tile_url);
         }
         self.ingest.limits = model::Limits {
             max_payload_bytes: self.limits.max_payload_bytes,
@@ -308,8 +338,26 @@ impl Config {
         if m.username.is_some() != m.password.is_some() {
             bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither");
         }
+        if !(1..=100_000).contains(&self.commands.rate_per_sec) {
+            bail!(
+                "commands.rate_per_sec must be between 1 and 100000, not {}",
+                self.commands.rate_per_sec
+            );
+        }
+        if !(10..=10_000).contains(&self.commands.poll_ms) {
+            bail!(
+                "commands.poll_ms must be between 10 and 10000, not {}",
+                self.commands.poll_ms
+            );
+        }
         if !(1..=36_500).contains(&self.storage.retention_days) {
             bail!("storage.retention_days must be between 1 and 36500");
+        }
+        if !(1..=3600).contains(&self.storage.rollup_refresh_s) {
+            bail!(
+                "storage.rollup_refresh_s must be between 1 and 3600 seconds, not {}",
+                self.storage.rollup_refresh_s
+            );
         }
         if let Some(clock) = &self.sim_clock {
             if let Err(e) = simulators::clock::SimClock::parse(clock) {
@@ -317,6 +365,20 @@ impl Config {
             }
         }
         self.rules()?;
+        if let Some(url) = &self.dashboard.tile_url {
+            let templated = ["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p));
+            if !(url.starts_with("https://") || url.starts_with("http://")) || !templated {
+                bail!("dashboard.tile_url must be an http(s) URL with {{z}}, {{x}} and {{y}}, e.g. https://tiles.example.org/{{z}}/{{x}}/{{y}}.png");
+            }
+        }
+        if let Some(map) = &self.dashboard.base_map {
+            if !map.is_file() {
+                bail!(
+                    "dashboard.base_map: {} is not a file; name a GeoJSON base map (cityhub simulate city writes map.geojson)",
+                    map.display()
+                );
+            }
+        }
         let l = &self.limits;
         if !(64..=16 * 1024 * 1024).contains(&l.max_payload_bytes) {
             bail!("limits.max_payload_bytes must be between 64 bytes and 16 MiB");

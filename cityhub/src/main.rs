@@ -10,6 +10,7 @@ mod maintenance;
 #[cfg(test)]
 mod replay;
 mod report;
+mod rollup_refresh;
 mod serve;
 mod simulate;
 mod users;

@@ -18,6 +18,8 @@ pub struct ReadingBatch {
     pub(crate) latest: LatestUpdates,
     /// UTC days (days since the Unix epoch) the readings fall on, for partition upkeep.
     pub(crate) days: BTreeSet<i64>,
+    /// 15-minute buckets (Unix seconds / 900) holding lamp readings, for the rollups.
+    pub(crate) light_quarters: BTreeSet<i64>,
     dead_letter_count: usize,
     dead_letter_codes: std::collections::BTreeMap<&'static str, u64>,
     payload_bytes: usize,
@@ -75,6 +77,7 @@ impl Default for ReadingBatch {
             dead_letters: CopyBuffer::new(6),
             latest: HashMap::new(),
             days: BTreeSet::new(),
+            light_quarters: BTreeSet::new(),
             dead_letter_count: 0,
             dead_letter_codes: Default::default(),
             payload_bytes: 0,
@@ -111,6 +114,10 @@ impl ReadingBatch {
             });
         }
         self.days.insert(row.ts.micros().div_euclid(86_400_000_000));
+        if record == RecordType::Light {
+            self.light_quarters
+                .insert(row.ts.micros().div_euclid(900_000_000));
+        }
         let mut state = LatestState {
             last_seen: Some(row.ts),
             ..LatestState::default()

@@ -1,8 +1,543 @@
-//! Lamp telemetry rolled up by 15 minutes, hour and day.
+//! Lamp telemetry rolled up by 15 minutes, hour and day per device: `light_15min`,
+//! `light_hour`, `light_day`, the same columns on both storage paths.
+//!
+//! On TimescaleDB they are continuous aggregates (hierarchical: hour from 15 minutes, day
+//! from hour) with refresh policies and real-time aggregation, so readers never need the
+//! raw tail. On native partitioning they are tables kept by [`Db::refresh_rollups`]:
+//!
+//! - every batch that writes lamp readings appends the 15-minute buckets it touched to
+//!   `light_rollup_marks`, in the batch's own transaction (a few rows per batch, no unique
+//!   key, so concurrent writers never wait on each other);
+//! - the refresher takes the marks of closed buckets (ended more than [`GRACE_S`] ago),
+//!   oldest first, a run of contiguous buckets at a time, and in one transaction deletes
+//!   those marks, recomputes the 15-minute rows of those buckets from the raw readings,
+//!   the energy and burning time of the buckets whose predecessor changed, then the hours
+//!   and days around them. A backlog that arrives hours late leaves marks on old buckets,
+//!   and they are rolled again; a crash rolls the transaction back with its marks.
+//! - `rollup_state.complete_before` says up to where the rollups hold every closed
+//!   bucket; readers take what lies after it from the raw readings.
+//!
+//! Energy and burning time come from the cumulative counters (`energy_wh`, `burn_hours`):
+//! a bucket counts the counter's last value minus the last value of the device's previous
+//! bucket, when that one is at most [`LOOKBACK`] earlier; otherwise (the first bucket, a
+//! longer silence, a counter that went back) it counts from its own first reading. Burning
+//! time without a counter step falls back to the share of readings that said `on` times
+//! the bucket's length. (On TimescaleDB a continuous aggregate cannot look at the previous
+//! bucket, so a bucket counts from its first reading to its last.)
 
-use crate::StoragePath;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use tokio_postgres::Transaction;
+use tracing::debug;
+
+use crate::{Db, StoragePath, StoreError};
+
+/// A bucket is rolled up once it ended this long ago; later readings re-roll it.
+pub const GRACE_S: i64 = 60;
+/// How far back a bucket looks for its predecessor's counter values (SQL interval).
+pub const LOOKBACK: &str = "2 hours";
+/// Buckets of 15 minutes recomputed in one transaction, at most.
+const MAX_RUN: usize = 16;
+/// The origin of every bucket: buckets are aligned to UTC.
+pub const ORIGIN: &str = "TIMESTAMPTZ '2000-01-01 00:00:00+00'";
+/// One 15-minute bucket.
+pub const QUARTER: Duration = Duration::minutes(15);
+
+/// The three rollups of lamp telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollup {
+    Quarter,
+    Hour,
+    Day,
+}
+
+impl Rollup {
+    pub fn table(self) -> &'static str {
+        match self {
+            Rollup::Quarter => "light_15min",
+            Rollup::Hour => "light_hour",
+            Rollup::Day => "light_day",
+        }
+    }
+
+    pub fn step(self) -> Duration {
+        match self {
+            Rollup::Quarter => QUARTER,
+            Rollup::Hour => Duration::hours(1),
+            Rollup::Day => Duration::days(1),
+        }
+    }
+}
+
+/// Columns of every rollup, after `device_id, bucket`.
+const COLUMNS: &str = "samples, on_samples, fault_samples, power_sum, power_n, power_max, \
+    dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh, energy_last_wh, energy_wh, \
+    burn_first_h, burn_last_h, burning_s";
+
+fn table_ddl(name: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (
+    device_id integer NOT NULL,
+    bucket timestamptz NOT NULL,
+    samples integer NOT NULL,
+    on_samples integer NOT NULL,
+    fault_samples integer NOT NULL,
+    power_sum double precision,
+    power_n integer NOT NULL,
+    power_max double precision,
+    dim_sum double precision,
+    dim_n integer NOT NULL,
+    voltage_min double precision,
+    voltage_max double precision,
+    energy_first_wh double precision,
+    energy_last_wh double precision,
+    -- Energy used in the bucket (see store::rollups), Wh.
+    energy_wh double precision,
+    burn_first_h double precision,
+    burn_last_h double precision,
+    -- Seconds the lamp burned in the bucket.
+    burning_s double precision,
+    PRIMARY KEY (device_id, bucket)
+);
+"
+    )
+}
 
 /// Migration 6: the rollups on `path`.
-pub fn migration(_path: StoragePath) -> String {
-    "SELECT 1;".to_owned()
+pub fn migration(path: StoragePath) -> String {
+    match path {
+        StoragePath::Partitioned => {
+            let mut sql = String::new();
+            for r in [Rollup::Quarter, Rollup::Hour, Rollup::Day] {
+                sql.push_str(&table_ddl(r.table()));
+            }
+            sql.push_str(&format!(
+                "
+-- 15-minute buckets that got lamp readings since they were last rolled up. Appended by
+-- every batch in its transaction; taken by the refresher.
+CREATE TABLE light_rollup_marks (bucket timestamptz NOT NULL);
+CREATE INDEX light_rollup_marks_bucket ON light_rollup_marks (bucket);
+-- Readings stored before the rollups existed are rolled up by the first refresh.
+INSERT INTO light_rollup_marks (bucket)
+    SELECT DISTINCT date_bin(INTERVAL '15 minutes', ts, {ORIGIN}) FROM light_readings;
+-- Up to where the rollups hold every closed bucket; readers take the rest from the raw rows.
+CREATE TABLE rollup_state (
+    name text PRIMARY KEY,
+    complete_before timestamptz NOT NULL
+);
+INSERT INTO rollup_state VALUES ('light', '-infinity');
+"
+            ));
+            sql
+        }
+        StoragePath::TimescaleDb => TIMESCALE.to_owned(),
+    }
+}
+
+/// Continuous aggregates. Real-time aggregation (`materialized_only = false`) answers the
+/// buckets not yet materialized from the raw rows, so `complete_before` is infinity.
+const TIMESCALE: &str = r#"
+CREATE MATERIALIZED VIEW light_15min
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT device_id,
+       time_bucket(INTERVAL '15 minutes', ts) AS bucket,
+       count(*)::integer AS samples,
+       count(*) FILTER (WHERE "on")::integer AS on_samples,
+       count(fault)::integer AS fault_samples,
+       sum(power_w) AS power_sum,
+       count(power_w)::integer AS power_n,
+       max(power_w) AS power_max,
+       sum(dim)::double precision AS dim_sum,
+       count(dim)::integer AS dim_n,
+       min(voltage_v) AS voltage_min,
+       max(voltage_v) AS voltage_max,
+       first(energy_wh, ts) AS energy_first_wh,
+       last(energy_wh, ts) AS energy_last_wh,
+       greatest(last(energy_wh, ts) - first(energy_wh, ts), 0) AS energy_wh,
+       first(burn_hours, ts) AS burn_first_h,
+       last(burn_hours, ts) AS burn_last_h,
+       greatest(last(burn_hours, ts) - first(burn_hours, ts), 0) * 3600 AS burning_s
+FROM light_readings
+GROUP BY device_id, time_bucket(INTERVAL '15 minutes', ts)
+WITH NO DATA;
+SELECT add_continuous_aggregate_policy('light_15min',
+    start_offset => INTERVAL '7 days', end_offset => INTERVAL '15 minutes',
+    schedule_interval => INTERVAL '1 minute');
+
+CREATE MATERIALIZED VIEW light_hour
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT device_id,
+       time_bucket(INTERVAL '1 hour', bucket) AS bucket,
+       sum(samples)::integer AS samples,
+       sum(on_samples)::integer AS on_samples,
+       sum(fault_samples)::integer AS fault_samples,
+       sum(power_sum) AS power_sum,
+       sum(power_n)::integer AS power_n,
+       max(power_max) AS power_max,
+       sum(dim_sum) AS dim_sum,
+       sum(dim_n)::integer AS dim_n,
+       min(voltage_min) AS voltage_min,
+       max(voltage_max) AS voltage_max,
+       first(energy_first_wh, bucket) AS energy_first_wh,
+       last(energy_last_wh, bucket) AS energy_last_wh,
+       greatest(last(energy_last_wh, bucket) - first(energy_first_wh, bucket), 0) AS energy_wh,
+       first(burn_first_h, bucket) AS burn_first_h,
+       last(burn_last_h, bucket) AS burn_last_h,
+       greatest(last(burn_last_h, bucket) - first(burn_first_h, bucket), 0) * 3600 AS burning_s
+FROM light_15min
+GROUP BY device_id, time_bucket(INTERVAL '1 hour', bucket)
+WITH NO DATA;
+SELECT add_continuous_aggregate_policy('light_hour',
+    start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour',
+    schedule_interval => INTERVAL '5 minutes');
+
+CREATE MATERIALIZED VIEW light_day
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT device_id,
+       time_bucket(INTERVAL '1 day', bucket) AS bucket,
+       sum(samples)::integer AS samples,
+       sum(on_samples)::integer AS on_samples,
+       sum(fault_samples)::integer AS fault_samples,
+       sum(power_sum) AS power_sum,
+       sum(power_n)::integer AS power_n,
+       max(power_max) AS power_max,
+       sum(dim_sum) AS dim_sum,
+       sum(dim_n)::integer AS dim_n,
+       min(voltage_min) AS voltage_min,
+       max(voltage_max) AS voltage_max,
+       first(energy_first_wh, bucket) AS energy_first_wh,
+       last(energy_last_wh, bucket) AS energy_last_wh,
+       greatest(last(energy_last_wh, bucket) - first(energy_first_wh, bucket), 0) AS energy_wh,
+       first(burn_first_h, bucket) AS burn_first_h,
+       last(burn_last_h, bucket) AS burn_last_h,
+       greatest(last(burn_last_h, bucket) - first(burn_first_h, bucket), 0) * 3600 AS burning_s
+FROM light_hour
+GROUP BY device_id, time_bucket(INTERVAL '1 day', bucket)
+WITH NO DATA;
+SELECT add_continuous_aggregate_policy('light_day',
+    start_offset => INTERVAL '30 days', end_offset => INTERVAL '1 day',
+    schedule_interval => INTERVAL '1 hour');
+
+CREATE TABLE rollup_state (
+    name text PRIMARY KEY,
+    complete_before timestamptz NOT NULL
+);
+INSERT INTO rollup_state VALUES ('light', 'infinity');
+"#;
+
+/// What one refresh did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RefreshOutcome {
+    /// 15-minute buckets recomputed from the raw readings.
+    pub buckets: usize,
+    /// Transactions (runs of contiguous buckets).
+    pub runs: usize,
+}
+
+/// The start of the 15-minute bucket holding `t`.
+pub fn quarter_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(QUARTER).unwrap_or(t)
+}
+
+/// Splits sorted, distinct bucket starts into runs of contiguous buckets, each at most
+/// `max` long: `[start, end)` pairs.
+pub fn runs(buckets: &[DateTime<Utc>], max: usize) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut out: Vec<(DateTime<Utc>, DateTime<Utc>, usize)> = Vec::new();
+    for &b in buckets {
+        match out.last_mut() {
+            Some((_, end, n)) if *end == b && *n < max => {
+                *end = b + QUARTER;
+                *n += 1;
+            }
+            _ => out.push((b, b + QUARTER, 1)),
+        }
+    }
+    out.into_iter().map(|(s, e, _)| (s, e)).collect()
+}
+
+/// Records, in a batch's transaction, the 15-minute buckets (Unix seconds / 900) that got
+/// lamp readings. One row per bucket and batch.
+pub(crate) async fn mark(
+    tx: &Transaction<'_>,
+    quarters: &std::collections::BTreeSet<i64>,
+) -> Result<(), StoreError> {
+    let starts: Vec<i64> = quarters.iter().map(|q| q * 900).collect();
+    tx.execute(
+        "INSERT INTO light_rollup_marks (bucket) SELECT to_timestamp(s) FROM unnest($1::int8[]) s",
+        &[&starts],
+    )
+    .await
+    .map_err(StoreError::db("marking buckets for the rollups"))?;
+    Ok(())
+}
+
+impl Db {
+    /// Native partitioning: rolls up every closed 15-minute bucket that got readings since
+    /// its last roll-up, then moves `complete_before` to the end of the closed buckets. A
+    /// no-op on TimescaleDB (its policies refresh the continuous aggregates).
+    pub async fn refresh_rollups(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut outcome = RefreshOutcome::default();
+        if self.path() != StoragePath::Partitioned {
+            return Ok(outcome);
+        }
+        let closed_before = quarter_of(now - Duration::seconds(GRACE_S));
+        loop {
+            let pending: Vec<DateTime<Utc>> = self
+                .client()
+                .query(
+                    "SELECT DISTINCT bucket FROM light_rollup_marks WHERE bucket < $1
+                     ORDER BY bucket LIMIT $2",
+                    &[&closed_before, &(MAX_RUN as i64)],
+                )
+                .await
+                .map_err(StoreError::db("reading the rollup marks"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let Some(&(lo, hi)) = runs(&pending, MAX_RUN).first() else {
+                break;
+            };
+            let n = ((hi - lo).num_seconds() / QUARTER.num_seconds()) as usize;
+            let tx = self
+                .client_mut()
+                .transaction()
+                .await
+                .map_err(StoreError::db("starting a rollup refresh"))?;
+            roll_run(&tx, lo, hi).await?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("committing a rollup refresh"))?;
+            debug!(message = "Rolled up lamp telemetry.", from = %lo, to = %hi);
+            outcome.buckets += n;
+            outcome.runs += 1;
+        }
+        self.client()
+            .execute(
+                "UPDATE rollup_state SET complete_before = greatest(complete_before, $1)
+                 WHERE name = 'light'",
+                &[&closed_before],
+            )
+            .await
+            .map_err(StoreError::db("recording the rollups' progress"))?;
+        Ok(outcome)
+    }
+
+    /// Up to where the lamp rollups hold every closed bucket (infinity on TimescaleDB,
+    /// whose aggregates answer the rest in real time).
+    pub async fn rollups_complete_before(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT CASE WHEN complete_before = 'infinity' THEN 'infinity'::text
+                             WHEN complete_before = '-infinity' THEN '-infinity'::text END,
+                        CASE WHEN isfinite(complete_before) THEN complete_before END
+                 FROM rollup_state WHERE name = 'light'",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db("reading the rollups' progress"))?;
+        let special: Option<String> = row.get(0);
+        let at: Option<DateTime<Utc>> = row.get(1);
+        Ok(match special.as_deref() {
+            Some("infinity") => Some(DateTime::<Utc>::MAX_UTC),
+            Some(_) => None,
+            None => at,
+        })
+    }
+}
+
+/// Rolls up the 15-minute buckets `[lo, hi)` and what depends on them, in `tx`.
+async fn roll_run(
+    tx: &Transaction<'_>,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    // One refresher at a time, whichever hub runs it.
+    tx.execute("SELECT pg_advisory_xact_lock(727275)", &[])
+        .await
+        .map_err(StoreError::db("taking the rollup lock"))?;
+    // Marks first: a batch committing after this statement leaves its mark for the next
+    // run; one committed before it is seen by the recomputation below.
+    tx.execute(
+        "DELETE FROM light_rollup_marks WHERE bucket >= $1 AND bucket < $2",
+        &[&lo, &hi],
+    )
+    .await
+    .map_err(StoreError::db("taking the rollup marks"))?;
+    tx.execute(
+        &format!(
+            "INSERT INTO light_15min (device_id, bucket, samples, on_samples, fault_samples,
+                 power_sum, power_n, power_max, dim_sum, dim_n, voltage_min, voltage_max,
+                 energy_first_wh, energy_last_wh, burn_first_h, burn_last_h)
+             SELECT device_id, date_bin(INTERVAL '15 minutes', ts, {ORIGIN}),
+                 count(*), count(*) FILTER (WHERE \"on\"), count(fault),
+                 sum(power_w), count(power_w), max(power_w),
+                 sum(dim::float8), count(dim), min(voltage_v), max(voltage_v),
+                 (array_agg(energy_wh ORDER BY ts) FILTER (WHERE energy_wh IS NOT NULL))[1],
+                 (array_agg(energy_wh ORDER BY ts DESC) FILTER (WHERE energy_wh IS NOT NULL))[1],
+                 (array_agg(burn_hours ORDER BY ts) FILTER (WHERE burn_hours IS NOT NULL))[1],
+                 (array_agg(burn_hours ORDER BY ts DESC) FILTER (WHERE burn_hours IS NOT NULL))[1]
+             FROM light_readings WHERE ts >= $1 AND ts < $2
+             GROUP BY 1, 2
+             ON CONFLICT (device_id, bucket) DO UPDATE SET
+                 samples = excluded.samples, on_samples = excluded.on_samples,
+                 fault_samples = excluded.fault_samples, power_sum = excluded.power_sum,
+                 power_n = excluded.power_n, power_max = excluded.power_max,
+                 dim_sum = excluded.dim_sum, dim_n = excluded.dim_n,
+                 voltage_min = excluded.voltage_min, voltage_max = excluded.voltage_max,
+                 energy_first_wh = excluded.energy_first_wh, energy_last_wh = excluded.energy_last_wh,
+                 burn_first_h = excluded.burn_first_h, burn_last_h = excluded.burn_last_h"
+        ),
+        &[&lo, &hi],
+    )
+    .await
+    .map_err(StoreError::db("rolling up 15 minutes"))?;
+    // Energy and burning time of the run's buckets and of those up to LOOKBACK after it,
+    // whose predecessor may be in the run. Only rows whose values change are written.
+    let changed: Vec<DateTime<Utc>> = tx
+        .query(
+            &format!(
+                "WITH w AS (
+                     SELECT device_id, bucket, samples, on_samples, energy_first_wh, energy_last_wh,
+                            burn_first_h, burn_last_h,
+                            bucket - lag(bucket) OVER w <= INTERVAL '{LOOKBACK}' AS near,
+                            lag(energy_last_wh) OVER w AS prev_energy,
+                            lag(burn_last_h) OVER w AS prev_burn
+                     FROM light_15min
+                     WHERE bucket >= $1::timestamptz - INTERVAL '{LOOKBACK}'
+                       AND bucket < $2::timestamptz + INTERVAL '{LOOKBACK}'
+                     WINDOW w AS (PARTITION BY device_id ORDER BY bucket)
+                 ), v AS (
+                     SELECT device_id, bucket,
+                            CASE WHEN near AND energy_last_wh >= prev_energy
+                                 THEN energy_last_wh - prev_energy
+                                 ELSE greatest(energy_last_wh - energy_first_wh, 0) END AS energy_wh,
+                            CASE WHEN near AND burn_last_h >= prev_burn
+                                 THEN (burn_last_h - prev_burn) * 3600
+                                 ELSE 900.0 * on_samples / samples END AS burning_s
+                     FROM w WHERE bucket >= $1
+                 )
+                 UPDATE light_15min r SET energy_wh = v.energy_wh, burning_s = v.burning_s
+                 FROM v
+                 WHERE r.device_id = v.device_id AND r.bucket = v.bucket
+                   AND (r.energy_wh IS DISTINCT FROM v.energy_wh OR r.burning_s IS DISTINCT FROM v.burning_s)
+                 RETURNING r.bucket"
+            ),
+            &[&lo, &hi],
+        )
+        .await
+        .map_err(StoreError::db("computing energy and burning time"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let last = changed
+        .iter()
+        .max()
+        .copied()
+        .map_or(hi, |c| c.max(hi - QUARTER));
+    let (hour_lo, hour_hi) = cover(lo, last, Rollup::Hour);
+    roll_up(tx, Rollup::Quarter, Rollup::Hour, hour_lo, hour_hi).await?;
+    let (day_lo, day_hi) = cover(hour_lo, hour_hi - Duration::hours(1), Rollup::Day);
+    roll_up(tx, Rollup::Hour, Rollup::Day, day_lo, day_hi).await
+}
+
+/// The buckets of `to` covering `[first, last]`: `[start of first's, end of last's)`.
+fn cover(first: DateTime<Utc>, last: DateTime<Utc>, to: Rollup) -> (DateTime<Utc>, DateTime<Utc>) {
+    let step = to.step();
+    let lo = first.duration_trunc(step).unwrap_or(first);
+    let hi = last.duration_trunc(step).unwrap_or(last) + step;
+    (lo, hi)
+}
+
+/// Recomputes `to`'s buckets in `[lo, hi)` from `from`'s rows.
+async fn roll_up(
+    tx: &Transaction<'_>,
+    from: Rollup,
+    to: Rollup,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let step = match to {
+        Rollup::Quarter => "15 minutes",
+        Rollup::Hour => "1 hour",
+        Rollup::Day => "1 day",
+    };
+    let updates = COLUMNS
+        .split(", ")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tx.execute(
+        &format!(
+            "INSERT INTO {to} (device_id, bucket, {COLUMNS})
+             SELECT device_id, date_bin(INTERVAL '{step}', bucket, {ORIGIN}),
+                 sum(samples), sum(on_samples), sum(fault_samples),
+                 sum(power_sum), sum(power_n), max(power_max), sum(dim_sum), sum(dim_n),
+                 min(voltage_min), max(voltage_max),
+                 (array_agg(energy_first_wh ORDER BY bucket) FILTER (WHERE energy_first_wh IS NOT NULL))[1],
+                 (array_agg(energy_last_wh ORDER BY bucket DESC) FILTER (WHERE energy_last_wh IS NOT NULL))[1],
+                 sum(energy_wh),
+                 (array_agg(burn_first_h ORDER BY bucket) FILTER (WHERE burn_first_h IS NOT NULL))[1],
+                 (array_agg(burn_last_h ORDER BY bucket DESC) FILTER (WHERE burn_last_h IS NOT NULL))[1],
+                 sum(burning_s)
+             FROM {from} WHERE bucket >= $1 AND bucket < $2
+             GROUP BY 1, 2
+             ON CONFLICT (device_id, bucket) DO UPDATE SET {updates}",
+            to = to.table(),
+            from = from.table(),
+        ),
+        &[&lo, &hi],
+    )
+    .await
+    .map_err(StoreError::db("rolling up hours and days"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn marks_become_runs_of_contiguous_buckets() {
+        let b = |m: i64| at("2026-03-01T00:00:00Z") + QUARTER * m as i32;
+        assert_eq!(runs(&[], 16), vec![]);
+        assert_eq!(
+            runs(&[b(0), b(1), b(2), b(5), b(7), b(8)], 16),
+            vec![(b(0), b(3)), (b(5), b(6)), (b(7), b(9))]
+        );
+        assert_eq!(
+            runs(&[b(0), b(1), b(2), b(3), b(4)], 2),
+            vec![(b(0), b(2)), (b(2), b(4)), (b(4), b(5))]
+        );
+    }
+
+    #[test]
+    fn hours_and_days_cover_the_buckets() {
+        assert_eq!(
+            cover(
+                at("2026-03-01T10:15:00Z"),
+                at("2026-03-01T11:45:00Z"),
+                Rollup::Hour
+            ),
+            (at("2026-03-01T10:00:00Z"), at("2026-03-01T12:00:00Z"))
+        );
+        assert_eq!(
+            cover(
+                at("2026-03-01T23:00:00Z"),
+                at("2026-03-02T00:00:00Z"),
+                Rollup::Day
+            ),
+            (at("2026-03-01T00:00:00Z"), at("2026-03-03T00:00:00Z"))
+        );
+        assert_eq!(
+            quarter_of(at("2026-03-01T10:29:59Z")),
+            at("2026-03-01T10:15:00Z")
+        );
+    }
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::params::{self, CursorKind};
 use crate::roles::Permission;
 use crate::v1::ListPage;
@@ -154,5 +154,51 @@ pub async fn list(
     Ok(Json(ListPage {
         items: page.items.into_iter().map(Device::from).collect(),
         next_cursor,
+    }))
+}
+
+/// Which tenant a device id is looked up in.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceTenant {
+    /// The device's tenant (one of the caller's), needed when the id exists in several.
+    pub tenant: Option<String>,
+}
+
+/// A device with its newest state and its open outages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: Device,
+    /// Outages open or acknowledged on it.
+    pub open_outages: i64,
+}
+
+/// One device, by its inventory id.
+#[utoipa::path(
+    get,
+    path = "/devices/{id}",
+    operation_id = "get_device",
+    tag = "devices",
+    params(("id" = String, Path, description = "The device's inventory id"), DeviceTenant),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetail),
+        (status = 400, description = "Not a device id, or an id found in several tenants", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such device among the caller's tenants", body = ErrorBody)
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeviceTenant>,
+) -> Result<Json<DeviceDetail>, ApiError> {
+    caller.require(Permission::ReadDevices)?;
+    let found = crate::v1::history::resolve(&state, &caller, q.tenant.as_deref(), &id).await?;
+    Ok(Json(DeviceDetail {
+        device: Device::from(found.device),
+        open_outages: found.open_outages,
     }))
 }

@@ -1,9 +1,465 @@
-//! Stub: filled in by its resource.
+//! Telemetry over time and the state of every device: a device's history in time buckets
+//! (`/devices/{id}/history`) and the map's columnar state (`/state`). A device is named by
+//! its inventory id; a caller with several tenants adds `tenant=` when the id exists in
+//! more than one of them.
+//!
+//! The single device (`devices::get`) and the energy report (`reports::energy`) are
+//! registered here too, with the rest of what reads telemetry.
 
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use store::history::{history_fields, Bucket, DeviceDetail, HistoryQuery, MAX_POINTS, STATE_CODES};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::caller::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::params;
+use crate::roles::Permission;
+use crate::v1::{devices, reports};
 use crate::AppState;
+
+/// Device kinds, in the order of the state's `kinds` legend.
+const KINDS: [&str; 4] = ["light", "cabinet", "meter", "vehicle"];
+/// The longest range of raw readings one request may ask for.
+const MAX_RAW_DAYS: i64 = 7;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(devices::get))
+        .routes(routes!(history))
+        .routes(routes!(state))
+        .routes(routes!(reports::energy))
+}
+
+/// The device of the caller's tenants with inventory id `id` (in `tenant` if named).
+pub(crate) async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    tenant: Option<&str>,
+    id: &str,
+) -> Result<DeviceDetail, ApiError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{id}` is not a device id: ids are 1 to 64 letters, digits, `_`, `.` or `-`"
+        )));
+    }
+    let tenants = caller.scope(tenant)?;
+    let mut found = state
+        .pool()
+        .get()
+        .await?
+        .devices_by_ext_id(&tenants, id)
+        .await?;
+    match found.len() {
+        0 => Err(ApiError::not_found(format!("no device `{id}`"))),
+        1 => Ok(found.remove(0)),
+        _ => Err(ApiError::bad_request(format!(
+            "device `{id}` exists in tenants {}; name one with tenant=",
+            found
+                .iter()
+                .map(|d| d.device.tenant.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The range, bucket and tenant of a history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Start (RFC 3339); by default 24 hours before `to`.
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// End (RFC 3339), after `from` and at most 400 days after it; by default now.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// auto (default: at most about 1000 points), raw, minute, 15min, hour or day.
+    pub bucket: Option<String>,
+    /// The device's tenant (one of the caller's), needed when the id exists in several.
+    pub tenant: Option<String>,
+}
+
+/// A device's telemetry in time buckets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryAnswer {
+    pub device: String,
+    pub tenant: String,
+    pub kind: String,
+    /// The bucket used: raw, minute, 15min, hour or day.
+    pub bucket: String,
+    /// The start of the first bucket (`from` rounded down to the bucket).
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The fields of each point besides `t`, for this kind.
+    pub fields: Vec<&'static str>,
+    /// One object per bucket with readings: `t` (its start) and the fields (null when no
+    /// reading carried them).
+    #[schema(value_type = Vec<Object>)]
+    pub points: Vec<serde_json::Value>,
+    /// More than 10000 raw readings: the later ones were left out.
+    pub truncated: bool,
+    /// Lamps' 15min, hour and day buckets: before this time they come from the rollups,
+    /// after it from the raw readings.
+    pub rolled_up_until: Option<DateTime<Utc>>,
+}
+
+/// A device's telemetry over a time range, in buckets.
+#[utoipa::path(
+    get,
+    path = "/devices/{id}/history",
+    operation_id = "device_history",
+    tag = "history",
+    params(("id" = String, Path, description = "The device's inventory id"), HistoryParams),
+    responses(
+        (status = 200, description = "The device's readings in buckets", body = HistoryAnswer),
+        (status = 400, description = "A bad range or bucket, or an id found in several tenants", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such device among the caller's tenants", body = ErrorBody)
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<HistoryParams>,
+) -> Result<Json<HistoryAnswer>, ApiError> {
+    caller.require(Permission::ReadDevices)?;
+    let now = state.now().to_datetime();
+    let (from, to) =
+        params::report_range(p.from.as_deref(), p.to.as_deref(), now, Duration::hours(24))?;
+    let bucket = choose_bucket(p.bucket.as_deref(), to - from)?;
+    let found = resolve(&state, &caller, p.tenant.as_deref(), &id).await?;
+    let d = found.device;
+    let history = state
+        .pool()
+        .get()
+        .await?
+        .history(&HistoryQuery {
+            device_id: d.id,
+            kind: &d.kind,
+            bucket,
+            from,
+            to,
+        })
+        .await?;
+    let fields = history_fields(&d.kind);
+    let points = history
+        .points
+        .into_iter()
+        .map(|pt| {
+            let mut o = serde_json::Map::with_capacity(fields.len() + 1);
+            o.insert("t".into(), serde_json::json!(pt.at));
+            for (name, v) in fields.iter().zip(pt.values) {
+                o.insert((*name).into(), serde_json::json!(v));
+            }
+            serde_json::Value::Object(o)
+        })
+        .collect();
+    Ok(Json(HistoryAnswer {
+        device: d.ext_id,
+        tenant: d.tenant,
+        kind: d.kind,
+        bucket: bucket.as_str().to_owned(),
+        from: bucket.floor(from),
+        to,
+        fields,
+        points,
+        truncated: history.truncated,
+        rolled_up_until: history
+            .rolled_up_until
+            .filter(|t| *t != DateTime::<Utc>::MAX_UTC),
+    }))
+}
+
+/// The bucket asked for (`auto` by default), refused when it would give too many points.
+pub fn choose_bucket(asked: Option<&str>, span: Duration) -> Result<Bucket, ApiError> {
+    let bucket = match asked.unwrap_or("auto") {
+        "auto" => return Ok(Bucket::auto(span)),
+        name => Bucket::parse(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "bucket `{name}` is not one of auto, {}",
+                Bucket::NAMES.join(", ")
+            ))
+        })?,
+    };
+    if bucket == Bucket::Raw && span > Duration::days(MAX_RAW_DAYS) {
+        return Err(ApiError::bad_request(format!(
+            "raw readings are given for at most {MAX_RAW_DAYS} days at a time, asked for {} days; use a bucket",
+            span.num_days()
+        )));
+    }
+    let points = bucket.points(span);
+    if points > MAX_POINTS {
+        return Err(ApiError::bad_request(format!(
+            "bucket `{}` over this range gives {points} points, at most {MAX_POINTS}: choose a longer bucket or a shorter range",
+            bucket.as_str()
+        )));
+    }
+    Ok(bucket)
+}
+
+/// Which devices' state to give.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StateParams {
+    /// A tenant slug (one of the caller's); all of them by default.
+    pub tenant: Option<String>,
+    /// light, cabinet, meter or vehicle; all by default.
+    pub kind: Option<String>,
+}
+
+/// The newest state of every device, column by column: entry `i` of each array is device
+/// `i`. `tenant`, `kind` and `state` are indexes into the `tenants`, `kinds` and `states`
+/// legends.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceStates {
+    pub count: usize,
+    pub tenants: Vec<String>,
+    pub kinds: Vec<String>,
+    /// ok, burning, dark, fault, offline, outage, unknown (never heard from). An open
+    /// outage wins over offline, offline over a reported fault, a fault over on/off.
+    pub states: Vec<String>,
+    pub ext_id: Vec<String>,
+    pub tenant: Vec<u8>,
+    pub kind: Vec<u8>,
+    pub lon: Vec<f64>,
+    pub lat: Vec<f64>,
+    pub state: Vec<u8>,
+    /// A lamp's relay as last reported.
+    pub on: Vec<Option<bool>>,
+    /// A lamp's dimming level (%) as last reported.
+    pub dim: Vec<Option<f64>>,
+    /// Unix seconds of the newest message.
+    pub last_seen: Vec<Option<i64>>,
+}
+
+/// The newest state of every device the caller may see, for the map.
+#[utoipa::path(
+    get,
+    path = "/state",
+    operation_id = "device_states",
+    tag = "devices",
+    params(StateParams),
+    responses(
+        (status = 200, description = "Every device's state, column by column", body = DeviceStates),
+        (status = 400, description = "An unknown kind", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody)
+    )
+)]
+pub async fn state(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<StateParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Permission::ReadDevices)?;
+    let tenants = caller.scope(p.tenant.as_deref())?;
+    let kind = params::one_of("kind", p.kind.as_deref(), &KINDS)?;
+    let c = state
+        .pool()
+        .get()
+        .await?
+        .state_columns(&tenants, kind)
+        .await?;
+    let slugs: Vec<(i32, &str)> = caller
+        .tenants
+        .iter()
+        .filter(|t| tenants.contains(&t.id))
+        .map(|t| (t.id, t.slug.as_str()))
+        .collect();
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        state_json(&c, &slugs),
+    ))
+}
+
+/// Writes the columns as JSON in one buffer, without a value per cell.
+fn state_json(c: &store::history::StateColumns, tenants: &[(i32, &str)]) -> String {
+    let n = c.ext_id.len();
+    let mut s = String::with_capacity(64 + n * 96);
+    let list = |s: &mut String, name: &str, items: &mut dyn Iterator<Item = String>| {
+        let _ = write!(s, ",\"{name}\":[");
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&item);
+        }
+        s.push(']');
+    };
+    let _ = write!(s, "{{\"count\":{n}");
+    list(
+        &mut s,
+        "tenants",
+        &mut tenants.iter().map(|(_, t)| quoted(t)),
+    );
+    list(&mut s, "kinds", &mut KINDS.iter().map(|k| quoted(k)));
+    list(&mut s, "states", &mut STATE_CODES.iter().map(|k| quoted(k)));
+    // The cell columns: written straight into the buffer.
+    s.push_str(",\"ext_id\":[");
+    for (i, e) in c.ext_id.iter().enumerate() {
+        sep(&mut s, i);
+        push_quoted(&mut s, e);
+    }
+    s.push_str("],\"tenant\":[");
+    for (i, t) in c.tenant_id.iter().enumerate() {
+        sep(&mut s, i);
+        let idx = tenants.iter().position(|(id, _)| id == t).unwrap_or(0);
+        let _ = write!(s, "{idx}");
+    }
+    s.push_str("],\"kind\":[");
+    for (i, k) in c.kind.iter().enumerate() {
+        sep(&mut s, i);
+        let idx = KINDS.iter().position(|x| x == k).unwrap_or(0);
+        let _ = write!(s, "{idx}");
+    }
+    s.push_str("],\"lon\":[");
+    for (i, v) in c.lon.iter().enumerate() {
+        sep(&mut s, i);
+        push_number(&mut s, Some(*v));
+    }
+    s.push_str("],\"lat\":[");
+    for (i, v) in c.lat.iter().enumerate() {
+        sep(&mut s, i);
+        push_number(&mut s, Some(*v));
+    }
+    s.push_str("],\"state\":[");
+    for (i, v) in c.state.iter().enumerate() {
+        sep(&mut s, i);
+        let _ = write!(s, "{v}");
+    }
+    s.push_str("],\"on\":[");
+    for (i, v) in c.on.iter().enumerate() {
+        sep(&mut s, i);
+        s.push_str(match v {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "null",
+        });
+    }
+    s.push_str("],\"dim\":[");
+    for (i, v) in c.dim.iter().enumerate() {
+        sep(&mut s, i);
+        push_number(&mut s, *v);
+    }
+    s.push_str("],\"last_seen\":[");
+    for (i, v) in c.last_seen.iter().enumerate() {
+        sep(&mut s, i);
+        match v {
+            Some(t) => {
+                let _ = write!(s, "{t}");
+            }
+            None => s.push_str("null"),
+        }
+    }
+    s.push_str("]}");
+    s
+}
+
+fn sep(s: &mut String, i: usize) {
+    if i > 0 {
+        s.push(',');
+    }
+}
+
+fn push_number(s: &mut String, v: Option<f64>) {
+    match v {
+        Some(v) if v.is_finite() => {
+            let _ = write!(s, "{v}");
+        }
+        _ => s.push_str("null"),
+    }
+}
+
+fn quoted(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    push_quoted(&mut s, v);
+    s
+}
+
+/// A JSON string. Inventory ids and slugs are plain ASCII by their database checks; the
+/// general escaping is the fallback for anything else.
+fn push_quoted(s: &mut String, v: &str) {
+    if v.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        s.push('"');
+        s.push_str(v);
+        s.push('"');
+    } else {
+        s.push_str(&serde_json::Value::from(v).to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_buckets_are_bounded() {
+        assert_eq!(
+            choose_bucket(None, Duration::days(30)).unwrap(),
+            Bucket::Hour
+        );
+        assert_eq!(
+            choose_bucket(Some("day"), Duration::days(400)).unwrap(),
+            Bucket::Day
+        );
+        let too_many = choose_bucket(Some("minute"), Duration::days(30)).unwrap_err();
+        assert!(
+            too_many.message().contains("43201 points"),
+            "{}",
+            too_many.message()
+        );
+        let raw = choose_bucket(Some("raw"), Duration::days(8)).unwrap_err();
+        assert!(raw.message().contains("at most 7 days"));
+        let unknown = choose_bucket(Some("week"), Duration::days(8)).unwrap_err();
+        assert_eq!(
+            unknown.message(),
+            "bucket `week` is not one of auto, raw, minute, 15min, hour, day"
+        );
+    }
+
+    #[test]
+    fn the_state_is_valid_json_column_by_column() {
+        let c = store::history::StateColumns {
+            ext_id: vec!["L0".into(), "we\"ird".into()],
+            tenant_id: vec![7, 9],
+            kind: vec!["light".into(), "meter".into()],
+            lon: vec![-9.14, 1.0],
+            lat: vec![38.7, 2.5],
+            state: vec![1, 6],
+            on: vec![Some(true), None],
+            dim: vec![Some(60.0), Some(f64::NAN)],
+            last_seen: vec![Some(1_700_000_000), None],
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&state_json(&c, &[(7, "a"), (9, "b")])).unwrap();
+        assert_eq!(v["count"], 2);
+        assert_eq!(v["ext_id"], serde_json::json!(["L0", "we\"ird"]));
+        assert_eq!(v["tenant"], serde_json::json!([0, 1]));
+        assert_eq!(v["kind"], serde_json::json!([0, 2]));
+        assert_eq!(v["lon"], serde_json::json!([-9.14, 1.0]));
+        assert_eq!(v["states"][1], "burning");
+        assert_eq!(v["on"], serde_json::json!([true, null]));
+        assert_eq!(v["dim"], serde_json::json!([60.0, null]));
+        assert_eq!(v["last_seen"], serde_json::json!([1_700_000_000, null]));
+    }
 }

@@ -290,3 +290,103 @@ pub async fn alarms(
     let report = db.alarm_report_for(&tenants, from, to, top).await?;
     Ok(Json(AlarmLoad::new(from, to, report)))
 }
+
+/// The tenant, district and days of an energy report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EnergyFilter {
+    /// A tenant slug (one of the caller's); all of them by default.
+    pub tenant: Option<String>,
+    /// One district; all by default.
+    pub district: Option<String>,
+    /// Start (RFC 3339), rounded down to its UTC day; by default 30 days before `to`.
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// End (RFC 3339), rounded up to a UTC day; by default now.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+}
+
+/// Lamp energy of one district on one UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnergyLine {
+    pub tenant: String,
+    pub district: Option<String>,
+    pub day: DateTime<Utc>,
+    pub energy_kwh: f64,
+    pub burning_hours: f64,
+    /// Lamps with readings that day.
+    pub lamps_reporting: i64,
+    /// What those lamps would have used at rated power for the hours they burned (the
+    /// saving from dimming is the difference); absent without rated powers.
+    pub rated_kwh: Option<f64>,
+}
+
+/// Lamp energy and burning hours per district and day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnergyReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The daily figures hold readings up to this time (the rollups' progress); later
+    /// readings count once rolled up, within a minute or so.
+    pub complete_until: Option<DateTime<Utc>>,
+    pub days: Vec<EnergyLine>,
+}
+
+/// Lamp energy (kWh) and burning hours per district and UTC day, from the daily rollups.
+#[utoipa::path(
+    get,
+    path = "/reports/energy",
+    operation_id = "energy_report",
+    tag = "reports",
+    params(EnergyFilter),
+    responses(
+        (status = 200, description = "Per district and day: energy, burning hours, lamps reporting", body = EnergyReport),
+        (status = 400, description = "The period or district is not valid", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not read reports (crew)", body = ErrorBody),
+        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody)
+    )
+)]
+pub async fn energy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(f): ApiQuery<EnergyFilter>,
+) -> Result<Json<EnergyReport>, ApiError> {
+    caller.require(Permission::ReadReports)?;
+    let tenants = caller.scope(f.tenant.as_deref())?;
+    let district = params::short("district", f.district.as_deref())?;
+    let now = state.now().to_datetime();
+    let (from, to) =
+        params::report_range(f.from.as_deref(), f.to.as_deref(), now, Duration::days(30))?;
+    let day = store::history::Bucket::Day;
+    let (from, to) = (
+        day.floor(from),
+        day.floor(to - Duration::microseconds(1)) + Duration::days(1),
+    );
+    params::range(from, to)?;
+    let db = state.pool().get().await?;
+    let complete_until = db
+        .rollups_complete_before()
+        .await?
+        .filter(|t| *t != DateTime::<Utc>::MAX_UTC);
+    let days = db.energy_report(&tenants, district, from, to).await?;
+    Ok(Json(EnergyReport {
+        from,
+        to,
+        complete_until,
+        days: days
+            .into_iter()
+            .map(|d| EnergyLine {
+                tenant: d.tenant,
+                district: d.district,
+                day: d.day,
+                energy_kwh: d.energy_kwh,
+                burning_hours: d.burning_hours,
+                lamps_reporting: d.lamps_reporting,
+                rated_kwh: d.rated_kwh,
+            })
+            .collect(),
+    }))
+}

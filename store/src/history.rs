@@ -1,0 +1,655 @@
+//! Telemetry over time for the API: one device by its inventory id, its readings in time
+//! buckets, the newest state of every device (the map), and lamp energy per district and
+//! day. Always limited to the caller's tenants, in the SQL.
+//!
+//! Lamps' 15-minute, hourly and daily buckets come from the rollups (`crate::rollups`) up
+//! to `rollup_state.complete_before` and from the raw readings after it; everything else
+//! (other kinds, `raw` and `minute` buckets) is aggregated from the raw readings at query
+//! time with `date_bin`, on the `(device_id, ts)` key of each reading table.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+use crate::listings::{DeviceLatest, DeviceRow};
+use crate::rollups::{Rollup, LOOKBACK, ORIGIN};
+use crate::{Db, StoreError};
+
+/// The width of a history's buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Every reading on its own.
+    Raw,
+    Minute,
+    Quarter,
+    Hour,
+    Day,
+}
+
+/// The most points a history answers (raw readings past it are cut off).
+pub const MAX_POINTS: i64 = 10_000;
+/// `auto` picks the finest bucket giving at most this many points.
+pub const AUTO_POINTS: i64 = 1_000;
+/// `auto` answers raw readings for ranges up to this long.
+pub const AUTO_RAW: Duration = Duration::hours(1);
+
+impl Bucket {
+    pub const NAMES: [&'static str; 5] = ["raw", "minute", "15min", "hour", "day"];
+
+    pub fn parse(s: &str) -> Option<Bucket> {
+        Some(match s {
+            "raw" => Bucket::Raw,
+            "minute" => Bucket::Minute,
+            "15min" => Bucket::Quarter,
+            "hour" => Bucket::Hour,
+            "day" => Bucket::Day,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Raw => "raw",
+            Bucket::Minute => "minute",
+            Bucket::Quarter => "15min",
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+
+    /// The bucket's width; none for raw readings.
+    pub fn step(self) -> Option<Duration> {
+        match self {
+            Bucket::Raw => None,
+            Bucket::Minute => Some(Duration::minutes(1)),
+            Bucket::Quarter => Some(Duration::minutes(15)),
+            Bucket::Hour => Some(Duration::hours(1)),
+            Bucket::Day => Some(Duration::days(1)),
+        }
+    }
+
+    fn interval(self) -> &'static str {
+        match self {
+            Bucket::Raw => "0",
+            Bucket::Minute => "1 minute",
+            Bucket::Quarter => "15 minutes",
+            Bucket::Hour => "1 hour",
+            Bucket::Day => "1 day",
+        }
+    }
+
+    fn rollup(self) -> Option<Rollup> {
+        match self {
+            Bucket::Quarter => Some(Rollup::Quarter),
+            Bucket::Hour => Some(Rollup::Hour),
+            Bucket::Day => Some(Rollup::Day),
+            _ => None,
+        }
+    }
+
+    /// The bucket `auto` picks for a range: raw readings up to [`AUTO_RAW`], then the
+    /// finest bucket that gives at most [`AUTO_POINTS`] points.
+    pub fn auto(span: Duration) -> Bucket {
+        if span <= AUTO_RAW {
+            return Bucket::Raw;
+        }
+        [Bucket::Minute, Bucket::Quarter, Bucket::Hour]
+            .into_iter()
+            .find(|b| b.points(span) <= AUTO_POINTS)
+            .unwrap_or(Bucket::Day)
+    }
+
+    /// How many buckets a range spans (at most; raw readings are not counted).
+    pub fn points(self, span: Duration) -> i64 {
+        match self.step() {
+            None => 0,
+            Some(step) => {
+                let (s, w) = (span.num_seconds(), step.num_seconds());
+                (s + w - 1) / w + 1
+            }
+        }
+    }
+
+    /// The start of the bucket holding `t` (UTC-aligned).
+    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        match self.step() {
+            None => t,
+            Some(step) => t.duration_trunc(step).unwrap_or(t),
+        }
+    }
+}
+
+/// A reading table's aggregates per bucket: (name, SQL over the raw columns).
+struct KindSpec {
+    table: &'static str,
+    aggs: &'static [(&'static str, &'static str)],
+    /// Cumulative counters: (name, column, scale). A bucket counts the step from the
+    /// previous bucket's last value (when at most the lookback earlier) to its own.
+    counters: &'static [(&'static str, &'static str, f64)],
+}
+
+const LIGHT: KindSpec = KindSpec {
+    table: "light_readings",
+    aggs: &[
+        ("samples", "count(*)::float8"),
+        (
+            "on_ratio",
+            "(count(*) FILTER (WHERE \"on\"))::float8 / count(*)",
+        ),
+        ("fault_samples", "count(fault)::float8"),
+        ("power_avg_w", "avg(power_w)"),
+        ("power_max_w", "max(power_w)"),
+        ("dim_avg", "avg(dim)::float8"),
+        ("voltage_min_v", "min(voltage_v)"),
+        ("voltage_max_v", "max(voltage_v)"),
+    ],
+    counters: &[
+        ("energy_wh", "energy_wh", 1.0),
+        ("burning_s", "burn_hours", 3600.0),
+    ],
+};
+
+const CABINET: KindSpec = KindSpec {
+    table: "cabinet_readings",
+    aggs: &[
+        ("samples", "count(*)::float8"),
+        ("supply_ratio", "avg(supply::int)::float8"),
+        ("contactor_on_ratio", "avg(contactor_on::int)::float8"),
+        (
+            "door_open_samples",
+            "(count(*) FILTER (WHERE door_open))::float8",
+        ),
+        ("power_avg_kw", "avg(power_kw)"),
+        ("power_max_kw", "max(power_kw)"),
+        ("voltage_min_v", "min(voltage_v)"),
+        ("voltage_max_v", "max(voltage_v)"),
+    ],
+    counters: &[("energy_kwh", "energy_kwh", 1.0)],
+};
+
+const METER: KindSpec = KindSpec {
+    table: "meter_readings",
+    aggs: &[
+        ("samples", "count(*)::float8"),
+        ("flow_avg_m3h", "avg(flow_m3h)"),
+        ("flow_min_m3h", "min(flow_m3h)"),
+        ("flow_max_m3h", "max(flow_m3h)"),
+        ("power_avg_kw", "avg(power_kw)"),
+        ("pressure_avg_bar", "avg(pressure_bar)"),
+        ("temp_supply_avg_c", "avg(temp_supply_c)"),
+        ("temp_return_avg_c", "avg(temp_return_c)"),
+        ("battery_min_pct", "min(battery_pct)::float8"),
+        ("tamper_samples", "(count(*) FILTER (WHERE tamper))::float8"),
+        (
+            "reverse_flow_samples",
+            "(count(*) FILTER (WHERE reverse_flow))::float8",
+        ),
+        (
+            "total",
+            "(array_agg(total ORDER BY ts DESC) FILTER (WHERE total IS NOT NULL))[1]",
+        ),
+    ],
+    counters: &[("consumption", "total", 1.0)],
+};
+
+const VEHICLE: KindSpec = KindSpec {
+    table: "vehicle_readings",
+    aggs: &[
+        ("samples", "count(*)::float8"),
+        ("speed_avg_mps", "avg(speed_mps)::float8"),
+        ("speed_max_mps", "max(speed_mps)::float8"),
+        ("occupancy_avg_pct", "avg(occupancy_pct)::float8"),
+        (
+            "lat",
+            "(array_agg(lat ORDER BY ts DESC) FILTER (WHERE lat IS NOT NULL))[1]",
+        ),
+        (
+            "lon",
+            "(array_agg(lon ORDER BY ts DESC) FILTER (WHERE lon IS NOT NULL))[1]",
+        ),
+    ],
+    counters: &[("distance_m", "odometer_m", 1.0)],
+};
+
+fn spec(kind: &str) -> Option<&'static KindSpec> {
+    match kind {
+        "light" => Some(&LIGHT),
+        "cabinet" => Some(&CABINET),
+        "meter" => Some(&METER),
+        "vehicle" => Some(&VEHICLE),
+        _ => None,
+    }
+}
+
+/// The fields of each point of a device kind's history, in order.
+pub fn history_fields(kind: &str) -> Vec<&'static str> {
+    spec(kind)
+        .map(|s| {
+            s.aggs
+                .iter()
+                .map(|a| a.0)
+                .chain(s.counters.iter().map(|c| c.0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One bucket of a history: its start and the kind's fields ([`history_fields`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub at: DateTime<Utc>,
+    pub values: Vec<Option<f64>>,
+}
+
+/// A history asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryQuery<'a> {
+    pub device_id: i32,
+    pub kind: &'a str,
+    pub bucket: Bucket,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// A history's points and where they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub points: Vec<Point>,
+    /// Raw readings past [`MAX_POINTS`] were left out.
+    pub truncated: bool,
+    /// Where the rollups end and raw readings take over (lamps' 15min/hour/day only).
+    pub rolled_up_until: Option<DateTime<Utc>>,
+}
+
+/// The aggregation of raw readings in buckets, with counter steps from the previous bucket.
+/// `$1` device, `$2` start of the scan (a lookback before `$3`), `$3` first bucket,
+/// `$4` end, `$5` lookback in seconds, `$6` row limit.
+fn raw_sql(s: &KindSpec, bucket: Bucket) -> String {
+    let bin = match bucket {
+        Bucket::Raw => "ts".to_owned(),
+        b => format!("date_bin(INTERVAL '{}', ts, {ORIGIN})", b.interval()),
+    };
+    let mut inner: Vec<String> = s.aggs.iter().map(|(n, e)| format!("{e} AS {n}")).collect();
+    let mut lags = Vec::new();
+    let mut outer: Vec<String> = s.aggs.iter().map(|(n, _)| n.to_string()).collect();
+    for (i, (name, col, scale)) in s.counters.iter().enumerate() {
+        inner.push(format!(
+            "(array_agg({col} ORDER BY ts) FILTER (WHERE {col} IS NOT NULL))[1] AS c{i}_first"
+        ));
+        inner.push(format!(
+            "(array_agg({col} ORDER BY ts DESC) FILTER (WHERE {col} IS NOT NULL))[1] AS c{i}_last"
+        ));
+        lags.push(format!("lag(c{i}_last) OVER w AS c{i}_prev"));
+        // Lamps without a burn-hours step: the share of readings that said on, times the
+        // bucket's length (as the rollups do).
+        let fallback = match (*name, bucket.step()) {
+            ("burning_s", Some(step)) => format!("{}::float8 * on_ratio", step.num_seconds()),
+            _ => format!("greatest(c{i}_last - c{i}_first, 0) * {scale}"),
+        };
+        outer.push(format!(
+            "CASE WHEN near AND c{i}_last >= c{i}_prev THEN (c{i}_last - c{i}_prev) * {scale} \
+             ELSE {fallback} END AS {name}"
+        ));
+    }
+    let lags = if lags.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", lags.join(", "))
+    };
+    format!(
+        "WITH b AS (
+             SELECT {bin} AS bucket, {inner}
+             FROM {table} WHERE device_id = $1 AND ts >= $2 AND ts < $4
+             GROUP BY 1
+         ), w AS (
+             SELECT *, bucket - lag(bucket) OVER w <= make_interval(secs => $5) AS near{lags}
+             FROM b WINDOW w AS (ORDER BY bucket)
+         )
+         SELECT bucket, {outer} FROM w WHERE bucket >= $3 ORDER BY bucket LIMIT $6",
+        inner = inner.join(", "),
+        outer = outer.join(", "),
+        table = s.table,
+    )
+}
+
+/// Lamps' rollups, with the same fields as [`LIGHT`].
+fn rollup_sql(r: Rollup) -> String {
+    format!(
+        "SELECT bucket, samples::float8, on_samples::float8 / samples, fault_samples::float8,
+                power_sum / nullif(power_n, 0), power_max, dim_sum / nullif(dim_n, 0),
+                voltage_min, voltage_max, energy_wh, burning_s
+         FROM {} WHERE device_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket",
+        r.table()
+    )
+}
+
+fn points(rows: &[tokio_postgres::Row]) -> Vec<Point> {
+    rows.iter()
+        .map(|r| Point {
+            at: r.get(0),
+            values: (1..r.len()).map(|i| r.get(i)).collect(),
+        })
+        .collect()
+}
+
+/// A device with its newest state and how many outages are open on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceDetail {
+    pub device: DeviceRow,
+    pub open_outages: i64,
+}
+
+/// The newest state of many devices, column by column (the map).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateColumns {
+    pub ext_id: Vec<String>,
+    pub tenant_id: Vec<i32>,
+    pub kind: Vec<String>,
+    pub lon: Vec<f64>,
+    pub lat: Vec<f64>,
+    /// An index into [`STATE_CODES`].
+    pub state: Vec<i16>,
+    pub on: Vec<Option<bool>>,
+    pub dim: Vec<Option<f64>>,
+    /// Unix seconds.
+    pub last_seen: Vec<Option<i64>>,
+}
+
+/// What a device's state code means, by index: an open outage wins over silence, silence
+/// over a reported fault, a fault over what a lamp's relay says.
+pub const STATE_CODES: [&str; 7] = [
+    "ok", "burning", "dark", "fault", "offline", "outage", "unknown",
+];
+
+/// Lamp energy of one district on one day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnergyDay {
+    pub tenant: String,
+    pub district: Option<String>,
+    pub day: DateTime<Utc>,
+    pub energy_kwh: f64,
+    pub burning_hours: f64,
+    /// Lamps with readings that day.
+    pub lamps_reporting: i64,
+    /// What the lamps would have used at their rated power for the hours they burned.
+    pub rated_kwh: Option<f64>,
+}
+
+const DEVICE_DETAIL: &str =
+    "SELECT d.id, t.slug, d.ext_id, d.kind, d.district, d.cabinet, d.rated_power_w,
+        d.medium, d.route, d.lon, d.lat,
+        l.telemetry_ts, l.telemetry, l.status_ts, l.online, l.last_seen,
+        (SELECT count(*) FROM outages o
+         WHERE o.device_id = d.id AND o.state IN ('open', 'acknowledged'))
+ FROM devices d
+ JOIN tenants t ON t.id = d.tenant_id
+ LEFT JOIN device_latest l ON l.device_id = d.id
+ WHERE d.tenant_id = ANY($1) AND d.ext_id = $2
+ ORDER BY t.slug";
+
+impl Db {
+    /// The devices of `tenants` with inventory id `ext_id` (one per tenant at most).
+    pub async fn devices_by_ext_id(
+        &self,
+        tenants: &[i32],
+        ext_id: &str,
+    ) -> Result<Vec<DeviceDetail>, StoreError> {
+        let rows = self
+            .client()
+            .query(DEVICE_DETAIL, &[&tenants, &ext_id])
+            .await
+            .map_err(StoreError::db("reading a device"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let last_seen: Option<DateTime<Utc>> = r.get(15);
+                DeviceDetail {
+                    device: DeviceRow {
+                        id: r.get(0),
+                        tenant: r.get(1),
+                        ext_id: r.get(2),
+                        kind: r.get(3),
+                        district: r.get(4),
+                        cabinet: r.get(5),
+                        rated_power_w: r.get(6),
+                        medium: r.get(7),
+                        route: r.get(8),
+                        lon: r.get(9),
+                        lat: r.get(10),
+                        latest: last_seen.map(|last_seen| DeviceLatest {
+                            telemetry_ts: r.get(11),
+                            telemetry: r.get(12),
+                            status_ts: r.get(13),
+                            online: r.get(14),
+                            last_seen,
+                        }),
+                    },
+                    open_outages: r.get(16),
+                }
+            })
+            .collect())
+    }
+
+    /// A device's readings in buckets. Buckets start in `[bucket.floor(from), to)`.
+    pub async fn history(&self, q: &HistoryQuery<'_>) -> Result<History, StoreError> {
+        let Some(spec) = spec(q.kind) else {
+            return Ok(History {
+                points: Vec::new(),
+                truncated: false,
+                rolled_up_until: None,
+            });
+        };
+        let from = q.bucket.floor(q.from);
+        let mut points = Vec::new();
+        let mut raw_from = from;
+        let mut rolled_up_until = None;
+        if let (Some(rollup), "light") = (q.bucket.rollup(), q.kind) {
+            let complete = self.rollups_complete_before().await?;
+            let until = match complete {
+                None => from,
+                Some(c) if c >= q.to => q.to,
+                Some(c) => q.bucket.floor(c).clamp(from, q.to),
+            };
+            if until > from {
+                let rows = self
+                    .client()
+                    .query(&rollup_sql(rollup), &[&q.device_id, &from, &until])
+                    .await
+                    .map_err(StoreError::db("reading the rollups"))?;
+                points = self::points(&rows);
+            }
+            raw_from = until;
+            rolled_up_until = Some(until);
+        }
+        let mut truncated = false;
+        if raw_from < q.to {
+            let lookback = lookback_seconds(q.bucket);
+            let scan_from = raw_from - Duration::seconds(lookback as i64);
+            let rows = self
+                .client()
+                .query(
+                    &raw_sql(spec, q.bucket),
+                    &[
+                        &q.device_id,
+                        &scan_from,
+                        &raw_from,
+                        &q.to,
+                        &lookback,
+                        &(MAX_POINTS + 1),
+                    ],
+                )
+                .await
+                .map_err(StoreError::db("reading a device's history"))?;
+            let mut more = self::points(&rows);
+            truncated = more.len() as i64 > MAX_POINTS;
+            more.truncate(MAX_POINTS as usize);
+            points.extend(more);
+        }
+        Ok(History {
+            points,
+            truncated,
+            rolled_up_until,
+        })
+    }
+
+    /// The newest state of every device of `tenants` (of one kind if given), by id.
+    pub async fn state_columns(
+        &self,
+        tenants: &[i32],
+        kind: Option<&str>,
+    ) -> Result<StateColumns, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT d.ext_id, d.tenant_id, d.kind, d.lon, d.lat,
+                        (l.telemetry->>'on')::boolean, (l.telemetry->>'dim')::float8,
+                        extract(epoch FROM l.last_seen)::int8,
+                        (CASE WHEN o.device_id IS NOT NULL THEN 5
+                              WHEN l.device_id IS NULL THEN 6
+                              WHEN l.online = false THEN 4
+                              WHEN l.telemetry->>'fault' IS NOT NULL THEN 3
+                              WHEN d.kind = 'light' AND (l.telemetry->>'on')::boolean THEN 1
+                              WHEN d.kind = 'light' AND NOT (l.telemetry->>'on')::boolean THEN 2
+                              ELSE 0 END)::int2
+                 FROM devices d
+                 LEFT JOIN device_latest l ON l.device_id = d.id
+                 LEFT JOIN (SELECT DISTINCT device_id FROM outages
+                            WHERE state IN ('open', 'acknowledged')) o ON o.device_id = d.id
+                 WHERE d.tenant_id = ANY($1) AND ($2::text IS NULL OR d.kind = $2)
+                 ORDER BY d.id",
+                &[&tenants, &kind],
+            )
+            .await
+            .map_err(StoreError::db("reading the devices' state"))?;
+        let n = rows.len();
+        let mut c = StateColumns {
+            ext_id: Vec::with_capacity(n),
+            tenant_id: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            lon: Vec::with_capacity(n),
+            lat: Vec::with_capacity(n),
+            state: Vec::with_capacity(n),
+            on: Vec::with_capacity(n),
+            dim: Vec::with_capacity(n),
+            last_seen: Vec::with_capacity(n),
+        };
+        for r in &rows {
+            c.ext_id.push(r.get(0));
+            c.tenant_id.push(r.get(1));
+            c.kind.push(r.get(2));
+            c.lon.push(r.get(3));
+            c.lat.push(r.get(4));
+            c.on.push(r.get(5));
+            c.dim.push(r.get(6));
+            c.last_seen.push(r.get(7));
+            c.state.push(r.get(8));
+        }
+        Ok(c)
+    }
+
+    /// Lamp energy and burning hours per tenant, district and UTC day, from the daily
+    /// rollups; days that start in `[from, to)`.
+    pub async fn energy_report(
+        &self,
+        tenants: &[i32],
+        district: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<EnergyDay>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT t.slug, d.district, r.bucket,
+                        coalesce(sum(r.energy_wh), 0) / 1000.0,
+                        coalesce(sum(r.burning_s), 0) / 3600.0,
+                        count(*),
+                        sum(d.rated_power_w * r.burning_s) / 3600.0 / 1000.0
+                 FROM devices d
+                 JOIN tenants t ON t.id = d.tenant_id
+                 JOIN light_day r ON r.device_id = d.id
+                 WHERE d.tenant_id = ANY($1) AND d.kind = 'light'
+                   AND ($2::text IS NULL OR d.district = $2)
+                   AND r.bucket >= $3 AND r.bucket < $4
+                 GROUP BY 1, 2, 3
+                 ORDER BY 1, 2, 3",
+                &[&tenants, &district, &from, &to],
+            )
+            .await
+            .map_err(StoreError::db("reporting energy"))?;
+        Ok(rows
+            .iter()
+            .map(|r| EnergyDay {
+                tenant: r.get(0),
+                district: r.get(1),
+                day: r.get(2),
+                energy_kwh: r.get(3),
+                burning_hours: r.get(4),
+                lamps_reporting: r.get(5),
+                rated_kwh: r.get(6),
+            })
+            .collect())
+    }
+}
+
+/// How far back a bucket looks for the previous counter value: the rollups' lookback, or
+/// one bucket when buckets are longer.
+fn lookback_seconds(bucket: Bucket) -> f64 {
+    let base = parse_hours(LOOKBACK) * 3600.0;
+    bucket
+        .step()
+        .map_or(base, |s| base.max(s.num_seconds() as f64))
+}
+
+fn parse_hours(interval: &str) -> f64 {
+    interval
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_the_finest_bucket_within_a_thousand_points() {
+        for (span, expected) in [
+            (Duration::minutes(5), Bucket::Raw),
+            (Duration::hours(1), Bucket::Raw),
+            (Duration::hours(2), Bucket::Minute),
+            (Duration::minutes(998), Bucket::Minute),
+            (Duration::hours(17), Bucket::Quarter),
+            (Duration::days(10), Bucket::Quarter),
+            (Duration::days(11), Bucket::Hour),
+            (Duration::days(30), Bucket::Hour),
+            (Duration::days(41), Bucket::Hour),
+            (Duration::days(42), Bucket::Day),
+            (Duration::days(400), Bucket::Day),
+        ] {
+            let got = Bucket::auto(span);
+            assert_eq!(got, expected, "{span}");
+            if got != Bucket::Raw {
+                assert!(got.points(span) <= AUTO_POINTS, "{span}");
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_by_name_and_their_points() {
+        for name in Bucket::NAMES {
+            assert_eq!(Bucket::parse(name).unwrap().as_str(), name);
+        }
+        assert_eq!(Bucket::parse("week"), None);
+        assert_eq!(Bucket::Hour.points(Duration::hours(24)), 25);
+        assert_eq!(Bucket::Day.points(Duration::days(30)), 31);
+        assert_eq!(lookback_seconds(Bucket::Raw), 7200.0);
+        assert_eq!(lookback_seconds(Bucket::Day), 86400.0);
+    }
+
+    #[test]
+    fn every_kind_names_its_fields() {
+        assert_eq!(history_fields("light").len(), 10);
+        assert_eq!(history_fields("light")[8], "energy_wh");
+        assert_eq!(*history_fields("meter").last().unwrap(), "consumption");
+        assert!(history_fields("teapot").is_empty());
+    }
+}
