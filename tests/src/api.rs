@@ -33,13 +33,14 @@ impl TestApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let state = api::AppState::new(
-            Arc::new(prometheus_client::registry::Registry::default()),
+            prometheus_client::registry::Registry::default(),
             "partitioned",
             api::ApiConfig {
                 database_url: database_url.to_owned(),
                 session_secret: api::SessionSecret::parse(TEST_SECRET).expect("test secret"),
                 secure_cookie: false,
                 clock: Arc::new(model::Timestamp::now),
+                dashboard: api::DashboardConfig::default(),
             },
         );
         let stop = CancellationToken::new();
