@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+source scripts/dashboard.sh
 
 port="${CITYHUB_BROKER_PORT:-18830}"
 var="$PWD/var"
@@ -25,6 +26,7 @@ SIM_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 CREDS
 fi
 grep -q '^SIM_PASSWORD=' "$creds" || echo "SIM_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$creds"
+grep -q '^ADMIN_PASSWORD=' "$creds" || echo "ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$creds"
 source "$creds"
 : > "$var/broker/passwd"
 mosquitto_passwd -b "$var/broker/passwd" cityhub "$HUB_PASSWORD"
@@ -52,10 +54,15 @@ export CITYHUB_MQTT_PORT="$port" CITYHUB_MQTT_USERNAME=cityhub CITYHUB_MQTT_PASS
 "$bin" simulate city --lamps "${CITYHUB_SIM_LAMPS:-5000}" --meters "${CITYHUB_SIM_METERS:-2000}" \
   --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --out "$var/city"
 "$bin" devices import "$var/city/inventory.geojson"
+# A dashboard user for both tenants, made once.
+psql "$CITYHUB_DATABASE_URL" -qtAc "SELECT 1 FROM users WHERE username = 'admin'" | grep -q 1 \
+  || echo "$ADMIN_PASSWORD" | "$bin" users add admin --role admin --tenant simcity --tenant demo
+export CITYHUB_DASHBOARD_BASE_MAP="$var/city/map.geojson"
 
 cat <<HELP
 
-cityhub is starting: API on http://127.0.0.1:8080 (/health, /metrics), broker on 127.0.0.1:$port.
+cityhub is starting: dashboard on http://127.0.0.1:8080/ (user admin, password $ADMIN_PASSWORD),
+API under /api/v1 (/health, /metrics), broker on 127.0.0.1:$port.
 Publish a reading as the demo lamp:
   mosquitto_pub -p $port -u demo/light/L-0001 -P '$DEVICE_PASSWORD' -q 1 \\
     -t city/demo/light/L-0001/telemetry -m "{\"ts\":\$(date +%s%3N),\"on\":true,\"dim\":80,\"power_w\":56}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test against a real PostgreSQL and real Mosquitto (installed and started
-# when missing). Extra arguments go to the test runner.
+# when missing), then the dashboard's end-to-end tests in headless Chromium. Extra
+# arguments go to the Rust test runner (and skip the dashboard's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -15,4 +16,10 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
   cargo test --workspace --no-fail-fast "$@"
+fi
+# The dashboard, end to end in headless Chromium against the binary built above (on a
+# full run; arguments select Rust tests only).
+if [ $# -eq 0 ]; then
+  source scripts/dashboard.sh
+  npm --prefix dashboards test
 fi

@@ -147,20 +147,42 @@ describe("the dashboard against a running hub", () => {
     await shot(operator, "06-asset-panel");
   });
 
+  test("a command to a lamp goes round to acked", async () => {
+    // The panel of the lamp opened above.
+    await operator.click('#panel button[data-command="dim"]');
+    await operator.locator("dialog").getByRole("button", { name: /^Dim to/ }).click();
+    await operator.waitForSelector('#panel .command-status[data-status="acked"][data-final="true"]', { timeout: 20_000 });
+    assert.match(await operator.textContent("#panel .command-status"), /acked 1/);
+    await shot(operator, "07-command-acked");
+  });
+
+  test("a group command previews how many devices it reaches", async () => {
+    const lamp = stack.devices.find((d) => d.kind === "light");
+    const lamps = stack.devices.filter((d) => d.kind === "light" && d.cabinet === lamp.cabinet).length;
+    const box = operator.locator(".group-command");
+    await box.getByLabel("Target").selectOption("cabinet");
+    await box.getByLabel("Cabinet or district id").fill(lamp.cabinet);
+    await box.getByRole("button", { name: "Preview…" }).click();
+    const dialog = operator.locator("dialog");
+    assert.equal(await dialog.locator("h2").textContent(), `switch on: ${lamps} devices`);
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await operator.waitForSelector(".group-status:text('Not sent.')");
+  });
+
   test("the KPI, transport and reports views show the city", async () => {
     await operator.getByRole("link", { name: "KPIs" }).click();
     await operator.waitForSelector(".kpi-page[data-loaded]");
     const outagesKpi = await operator.textContent('[data-kpi="outages"] h2');
     const open = (await api.get("/outages?state=open&limit=1000")).items.length + (await api.get("/outages?state=acknowledged&limit=1000")).items.length;
     assert.equal(outagesKpi, `Open outages by kind (${open})`);
-    await shot(operator, "07-kpis");
+    await shot(operator, "08-kpis");
     await operator.getByRole("link", { name: "Transport" }).click();
     const buses = stack.devices.filter((d) => d.kind === "vehicle").length;
     await operator.waitForFunction((n) => document.querySelectorAll(".transport-page tbody tr").length === n, buses);
-    await shot(operator, "08-transport");
+    await shot(operator, "09-transport");
     await operator.getByRole("link", { name: "Reports" }).click();
     await operator.waitForSelector(".reports-page[data-loaded]");
-    await shot(operator, "09-reports");
+    await shot(operator, "10-reports");
   });
 
   test("no request left this machine and no console error", () => {

@@ -20,64 +20,63 @@ export interface LightAction {
   dim?: number;
 }
 
-interface Issued {
-  id: string;
-  devices?: number;
+/** A recorded command (`POST /api/v1/commands`): one per device reached. */
+interface Batch {
+  id: number;
+  devices: number;
+  statuses: Record<string, number>;
 }
 
-const FINAL = new Set(["acked", "rejected", "failed", "expired"]);
+const FINAL = ["acked", "rejected", "failed", "expired"];
 
-/** Asks, then how many devices a target reaches. */
+/** Asks the hub how many devices a target reaches. */
 export async function preview(tenant: string | undefined, target: Target, action: LightAction): Promise<number> {
   const r = await post<{ devices: number }>("/commands/preview", { tenant, target, ...action });
   return r.devices;
 }
 
-/** Sends a command and reports each status change until every device is done. */
+/**
+ * Sends a command and reports its devices' statuses (counts per status) as they change,
+ * until every device has a final one. The live `command` events say when to look; a slow
+ * poll covers a missed event.
+ */
 export async function send(
   tenant: string | undefined,
   target: Target,
   action: LightAction,
   confirm: number | undefined,
   onStatus: (counts: Record<string, number>, final: boolean) => void,
-): Promise<string> {
-  const issued = await post<Issued>("/commands", { tenant, target, ...action, confirm });
-  const counts: Record<string, string> = {};
-  let settled = false;
-  const update = async () => {
-    try {
-      const page = await get<{ items: { device: string; status: string }[] }>(`/commands/${issued.id}/devices?limit=1000`);
-      for (const d of page.items) counts[d.device] = d.status;
-    } catch {
-      /* the live events carry on */
-    }
-    publish();
-  };
-  const publish = () => {
-    const tally: Record<string, number> = {};
-    for (const s of Object.values(counts)) tally[s] = (tally[s] ?? 0) + 1;
-    const n = Object.keys(counts).length;
-    const final = n > 0 && (issued.devices === undefined || n >= issued.devices) && Object.values(counts).every((s) => FINAL.has(s));
-    onStatus(tally, final);
-    if (final && !settled) {
-      settled = true;
-      stop();
-      clearInterval(poll);
-    }
-  };
-  const stop = live.onEvent("command", (d) => {
-    if (d.id !== issued.id) return;
-    counts[String(d.device)] = String(d.status);
-    publish();
-  });
-  // The live events say it first; a slow poll covers a missed event.
-  const poll = setInterval(update, 2000);
-  setTimeout(() => {
+): Promise<number> {
+  const batch = await post<Batch>("/commands", { tenant, target, ...action, confirm });
+  let done = false;
+  let queued = 0;
+  const finish = () => {
+    done = true;
     stop();
     clearInterval(poll);
-  }, 10 * 60_000);
-  await update();
-  return issued.id;
+    clearTimeout(giveUp);
+  };
+  const show = (b: Batch) => {
+    const settled = FINAL.reduce((n, s) => n + (b.statuses[s] ?? 0), 0);
+    const final = settled >= b.devices;
+    onStatus(b.statuses, final);
+    if (final) finish();
+  };
+  const update = async () => {
+    if (done) return;
+    try {
+      show(await get<Batch>(`/commands/${batch.id}`));
+    } catch {
+      /* the next event or poll tries again */
+    }
+  };
+  const stop = live.onEvent("command", () => {
+    if (!queued) queued = window.setTimeout(() => ((queued = 0), update()), 150);
+  });
+  const poll = setInterval(update, 2000);
+  const giveUp = setTimeout(finish, 30 * 60_000);
+  show(batch);
+  return batch.id;
 }
 
 export function statusText(counts: Record<string, number>): string {

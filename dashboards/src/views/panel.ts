@@ -11,12 +11,13 @@ import * as live from "../live";
 import { markerIcon } from "../map/markers";
 import { send, statusText, type LightAction } from "./commands";
 
-/** The chart's series per kind: telemetry field, label. */
-const SERIES: Record<string, [string, string][]> = {
-  light: [["power_w", "power (W)"], ["dim", "dim (%)"]],
-  cabinet: [["power_kw", "power (kW)"]],
-  meter: [["flow_m3h", "flow (m³/h)"], ["power_kw", "power (kW)"]],
-  vehicle: [["speed_mps", "speed (m/s)"]],
+/** The chart's series per kind: telemetry field (live events, raw history), the history
+ * bucket's field, label. */
+const SERIES: Record<string, [string, string, string][]> = {
+  light: [["power_w", "power_avg_w", "power (W)"], ["dim", "dim_avg", "dim (%)"]],
+  cabinet: [["power_kw", "power_avg_kw", "power (kW)"]],
+  meter: [["flow_m3h", "flow_avg_m3h", "flow (m³/h)"]],
+  vehicle: [["speed_mps", "speed_avg_mps", "speed (m/s)"]],
 };
 const COLORS = ["#d08a00", "#2a62c9", "#2f9e5b"];
 
@@ -26,7 +27,9 @@ interface History {
 }
 
 /** Reads a history answer: rows `{items: [{ts, field...}]}` or columns `{ts: [], field: []}`. */
-function readHistory(r: unknown, fields: string[]): History {
+function readHistory(r: unknown, series: [string, string, string][]): History {
+  const fields = series.map(([f]) => f);
+  const bucketed = Object.fromEntries(series.map(([f, b]) => [f, b]));
   const out: History = { ts: [], values: Object.fromEntries(fields.map((f) => [f, []])) };
   const obj = r as Record<string, unknown>;
   const rows = (Array.isArray(obj) ? obj : (obj.items ?? obj.rows ?? obj.points ?? obj.buckets)) as Record<string, unknown>[] | undefined;
@@ -35,7 +38,7 @@ function readHistory(r: unknown, fields: string[]): History {
       const t = row.t ?? row.ts ?? row.bucket ?? row.time;
       out.ts.push(typeof t === "number" ? t / 1000 : Date.parse(String(t)) / 1000);
       for (const f of fields) {
-        const v = row[f] ?? row[`${f}_avg`] ?? (row.avg as Record<string, unknown> | undefined)?.[f];
+        const v = row[bucketed[f]] ?? row[f];
         out.values[f].push(typeof v === "number" ? v : null);
       }
     }
@@ -141,11 +144,12 @@ export class Panel {
   private async loadHistory(tenant: string, device: string, kind: string): Promise<void> {
     const fields = SERIES[kind].map(([f]) => f);
     if (!has("/api/v1/devices/{}/history")) return;
+    const series = SERIES[kind];
     try {
       // The last 24 hours on the hub's clock (which may be the simulators').
       const r = await get<unknown>(`/devices/${encodeURIComponent(device)}/history${query({ tenant, bucket: "auto" })}`);
       if (this.current?.device !== device) return;
-      this.history = readHistory(r, fields);
+      this.history = readHistory(r, series);
       this.chart?.setData([this.history.ts, ...fields.map((f) => this.history!.values[f])] as uPlot.AlignedData);
     } catch {
       /* no history yet: the chart fills from live events */
@@ -158,7 +162,7 @@ export class Panel {
     const opts: uPlot.Options = {
       width: 340,
       height: 180,
-      series: [{}, ...series.map(([, label], k) => ({ label, stroke: COLORS[k], width: 2, scale: k === 0 ? "a" : "b", dash: k ? [4, 3] : undefined }))],
+      series: [{}, ...series.map(([, , label], k) => ({ label, stroke: COLORS[k], width: 2, scale: k === 0 ? "a" : "b", dash: k ? [4, 3] : undefined }))],
       axes: [{}, { scale: "a" }, ...(series.length > 1 ? [{ scale: "b", side: 1 as const, grid: { show: false } }] : [])],
       legend: { show: true },
     };
