@@ -153,6 +153,25 @@ describe("the dashboard against a running hub", () => {
     await operator.waitForSelector(`#panel[data-device="${lamp.id}"]:not([hidden])`);
     await operator.waitForSelector("#panel dl dt");
     assert.match(await operator.textContent("#panel"), new RegExp(`cabinet${lamp.cabinet}`));
+    // A click on another asset opens its panel.
+    const other = await operator.evaluate((id) => {
+      const { assets, pages } = window.cityhub;
+      const map = pages["/map"].map;
+      const box = document.querySelector("#map").getBoundingClientRect();
+      for (let i = 0; i < assets.count; i++) {
+        const [x, y] = map.screenOf(i);
+        if (assets.ids[i] !== id && x > 40 && y > 40 && x < box.width - 260 && y < box.height - 40 && map.pick(x, y) === i) {
+          return { id: assets.ids[i], x: box.left + x, y: box.top + y };
+        }
+      }
+      return null;
+    }, lamp.id);
+    assert.ok(other, "another asset is in view");
+    await operator.mouse.click(other.x, other.y);
+    await operator.waitForSelector(`#panel[data-device="${other.id}"]`);
+    await operator.fill('[aria-label="Find an asset by id"]', lamp.id);
+    await operator.press('[aria-label="Find an asset by id"]', "Enter");
+    await operator.waitForSelector(`#panel[data-device="${lamp.id}"] dl dt`);
     await shot(operator, "06-asset-panel");
   });
 
@@ -188,6 +207,12 @@ describe("the dashboard against a running hub", () => {
     await operator.getByRole("link", { name: "Transport" }).click();
     const buses = stack.devices.filter((d) => d.kind === "vehicle").length;
     await operator.waitForFunction((n) => document.querySelectorAll(".transport-page tbody tr").length === n, buses);
+    // Their live reports reach the list: every bus shows a speed.
+    await operator.waitForFunction(
+      () => [...document.querySelectorAll(".transport-page tbody tr td:nth-child(3)")].every((td) => / km\/h$/.test(td.textContent)),
+      null,
+      { timeout: 10_000 },
+    );
     await shot(operator, "09-transport");
     await operator.getByRole("link", { name: "Reports" }).click();
     await operator.waitForSelector(".reports-page[data-loaded]");

@@ -5,7 +5,7 @@
 // `cityhub users add`. Everything listens on 127.0.0.1 and is stopped by `stop()`.
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, openSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, openSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join, resolve } from "node:path";
@@ -85,6 +85,9 @@ function waitLine(child, re, what, seconds = 30) {
  */
 export async function startStack({ scenario, users, out }) {
   const bin = binary();
+  if (!existsSync(join(DASHBOARDS, "dist/index.html"))) {
+    throw new Error("dashboards/dist is not built: run `npm --prefix dashboards run build` first");
+  }
   const dir = mkdtempSync(join(tmpdir(), "cityhub-e2e-"));
   mkdirSync(out, { recursive: true });
   const children = [];
