@@ -149,6 +149,13 @@ export const WORK_ORDER_STEPS: Record<string, string[]> = {
 };
 export const WORK_ORDER_STATES = ["new", "assigned", "in_progress", "done", "verified", "reopened", "closed"];
 
+/** Now on the hub's clock (the simulators' when it runs on theirs), as a Date. */
+export async function hubNow(): Promise<Date> {
+  const t0 = Date.now();
+  const r = await get<{ now: string }>("/reports/sla-breaches?limit=1");
+  return new Date(Date.parse(r.now) + (Date.now() - t0) / 2);
+}
+
 /** The routes this hub serves, from its OpenAPI document, with `{param}` written `{}`. */
 let routes: Set<string> | null = null;
 export async function loadRoutes(): Promise<void> {

@@ -103,6 +103,10 @@ export class GroupCommand {
     for (const [v, t] of [["on", "switch on"], ["off", "switch off"], ["dim", "dim to…"]]) action.append(el("option", { value: v }, t));
     const dim = el("input", { type: "number", name: "dim", min: 0, max: 100, value: 50, "aria-label": "Dim level (%)", hidden: true });
     const go = el("button", { type: "button", class: "primary" }, "Preview…");
+    // A user of several municipalities names the one the target belongs to.
+    const tenants = this.app.me.tenants;
+    const tenantBox = el("select", { name: "tenant", "aria-label": "Municipality", hidden: tenants.length < 2 });
+    for (const t of tenants) tenantBox.append(el("option", { value: t }, t));
     const out = el("p", { class: "group-status", role: "status", "aria-live": "polite" });
     by.addEventListener("change", () => {
       name.hidden = by.value === "polygon";
@@ -133,7 +137,7 @@ export class GroupCommand {
       }
       const act: LightAction =
         action.value === "dim" ? { action: "set_light", on: true, dim: Number(dim.value) } : { action: "set_light", on: action.value === "on" };
-      const tenant = this.app.me.tenants.length === 1 ? this.app.me.tenants[0] : undefined;
+      const tenant = tenantBox.value || undefined;
       try {
         const n = await preview(tenant, target, act);
         const what = act.dim !== undefined ? `dim to ${act.dim}%` : act.on ? "switch on" : "switch off";
@@ -156,7 +160,7 @@ export class GroupCommand {
       "section",
       { class: "group-command", "aria-label": "Group command" },
       el("h2", {}, "Group command"),
-      el("div", { class: "row" }, by, name, draw),
+      el("div", { class: "row" }, tenantBox, by, name, draw),
       el("div", { class: "row" }, action, dim, go),
       out,
     );

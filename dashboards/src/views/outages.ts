@@ -2,7 +2,7 @@
 // the live `outage` events (every watcher sees an acknowledgement at once). From the
 // keyboard: arrows move between rows, Enter opens the asset, a/s/g/c act on the row.
 
-import { all, has, post, type Outage } from "../api";
+import { all, has, hubNow, post, type Outage } from "../api";
 import { ask, duration, el, keyboardRows, when } from "../dom";
 import * as live from "../live";
 import type { App, Page } from "../main";
@@ -216,7 +216,9 @@ export class OutagesPage implements Page {
       { name: "reason", label: "Reason", required: true },
     ], "Shelve");
     if (!v) return;
-    const until = new Date(Date.now() + Number(v.hours) * 3600_000).toISOString();
+    // On the hub's clock, which judges "at most 30 days ahead".
+    const now = await hubNow().catch(() => new Date());
+    const until = new Date(now.getTime() + Number(v.hours) * 3600_000).toISOString();
     return post(`/outages/${o.id}/shelve`, { until, reason: v.reason });
   }
 

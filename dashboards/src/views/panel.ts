@@ -200,8 +200,12 @@ export class Panel {
       status.textContent = "sending…";
       status.dataset.status = "pending";
       try {
+        let last = "";
         await send(tenant, { device }, action, undefined, (counts, final) => {
           status.textContent = `${what}: ${statusText(counts)}`;
+          const text = `${what}: ${statusText(counts)}`;
+          if (text !== last && this.current?.device === device) this.event(`command ${text}`, new Date().toISOString());
+          last = text;
           const s = Object.keys(counts).find((k) => counts[k]) ?? "pending";
           status.dataset.status = s;
           status.dataset.final = String(final);

@@ -64,7 +64,7 @@ export class ReportsPage implements Page {
     this.body.replaceChildren(...sections);
     if (days.size) {
       const xs = [...days.keys()].sort((a, b) => a - b);
-      this.charts.push(new uPlot({ width: 520, height: 220, series: [{}, { label: "used", stroke: "#2a62c9", width: 2 }, { label: "at rated power", stroke: "#888", width: 2, dash: [5, 4] }] },
+      this.charts.push(new uPlot({ width: 520, height: 220, scales: { x: { range: (_u, min, max) => [min - 43200, max + 43200] } }, series: [{}, { label: "used", stroke: "#2a62c9", width: 2, points: { show: true } }, { label: "at rated power", stroke: "#888", width: 2, dash: [5, 4], points: { show: true } }] },
         [xs, xs.map((x) => days.get(x)![0]), xs.map((x) => days.get(x)![1])], energyChart));
     }
     if (alarms && alarms.floods.length) {
