@@ -5,6 +5,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import { crc32, deflateSync } from "node:zlib";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { apiClient, DASHBOARDS, eventually, PASSWORD, startStack } from "./stack.mjs";
@@ -12,7 +14,28 @@ import { apiClient, DASHBOARDS, eventually, PASSWORD, startStack } from "./stack
 const OUT = join(DASHBOARDS, "test-output");
 const CHROMIUM = process.env.CITYHUB_CHROMIUM || "/usr/bin/chromium";
 
-let stack, browser, operator, viewer, api;
+let stack, browser, operator, viewer, api, tiles;
+/** Tiles asked of the city's (stand-in) tile server. */
+const tileRequests = [];
+/** A one-pixel PNG of a light grey: what the stand-in tile server answers, drawn stretched. */
+function onePixelPng([r, g, b]) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([head, body, crc]);
+  };
+  const ihdr = Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]); // 1x1, 8-bit RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(Buffer.from([0, r, g, b]))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+const PNG = onePixelPng([228, 232, 226]);
 /** Every request the pages made, and every console error, over the whole run. */
 const requests = [];
 const consoleErrors = [];
@@ -36,7 +59,14 @@ const shot = (page, name) => page.screenshot({ path: join(OUT, `${name}.png`) })
 describe("the dashboard against a running hub", () => {
   before(async () => {
     mkdirSync(OUT, { recursive: true });
+    tiles = createServer((req, res) => {
+      tileRequests.push(req.url);
+      res.writeHead(200, { "Content-Type": "image/png" });
+      res.end(PNG);
+    });
+    await new Promise((ok) => tiles.listen(0, "127.0.0.1", ok));
     stack = await startStack({
+      tileUrl: `http://127.0.0.1:${tiles.address().port}/{z}/{x}/{y}.png`,
       scenario: join(DASHBOARDS, "tests/e2e-scenario.toml"),
       users: [
         ["olga", "admin"],
@@ -54,6 +84,7 @@ describe("the dashboard against a running hub", () => {
   after(async () => {
     await browser?.close();
     await stack?.stop();
+    tiles?.close();
   });
 
   test("sign in; the map shows every asset of the inventory", async () => {
@@ -63,6 +94,9 @@ describe("the dashboard against a running hub", () => {
     assert.ok(drawn > 0.9 * stack.devices.length, `${drawn} of ${stack.devices.length} assets drawn on the whole-city view`);
     const legend = await operator.textContent(".legend-title");
     assert.equal(legend, `${stack.devices.length.toLocaleString("en-US")} assets`);
+    // The city's tile server is drawn under the base map: tiles of the map's zoom asked.
+    await eventually("tiles asked of the configured tile server", 10, () => tileRequests.length > 0);
+    assert.ok(tileRequests.every((u) => /^\/\d+\/\d+\/\d+\.png$/.test(u)), tileRequests.join(" "));
     await shot(operator, "01-map");
   });
 
@@ -90,9 +124,14 @@ describe("the dashboard against a running hub", () => {
   });
 
   test("acknowledging changes the outage for everyone watching", async () => {
+    // From the keyboard: the first row, the next one, back, then `a`.
     const row = operator.locator("tr[data-state=open]").first();
     const id = await row.getAttribute("data-outage-id");
-    await row.getByRole("button", { name: "Ack" }).click();
+    await row.focus();
+    await operator.keyboard.press("ArrowDown");
+    await operator.keyboard.press("ArrowUp");
+    assert.equal(await operator.evaluate(() => document.activeElement.dataset.outageId), id);
+    await operator.keyboard.press("a");
     for (const page of [operator, viewer]) {
       await page.waitForSelector(`tr[data-outage-id="${id}"][data-state="acknowledged"]`, { timeout: 5_000 });
     }
