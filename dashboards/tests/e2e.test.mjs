@@ -67,6 +67,7 @@ describe("the dashboard against a running hub", () => {
     await new Promise((ok) => tiles.listen(0, "127.0.0.1", ok));
     stack = await startStack({
       tileUrl: `http://127.0.0.1:${tiles.address().port}/{z}/{x}/{y}.png`,
+      rulesFile: join(DASHBOARDS, "tests/e2e-rules.toml"),
       scenario: join(DASHBOARDS, "tests/e2e-scenario.toml"),
       users: [
         ["olga", "admin"],
@@ -144,10 +145,10 @@ describe("the dashboard against a running hub", () => {
 
   test("a work order moves through its states", async () => {
     await operator.getByRole("link", { name: "Work orders" }).click();
-    // A lamp's order (72 hours to go), new.
+    // A failed lamp's order (three days to go, e2e-rules.toml), new.
     const order = await eventually("a new lamp work order", 60, async () => {
       const page = await api.get("/work-orders?state=new");
-      return page.items.find((w) => ["voltage_out_of_range", "lamp_failure"].includes(w.kind));
+      return page.items.find((w) => w.kind === "lamp_failure");
     });
     const sel = `li[data-id="${order.id}"]`;
     await operator.waitForSelector(`.col-new ${sel}`, { timeout: 5_000 });
@@ -162,9 +163,9 @@ describe("the dashboard against a running hub", () => {
     await shot(operator, "04-work-order-in-progress");
     await operator.click(`${sel} button[data-to=done]`);
     await operator.waitForSelector(`.col-done ${sel}`, { timeout: 5_000 });
-    // Overdue orders stand out: the buses' (an hour to go, 30 s at this pace) are overdue
-    // by now. Those overdue by more than the page's clock can be off (it was refreshed
-    // just now) must say so.
+    // Overdue orders stand out: the voltage faults' (half an hour to go, e2e-rules.toml).
+    // Those overdue by more than the page's clock can be off (it was refreshed just now)
+    // must say so.
     const overdue = await eventually("an order overdue by 10 minutes", 60, async () => {
       const breaches = await api.get("/reports/sla-breaches");
       const late = breaches.items.filter(

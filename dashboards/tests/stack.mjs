@@ -83,7 +83,7 @@ function waitLine(child, re, what, seconds = 30) {
  * Starts everything for `scenario` (a TOML file whose [city] is read for the base map).
  * `users` are [name, role] pairs, all of the city's tenant.
  */
-export async function startStack({ scenario, users, out, tileUrl }) {
+export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
   const bin = binary();
   if (!existsSync(join(DASHBOARDS, "dist/index.html"))) {
     throw new Error("dashboards/dist is not built: run `npm --prefix dashboards run build` first");
@@ -181,6 +181,7 @@ export async function startStack({ scenario, users, out, tileUrl }) {
         CITYHUB_DASHBOARD_DIR: join(DASHBOARDS, "dist"),
         CITYHUB_DASHBOARD_BASE_MAP: join(cityDir, "map.geojson"),
         ...(tileUrl ? { CITYHUB_DASHBOARD_TILE_URL: tileUrl } : {}),
+        ...(rulesFile ? { CITYHUB_RULES_FILE: rulesFile } : {}),
       },
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
