@@ -147,9 +147,17 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         use StoreError::*;
         match &e {
-            NoOutage(_) | NoWorkOrder(_) | UnknownTenant(_) => ApiError::not_found(e.to_string()),
+            NoOutage(_) | NoWorkOrder(_) | UnknownTenant(_) | UnknownUser(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            UserBeyondTenants(_) => ApiError::forbidden(e.to_string()),
             OutageState { .. } | NotShelved(_) | BadTransition { .. } => {
                 ApiError::conflict(e.to_string())
+            }
+            NoCommandTarget { .. } | NoBatch(_) => ApiError::not_found(e.to_string()),
+            ConfirmMismatch { .. } => ApiError::conflict(e.to_string()),
+            NotALamp { .. } | NoDevicesReached | BatchTooLarge { .. } => {
+                ApiError::bad_request(e.to_string())
             }
             NoAssignee(_) | ShelveInPast { .. } | BadPeriod { .. } => {
                 ApiError::bad_request(e.to_string())

@@ -35,6 +35,10 @@ pub enum CursorKind {
     Outages,
     WorkOrders,
     Devices,
+    /// Command batches (issue time and id).
+    CommandBatches,
+    /// A batch's per-device commands (device id).
+    BatchDevices,
 }
 
 impl CursorKind {
@@ -43,6 +47,8 @@ impl CursorKind {
             CursorKind::Outages => "o",
             CursorKind::WorkOrders => "w",
             CursorKind::Devices => "d",
+            CursorKind::CommandBatches => "c",
+            CursorKind::BatchDevices => "cd",
         }
     }
 }

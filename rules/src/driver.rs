@@ -341,7 +341,15 @@ async fn apply_acks(
         let Some(status) = row.get(RecordType::CmdAck, "status").as_str() else {
             continue;
         };
-        let Some(command) = db.command_acked(&id, status, row.ts.to_datetime()).await? else {
+        let detail = row.get(RecordType::CmdAck, "detail");
+        let answered = db.command_answered(
+            &id,
+            Some(ack.device_id),
+            status,
+            detail.as_str(),
+            row.ts.to_datetime(),
+        );
+        let Some(command) = answered.await? else {
             continue;
         };
         if status == "ok" && command.device_id == ack.device_id {

@@ -8,8 +8,45 @@ use tokio_postgres::Row;
 
 use crate::{Db, StoreError};
 
-/// Migration 7: command delivery and lighting schedules.
-pub const MIGRATION: &str = "SELECT 1;";
+/// Migration 7: command batches and their delivery.
+///
+/// A batch is what one person asked for: the target as given, the
+/// action, its expiry and how many devices it reached. Each device's command is a row of
+/// `commands` linked to its batch, moved along by UPDATEs only (pending -> sent -> acked,
+/// rejected, failed or expired), so the table's change notifications see every step.
+pub const MIGRATION: &str = r#"
+CREATE TABLE command_batches (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id integer NOT NULL REFERENCES tenants (id),
+    issued_by text NOT NULL,
+    issued_at timestamptz NOT NULL,
+    -- The target as asked: {"device": ...}, {"devices": [...]}, {"cabinet": ...},
+    -- {"district": ...} or {"polygon": [[lon, lat], ...]}.
+    target jsonb NOT NULL,
+    action text NOT NULL CHECK (action IN ('set_light', 'set_schedule', 'reboot')),
+    body jsonb NOT NULL,
+    expires_at timestamptz NOT NULL,
+    devices integer NOT NULL CHECK (devices >= 0),
+    -- The device count the person confirmed (NULL when one device was reached).
+    confirmed integer,
+    -- `api` (a person); `schedule` is kept for pushes of lighting schedules.
+    origin text NOT NULL DEFAULT 'api' CHECK (origin IN ('api', 'schedule')),
+    CHECK (expires_at > issued_at)
+);
+CREATE INDEX command_batches_newest ON command_batches (tenant_id, issued_at DESC, id DESC);
+
+ALTER TABLE commands
+    ADD COLUMN batch_id bigint REFERENCES command_batches (id),
+    ADD COLUMN sent_at timestamptz,
+    ADD COLUMN attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN detail text,
+    -- The hub's time when the device's answer was recorded (for the answer counters).
+    ADD COLUMN answered_at timestamptz;
+CREATE INDEX commands_batch ON commands (batch_id, device_id);
+CREATE INDEX commands_pending ON commands (issued_at, id) WHERE status = 'pending';
+CREATE INDEX commands_sent ON commands (expires_at) WHERE status = 'sent';
+CREATE INDEX commands_answered ON commands (answered_at) WHERE answered_at IS NOT NULL;
+"#;
 
 /// Actions a command can carry.
 pub const COMMAND_ACTIONS: [&str; 3] = ["set_light", "set_schedule", "reboot"];
@@ -106,16 +143,33 @@ impl Db {
         status: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<CommandRow>, StoreError> {
+        self.command_answered(id, None, status, None, at).await
+    }
+
+    /// [`Db::command_acked`] as a device answers: only the device the command went to
+    /// (`device_id`, when given) moves it, and its `detail` (why it refused or failed) is
+    /// kept. An answer after the command expired is kept in `command_acks` but leaves the
+    /// command `expired`.
+    pub async fn command_answered(
+        &mut self,
+        id: &str,
+        device_id: Option<i32>,
+        status: &str,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CommandRow>, StoreError> {
         let new_status =
             ack_status(status).ok_or_else(|| StoreError::UnknownAckStatus(status.to_owned()))?;
         let updated = self
             .client()
             .query_opt(
                 &format!(
-                    "UPDATE commands SET status = $2, acked_at = $3
-                     WHERE id = $1 AND status IN ('pending', 'sent') RETURNING {COLUMNS}"
+                    "UPDATE commands SET status = $2, acked_at = $3, detail = $4, answered_at = now()
+                     WHERE id = $1 AND status IN ('pending', 'sent')
+                       AND ($5::int4 IS NULL OR device_id = $5)
+                     RETURNING {COLUMNS}"
                 ),
-                &[&id, &new_status, &at],
+                &[&id, &new_status, &at, &detail, &device_id],
             )
             .await
             .map_err(StoreError::db("recording a command acknowledgement"))?;
@@ -153,6 +207,189 @@ impl Db {
             .await
             .map_err(StoreError::db("listing commands in force"))?;
         Ok(rows.iter().map(command).collect())
+    }
+}
+
+/// A command due to be published: its topic's parts and the payload to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueCommand {
+    pub id: String,
+    pub tenant: String,
+    pub kind: String,
+    pub ext_id: String,
+    /// The body as recorded (`action` and its fields); `id` and `ts` are added when sent.
+    pub body: serde_json::Value,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl DueCommand {
+    /// `city/{tenant}/{kind}/{device}/cmd`.
+    pub fn topic(&self) -> String {
+        format!("city/{}/{}/{}/cmd", self.tenant, self.kind, self.ext_id)
+    }
+
+    /// The payload: the body with the command's `id` and the sending time `ts` (Unix ms).
+    pub fn payload(&self, now: DateTime<Utc>) -> Vec<u8> {
+        let mut body = self.body.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("id".into(), serde_json::Value::String(self.id.clone()));
+            map.insert("ts".into(), serde_json::Value::from(now.timestamp_millis()));
+        }
+        body.to_string().into_bytes()
+    }
+}
+
+/// Answers recorded since a point, by status, for the answer counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnswerCounts {
+    pub acked: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    /// The newest `answered_at` counted: pass it back next time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Db {
+    /// Pending commands that may go now, oldest first, at most `limit`: not expired, to
+    /// devices not known to be offline (`device_latest.online` false, from their status or
+    /// last will), and not among `in_flight` (published, broker's answer awaited). Their
+    /// `attempts` go up by one.
+    pub async fn due_commands(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        in_flight: &[String],
+    ) -> Result<Vec<DueCommand>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "WITH due AS (
+                     SELECT c.id FROM commands c
+                     LEFT JOIN device_latest l ON l.device_id = c.device_id
+                     WHERE c.status = 'pending'
+                       AND (c.expires_at IS NULL OR c.expires_at > $1)
+                       AND l.online IS DISTINCT FROM false
+                       AND NOT (c.id = ANY($3))
+                     ORDER BY c.issued_at, c.id
+                     LIMIT $2
+                     FOR UPDATE OF c SKIP LOCKED
+                 )
+                 UPDATE commands c SET attempts = c.attempts + 1
+                 FROM due, devices d, tenants t
+                 WHERE c.id = due.id AND d.id = c.device_id AND t.id = d.tenant_id
+                 RETURNING c.id, t.slug, d.kind, d.ext_id, c.body, c.issued_at",
+                &[&now, &limit, &in_flight],
+            )
+            .await
+            .map_err(StoreError::db("reading the commands due"))?;
+        let mut due: Vec<DueCommand> = rows
+            .iter()
+            .map(|r| DueCommand {
+                id: r.get(0),
+                tenant: r.get(1),
+                kind: r.get(2),
+                ext_id: r.get(3),
+                body: r.get(4),
+                issued_at: r.get(5),
+            })
+            .collect();
+        due.sort_by(|a, b| (a.issued_at, &a.id).cmp(&(b.issued_at, &b.id)));
+        Ok(due)
+    }
+
+    /// The broker took these commands: `sent`, unless an answer came first (a quick
+    /// device answers before the broker's acknowledgement is recorded); `sent_at` either
+    /// way. Returns how many were taken for the first time.
+    pub async fn commands_sent(
+        &self,
+        ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.client()
+            .execute(
+                "UPDATE commands
+                 SET status = CASE WHEN status = 'pending' THEN 'sent' ELSE status END, sent_at = $2
+                 WHERE id = ANY($1) AND sent_at IS NULL",
+                &[&ids, &at],
+            )
+            .await
+            .map_err(StoreError::db("marking commands sent"))
+    }
+
+    /// Commands past their expiry without an answer: `expired`. Returns how many.
+    pub async fn expire_commands(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.client()
+            .execute(
+                "UPDATE commands SET status = 'expired'
+                 WHERE status IN ('pending', 'sent') AND expires_at <= $1",
+                &[&now],
+            )
+            .await
+            .map_err(StoreError::db("expiring commands"))
+    }
+
+    /// Commands waiting to be sent (including those held for offline devices).
+    pub async fn pending_commands(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT count(*) FROM commands WHERE status = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db("counting pending commands"))?;
+        Ok(row.get(0))
+    }
+
+    /// Answers recorded after `since` (all of them when `None`).
+    pub async fn answers_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<AnswerCounts, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT status, count(*), max(answered_at) FROM commands
+                 WHERE answered_at IS NOT NULL AND ($1::timestamptz IS NULL OR answered_at > $1)
+                 GROUP BY status",
+                &[&since],
+            )
+            .await
+            .map_err(StoreError::db("counting command answers"))?;
+        let mut counts = AnswerCounts {
+            until: since,
+            ..AnswerCounts::default()
+        };
+        for r in &rows {
+            let status: String = r.get(0);
+            let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
+            match status.as_str() {
+                "acked" => counts.acked += n,
+                "rejected" => counts.rejected += n,
+                "failed" => counts.failed += n,
+                _ => {}
+            }
+            let newest: Option<DateTime<Utc>> = r.get(2);
+            counts.until = counts.until.max(newest);
+        }
+        Ok(counts)
+    }
+
+    /// Devices reached by batches numbered above `after`, and the highest batch number.
+    pub async fn issued_since(&self, after: i64) -> Result<(u64, i64), StoreError> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT coalesce(sum(devices), 0)::int8, coalesce(max(id), $1)
+                 FROM command_batches WHERE id > $1",
+                &[&after],
+            )
+            .await
+            .map_err(StoreError::db("counting issued commands"))?;
+        Ok((u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), row.get(1)))
     }
 }
 

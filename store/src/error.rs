@@ -94,6 +94,8 @@ pub enum StoreError {
     UserExists(String),
     #[error("there is no user `{0}`")]
     UnknownUser(String),
+    #[error("user `{0}` also works for municipalities you do not administer; an administrator of all of them can change them")]
+    UserBeyondTenants(String),
     #[error("`{0}` is not a usable token name: use 1 to 64 letters, digits and _ . -")]
     BadTokenName(String),
     #[error(
@@ -102,6 +104,22 @@ pub enum StoreError {
     TokenExists { username: String, name: String },
     #[error("user `{username}` has no live token named `{name}`")]
     NoToken { username: String, name: String },
+    #[error("no {scope} `{name}`")]
+    NoCommandTarget { scope: String, name: String },
+    #[error("{device} is a {kind}; {action} goes to lamps only")]
+    NotALamp {
+        device: String,
+        kind: String,
+        action: String,
+    },
+    #[error("the target reaches no device")]
+    NoDevicesReached,
+    #[error("the target reaches {reached} devices; one command may reach at most {max}: split it (by district or cabinet)")]
+    BatchTooLarge { reached: usize, max: usize },
+    #[error("{}", confirm_message(*reached, *confirm))]
+    ConfirmMismatch { reached: i64, confirm: Option<i64> },
+    #[error("no command batch {0}")]
+    NoBatch(i64),
     #[error("route {id} has a line that is not a list of [lon, lat] positions: {why}")]
     BadRouteLine { id: i32, why: String },
 }
@@ -145,6 +163,18 @@ impl StoreError {
             }
             _ => None,
         }
+    }
+}
+
+/// Why a command reaching several devices was refused: it needs their number confirmed.
+fn confirm_message(reached: i64, confirm: Option<i64>) -> String {
+    match confirm {
+        None => format!(
+            "this command reaches {reached} devices; send it again with \"confirm\": {reached} to go ahead"
+        ),
+        Some(c) => format!(
+            "this command reaches {reached} devices, not the {c} confirmed; check the target (preview it) and confirm {reached}"
+        ),
     }
 }
 

@@ -332,6 +332,15 @@ async fn the_openapi_document_lists_every_route() {
         ("get", "/api/v1/reports/sla-breaches"),
         ("get", "/api/v1/reports/alarms"),
         ("get", "/api/v1/devices"),
+        ("get", "/api/v1/devices/{id}"),
+        ("get", "/api/v1/devices/{id}/history"),
+        ("get", "/api/v1/state"),
+        ("get", "/api/v1/reports/energy"),
+        ("post", "/api/v1/commands"),
+        ("get", "/api/v1/commands"),
+        ("post", "/api/v1/commands/preview"),
+        ("get", "/api/v1/commands/{id}"),
+        ("get", "/api/v1/commands/{id}/devices"),
         ("get", "/api/v1/openapi.json"),
     ];
     let paths = doc["paths"].as_object().unwrap();
