@@ -5,7 +5,7 @@
 // `cityhub users add`. Everything listens on 127.0.0.1 and is stopped by `stop()`.
 
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, openSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, openSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join, resolve } from "node:path";
@@ -91,7 +91,7 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
   const dir = mkdtempSync(join(tmpdir(), "cityhub-e2e-"));
   mkdirSync(out, { recursive: true });
   const children = [];
-  const cleanups = [];
+  const cleanups = [() => rmSync(dir, { recursive: true, force: true })];
   const stop = async () => {
     for (const c of children.reverse()) {
       if (c.exitCode === null) {
