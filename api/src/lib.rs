@@ -14,6 +14,7 @@
 //!   [`extract`]: JSON, query and path extractors whose errors are [`ApiError`]s.
 //! - [`error`]: [`ApiError`], the one error type of every handler.
 //! - [`pool`]: the database connections the requests share.
+//! - [`dashboard`]: the built web app, for every path outside the API's.
 //!
 //! Start reading at [`router`], then [`caller::Caller`].
 
