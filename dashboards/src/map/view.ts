@@ -25,6 +25,12 @@ export interface MapOptions {
 type Ring = Float64Array; // x0, y0, x1, y1, ... in Web Mercator units
 
 const MAX_R = 7;
+/**
+ * Live state changes are drawn at most this often; panning and zooming at every frame. A
+ * change shows within a tenth of a second, and a stream of them (a storm, a power restore)
+ * costs a few redraws a second instead of one every frame.
+ */
+const DATA_REDRAW_MS = 100;
 
 function merc(lon: number, lat: number): [number, number] {
   const s = Math.sin((lat * Math.PI) / 180);
@@ -46,6 +52,7 @@ export class MapView {
   private w = 0;
   private h = 0;
   private drawnVersion = -1;
+  private drawnAt = 0;
   private baseDirty = true;
   private pointsDirty = true;
   private frame = 0;
@@ -228,8 +235,11 @@ export class MapView {
       this.drawBase();
       this.baseDirty = false;
     }
-    if (this.pointsDirty || this.drawnVersion !== this.assets.version) {
-      const t0 = performance.now();
+    const changed = this.drawnVersion !== this.assets.version;
+    const now = performance.now();
+    if (this.pointsDirty || (changed && now - this.drawnAt >= DATA_REDRAW_MS)) {
+      const t0 = now;
+      this.drawnAt = now;
       this.drawPoints();
       this.stats.lastRenderMs = performance.now() - t0;
       this.drawnVersion = this.assets.version;
