@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sourced by run.sh and test.sh (after services.sh): Node.js, npm and Chromium where
-# missing, and the dashboard (dashboards/) built into dashboards/dist when its sources
-# are newer than the last build.
+# Sourced by run.sh and test.sh (after services.sh): Node.js and npm where missing, and
+# the dashboard (dashboards/) built into dashboards/dist when its sources are newer than
+# the last build. `dashboard_browser` installs Chromium for the tests.
 set -euo pipefail
 
 command -v node >/dev/null && command -v npm >/dev/null || {
@@ -12,9 +12,11 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.ex
   echo "The dashboard needs Node.js 20.19 or newer; this is $(node --version). Install a newer Node.js (e.g. Debian 13's nodejs) and run again." >&2
   exit 1
 }
-[ -x "${CITYHUB_CHROMIUM:-/usr/bin/chromium}" ] || {
-  echo "Installing Chromium (the dashboard's tests run in it)..."
-  apt_install chromium
+dashboard_browser() {
+  [ -x "${CITYHUB_CHROMIUM:-/usr/bin/chromium}" ] || {
+    echo "Installing Chromium (the dashboard's tests run in it)..."
+    apt_install chromium
+  }
 }
 
 # Dependencies when the lockfile changed, the build when a source is newer than it.

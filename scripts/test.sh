@@ -21,5 +21,6 @@ fi
 # full run; arguments select Rust tests only).
 if [ $# -eq 0 ]; then
   source scripts/dashboard.sh
+  dashboard_browser
   npm --prefix dashboards test
 fi
