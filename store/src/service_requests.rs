@@ -195,6 +195,8 @@ pub struct ServiceRequestRow {
     pub work_order_id: i64,
     pub work_order_state: String,
     pub team: String,
+    /// When the work order is due.
+    pub due_at: DateTime<Utc>,
     pub requested_at: DateTime<Utc>,
     /// The newest of the report and its work order's events.
     pub updated_at: DateTime<Utc>,
@@ -224,7 +226,7 @@ const DISTANCE_SQL: &str = "(6371000.0 * sqrt(power(radians(d.lat - $LAT), 2)
 
 const REQUEST_COLUMNS: &str = "r.id, t.slug, r.service_code, r.lat, r.lon, r.address_string,
     r.description, r.media_url, d.ext_id, r.outage_id, r.work_order_id, w.state, w.team,
-    r.requested_at,
+    r.requested_at, w.due_at,
     greatest(r.requested_at, (SELECT max(e.at) FROM work_order_events e
                               WHERE e.work_order_id = w.id))";
 
@@ -244,7 +246,8 @@ fn request_row(r: &Row) -> ServiceRequestRow {
         work_order_state: r.get(11),
         team: r.get(12),
         requested_at: r.get(13),
-        updated_at: r.get(14),
+        due_at: r.get(14),
+        updated_at: r.get(15),
     }
 }
 
@@ -345,7 +348,8 @@ impl Db {
                 let id: i64 = tx
                     .query_one(
                         "INSERT INTO work_orders (outage_id, device_id, kind, severity, team, state, opened_at, due_at)
-                         VALUES ($1, $2, $3, $4, $5, 'new', $6, $6 + make_interval(hours => $7))
+                         VALUES ($1, $2, $3, $4, $5, 'new', $6::timestamptz,
+                                 $6::timestamptz + make_interval(hours => $7::int4))
                          RETURNING id",
                         &[
                             &outage_id,

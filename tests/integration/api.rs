@@ -14,7 +14,8 @@
 //! - `handling`: assigning outages, one outage or work order with its history, users
 //!   administered, the API's metrics;
 //! - `live_events`: the server-sent events stream (types, tenants, roles, slow clients,
-//!   the listener's reconnection, storms).
+//!   the listener's reconnection, storms);
+//! - `open311`: citizens' reports (GeoReport v2).
 
 mod audit;
 mod cli;
@@ -24,6 +25,7 @@ mod handling;
 mod history;
 mod live_events;
 mod matrix;
+mod open311;
 mod requests;
 mod session;
 

@@ -166,7 +166,10 @@ pub struct FeedFormat {
     tag = "gtfs-realtime",
     params(("tenant" = String, Path, description = "A tenant slug (one of the caller's)"), FeedFormat),
     responses(
-        (status = 200, description = "A GTFS-Realtime FeedMessage", content_type = "application/x-protobuf", body = Vec<u8>),
+        (status = 200, description = "A GTFS-Realtime FeedMessage (as JSON with format=json)", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (Object = "application/json")
+        )),
         (status = 400, description = "An unknown format", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "The tenant is not one of the caller's", body = ErrorBody)

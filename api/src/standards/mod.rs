@@ -1,8 +1,10 @@
 //! The open standards' routes, outside `/api/v1`:
 //!
+//! - [`open311`]: Open311 GeoReport v2, `/open311/v2/...` (citizens' reports);
 //! - [`gtfs_rt`]: GTFS-Realtime VehiclePositions, `GET /gtfs-rt/{tenant}/vehicle-positions.pb`.
 
 pub mod gtfs_rt;
+pub mod open311;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -10,5 +12,10 @@ use utoipa_axum::routes;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(gtfs_rt::vehicle_positions))
+    OpenApiRouter::new()
+        .routes(routes!(gtfs_rt::vehicle_positions))
+        .routes(routes!(open311::services))
+        .routes(routes!(open311::service_definition))
+        .routes(routes!(open311::requests, open311::create))
+        .routes(routes!(open311::request))
 }

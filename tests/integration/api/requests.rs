@@ -341,6 +341,16 @@ async fn the_openapi_document_lists_every_route() {
         ("post", "/api/v1/commands/preview"),
         ("get", "/api/v1/commands/{id}"),
         ("get", "/api/v1/commands/{id}/devices"),
+        ("get", "/api/v1/schedules"),
+        ("post", "/api/v1/schedules"),
+        ("delete", "/api/v1/schedules/{id}"),
+        ("get", "/api/v1/events"),
+        ("get", "/gtfs-rt/{tenant}/vehicle-positions.pb"),
+        ("get", "/open311/v2/services.json"),
+        ("get", "/open311/v2/services/{service_code}"),
+        ("get", "/open311/v2/requests.json"),
+        ("post", "/open311/v2/requests.json"),
+        ("get", "/open311/v2/requests/{service_request_id}"),
         ("get", "/api/v1/openapi.json"),
     ];
     let paths = doc["paths"].as_object().unwrap();

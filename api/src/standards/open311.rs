@@ -1,0 +1,714 @@
+//! Open311 GeoReport v2 (JSON), under `/open311/v2/`: citizens' reports in, the status of
+//! the work they started out. See docs/api.md ("Open311") for the decisions.
+//!
+//! `jurisdiction_id` is a tenant's slug. Services are the problems a citizen can see
+//! ([`SERVICES`]), each tied to a kind of device and the outage kinds that are that
+//! problem. A report finds the nearest such device within [`REACH_M`]; if the device
+//! already has an outage that is this problem, the report joins it and its work order;
+//! otherwise it joins or opens an `inspection` work order for that device. Its status is
+//! its work order's: closed once the repair is verified by telemetry (or closed).
+//!
+//! Reading services and requests is public, as the spec has it; posting needs an API
+//! token (`api_key`, or `Authorization: Bearer`) of a user of that jurisdiction. Errors are
+//! the spec's: `[{"code": <status>, "description": "<sentence>"}]`.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use store::service_requests::{NewServiceRequest, ServiceRequestQuery, ServiceRequestRow};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::api_token_digest;
+use crate::extract::ApiPath;
+use crate::AppState;
+
+/// How far from the place reported the device may be, in metres.
+pub const REACH_M: f64 = 50.0;
+
+/// Hours an inspection is given.
+pub const INSPECTION_HOURS: i32 = 72;
+
+/// The most requests one list answers.
+const MAX_REQUESTS: i64 = 1000;
+
+/// Without `start_date`, requests of the last this many days are listed (the spec's
+/// default is 90 days).
+const DEFAULT_DAYS: i64 = 90;
+
+/// A problem citizens can report.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub group: &'static str,
+    pub keywords: &'static str,
+    /// The kind of device it concerns.
+    pub device_kind: &'static str,
+    /// For meters: the medium, when it matters.
+    pub medium: Option<&'static str>,
+    /// Outage kinds on the device that are this problem.
+    pub outage_kinds: &'static [&'static str],
+    /// Outage kinds on a lamp's cabinet that are this problem.
+    pub cabinet_outage_kinds: &'static [&'static str],
+    /// The team that inspects when nothing is known (the default work-order policy's).
+    pub team: &'static str,
+}
+
+/// The services, as `services.json` lists them.
+pub const SERVICES: [Service; 6] = [
+    Service {
+        code: "streetlight_out",
+        name: "Street light out",
+        description: "A street light is dark at night.",
+        group: "Street lighting",
+        keywords: "lamp,light,dark",
+        device_kind: "light",
+        medium: None,
+        outage_kinds: &["lamp_failure", "device_offline", "voltage_out_of_range"],
+        cabinet_outage_kinds: &["cabinet_supply_loss"],
+        team: "lighting-crew",
+    },
+    Service {
+        code: "light_on_during_day",
+        name: "Light on during the day",
+        description: "A street light burns in daylight.",
+        group: "Street lighting",
+        keywords: "lamp,light,day,burning",
+        device_kind: "light",
+        medium: None,
+        outage_kinds: &["day_burner"],
+        cabinet_outage_kinds: &[],
+        team: "lighting-crew",
+    },
+    Service {
+        code: "flickering_light",
+        name: "Flickering light",
+        description: "A street light flickers or keeps switching on and off.",
+        group: "Street lighting",
+        keywords: "lamp,light,flicker,cycling",
+        device_kind: "light",
+        medium: None,
+        outage_kinds: &["lamp_cycling", "voltage_out_of_range"],
+        cabinet_outage_kinds: &[],
+        team: "lighting-crew",
+    },
+    Service {
+        code: "damaged_light_cabinet",
+        name: "Damaged or open lighting cabinet",
+        description: "A street lighting cabinet is damaged or its door is open.",
+        group: "Street lighting",
+        keywords: "cabinet,door,damage",
+        device_kind: "cabinet",
+        medium: None,
+        outage_kinds: &["cabinet_supply_loss"],
+        cabinet_outage_kinds: &[],
+        team: "power-crew",
+    },
+    Service {
+        code: "water_leak",
+        name: "Water leak",
+        description: "Water running from the ground, a pipe or a meter box.",
+        group: "Water",
+        keywords: "water,leak,pipe",
+        device_kind: "meter",
+        medium: Some("water"),
+        outage_kinds: &["leak", "reverse_flow"],
+        cabinet_outage_kinds: &[],
+        team: "metering",
+    },
+    Service {
+        code: "damaged_meter",
+        name: "Damaged meter",
+        description: "A utility meter (water, electricity, heat) is damaged or tampered with.",
+        group: "Meters",
+        keywords: "meter,damage,tamper",
+        device_kind: "meter",
+        medium: None,
+        outage_kinds: &["tamper", "reverse_flow", "meter_silent"],
+        cabinet_outage_kinds: &[],
+        team: "metering",
+    },
+];
+
+fn service(code: &str) -> Option<&'static Service> {
+    SERVICES.iter().find(|s| s.code == code)
+}
+
+/// An error as the spec answers them: a list of `{code, description}`.
+#[derive(Debug)]
+pub struct Open311Error {
+    status: StatusCode,
+    description: String,
+}
+
+/// One error of the spec's list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Open311ErrorItem {
+    /// The HTTP status.
+    pub code: u16,
+    pub description: String,
+}
+
+impl Open311Error {
+    fn new(status: StatusCode, description: impl Into<String>) -> Open311Error {
+        Open311Error {
+            status,
+            description: description.into(),
+        }
+    }
+    fn bad(description: impl Into<String>) -> Open311Error {
+        Open311Error::new(StatusCode::BAD_REQUEST, description)
+    }
+    fn forbidden(description: impl Into<String>) -> Open311Error {
+        Open311Error::new(StatusCode::FORBIDDEN, description)
+    }
+    fn not_found(description: impl Into<String>) -> Open311Error {
+        Open311Error::new(StatusCode::NOT_FOUND, description)
+    }
+}
+
+impl From<crate::ApiError> for Open311Error {
+    fn from(e: crate::ApiError) -> Open311Error {
+        Open311Error::new(e.status(), e.message())
+    }
+}
+
+impl From<store::StoreError> for Open311Error {
+    fn from(e: store::StoreError) -> Open311Error {
+        crate::ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for Open311Error {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(vec![Open311ErrorItem {
+                code: self.status.as_u16(),
+                description: self.description,
+            }]),
+        )
+            .into_response()
+    }
+}
+
+/// A query string; what cannot be read is answered in the spec's error format.
+pub struct Open311Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Open311Query<T>
+{
+    type Rejection = Open311Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Open311Query(v))
+            .map_err(|e| Open311Error::from(crate::ApiError::from_query(e)))
+    }
+}
+
+/// A service as `services.json` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceItem {
+    pub service_code: &'static str,
+    pub service_name: &'static str,
+    pub description: &'static str,
+    /// No extra attributes are asked for.
+    pub metadata: bool,
+    /// `realtime`: a request gets its id at once.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub keywords: &'static str,
+    pub group: &'static str,
+}
+
+/// The jurisdiction asked for.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Jurisdiction {
+    /// A tenant's slug.
+    pub jurisdiction_id: Option<String>,
+}
+
+/// The tenant a jurisdiction names, if it exists.
+async fn tenant(state: &AppState, slug: &str) -> Result<i32, Open311Error> {
+    let db = state.pool().get().await?;
+    db.tenant_id(slug)
+        .await?
+        .ok_or_else(|| Open311Error::not_found(format!("there is no jurisdiction `{slug}`")))
+}
+
+async fn required_tenant(state: &AppState, slug: Option<&str>) -> Result<i32, Open311Error> {
+    match slug {
+        Some(slug) if !slug.is_empty() => tenant(state, slug).await,
+        _ => Err(Open311Error::bad(
+            "jurisdiction_id is required: name the municipality (its tenant slug)",
+        )),
+    }
+}
+
+/// The problems citizens can report (the same in every jurisdiction).
+#[utoipa::path(
+    get,
+    path = "/open311/v2/services.json",
+    operation_id = "open311_services",
+    tag = "open311",
+    security(()),
+    params(Jurisdiction),
+    responses(
+        (status = 200, description = "The services", body = Vec<ServiceItem>),
+        (status = 404, description = "No such jurisdiction", body = Vec<Open311ErrorItem>)
+    )
+)]
+pub async fn services(
+    State(state): State<AppState>,
+    Open311Query(j): Open311Query<Jurisdiction>,
+) -> Result<Json<Vec<ServiceItem>>, Open311Error> {
+    if let Some(slug) = j.jurisdiction_id.as_deref().filter(|s| !s.is_empty()) {
+        tenant(&state, slug).await?;
+    }
+    Ok(Json(
+        SERVICES
+            .iter()
+            .map(|s| ServiceItem {
+                service_code: s.code,
+                service_name: s.name,
+                description: s.description,
+                metadata: false,
+                kind: "realtime",
+                keywords: s.keywords,
+                group: s.group,
+            })
+            .collect(),
+    ))
+}
+
+/// A service's definition: no attributes beyond the standard fields.
+#[utoipa::path(
+    get,
+    path = "/open311/v2/services/{service_code}",
+    operation_id = "open311_service_definition",
+    tag = "open311",
+    security(()),
+    params(("service_code" = String, Path, description = "A service code followed by .json")),
+    responses(
+        (status = 200, description = "The definition", body = Object),
+        (status = 404, description = "No such service", body = Vec<Open311ErrorItem>)
+    )
+)]
+pub async fn service_definition(
+    ApiPath(file): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, Open311Error> {
+    let code = json_file(&file)?;
+    let s = service(code).ok_or_else(|| unknown_service(code))?;
+    Ok(Json(json!({"service_code": s.code, "attributes": []})))
+}
+
+/// `{name}.json` -> `name`.
+fn json_file(file: &str) -> Result<&str, Open311Error> {
+    file.strip_suffix(".json").ok_or_else(|| {
+        Open311Error::not_found(format!(
+            "`{file}` is not served: this endpoint answers JSON (`.json`) only"
+        ))
+    })
+}
+
+fn unknown_service(code: &str) -> Open311Error {
+    Open311Error::not_found(format!(
+        "there is no service `{code}`; services.json lists them"
+    ))
+}
+
+/// A request as the spec shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestItem {
+    pub service_request_id: String,
+    /// open or closed.
+    pub status: &'static str,
+    pub status_notes: String,
+    pub service_name: &'static str,
+    pub service_code: String,
+    pub description: Option<String>,
+    /// The team working on it.
+    pub agency_responsible: String,
+    pub service_notice: Option<String>,
+    pub requested_datetime: String,
+    pub updated_datetime: String,
+    /// When the work is due.
+    pub expected_datetime: Option<String>,
+    pub address: Option<String>,
+    pub address_id: Option<String>,
+    pub zipcode: Option<String>,
+    pub lat: f64,
+    pub long: f64,
+    pub media_url: Option<String>,
+}
+
+/// What the public is told about a work order's state.
+fn status_of(state: &str) -> (&'static str, &'static str) {
+    match state {
+        "new" => ("open", "Received; the repair is being planned."),
+        "assigned" => ("open", "A crew has been assigned."),
+        "in_progress" => ("open", "A crew is working on it."),
+        "done" => (
+            "open",
+            "The crew reports it repaired; waiting for the equipment to confirm it.",
+        ),
+        "reopened" => ("open", "The problem came back; a crew will return."),
+        "verified" | "closed" => ("closed", "Repaired, and confirmed by the equipment."),
+        _ => ("open", "Received."),
+    }
+}
+
+fn request_item(r: ServiceRequestRow) -> RequestItem {
+    let (status, notes) = status_of(&r.work_order_state);
+    RequestItem {
+        service_request_id: r.id.to_string(),
+        status,
+        status_notes: notes.to_owned(),
+        service_name: service(&r.service_code).map_or("", |s| s.name),
+        service_code: r.service_code,
+        description: r.description,
+        agency_responsible: r.team,
+        service_notice: None,
+        requested_datetime: crate::live::rfc3339(r.requested_at),
+        updated_datetime: crate::live::rfc3339(r.updated_at),
+        expected_datetime: (status == "open").then(|| crate::live::rfc3339(r.due_at)),
+        address: r.address,
+        address_id: None,
+        zipcode: None,
+        lat: r.lat,
+        long: r.lon,
+        media_url: r.media_url,
+    }
+}
+
+/// Filters of the request list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequestFilter {
+    /// A tenant's slug (required).
+    pub jurisdiction_id: Option<String>,
+    /// Comma-separated request ids; the other filters are then ignored (as the spec says).
+    pub service_request_id: Option<String>,
+    pub service_code: Option<String>,
+    /// Requested at or after (W3C / RFC 3339); default 90 days before `end_date` or now.
+    pub start_date: Option<String>,
+    /// Requested before (RFC 3339).
+    pub end_date: Option<String>,
+    /// open or closed (comma-separated for both).
+    pub status: Option<String>,
+}
+
+/// Requests of a jurisdiction, newest first (at most 1000).
+#[utoipa::path(
+    get,
+    path = "/open311/v2/requests.json",
+    operation_id = "open311_requests",
+    tag = "open311",
+    security(()),
+    params(RequestFilter),
+    responses(
+        (status = 200, description = "The requests", body = Vec<RequestItem>),
+        (status = 400, description = "A filter is not valid, or no jurisdiction_id", body = Vec<Open311ErrorItem>),
+        (status = 404, description = "No such jurisdiction", body = Vec<Open311ErrorItem>)
+    )
+)]
+pub async fn requests(
+    State(state): State<AppState>,
+    Open311Query(f): Open311Query<RequestFilter>,
+) -> Result<Json<Vec<RequestItem>>, Open311Error> {
+    let tenant_id = required_tenant(&state, f.jurisdiction_id.as_deref()).await?;
+    let ids: Option<Vec<i64>> = f
+        .service_request_id
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|id| {
+                    id.trim().parse::<i64>().map_err(|_| {
+                        Open311Error::bad(format!(
+                            "service_request_id must be a comma-separated list of numbers, not `{list}`"
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .transpose()?;
+    let time = |name: &str, v: Option<&str>| {
+        crate::params::time(name, v).map_err(|e| Open311Error::bad(e.message()))
+    };
+    let mut query = ServiceRequestQuery {
+        tenant_id,
+        limit: MAX_REQUESTS,
+        ..Default::default()
+    };
+    if ids.is_none() {
+        let to = time("end_date", f.end_date.as_deref())?;
+        let from = time("start_date", f.start_date.as_deref())?.unwrap_or_else(|| {
+            to.unwrap_or_else(|| state.now().to_datetime()) - chrono::Duration::days(DEFAULT_DAYS)
+        });
+        if let Some(to) = to {
+            crate::params::range(from, to).map_err(|e| Open311Error::bad(e.message()))?;
+        }
+        query.from = Some(from);
+        query.to = to;
+        query.service_code = f.service_code.as_deref();
+        query.closed = match f.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => {
+                let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+                if parts.iter().any(|p| !matches!(*p, "open" | "closed")) {
+                    return Err(Open311Error::bad(format!(
+                        "status must be open or closed, not `{s}`"
+                    )));
+                }
+                match (parts.contains(&"open"), parts.contains(&"closed")) {
+                    (true, true) => None,
+                    (false, true) => Some(true),
+                    _ => Some(false),
+                }
+            }
+        };
+    }
+    query.ids = ids.as_deref();
+    let rows = state.pool().get().await?.service_requests(&query).await?;
+    Ok(Json(rows.into_iter().map(request_item).collect()))
+}
+
+/// One request of a jurisdiction (a list of one, as the spec has it).
+#[utoipa::path(
+    get,
+    path = "/open311/v2/requests/{service_request_id}",
+    operation_id = "open311_request",
+    tag = "open311",
+    security(()),
+    params(("service_request_id" = String, Path, description = "A request id followed by .json"), Jurisdiction),
+    responses(
+        (status = 200, description = "The request", body = Vec<RequestItem>),
+        (status = 400, description = "No jurisdiction_id", body = Vec<Open311ErrorItem>),
+        (status = 404, description = "No such request in this jurisdiction", body = Vec<Open311ErrorItem>)
+    )
+)]
+pub async fn request(
+    State(state): State<AppState>,
+    ApiPath(file): ApiPath<String>,
+    Open311Query(j): Open311Query<Jurisdiction>,
+) -> Result<Json<Vec<RequestItem>>, Open311Error> {
+    let id_text = json_file(&file)?;
+    let tenant_id = required_tenant(&state, j.jurisdiction_id.as_deref()).await?;
+    let missing = || Open311Error::not_found(format!("there is no service request `{id_text}`"));
+    let id: i64 = id_text.parse().map_err(|_| missing())?;
+    let ids = [id];
+    let query = ServiceRequestQuery {
+        tenant_id,
+        ids: Some(&ids),
+        limit: 1,
+        ..Default::default()
+    };
+    let rows = state.pool().get().await?.service_requests(&query).await?;
+    if rows.is_empty() {
+        return Err(missing());
+    }
+    Ok(Json(rows.into_iter().map(request_item).collect()))
+}
+
+/// A new request (form-encoded, as the spec has it). Personal fields (`email`,
+/// `first_name`, `last_name`, `phone`, `device_id`, `account_id`) are accepted and not kept.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewRequest {
+    pub jurisdiction_id: Option<String>,
+    pub service_code: Option<String>,
+    pub lat: Option<String>,
+    pub long: Option<String>,
+    pub address_string: Option<String>,
+    pub description: Option<String>,
+    pub media_url: Option<String>,
+    /// An API token of a user of the jurisdiction (or send `Authorization: Bearer`).
+    pub api_key: Option<String>,
+}
+
+/// The answer to a new request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    pub service_request_id: String,
+    pub service_notice: String,
+    pub account_id: Option<String>,
+}
+
+/// A citizen's report: linked to a known outage of the nearest device, or opening an
+/// inspection of it.
+#[utoipa::path(
+    post,
+    path = "/open311/v2/requests.json",
+    operation_id = "open311_create_request",
+    tag = "open311",
+    security(()),
+    request_body(content = NewRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "Recorded", body = Vec<Created>),
+        (status = 400, description = "A field is missing or wrong, or no device of the service's kind is near", body = Vec<Open311ErrorItem>),
+        (status = 403, description = "No api_key, an unknown one, or one of another jurisdiction", body = Vec<Open311ErrorItem>),
+        (status = 404, description = "No such jurisdiction or service", body = Vec<Open311ErrorItem>)
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<NewRequest>, FormRejection>,
+) -> Result<Response, Open311Error> {
+    let Form(r) = form.map_err(|e| {
+        Open311Error::bad(format!(
+            "send the fields form-encoded (application/x-www-form-urlencoded): {}",
+            e.body_text()
+        ))
+    })?;
+    let slug = r.jurisdiction_id.as_deref().unwrap_or("");
+    let tenant_id = required_tenant(&state, Some(slug)).await?;
+    // Who posts, and whether they may report here.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let key = r
+        .api_key
+        .as_deref()
+        .or(bearer)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| Open311Error::forbidden("api_key is required to post a request"))?;
+    let found = state
+        .pool()
+        .get()
+        .await?
+        .token_user(&api_token_digest(key))
+        .await?;
+    let (user, token_name) = found.ok_or_else(|| {
+        Open311Error::forbidden("this api_key is not valid: it is unknown or was revoked")
+    })?;
+    if !user.tenants.iter().any(|t| t.id == tenant_id) {
+        return Err(Open311Error::forbidden(format!(
+            "this api_key may not post requests in jurisdiction `{slug}`"
+        )));
+    }
+    let code = r
+        .service_code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Open311Error::bad("service_code is required; services.json lists them"))?;
+    let svc = service(code).ok_or_else(|| unknown_service(code))?;
+    let lat = coordinate("lat", r.lat.as_deref(), 90.0)?;
+    let lon = coordinate("long", r.long.as_deref(), 180.0)?;
+    for (name, value) in [
+        ("address_string", &r.address_string),
+        ("description", &r.description),
+        ("media_url", &r.media_url),
+    ] {
+        if let Some(v) = value {
+            crate::params::text(name, v).map_err(|e| Open311Error::bad(e.message()))?;
+        }
+    }
+    let actor = format!("{} (token {token_name})", user.username);
+    let recorded = state
+        .pool()
+        .get()
+        .await?
+        .record_service_request(&NewServiceRequest {
+            tenant_id,
+            service_code: svc.code,
+            lat,
+            lon,
+            address: r.address_string.as_deref().filter(|s| !s.is_empty()),
+            description: r.description.as_deref().filter(|s| !s.is_empty()),
+            media_url: r.media_url.as_deref().filter(|s| !s.is_empty()),
+            device_kind: svc.device_kind,
+            medium: svc.medium,
+            outage_kinds: svc.outage_kinds,
+            cabinet_outage_kinds: svc.cabinet_outage_kinds,
+            radius_m: REACH_M,
+            team: svc.team,
+            inspection_hours: INSPECTION_HOURS,
+            at: state.now().to_datetime(),
+            actor: &actor,
+        })
+        .await?
+        .ok_or_else(|| {
+            Open311Error::bad(format!(
+                "there is no {} of ours within {REACH_M} m of {lat}, {lon}; check the place",
+                match svc.device_kind {
+                    "light" => "street light",
+                    "cabinet" => "lighting cabinet",
+                    "meter" => "meter",
+                    other => other,
+                }
+            ))
+        })?;
+    let notice = match (recorded.outage_id, recorded.joined) {
+        (Some(_), _) => "The problem was already known; a repair is under way.",
+        (None, true) => "The place is already being inspected.",
+        (None, false) => "An inspection has been ordered.",
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(vec![Created {
+            service_request_id: recorded.id.to_string(),
+            service_notice: notice.into(),
+            account_id: None,
+        }]),
+    )
+        .into_response())
+}
+
+/// A latitude or longitude in degrees, within ±`bound`.
+fn coordinate(name: &str, value: Option<&str>, bound: f64) -> Result<f64, Open311Error> {
+    let value = value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Open311Error::bad(format!("{name} is required (WGS 84 degrees)")))?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && v.abs() <= bound)
+        .ok_or_else(|| {
+            Open311Error::bad(format!(
+                "{name} must be a number of degrees between -{bound} and {bound}, not `{value}`"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinates_are_checked() {
+        assert_eq!(coordinate("lat", Some("38.7"), 90.0).unwrap(), 38.7);
+        for bad in [None, Some(""), Some("north"), Some("91"), Some("NaN")] {
+            let e = coordinate("lat", bad, 90.0).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_work_order_state_has_a_public_status() {
+        for s in store::WORK_ORDER_STATES {
+            let (status, notes) = status_of(s);
+            assert!(!notes.is_empty());
+            assert_eq!(
+                status == "closed",
+                matches!(s, "verified" | "closed"),
+                "{s}"
+            );
+        }
+        let codes: std::collections::HashSet<&str> = SERVICES.iter().map(|s| s.code).collect();
+        assert_eq!(codes.len(), SERVICES.len(), "service codes are unique");
+    }
+}
