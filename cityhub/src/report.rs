@@ -1,5 +1,6 @@
-//! `cityhub report`: the alarm load (floods, bad actors) and the repair crews' record,
-//! read from the database, as text tables for the control room and its managers.
+//! `cityhub report`: the alarm load (floods, bad actors), the repair crews' record and the
+//! lamps' energy, read from the database, as text tables for the control room and its
+//! managers.
 
 use chrono::{Duration, Utc};
 use clap::Subcommand;
@@ -23,10 +24,23 @@ pub enum ReportCommand {
         #[arg(long, default_value_t = 30)]
         days: i64,
     },
+    /// Lamp energy and burning hours per district and day, from the daily rollups
+    Energy {
+        /// The last this many whole UTC days, today included
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        /// One district only
+        #[arg(long)]
+        district: Option<String>,
+        /// Roll up pending readings first (native partitioning), instead of waiting for
+        /// the hub's refresher
+        #[arg(long)]
+        refresh: bool,
+    },
 }
 
 pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
-    let db = store::Db::connect(&config.database_url).await?;
+    let mut db = store::Db::connect(&config.database_url).await?;
     let now = Utc::now();
     match command {
         ReportCommand::Alarms { hours, top } => {
@@ -59,6 +73,47 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
                     "| {} | {} | {} | {} |",
                     b.ext_id, b.kind, b.outages, b.occurrences
                 );
+            }
+        }
+        ReportCommand::Energy {
+            days,
+            district,
+            refresh,
+        } => {
+            anyhow::ensure!(
+                (1..=400).contains(&days),
+                "--days must be between 1 and 400"
+            );
+            if refresh {
+                let done = db.refresh_rollups(now).await?;
+                println!("Rolled up {} buckets of 15 minutes.\n", done.buckets);
+            }
+            let day = store::history::Bucket::Day;
+            let to = day.floor(now) + Duration::days(1);
+            let from = to - Duration::days(days);
+            let tenants: Vec<i32> = db.tenant_slugs().await?.into_keys().collect();
+            let lines = db
+                .energy_report(&tenants, district.as_deref(), from, to)
+                .await?;
+            println!("Lamp energy per district and day, {from} to {to}\n");
+            println!("| tenant | district | day | kWh | burning hours | lamps reporting | kWh at rated power |");
+            println!("|---|---|---|---|---|---|---|");
+            for l in &lines {
+                println!(
+                    "| {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+                    l.tenant,
+                    l.district.as_deref().unwrap_or("-"),
+                    l.day.format("%Y-%m-%d"),
+                    l.energy_kwh,
+                    l.burning_hours,
+                    l.lamps_reporting,
+                    l.rated_kwh.map_or("-".to_owned(), |r| format!("{r:.1}"))
+                );
+            }
+            if let Some(until) = db.rollups_complete_before().await? {
+                if until < to {
+                    println!("\nReadings after {until} are not rolled up yet.");
+                }
             }
         }
         ReportCommand::Teams { days } => {

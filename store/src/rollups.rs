@@ -98,6 +98,8 @@ fn table_ddl(name: &str) -> String {
     burning_s double precision,
     PRIMARY KEY (device_id, bucket)
 );
+-- The refresher reads and rewrites rollups by time range, for every device.
+CREATE INDEX {name}_bucket ON {name} (bucket);
 "
     )
 }
@@ -354,10 +356,14 @@ async fn roll_run(
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    // One refresher at a time, whichever hub runs it.
-    tx.execute("SELECT pg_advisory_xact_lock(727275)", &[])
-        .await
-        .map_err(StoreError::db("taking the rollup lock"))?;
+    // One refresher at a time, whichever hub runs it. Its statements are large scans
+    // planned afresh each time: compiling them (JIT) costs more than it saves, and the
+    // window over a run's buckets should sort in memory.
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(727275); SET LOCAL jit = off; SET LOCAL work_mem = '64MB'",
+    )
+    .await
+    .map_err(StoreError::db("taking the rollup lock"))?;
     // Marks first: a batch committing after this statement leaves its mark for the next
     // run; one committed before it is seen by the recomputation below.
     tx.execute(
@@ -422,6 +428,7 @@ async fn roll_run(
                  UPDATE light_15min r SET energy_wh = v.energy_wh, burning_s = v.burning_s
                  FROM v
                  WHERE r.device_id = v.device_id AND r.bucket = v.bucket
+                   AND r.bucket >= $1 AND r.bucket < $2::timestamptz + INTERVAL '{LOOKBACK}'
                    AND (r.energy_wh IS DISTINCT FROM v.energy_wh OR r.burning_s IS DISTINCT FROM v.burning_s)
                  RETURNING r.bucket"
             ),

@@ -35,12 +35,16 @@ enum Endpoint {
     GetWorkOrder,
     ListUsers,
     DisableUser,
+    GetDevice,
+    DeviceHistory,
+    DeviceStates,
+    EnergyReport,
 }
 
 /// Expected statuses per role, in [`ROLES`] order: admin, operator, dispatcher, crew,
 /// viewer, regional_viewer. One row per endpoint: (endpoint, own tenant, other tenant).
 #[rustfmt::skip]
-const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 16] = [
+const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 20] = [
     //                          own tenant                        other tenant
     //                          adm  op   disp crew view regv     adm  op   disp crew view regv
     (Endpoint::ListOutages,    [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
@@ -59,6 +63,10 @@ const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 16] = [
     (Endpoint::GetWorkOrder,   [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
     (Endpoint::ListUsers,      [200, 403, 403, 403, 403, 403],  [404, 403, 403, 403, 403, 403]),
     (Endpoint::DisableUser,    [200, 403, 403, 403, 403, 403],  [404, 403, 403, 403, 403, 403]),
+    (Endpoint::GetDevice,      [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
+    (Endpoint::DeviceHistory,  [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
+    (Endpoint::DeviceStates,   [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
+    (Endpoint::EnergyReport,   [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
 ];
 
 /// Sends `endpoint`'s request as `role`, aimed at `side`; the status and the body.
@@ -144,6 +152,20 @@ async fn cell(city: &mut City, endpoint: Endpoint, role: &str, side: Side) -> (u
             city.get(&format!("/api/v1/work-orders/{id}"), role).await
         }
         Endpoint::ListUsers => city.get(&format!("/api/v1/users{filter}"), role).await,
+        // Devices are named with their tenant: the regional viewer has an L0 in two.
+        Endpoint::GetDevice => {
+            city.get(&format!("/api/v1/devices/L0?tenant={tenant}"), role)
+                .await
+        }
+        Endpoint::DeviceHistory => {
+            city.get(&format!("/api/v1/devices/L0/history?tenant={tenant}"), role)
+                .await
+        }
+        Endpoint::DeviceStates => city.get(&format!("/api/v1/state{filter}"), role).await,
+        Endpoint::EnergyReport => {
+            city.get(&format!("/api/v1/reports/energy{filter}"), role)
+                .await
+        }
         Endpoint::DisableUser => {
             // A user of the tenant aimed at, made for this cell alone.
             let name = tests::unique("staff");
