@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
+import { connect } from "node:net";
 import { crc32, deflateSync } from "node:zlib";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -54,6 +55,18 @@ async function signedInPage(username) {
   return page;
 }
 
+/** A GET with the path exactly as given, and the whole answer as text. */
+function rawGet(url, path) {
+  const { hostname, port } = new URL(url);
+  return new Promise((ok, fail) => {
+    const sock = connect(Number(port), hostname, () => sock.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`));
+    let text = "";
+    sock.on("data", (d) => (text += d));
+    sock.on("end", () => ok(text));
+    sock.on("error", fail);
+  });
+}
+
 const shot = (page, name) => page.screenshot({ path: join(OUT, `${name}.png`) });
 
 describe("the dashboard against a running hub", () => {
@@ -86,6 +99,32 @@ describe("the dashboard against a running hub", () => {
     await browser?.close();
     await stack?.stop();
     tiles?.close();
+  });
+
+  test("the hub serves the app for its own paths and JSON for the API's", async () => {
+    const index = await fetch(`${stack.url}/`);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get("content-type"), /^text\/html/);
+    assert.match(index.headers.get("content-security-policy"), /^default-src 'self'; img-src 'self' data: blob: http:\/\/127\.0\.0\.1:\d+;/);
+    const html = await index.text();
+    // A page of the app (routed in the browser) is the same document.
+    assert.equal(await (await fetch(`${stack.url}/work-orders`)).text(), html);
+    const script = html.match(/src="(\/assets\/[^"]+\.js)"/)[1];
+    const asset = await fetch(`${stack.url}${script}`);
+    assert.match(asset.headers.get("content-type"), /^text\/javascript/);
+    assert.match(asset.headers.get("cache-control"), /immutable/);
+    for (const path of ["/api/v1/nothing", "/metrics/nothing", "/open311/nothing"]) {
+      const r = await fetch(`${stack.url}${path}`);
+      assert.equal(r.status, 404, path);
+      assert.match((await r.json()).error, /^there is no GET/);
+    }
+    // Nothing outside the build: a path climbing out of it (sent as is; fetch would
+    // resolve the dots) is just another page of the app.
+    for (const path of ["/../package.json", "/assets/../../package.json", "/%2e%2e/package.json"]) {
+      const raw = await rawGet(stack.url, path);
+      assert.match(raw, /^HTTP\/1\.1 200/, path);
+      assert.ok(raw.endsWith(html), `${path} answers the app's page`);
+    }
   });
 
   test("sign in; the map shows every asset of the inventory", async () => {
