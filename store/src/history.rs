@@ -500,14 +500,13 @@ impl Db {
             .client()
             .query(
                 "SELECT d.ext_id, d.tenant_id, d.kind, d.lon, d.lat,
-                        (l.telemetry->>'on')::boolean, (l.telemetry->>'dim')::float8,
-                        extract(epoch FROM l.last_seen)::int8,
+                        l.lamp_on, l.dim_pct, extract(epoch FROM l.last_seen)::int8,
                         (CASE WHEN o.device_id IS NOT NULL THEN 5
                               WHEN l.device_id IS NULL THEN 6
                               WHEN l.online = false THEN 4
-                              WHEN l.telemetry->>'fault' IS NOT NULL THEN 3
-                              WHEN d.kind = 'light' AND (l.telemetry->>'on')::boolean THEN 1
-                              WHEN d.kind = 'light' AND NOT (l.telemetry->>'on')::boolean THEN 2
+                              WHEN l.has_fault THEN 3
+                              WHEN d.kind = 'light' AND l.lamp_on THEN 1
+                              WHEN d.kind = 'light' AND NOT l.lamp_on THEN 2
                               ELSE 0 END)::int2
                  FROM devices d
                  LEFT JOIN device_latest l ON l.device_id = d.id

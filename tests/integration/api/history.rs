@@ -90,6 +90,24 @@ async fn store_lamp(city: &City, tenant: &str, lamp: &str, readings: &[Lamp]) {
     db.upsert_latest(&batch.take_latest()).await.unwrap();
 }
 
+/// Stores one contract payload of a tenant's device, latest state included.
+async fn store_payload(city: &City, tenant: &str, device: &str, record: RecordType, json: &str) {
+    let decoded = decode_payload(
+        record,
+        json.as_bytes(),
+        Timestamp::now(),
+        &Limits::default(),
+    );
+    assert!(decoded.rejected.is_empty(), "{json}");
+    let mut batch = ReadingBatch::default();
+    for row in decoded.rows {
+        batch.push(record, city.device(tenant, device), row);
+    }
+    let mut db = city.db.store().await;
+    db.write_batch(&batch).await.unwrap();
+    db.upsert_latest(&batch.take_latest()).await.unwrap();
+}
+
 async fn refresh(city: &City) -> store::rollups::RefreshOutcome {
     city.db
         .store()
@@ -510,6 +528,32 @@ async fn the_state_covers_every_device_the_caller_sees() {
         .await
         .unwrap();
 
+    let now = tests::now_ms();
+    store_payload(
+        &city,
+        &a,
+        "L9",
+        RecordType::Light,
+        &format!(r#"{{"ts":{now},"on":true,"dim":30,"fault":"driver_failure"}}"#),
+    )
+    .await;
+    store_payload(
+        &city,
+        &a,
+        "L10",
+        RecordType::Light,
+        &format!(r#"{{"ts":{now},"on":true}}"#),
+    )
+    .await;
+    store_payload(
+        &city,
+        &a,
+        "L10",
+        RecordType::Status,
+        &format!(r#"{{"ts":{now},"state":"offline"}}"#),
+    )
+    .await;
+
     let s = city.get("/api/v1/state", "viewer").await;
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(s.header("content-type"), Some("application/json"));
@@ -555,6 +599,16 @@ async fn the_state_covers_every_device_the_caller_sees() {
     assert_eq!(state_of("L6"), "dark");
     assert_eq!(state_of("L7"), "outage");
     assert_eq!(state_of("L8"), "unknown");
+    assert_eq!(state_of("L9"), "fault");
+    assert_eq!(state_of("L10"), "offline");
+    let l9 = s["ext_id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|v| v == "L9")
+        .unwrap();
+    assert_eq!(s["dim"][l9], 30.0);
+    assert_eq!(s["on"][l9], true);
     assert_eq!(state_of("C0"), "unknown");
 
     let lights = city.get("/api/v1/state?kind=light", "crew").await.json();
