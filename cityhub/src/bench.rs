@@ -10,6 +10,8 @@
 //!
 //! `cityhub bench detection` (in [`detection`]) runs the shipped scenarios through the
 //! whole stack and scores the outages against their ground truth.
+//! `cityhub bench api` (in [`api`]) measures the API at city scale while ingestion runs,
+//! and a large export.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+mod api;
 mod detection;
 
 #[derive(Subcommand)]
@@ -41,6 +44,8 @@ pub enum BenchCommand {
     Rules(RulesBench),
     /// Detection quality on the scenarios: precision, recall and delay per outage kind
     Detection(detection::DetectionBench),
+    /// API latency at city scale while ingestion runs, and a large export
+    Api(api::ApiBench),
 }
 
 #[derive(Args, Clone)]
@@ -107,6 +112,7 @@ pub async fn run(command: BenchCommand, config: Config) -> anyhow::Result<()> {
         BenchCommand::Simulate(args) => simulate(args).await,
         BenchCommand::Rules(args) => rules_engine(args),
         BenchCommand::Detection(args) => detection::run(args, config).await,
+        BenchCommand::Api(args) => api::run(args, config).await,
     }
 }
 

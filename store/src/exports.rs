@@ -221,27 +221,33 @@ impl Db {
     ) -> Result<ReadingExport, StoreError> {
         let kind = q.record.name();
         self.client()
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            // No parallel workers: they would interleave the days, and an export is paced
+            // by its client, not by the scan.
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                 SET LOCAL max_parallel_workers_per_gather = 0",
+            )
             .await
             .map_err(StoreError::db("starting an export"))?;
-        let filters = "d.tenant_id = ANY($1) AND d.kind = $2
-             AND ($3::text IS NULL OR d.district = $3)
-             AND ($4::text IS NULL OR d.ext_id = $4)";
         let devices = self
             .client()
             .query(
-                &format!(
-                    "SELECT d.id, t.slug, d.ext_id FROM devices d JOIN tenants t ON t.id = d.tenant_id
-                     WHERE {filters} ORDER BY d.id"
-                ),
+                "SELECT d.id, t.slug, d.ext_id FROM devices d JOIN tenants t ON t.id = d.tenant_id
+                 WHERE d.tenant_id = ANY($1) AND d.kind = $2
+                   AND ($3::text IS NULL OR d.district = $3)
+                   AND ($4::text IS NULL OR d.ext_id = $4)
+                 ORDER BY d.id",
                 &[&q.tenants, &kind, &q.district, &q.device],
             )
             .await
             .map_err(StoreError::db("finding the devices of an export"))?;
         let mut index = HashMap::with_capacity(devices.len());
+        let mut ids = Vec::with_capacity(devices.len());
         let mut list = Vec::with_capacity(devices.len());
         for (i, r) in devices.iter().enumerate() {
-            index.insert(r.get::<_, i32>(0), i as u32);
+            let id: i32 = r.get(0);
+            index.insert(id, i as u32);
+            ids.push(id);
             list.push(ExportDevice {
                 tenant: r.get(1),
                 ext_id: r.get(2),
@@ -256,15 +262,16 @@ impl Db {
                 _ => format!("r.\"{}\"", f.name),
             })
             .collect();
+        // The devices by id rather than a join: the readings are then scanned partition
+        // by partition with a hashed id test (or an index for a few devices), with no join
+        // whose spilling could reorder them.
         let sql = format!(
-            "SELECT r.device_id, r.ts, {}, r.extra::text
-             FROM {} r JOIN devices d ON d.id = r.device_id
-             WHERE {filters} AND r.ts >= $5 AND r.ts < $6",
+            "SELECT r.device_id, r.ts, {}, r.extra::text FROM {} r
+             WHERE r.device_id = ANY($1) AND r.ts >= $2 AND r.ts < $3",
             columns.join(", "),
             table(q.record)
         );
-        let params: [&(dyn ToSql + Sync); 6] =
-            [&q.tenants, &kind, &q.district, &q.device, &q.from, &q.to];
+        let params: [&(dyn ToSql + Sync); 3] = [&ids, &q.from, &q.to];
         let rows = self
             .client()
             .query_raw(&sql, params)
