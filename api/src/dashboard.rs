@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn only_plain_paths_inside_the_folder_are_files() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("paths");
         std::fs::create_dir_all(dir.join("assets")).unwrap();
         std::fs::write(dir.join("assets/app.js"), "x").unwrap();
         std::fs::write(dir.join(".secret"), "x").unwrap();
@@ -242,8 +242,51 @@ mod tests {
         assert_eq!(origin_of("{z}/{x}"), None);
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cityhub-dashboard-{}", std::process::id()));
+    #[tokio::test]
+    async fn files_pages_and_a_missing_build() {
+        let dir = tempfile_dir("serve");
+        std::fs::create_dir_all(dir.join("assets")).unwrap();
+        let config = DashboardConfig {
+            dir: dir.clone(),
+            ..DashboardConfig::default()
+        };
+        let get = |path: &'static str| {
+            let config = config.clone();
+            async move { serve(&config, &Method::GET, &Uri::from_static(path)).await }
+        };
+        let missing = get("/").await;
+        assert_eq!(missing.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(missing.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("The dashboard is not built"));
+
+        std::fs::write(dir.join("index.html"), "<!doctype html>app").unwrap();
+        std::fs::write(dir.join("assets/app-1a2b.js"), "js").unwrap();
+        for path in ["/", "/outages", "/work-orders/7"] {
+            let page = get(path).await;
+            assert_eq!(page.status(), StatusCode::OK, "{path}");
+            assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
+            assert!(page.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        }
+        let js = get("/assets/app-1a2b.js").await;
+        assert_eq!(
+            js.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert!(js.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        let post = serve(&config, &Method::POST, &Uri::from_static("/")).await;
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh folder of this test's own (tests run in parallel).
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("cityhub-dashboard-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
