@@ -39,6 +39,8 @@ pub enum CursorKind {
     CommandBatches,
     /// A batch's per-device commands (device id).
     BatchDevices,
+    /// Lighting schedules (id).
+    Schedules,
 }
 
 impl CursorKind {
@@ -49,6 +51,7 @@ impl CursorKind {
             CursorKind::Devices => "d",
             CursorKind::CommandBatches => "c",
             CursorKind::BatchDevices => "cd",
+            CursorKind::Schedules => "s",
         }
     }
 }

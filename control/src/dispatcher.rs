@@ -244,6 +244,11 @@ pub async fn run(
                 }
             }
             _ = counters.tick() => {
+                match conn.end_expired_overrides(clock().to_datetime()).await {
+                    Ok(0) => {}
+                    Ok(lamps) => info!(message = "Lighting overrides ended; schedules pushed again.", lamps),
+                    Err(error) => warn!(message = "Cannot end expired lighting overrides now.", %error),
+                }
                 refresh_counters(&conn, &metrics, &mut answers_since, &mut last_batch).await;
             }
         }

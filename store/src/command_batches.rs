@@ -95,7 +95,8 @@ pub struct BatchRow {
     pub target: serde_json::Value,
     pub action: String,
     pub body: serde_json::Value,
-    pub expires_at: DateTime<Utc>,
+    /// None for schedule pushes: held until delivered.
+    pub expires_at: Option<DateTime<Utc>>,
     pub devices: i32,
     pub origin: String,
     /// (status, count), for every status that has commands.
@@ -336,7 +337,7 @@ impl Db {
             batch.action,
             &batch.body,
             batch.issued_at,
-            batch.expires_at,
+            Some(batch.expires_at),
             batch.issued_by,
             batch.confirm.filter(|_| reached > 1),
             "api",
@@ -457,7 +458,7 @@ pub(crate) async fn insert_batch(
     action: &str,
     body: &serde_json::Value,
     issued_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
     issued_by: &str,
     confirmed: Option<i64>,
     origin: &str,

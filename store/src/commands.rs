@@ -8,9 +8,9 @@ use tokio_postgres::Row;
 
 use crate::{Db, StoreError};
 
-/// Migration 7: command batches and their delivery.
+/// Migration 7: command batches, their delivery, and lighting schedules.
 ///
-/// A batch is what one person asked for: the target as given, the
+/// A batch is what one person (or a schedule change) asked for: the target as given, the
 /// action, its expiry and how many devices it reached. Each device's command is a row of
 /// `commands` linked to its batch, moved along by UPDATEs only (pending -> sent -> acked,
 /// rejected, failed or expired), so the table's change notifications see every step.
@@ -21,17 +21,18 @@ CREATE TABLE command_batches (
     issued_by text NOT NULL,
     issued_at timestamptz NOT NULL,
     -- The target as asked: {"device": ...}, {"devices": [...]}, {"cabinet": ...},
-    -- {"district": ...} or {"polygon": [[lon, lat], ...]}.
+    -- {"district": ...}, {"polygon": [[lon, lat], ...]} or {"schedule": id}.
     target jsonb NOT NULL,
     action text NOT NULL CHECK (action IN ('set_light', 'set_schedule', 'reboot')),
     body jsonb NOT NULL,
-    expires_at timestamptz NOT NULL,
+    -- NULL for schedule pushes: held until delivered (a newer push supersedes them).
+    expires_at timestamptz,
     devices integer NOT NULL CHECK (devices >= 0),
     -- The device count the person confirmed (NULL when one device was reached).
     confirmed integer,
-    -- `api` (a person); `schedule` is kept for pushes of lighting schedules.
+    -- `api` (a person) or `schedule` (a schedule change or an override's end).
     origin text NOT NULL DEFAULT 'api' CHECK (origin IN ('api', 'schedule')),
-    CHECK (expires_at > issued_at)
+    CHECK (expires_at IS NULL OR expires_at > issued_at)
 );
 CREATE INDEX command_batches_newest ON command_batches (tenant_id, issued_at DESC, id DESC);
 
@@ -46,6 +47,32 @@ CREATE INDEX commands_batch ON commands (batch_id, device_id);
 CREATE INDEX commands_pending ON commands (issued_at, id) WHERE status = 'pending';
 CREATE INDEX commands_sent ON commands (expires_at) WHERE status = 'sent';
 CREATE INDEX commands_answered ON commands (answered_at) WHERE answered_at IS NOT NULL;
+
+-- Lighting profiles (the set_schedule body) for a tenant, a district, a cabinet's lamps or
+-- a list of lamps. A lamp follows, among the rows that cover it and are not removed: an
+-- override first, then the most specific scope (devices, cabinet, district, tenant),
+-- then the newest. An override ends at `expires_at` (`removed_at` is then set to it).
+CREATE TABLE lighting_schedules (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id integer NOT NULL REFERENCES tenants (id),
+    scope text NOT NULL CHECK (scope IN ('tenant', 'district', 'cabinet', 'devices')),
+    -- The district or cabinet; NULL for the tenant and a device list.
+    target text,
+    devices text[],
+    profile jsonb NOT NULL,
+    override boolean NOT NULL DEFAULT false,
+    expires_at timestamptz,
+    created_by text NOT NULL,
+    created_at timestamptz NOT NULL,
+    removed_at timestamptz,
+    removed_by text,
+    CHECK (override = (expires_at IS NOT NULL)),
+    CHECK ((scope IN ('district', 'cabinet')) = (target IS NOT NULL)),
+    CHECK ((scope = 'devices') = (devices IS NOT NULL))
+);
+CREATE INDEX lighting_schedules_live ON lighting_schedules (tenant_id) WHERE removed_at IS NULL;
+CREATE INDEX lighting_schedules_overrides ON lighting_schedules (expires_at)
+    WHERE override AND removed_at IS NULL;
 "#;
 
 /// Actions a command can carry.

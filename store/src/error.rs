@@ -120,6 +120,10 @@ pub enum StoreError {
     ConfirmMismatch { reached: i64, confirm: Option<i64> },
     #[error("no command batch {0}")]
     NoBatch(i64),
+    #[error("no schedule {0}")]
+    NoSchedule(i64),
+    #[error("schedule {0} was already removed (or its override ended)")]
+    ScheduleRemoved(i64),
     #[error("route {id} has a line that is not a list of [lon, lat] positions: {why}")]
     BadRouteLine { id: i32, why: String },
 }

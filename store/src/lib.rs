@@ -16,7 +16,8 @@
 //! - [`maintenance`]: maintenance windows and the devices they cover.
 //! - [`commands`]: commands sent to devices (migration 7), their delivery and which are
 //!   in force; [`command_batches`]: what people ask of a group of devices, resolved,
-//!   confirmed and audited in one transaction.
+//!   confirmed and audited in one transaction; [`schedules`]: lighting schedules and
+//!   overrides, and the `set_schedule` pushes their changes cause.
 //! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day, and their refresh.
 //! - [`history`]: a device's readings in time buckets, the map's state of every device,
 //!   lamp energy per district and day.
@@ -53,6 +54,7 @@ pub mod outages;
 mod partitions;
 pub mod rollups;
 pub mod rule_assets;
+pub mod schedules;
 pub mod schema;
 pub mod service_requests;
 pub mod transit_feed;
@@ -76,6 +78,7 @@ pub use listings::{
 pub use maintenance::MaintenanceWindow;
 pub use outages::{OutageChange, OutageRow, WorkOrderPlan, OUTAGE_STATES};
 pub use rule_assets::{RuleAsset, RuleRoute};
+pub use schedules::{NewSchedule, Pushed, ScheduleRow, ScheduleScope};
 pub use schema::StoragePath;
 pub use tokio_postgres::Config as PgConfig;
 pub use work_orders::{

@@ -12,6 +12,7 @@ mod hygiene;
 mod reliability;
 mod rule_inputs;
 mod rules;
+mod schedules;
 mod simulated;
 mod storage;
 mod work_orders;

@@ -46,6 +46,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(preview))
         .routes(routes!(get))
         .routes(routes!(devices))
+        .merge(super::schedules::routes())
 }
 
 /// What a command is aimed at: exactly one of these keys.
@@ -234,10 +235,11 @@ pub struct Batch {
     /// What each device is sent (with its own `id` and `ts` added).
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
-    pub expires: DateTime<Utc>,
+    /// Absent for schedule pushes, which are held until delivered.
+    pub expires: Option<DateTime<Utc>>,
     /// Devices reached.
     pub devices: i32,
-    /// `api`: sent by a person.
+    /// `api` (sent by a person) or `schedule` (a schedule change or an override's end).
     pub origin: String,
     /// Commands per status: pending, sent, acked, rejected, failed, expired.
     pub statuses: BTreeMap<String, i64>,

@@ -14,6 +14,7 @@ pub mod history;
 pub mod map;
 pub mod outages;
 pub mod reports;
+pub mod schedules;
 pub mod session;
 pub mod users;
 pub mod work_orders;
