@@ -496,9 +496,13 @@ pub fn position_on(route: &Route, m: f64) -> (f64, f64) {
     let lens: Vec<f64> = route.line.windows(2).map(|w| seg_len(w[0], w[1])).collect();
     let total: f64 = lens.iter().sum();
     for (w, len) in route.line.windows(2).zip(&lens) {
+        // A repeated point is a segment of no length: nothing to travel on it.
+        if *len == 0.0 {
+            continue;
+        }
         let share = len / total.max(1e-12);
-        if left <= share || share == 0.0 {
-            let t = if share > 0.0 { left / share } else { 0.0 };
+        if left <= share {
+            let t = left / share;
             return (
                 round7(w[0].0 + (w[1].0 - w[0].0) * t),
                 round7(w[0].1 + (w[1].1 - w[0].1) * t),
@@ -521,6 +525,23 @@ mod tests {
             vehicles: 25,
             ..CitySpec::default()
         }
+    }
+
+    #[test]
+    fn a_repeated_point_does_not_hold_a_vehicle_in_place() {
+        let line = vec![(-9.0, 38.0), (-9.0, 38.0), (-9.0, 38.01)];
+        let length_m = seg_len(line[1], line[2]);
+        let route = Route {
+            id: "R1".into(),
+            line,
+            stops_m: vec![],
+            length_m,
+            headway_s: 600.0,
+        };
+        assert_eq!(position_on(&route, 0.0), (-9.0, 38.0));
+        let (_, lat) = position_on(&route, length_m / 2.0);
+        assert!((lat - 38.005).abs() < 1e-6, "half way: {lat}");
+        assert_eq!(position_on(&route, length_m), (-9.0, 38.01));
     }
 
     #[test]
