@@ -97,8 +97,10 @@ fn table_ddl(name: &str) -> String {
     -- Seconds the lamp burned in the bucket.
     burning_s double precision,
     PRIMARY KEY (device_id, bucket)
-);
--- The refresher reads and rewrites rollups by time range, for every device.
+) WITH (fillfactor = 70);
+-- Hours and days are rewritten at every refresh of their buckets: the room left on each
+-- page lets PostgreSQL do so in place, without new index entries. The refresher reads
+-- and rewrites rollups by time range, for every device.
 CREATE INDEX {name}_bucket ON {name} (bucket);
 "
     )

@@ -443,11 +443,11 @@ mod tests {
             ext_id: vec!["L0".into(), "we\"ird".into()],
             tenant_id: vec![7, 9],
             kind: vec!["light".into(), "meter".into()],
-            lon: vec![-9.14, 1.0],
+            lon: vec![-9.14, 1.5],
             lat: vec![38.7, 2.5],
             state: vec![1, 6],
             on: vec![Some(true), None],
-            dim: vec![Some(60.0), Some(f64::NAN)],
+            dim: vec![Some(60.5), Some(f64::NAN)],
             last_seen: vec![Some(1_700_000_000), None],
         };
         let v: serde_json::Value =
@@ -456,10 +456,19 @@ mod tests {
         assert_eq!(v["ext_id"], serde_json::json!(["L0", "we\"ird"]));
         assert_eq!(v["tenant"], serde_json::json!([0, 1]));
         assert_eq!(v["kind"], serde_json::json!([0, 2]));
-        assert_eq!(v["lon"], serde_json::json!([-9.14, 1.0]));
+        assert_eq!(v["lon"], serde_json::json!([-9.14, 1.5]));
         assert_eq!(v["states"][1], "burning");
         assert_eq!(v["on"], serde_json::json!([true, null]));
-        assert_eq!(v["dim"], serde_json::json!([60.0, null]));
+        assert_eq!(v["dim"], serde_json::json!([60.5, null]));
+        // Whole numbers are written without a fraction; still the same number.
+        let whole = state_json(
+            &store::history::StateColumns {
+                lon: vec![1.0],
+                ..c
+            },
+            &[],
+        );
+        assert!(whole.contains("\"lon\":[1]"), "{whole}");
         assert_eq!(v["last_seen"], serde_json::json!([1_700_000_000, null]));
     }
 }
