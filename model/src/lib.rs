@@ -8,6 +8,7 @@
 //! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
 //! - [`inventory`]: devices and bus routes as listed in the city's inventory.
 //! - [`astro`]: civil dawn and dusk at a place (when lamps should burn).
+//! - [`lighting`]: what a lamp should show under a lighting profile (`set_schedule`).
 //!
 //! The contract for device makers is `docs/device-contract.md`; the tests in this crate
 //! are its executable form.
@@ -15,6 +16,7 @@
 pub mod astro;
 pub mod decode;
 pub mod inventory;
+pub mod lighting;
 pub mod record;
 pub mod rejection;
 pub mod time;

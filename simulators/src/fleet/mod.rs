@@ -15,6 +15,7 @@ use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use model::lighting::Schedule;
 use model::{astro, Timestamp};
 use serde_json::Value;
 
@@ -84,6 +85,8 @@ pub struct Fleet {
     queue: BinaryHeap<Reverse<(i64, usize)>>,
     counters: Vec<Counters>,
     overrides: Vec<Option<Override>>,
+    /// The profile each lamp was given (`set_schedule`); `None`: dusk to dawn at full.
+    schedules: Vec<Option<Schedule>>,
     cabinet_rated_w: Vec<f64>,
     lamp_index: std::collections::HashMap<String, usize>,
     start: Timestamp,
@@ -179,6 +182,7 @@ impl Fleet {
                 }),
             counters: vec![Counters::default(); devices.len()],
             overrides: vec![None; city.lamps.len()],
+            schedules: vec![None; city.lamps.len()],
             city,
             spec,
             devices,
@@ -289,11 +293,15 @@ impl Fleet {
                     ("ok", None)
                 }
             }
-            Some("set_schedule") => {
-                // Back to the astronomical schedule.
-                self.overrides[lamp] = None;
-                ("ok", None)
-            }
+            Some("set_schedule") => match Schedule::from_command(&cmd) {
+                // A new profile ends a manual override, as the rules expect.
+                Some(s) => {
+                    self.overrides[lamp] = None;
+                    self.schedules[lamp] = Some(s);
+                    ("ok", None)
+                }
+                None => ("rejected", Some("the profile is not valid")),
+            },
             Some("reboot") => {
                 self.overrides[lamp] = None;
                 self.counters[device].last = None;
@@ -358,10 +366,15 @@ impl Fleet {
                 let lamp = &self.city.lamps[i];
                 let dark = astro::is_dark(lamp.at.0, lamp.at.1, ts);
                 let ov = self.overrides[i].filter(|o| o.until.is_none_or(|u| ts < u));
-                let (mut on, mut dim) = match ov {
-                    Some(o) => (o.on, if o.on { o.dim } else { 0.0 }),
-                    None if dark => (true, 100.0),
-                    None => (false, 0.0),
+                let (mut on, mut dim) = match (ov, &self.schedules[i]) {
+                    (Some(o), _) => (o.on, if o.on { o.dim } else { 0.0 }),
+                    (None, Some(s)) => {
+                        let (dawn, dusk) = astro::civil_twilight(lamp.at.0, lamp.at.1, ts);
+                        let e = s.at(ts, lamp.at.0, dawn, dusk, dark);
+                        (e.on, e.dim)
+                    }
+                    (None, None) if dark => (true, 100.0),
+                    (None, None) => (false, 0.0),
                 };
                 if fx.day_burner {
                     (on, dim) = (true, 100.0);
@@ -695,5 +708,65 @@ mod tests {
             &mut out,
         );
         assert!(out.len() == 1 && out[0].payload.contains("rejected"));
+    }
+
+    #[test]
+    fn lamps_follow_the_profile_they_are_given() {
+        let start = Timestamp::from_rfc3339("2026-11-22T12:00:00Z").unwrap();
+        let mut fleet = Fleet::new(city(1), FleetSpec::default(), start);
+        let topic = "city/simcity/light/L000002/cmd";
+        // 21:00 UTC: about 20:23 local solar time in Lisbon, after dusk.
+        let evening = start.add_secs(9 * 3600);
+        let mut out = Vec::new();
+        let profile = |steps: &str| {
+            format!(
+                r#"{{"id":"6c1e0d2a-0000-4000-8000-000000000001","ts":0,"action":"set_schedule","dim":80,"steps":{steps}}}"#
+            )
+        };
+        let state = |out: &[Message]| -> (bool, f64) {
+            let v: Value = serde_json::from_str(&out[1].payload).unwrap();
+            (v["on"].as_bool().unwrap(), v["dim"].as_f64().unwrap())
+        };
+        fleet.command(
+            topic,
+            profile(r#"[{"from":"20:00","to":"23:00","dim":30}]"#).as_bytes(),
+            evening,
+            &mut out,
+        );
+        assert!(
+            out[0].payload.contains(r#""status":"ok""#),
+            "{}",
+            out[0].payload
+        );
+        assert_eq!(state(&out), (true, 30.0), "the step in force");
+        out.clear();
+        // Part-night: off between 20:00 and 23:00 local solar time.
+        fleet.command(
+            topic,
+            profile(r#"[{"from":"20:00","to":"23:00","dim":0}]"#).as_bytes(),
+            evening,
+            &mut out,
+        );
+        assert_eq!(state(&out), (false, 0.0));
+        out.clear();
+        // Outside any step, the profile's level; at noon, off.
+        fleet.command(topic, profile("[]").as_bytes(), evening, &mut out);
+        assert_eq!(state(&out), (true, 80.0));
+        out.clear();
+        fleet.command(topic, profile("[]").as_bytes(), start, &mut out);
+        assert_eq!(state(&out), (false, 0.0));
+        out.clear();
+        // The same evaluation as the rules': model::lighting.
+        let lamp = &fleet.city.lamps[2];
+        let (dawn, dusk) = astro::civil_twilight(lamp.at.0, lamp.at.1, evening);
+        let s = Schedule::from_command(&serde_json::json!({"dim": 80})).unwrap();
+        assert_eq!(s.at(evening, lamp.at.0, dawn, dusk, true).dim, 80.0);
+        fleet.command(
+            topic,
+            profile(r#"[{"from":"25:00","to":"01:00","dim":5}]"#).as_bytes(),
+            evening,
+            &mut out,
+        );
+        assert!(out.len() == 1 && out[0].payload.contains("the profile is not valid"));
     }
 }
