@@ -92,6 +92,8 @@ struct Shared {
     limiter: limiter::LoginLimiter,
     password_checks: tokio::sync::Semaphore,
     events: live::EventHub,
+    /// Tenants (slugs) whose GTFS-Realtime feed needs no sign-in.
+    public_feeds: std::sync::RwLock<Vec<String>>,
     dashboard: DashboardConfig,
 }
 
@@ -115,6 +117,7 @@ impl AppState {
             limiter: limiter::LoginLimiter::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             events: live::EventHub::new(&config.database_url),
+            public_feeds: std::sync::RwLock::new(Vec::new()),
             dashboard: config.dashboard,
         }))
     }
@@ -137,6 +140,26 @@ impl AppState {
 
     pub fn limiter(&self) -> &limiter::LoginLimiter {
         &self.0.limiter
+    }
+
+    /// Makes the GTFS-Realtime feeds of `tenants` (slugs) readable without signing in
+    /// (`http.public_feeds`).
+    pub fn set_public_feeds(&self, tenants: Vec<String>) {
+        *self
+            .0
+            .public_feeds
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = tenants;
+    }
+
+    /// Whether `tenant`'s GTFS-Realtime feed needs no sign-in.
+    pub fn feed_is_public(&self, tenant: &str) -> bool {
+        self.0
+            .public_feeds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|t| t == tenant)
     }
 
     /// The live events' fan-out ([`live`]); started by [`serve`].

@@ -44,6 +44,8 @@ pub struct HttpConfig {
     pub session_secret: Option<String>,
     /// Mark the session cookie `Secure`: set it when the API is reached over HTTPS.
     pub secure_cookie: bool,
+    /// Tenants whose GTFS-Realtime feed anyone may read without signing in.
+    pub public_feeds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +90,7 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             session_secret: None,
             secure_cookie: false,
+            public_feeds: Vec::new(),
         }
     }
 }
@@ -142,6 +145,14 @@ pub struct Overrides {
     /// Mark the session cookie Secure (the API is reached over HTTPS)
     #[arg(long, env = "CITYHUB_HTTP_SECURE_COOKIE", global = true)]
     pub http_secure_cookie: Option<bool>,
+    /// Tenants whose GTFS-Realtime feed is public, comma separated
+    #[arg(
+        long,
+        env = "CITYHUB_HTTP_PUBLIC_FEEDS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub http_public_feeds: Option<Vec<String>>,
     /// MQTT broker host
     #[arg(long, env = "CITYHUB_MQTT_HOST", global = true)]
     pub mqtt_host: Option<String>,
@@ -241,6 +252,7 @@ impl Config {
             self.http.session_secret.clone_from(&o.http_session_secret);
         }
         set(&mut self.http.secure_cookie, &o.http_secure_cookie);
+        set(&mut self.http.public_feeds, &o.http_public_feeds);
         set(&mut m.host, &o.mqtt_host);
         set(&mut m.port, &o.mqtt_port);
         set(&mut m.client_id, &o.mqtt_client_id);

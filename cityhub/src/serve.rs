@@ -80,6 +80,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             dashboard: config.dashboard.clone(),
         },
     );
+    api_state.set_public_feeds(config.http.public_feeds.clone());
     tokio::spawn(api::live::devices::tap(
         tapped_rx,
         rows_tx,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tests::api::{add_token, add_user, TestApi};
 use tests::db::devices;
 use tests::hub::ingest_config;
-use tests::{eventually, now_ms, unique, InProcessHub, Publisher, Setup};
+use tests::{eventually, now_ms, unique, HubProcess, InProcessHub, Publisher, Setup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A GET with a bearer token; status and raw body.
@@ -189,4 +189,50 @@ async fn the_feed_holds_what_vehicles_published_as_googles_bindings_read_it() {
             "{path}: {error}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_tenant_listed_in_public_feeds_needs_no_token() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Vehicle, 1)]).await;
+    let closed = unique("o");
+    db.import(&devices(&closed, &[(Kind::Vehicle, 1)])).await;
+    let mut hub = HubProcess::spawn_with(
+        &db.url,
+        broker.port(),
+        &unique("hub-"),
+        &[("CITYHUB_HTTP_PUBLIC_FEEDS", &format!("{t},nowhere"))],
+    );
+    hub.wait_connected().await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let now = now_ms() / 1000 * 1000;
+    p.send(
+        &format!("city/{t}/vehicle/V0/telemetry"),
+        json!({"ts": now, "lat": 38.7, "lon": -9.1, "route": "28"}).to_string(),
+    )
+    .await;
+    p.flush().await;
+    let addr: SocketAddr = ([127, 0, 0, 1], hub.http_port).into();
+    let feed = eventually(Duration::from_secs(20), "V0 in the public feed", || async {
+        let (status, body) = get(addr, &format!("/gtfs-rt/{t}/vehicle-positions.pb"), None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let feed = decode_with_google(&body).await;
+        (feed["entities"].as_array().unwrap().len() == 1).then_some(feed)
+    })
+    .await;
+    assert_eq!(feed["entities"][0]["route_id"], json!("28"));
+    // Another tenant's feed still needs a token; a listed slug that is no tenant is 404.
+    let (status, _) = get(
+        addr,
+        &format!("/gtfs-rt/{closed}/vehicle-positions.pb"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = get(addr, "/gtfs-rt/nowhere/vehicle-positions.pb", None).await;
+    assert_eq!(status, 404);
+    assert!(hub.terminate());
 }
