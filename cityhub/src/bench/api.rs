@@ -71,6 +71,10 @@ pub struct ApiBench {
     /// Keep the benchmark database afterwards
     #[arg(long)]
     keep_db: bool,
+    /// Only the export: no rollups and no endpoint calls (a large export without the
+    /// rollups' set-up time)
+    #[arg(long)]
+    export_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,14 +175,16 @@ async fn measure(
         args.lamps,
         t.elapsed().as_secs_f64()
     );
-    let t = Instant::now();
-    let rolled = db.refresh_rollups(now).await?;
-    eprintln!(
-        "rollups: {} quarters in {} runs brought up to date in {:.1} s",
-        rolled.buckets,
-        rolled.runs,
-        t.elapsed().as_secs_f64()
-    );
+    if !args.export_only {
+        let t = Instant::now();
+        let rolled = db.refresh_rollups(now).await?;
+        eprintln!(
+            "rollups: {} quarters in {} runs brought up to date in {:.1} s",
+            rolled.buckets,
+            rolled.runs,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let token = admin_token(&mut db).await?;
     db.client().batch_execute("VACUUM ANALYZE").await?;
 
@@ -225,14 +231,16 @@ async fn measure(
     let to = rfc3339(end);
     let duration = Duration::from_secs(args.duration_secs);
     let history_devices = args.history_lamps;
+    // No clients: the endpoints are not measured.
+    let clients = if args.export_only { 0 } else { args.clients };
 
-    let state = calls(http_port, &token, args.clients, duration, |_| {
+    let state = calls(http_port, &token, clients, duration, |_| {
         "/api/v1/state".to_owned()
     })
     .await;
     show("GET /api/v1/state (every lamp)", &state);
     let (f, t) = (from.clone(), to.clone());
-    let history = calls(http_port, &token, args.clients, duration, move |rng| {
+    let history = calls(http_port, &token, clients, duration, move |rng| {
         format!(
             "/api/v1/devices/B{:06}/history?from={f}&to={t}&bucket=hour",
             rng.gen_range(0..history_devices)
@@ -247,7 +255,7 @@ async fn measure(
         &history,
     );
     let (f, t) = (from.clone(), to.clone());
-    let report = calls(http_port, &token, args.clients, duration, move |rng| {
+    let report = calls(http_port, &token, clients, duration, move |rng| {
         format!(
             "/api/v1/reports/energy?district=d{}&from={f}&to={t}",
             rng.gen_range(0..10)
@@ -485,7 +493,8 @@ async fn admin_token(db: &mut Db) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// `clients` clients call the paths `path` makes, one after the other, for `duration`.
+/// `clients` clients call the paths `path` makes, one after the other, for `duration`
+/// (none: not measured).
 async fn calls(
     port: u16,
     token: &str,
@@ -493,6 +502,9 @@ async fn calls(
     duration: Duration,
     path: impl Fn(&mut rand::rngs::SmallRng) -> String + Send + Sync + Clone + 'static,
 ) -> Measured {
+    if clients == 0 {
+        return Measured::Missing("not measured (--export-only)".into());
+    }
     // A first call tells whether the route is served at all.
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     match get(port, token, &path(&mut rng), &mut Vec::new()).await {
