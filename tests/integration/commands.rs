@@ -550,6 +550,45 @@ async fn a_command_reaches_a_simulated_lamp_which_acks_and_shows_it() {
         (sent >= 1.0 && acked >= 1.0).then_some(())
     })
     .await;
+
+    // A schedule for that lamp: pushed, acknowledged, and the lamp then shows what the
+    // profile says for the time of its reading (whatever the time of day the test runs).
+    let profile = json!({"dim": 55, "steps": [{"from": "02:00", "to": "04:00", "dim": 0}]});
+    let body = json!({"target": {"devices": [lamp]}, "profile": profile});
+    let (status, change) = http(
+        hub.hub.http_port,
+        "POST",
+        "/api/v1/schedules",
+        &hub.token,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{change}");
+    assert_eq!(change["devices"], 1);
+    let pushed = change["batches"][0].as_i64().unwrap();
+    hub.wait_status(pushed, &lamp, "acked").await;
+    let (ts, on, dim): (chrono::DateTime<chrono::Utc>, bool, f64) =
+        eventually(Duration::from_secs(10), "the lamp's reading under its profile", || async {
+            hub.db
+                .client
+                .query_opt(
+                    "SELECT l.telemetry_ts, (l.telemetry->>'on')::bool, (l.telemetry->>'dim')::float8
+                     FROM device_latest l JOIN devices d ON d.id = l.device_id
+                     WHERE d.ext_id = $1 AND (l.telemetry->>'dim')::float8 <> 37",
+                    &[&lamp],
+                )
+                .await
+                .unwrap()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+        })
+        .await;
+    let ts = Timestamp::from_datetime(ts);
+    let (lon, lat) = city.lamps[3].at;
+    let (dawn, dusk) = model::astro::civil_twilight(lon, lat, ts);
+    let expected = model::lighting::Schedule::from_command(&profile)
+        .unwrap()
+        .at(ts, lon, dawn, dusk, model::astro::is_dark(lon, lat, ts));
+    assert_eq!((on, dim), (expected.on, expected.dim));
     stop.cancel();
     let _ = task.await;
 }
