@@ -544,8 +544,8 @@ impl Db {
         Ok(c)
     }
 
-    /// Lamp energy and burning hours per tenant, district and UTC day, from the daily
-    /// rollups; days that start in `[from, to)`.
+    /// Lamp energy and burning hours per tenant, district and UTC day, from the districts'
+    /// daily rollup; days that start in `[from, to)`.
     pub async fn energy_report(
         &self,
         tenants: &[i32],
@@ -556,18 +556,14 @@ impl Db {
         let rows = self
             .client()
             .query(
-                "SELECT t.slug, d.district, r.bucket,
-                        coalesce(sum(r.energy_wh), 0) / 1000.0,
-                        coalesce(sum(r.burning_s), 0) / 3600.0,
-                        count(*),
-                        sum(d.rated_power_w * r.burning_s) / 3600.0 / 1000.0
-                 FROM devices d
-                 JOIN tenants t ON t.id = d.tenant_id
-                 JOIN light_day r ON r.device_id = d.id
-                 WHERE d.tenant_id = ANY($1) AND d.kind = 'light'
-                   AND ($2::text IS NULL OR d.district = $2)
-                   AND r.bucket >= $3 AND r.bucket < $4
-                 GROUP BY 1, 2, 3
+                "SELECT t.slug, nullif(x.district, ''), x.bucket,
+                        coalesce(x.energy_wh, 0) / 1000.0, coalesce(x.burning_s, 0) / 3600.0,
+                        x.lamps::int8, x.rated_wh / 1000.0
+                 FROM light_district_day x
+                 JOIN tenants t ON t.id = x.tenant_id
+                 WHERE x.tenant_id = ANY($1)
+                   AND ($2::text IS NULL OR x.district = $2)
+                   AND x.bucket >= $3 AND x.bucket < $4
                  ORDER BY 1, 2, 3",
                 &[&tenants, &district, &from, &to],
             )

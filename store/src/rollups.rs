@@ -126,6 +126,18 @@ pub fn migration(path: StoragePath) -> String {
             }
             sql.push_str(&format!(
                 "
+-- Days per district, for the energy report: from light_day and each lamp's district
+-- when the day was last rolled up. `district` '' stands for lamps without one.
+CREATE TABLE light_district_day (
+    tenant_id integer NOT NULL,
+    district text NOT NULL,
+    bucket timestamptz NOT NULL,
+    energy_wh double precision,
+    burning_s double precision,
+    lamps integer NOT NULL,
+    rated_wh double precision,
+    PRIMARY KEY (tenant_id, district, bucket)
+);
 -- 15-minute buckets that got lamp readings since they were last rolled up. Appended by
 -- every batch in its transaction; taken by the refresher.
 CREATE TABLE light_rollup_marks (bucket timestamptz NOT NULL);
@@ -231,6 +243,14 @@ WITH NO DATA;
 SELECT add_continuous_aggregate_policy('light_day',
     start_offset => INTERVAL '30 days', end_offset => INTERVAL '1 day',
     schedule_interval => INTERVAL '1 hour');
+
+CREATE VIEW light_district_day AS
+SELECT d.tenant_id, coalesce(d.district, '') AS district, r.bucket,
+       sum(r.energy_wh) AS energy_wh, sum(r.burning_s) AS burning_s,
+       count(*)::integer AS lamps, sum(d.rated_power_w * r.burning_s / 3600.0) AS rated_wh
+FROM light_day r JOIN devices d ON d.id = r.device_id
+WHERE d.kind = 'light'
+GROUP BY 1, 2, 3;
 
 CREATE TABLE rollup_state (
     name text PRIMARY KEY,
@@ -460,7 +480,21 @@ async fn roll_run(
     let (hour_lo, hour_hi) = cover(lo, last, Rollup::Hour);
     roll_up(tx, Rollup::Quarter, Rollup::Hour, hour_lo, hour_hi).await?;
     let (day_lo, day_hi) = cover(hour_lo, hour_hi - Duration::hours(1), Rollup::Day);
-    roll_up(tx, Rollup::Hour, Rollup::Day, day_lo, day_hi).await
+    roll_up(tx, Rollup::Hour, Rollup::Day, day_lo, day_hi).await?;
+    // Districts' days, rebuilt whole: a district whose lamps left it loses its row.
+    tx.batch_execute(&format!(
+        "DELETE FROM light_district_day WHERE bucket >= '{lo}' AND bucket < '{hi}';
+         INSERT INTO light_district_day
+             SELECT d.tenant_id, coalesce(d.district, ''), r.bucket, sum(r.energy_wh),
+                    sum(r.burning_s), count(*), sum(d.rated_power_w * r.burning_s / 3600.0)
+             FROM light_day r JOIN devices d ON d.id = r.device_id
+             WHERE r.bucket >= '{lo}' AND r.bucket < '{hi}' AND d.kind = 'light'
+             GROUP BY 1, 2, 3;",
+        lo = day_lo.to_rfc3339(),
+        hi = day_hi.to_rfc3339(),
+    ))
+    .await
+    .map_err(StoreError::db("rolling up districts' days"))
 }
 
 /// The buckets of `to` covering `[first, last]`: `[start of first's, end of last's)`.
