@@ -461,3 +461,43 @@ async fn jurisdictions_are_kept_apart() {
     .await;
     assert_eq!(r.json()[0]["service_request_id"], json!(id.to_string()));
 }
+
+#[tokio::test]
+async fn a_dark_lamp_whose_cabinet_lost_supply_joins_the_cabinets_outage() {
+    let mut city = City::start().await;
+    let a = city.a.clone();
+    let cabinet = city.device(&a, "C0");
+    city.store
+        .apply_outage_changes(&[opened_with_order(
+            cabinet,
+            "cabinet_supply_loss",
+            "2026-03-01T00:00:00Z",
+            "power-crew",
+            3600,
+        )])
+        .await
+        .unwrap();
+    let id = created_id(&report(&city, &a, "streetlight_out", 5).await);
+    let row = city
+        .db
+        .client
+        .query_one(
+            "SELECT o.device_id, w.team, s.device_id FROM service_requests s
+             JOIN outages o ON o.id = s.outage_id JOIN work_orders w ON w.id = s.work_order_id
+             WHERE s.id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), cabinet, "the cabinet's outage");
+    assert_eq!(row.get::<_, String>(1), "power-crew");
+    assert_eq!(
+        row.get::<_, i32>(2),
+        city.device(&a, "L5"),
+        "the lamp reported"
+    );
+    assert_eq!(
+        public_request(&city, &a, id).await["agency_responsible"],
+        json!("power-crew")
+    );
+}
