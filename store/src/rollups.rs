@@ -435,6 +435,11 @@ async fn roll_run(
     .map_err(StoreError::db("rolling up 15 minutes"))?;
     // Energy and burning time of the run's buckets and of those up to LOOKBACK after it,
     // whose predecessor may be in the run. Only rows whose values change are written.
+    // Each row is found by its key: the planner, misjudging the window's size, would
+    // otherwise hash the whole table or walk the bucket index once per row.
+    tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        .await
+        .map_err(StoreError::db("planning the energy step"))?;
     let changed: Vec<DateTime<Utc>> = tx
         .query(
             &format!(
@@ -461,7 +466,6 @@ async fn roll_run(
                  UPDATE light_15min r SET energy_wh = v.energy_wh, burning_s = v.burning_s
                  FROM v
                  WHERE r.device_id = v.device_id AND r.bucket = v.bucket
-                   AND r.bucket >= $1 AND r.bucket < $2::timestamptz + INTERVAL '{LOOKBACK}'
                    AND (r.energy_wh IS DISTINCT FROM v.energy_wh OR r.burning_s IS DISTINCT FROM v.burning_s)
                  RETURNING r.bucket"
             ),
@@ -472,6 +476,9 @@ async fn roll_run(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    tx.batch_execute("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on")
+        .await
+        .map_err(StoreError::db("planning the energy step"))?;
     let last = changed
         .iter()
         .max()
