@@ -15,6 +15,8 @@
 //! - [`error`]: [`ApiError`], the one error type of every handler.
 //! - [`pool`]: the database connections the requests share.
 //! - [`dashboard`]: the built web app, for every path outside the API's.
+//! - [`snapshots`]: big answers (the map's state) built once and shared for a second.
+//! - [`metrics`]: requests counted and timed by route template.
 //!
 //! Start reading at [`router`], then [`caller::Caller`].
 
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod params;
 pub mod pool;
 pub mod roles;
+pub mod snapshots;
 pub mod standards;
 pub mod v1;
 
@@ -95,6 +98,7 @@ struct Shared {
     /// Tenants (slugs) whose GTFS-Realtime feed needs no sign-in.
     public_feeds: std::sync::RwLock<Vec<String>>,
     dashboard: DashboardConfig,
+    states: Arc<snapshots::Snapshots>,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -119,6 +123,7 @@ impl AppState {
             events: live::EventHub::new(&config.database_url),
             public_feeds: std::sync::RwLock::new(Vec::new()),
             dashboard: config.dashboard,
+            states: Arc::default(),
         }))
     }
 
@@ -179,6 +184,11 @@ impl AppState {
         tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
             .await
             .map_err(|e| ApiError::internal("checking a password", &e))
+    }
+
+    /// The map's state of every device, per tenant set and kind ([`snapshots`]).
+    pub fn states(&self) -> &Arc<snapshots::Snapshots> {
+        &self.0.states
     }
 
     pub fn dashboard(&self) -> &DashboardConfig {

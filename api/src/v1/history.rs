@@ -8,6 +8,7 @@
 
 use std::fmt::Write;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -272,22 +273,36 @@ pub async fn state(
     caller.require(Permission::ReadDevices)?;
     let tenants = caller.scope(p.tenant.as_deref())?;
     let kind = params::one_of("kind", p.kind.as_deref(), &KINDS)?;
-    let c = state
-        .pool()
-        .get()
-        .await?
-        .state_columns(&tenants, kind)
-        .await?;
-    let slugs: Vec<(i32, &str)> = caller
+    let slugs: Vec<(i32, String)> = caller
         .tenants
         .iter()
         .filter(|t| tenants.contains(&t.id))
-        .map(|t| (t.id, t.slug.as_str()))
+        .map(|t| (t.id, t.slug.clone()))
         .collect();
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        state_json(&c, &slugs),
-    ))
+    let mut key_tenants = tenants.clone();
+    key_tenants.sort_unstable();
+    let key = (key_tenants, kind.map(str::to_owned));
+    let kind = kind.map(str::to_owned);
+    let shared = state.clone();
+    let body = state
+        .states()
+        .get(key, move || {
+            let (state, tenants, kind, slugs) =
+                (shared.clone(), tenants.clone(), kind.clone(), slugs.clone());
+            async move {
+                let c = state
+                    .pool()
+                    .get()
+                    .await?
+                    .state_columns(&tenants, kind.as_deref())
+                    .await?;
+                let slugs: Vec<(i32, &str)> =
+                    slugs.iter().map(|(id, s)| (*id, s.as_str())).collect();
+                Ok(Bytes::from(state_json(&c, &slugs)))
+            }
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 /// Writes the columns as JSON in one buffer, without a value per cell.
