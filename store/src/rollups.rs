@@ -155,14 +155,20 @@ INSERT INTO rollup_state VALUES ('light', '-infinity');
             ));
             sql
         }
-        StoragePath::TimescaleDb => TIMESCALE.to_owned(),
+        StoragePath::TimescaleDb => timescale(),
     };
     format!("{LATEST_COLUMNS}{rollups}")
 }
 
 /// Continuous aggregates. Real-time aggregation (`materialized_only = false`) answers the
 /// buckets not yet materialized from the raw rows, so `complete_before` is infinity.
-const TIMESCALE: &str = r#"
+fn timescale() -> String {
+    let hour = coarser("light_hour", "1 hour", "light_15min", "7 days", "5 minutes");
+    let day = coarser("light_day", "1 day", "light_hour", "30 days", "1 hour");
+    format!("{TIMESCALE_QUARTER}{hour}{day}{TIMESCALE_DISTRICTS}")
+}
+
+const TIMESCALE_QUARTER: &str = r#"
 CREATE MATERIALIZED VIEW light_15min
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT device_id,
@@ -190,10 +196,16 @@ SELECT add_continuous_aggregate_policy('light_15min',
     start_offset => INTERVAL '7 days', end_offset => INTERVAL '15 minutes',
     schedule_interval => INTERVAL '1 minute');
 
-CREATE MATERIALIZED VIEW light_hour
+"#;
+
+/// A continuous aggregate `name` of `width` buckets over the finer one `source`,
+/// refreshed every `every` over the last `start`.
+fn coarser(name: &str, width: &str, source: &str, start: &str, every: &str) -> String {
+    format!(
+        r#"CREATE MATERIALIZED VIEW {name}
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT device_id,
-       time_bucket(INTERVAL '1 hour', bucket) AS bucket,
+       time_bucket(INTERVAL '{width}', bucket) AS bucket,
        sum(samples)::integer AS samples,
        sum(on_samples)::integer AS on_samples,
        sum(fault_samples)::integer AS fault_samples,
@@ -210,41 +222,18 @@ SELECT device_id,
        first(burn_first_h, bucket) AS burn_first_h,
        last(burn_last_h, bucket) AS burn_last_h,
        greatest(last(burn_last_h, bucket) - first(burn_first_h, bucket), 0) * 3600 AS burning_s
-FROM light_15min
-GROUP BY device_id, time_bucket(INTERVAL '1 hour', bucket)
+FROM {source}
+GROUP BY device_id, time_bucket(INTERVAL '{width}', bucket)
 WITH NO DATA;
-SELECT add_continuous_aggregate_policy('light_hour',
-    start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour',
-    schedule_interval => INTERVAL '5 minutes');
+SELECT add_continuous_aggregate_policy('{name}',
+    start_offset => INTERVAL '{start}', end_offset => INTERVAL '{width}',
+    schedule_interval => INTERVAL '{every}');
 
-CREATE MATERIALIZED VIEW light_day
-WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT device_id,
-       time_bucket(INTERVAL '1 day', bucket) AS bucket,
-       sum(samples)::integer AS samples,
-       sum(on_samples)::integer AS on_samples,
-       sum(fault_samples)::integer AS fault_samples,
-       sum(power_sum) AS power_sum,
-       sum(power_n)::integer AS power_n,
-       max(power_max) AS power_max,
-       sum(dim_sum) AS dim_sum,
-       sum(dim_n)::integer AS dim_n,
-       min(voltage_min) AS voltage_min,
-       max(voltage_max) AS voltage_max,
-       first(energy_first_wh, bucket) AS energy_first_wh,
-       last(energy_last_wh, bucket) AS energy_last_wh,
-       greatest(last(energy_last_wh, bucket) - first(energy_first_wh, bucket), 0) AS energy_wh,
-       first(burn_first_h, bucket) AS burn_first_h,
-       last(burn_last_h, bucket) AS burn_last_h,
-       greatest(last(burn_last_h, bucket) - first(burn_first_h, bucket), 0) * 3600 AS burning_s
-FROM light_hour
-GROUP BY device_id, time_bucket(INTERVAL '1 day', bucket)
-WITH NO DATA;
-SELECT add_continuous_aggregate_policy('light_day',
-    start_offset => INTERVAL '30 days', end_offset => INTERVAL '1 day',
-    schedule_interval => INTERVAL '1 hour');
+"#
+    )
+}
 
-CREATE VIEW light_district_day AS
+const TIMESCALE_DISTRICTS: &str = r#"CREATE VIEW light_district_day AS
 SELECT d.tenant_id, coalesce(d.district, '') AS district, r.bucket,
        sum(r.energy_wh) AS energy_wh, sum(r.burning_s) AS burning_s,
        count(*)::integer AS lamps, sum(d.rated_power_w * r.burning_s / 3600.0) AS rated_wh

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::params::{self, CursorKind};
 use crate::roles::Permission;
-use crate::v1::ListPage;
+use crate::v1::{ListPage, TenantPage};
 use crate::AppState;
 
 /// A command's expiry when none is given.
@@ -380,26 +380,13 @@ pub async fn send(
     Ok((StatusCode::CREATED, Json(batch.into())))
 }
 
-/// Paging of the batch list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct BatchFilter {
-    /// A tenant slug (one of the caller's).
-    pub tenant: Option<String>,
-    /// Items per page: 1 to 1000, 100 when absent.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// Command batches of the caller's tenants, newest first.
 #[utoipa::path(
     get,
     path = "/commands",
     operation_id = "list_commands",
     tag = "commands",
-    params(BatchFilter),
+    params(TenantPage),
     responses(
         (status = 200, description = "A page of batches", body = ListPage<Batch>),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
@@ -410,7 +397,7 @@ pub struct BatchFilter {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(f): ApiQuery<BatchFilter>,
+    ApiQuery(f): ApiQuery<TenantPage>,
 ) -> Result<Json<ListPage<Batch>>, ApiError> {
     caller.require(Permission::ReadDevices)?;
     let tenants = caller.scope(f.tenant.as_deref())?;

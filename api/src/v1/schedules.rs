@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use store::{NewSchedule, Pushed, ScheduleRow, ScheduleScope};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,7 +17,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::params::{self, CursorKind};
 use crate::roles::Permission;
 use crate::v1::commands::one_tenant;
-use crate::v1::ListPage;
+use crate::v1::{ListPage, TenantPage};
 use crate::AppState;
 
 /// The longest an override may hold.
@@ -293,26 +293,13 @@ pub async fn remove(
     Ok(Json(change(row, pushed)))
 }
 
-/// Paging of the schedule list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ScheduleFilter {
-    /// A tenant slug (one of the caller's).
-    pub tenant: Option<String>,
-    /// Items per page: 1 to 1000, 100 when absent.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// The live schedules and overrides of the caller's tenants, newest first.
 #[utoipa::path(
     get,
     path = "/schedules",
     operation_id = "list_schedules",
     tag = "schedules",
-    params(ScheduleFilter),
+    params(TenantPage),
     responses(
         (status = 200, description = "A page of schedules", body = ListPage<Schedule>),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
@@ -323,7 +310,7 @@ pub struct ScheduleFilter {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(f): ApiQuery<ScheduleFilter>,
+    ApiQuery(f): ApiQuery<TenantPage>,
 ) -> Result<Json<ListPage<Schedule>>, ApiError> {
     caller.require(Permission::ReadDevices)?;
     let tenants = caller.scope(f.tenant.as_deref())?;
