@@ -187,6 +187,9 @@ pub struct Overrides {
     /// Days of readings kept
     #[arg(long, env = "CITYHUB_RETENTION_DAYS", global = true)]
     pub retention_days: Option<i64>,
+    /// Seconds between refreshes of the lamp rollups (native partitioning)
+    #[arg(long, env = "CITYHUB_ROLLUP_REFRESH_S", global = true)]
+    pub rollup_refresh_s: Option<u64>,
     /// Simulated clock to run on: wall_origin_ms,sim_origin_ms,speed
     #[arg(long, env = "CITYHUB_SIM_CLOCK", global = true)]
     pub sim_clock: Option<String>,
@@ -265,6 +268,7 @@ impl Config {
         set(&mut m.topics, &o.mqtt_topics);
         set(&mut self.storage.timescaledb, &o.timescaledb);
         set(&mut self.storage.retention_days, &o.retention_days);
+        set(&mut self.storage.rollup_refresh_s, &o.rollup_refresh_s);
         set(&mut self.commands.rate_per_sec, &o.commands_rate_per_sec);
         if o.sim_clock.is_some() {
             self.sim_clock.clone_from(&o.sim_clock);
