@@ -236,7 +236,13 @@ async fn each_type_arrives_for_the_callers_tenants_only() {
             )
         })
         .collect();
-    assert_eq!(statuses, [("cmd-a-1", "pending"), ("cmd-a-1", "acked")]);
+    // An event carries the row as it is when the hub reads it: when the acknowledgement
+    // commits before the hub reads the command's insert, that event already says acked.
+    assert!(
+        statuses == [("cmd-a-1", "pending"), ("cmd-a-1", "acked")]
+            || statuses == [("cmd-a-1", "acked")],
+        "{statuses:?}"
+    );
     let acked = seen.last().unwrap();
     assert_eq!(acked.data["device"], json!("L2"));
     assert_eq!(acked.data["tenant"], json!(a));
