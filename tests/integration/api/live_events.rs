@@ -571,14 +571,26 @@ async fn device_states_arrive_coalesced_and_ingestion_never_waits() {
     let token = Auth::Token(add_token(&mut store, "watcher", "live").await);
     let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
     hub.wait_connected().await;
+    // Subscribed, not only connected: a reading of the third lamp is committed.
+    let mut p = Publisher::connect(broker.port()).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    p.send(
+        &format!("city/{t}/light/L2/telemetry"),
+        json!({"ts": now - 60_000, "on": false}).to_string(),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the hub's subscription",
+        || async { (db.count("SELECT count(*) FROM light_readings").await == 1).then_some(()) },
+    )
+    .await;
     let addr: SocketAddr = ([127, 0, 0, 1], hub.http_port).into();
     // One client that never reads, one that does.
     let (_, idle) = open_at(addr, "/api/v1/events", &token, Some(4096)).await;
     let _idle = idle.unwrap();
     let (_, client) = open_at(addr, "/api/v1/events?types=device", &token, None).await;
     let mut client = client.unwrap();
-    let mut p = Publisher::connect(broker.port()).await;
-    let now = chrono::Utc::now().timestamp_millis();
     let topic = |kind: &str, dev: &str, ch: &str| format!("city/{t}/{kind}/{dev}/{ch}");
 
     p.send(
