@@ -19,7 +19,7 @@ const HUB_PASSWORD = "hub-e2e-password";
 const SIM_PASSWORD = "sim-e2e-password";
 
 export function binary() {
-  const bin = process.env.CITYHUB_BIN || join(ROOT, "target/debug/cityhub");
+  const bin = process.env.CITYHUB_BIN || join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "debug/cityhub");
   try {
     execFileSync(bin, ["--version"], { stdio: "ignore" });
   } catch {
@@ -67,7 +67,8 @@ function waitLine(child, re, what, seconds = 30) {
     const timer = setTimeout(() => fail(new Error(`${what}: no line matching ${re} within ${seconds} s:\n${buf}`)), seconds * 1000);
     const on = (chunk) => {
       buf += chunk.toString();
-      const m = buf.match(re);
+      // Whole lines only: a chunk can end inside the line looked for.
+      const m = buf.slice(0, buf.lastIndexOf("\n") + 1).match(re);
       if (m) {
         clearTimeout(timer);
         ok(m);
