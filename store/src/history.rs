@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::listings::{DeviceLatest, DeviceRow};
 use crate::rollups::{Rollup, LOOKBACK, ORIGIN};
-use crate::{Db, StoreError};
+use crate::{Db, StoragePath, StoreError};
 
 /// The width of a history's buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,15 +310,42 @@ fn raw_sql(s: &KindSpec, bucket: Bucket) -> String {
     )
 }
 
-/// Lamps' rollups, with the same fields as [`LIGHT`].
-fn rollup_sql(r: Rollup) -> String {
-    format!(
-        "SELECT bucket, samples::float8, on_samples::float8 / samples, fault_samples::float8,
+/// Lamps' rollups, with the same fields as [`LIGHT`]: `$1` device, `$2` first bucket,
+/// `$3` end, on TimescaleDB `$4` lookback in seconds.
+///
+/// On native partitioning the rollups hold each bucket's energy and burning time. A
+/// TimescaleDB continuous aggregate cannot look at the previous bucket, so there they
+/// are taken here, as for raw readings: the step from the previous bucket's last counter
+/// value (at most the lookback earlier), else the aggregate's own.
+fn rollup_sql(r: Rollup, path: StoragePath) -> String {
+    let fields = "samples::float8, on_samples::float8 / samples, fault_samples::float8,
                 power_sum / nullif(power_n, 0), power_max, dim_sum / nullif(dim_n, 0),
-                voltage_min, voltage_max, energy_wh, burning_s
-         FROM {} WHERE device_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket",
-        r.table()
-    )
+                voltage_min, voltage_max";
+    match path {
+        StoragePath::Partitioned => format!(
+            "SELECT bucket, {fields}, energy_wh, burning_s
+             FROM {} WHERE device_id = $1 AND bucket >= $2 AND bucket < $3
+             ORDER BY bucket",
+            r.table()
+        ),
+        StoragePath::TimescaleDb => format!(
+            "WITH w AS (
+                 SELECT *, bucket - lag(bucket) OVER w <= make_interval(secs => $4) AS near,
+                        lag(energy_last_wh) OVER w AS prev_energy,
+                        lag(burn_last_h) OVER w AS prev_burn
+                 FROM {} WHERE device_id = $1
+                   AND bucket >= $2::timestamptz - make_interval(secs => $4) AND bucket < $3
+                 WINDOW w AS (ORDER BY bucket)
+             )
+             SELECT bucket, {fields},
+                    CASE WHEN near AND energy_last_wh >= prev_energy
+                         THEN energy_last_wh - prev_energy ELSE energy_wh END,
+                    CASE WHEN near AND burn_last_h >= prev_burn
+                         THEN (burn_last_h - prev_burn) * 3600 ELSE burning_s END
+             FROM w WHERE bucket >= $2 ORDER BY bucket",
+            r.table()
+        ),
+    }
 }
 
 fn points(rows: &[tokio_postgres::Row]) -> Vec<Point> {
@@ -449,9 +476,15 @@ impl Db {
                 Some(c) => q.bucket.floor(c).clamp(from, q.to),
             };
             if until > from {
+                let lookback = lookback_seconds(q.bucket);
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    vec![&q.device_id, &from, &until];
+                if self.path() == StoragePath::TimescaleDb {
+                    params.push(&lookback);
+                }
                 let rows = self
                     .client()
-                    .query(&rollup_sql(rollup), &[&q.device_id, &from, &until])
+                    .query(&rollup_sql(rollup, self.path()), &params)
                     .await
                     .map_err(StoreError::db("reading the rollups"))?;
                 points = self::points(&rows);

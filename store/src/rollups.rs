@@ -23,7 +23,8 @@
 //! longer silence, a counter that went back) it counts from its own first reading. Burning
 //! time without a counter step falls back to the share of readings that said `on` times
 //! the bucket's length. (On TimescaleDB a continuous aggregate cannot look at the previous
-//! bucket, so a bucket counts from its first reading to its last.)
+//! bucket: it counts from its first reading to its last, and the readers, the history
+//! and `light_district_day`, take the step from the previous bucket's last values.)
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use tokio_postgres::Transaction;
@@ -35,8 +36,11 @@ use crate::{Db, StoragePath, StoreError};
 pub const GRACE_S: i64 = 60;
 /// How far back a bucket looks for its predecessor's counter values (SQL interval).
 pub const LOOKBACK: &str = "2 hours";
-/// Buckets of 15 minutes recomputed in one transaction, at most.
-const MAX_RUN: usize = 16;
+/// 15-minute rows (a device's bucket) a refresh transaction aims to write: a backlog of
+/// days goes a day at a time for 10k reporting lamps, ten buckets at a time for 100k.
+const RUN_ROWS: i64 = 1_000_000;
+/// 15-minute buckets in a day: a run never spans two days.
+const QUARTERS_A_DAY: usize = 96;
 /// The origin of every bucket: buckets are aligned to UTC.
 pub const ORIGIN: &str = "TIMESTAMPTZ '2000-01-01 00:00:00+00'";
 /// One 15-minute bucket.
@@ -248,6 +252,27 @@ CREATE TABLE rollup_state (
 INSERT INTO rollup_state VALUES ('light', 'infinity');
 "#;
 
+/// Migration 9 on TimescaleDB: days per district. A day's energy and burning time count
+/// from the lamp's last counter values of the day before, when it has one (the continuous
+/// aggregate alone counts from the day's first reading, missing the step into it).
+pub const TIMESCALE_DISTRICTS_FROM_DAY_BEFORE: &str = "CREATE OR REPLACE VIEW light_district_day AS
+SELECT d.tenant_id, coalesce(d.district, '') AS district, r.bucket,
+       sum(r.energy_wh) AS energy_wh, sum(r.burning_s) AS burning_s,
+       count(*)::integer AS lamps, sum(d.rated_power_w * r.burning_s / 3600.0) AS rated_wh
+FROM (
+    SELECT r.device_id, r.bucket,
+           CASE WHEN r.energy_last_wh >= p.energy_last_wh
+                THEN r.energy_last_wh - p.energy_last_wh ELSE r.energy_wh END AS energy_wh,
+           CASE WHEN r.burn_last_h >= p.burn_last_h
+                THEN (r.burn_last_h - p.burn_last_h) * 3600 ELSE r.burning_s END AS burning_s
+    FROM light_day r
+    LEFT JOIN light_day p ON p.device_id = r.device_id AND p.bucket = r.bucket - INTERVAL '1 day'
+) r
+JOIN devices d ON d.id = r.device_id
+WHERE d.kind = 'light'
+GROUP BY 1, 2, 3;
+";
+
 /// What one refresh did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RefreshOutcome {
@@ -262,13 +287,21 @@ pub fn quarter_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(QUARTER).unwrap_or(t)
 }
 
-/// Splits sorted, distinct bucket starts into runs of contiguous buckets, each at most
-/// `max` long: `[start, end)` pairs.
+/// 15-minute buckets rolled up in one transaction when each holds `rows_per_bucket` rows:
+/// about [`RUN_ROWS`], from one bucket to a whole day.
+pub fn run_length(rows_per_bucket: u64) -> usize {
+    (RUN_ROWS / rows_per_bucket.max(1) as i64).clamp(1, QUARTERS_A_DAY as i64) as usize
+}
+
+/// Splits sorted, distinct bucket starts into runs of contiguous buckets within one UTC
+/// day, each at most `max` long: `[start, end)` pairs.
 pub fn runs(buckets: &[DateTime<Utc>], max: usize) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>, usize)> = Vec::new();
     for &b in buckets {
         match out.last_mut() {
-            Some((_, end, n)) if *end == b && *n < max => {
+            Some((start, end, n))
+                if *end == b && *n < max && start.date_naive() == b.date_naive() =>
+            {
                 *end = b + QUARTER;
                 *n += 1;
             }
@@ -307,20 +340,23 @@ impl Db {
             return Ok(outcome);
         }
         let closed_before = quarter_of(now - Duration::seconds(GRACE_S));
+        // The first run guesses from the lamps in the inventory; later ones from how many
+        // rows a bucket of the run before held.
+        let mut max_run = run_length(self.lamp_count().await?);
         loop {
             let pending: Vec<DateTime<Utc>> = self
                 .client()
                 .query(
                     "SELECT DISTINCT bucket FROM light_rollup_marks WHERE bucket < $1
                      ORDER BY bucket LIMIT $2",
-                    &[&closed_before, &(MAX_RUN as i64)],
+                    &[&closed_before, &(max_run as i64)],
                 )
                 .await
                 .map_err(StoreError::db("reading the rollup marks"))?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            let Some(&(lo, hi)) = runs(&pending, MAX_RUN).first() else {
+            let Some(&(lo, hi)) = runs(&pending, max_run).first() else {
                 break;
             };
             let n = ((hi - lo).num_seconds() / QUARTER.num_seconds()) as usize;
@@ -329,13 +365,14 @@ impl Db {
                 .transaction()
                 .await
                 .map_err(StoreError::db("starting a rollup refresh"))?;
-            roll_run(&tx, lo, hi).await?;
+            let rows = roll_run(&tx, lo, hi).await?;
             tx.commit()
                 .await
                 .map_err(StoreError::db("committing a rollup refresh"))?;
             debug!(message = "Rolled up lamp telemetry.", from = %lo, to = %hi);
             outcome.buckets += n;
             outcome.runs += 1;
+            max_run = run_length(rows / n as u64);
         }
         self.client()
             .execute(
@@ -346,6 +383,16 @@ impl Db {
             .await
             .map_err(StoreError::db("recording the rollups' progress"))?;
         Ok(outcome)
+    }
+
+    async fn lamp_count(&self) -> Result<u64, StoreError> {
+        let lamps: i64 = self
+            .client()
+            .query_one("SELECT count(*) FROM devices WHERE kind = 'light'", &[])
+            .await
+            .map_err(StoreError::db("counting the lamps"))?
+            .get(0);
+        Ok(lamps.max(0) as u64)
     }
 
     /// Up to where the lamp rollups hold every closed bucket (infinity on TimescaleDB,
@@ -372,17 +419,20 @@ impl Db {
     }
 }
 
-/// Rolls up the 15-minute buckets `[lo, hi)` and what depends on them, in `tx`.
+/// Rolls up the 15-minute buckets `[lo, hi)` and what depends on them, in `tx`; the
+/// 15-minute rows written.
 async fn roll_run(
     tx: &Transaction<'_>,
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     // One refresher at a time, whichever hub runs it. Its statements are large scans
-    // planned afresh each time: compiling them (JIT) costs more than it saves, and the
-    // window over a run's buckets should sort in memory.
+    // planned afresh each time: compiling them (JIT) costs more than it saves, and a run's
+    // sorts should stay in memory. The rollups are derived data whose marks commit with
+    // them: a commit lost in a crash loses nothing the next refresh does not redo.
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(727275); SET LOCAL jit = off; SET LOCAL work_mem = '64MB'",
+        "SELECT pg_advisory_xact_lock(727275); SET LOCAL jit = off;
+         SET LOCAL work_mem = '256MB'; SET LOCAL synchronous_commit = off",
     )
     .await
     .map_err(StoreError::db("taking the rollup lock"))?;
@@ -394,72 +444,18 @@ async fn roll_run(
     )
     .await
     .map_err(StoreError::db("taking the rollup marks"))?;
-    tx.execute(
-        &format!(
-            "INSERT INTO light_15min (device_id, bucket, samples, on_samples, fault_samples,
-                 power_sum, power_n, power_max, dim_sum, dim_n, voltage_min, voltage_max,
-                 energy_first_wh, energy_last_wh, burn_first_h, burn_last_h)
-             SELECT device_id, date_bin(INTERVAL '15 minutes', ts, {ORIGIN}),
-                 count(*), count(*) FILTER (WHERE \"on\"), count(fault),
-                 sum(power_w), count(power_w), max(power_w),
-                 sum(dim::float8), count(dim), min(voltage_v), max(voltage_v),
-                 (array_agg(energy_wh ORDER BY ts) FILTER (WHERE energy_wh IS NOT NULL))[1],
-                 (array_agg(energy_wh ORDER BY ts DESC) FILTER (WHERE energy_wh IS NOT NULL))[1],
-                 (array_agg(burn_hours ORDER BY ts) FILTER (WHERE burn_hours IS NOT NULL))[1],
-                 (array_agg(burn_hours ORDER BY ts DESC) FILTER (WHERE burn_hours IS NOT NULL))[1]
-             FROM light_readings WHERE ts >= $1 AND ts < $2
-             GROUP BY 1, 2
-             ON CONFLICT (device_id, bucket) DO UPDATE SET
-                 samples = excluded.samples, on_samples = excluded.on_samples,
-                 fault_samples = excluded.fault_samples, power_sum = excluded.power_sum,
-                 power_n = excluded.power_n, power_max = excluded.power_max,
-                 dim_sum = excluded.dim_sum, dim_n = excluded.dim_n,
-                 voltage_min = excluded.voltage_min, voltage_max = excluded.voltage_max,
-                 energy_first_wh = excluded.energy_first_wh, energy_last_wh = excluded.energy_last_wh,
-                 burn_first_h = excluded.burn_first_h, burn_last_h = excluded.burn_last_h"
-        ),
-        &[&lo, &hi],
-    )
-    .await
-    .map_err(StoreError::db("rolling up 15 minutes"))?;
-    // Energy and burning time of the run's buckets and of those up to LOOKBACK after it,
-    // whose predecessor may be in the run. Only rows whose values change are written.
-    // Each row is found by its key: the planner, misjudging the window's size, would
-    // otherwise hash the whole table or walk the bucket index once per row.
+    let rows = tx
+        .execute(&quarters_sql(), &[&lo, &hi])
+        .await
+        .map_err(StoreError::db("rolling up 15 minutes"))?;
+    // Buckets up to LOOKBACK after the run that were rolled up before (a backlog arriving
+    // late) count their energy from a predecessor that may have changed: recomputed, and
+    // written only where their values change.
     tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
         .await
         .map_err(StoreError::db("planning the energy step"))?;
     let changed: Vec<DateTime<Utc>> = tx
-        .query(
-            &format!(
-                "WITH w AS (
-                     SELECT device_id, bucket, samples, on_samples, energy_first_wh, energy_last_wh,
-                            burn_first_h, burn_last_h,
-                            bucket - lag(bucket) OVER w <= INTERVAL '{LOOKBACK}' AS near,
-                            lag(energy_last_wh) OVER w AS prev_energy,
-                            lag(burn_last_h) OVER w AS prev_burn
-                     FROM light_15min
-                     WHERE bucket >= $1::timestamptz - INTERVAL '{LOOKBACK}'
-                       AND bucket < $2::timestamptz + INTERVAL '{LOOKBACK}'
-                     WINDOW w AS (PARTITION BY device_id ORDER BY bucket)
-                 ), v AS (
-                     SELECT device_id, bucket,
-                            CASE WHEN near AND energy_last_wh >= prev_energy
-                                 THEN energy_last_wh - prev_energy
-                                 ELSE greatest(energy_last_wh - energy_first_wh, 0) END AS energy_wh,
-                            CASE WHEN near AND burn_last_h >= prev_burn
-                                 THEN (burn_last_h - prev_burn) * 3600
-                                 ELSE 900.0 * on_samples / samples END AS burning_s
-                     FROM w WHERE bucket >= $1
-                 )
-                 UPDATE light_15min r SET energy_wh = v.energy_wh, burning_s = v.burning_s
-                 FROM v
-                 WHERE r.device_id = v.device_id AND r.bucket = v.bucket
-                   AND (r.energy_wh IS DISTINCT FROM v.energy_wh OR r.burning_s IS DISTINCT FROM v.burning_s)
-                 RETURNING r.bucket"
-            ),
-            &[&lo, &hi],
-        )
+        .query(&after_run_sql(), &[&hi])
         .await
         .map_err(StoreError::db("computing energy and burning time"))?
         .iter()
@@ -490,7 +486,131 @@ async fn roll_run(
         hi = day_hi.to_rfc3339(),
     ))
     .await
-    .map_err(StoreError::db("rolling up districts' days"))
+    .map_err(StoreError::db("rolling up districts' days"))?;
+    Ok(rows)
+}
+
+/// A bucket's energy and burning time from its counters and its predecessor's (`near`,
+/// `prev_energy`, `prev_burn`): see the module's documentation.
+const ENERGY: &str = "CASE WHEN near AND energy_last_wh >= prev_energy
+         THEN energy_last_wh - prev_energy
+         ELSE greatest(energy_last_wh - energy_first_wh, 0) END";
+const BURNING: &str = "CASE WHEN near AND burn_last_h >= prev_burn
+         THEN (burn_last_h - prev_burn) * 3600
+         ELSE 900.0 * on_samples / samples END";
+
+/// Aggregates that take a value at the first or last time of its group: `(value column,
+/// first or last, output name)`. Ordered aggregates would sort every group on its own;
+/// instead a window over the group finds the time of its first and last non-null value
+/// (`ft_<name>`), and the aggregate takes the value at that time (times are unique within
+/// a device). `time` is the time column of the rows being grouped.
+fn first_last(time: &str, picks: &[(&str, bool, &str)]) -> (String, Vec<String>) {
+    let window = picks
+        .iter()
+        .map(|(value, first, name)| {
+            let f = if *first { "min" } else { "max" };
+            format!("{f}({time}) FILTER (WHERE {value} IS NOT NULL) OVER g AS ft_{name}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let aggregates = picks
+        .iter()
+        .map(|(value, _, name)| format!("max({value}) FILTER (WHERE {time} = ft_{name})"))
+        .collect();
+    (window, aggregates)
+}
+
+/// The 15-minute rows of `[$1, $2)` from the raw readings, with energy and burning time:
+/// each device's first bucket in the run takes its predecessor from the rows already
+/// rolled up at most LOOKBACK before `$1`, the others from the bucket before them (the
+/// aggregate's output is sorted by device and bucket, so that window needs no sort).
+fn quarters_sql() -> String {
+    let (window, p) = first_last(
+        "ts",
+        &[
+            ("energy_wh", true, "energy_first_wh"),
+            ("energy_wh", false, "energy_last_wh"),
+            ("burn_hours", true, "burn_first_h"),
+            ("burn_hours", false, "burn_last_h"),
+        ],
+    );
+    format!(
+        "WITH q AS (
+             SELECT device_id, bucket, count(*) AS samples,
+                 count(*) FILTER (WHERE \"on\") AS on_samples, count(fault) AS fault_samples,
+                 sum(power_w) AS power_sum, count(power_w) AS power_n, max(power_w) AS power_max,
+                 sum(dim::float8) AS dim_sum, count(dim) AS dim_n,
+                 min(voltage_v) AS voltage_min, max(voltage_v) AS voltage_max,
+                 {p0} AS energy_first_wh, {p1} AS energy_last_wh,
+                 {p2} AS burn_first_h, {p3} AS burn_last_h
+             FROM (
+                 SELECT r.*, {window}
+                 FROM (SELECT *, date_bin(INTERVAL '15 minutes', ts, {ORIGIN}) AS bucket
+                       FROM light_readings WHERE ts >= $1 AND ts < $2) r
+                 WINDOW g AS (PARTITION BY device_id, bucket)
+             ) x
+             GROUP BY device_id, bucket
+         ), before AS (
+             SELECT DISTINCT ON (device_id) device_id, bucket, energy_last_wh, burn_last_h
+             FROM light_15min
+             WHERE bucket >= $1::timestamptz - INTERVAL '{LOOKBACK}' AND bucket < $1
+             ORDER BY device_id, bucket DESC
+         ), w AS (
+             SELECT q.*, lag(bucket) OVER d AS prev_bucket,
+                    lag(energy_last_wh) OVER d AS prev_energy, lag(burn_last_h) OVER d AS prev_burn
+             FROM q WINDOW d AS (PARTITION BY device_id ORDER BY bucket)
+         ), v AS (
+             SELECT w.device_id, w.bucket, samples, on_samples, fault_samples, power_sum,
+                 power_n, power_max, dim_sum, dim_n, voltage_min, voltage_max,
+                 w.energy_first_wh, w.energy_last_wh, w.burn_first_h, w.burn_last_h,
+                 w.bucket - coalesce(w.prev_bucket, b.bucket) <= INTERVAL '{LOOKBACK}' AS near,
+                 coalesce(w.prev_energy, b.energy_last_wh) AS prev_energy,
+                 coalesce(w.prev_burn, b.burn_last_h) AS prev_burn
+             FROM w LEFT JOIN before b ON b.device_id = w.device_id AND w.prev_bucket IS NULL
+         )
+         INSERT INTO light_15min (device_id, bucket, {COLUMNS})
+         SELECT device_id, bucket, samples, on_samples, fault_samples, power_sum, power_n,
+             power_max, dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh,
+             energy_last_wh, {ENERGY}, burn_first_h, burn_last_h, {BURNING}
+         FROM v
+         ON CONFLICT (device_id, bucket) DO UPDATE SET {updates}",
+        updates = updates(),
+        p0 = p[0],
+        p1 = p[1],
+        p2 = p[2],
+        p3 = p[3],
+    )
+}
+
+/// Energy and burning time of the 15-minute rows in `[$1, $1 + LOOKBACK)` (after a
+/// run ending at `$1`), written where they change; returns the buckets written. Each row
+/// is found by its key: the planner, misjudging the window's size, would otherwise hash
+/// the whole table.
+fn after_run_sql() -> String {
+    format!(
+        "WITH w AS (
+             SELECT device_id, bucket, samples, on_samples, energy_first_wh, energy_last_wh,
+                    burn_first_h, burn_last_h,
+                    bucket - lag(bucket) OVER w <= INTERVAL '{LOOKBACK}' AS near,
+                    lag(energy_last_wh) OVER w AS prev_energy,
+                    lag(burn_last_h) OVER w AS prev_burn
+             FROM light_15min
+             WHERE bucket >= $1::timestamptz - INTERVAL '{LOOKBACK}'
+               AND bucket < $1::timestamptz + INTERVAL '{LOOKBACK}'
+               AND device_id IN (SELECT device_id FROM light_15min
+                                 WHERE bucket >= $1
+                                   AND bucket < $1::timestamptz + INTERVAL '{LOOKBACK}')
+             WINDOW w AS (PARTITION BY device_id ORDER BY bucket)
+         ), v AS (
+             SELECT device_id, bucket, {ENERGY} AS energy_wh, {BURNING} AS burning_s
+             FROM w WHERE bucket >= $1
+         )
+         UPDATE light_15min r SET energy_wh = v.energy_wh, burning_s = v.burning_s
+         FROM v
+         WHERE r.device_id = v.device_id AND r.bucket = v.bucket
+           AND (r.energy_wh IS DISTINCT FROM v.energy_wh OR r.burning_s IS DISTINCT FROM v.burning_s)
+         RETURNING r.bucket"
+    )
 }
 
 /// The buckets of `to` covering `[first, last]`: `[start of first's, end of last's)`.
@@ -509,40 +629,59 @@ async fn roll_up(
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    tx.execute(&roll_up_sql(from, to), &[&lo, &hi])
+        .await
+        .map_err(StoreError::db("rolling up hours and days"))?;
+    Ok(())
+}
+
+/// `to`'s rows of `[$1, $2)` from `from`'s.
+fn roll_up_sql(from: Rollup, to: Rollup) -> String {
     let step = match to {
         Rollup::Quarter => "15 minutes",
         Rollup::Hour => "1 hour",
         Rollup::Day => "1 day",
     };
-    let updates = COLUMNS
+    let (window, p) = first_last(
+        "bucket",
+        &[
+            ("energy_first_wh", true, "energy_first_wh"),
+            ("energy_last_wh", false, "energy_last_wh"),
+            ("burn_first_h", true, "burn_first_h"),
+            ("burn_last_h", false, "burn_last_h"),
+        ],
+    );
+    format!(
+        "INSERT INTO {to} (device_id, bucket, {COLUMNS})
+         SELECT device_id, coarse, sum(samples), sum(on_samples), sum(fault_samples),
+             sum(power_sum), sum(power_n), max(power_max), sum(dim_sum), sum(dim_n),
+             min(voltage_min), max(voltage_max), {p0}, {p1}, sum(energy_wh), {p2}, {p3},
+             sum(burning_s)
+         FROM (
+             SELECT s.*, {window}
+             FROM (SELECT *, date_bin(INTERVAL '{step}', bucket, {ORIGIN}) AS coarse
+                   FROM {from} WHERE bucket >= $1 AND bucket < $2) s
+             WINDOW g AS (PARTITION BY device_id, coarse)
+         ) x
+         GROUP BY device_id, coarse
+         ON CONFLICT (device_id, bucket) DO UPDATE SET {updates}",
+        to = to.table(),
+        from = from.table(),
+        updates = updates(),
+        p0 = p[0],
+        p1 = p[1],
+        p2 = p[2],
+        p3 = p[3],
+    )
+}
+
+/// `column = excluded.column` for every rollup column.
+fn updates() -> String {
+    COLUMNS
         .split(", ")
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
-        .join(", ");
-    tx.execute(
-        &format!(
-            "INSERT INTO {to} (device_id, bucket, {COLUMNS})
-             SELECT device_id, date_bin(INTERVAL '{step}', bucket, {ORIGIN}),
-                 sum(samples), sum(on_samples), sum(fault_samples),
-                 sum(power_sum), sum(power_n), max(power_max), sum(dim_sum), sum(dim_n),
-                 min(voltage_min), max(voltage_max),
-                 (array_agg(energy_first_wh ORDER BY bucket) FILTER (WHERE energy_first_wh IS NOT NULL))[1],
-                 (array_agg(energy_last_wh ORDER BY bucket DESC) FILTER (WHERE energy_last_wh IS NOT NULL))[1],
-                 sum(energy_wh),
-                 (array_agg(burn_first_h ORDER BY bucket) FILTER (WHERE burn_first_h IS NOT NULL))[1],
-                 (array_agg(burn_last_h ORDER BY bucket DESC) FILTER (WHERE burn_last_h IS NOT NULL))[1],
-                 sum(burning_s)
-             FROM {from} WHERE bucket >= $1 AND bucket < $2
-             GROUP BY 1, 2
-             ON CONFLICT (device_id, bucket) DO UPDATE SET {updates}",
-            to = to.table(),
-            from = from.table(),
-        ),
-        &[&lo, &hi],
-    )
-    .await
-    .map_err(StoreError::db("rolling up hours and days"))?;
-    Ok(())
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -565,6 +704,19 @@ mod tests {
             runs(&[b(0), b(1), b(2), b(3), b(4)], 2),
             vec![(b(0), b(2)), (b(2), b(4)), (b(4), b(5))]
         );
+        // A run ends with its day.
+        assert_eq!(
+            runs(&[b(94), b(95), b(96), b(97)], 96),
+            vec![(b(94), b(96)), (b(96), b(98))]
+        );
+    }
+
+    #[test]
+    fn a_run_holds_about_a_million_rows_within_a_day() {
+        assert_eq!(run_length(10_000), 96);
+        assert_eq!(run_length(100_000), 10);
+        assert_eq!(run_length(5_000_000), 1);
+        assert_eq!(run_length(0), 96);
     }
 
     #[test]

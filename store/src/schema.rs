@@ -94,6 +94,26 @@ pub fn reading_table_ddl(record: RecordType, path: StoragePath) -> String {
     sql
 }
 
+/// Migration 9. On native partitioning, a BRIN index on every reading table's time: the
+/// key `(device_id, ts)` cannot find one time range of every device without reading the
+/// whole day's partition; readings arrive in about time order, so a block-range index a
+/// few pages long finds it (the rollups' refresher reads one 15-minute bucket of a day,
+/// an export a range). TimescaleDB's hypertables have their own index on time; there
+/// the districts' days count energy from the day before
+/// ([`crate::rollups::TIMESCALE_DISTRICTS_FROM_DAY_BEFORE`]).
+pub fn migration_9(path: StoragePath) -> String {
+    match path {
+        StoragePath::TimescaleDb => crate::rollups::TIMESCALE_DISTRICTS_FROM_DAY_BEFORE.to_owned(),
+        StoragePath::Partitioned => RecordType::ALL
+            .iter()
+            .map(|r| {
+                let name = table(*r);
+                format!("CREATE INDEX {name}_ts ON {name} USING brin (ts);\n")
+            })
+            .collect(),
+    }
+}
+
 /// Migrations in order. Each runs once, in a transaction, under an advisory lock.
 pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
     let readings: String = RecordType::ALL
@@ -120,6 +140,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             8,
             "service requests and change notifications",
             crate::service_requests::MIGRATION.to_owned(),
+        ),
+        (
+            9,
+            "reading time indexes and districts' days",
+            migration_9(path),
         ),
     ]
 }

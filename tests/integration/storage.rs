@@ -60,6 +60,18 @@ async fn a_backlog_from_weeks_ago_is_stored_and_retention_drops_old_days() {
                 .count("SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'light_readings'")
                 .await;
             assert!(ahead >= 8, "{ahead} partitions");
+            // Every partition, the backlog day's made on demand included, finds a time
+            // range by its own time index.
+            let unindexed = db
+                .count(
+                    "SELECT count(*) FROM pg_inherits i
+                     JOIN pg_class p ON p.oid = i.inhparent JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE p.relname = 'light_readings' AND NOT EXISTS (
+                         SELECT 1 FROM pg_indexes x
+                         WHERE x.tablename = c.relname AND x.indexdef LIKE '%USING brin (ts)%')",
+                )
+                .await;
+            assert_eq!(unindexed, 0, "partitions without a time index");
         }
         StoragePath::TimescaleDb => {
             let jobs = db

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use model::{decode_payload, Limits, RecordType, Timestamp};
 use serde_json::Value;
-use store::ReadingBatch;
+use store::{ReadingBatch, StoragePath};
 
 use super::{fresh_kind, City};
 
@@ -108,13 +108,27 @@ async fn store_payload(city: &City, tenant: &str, device: &str, record: RecordTy
     db.upsert_latest(&batch.take_latest()).await.unwrap();
 }
 
+/// Rolls the lamp rollups up: the refresher on native partitioning; on TimescaleDB the
+/// continuous aggregates are materialized, finest first, so that answers come from them
+/// rather than from their real-time part (the outcome then counts nothing).
 async fn refresh(city: &City) -> store::rollups::RefreshOutcome {
-    city.db
-        .store()
-        .await
-        .refresh_rollups(Utc::now())
-        .await
-        .unwrap()
+    let mut db = city.db.store().await;
+    if db.path() == StoragePath::TimescaleDb {
+        for view in ["light_15min", "light_hour", "light_day"] {
+            db.client()
+                .batch_execute(&format!(
+                    "CALL refresh_continuous_aggregate('{view}', NULL, now())"
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    db.refresh_rollups(Utc::now()).await.unwrap()
+}
+
+/// Whether the rollups are cityhub's own (whose refreshes count their buckets).
+async fn partitioned(city: &City) -> bool {
+    city.db.store().await.path() == StoragePath::Partitioned
 }
 
 /// Midnight UTC `days` ago, in Unix milliseconds.
@@ -256,9 +270,11 @@ async fn buckets_match_the_raw_readings_before_and_after_the_rollups() {
         }
         if round == "raw readings" {
             let outcome = refresh(&city).await;
-            assert_eq!(outcome.buckets, 2 * 96);
-            // Nothing new: nothing to do.
-            assert_eq!(refresh(&city).await.buckets, 0);
+            if partitioned(&city).await {
+                assert_eq!(outcome.buckets, 2 * 96);
+                // Nothing new: nothing to do.
+                assert_eq!(refresh(&city).await.buckets, 0);
+            }
         }
     }
     let answer = history(
@@ -324,7 +340,9 @@ async fn late_readings_re_roll_the_buckets_they_fall_in_and_the_next() {
 
     store_lamp(&city, &a, "L1", &late).await;
     let outcome = refresh(&city).await;
-    assert_eq!(outcome.buckets, 6, "the six quarters of the backlog");
+    if partitioned(&city).await {
+        assert_eq!(outcome.buckets, 6, "the six quarters of the backlog");
+    }
     let after = history(&city, "operator", &query).await;
     check_points(
         &after,
