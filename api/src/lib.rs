@@ -98,7 +98,7 @@ struct Shared {
     /// Tenants (slugs) whose GTFS-Realtime feed needs no sign-in.
     public_feeds: std::sync::RwLock<Vec<String>>,
     dashboard: DashboardConfig,
-    states: Arc<snapshots::Snapshots>,
+    states: Arc<snapshots::Snapshots<snapshots::Encoded>>,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -187,7 +187,7 @@ impl AppState {
     }
 
     /// The map's state of every device, per tenant set and kind ([`snapshots`]).
-    pub fn states(&self) -> &Arc<snapshots::Snapshots> {
+    pub fn states(&self) -> &Arc<snapshots::Snapshots<snapshots::Encoded>> {
         &self.0.states
     }
 

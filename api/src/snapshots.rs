@@ -28,31 +28,88 @@ const MAX_KEYS: usize = 64;
 pub type Key = (Vec<i32>, Option<String>);
 
 #[derive(Clone)]
-struct Entry {
-    body: Bytes,
+struct Entry<T> {
+    body: T,
     built: Instant,
 }
 
-#[derive(Default)]
-struct Slot {
-    entry: Option<Entry>,
+struct Slot<T> {
+    entry: Option<Entry<T>>,
     refreshing: bool,
     /// Held while a request builds this key's snapshot, so builds are not repeated.
     building: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The snapshots of one kind of answer.
-#[derive(Default)]
-pub struct Snapshots {
-    slots: Mutex<HashMap<Key, Slot>>,
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            entry: None,
+            refreshing: false,
+            building: Arc::default(),
+        }
+    }
 }
 
-impl Snapshots {
+/// The snapshots of one kind of answer (`T`: its body, in every encoding it is served in).
+pub struct Snapshots<T = Bytes> {
+    slots: Mutex<HashMap<Key, Slot<T>>>,
+}
+
+impl<T> Default for Snapshots<T> {
+    fn default() -> Self {
+        Snapshots {
+            slots: Mutex::default(),
+        }
+    }
+}
+
+/// An answer as JSON and as gzip of the same JSON, compressed once when it is built.
+#[derive(Clone)]
+pub struct Encoded {
+    pub json: Bytes,
+    pub gzip: Bytes,
+}
+
+impl Encoded {
+    /// Compresses `json` (at the fastest level: it is built every second under load).
+    pub fn new(json: Bytes) -> Encoded {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 8),
+            flate2::Compression::fast(),
+        );
+        let gzip = gz
+            .write_all(&json)
+            .and_then(|()| gz.finish())
+            .map(Bytes::from)
+            // Writing to memory does not fail; should it, the JSON alone is served.
+            .unwrap_or_default();
+        Encoded { json, gzip }
+    }
+}
+
+/// Whether an `Accept-Encoding` header takes gzip (named or `*`, without `q=0`).
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|v| {
+        v.split(',').any(|part| {
+            let mut it = part.split(';').map(str::trim);
+            let name = it.next().unwrap_or_default();
+            let refused = it.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+    })
+}
+
+impl<T: Clone + Send + Sync + 'static> Snapshots<T> {
     /// The snapshot of `key`, built by `build` when there is none usable.
-    pub async fn get<F, Fut>(self: &Arc<Self>, key: Key, build: F) -> Result<Bytes, ApiError>
+    pub async fn get<F, Fut>(self: &Arc<Self>, key: Key, build: F) -> Result<T, ApiError>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
         let (entry, building) = self.look(&key);
         if let Some(entry) = &entry {
@@ -83,7 +140,7 @@ impl Snapshots {
         Ok(body)
     }
 
-    fn look(&self, key: &Key) -> (Option<Entry>, Arc<tokio::sync::Mutex<()>>) {
+    fn look(&self, key: &Key) -> (Option<Entry<T>>, Arc<tokio::sync::Mutex<()>>) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if !slots.contains_key(key) && slots.len() >= MAX_KEYS {
             let oldest = slots
@@ -110,7 +167,7 @@ impl Snapshots {
         }
     }
 
-    fn store(&self, key: Key, body: Option<Bytes>) {
+    fn store(&self, key: Key, body: Option<T>) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = slots.entry(key).or_default();
         slot.refreshing = false;
@@ -182,6 +239,38 @@ mod tests {
         }
         let waited = snapshots.get(key, counting(&builds)).await.unwrap();
         assert_eq!(waited.as_ref(), b"4");
+    }
+
+    #[test]
+    fn gzip_is_served_to_clients_that_take_it() {
+        for (header, takes) in [
+            (None, false),
+            (Some(""), false),
+            (Some("gzip"), true),
+            (Some("gzip, deflate, br"), true),
+            (Some("br;q=1.0, GZIP;q=0.5"), true),
+            (Some("gzip;q=0"), false),
+            (Some("deflate, gzip; q=0.0"), false),
+            (Some("*"), true),
+            (Some("identity"), false),
+            (Some("x-gzip-not"), false),
+        ] {
+            assert_eq!(accepts_gzip(header), takes, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn the_gzip_body_is_the_json_compressed() {
+        use std::io::Read;
+        let json =
+            Bytes::from("{\"ext_id\":[".to_owned() + &"\"B000001\",".repeat(1000) + "\"B\"]}");
+        let e = Encoded::new(json.clone());
+        assert!(e.gzip.len() * 10 < json.len(), "{} bytes", e.gzip.len());
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&e.gzip[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, json);
     }
 
     #[tokio::test]

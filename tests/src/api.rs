@@ -59,6 +59,21 @@ impl TestApi {
 
     /// Sends a request from `from` (a loopback address).
     pub async fn call_from(&self, from: Ipv4Addr, req: Req<'_>) -> Reply {
+        Reply::parse(&self.send(from, req, "").await)
+    }
+
+    /// Sends a request with `extra` header lines (each ending in CRLF); the reply's status
+    /// and headers, and its body as bytes.
+    pub async fn call_raw(&self, req: Req<'_>, extra: &str) -> (Reply, Vec<u8>) {
+        let raw = self.send(Ipv4Addr::LOCALHOST, req, extra).await;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |i| i + 4);
+        (Reply::parse(&raw[..split]), raw[split..].to_vec())
+    }
+
+    async fn send(&self, from: Ipv4Addr, req: Req<'_>, extra: &str) -> Vec<u8> {
         let socket = TcpSocket::new_v4().expect("socket");
         socket
             .bind(SocketAddr::new(IpAddr::V4(from), 0))
@@ -82,12 +97,13 @@ impl TestApi {
                 body.len()
             ));
         }
+        head.push_str(extra);
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await.expect("send");
         stream.write_all(body.as_bytes()).await.expect("send body");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read the reply");
-        Reply::parse(&raw)
+        raw
     }
 
     pub async fn stop(mut self) {

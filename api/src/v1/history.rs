@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
@@ -25,6 +25,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::params;
 use crate::roles::Permission;
+use crate::snapshots::{accepts_gzip, Encoded};
 use crate::v1::{devices, reports};
 use crate::AppState;
 
@@ -267,6 +268,7 @@ pub struct DeviceStates {
 )]
 pub async fn state(
     State(state): State<AppState>,
+    headers: HeaderMap,
     caller: Caller,
     ApiQuery(p): ApiQuery<StateParams>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -296,13 +298,31 @@ pub async fn state(
                     .await?
                     .state_columns(&tenants, kind.as_deref())
                     .await?;
-                let slugs: Vec<(i32, &str)> =
-                    slugs.iter().map(|(id, s)| (*id, s.as_str())).collect();
-                Ok(Bytes::from(state_json(&c, &slugs)))
+                // Megabytes to write and compress: off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    let slugs: Vec<(i32, &str)> =
+                        slugs.iter().map(|(id, s)| (*id, s.as_str())).collect();
+                    Encoded::new(Bytes::from(state_json(&c, &slugs)))
+                })
+                .await
+                .map_err(|e| ApiError::internal("building the devices' state", &e))
             }
         })
         .await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body))
+    let gzip = accepts_gzip(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let json = [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::VARY, "accept-encoding"),
+    ];
+    Ok(if gzip {
+        (json, [(header::CONTENT_ENCODING, "gzip")], body.gzip).into_response()
+    } else {
+        (json, body.json).into_response()
+    })
 }
 
 /// Writes the columns as JSON in one buffer, without a value per cell.

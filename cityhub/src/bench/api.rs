@@ -6,7 +6,8 @@
 //! the rollups brought up to date, and a newest state for every lamp. Then the hub
 //! (`cityhub serve`, a child process) serves the API while the load generator publishes at
 //! half the hub's maximum ingest rate (measured first, unless `--ingest-rate` gives it),
-//! and `--clients` concurrent clients call each endpoint for `--duration-secs`:
+//! and `--clients` concurrent clients call each endpoint for `--duration-secs`, taking
+//! gzip as browsers do (only the state is served compressed):
 //!
 //! - `GET /api/v1/state` (every lamp);
 //! - `GET /api/v1/devices/{id}/history?bucket=hour` of a random lamp with history, over
@@ -567,8 +568,11 @@ async fn get(
 ) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(
-        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Accept-Encoding: gzip\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await?;
     buf.clear();
@@ -599,8 +603,11 @@ async fn export(
 ) -> anyhow::Result<(u64, u64)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(
-        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Accept-Encoding: gzip\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await?;
     let mut buf = vec![0u8; 1 << 20];

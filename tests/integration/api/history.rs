@@ -575,6 +575,22 @@ async fn the_state_covers_every_device_the_caller_sees() {
     let s = city.get("/api/v1/state", "viewer").await;
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(s.header("content-type"), Some("application/json"));
+    assert_eq!(s.header("content-encoding"), None);
+    // A client that takes gzip gets the same JSON compressed.
+    let (zipped, bytes) = city
+        .api
+        .call_raw(
+            tests::api::Req::get("/api/v1/state", &city.tokens["viewer"]),
+            "Accept-Encoding: gzip, deflate\r\n",
+        )
+        .await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(zipped.header("content-type"), Some("application/json"));
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut unzipped)
+        .expect("a gzip body");
+    assert_eq!(unzipped, s.body);
     let s = s.json();
     assert_eq!(s["count"], 31);
     let ids: HashSet<String> = s["ext_id"]
