@@ -213,8 +213,7 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Option<UserRow>, StoreError> {
         let user_id = self
-            .client()
-            .query_opt(
+            .query_opt_cached(
                 "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = $1 AND s.expires_at > $2 AND NOT u.disabled",
                 &[&token_hash, &now],
@@ -222,7 +221,7 @@ impl Db {
             .await
             .map_err(StoreError::db("reading a session"))?;
         match user_id {
-            Some(r) => user_where(self.client(), "u.id = $1", &r.get::<_, i64>(0)).await,
+            Some(r) => self.user_by_id(r.get(0)).await,
             None => Ok(None),
         }
     }
@@ -434,8 +433,7 @@ impl Db {
         token_hash: &[u8],
     ) -> Result<Option<(UserRow, String)>, StoreError> {
         let row = self
-            .client()
-            .query_opt(
+            .query_opt_cached(
                 "SELECT a.id, a.user_id, a.name,
                         a.last_used_at IS NULL OR a.last_used_at < now() - interval '1 minute'
                  FROM api_tokens a JOIN users u ON u.id = a.user_id
@@ -458,8 +456,20 @@ impl Db {
                 .await
                 .map_err(StoreError::db("noting a token's use"))?;
         }
-        let user = user_where(self.client(), "u.id = $1", &user_id).await?;
+        let user = self.user_by_id(user_id).await?;
         Ok(user.map(|u| (u, name)))
+    }
+
+    /// A user by id, for every request that signs in (a prepared statement).
+    async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+        let row = self
+            .query_opt_cached(
+                &format!("{USER_SELECT} WHERE u.id = $1 {USER_GROUP}"),
+                &[&id],
+            )
+            .await
+            .map_err(StoreError::db("reading a user"))?;
+        Ok(row.as_ref().map(user))
     }
 
     /// Tenant ids by slug, in the order given; an unknown slug is an error naming it.

@@ -1,11 +1,13 @@
 //! A connection to the database and the statements run on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use futures_util::SinkExt;
 use model::{RecordType, Timestamp};
-use tokio_postgres::{error::SqlState, Client, Config, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{error::SqlState, Client, Config, NoTls, Row, Statement};
 use tracing::{debug, info, warn};
 
 use crate::batch::{telemetry_json, LatestUpdates, ReadingBatch, DEAD_LETTER_COLUMNS};
@@ -42,7 +44,12 @@ pub struct Db {
     client: Client,
     path: StoragePath,
     known_days: BTreeSet<i64>,
+    /// Statements prepared on this connection, by their SQL ([`Db::query_cached`]).
+    statements: Mutex<HashMap<String, Statement>>,
 }
+
+/// Statements a connection keeps prepared, at most; past it the cache starts afresh.
+const MAX_STATEMENTS: usize = 64;
 
 /// A safe description of where a connection string points (never the password).
 pub fn describe_target(url: &str) -> String {
@@ -100,6 +107,7 @@ impl Db {
             client,
             path,
             known_days: BTreeSet::new(),
+            statements: Mutex::default(),
         };
         if path == StoragePath::Partitioned {
             db.known_days = partitions::existing_days(&db.client).await?;
@@ -217,6 +225,7 @@ impl Db {
             client,
             path,
             known_days: BTreeSet::new(),
+            statements: Mutex::default(),
         };
         db.apply_retention(retention_days).await?;
         if path == StoragePath::Partitioned {
@@ -233,6 +242,47 @@ impl Db {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Runs `sql` as a statement prepared once per connection: the API's frequent reads
+    /// then skip, after the first call, the round trip and the parse that preparing costs.
+    /// A statement that fails is prepared afresh next time (the schema may have changed).
+    pub(crate) async fn query_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let cached = self.lock_statements().get(sql).cloned();
+        let statement = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.client.prepare(sql).await?;
+                let mut statements = self.lock_statements();
+                if statements.len() >= MAX_STATEMENTS {
+                    statements.clear();
+                }
+                statements.insert(sql.to_owned(), s.clone());
+                s
+            }
+        };
+        let rows = self.client.query(&statement, params).await;
+        if rows.is_err() {
+            self.lock_statements().remove(sql);
+        }
+        rows
+    }
+
+    /// [`Db::query_cached`] for at most one row.
+    pub(crate) async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        Ok(self.query_cached(sql, params).await?.into_iter().next())
+    }
+
+    fn lock_statements(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        self.statements.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keeps data for `days`: a retention policy on TimescaleDB; on native partitioning

@@ -420,8 +420,7 @@ impl Db {
         ext_id: &str,
     ) -> Result<Vec<DeviceDetail>, StoreError> {
         let rows = self
-            .client()
-            .query(DEVICE_DETAIL, &[&tenants, &ext_id])
+            .query_cached(DEVICE_DETAIL, &[&tenants, &ext_id])
             .await
             .map_err(StoreError::db("reading a device"))?;
         Ok(rows
@@ -483,8 +482,7 @@ impl Db {
                     params.push(&lookback);
                 }
                 let rows = self
-                    .client()
-                    .query(&rollup_sql(rollup, self.path()), &params)
+                    .query_cached(&rollup_sql(rollup, self.path()), &params)
                     .await
                     .map_err(StoreError::db("reading the rollups"))?;
                 points = self::points(&rows);
@@ -497,8 +495,7 @@ impl Db {
             let lookback = lookback_seconds(q.bucket);
             let scan_from = raw_from - Duration::seconds(lookback as i64);
             let rows = self
-                .client()
-                .query(
+                .query_cached(
                     &raw_sql(spec, q.bucket),
                     &[
                         &q.device_id,
@@ -587,8 +584,7 @@ impl Db {
         to: DateTime<Utc>,
     ) -> Result<Vec<EnergyDay>, StoreError> {
         let rows = self
-            .client()
-            .query(
+            .query_cached(
                 "SELECT t.slug, nullif(x.district, ''), x.bucket,
                         coalesce(x.energy_wh, 0) / 1000.0, coalesce(x.burning_s, 0) / 3600.0,
                         x.lamps::int8, x.rated_wh / 1000.0

@@ -399,8 +399,7 @@ impl Db {
     /// whose aggregates answer the rest in real time).
     pub async fn rollups_complete_before(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
-            .client()
-            .query_one(
+            .query_opt_cached(
                 "SELECT CASE WHEN complete_before = 'infinity' THEN 'infinity'::text
                              WHEN complete_before = '-infinity' THEN '-infinity'::text END,
                         CASE WHEN isfinite(complete_before) THEN complete_before END
@@ -409,6 +408,10 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("reading the rollups' progress"))?;
+        // No row: nothing was ever rolled up.
+        let Some(row) = row else {
+            return Ok(None);
+        };
         let special: Option<String> = row.get(0);
         let at: Option<DateTime<Utc>> = row.get(1);
         Ok(match special.as_deref() {
