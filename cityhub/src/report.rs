@@ -32,8 +32,8 @@ pub enum ReportCommand {
         /// One district only
         #[arg(long)]
         district: Option<String>,
-        /// Roll up pending readings first (native partitioning), instead of waiting for
-        /// the hub's refresher
+        /// Roll up pending readings first, instead of waiting for the hub's refresher (or,
+        /// on TimescaleDB, the continuous aggregates' policies)
         #[arg(long)]
         refresh: bool,
     },

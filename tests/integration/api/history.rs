@@ -108,22 +108,15 @@ async fn store_payload(city: &City, tenant: &str, device: &str, record: RecordTy
     db.upsert_latest(&batch.take_latest()).await.unwrap();
 }
 
-/// Rolls the lamp rollups up: the refresher on native partitioning; on TimescaleDB the
-/// continuous aggregates are materialized, finest first, so that answers come from them
-/// rather than from their real-time part (the outcome then counts nothing).
+/// Rolls the lamp rollups up: on TimescaleDB the continuous aggregates are materialized,
+/// so that answers come from them rather than from their real-time part.
 async fn refresh(city: &City) -> store::rollups::RefreshOutcome {
-    let mut db = city.db.store().await;
-    if db.path() == StoragePath::TimescaleDb {
-        for view in ["light_15min", "light_hour", "light_day"] {
-            db.client()
-                .batch_execute(&format!(
-                    "CALL refresh_continuous_aggregate('{view}', NULL, now())"
-                ))
-                .await
-                .unwrap();
-        }
-    }
-    db.refresh_rollups(Utc::now()).await.unwrap()
+    city.db
+        .store()
+        .await
+        .refresh_rollups(Utc::now())
+        .await
+        .unwrap()
 }
 
 /// Whether the rollups are cityhub's own (whose refreshes count their buckets).
