@@ -309,7 +309,7 @@ pub async fn state(
             }
         })
         .await?;
-    let gzip = accepts_gzip(
+    let takes_gzip = accepts_gzip(
         headers
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
@@ -318,10 +318,11 @@ pub async fn state(
         (header::CONTENT_TYPE, "application/json"),
         (header::VARY, "accept-encoding"),
     ];
-    Ok(if gzip {
-        (json, [(header::CONTENT_ENCODING, "gzip")], body.gzip).into_response()
-    } else {
-        (json, body.json).into_response()
+    Ok(match body.gzip {
+        Some(gzip) if takes_gzip => {
+            (json, [(header::CONTENT_ENCODING, "gzip")], gzip).into_response()
+        }
+        _ => (json, body.json).into_response(),
     })
 }
 
