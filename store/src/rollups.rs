@@ -518,8 +518,9 @@ const BURNING: &str = "CASE WHEN near AND burn_last_h >= prev_burn
 /// first or last, output name)`. Ordered aggregates would sort every group on its own;
 /// instead a window over the group finds the time of its first and last non-null value
 /// (`ft_<name>`), and the aggregate takes the value at that time (times are unique within
-/// a device). `time` is the time column of the rows being grouped.
-fn first_last(time: &str, picks: &[(&str, bool, &str)]) -> (String, Vec<String>) {
+/// a device). `time` is the time column of the rows being grouped. Returns the window's
+/// columns and the aggregates, each named `name`, in the order given.
+fn first_last(time: &str, picks: &[(&str, bool, &str)]) -> (String, String) {
     let window = picks
         .iter()
         .map(|(value, first, name)| {
@@ -530,8 +531,9 @@ fn first_last(time: &str, picks: &[(&str, bool, &str)]) -> (String, Vec<String>)
         .join(", ");
     let aggregates = picks
         .iter()
-        .map(|(value, _, name)| format!("max({value}) FILTER (WHERE {time} = ft_{name})"))
-        .collect();
+        .map(|(value, _, name)| format!("max({value}) FILTER (WHERE {time} = ft_{name}) AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     (window, aggregates)
 }
 
@@ -540,7 +542,7 @@ fn first_last(time: &str, picks: &[(&str, bool, &str)]) -> (String, Vec<String>)
 /// rolled up at most LOOKBACK before `$1`, the others from the bucket before them (the
 /// aggregate's output is sorted by device and bucket, so that window needs no sort).
 fn quarters_sql() -> String {
-    let (window, p) = first_last(
+    let (window, picks) = first_last(
         "ts",
         &[
             ("energy_wh", true, "energy_first_wh"),
@@ -555,9 +557,7 @@ fn quarters_sql() -> String {
                  count(*) FILTER (WHERE \"on\") AS on_samples, count(fault) AS fault_samples,
                  sum(power_w) AS power_sum, count(power_w) AS power_n, max(power_w) AS power_max,
                  sum(dim::float8) AS dim_sum, count(dim) AS dim_n,
-                 min(voltage_v) AS voltage_min, max(voltage_v) AS voltage_max,
-                 {p0} AS energy_first_wh, {p1} AS energy_last_wh,
-                 {p2} AS burn_first_h, {p3} AS burn_last_h
+                 min(voltage_v) AS voltage_min, max(voltage_v) AS voltage_max, {picks}
              FROM (
                  SELECT r.*, {window}
                  FROM (SELECT *, date_bin(INTERVAL '15 minutes', ts, {ORIGIN}) AS bucket
@@ -590,10 +590,6 @@ fn quarters_sql() -> String {
          FROM v
          ON CONFLICT (device_id, bucket) DO UPDATE SET {updates}",
         updates = updates(),
-        p0 = p[0],
-        p1 = p[1],
-        p2 = p[2],
-        p3 = p[3],
     )
 }
 
@@ -657,7 +653,7 @@ fn roll_up_sql(from: Rollup, to: Rollup) -> String {
         Rollup::Hour => "1 hour",
         Rollup::Day => "1 day",
     };
-    let (window, p) = first_last(
+    let (window, picks) = first_last(
         "bucket",
         &[
             ("energy_first_wh", true, "energy_first_wh"),
@@ -667,11 +663,12 @@ fn roll_up_sql(from: Rollup, to: Rollup) -> String {
         ],
     );
     format!(
-        "INSERT INTO {to} (device_id, bucket, {COLUMNS})
+        "INSERT INTO {to} (device_id, bucket, samples, on_samples, fault_samples, power_sum,
+             power_n, power_max, dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh,
+             energy_last_wh, burn_first_h, burn_last_h, energy_wh, burning_s)
          SELECT device_id, coarse, sum(samples), sum(on_samples), sum(fault_samples),
              sum(power_sum), sum(power_n), max(power_max), sum(dim_sum), sum(dim_n),
-             min(voltage_min), max(voltage_max), {p0}, {p1}, sum(energy_wh), {p2}, {p3},
-             sum(burning_s)
+             min(voltage_min), max(voltage_max), {picks}, sum(energy_wh), sum(burning_s)
          FROM (
              SELECT s.*, {window}
              FROM (SELECT *, date_bin(INTERVAL '{step}', bucket, {ORIGIN}) AS coarse
@@ -683,10 +680,6 @@ fn roll_up_sql(from: Rollup, to: Rollup) -> String {
         to = to.table(),
         from = from.table(),
         updates = updates(),
-        p0 = p[0],
-        p1 = p[1],
-        p2 = p[2],
-        p3 = p[3],
     )
 }
 
