@@ -259,10 +259,14 @@ pub struct History {
     pub rolled_up_until: Option<DateTime<Utc>>,
 }
 
-/// The aggregation of raw readings in buckets, with counter steps from the previous bucket.
-/// `$1` device, `$2` start of the scan (a lookback before `$3`), `$3` first bucket,
-/// `$4` end, `$5` lookback in seconds, `$6` row limit.
+/// The aggregation of raw readings in buckets, with counter steps from the previous bucket:
+/// `$1` device, `$2` first bucket, `$3` end, `$4` lookback in seconds, `$5` row limit.
 fn raw_sql(s: &KindSpec, bucket: Bucket) -> String {
+    raw_select(s, bucket, "$2::timestamptz")
+}
+
+/// [`raw_sql`] with the first bucket given by the SQL expression `first`.
+fn raw_select(s: &KindSpec, bucket: Bucket, first: &str) -> String {
     let bin = match bucket {
         Bucket::Raw => "ts".to_owned(),
         b => format!("date_bin(INTERVAL '{}', ts, {ORIGIN})", b.interval()),
@@ -297,34 +301,35 @@ fn raw_sql(s: &KindSpec, bucket: Bucket) -> String {
     format!(
         "WITH b AS (
              SELECT {bin} AS bucket, {inner}
-             FROM {table} WHERE device_id = $1 AND ts >= $2 AND ts < $4
+             FROM {table}
+             WHERE device_id = $1 AND ts >= {first} - make_interval(secs => $4) AND ts < $3
              GROUP BY 1
          ), w AS (
-             SELECT *, bucket - lag(bucket) OVER w <= make_interval(secs => $5) AS near{lags}
+             SELECT *, bucket - lag(bucket) OVER w <= make_interval(secs => $4) AS near{lags}
              FROM b WINDOW w AS (ORDER BY bucket)
          )
-         SELECT bucket, {outer} FROM w WHERE bucket >= $3 ORDER BY bucket LIMIT $6",
+         SELECT bucket, {outer} FROM w WHERE bucket >= {first} ORDER BY bucket LIMIT $5",
         inner = inner.join(", "),
         outer = outer.join(", "),
         table = s.table,
     )
 }
 
-/// Lamps' rollups, with the same fields as [`LIGHT`]: `$1` device, `$2` first bucket,
-/// `$3` end, on TimescaleDB `$4` lookback in seconds.
+/// Lamps' rollup rows in `[$2, until)`, with the same fields as [`LIGHT`]: `$1` device,
+/// `$2` first bucket, on TimescaleDB `$4` lookback in seconds.
 ///
 /// On native partitioning the rollups hold each bucket's energy and burning time. A
 /// TimescaleDB continuous aggregate cannot look at the previous bucket, so there they
 /// are taken here, as for raw readings: the step from the previous bucket's last counter
 /// value (at most the lookback earlier), else the aggregate's own.
-fn rollup_sql(r: Rollup, path: StoragePath) -> String {
+fn rollup_select(r: Rollup, path: StoragePath, until: &str) -> String {
     let fields = "samples::float8, on_samples::float8 / samples, fault_samples::float8,
                 power_sum / nullif(power_n, 0), power_max, dim_sum / nullif(dim_n, 0),
                 voltage_min, voltage_max";
     match path {
         StoragePath::Partitioned => format!(
             "SELECT bucket, {fields}, energy_wh, burning_s
-             FROM {} WHERE device_id = $1 AND bucket >= $2 AND bucket < $3
+             FROM {} WHERE device_id = $1 AND bucket >= $2 AND bucket < {until}
              ORDER BY bucket",
             r.table()
         ),
@@ -333,8 +338,8 @@ fn rollup_sql(r: Rollup, path: StoragePath) -> String {
                  SELECT *, bucket - lag(bucket) OVER w <= make_interval(secs => $4) AS near,
                         lag(energy_last_wh) OVER w AS prev_energy,
                         lag(burn_last_h) OVER w AS prev_burn
-                 FROM {} WHERE device_id = $1
-                   AND bucket >= $2::timestamptz - make_interval(secs => $4) AND bucket < $3
+                 FROM {source} WHERE device_id = $1
+                   AND bucket >= $2::timestamptz - make_interval(secs => $4) AND bucket < {until}
                  WINDOW w AS (ORDER BY bucket)
              )
              SELECT bucket, {fields},
@@ -343,16 +348,57 @@ fn rollup_sql(r: Rollup, path: StoragePath) -> String {
                     CASE WHEN near AND burn_last_h >= prev_burn
                          THEN (burn_last_h - prev_burn) * 3600 ELSE burning_s END
              FROM w WHERE bucket >= $2 ORDER BY bucket",
-            r.table()
+            // The day aggregate is materialized only (migration 10); a device's days are
+            // summed from its hours in real time, so they hold its newest readings.
+            source = match r {
+                Rollup::Day => format!(
+                    "({}) d",
+                    crate::rollups::coarser_select(
+                        "1 day",
+                        "(SELECT * FROM light_hour WHERE device_id = $1
+                            AND bucket >= $2::timestamptz - make_interval(secs => $4)
+                            AND bucket < $3) h"
+                    )
+                ),
+                _ => r.table().to_owned(),
+            },
         ),
     }
 }
 
-fn points(rows: &[tokio_postgres::Row]) -> Vec<Point> {
+/// A lamp's history in rollup buckets, in one statement so that the rollups and the raw
+/// readings are read as of one moment: the rollup rows up to where the rollups hold every
+/// closed bucket (`rollup_state`, down to the bucket, within `[$2, $3]`), the raw readings
+/// after it. Parameters as [`raw_sql`]. Each row starts with a part number: the first row
+/// (part 0) holds only that boundary, in the bucket column; then come the rollup rows
+/// (part 1) and the raw buckets (part 2), in order.
+fn light_sql(r: Rollup, bucket: Bucket, path: StoragePath) -> String {
+    let nulls = vec!["NULL::float8"; history_fields("light").len()].join(", ");
+    format!(
+        "WITH c AS MATERIALIZED (
+             SELECT coalesce((
+                 SELECT CASE WHEN complete_before = '-infinity' THEN $2::timestamptz
+                             WHEN complete_before >= $3 THEN $3::timestamptz
+                             ELSE least(greatest(date_bin(INTERVAL '{width}', complete_before,
+                                                          {ORIGIN}), $2), $3) END
+                 FROM rollup_state WHERE name = 'light'), $2::timestamptz) AS until
+         ), rolled AS ({rolled}), raw AS ({raw})
+         SELECT 0 AS part, until, {nulls} FROM c
+         UNION ALL SELECT 1, * FROM rolled
+         UNION ALL SELECT 2, * FROM raw
+         ORDER BY 1, 2",
+        width = bucket.interval(),
+        rolled = rollup_select(r, path, "(SELECT until FROM c)"),
+        raw = raw_select(&LIGHT, bucket, "(SELECT until FROM c)"),
+    )
+}
+
+/// Points from rows of a bucket start then the fields, from column `first` on.
+fn points(rows: &[tokio_postgres::Row], first: usize) -> Vec<Point> {
     rows.iter()
         .map(|r| Point {
-            at: r.get(0),
-            values: (1..r.len()).map(|i| r.get(i)).collect(),
+            at: r.get(first),
+            values: (first + 1..r.len()).map(|i| r.get(i)).collect(),
         })
         .collect()
 }
@@ -464,55 +510,30 @@ impl Db {
             });
         };
         let from = q.bucket.floor(q.from);
-        let mut points = Vec::new();
-        let mut raw_from = from;
-        let mut rolled_up_until = None;
-        if let (Some(rollup), "light") = (q.bucket.rollup(), q.kind) {
-            let complete = self.rollups_complete_before().await?;
-            let until = match complete {
-                None => from,
-                Some(c) if c >= q.to => q.to,
-                Some(c) => q.bucket.floor(c).clamp(from, q.to),
-            };
-            if until > from {
-                let lookback = lookback_seconds(q.bucket);
-                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                    vec![&q.device_id, &from, &until];
-                if self.path() == StoragePath::TimescaleDb {
-                    params.push(&lookback);
-                }
+        let lookback = lookback_seconds(q.bucket);
+        let limit = MAX_POINTS + 1;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&q.device_id, &from, &q.to, &lookback, &limit];
+        let (mut points, rolled_up_until) = match (q.bucket.rollup(), q.kind) {
+            (Some(rollup), "light") => {
                 let rows = self
-                    .query_cached(&rollup_sql(rollup, self.path()), &params)
+                    .query_cached(&light_sql(rollup, q.bucket, self.path()), &params)
                     .await
-                    .map_err(StoreError::db("reading the rollups"))?;
-                points = self::points(&rows);
+                    .map_err(StoreError::db("reading a lamp's history"))?;
+                let until = rows.first().map(|r| r.get(1));
+                (self::points(rows.get(1..).unwrap_or_default(), 1), until)
             }
-            raw_from = until;
-            rolled_up_until = Some(until);
-        }
-        let mut truncated = false;
-        if raw_from < q.to {
-            let lookback = lookback_seconds(q.bucket);
-            let scan_from = raw_from - Duration::seconds(lookback as i64);
-            let rows = self
-                .query_cached(
-                    &raw_sql(spec, q.bucket),
-                    &[
-                        &q.device_id,
-                        &scan_from,
-                        &raw_from,
-                        &q.to,
-                        &lookback,
-                        &(MAX_POINTS + 1),
-                    ],
-                )
-                .await
-                .map_err(StoreError::db("reading a device's history"))?;
-            let mut more = self::points(&rows);
-            truncated = more.len() as i64 > MAX_POINTS;
-            more.truncate(MAX_POINTS as usize);
-            points.extend(more);
-        }
+            _ => {
+                let rows = self
+                    .query_cached(&raw_sql(spec, q.bucket), &params)
+                    .await
+                    .map_err(StoreError::db("reading a device's history"))?;
+                (self::points(&rows, 0), None)
+            }
+        };
+        // Rollup rows are bounded by the range; only raw readings can run past the limit.
+        let truncated = points.len() as i64 > MAX_POINTS;
+        points.truncate(MAX_POINTS as usize);
         Ok(History {
             points,
             truncated,
@@ -575,12 +596,9 @@ impl Db {
     }
 
     /// Lamp energy and burning hours per tenant, district and UTC day, from the districts'
-    /// daily rollup; days that start in `[from, to)`.
-    ///
-    /// On TimescaleDB the lamps are found first and only their days read: the current day
-    /// is never materialized, so the day aggregate computes it in real time for whatever
-    /// lamps the query names, and a district (a column of `devices`) cannot be pushed into
-    /// it. Each day counts from the day before, as `light_district_day` does.
+    /// days (`light_district_day`: a table kept by the refresher on native partitioning, a
+    /// view over the materialized day aggregate on TimescaleDB); days that start in
+    /// `[from, to)`.
     pub async fn energy_report(
         &self,
         tenants: &[i32],
@@ -588,39 +606,21 @@ impl Db {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<EnergyDay>, StoreError> {
-        let rows = match self.path() {
-            StoragePath::Partitioned => self
-                .query_cached(
-                    "SELECT t.slug, nullif(x.district, ''), x.bucket,
-                            coalesce(x.energy_wh, 0) / 1000.0, coalesce(x.burning_s, 0) / 3600.0,
-                            x.lamps::int8, x.rated_wh / 1000.0
-                     FROM light_district_day x
-                     JOIN tenants t ON t.id = x.tenant_id
-                     WHERE x.tenant_id = ANY($1)
-                       AND ($2::text IS NULL OR x.district = $2)
-                       AND x.bucket >= $3 AND x.bucket < $4
-                     ORDER BY 1, 2, 3",
-                    &[&tenants, &district, &from, &to],
-                )
-                .await
-                .map_err(StoreError::db("reporting energy"))?,
-            StoragePath::TimescaleDb => {
-                let lamps: Vec<i32> = self
-                    .query_cached(
-                        "SELECT id FROM devices WHERE kind = 'light' AND tenant_id = ANY($1)
-                           AND ($2::text IS NULL OR coalesce(district, '') = $2)",
-                        &[&tenants, &district],
-                    )
-                    .await
-                    .map_err(StoreError::db("finding the lamps to report on"))?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                self.query_cached(TIMESCALE_ENERGY, &[&lamps, &from, &to])
-                    .await
-                    .map_err(StoreError::db("reporting energy"))?
-            }
-        };
+        let rows = self
+            .query_cached(
+                "SELECT t.slug, nullif(x.district, ''), x.bucket,
+                        coalesce(x.energy_wh, 0) / 1000.0, coalesce(x.burning_s, 0) / 3600.0,
+                        x.lamps::int8, x.rated_wh / 1000.0
+                 FROM light_district_day x
+                 JOIN tenants t ON t.id = x.tenant_id
+                 WHERE x.tenant_id = ANY($1)
+                   AND ($2::text IS NULL OR x.district = $2)
+                   AND x.bucket >= $3 AND x.bucket < $4
+                 ORDER BY 1, 2, 3",
+                &[&tenants, &district, &from, &to],
+            )
+            .await
+            .map_err(StoreError::db("reporting energy"))?;
         Ok(rows
             .iter()
             .map(|r| EnergyDay {
@@ -635,29 +635,6 @@ impl Db {
             .collect())
     }
 }
-
-/// The energy report on TimescaleDB: `$1` the lamps, days in `[$2, $3)`.
-const TIMESCALE_ENERGY: &str = "
-SELECT t.slug, nullif(coalesce(d.district, ''), ''), w.bucket,
-       coalesce(sum(w.energy_wh), 0) / 1000.0, coalesce(sum(w.burning_s), 0) / 3600.0,
-       count(*)::int8, sum(d.rated_power_w * w.burning_s / 3600.0) / 1000.0
-FROM (
-    SELECT device_id, bucket,
-           CASE WHEN bucket - lag(bucket) OVER p = INTERVAL '1 day'
-                     AND energy_last_wh >= lag(energy_last_wh) OVER p
-                THEN energy_last_wh - lag(energy_last_wh) OVER p ELSE energy_wh END AS energy_wh,
-           CASE WHEN bucket - lag(bucket) OVER p = INTERVAL '1 day'
-                     AND burn_last_h >= lag(burn_last_h) OVER p
-                THEN (burn_last_h - lag(burn_last_h) OVER p) * 3600 ELSE burning_s END AS burning_s
-    FROM light_day
-    WHERE device_id = ANY($1) AND bucket >= $2::timestamptz - INTERVAL '1 day' AND bucket < $3
-    WINDOW p AS (PARTITION BY device_id ORDER BY bucket)
-) w
-JOIN devices d ON d.id = w.device_id
-JOIN tenants t ON t.id = d.tenant_id
-WHERE w.bucket >= $2
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3";
 
 /// How far back a bucket looks for the previous counter value: the rollups' lookback, or
 /// one bucket when buckets are longer.

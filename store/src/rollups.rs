@@ -2,8 +2,10 @@
 //! `light_hour`, `light_day`, the same columns on both storage paths.
 //!
 //! On TimescaleDB they are continuous aggregates (hierarchical: hour from 15 minutes, day
-//! from hour) with refresh policies and real-time aggregation, so readers never need the
-//! raw tail. On native partitioning they are tables kept by [`Db::refresh_rollups`]:
+//! from hour) with refresh policies; the 15-minute and hour aggregates answer with
+//! real-time aggregation, so readers never need the raw tail, and the day aggregate from
+//! its materialized rows, today included ([`TIMESCALE_DAY_TO_TODAY`]). On native
+//! partitioning they are tables kept by [`Db::refresh_rollups`]:
 //!
 //! - every batch that writes lamp readings appends the 15-minute buckets it touched to
 //!   `light_rollup_marks`, in the batch's own transaction (a few rows per batch, no unique
@@ -208,7 +210,22 @@ fn coarser(name: &str, width: &str, source: &str, start: &str, every: &str) -> S
     format!(
         r#"CREATE MATERIALIZED VIEW {name}
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT device_id,
+{}
+WITH NO DATA;
+SELECT add_continuous_aggregate_policy('{name}',
+    start_offset => INTERVAL '{start}', end_offset => INTERVAL '{width}',
+    schedule_interval => INTERVAL '{every}');
+
+"#,
+        coarser_select(width, source)
+    )
+}
+
+/// The rows of `width` buckets over the finer rollup rows of `source` (a table, or a
+/// subquery in parentheses with an alias), with the columns of every rollup.
+pub(crate) fn coarser_select(width: &str, source: &str) -> String {
+    format!(
+        r#"SELECT device_id,
        time_bucket(INTERVAL '{width}', bucket) AS bucket,
        sum(samples)::integer AS samples,
        sum(on_samples)::integer AS on_samples,
@@ -227,13 +244,7 @@ SELECT device_id,
        last(burn_last_h, bucket) AS burn_last_h,
        greatest(last(burn_last_h, bucket) - first(burn_first_h, bucket), 0) * 3600 AS burning_s
 FROM {source}
-GROUP BY device_id, time_bucket(INTERVAL '{width}', bucket)
-WITH NO DATA;
-SELECT add_continuous_aggregate_policy('{name}',
-    start_offset => INTERVAL '{start}', end_offset => INTERVAL '{width}',
-    schedule_interval => INTERVAL '{every}');
-
-"#
+GROUP BY device_id, time_bucket(INTERVAL '{width}', bucket)"#
     )
 }
 
@@ -271,6 +282,21 @@ FROM (
 JOIN devices d ON d.id = r.device_id
 WHERE d.kind = 'light'
 GROUP BY 1, 2, 3;
+";
+
+/// Migration 10 on TimescaleDB: the day aggregate answers from its materialized rows only,
+/// and its policy refreshes it every 5 minutes up to the newest bucket, so that today is
+/// materialized too, as of the refresh. Read in real time, today's bucket was computed on
+/// every query from the hour aggregate, the 15-minute aggregate and the newest raw
+/// readings of every lamp asked for: seconds for a district's energy report. A day
+/// aggregate refresh reads the hour aggregate in real time, so today holds every reading
+/// up to that refresh; it is redone once the finer aggregates' refreshes change it.
+pub const TIMESCALE_DAY_TO_TODAY: &str = "
+ALTER MATERIALIZED VIEW light_day SET (timescaledb.materialized_only = true);
+SELECT remove_continuous_aggregate_policy('light_day');
+SELECT add_continuous_aggregate_policy('light_day',
+    start_offset => INTERVAL '30 days', end_offset => NULL,
+    schedule_interval => INTERVAL '5 minutes');
 ";
 
 /// What one refresh did.
@@ -330,9 +356,10 @@ pub(crate) async fn mark(
 impl Db {
     /// Native partitioning: rolls up every closed 15-minute bucket that got readings since
     /// its last roll-up, then moves `complete_before` to the end of the closed buckets.
-    /// TimescaleDB: materializes the continuous aggregates up to the closed buckets now,
-    /// finest first, rather than when their policies next run (TimescaleDB redoes only
-    /// the ranges whose readings changed); the outcome then counts nothing.
+    /// TimescaleDB: materializes the continuous aggregates up to the closed buckets now
+    /// (the days up to the end of today), finest first, rather than when their policies
+    /// next run (TimescaleDB redoes only the ranges whose readings changed); the outcome
+    /// then counts nothing.
     pub async fn refresh_rollups(
         &mut self,
         now: DateTime<Utc>,
@@ -340,12 +367,22 @@ impl Db {
         let mut outcome = RefreshOutcome::default();
         let closed_before = quarter_of(now - Duration::seconds(GRACE_S));
         if self.path() == StoragePath::TimescaleDb {
-            for r in [Rollup::Quarter, Rollup::Hour, Rollup::Day] {
+            // The day aggregate is read materialized only: it is refreshed to the end of
+            // today, which holds the readings so far.
+            let today_end = closed_before
+                .duration_trunc(Duration::days(1))
+                .unwrap_or(closed_before)
+                + Duration::days(1);
+            for (r, end) in [
+                (Rollup::Quarter, closed_before),
+                (Rollup::Hour, closed_before),
+                (Rollup::Day, today_end),
+            ] {
                 self.client()
                     .batch_execute(&format!(
                         "CALL refresh_continuous_aggregate('{}', NULL, '{}')",
                         r.table(),
-                        closed_before.to_rfc3339()
+                        end.to_rfc3339()
                     ))
                     .await
                     .map_err(StoreError::db("refreshing the continuous aggregates"))?;

@@ -114,6 +114,17 @@ pub fn migration_9(path: StoragePath) -> String {
     }
 }
 
+/// Migration 10. On TimescaleDB the day aggregate is read as materialized only, and its
+/// policy keeps it up to the newest day, today included
+/// ([`crate::rollups::TIMESCALE_DAY_TO_TODAY`]). On native partitioning the refresher
+/// already keeps today's rows: nothing to do.
+pub fn migration_10(path: StoragePath) -> String {
+    match path {
+        StoragePath::TimescaleDb => crate::rollups::TIMESCALE_DAY_TO_TODAY.to_owned(),
+        StoragePath::Partitioned => String::new(),
+    }
+}
+
 /// Migrations in order. Each runs once, in a transaction, under an advisory lock.
 pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
     let readings: String = RecordType::ALL
@@ -146,6 +157,7 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             "reading time indexes and districts' days",
             migration_9(path),
         ),
+        (10, "days rolled up to today", migration_10(path)),
     ]
 }
 

@@ -14,8 +14,11 @@ use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
-use store::history::{history_fields, Bucket, DeviceDetail, HistoryQuery, MAX_POINTS, STATE_CODES};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use store::history::{
+    history_fields, Bucket, DeviceDetail, HistoryQuery, Point, MAX_POINTS, STATE_CODES,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -113,7 +116,7 @@ pub struct HistoryAnswer {
     /// One object per bucket with readings: `t` (its start) and the fields (null when no
     /// reading carried them).
     #[schema(value_type = Vec<Object>)]
-    pub points: Vec<serde_json::Value>,
+    pub points: Points,
     /// More than 10000 raw readings: the later ones were left out.
     pub truncated: bool,
     /// Lamps' 15min, hour and day buckets: before this time they come from the rollups,
@@ -161,18 +164,10 @@ pub async fn history(
         })
         .await?;
     let fields = history_fields(&d.kind);
-    let points = history
-        .points
-        .into_iter()
-        .map(|pt| {
-            let mut o = serde_json::Map::with_capacity(fields.len() + 1);
-            o.insert("t".into(), serde_json::json!(pt.at));
-            for (name, v) in fields.iter().zip(pt.values) {
-                o.insert((*name).into(), serde_json::json!(v));
-            }
-            serde_json::Value::Object(o)
-        })
-        .collect();
+    let points = Points {
+        fields: fields.clone(),
+        points: history.points,
+    };
     Ok(Json(HistoryAnswer {
         device: d.ext_id,
         tenant: d.tenant,
@@ -187,6 +182,40 @@ pub async fn history(
             .rolled_up_until
             .filter(|t| *t != DateTime::<Utc>::MAX_UTC),
     }))
+}
+
+/// A history's points, each written as an object of `t` and the kind's fields (a missing
+/// or non-finite value as `null`) straight from the rows, without building a JSON value
+/// per point.
+#[derive(Debug)]
+pub struct Points {
+    pub fields: Vec<&'static str>,
+    pub points: Vec<Point>,
+}
+
+impl Serialize for Points {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.points.iter().map(|point| PointObject {
+            fields: &self.fields,
+            point,
+        }))
+    }
+}
+
+struct PointObject<'a> {
+    fields: &'a [&'static str],
+    point: &'a Point,
+}
+
+impl Serialize for PointObject<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.fields.len() + 1))?;
+        m.serialize_entry("t", &self.point.at)?;
+        for (name, v) in self.fields.iter().zip(&self.point.values) {
+            m.serialize_entry(name, v)?;
+        }
+        m.end()
+    }
 }
 
 /// The bucket asked for (`auto` by default), refused when it would give too many points.
@@ -470,6 +499,33 @@ mod tests {
         assert_eq!(
             unknown.message(),
             "bucket `week` is not one of auto, raw, minute, 15min, hour, day"
+        );
+    }
+
+    #[test]
+    fn points_are_objects_of_their_fields() {
+        let at = DateTime::parse_from_rfc3339("2026-11-01T18:00:00Z")
+            .unwrap()
+            .to_utc();
+        let points = Points {
+            fields: vec!["samples", "power_avg_w", "energy_wh"],
+            points: vec![
+                Point {
+                    at,
+                    values: vec![Some(4.0), Some(61.25), None],
+                },
+                Point {
+                    at: at + Duration::hours(1),
+                    values: vec![Some(1.0), Some(f64::INFINITY), Some(0.5)],
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&points).unwrap(),
+            serde_json::json!([
+                {"t": "2026-11-01T18:00:00Z", "samples": 4.0, "power_avg_w": 61.25, "energy_wh": null},
+                {"t": "2026-11-01T19:00:00Z", "samples": 1.0, "power_avg_w": null, "energy_wh": 0.5},
+            ])
         );
     }
 
