@@ -29,6 +29,7 @@
 //! and `light_district_day`, take the step from the previous bucket's last values.)
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Transaction;
 use tracing::debug;
 
@@ -45,6 +46,8 @@ const RUN_ROWS: i64 = 1_000_000;
 const QUARTERS_A_DAY: usize = 96;
 /// The origin of every bucket: buckets are aligned to UTC.
 pub const ORIGIN: &str = "TIMESTAMPTZ '2000-01-01 00:00:00+00'";
+/// How long a refresh on TimescaleDB waits for a policy's refresh of the same aggregate.
+const POLICY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// One 15-minute bucket.
 pub const QUARTER: Duration = Duration::minutes(15);
 
@@ -358,8 +361,9 @@ impl Db {
     /// its last roll-up, then moves `complete_before` to the end of the closed buckets.
     /// TimescaleDB: materializes the continuous aggregates up to the closed buckets now
     /// (the days up to the end of today), finest first, rather than when their policies
-    /// next run (TimescaleDB redoes only the ranges whose readings changed); the outcome
-    /// then counts nothing.
+    /// next run (TimescaleDB redoes only the ranges whose readings changed), waiting up to
+    /// [`POLICY_WAIT`] for a policy that is refreshing the same aggregate; the outcome then
+    /// counts nothing.
     pub async fn refresh_rollups(
         &mut self,
         now: DateTime<Utc>,
@@ -378,14 +382,30 @@ impl Db {
                 (Rollup::Hour, closed_before),
                 (Rollup::Day, today_end),
             ] {
-                self.client()
-                    .batch_execute(&format!(
-                        "CALL refresh_continuous_aggregate('{}', NULL, '{}')",
-                        r.table(),
-                        end.to_rfc3339()
-                    ))
-                    .await
-                    .map_err(StoreError::db("refreshing the continuous aggregates"))?;
+                let sql = format!(
+                    "CALL refresh_continuous_aggregate('{}', NULL, '{}')",
+                    r.table(),
+                    end.to_rfc3339()
+                );
+                // A policy refreshing the same aggregate makes TimescaleDB refuse at once;
+                // wait for it rather than fail.
+                let deadline = std::time::Instant::now() + POLICY_WAIT;
+                loop {
+                    match self.client().batch_execute(&sql).await {
+                        Err(e)
+                            if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            debug!(
+                                message = "Waiting for a concurrent refresh.",
+                                rollup = r.table()
+                            );
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                        r => break r,
+                    }
+                }
+                .map_err(StoreError::db("refreshing the continuous aggregates"))?;
             }
             return Ok(outcome);
         }
