@@ -79,8 +79,8 @@ impl Rollup {
 
 /// Columns of every rollup, after `device_id, bucket`.
 const COLUMNS: &str = "samples, on_samples, fault_samples, power_sum, power_n, power_max, \
-    dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh, energy_last_wh, energy_wh, \
-    burn_first_h, burn_last_h, burning_s";
+    dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh, energy_last_wh, burn_first_h, \
+    burn_last_h, energy_wh, burning_s";
 
 fn table_ddl(name: &str) -> String {
     format!(
@@ -402,7 +402,7 @@ impl Db {
                             );
                             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                         }
-                        r => break r,
+                        done => break done,
                     }
                 }
                 .map_err(StoreError::db("refreshing the continuous aggregates"))?;
@@ -643,7 +643,7 @@ fn quarters_sql() -> String {
          INSERT INTO light_15min (device_id, bucket, {COLUMNS})
          SELECT device_id, bucket, samples, on_samples, fault_samples, power_sum, power_n,
              power_max, dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh,
-             energy_last_wh, {ENERGY}, burn_first_h, burn_last_h, {BURNING}
+             energy_last_wh, burn_first_h, burn_last_h, {ENERGY}, {BURNING}
          FROM v
          ON CONFLICT (device_id, bucket) DO UPDATE SET {updates}",
         updates = updates(),
@@ -720,9 +720,7 @@ fn roll_up_sql(from: Rollup, to: Rollup) -> String {
         ],
     );
     format!(
-        "INSERT INTO {to} (device_id, bucket, samples, on_samples, fault_samples, power_sum,
-             power_n, power_max, dim_sum, dim_n, voltage_min, voltage_max, energy_first_wh,
-             energy_last_wh, burn_first_h, burn_last_h, energy_wh, burning_s)
+        "INSERT INTO {to} (device_id, bucket, {COLUMNS})
          SELECT device_id, coarse, sum(samples), sum(on_samples), sum(fault_samples),
              sum(power_sum), sum(power_n), max(power_max), sum(dim_sum), sum(dim_n),
              min(voltage_min), max(voltage_max), {picks}, sum(energy_wh), sum(burning_s)
