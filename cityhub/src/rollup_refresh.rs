@@ -1,7 +1,7 @@
-//! The lamp rollups' refresher (native partitioning): every `storage.rollup_refresh_s`
-//! seconds it rolls up the closed 15-minute buckets that got readings
-//! (`store::Db::refresh_rollups`). On TimescaleDB it does nothing: the continuous
-//! aggregates' policies refresh them.
+//! The lamp rollups' refresher: every `storage.rollup_refresh_s` seconds it rolls up the
+//! closed 15-minute buckets that got readings (`store::Db::refresh_rollups`). On
+//! TimescaleDB it materializes the continuous aggregates (their policies do too) and
+//! rebuilds the districts' days that got readings.
 
 use std::time::Duration;
 
@@ -28,9 +28,6 @@ pub async fn run(
             };
         }
         if let Some(d) = db.as_mut() {
-            if d.path() == store::StoragePath::TimescaleDb {
-                return;
-            }
             let now = clock().to_datetime();
             let started = std::time::Instant::now();
             tokio::select! {

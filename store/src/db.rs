@@ -435,8 +435,7 @@ impl Db {
             outcome.inserted[record.index()] = inserted;
             outcome.duplicates += buf.rows() as u64 - inserted;
         }
-        if self.path == StoragePath::Partitioned && outcome.inserted[RecordType::Light.index()] > 0
-        {
+        if outcome.inserted[RecordType::Light.index()] > 0 {
             crate::rollups::mark(&tx, &batch.light_quarters).await?;
         }
         if !batch.dead_letters.is_empty() {

@@ -4,7 +4,8 @@
 //! On TimescaleDB they are continuous aggregates (hierarchical: hour from 15 minutes, day
 //! from hour) with refresh policies; the 15-minute and hour aggregates answer with
 //! real-time aggregation, so readers never need the raw tail, and the day aggregate from
-//! its materialized rows, today included ([`TIMESCALE_DAY_TO_TODAY`]). On native
+//! its materialized rows, today included ([`TIMESCALE_DAY_TO_TODAY`]); the districts'
+//! days are a table rebuilt from the marks below ([`timescale_district_table`]). On native
 //! partitioning they are tables kept by [`Db::refresh_rollups`]:
 //!
 //! - every batch that writes lamp readings appends the 15-minute buckets it touched to
@@ -135,18 +136,7 @@ pub fn migration(path: StoragePath) -> String {
             }
             sql.push_str(&format!(
                 "
--- Days per district, for the energy report: from light_day and each lamp's district
--- when the day was last rolled up. `district` '' stands for lamps without one.
-CREATE TABLE light_district_day (
-    tenant_id integer NOT NULL,
-    district text NOT NULL,
-    bucket timestamptz NOT NULL,
-    energy_wh double precision,
-    burning_s double precision,
-    lamps integer NOT NULL,
-    rated_wh double precision,
-    PRIMARY KEY (tenant_id, district, bucket)
-);
+{DISTRICT_DAYS}
 -- 15-minute buckets that got lamp readings since they were last rolled up. Appended by
 -- every batch in its transaction; taken by the refresher.
 CREATE TABLE light_rollup_marks (bucket timestamptz NOT NULL);
@@ -168,6 +158,21 @@ INSERT INTO rollup_state VALUES ('light', '-infinity');
     };
     format!("{LATEST_COLUMNS}{rollups}")
 }
+
+/// Days per district, for the energy report, on both storage paths.
+const DISTRICT_DAYS: &str = "
+-- Days per district, for the energy report: from light_day and each lamp's district
+-- when the day was last rolled up. `district` '' stands for lamps without one.
+CREATE TABLE light_district_day (
+    tenant_id integer NOT NULL,
+    district text NOT NULL,
+    bucket timestamptz NOT NULL,
+    energy_wh double precision,
+    burning_s double precision,
+    lamps integer NOT NULL,
+    rated_wh double precision,
+    PRIMARY KEY (tenant_id, district, bucket)
+);";
 
 /// Continuous aggregates. Real-time aggregation (`materialized_only = false`) answers the
 /// buckets not yet materialized from the raw rows, so `complete_before` is infinity.
@@ -302,6 +307,56 @@ SELECT add_continuous_aggregate_policy('light_day',
     schedule_interval => INTERVAL '5 minutes');
 ";
 
+/// Migration 11 on TimescaleDB: the districts' days become a table kept by
+/// [`Db::refresh_rollups`], as on native partitioning. As a view, every energy report
+/// aggregated the day aggregate of every lamp in the district over the whole range, with
+/// each day's step from the day before: seconds at 10k lamps a district. Every batch that
+/// writes lamp readings marks their 15-minute buckets, as on native partitioning; the
+/// refresher rebuilds the days of the marks it took, and the day after each (whose energy
+/// counts from their last counter values), once the aggregates hold them. Every day that
+/// already holds lamp readings (a chunk of `light_readings`) is marked, so the first
+/// refresh builds them.
+pub fn timescale_district_table() -> String {
+    format!(
+        "
+DROP VIEW light_district_day;
+{DISTRICT_DAYS}
+-- 15-minute buckets that got lamp readings since their days were last rebuilt. Appended
+-- by every batch in its transaction; the refresher deletes the rows it took by `id`.
+CREATE TABLE light_rollup_marks (
+    bucket timestamptz NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX light_rollup_marks_bucket ON light_rollup_marks (bucket);
+INSERT INTO light_rollup_marks (bucket)
+    SELECT DISTINCT generate_series(time_bucket(INTERVAL '1 day', range_start),
+                                    range_end - INTERVAL '1 microsecond', INTERVAL '1 day')
+    FROM timescaledb_information.chunks
+    WHERE hypertable_schema = current_schema() AND hypertable_name = 'light_readings';
+"
+    )
+}
+
+/// Rebuilds the districts' days `$1` (day starts, deleted first) from the materialized
+/// day aggregate, on TimescaleDB: a day's energy and burning time count from the lamp's
+/// last counter values of the day before, when it has one.
+const TIMESCALE_REBUILD_DISTRICTS: &str = "INSERT INTO light_district_day
+SELECT d.tenant_id, coalesce(d.district, ''), r.bucket,
+       sum(r.energy_wh), sum(r.burning_s), count(*), sum(d.rated_power_w * r.burning_s / 3600.0)
+FROM (
+    SELECT r.device_id, r.bucket,
+           CASE WHEN r.energy_last_wh >= p.energy_last_wh
+                THEN r.energy_last_wh - p.energy_last_wh ELSE r.energy_wh END AS energy_wh,
+           CASE WHEN r.burn_last_h >= p.burn_last_h
+                THEN (r.burn_last_h - p.burn_last_h) * 3600 ELSE r.burning_s END AS burning_s
+    FROM light_day r
+    LEFT JOIN light_day p ON p.device_id = r.device_id AND p.bucket = r.bucket - INTERVAL '1 day'
+    WHERE r.bucket = ANY($1)
+) r
+JOIN devices d ON d.id = r.device_id
+WHERE d.kind = 'light'
+GROUP BY 1, 2, 3";
+
 /// What one refresh did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RefreshOutcome {
@@ -362,8 +417,8 @@ impl Db {
     /// TimescaleDB: materializes the continuous aggregates up to the closed buckets now
     /// (the days up to the end of today), finest first, rather than when their policies
     /// next run (TimescaleDB redoes only the ranges whose readings changed), waiting up to
-    /// [`POLICY_WAIT`] for a policy that is refreshing the same aggregate; the outcome then
-    /// counts nothing.
+    /// [`POLICY_WAIT`] for a policy that is refreshing the same aggregate, then rebuilds
+    /// the districts' days that got readings; the outcome then counts nothing.
     pub async fn refresh_rollups(
         &mut self,
         now: DateTime<Utc>,
@@ -371,42 +426,7 @@ impl Db {
         let mut outcome = RefreshOutcome::default();
         let closed_before = quarter_of(now - Duration::seconds(GRACE_S));
         if self.path() == StoragePath::TimescaleDb {
-            // The day aggregate is read materialized only: it is refreshed to the end of
-            // today, which holds the readings so far.
-            let today_end = closed_before
-                .duration_trunc(Duration::days(1))
-                .unwrap_or(closed_before)
-                + Duration::days(1);
-            for (r, end) in [
-                (Rollup::Quarter, closed_before),
-                (Rollup::Hour, closed_before),
-                (Rollup::Day, today_end),
-            ] {
-                let sql = format!(
-                    "CALL refresh_continuous_aggregate('{}', NULL, '{}')",
-                    r.table(),
-                    end.to_rfc3339()
-                );
-                // A policy refreshing the same aggregate makes TimescaleDB refuse at once;
-                // wait for it rather than fail.
-                let deadline = std::time::Instant::now() + POLICY_WAIT;
-                loop {
-                    match self.client().batch_execute(&sql).await {
-                        Err(e)
-                            if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
-                                && std::time::Instant::now() < deadline =>
-                        {
-                            debug!(
-                                message = "Waiting for a concurrent refresh.",
-                                rollup = r.table()
-                            );
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        }
-                        done => break done,
-                    }
-                }
-                .map_err(StoreError::db("refreshing the continuous aggregates"))?;
-            }
+            self.refresh_timescale(closed_before).await?;
             return Ok(outcome);
         }
         // The first run guesses from the lamps in the inventory; later ones from how many
@@ -452,6 +472,99 @@ impl Db {
             .await
             .map_err(StoreError::db("recording the rollups' progress"))?;
         Ok(outcome)
+    }
+
+    /// TimescaleDB: takes the marks of closed hours, materializes the continuous
+    /// aggregates (see [`Db::refresh_rollups`]), then rebuilds the districts' days of those
+    /// marks and the day after each, and deletes the marks it took. A batch committing
+    /// after the marks were read leaves its marks for the next refresh, whose
+    /// materialization holds its readings; a failed rebuild leaves all of them.
+    async fn refresh_timescale(&mut self, closed_before: DateTime<Utc>) -> Result<(), StoreError> {
+        // A 15-minute bucket reaches the day aggregate once its hour is materialized.
+        let hours_closed = closed_before
+            .duration_trunc(Duration::hours(1))
+            .unwrap_or(closed_before);
+        let row = self
+            .client()
+            .query_one(
+                "SELECT coalesce(array_agg(id), '{}'),
+                        coalesce(array_agg(DISTINCT time_bucket(INTERVAL '1 day', bucket)), '{}')
+                 FROM light_rollup_marks WHERE bucket < $1",
+                &[&hours_closed],
+            )
+            .await
+            .map_err(StoreError::db("reading the rollup marks"))?;
+        let (ids, marked): (Vec<i64>, Vec<DateTime<Utc>>) = (row.get(0), row.get(1));
+        // The day aggregate is read materialized only: it is refreshed to the end of
+        // today, which holds the readings so far.
+        let today_end = closed_before
+            .duration_trunc(Duration::days(1))
+            .unwrap_or(closed_before)
+            + Duration::days(1);
+        for (r, end) in [
+            (Rollup::Quarter, closed_before),
+            (Rollup::Hour, closed_before),
+            (Rollup::Day, today_end),
+        ] {
+            let sql = format!(
+                "CALL refresh_continuous_aggregate('{}', NULL, '{}')",
+                r.table(),
+                end.to_rfc3339()
+            );
+            // A policy refreshing the same aggregate makes TimescaleDB refuse at once;
+            // wait for it rather than fail.
+            let deadline = std::time::Instant::now() + POLICY_WAIT;
+            loop {
+                match self.client().batch_execute(&sql).await {
+                    Err(e)
+                        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        debug!(
+                            message = "Waiting for a concurrent refresh.",
+                            rollup = r.table()
+                        );
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    done => break done,
+                }
+            }
+            .map_err(StoreError::db("refreshing the continuous aggregates"))?;
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut days: Vec<DateTime<Utc>> = marked
+            .iter()
+            .flat_map(|&d| [d, d + Duration::days(1)])
+            .collect();
+        days.sort();
+        days.dedup();
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a rebuild of districts' days"))?;
+        tx.batch_execute("SELECT pg_advisory_xact_lock(727275); SET LOCAL jit = off")
+            .await
+            .map_err(StoreError::db("taking the rollup lock"))?;
+        tx.execute(
+            "DELETE FROM light_district_day WHERE bucket = ANY($1)",
+            &[&days],
+        )
+        .await
+        .map_err(StoreError::db("rebuilding districts' days"))?;
+        tx.execute(TIMESCALE_REBUILD_DISTRICTS, &[&days])
+            .await
+            .map_err(StoreError::db("rebuilding districts' days"))?;
+        tx.execute("DELETE FROM light_rollup_marks WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(StoreError::db("taking the rollup marks"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a rebuild of districts' days"))?;
+        debug!(message = "Rebuilt districts' days.", days = days.len());
+        Ok(())
     }
 
     async fn lamp_count(&self) -> Result<u64, StoreError> {

@@ -125,6 +125,16 @@ pub fn migration_10(path: StoragePath) -> String {
     }
 }
 
+/// Migration 11. On TimescaleDB the districts' days become a table the refresher keeps
+/// ([`crate::rollups::timescale_district_table`]); native partitioning has had one since
+/// migration 6.
+pub fn migration_11(path: StoragePath) -> String {
+    match path {
+        StoragePath::TimescaleDb => crate::rollups::timescale_district_table(),
+        StoragePath::Partitioned => String::new(),
+    }
+}
+
 /// Migrations in order. Each runs once, in a transaction, under an advisory lock.
 pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
     let readings: String = RecordType::ALL
@@ -158,6 +168,7 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             migration_9(path),
         ),
         (10, "days rolled up to today", migration_10(path)),
+        (11, "districts' days kept as a table", migration_11(path)),
     ]
 }
 

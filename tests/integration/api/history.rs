@@ -652,20 +652,10 @@ async fn the_state_covers_every_device_the_caller_sees() {
     assert_eq!(reply.status, 404);
 }
 
-#[tokio::test]
-async fn the_energy_report_sums_lamps_per_district_and_day() {
-    let city = City::start().await;
-    let a = city.a.clone();
-    let start = days_ago(6);
-    let mut per_lamp = Vec::new();
-    for (i, lamp) in ["L10", "L11", "L12"].iter().enumerate() {
-        // Three days every 15 minutes, from the evening before.
-        let from = start - 6 * 3_600_000;
-        let readings = lamp_readings(from, 3 * 96 + 24, 15 * MINUTE_MS, 1.0 + i as f64);
-        store_lamp(&city, &a, lamp, &readings).await;
-        per_lamp.push(readings);
-    }
-    refresh(&city).await;
+/// Checks the energy report of the three days from `start` against what `lamps`'
+/// readings give (each lamp that has readings on a day counts in it); every day's burning
+/// hours.
+async fn check_energy(city: &City, start: i64, lamps: &[&[Lamp]]) -> Vec<f64> {
     let reply = city
         .get(
             &format!(
@@ -680,18 +670,22 @@ async fn the_energy_report_sums_lamps_per_district_and_day() {
     let report = reply.json();
     let days = report["days"].as_array().unwrap();
     assert_eq!(days.len(), 3, "{report}");
+    let mut burning = Vec::new();
     for (d, line) in days.iter().enumerate() {
         let day = start + d as i64 * DAY_MS;
         assert_eq!(line["day"].as_str().unwrap(), rfc3339_z(day));
         assert_eq!(line["district"], "centre");
-        assert_eq!(line["lamps_reporting"], 3);
-        let (mut kwh, mut hours, mut rated) = (0.0, 0.0, 0.0);
-        for readings in &per_lamp {
-            let want = expected(readings, DAY_MS, day, day + DAY_MS);
-            kwh += want[0].1[8] / 1000.0;
-            hours += want[0].1[9] / 3600.0;
-            rated += 70.0 * want[0].1[9] / 3600.0 / 1000.0;
+        let (mut kwh, mut hours, mut rated, mut reporting) = (0.0, 0.0, 0.0, 0);
+        for readings in lamps {
+            let Some((_, want)) = expected(readings, DAY_MS, day, day + DAY_MS).pop() else {
+                continue;
+            };
+            kwh += want[8] / 1000.0;
+            hours += want[9] / 3600.0;
+            rated += 70.0 * want[9] / 3600.0 / 1000.0;
+            reporting += 1;
         }
+        assert_eq!(line["lamps_reporting"], reporting, "{line}");
         assert!(
             close(line["energy_kwh"].as_f64().unwrap(), kwh),
             "{line} vs {kwh}"
@@ -701,7 +695,57 @@ async fn the_energy_report_sums_lamps_per_district_and_day() {
             "{line}"
         );
         assert!(close(line["rated_kwh"].as_f64().unwrap(), rated), "{line}");
-        // The lamp burns 12 hours a day.
+        burning.push(hours);
+    }
+    burning
+}
+
+/// Readings that arrive after their days were rolled up change those days, and the day
+/// after (whose energy counts from the last counter values of the day before), at the
+/// next refresh.
+#[tokio::test]
+async fn a_late_backlog_reaches_the_energy_report_at_the_next_refresh() {
+    let city = City::start().await;
+    let a = city.a.clone();
+    let start = days_ago(6);
+    let from = start - 6 * 3_600_000;
+    // L10 reports three days, but the last 90 minutes of the first day come late (the
+    // next day counts its energy from the last reading before them, which is less than
+    // the rollups' 2 hours earlier); L11 reports the first day only, all of it late.
+    let l10 = lamp_readings(from, 3 * 96 + 24, 15 * MINUTE_MS, 1.0);
+    let l11 = lamp_readings(from, 96 + 24, 15 * MINUTE_MS, 2.0);
+    let held = start + DAY_MS - 90 * MINUTE_MS..start + DAY_MS;
+    let (late, on_time): (Vec<Lamp>, Vec<Lamp>) = l10.iter().partition(|r| held.contains(&r.ts));
+    store_lamp(&city, &a, "L10", &on_time).await;
+    refresh(&city).await;
+    check_energy(&city, start, &[&on_time]).await;
+
+    store_lamp(&city, &a, "L10", &late).await;
+    store_lamp(&city, &a, "L11", &l11).await;
+    refresh(&city).await;
+    let hours = check_energy(&city, start, &[&l10, &l11]).await;
+    // L11 burns 12 hours on the first day, next to L10.
+    assert!(close(hours[0], 24.0), "{hours:?}");
+    assert!(close(hours[1], 12.0), "{hours:?}");
+}
+
+#[tokio::test]
+async fn the_energy_report_sums_lamps_per_district_and_day() {
+    let city = City::start().await;
+    let a = city.a.clone();
+    let start = days_ago(6);
+    let mut per_lamp = Vec::new();
+    for (i, lamp) in ["L10", "L11", "L12"].iter().enumerate() {
+        // Three days every 15 minutes, from the evening before.
+        let from = start - 6 * 3_600_000;
+        let readings = lamp_readings(from, 3 * 96 + 24, 15 * MINUTE_MS, 1.0 + i as f64);
+        store_lamp(&city, &a, lamp, &readings).await;
+        per_lamp.push(readings);
+    }
+    refresh(&city).await;
+    let lamps: Vec<&[Lamp]> = per_lamp.iter().map(Vec::as_slice).collect();
+    for hours in check_energy(&city, start, &lamps).await {
+        // The lamps burn 12 hours a day.
         assert!(close(hours, 36.0), "{hours}");
     }
     let none = city
