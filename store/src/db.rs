@@ -1,9 +1,11 @@
 //! A connection to the database and the statements run on it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use model::{RecordType, Timestamp};
 use tokio_postgres::types::ToSql;
@@ -46,6 +48,9 @@ pub struct Db {
     known_days: BTreeSet<i64>,
     /// Statements prepared on this connection, by their SQL ([`Db::query_cached`]).
     statements: Mutex<HashMap<String, Statement>>,
+    /// The newest `complete_before` of the lamp rollups this connection has read, in Unix
+    /// microseconds (`i64::MIN`: none yet, `i64::MAX`: infinity). It only grows.
+    rolled_up_before: AtomicI64,
 }
 
 /// Statements a connection keeps prepared, at most; past it the cache starts afresh.
@@ -108,6 +113,7 @@ impl Db {
             path,
             known_days: BTreeSet::new(),
             statements: Mutex::default(),
+            rolled_up_before: AtomicI64::new(i64::MIN),
         };
         if path == StoragePath::Partitioned {
             db.known_days = partitions::existing_days(&db.client).await?;
@@ -226,6 +232,7 @@ impl Db {
             path,
             known_days: BTreeSet::new(),
             statements: Mutex::default(),
+            rolled_up_before: AtomicI64::new(i64::MIN),
         };
         db.apply_retention(retention_days).await?;
         if path == StoragePath::Partitioned {
@@ -283,6 +290,29 @@ impl Db {
 
     fn lock_statements(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
         self.statements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newest `complete_before` of the lamp rollups read on this connection: a bound
+    /// the rollups' boundary never falls behind.
+    pub(crate) fn rolled_up_before(&self) -> Option<DateTime<Utc>> {
+        match self.rolled_up_before.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            i64::MAX => Some(DateTime::<Utc>::MAX_UTC),
+            micros => DateTime::from_timestamp_micros(micros),
+        }
+    }
+
+    /// Notes a `complete_before` read, in Unix seconds (infinite when it is).
+    pub(crate) fn saw_rolled_up_before(&self, seconds: f64) {
+        let micros = if seconds.is_nan() || seconds == f64::NEG_INFINITY {
+            return;
+        } else if seconds == f64::INFINITY {
+            i64::MAX
+        } else {
+            // Rounded down: a bound, never past what was read.
+            ((seconds * 1e6).floor() as i64).clamp(i64::MIN + 1, i64::MAX - 1)
+        };
+        self.rolled_up_before.fetch_max(micros, Ordering::Relaxed);
     }
 
     /// Keeps data for `days`: a retention policy on TimescaleDB; on native partitioning

@@ -262,11 +262,11 @@ pub struct History {
 /// The aggregation of raw readings in buckets, with counter steps from the previous bucket:
 /// `$1` device, `$2` first bucket, `$3` end, `$4` lookback in seconds, `$5` row limit.
 fn raw_sql(s: &KindSpec, bucket: Bucket) -> String {
-    raw_select(s, bucket, "$2::timestamptz")
+    raw_select(s, bucket, "$2::timestamptz", "")
 }
 
 /// [`raw_sql`] with the first bucket given by the SQL expression `first`.
-fn raw_select(s: &KindSpec, bucket: Bucket, first: &str) -> String {
+fn raw_select(s: &KindSpec, bucket: Bucket, first: &str, floor: &str) -> String {
     let bin = match bucket {
         Bucket::Raw => "ts".to_owned(),
         b => format!("date_bin(INTERVAL '{}', ts, {ORIGIN})", b.interval()),
@@ -302,7 +302,7 @@ fn raw_select(s: &KindSpec, bucket: Bucket, first: &str) -> String {
         "WITH b AS (
              SELECT {bin} AS bucket, {inner}
              FROM {table}
-             WHERE device_id = $1 AND ts >= {first} - make_interval(secs => $4) AND ts < $3
+             WHERE device_id = $1 AND ts >= {first} - make_interval(secs => $4) AND ts < $3{floor}
              GROUP BY 1
          ), w AS (
              SELECT *, bucket - lag(bucket) OVER w <= make_interval(secs => $4) AS near{lags}
@@ -369,27 +369,42 @@ fn rollup_select(r: Rollup, path: StoragePath, until: &str) -> String {
 /// A lamp's history in rollup buckets, in one statement so that the rollups and the raw
 /// readings are read as of one moment: the rollup rows up to where the rollups hold every
 /// closed bucket (`rollup_state`, down to the bucket, within `[$2, $3]`), the raw readings
-/// after it. Parameters as [`raw_sql`]. Each row starts with a part number: the first row
-/// (part 0) holds only that boundary, in the bucket column; then come the rollup rows
-/// (part 1) and the raw buckets (part 2), in order.
+/// after it. Parameters as [`raw_sql`], and `$6`: a time at or before the boundary less
+/// the lookback, before which no raw reading is read. Each row starts with a part number:
+/// the first row (part 0) holds only that boundary, in the bucket column, and
+/// `rollup_state.complete_before` in Unix seconds (infinite when it is) in the next; then
+/// come the rollup rows (part 1) and the raw buckets (part 2), in order.
 fn light_sql(r: Rollup, bucket: Bucket, path: StoragePath) -> String {
-    let nulls = vec!["NULL::float8"; history_fields("light").len()].join(", ");
+    let nulls = vec!["NULL::float8"; history_fields("light").len() - 1].join(", ");
     format!(
-        "WITH c AS MATERIALIZED (
+        "WITH s AS MATERIALIZED (
+             SELECT complete_before FROM rollup_state WHERE name = 'light'
+         ), c AS MATERIALIZED (
              SELECT coalesce((
                  SELECT CASE WHEN complete_before = '-infinity' THEN $2::timestamptz
                              WHEN complete_before >= $3 THEN $3::timestamptz
                              ELSE least(greatest(date_bin(INTERVAL '{width}', complete_before,
                                                           {ORIGIN}), $2), $3) END
-                 FROM rollup_state WHERE name = 'light'), $2::timestamptz) AS until
+                 FROM s), $2::timestamptz) AS until,
+                 (SELECT extract(epoch FROM complete_before)::float8 FROM s) AS complete_before
          ), rolled AS ({rolled}), raw AS ({raw})
-         SELECT 0 AS part, until, {nulls} FROM c
+         SELECT 0 AS part, until, complete_before, {nulls} FROM c
          UNION ALL SELECT 1, * FROM rolled
          UNION ALL SELECT 2, * FROM raw
          ORDER BY 1, 2",
         width = bucket.interval(),
         rolled = rollup_select(r, path, "(SELECT until FROM c)"),
-        raw = raw_select(&LIGHT, bucket, "(SELECT until FROM c)"),
+        // The boundary is known only once the statement runs, too late to leave the raw
+        // table's older partitions out when the executor starts: with a year of daily
+        // partitions, opening them all costs more than the rest of the statement. `$6`, a
+        // bound at or before the boundary, leaves them out; `least` with `now()` keeps the
+        // planner from folding it, so that one generic plan serves every call.
+        raw = raw_select(
+            &LIGHT,
+            bucket,
+            "(SELECT until FROM c)",
+            " AND ts >= least($6, now())"
+        ),
     )
 }
 
@@ -516,11 +531,21 @@ impl Db {
             [&q.device_id, &from, &q.to, &lookback, &limit];
         let (mut points, rolled_up_until) = match (q.bucket.rollup(), q.kind) {
             (Some(rollup), "light") => {
+                // The boundary is at or after `from` and, down to the bucket, at or after
+                // what this connection last saw of `complete_before`, which only grows.
+                let step = q.bucket.step().unwrap_or_default();
+                let seen = self.rolled_up_before().map_or(from, |c| c.min(q.to) - step);
+                let floor = from.max(seen) - Duration::seconds(lookback.ceil() as i64);
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                    [&q.device_id, &from, &q.to, &lookback, &limit, &floor];
                 let rows = self
                     .query_cached(&light_sql(rollup, q.bucket, self.path()), &params)
                     .await
                     .map_err(StoreError::db("reading a lamp's history"))?;
                 let until = rows.first().map(|r| r.get(1));
+                if let Some(Some(seconds)) = rows.first().map(|r| r.get::<_, Option<f64>>(2)) {
+                    self.saw_rolled_up_before(seconds);
+                }
                 (self::points(rows.get(1..).unwrap_or_default(), 1), until)
             }
             _ => {

@@ -304,6 +304,75 @@ async fn buckets_match_the_raw_readings_before_and_after_the_rollups() {
     ));
 }
 
+/// A history read on a connection, as the API answers it.
+async fn store_history(db: &store::Db, q: &store::history::HistoryQuery<'_>) -> Value {
+    let history = db.history(q).await.unwrap();
+    let names = store::history::history_fields(q.kind);
+    let points: Vec<Value> = history
+        .points
+        .iter()
+        .map(|p| {
+            let mut o = serde_json::Map::new();
+            o.insert("t".into(), serde_json::to_value(p.at).unwrap());
+            for (name, v) in names.iter().zip(&p.values) {
+                o.insert((*name).into(), serde_json::json!(v));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    serde_json::json!({ "points": points })
+}
+
+/// A connection that has read where the rollups end reads no raw readings from before
+/// it any more (so that a year of daily partitions is not opened on every call), and
+/// still answers every bucket after it from all of its readings.
+#[tokio::test]
+async fn a_connection_that_saw_where_the_rollups_end_still_reads_every_raw_reading_after_it() {
+    let city = City::start().await;
+    let a = city.a.clone();
+    let hour = 3_600_000;
+    let now = tests::now_ms();
+    let start = (now / hour - 6) * hour;
+    // A reading a minute, up to now: the rollups end within the last quarter.
+    let readings = lamp_readings(start, ((now - start) / MINUTE_MS) as usize, MINUTE_MS, 1.0);
+    store_lamp(&city, &a, "L1", &readings).await;
+    refresh(&city).await;
+    let (from, to) = (start + hour, (now / hour + 1) * hour);
+    let want = expected(&readings, hour, from, to);
+    let db = city.db.store().await;
+    let q = store::history::HistoryQuery {
+        device_id: city.device(&a, "L1"),
+        kind: "light",
+        bucket: store::history::Bucket::Hour,
+        from: DateTime::from_timestamp_millis(from).unwrap(),
+        to: DateTime::from_timestamp_millis(to).unwrap(),
+    };
+    check_points(&store_history(&db, &q).await, &want, "first read");
+    // Newer readings, after where the rollups end.
+    let newer = lamp_readings(now, 2, 20_000, 1.0)
+        .into_iter()
+        .map(|mut r| {
+            r.energy += readings.last().unwrap().energy;
+            r.burn += readings.last().unwrap().burn;
+            r
+        })
+        .collect::<Vec<_>>();
+    store_lamp(&city, &a, "L1", &newer).await;
+    let all: Vec<Lamp> = readings.iter().chain(&newer).copied().collect();
+    let want = expected(&all, hour, from, to);
+    check_points(&store_history(&db, &q).await, &want, "read again");
+    // A narrower range on the same connection.
+    let q = store::history::HistoryQuery {
+        from: DateTime::from_timestamp_millis(to - 2 * hour).unwrap(),
+        ..q
+    };
+    check_points(
+        &store_history(&db, &q).await,
+        &expected(&all, hour, to - 2 * hour, to),
+        "the last two hours",
+    );
+}
+
 #[tokio::test]
 async fn late_readings_re_roll_the_buckets_they_fall_in_and_the_next() {
     let city = City::start().await;
