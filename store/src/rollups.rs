@@ -271,11 +271,13 @@ CREATE TABLE rollup_state (
 INSERT INTO rollup_state VALUES ('light', 'infinity');
 "#;
 
-/// Migration 9 on TimescaleDB: days per district. A day's energy and burning time count
-/// from the lamp's last counter values of the day before, when it has one (the continuous
-/// aggregate alone counts from the day's first reading, missing the step into it).
-pub const TIMESCALE_DISTRICTS_FROM_DAY_BEFORE: &str = "CREATE OR REPLACE VIEW light_district_day AS
-SELECT d.tenant_id, coalesce(d.district, '') AS district, r.bucket,
+/// Days per district from the day aggregate (the days `filter` keeps): a day's energy and
+/// burning time count from the lamp's last counter values of the day before, when it has
+/// one (the continuous aggregate alone counts from the day's first reading, missing the
+/// step into it).
+fn timescale_district_days(filter: &str) -> String {
+    format!(
+        "SELECT d.tenant_id, coalesce(d.district, '') AS district, r.bucket,
        sum(r.energy_wh) AS energy_wh, sum(r.burning_s) AS burning_s,
        count(*)::integer AS lamps, sum(d.rated_power_w * r.burning_s / 3600.0) AS rated_wh
 FROM (
@@ -286,11 +288,21 @@ FROM (
                 THEN (r.burn_last_h - p.burn_last_h) * 3600 ELSE r.burning_s END AS burning_s
     FROM light_day r
     LEFT JOIN light_day p ON p.device_id = r.device_id AND p.bucket = r.bucket - INTERVAL '1 day'
+    {filter}
 ) r
 JOIN devices d ON d.id = r.device_id
 WHERE d.kind = 'light'
-GROUP BY 1, 2, 3;
-";
+GROUP BY 1, 2, 3"
+    )
+}
+
+/// Migration 9 on TimescaleDB: days per district, a view ([`timescale_district_days`]).
+pub fn timescale_districts_from_day_before() -> String {
+    format!(
+        "CREATE OR REPLACE VIEW light_district_day AS\n{};\n",
+        timescale_district_days("")
+    )
+}
 
 /// Migration 10 on TimescaleDB: the day aggregate answers from its materialized rows only,
 /// and its policy refreshes it every 5 minutes up to the newest bucket, so that today is
@@ -338,24 +350,13 @@ INSERT INTO light_rollup_marks (bucket)
 }
 
 /// Rebuilds the districts' days `$1` (day starts, deleted first) from the materialized
-/// day aggregate, on TimescaleDB: a day's energy and burning time count from the lamp's
-/// last counter values of the day before, when it has one.
-const TIMESCALE_REBUILD_DISTRICTS: &str = "INSERT INTO light_district_day
-SELECT d.tenant_id, coalesce(d.district, ''), r.bucket,
-       sum(r.energy_wh), sum(r.burning_s), count(*), sum(d.rated_power_w * r.burning_s / 3600.0)
-FROM (
-    SELECT r.device_id, r.bucket,
-           CASE WHEN r.energy_last_wh >= p.energy_last_wh
-                THEN r.energy_last_wh - p.energy_last_wh ELSE r.energy_wh END AS energy_wh,
-           CASE WHEN r.burn_last_h >= p.burn_last_h
-                THEN (r.burn_last_h - p.burn_last_h) * 3600 ELSE r.burning_s END AS burning_s
-    FROM light_day r
-    LEFT JOIN light_day p ON p.device_id = r.device_id AND p.bucket = r.bucket - INTERVAL '1 day'
-    WHERE r.bucket = ANY($1)
-) r
-JOIN devices d ON d.id = r.device_id
-WHERE d.kind = 'light'
-GROUP BY 1, 2, 3";
+/// day aggregate, on TimescaleDB.
+fn timescale_rebuild_districts() -> String {
+    format!(
+        "INSERT INTO light_district_day\n{}",
+        timescale_district_days("WHERE r.bucket = ANY($1)")
+    )
+}
 
 /// What one refresh did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -554,7 +555,7 @@ impl Db {
         )
         .await
         .map_err(StoreError::db("rebuilding districts' days"))?;
-        tx.execute(TIMESCALE_REBUILD_DISTRICTS, &[&days])
+        tx.execute(&timescale_rebuild_districts(), &[&days])
             .await
             .map_err(StoreError::db("rebuilding districts' days"))?;
         tx.execute("DELETE FROM light_rollup_marks WHERE id = ANY($1)", &[&ids])

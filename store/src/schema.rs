@@ -100,10 +100,10 @@ pub fn reading_table_ddl(record: RecordType, path: StoragePath) -> String {
 /// few pages long finds it (the rollups' refresher reads one 15-minute bucket of a day,
 /// an export a range). TimescaleDB's hypertables have their own index on time; there
 /// the districts' days count energy from the day before
-/// ([`crate::rollups::TIMESCALE_DISTRICTS_FROM_DAY_BEFORE`]).
+/// ([`crate::rollups::timescale_districts_from_day_before`]).
 pub fn migration_9(path: StoragePath) -> String {
     match path {
-        StoragePath::TimescaleDb => crate::rollups::TIMESCALE_DISTRICTS_FROM_DAY_BEFORE.to_owned(),
+        StoragePath::TimescaleDb => crate::rollups::timescale_districts_from_day_before(),
         StoragePath::Partitioned => RecordType::ALL
             .iter()
             .map(|r| {
