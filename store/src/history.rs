@@ -527,8 +527,6 @@ impl Db {
         let from = q.bucket.floor(q.from);
         let lookback = lookback_seconds(q.bucket);
         let limit = MAX_POINTS + 1;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&q.device_id, &from, &q.to, &lookback, &limit];
         let (mut points, rolled_up_until) = match (q.bucket.rollup(), q.kind) {
             (Some(rollup), "light") => {
                 // The boundary is at or after `from` and, down to the bucket, at or after
@@ -549,6 +547,8 @@ impl Db {
                 (self::points(rows.get(1..).unwrap_or_default(), 1), until)
             }
             _ => {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                    [&q.device_id, &from, &q.to, &lookback, &limit];
                 let rows = self
                     .query_cached(&raw_sql(spec, q.bucket), &params)
                     .await
@@ -621,9 +621,8 @@ impl Db {
     }
 
     /// Lamp energy and burning hours per tenant, district and UTC day, from the districts'
-    /// days (`light_district_day`: a table kept by the refresher on native partitioning, a
-    /// view over the materialized day aggregate on TimescaleDB); days that start in
-    /// `[from, to)`.
+    /// days (`light_district_day`, kept by the refresher on both storage paths); days that
+    /// start in `[from, to)`.
     pub async fn energy_report(
         &self,
         tenants: &[i32],

@@ -306,20 +306,10 @@ async fn buckets_match_the_raw_readings_before_and_after_the_rollups() {
 
 /// A history read on a connection, as the API answers it.
 async fn store_history(db: &store::Db, q: &store::history::HistoryQuery<'_>) -> Value {
-    let history = db.history(q).await.unwrap();
-    let names = store::history::history_fields(q.kind);
-    let points: Vec<Value> = history
-        .points
-        .iter()
-        .map(|p| {
-            let mut o = serde_json::Map::new();
-            o.insert("t".into(), serde_json::to_value(p.at).unwrap());
-            for (name, v) in names.iter().zip(&p.values) {
-                o.insert((*name).into(), serde_json::json!(v));
-            }
-            Value::Object(o)
-        })
-        .collect();
+    let points = api::v1::history::Points {
+        fields: store::history::history_fields(q.kind),
+        points: db.history(q).await.unwrap().points,
+    };
     serde_json::json!({ "points": points })
 }
 
