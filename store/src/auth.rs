@@ -56,13 +56,51 @@ pub struct NewUser<'a> {
     pub tenants: &'a [String],
 }
 
-/// A user with their tenants (`u` the users row).
-const USER_SELECT: &str = "SELECT u.id, u.username, u.role, u.team, u.disabled,
+/// The columns of a user with their tenants (`u` the users row), as [`user`] reads them.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.username, u.role, u.team, u.disabled,
         coalesce(array_agg(t.id ORDER BY t.slug) FILTER (WHERE t.id IS NOT NULL), '{}'),
-        coalesce(array_agg(t.slug ORDER BY t.slug) FILTER (WHERE t.id IS NOT NULL), '{}')
-    FROM users u
-    LEFT JOIN user_tenants ut ON ut.user_id = u.id
-    LEFT JOIN tenants t ON t.id = ut.tenant_id";
+        coalesce(array_agg(t.slug ORDER BY t.slug) FILTER (WHERE t.id IS NOT NULL), '{}')"
+    };
+}
+
+/// The joins [`user_columns`] reads a user's tenants through.
+macro_rules! user_tenants {
+    () => {
+        "LEFT JOIN user_tenants ut ON ut.user_id = u.id
+    LEFT JOIN tenants t ON t.id = ut.tenant_id"
+    };
+}
+
+/// A user with their tenants.
+const USER_SELECT: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u ",
+    user_tenants!()
+);
+
+/// The user of an API token that is neither revoked nor of a disabled user, then the
+/// token's id, its name and whether its last use is worth writing down again: every
+/// request with a token signs in with this one statement.
+const TOKEN_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", a.id, a.name, a.last_used_at IS NULL OR a.last_used_at < now() - interval '1 minute'
+    FROM users u JOIN api_tokens a ON a.user_id = u.id ",
+    user_tenants!(),
+    " WHERE a.token_hash = $1 AND NOT a.revoked AND NOT u.disabled GROUP BY u.id, a.id"
+);
+
+/// The user of a live session who is not disabled, in one statement as [`TOKEN_USER`].
+const SESSION_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u JOIN sessions s ON s.user_id = u.id ",
+    user_tenants!(),
+    " WHERE s.token_hash = $1 AND s.expires_at > $2 AND NOT u.disabled GROUP BY u.id"
+);
 
 const USER_GROUP: &str = "GROUP BY u.id";
 
@@ -212,18 +250,11 @@ impl Db {
         token_hash: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Option<UserRow>, StoreError> {
-        let user_id = self
-            .query_opt_cached(
-                "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.token_hash = $1 AND s.expires_at > $2 AND NOT u.disabled",
-                &[&token_hash, &now],
-            )
+        let row = self
+            .query_opt_cached(SESSION_USER, &[&token_hash, &now])
             .await
             .map_err(StoreError::db("reading a session"))?;
-        match user_id {
-            Some(r) => self.user_by_id(r.get(0)).await,
-            None => Ok(None),
-        }
+        Ok(row.as_ref().map(user))
     }
 
     /// Ends a session of `username`; audited as `session.logout`. Ending one that does
@@ -433,20 +464,13 @@ impl Db {
         token_hash: &[u8],
     ) -> Result<Option<(UserRow, String)>, StoreError> {
         let row = self
-            .query_opt_cached(
-                "SELECT a.id, a.user_id, a.name,
-                        a.last_used_at IS NULL OR a.last_used_at < now() - interval '1 minute'
-                 FROM api_tokens a JOIN users u ON u.id = a.user_id
-                 WHERE a.token_hash = $1 AND NOT a.revoked AND NOT u.disabled",
-                &[&token_hash],
-            )
+            .query_opt_cached(TOKEN_USER, &[&token_hash])
             .await
             .map_err(StoreError::db("reading a token"))?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let (token_id, user_id, name, stale): (i64, i64, String, bool) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (token_id, name, stale): (i64, String, bool) = (row.get(7), row.get(8), row.get(9));
         if stale {
             self.client()
                 .execute(
@@ -456,20 +480,7 @@ impl Db {
                 .await
                 .map_err(StoreError::db("noting a token's use"))?;
         }
-        let user = self.user_by_id(user_id).await?;
-        Ok(user.map(|u| (u, name)))
-    }
-
-    /// A user by id, for every request that signs in (a prepared statement).
-    async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
-        let row = self
-            .query_opt_cached(
-                &format!("{USER_SELECT} WHERE u.id = $1 {USER_GROUP}"),
-                &[&id],
-            )
-            .await
-            .map_err(StoreError::db("reading a user"))?;
-        Ok(row.as_ref().map(user))
+        Ok(Some((user(&row), name)))
     }
 
     /// Tenant ids by slug, in the order given; an unknown slug is an error naming it.
