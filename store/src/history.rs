@@ -371,9 +371,10 @@ fn rollup_select(r: Rollup, path: StoragePath, until: &str) -> String {
 /// closed bucket (`rollup_state`, down to the bucket, within `[$2, $3]`), the raw readings
 /// after it. Parameters as [`raw_sql`], and `$6`: a time at or before the boundary less
 /// the lookback, before which no raw reading is read. Each row starts with a part number:
-/// the first row (part 0) holds only that boundary, in the bucket column, and
-/// `rollup_state.complete_before` in Unix seconds (infinite when it is) in the next; then
-/// come the rollup rows (part 1) and the raw buckets (part 2), in order.
+/// one row (part 0) holds only that boundary, in the bucket column, and
+/// `rollup_state.complete_before` in Unix seconds (infinite when it is) in the next; the
+/// rollup rows are part 1 and the raw buckets part 2. The rows are put in order by the
+/// caller ([`in_order`]) rather than sorted by PostgreSQL, which costs more per row.
 fn light_sql(r: Rollup, bucket: Bucket, path: StoragePath) -> String {
     let nulls = vec!["NULL::float8"; history_fields("light").len() - 1].join(", ");
     format!(
@@ -390,8 +391,7 @@ fn light_sql(r: Rollup, bucket: Bucket, path: StoragePath) -> String {
          ), rolled AS ({rolled}), raw AS ({raw})
          SELECT 0 AS part, until, complete_before, {nulls} FROM c
          UNION ALL SELECT 1, * FROM rolled
-         UNION ALL SELECT 2, * FROM raw
-         ORDER BY 1, 2",
+         UNION ALL SELECT 2, * FROM raw",
         width = bucket.interval(),
         rolled = rollup_select(r, path, "(SELECT until FROM c)"),
         // The boundary is known only once the statement runs, too late to leave the raw
@@ -408,14 +408,33 @@ fn light_sql(r: Rollup, bucket: Bucket, path: StoragePath) -> String {
     )
 }
 
+/// The rows of [`light_sql`]: its part 0 row, and the points of the others by part then
+/// time. They arrive in that order as PostgreSQL reads them; sorting what is already in
+/// order takes one pass.
+fn in_order(rows: &[tokio_postgres::Row]) -> (Option<&tokio_postgres::Row>, Vec<Point>) {
+    let boundary = rows.iter().find(|r| r.get::<_, i32>(0) == 0);
+    let mut parts: Vec<(i32, Point)> = rows
+        .iter()
+        .filter_map(|r| {
+            let part: i32 = r.get(0);
+            (part != 0).then(|| (part, point(r, 1)))
+        })
+        .collect();
+    parts.sort_by_key(|(part, p)| (*part, p.at));
+    (boundary, parts.into_iter().map(|(_, p)| p).collect())
+}
+
+/// A point from a row of a bucket start then the fields, from column `first` on.
+fn point(r: &tokio_postgres::Row, first: usize) -> Point {
+    Point {
+        at: r.get(first),
+        values: (first + 1..r.len()).map(|i| r.get(i)).collect(),
+    }
+}
+
 /// Points from rows of a bucket start then the fields, from column `first` on.
 fn points(rows: &[tokio_postgres::Row], first: usize) -> Vec<Point> {
-    rows.iter()
-        .map(|r| Point {
-            at: r.get(first),
-            values: (first + 1..r.len()).map(|i| r.get(i)).collect(),
-        })
-        .collect()
+    rows.iter().map(|r| point(r, first)).collect()
 }
 
 /// A device with its newest state and how many outages are open on it.
@@ -540,11 +559,12 @@ impl Db {
                     .query_cached(&light_sql(rollup, q.bucket, self.path()), &params)
                     .await
                     .map_err(StoreError::db("reading a lamp's history"))?;
-                let until = rows.first().map(|r| r.get(1));
-                if let Some(Some(seconds)) = rows.first().map(|r| r.get::<_, Option<f64>>(2)) {
+                let (boundary, points) = in_order(&rows);
+                let until = boundary.map(|r| r.get(1));
+                if let Some(Some(seconds)) = boundary.map(|r| r.get::<_, Option<f64>>(2)) {
                     self.saw_rolled_up_before(seconds);
                 }
-                (self::points(rows.get(1..).unwrap_or_default(), 1), until)
+                (points, until)
             }
             _ => {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
