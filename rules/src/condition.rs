@@ -1,6 +1,13 @@
 //! One alarm condition of one asset: raised only after the fault has held for an on-delay,
 //! cleared only after the asset has been normal for an off-delay (hysteresis), so a value
 //! hovering at a threshold does not chatter.
+//!
+//! Raising needs evidence: a faulty observation at least the on-delay after the first one.
+//! Clearing needs only the absence of it: normal at `since`, it clears at `until` (`since`
+//! plus the off-delay) unless a faulty observation comes first. The engine keeps `until` as
+//! a deadline and calls [`Condition::expire`] then, so an asset that stops sending what
+//! made it faulty (a bus that drove away from another) is cleared on time without waiting
+//! for another reading.
 
 use model::Timestamp;
 
@@ -11,8 +18,11 @@ pub enum Condition {
     /// Faulty since, not yet for the on-delay.
     Pending(Timestamp),
     Active,
-    /// Normal again since, not yet for the off-delay.
-    Clearing(Timestamp),
+    /// Normal again since `since`; clears at `until` unless faulty before.
+    Clearing {
+        since: Timestamp,
+        until: Timestamp,
+    },
 }
 
 /// What an observation changed.
@@ -59,14 +69,17 @@ impl Condition {
                 Some(Transition::Cleared)
             }
             (Condition::Active, false) => {
-                *self = Condition::Clearing(ts);
+                *self = Condition::Clearing {
+                    since: ts,
+                    until: ts.add_secs(off_delay_s),
+                };
                 None
             }
-            (Condition::Clearing(since), false) if held(since, off_delay_s) => {
+            (Condition::Clearing { until, .. }, false) if ts >= until => {
                 *self = Condition::Normal;
                 Some(Transition::Cleared)
             }
-            (Condition::Clearing(_), true) => {
+            (Condition::Clearing { .. }, true) => {
                 *self = Condition::Active;
                 None
             }
@@ -74,8 +87,28 @@ impl Condition {
         }
     }
 
+    /// The passing of time: a clearing condition whose off-delay has run out by `at`
+    /// without a fault is cleared.
+    pub fn expire(&mut self, at: Timestamp) -> Option<Transition> {
+        match *self {
+            Condition::Clearing { until, .. } if at >= until => {
+                *self = Condition::Normal;
+                Some(Transition::Cleared)
+            }
+            _ => None,
+        }
+    }
+
+    /// When a clearing condition clears if nothing faulty comes first.
+    pub fn clears_at(self) -> Option<Timestamp> {
+        match self {
+            Condition::Clearing { until, .. } => Some(until),
+            _ => None,
+        }
+    }
+
     pub fn is_active(self) -> bool {
-        matches!(self, Condition::Active | Condition::Clearing(_))
+        matches!(self, Condition::Active | Condition::Clearing { .. })
     }
 }
 
@@ -105,6 +138,18 @@ mod tests {
             c.observe(false, at(320), 60, 120),
             Some(Transition::Cleared)
         );
+    }
+
+    #[test]
+    fn an_off_delay_runs_out_without_another_reading() {
+        let mut c = Condition::default();
+        assert_eq!(c.observe(true, at(0), 0, 60), Some(Transition::Raised));
+        assert_eq!(c.observe(false, at(10), 0, 60), None);
+        assert_eq!(c.clears_at(), Some(at(70)));
+        assert_eq!(c.expire(at(69)), None);
+        assert_eq!(c.expire(at(70)), Some(Transition::Cleared));
+        assert_eq!(c, Condition::Normal);
+        assert_eq!(c.expire(at(200)), None, "cleared once");
     }
 
     #[test]

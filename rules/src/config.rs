@@ -20,7 +20,9 @@ pub struct RulesConfig {
     pub bunching: Bunching,
     pub stopped_too_long: StoppedTooLong,
     pub chattering: Chattering,
-    /// Severity per outage kind (`critical`, `major`, `minor`); kinds not named are minor.
+    pub stream: StreamOrder,
+    /// Severity per outage kind (`critical`, `major`, `minor`); kinds not named keep their
+    /// default ([`crate::OutageKind::default_severity`]).
     pub severity: BTreeMap<String, Severity>,
     pub work_orders: WorkOrders,
 }
@@ -278,6 +280,21 @@ impl Default for Chattering {
     }
 }
 
+/// How the engine orders the stream (see `rules::timeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamOrder {
+    /// Inputs are judged this long (stream time) behind the newest readings, so that
+    /// those arriving out of order by up to this much are judged in order.
+    pub reorder_s: i64,
+}
+
+impl Default for StreamOrder {
+    fn default() -> Self {
+        StreamOrder { reorder_s: 5 }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -392,8 +409,12 @@ impl RulesConfig {
         Ok(c)
     }
 
+    /// The severity of an outage of `kind`: the file's, else the kind's default (minor for
+    /// `inspection`, which people raise).
     pub fn severity(&self, kind: &str) -> Severity {
-        self.severity.get(kind).copied().unwrap_or_default()
+        self.severity.get(kind).copied().unwrap_or_else(|| {
+            crate::OutageKind::parse(kind).map_or(Severity::Minor, |k| k.default_severity())
+        })
     }
 
     /// The team and deadline of an outage, by the first policy rule that matches.
@@ -455,6 +476,9 @@ impl RulesConfig {
             self.chattering.window_s,
             self.bunching.max_age_s,
         ];
+        if !(0..=600).contains(&self.stream.reorder_s) {
+            return bad("stream.reorder_s must be between 0 s and 10 min".into());
+        }
         if windows.iter().any(|w| !(1..=7 * 86_400).contains(w)) {
             return bad("windows and ages must be between 1 s and 7 days".into());
         }
@@ -556,7 +580,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.severity("lamp_failure"), Severity::Major);
-        assert_eq!(c.severity("leak"), Severity::Minor);
+        assert_eq!(c.severity("leak"), Severity::Major, "the kind's default");
+        assert_eq!(c.severity("meter_silent"), Severity::Minor);
+        assert_eq!(c.severity("cabinet_supply_loss"), Severity::Critical);
         let a = c.assignment("lamp_failure", Severity::Major).unwrap();
         assert_eq!((a.team.as_str(), a.deadline_s), ("contractor-a", 48 * 3600));
         let a = c.assignment("lamp_failure", Severity::Critical).unwrap();
@@ -584,6 +610,7 @@ mod tests {
         check("[chattering]\nwindow_s = 0", "between 1 s and 7 days");
         check("[leak]\nnight_start_h = 25", "different hours");
         check("[bunching]\nmax_gap_m = 0", "must be positive");
+        check("[stream]\nreorder_s = 3600", "reorder_s must be between");
         check(
             "[severity]\nlamp_fail = \"major\"",
             "`lamp_fail` is not an outage kind",

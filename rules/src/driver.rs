@@ -4,9 +4,16 @@
 //! On start it loads the devices, routes, maintenance windows, the commands in force and
 //! the outages already open, so a restart (even after `kill -9`) neither opens an outage
 //! twice nor forgets one; the database's partial unique indexes make sure of it whatever
-//! happens. While it runs it also:
+//! happens.
+//!
+//! Each committed batch is put in timestamp order and given to the engine, which judges
+//! it once the stream's watermark, less `[stream] reorder_s`, has passed it (see
+//! `timeline`). A batch's command acknowledgements are recorded first, and what each told
+//! its lamp goes in with the batch, so the readings around an acknowledgement are judged
+//! by their times against what the lamp was told, whatever order they came in.
+//!
+//! While it runs it also:
 //! - reloads the rules file when it changes (a bad file is refused and the old rules stay);
-//! - turns the lamps' command acknowledgements into expectations;
 //! - verifies repairs reported done (or reopens them) from what the rules see;
 //! - ends shelving that has expired.
 
@@ -15,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use model::{Cell, Committed, Observation, RecordType, Timestamp};
-use store::{Db, OutageChange, StoreError, WorkOrderPlan};
+use store::{Answer, Db, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -26,6 +33,7 @@ use crate::engine::{
 use crate::metrics::{DecisionLabel, OutcomeLabel};
 use crate::schedule::Instruction;
 use crate::stream::StreamClock;
+use crate::timeline::{rank, Input};
 use crate::{RulesConfig, RulesMetrics};
 
 /// Where "now" comes from (the hub's clock: wall or simulated).
@@ -208,9 +216,9 @@ async fn start(
     let engine = load(&db, config, clock()).await?;
     let mut state = State::default();
     let open = db.open_outages().await?;
-    for (device, kind) in &open {
+    for (device, kind, at) in &open {
         if let Some(kind) = OutageKind::parse(kind) {
-            state.restore_open(*device, kind);
+            state.restore_open(*device, kind, Timestamp::from_datetime(*at));
         }
     }
     for command in db.commands_in_force(clock().to_datetime()).await? {
@@ -253,33 +261,37 @@ pub async fn run(
     // The commit of the oldest readings whose decisions are not persisted yet.
     let mut caused_by = None;
     let mut stream = StreamClock::new();
-    let mut acks = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut reload = tokio::time::interval(RELOAD);
     reload.tick().await;
     loop {
+        let before = decisions.len();
+        let mut batch_at = None;
         tokio::select! {
             _ = shutdown.cancelled() => break,
             batch = committed.recv() => match batch {
                 Some(batch) => {
                     stream.batch(&batch, clock());
-                    let before = decisions.len();
-                    for o in &batch.rows {
-                        engine.observe(&mut state, o.device_id, o.record, &o.row, &mut decisions);
-                        if o.record == RecordType::CmdAck {
-                            acks.push(o.clone());
-                        }
+                    batch_at = Some(batch.at);
+                    let mut rows = batch.rows;
+                    rows.sort_by_key(|o| (o.row.ts, rank(o.record), o.device_id));
+                    // What the lamps were told goes in first: late, it applies before
+                    // the readings that follow it are judged.
+                    for input in answered(&mut db, &rows).await {
+                        engine.receive(&mut state, input, &mut decisions);
                     }
-                    if decisions.len() > before {
-                        caused_by.get_or_insert(batch.at);
+                    for o in rows {
+                        engine.receive(&mut state, Input::Row(o), &mut decisions);
                     }
+                    let horizon = horizon(&stream, &engine, &clock);
+                    engine.advance(&mut state, horizon, &mut decisions);
                 }
                 None => break,
             },
             _ = tick.tick() => {
-                let now = stream.now(clock(), std::time::Instant::now());
-                engine.tick(&mut state, now, &mut decisions);
+                let horizon = horizon(&stream, &engine, &clock);
+                engine.advance(&mut state, horizon, &mut decisions);
             }
             _ = housekeeping.tick() => {
                 if let Some(new) = watched.as_mut().and_then(|w| w.changed(&metrics)) {
@@ -305,14 +317,17 @@ pub async fn run(
                 Err(error) => warn!(message = "Cannot reload devices for the rules.", %error),
             },
         }
-        if !acks.is_empty() {
-            if let Err(error) = apply_acks(&mut db, &engine, &mut state, &acks).await {
-                warn!(message = "Cannot read acknowledged commands; their expectations are missed.", %error);
+        if decisions.len() > before {
+            if let Some(at) = batch_at {
+                caused_by.get_or_insert(at);
             }
-            acks.clear();
         }
         let suppressed = std::mem::take(&mut state.maintenance_suppressed);
         metrics.maintenance_suppressed.inc_by(suppressed);
+        metrics.rows_late.inc_by(std::mem::take(&mut state.late));
+        metrics
+            .rows_dropped
+            .inc_by(std::mem::take(&mut state.dropped));
         persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
         if let Some(at) = caused_by.take() {
             metrics
@@ -325,40 +340,63 @@ pub async fn run(
     Ok(())
 }
 
-/// A lamp acknowledged a command: it is recorded, and what it asked for is expected.
-async fn apply_acks(
-    db: &mut Db,
-    engine: &Engine,
-    state: &mut State,
-    acks: &[Observation],
-) -> Result<(), StoreError> {
-    for ack in acks {
-        let row = &ack.row;
-        let id = match row.get(RecordType::CmdAck, "id") {
-            Cell::Uuid(u) => u.to_string(),
-            _ => continue,
-        };
-        let Some(status) = row.get(RecordType::CmdAck, "status").as_str() else {
-            continue;
-        };
-        let detail = row.get(RecordType::CmdAck, "detail");
-        let answered = db.command_answered(
-            &id,
-            Some(ack.device_id),
-            status,
-            detail.as_str(),
-            row.ts.to_datetime(),
-        );
-        let Some(command) = answered.await? else {
-            continue;
-        };
-        if status == "ok" && command.device_id == ack.device_id {
-            if let Some(i) = Instruction::from_command(&command.body) {
-                engine.instruct(state, ack.device_id, i);
+/// How far the engine judges: the stream's time less the reordering window.
+fn horizon(stream: &StreamClock, engine: &Engine, clock: &Clock) -> Timestamp {
+    let now = stream.now(clock(), std::time::Instant::now());
+    now.add_secs(-engine.config().stream.reorder_s)
+}
+
+/// Records the devices' answers among `rows` and returns what each accepted command told
+/// its lamp, from the time it was issued (or acknowledged, if earlier by the lamp's clock).
+async fn answered(db: &mut Db, rows: &[Observation]) -> Vec<Input> {
+    let mut told = Vec::new();
+    for ack in rows.iter().filter(|o| o.record == RecordType::CmdAck) {
+        match answer(db, ack).await {
+            Ok(Some(input)) => told.push(input),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(message = "Cannot record a command acknowledgement; what it told the lamp is missed.", %error, device = ack.device_id);
             }
         }
     }
-    Ok(())
+    told
+}
+
+async fn answer(db: &mut Db, ack: &Observation) -> Result<Option<Input>, StoreError> {
+    let row = &ack.row;
+    let id = match row.get(RecordType::CmdAck, "id") {
+        Cell::Uuid(u) => u.to_string(),
+        _ => return Ok(None),
+    };
+    let Some(status) = row.get(RecordType::CmdAck, "status").as_str() else {
+        return Ok(None);
+    };
+    let detail = row.get(RecordType::CmdAck, "detail");
+    let answered = db.record_answer(
+        &id,
+        Some(ack.device_id),
+        status,
+        detail.as_str(),
+        row.ts.to_datetime(),
+    );
+    // A redelivered answer (or one after the command expired) tells the lamp nothing new.
+    let Some(Answer {
+        command,
+        first: true,
+    }) = answered.await?
+    else {
+        return Ok(None);
+    };
+    if status != "ok" || command.device_id != ack.device_id {
+        return Ok(None);
+    }
+    Ok(
+        Instruction::from_command(&command.body).map(|instruction| Input::Instructed {
+            asset: ack.device_id,
+            from: row.ts.min(Timestamp::from_datetime(command.issued_at)),
+            instruction,
+        }),
+    )
 }
 
 /// Repairs reported done are watched; telemetry verifies them or reopens them.

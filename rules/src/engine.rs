@@ -1,23 +1,29 @@
 //! The engine: committed readings (and the passing of time) in, outage decisions out.
 //!
 //! It does no IO and never reads the clock: a reading carries its own time, and
-//! [`Engine::tick`] is told "now". All it remembers lives in [`State`], which the driver
-//! owns (and can rebuild from the database after a restart).
+//! [`Engine::advance`] is told how far the stream has got. All it remembers lives in
+//! [`State`], which the driver owns (and can rebuild from the database after a restart).
 //!
-//! The rules themselves live by domain: [`crate::lighting`], [`crate::meters`] and
-//! [`crate::transport`]. This file holds what they share: assets, decisions, silence, and
-//! the alarm hygiene every rule goes through ([`Engine::update`]): on- and off-delays,
-//! suppression by a cabinet, maintenance windows, chattering, and the watch on repairs.
+//! Inputs are judged in the order of their timestamps, not of their arrival, and the
+//! passing of time (silence, off-delays, quiet chattering alarms, a maintenance window's
+//! end) is a deadline judged in the same order: see [`crate::timeline`]. The rules
+//! themselves live by domain: [`crate::lighting`], [`crate::meters`] and
+//! [`crate::transport`]; silence in [`crate::silence`]. This file holds what they share:
+//! assets, decisions, and the alarm hygiene every rule goes through ([`Engine::update`]):
+//! on- and off-delays, suppression by a cabinet, maintenance windows, chattering, the
+//! order of an outage's steps, and the watch on repairs.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::{Kind, RecordType, Row, Timestamp};
 
 use crate::condition::{Condition, Transition};
-use crate::config::RulesConfig;
+use crate::config::{RulesConfig, Severity};
 use crate::lighting::LampState;
 use crate::meters::Night;
 use crate::schedule::{Instruction, Override, Schedule};
+use crate::timeline::{Due, Queued};
 use crate::transport::Track;
 
 /// What the engine knows of a device from the inventory.
@@ -93,6 +99,23 @@ impl OutageKind {
 
     pub fn parse(s: &str) -> Option<OutageKind> {
         OutageKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The severity an outage of this kind has unless the rules file says otherwise: a
+    /// cabinet's supply loss (every lamp it feeds dark) above everything; what harms
+    /// people, property or the network (a leak, a voltage out of the band, tampering,
+    /// water flowing back, a bus off its route or stopped in traffic) above one lamp, one
+    /// silent meter or one bus's tracker.
+    pub fn default_severity(self) -> Severity {
+        use OutageKind::*;
+        match self {
+            CabinetSupplyLoss => Severity::Critical,
+            Leak | VoltageOutOfRange | Tamper | ReverseFlow | OffRoute | StoppedTooLong => {
+                Severity::Major
+            }
+            LampFailure | DayBurner | LampCycling | DeviceOffline | MeterSilent | VehicleSilent
+            | Bunching => Severity::Minor,
+        }
     }
 
     /// Lamp outages that a cabinet's supply loss explains (and so suppresses).
@@ -179,10 +202,12 @@ struct Evidence {
 #[derive(Debug, Default, Clone)]
 pub struct State {
     conditions: HashMap<Key, Condition>,
-    open: HashSet<Key>,
-    last_seen: HashMap<i32, Timestamp>,
+    /// Open outages and when they opened.
+    open: HashMap<Key, Timestamp>,
+    /// When each device was last heard from, on the stream's time (see [`crate::silence`]).
+    pub(crate) last_seen: HashMap<i32, Timestamp>,
     /// Devices whose last will (or own status) says offline, since when.
-    offline: HashMap<i32, Timestamp>,
+    pub(crate) offline: HashMap<i32, Timestamp>,
     /// Civil dawn and dusk per (place, solar day); lamps share their cabinet's.
     pub(crate) twilight: HashMap<(i32, i64), (Option<Timestamp>, Option<Timestamp>)>,
     pub(crate) overrides: HashMap<i32, Override>,
@@ -195,36 +220,60 @@ pub struct State {
     pub(crate) nights: HashMap<i32, Night>,
     /// Last positions per route and vehicle.
     pub(crate) tracks: HashMap<i32, HashMap<i32, Track>>,
-    /// Vehicle pairs (lower id first) found close together.
-    pub(crate) bunched: HashSet<(i32, i32)>,
+    /// Vehicle pairs found close together, (the one whose outage it is, the other), and
+    /// their gap in metres.
+    pub(crate) bunched: HashMap<(i32, i32), f64>,
     /// When each vehicle's bunching was last judged.
     pub(crate) bunch_seen: HashMap<i32, Timestamp>,
     /// Recent raises per alarm, for chattering.
     raises: HashMap<Key, VecDeque<Timestamp>>,
     /// Outages held open because they chatter.
     held: HashSet<Key>,
-    /// Raised inside a maintenance window (or while explained by a cabinet that has since
-    /// recovered): opened when the window ends if still faulty.
+    /// Raised inside a maintenance window: opened when the window ends if still faulty.
     deferred: HashSet<Key>,
     evidence: HashMap<Key, Evidence>,
+    /// Inputs waiting for the stream to pass their time.
+    pub(crate) queue: BinaryHeap<std::cmp::Reverse<Queued>>,
+    /// Arrival counter: the last tie-break of the queue's order.
+    pub(crate) arrivals: u64,
+    /// Instants at which time alone decides something, in order.
+    pub(crate) deadlines: BTreeSet<Due>,
+    /// Everything up to here has been judged.
+    pub(crate) horizon: Option<Timestamp>,
+    /// The instant being judged (the horizon between calls).
+    pub(crate) clock: Option<Timestamp>,
+    /// Per device, the newest (time, rank) judged: older inputs are redeliveries or stale.
+    pub(crate) judged: HashMap<i32, (Timestamp, u8)>,
+    /// The engine generation the time-driven deadlines were computed for.
+    pub(crate) generation: u64,
     /// Raises not opened because of a maintenance window.
     pub maintenance_suppressed: u64,
+    /// Rows judged after the horizon had passed their time (in order for their device).
+    pub late: u64,
+    /// Rows not judged: a redelivery, or older than what their device already said.
+    pub dropped: u64,
 }
 
 impl State {
     /// Outages currently open, for the driver's restart check and tests.
     pub fn open(&self) -> impl Iterator<Item = (i32, OutageKind)> + '_ {
-        self.open.iter().copied()
+        self.open.keys().copied()
     }
 
-    /// Marks an outage as open (rebuilding state from the database after a restart).
-    pub fn restore_open(&mut self, asset: i32, kind: OutageKind) {
-        self.open.insert((asset, kind));
+    /// Marks an outage as open since `at` (rebuilding state from the database after a
+    /// restart).
+    pub fn restore_open(&mut self, asset: i32, kind: OutageKind, at: Timestamp) {
+        self.open.insert((asset, kind), at);
         self.conditions.insert((asset, kind), Condition::Active);
     }
 
     pub(crate) fn is_active(&self, key: Key) -> bool {
         self.conditions.get(&key).is_some_and(|c| c.is_active())
+    }
+
+    /// The instant being judged.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.unwrap_or(Timestamp(i64::MIN))
     }
 }
 
@@ -238,6 +287,14 @@ pub(crate) struct Check<R: FnOnce() -> String> {
     pub reason: R,
 }
 
+/// Engines made so far: a new one (new devices, rules or maintenance windows) makes the
+/// state recompute its time-driven deadlines.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 pub struct Engine {
     pub(crate) config: RulesConfig,
     pub(crate) assets: HashMap<i32, Asset>,
@@ -245,7 +302,8 @@ pub struct Engine {
     pub(crate) lamps_of: HashMap<i32, Vec<i32>>,
     /// Routes by id.
     pub(crate) routes: HashMap<i32, Route>,
-    maintenance: Vec<MaintenanceWindow>,
+    pub(crate) maintenance: Vec<MaintenanceWindow>,
+    pub(crate) generation: u64,
 }
 
 impl Engine {
@@ -262,6 +320,7 @@ impl Engine {
             lamps_of,
             routes,
             maintenance: Vec::new(),
+            generation: next_generation(),
         }
     }
 
@@ -271,14 +330,21 @@ impl Engine {
 
     /// New parameters (a reloaded rules file); what the engine remembers stays.
     pub fn set_config(&mut self, config: RulesConfig) {
-        self.config = config;
+        if config != self.config {
+            self.config = config;
+            self.generation = next_generation();
+        }
     }
 
     pub fn set_maintenance(&mut self, windows: Vec<MaintenanceWindow>) {
-        self.maintenance = windows;
+        if windows != self.maintenance {
+            self.maintenance = windows;
+            self.generation = next_generation();
+        }
     }
 
-    /// An instruction the lamp acknowledged: what it should do from now on.
+    /// An instruction the lamp acknowledged: what it should do from now on (rebuilding
+    /// state on start; while running, instructions come through [`Engine::receive`]).
     pub fn instruct(&self, state: &mut State, asset: i32, instruction: Instruction) {
         match instruction {
             Instruction::Light(o) => {
@@ -292,8 +358,33 @@ impl Engine {
         }
     }
 
-    /// Evaluates one committed row of `asset`.
+    /// Receives one row and judges everything up to its time: for tests and replays that
+    /// feed a stream already in order.
     pub fn observe(
+        &self,
+        state: &mut State,
+        asset: i32,
+        record: RecordType,
+        row: &Row,
+        out: &mut Vec<Decision>,
+    ) {
+        let ts = row.ts;
+        let input = crate::timeline::Input::Row(model::Observation {
+            device_id: asset,
+            record,
+            row: row.clone(),
+        });
+        self.receive(state, input, out);
+        self.advance(state, ts, out);
+    }
+
+    /// The passing of time, for tests and replays: [`Engine::advance`].
+    pub fn tick(&self, state: &mut State, now: Timestamp, out: &mut Vec<Decision>) {
+        self.advance(state, now, out);
+    }
+
+    /// Judges one row of `asset`, now.
+    pub(crate) fn judge_row(
         &self,
         state: &mut State,
         asset: i32,
@@ -304,12 +395,11 @@ impl Engine {
         let Some(a) = self.assets.get(&asset) else {
             return;
         };
-        let ts = row.ts;
         if record == RecordType::Status {
             self.status(state, a, row, out);
             return;
         }
-        self.heard_from(state, a, ts, out);
+        self.heard_from(state, a, row.ts, out);
         match record {
             RecordType::Light => self.lamp(state, a, row, out),
             RecordType::Cabinet => self.cabinet(state, a, row, out),
@@ -319,148 +409,73 @@ impl Engine {
         }
     }
 
-    /// A device's own word on its connection (its last will says offline). Offline is
-    /// raised after the silence grace, from [`Engine::tick`], so that a cabinet's status
-    /// arriving in the same moment explains its lamps' instead of raising eighty alarms.
-    fn status(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
-        let ts = row.ts;
-        if row.get(RecordType::Status, "state").as_str() == Some("offline") {
-            state.offline.insert(a.id, ts);
-            if self.config.silence.grace_s == 0 {
-                self.silence(state, ts, out);
-            }
+    /// A chattering outage held open resolves once its alarm has been quiet for the
+    /// window (a deadline, see [`crate::timeline`]).
+    pub(crate) fn release_held(
+        &self,
+        state: &mut State,
+        key: Key,
+        now: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
+        let window = self.config.chattering.window_s * 1_000_000;
+        let quiet = state
+            .raises
+            .get(&key)
+            .and_then(|r| r.back())
+            .is_none_or(|last| now.micros() - last.micros() >= window);
+        if !state.held.contains(&key) || state.is_active(key) || !quiet {
             return;
         }
-        // "Online" comes from the device itself: it is heard from.
-        self.heard_from(state, a, ts, out);
+        state.held.remove(&key);
+        state.raises.remove(&key);
+        self.resolve(state, key, now, out);
     }
 
-    /// A message from the device at `ts`: it is not silent.
-    fn heard_from(&self, state: &mut State, a: &Asset, ts: Timestamp, out: &mut Vec<Decision>) {
-        state.offline.remove(&a.id);
-        let seen = state.last_seen.entry(a.id).or_insert(ts);
-        *seen = (*seen).max(ts);
-        let check = Check {
-            kind: silence_kind(a.kind),
-            faulty: false,
-            ts,
-            on_delay_s: 0,
-            off_delay_s: 0,
-            reason: String::new,
+    /// Opens what was raised inside a maintenance window once it is over, if still faulty.
+    pub(crate) fn open_deferred(
+        &self,
+        state: &mut State,
+        key: Key,
+        now: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
+        if !state.deferred.contains(&key) {
+            return;
+        }
+        if self.in_maintenance(key.0, now) {
+            // The windows changed: wait for the new end.
+            let end = self.maintenance_end(key.0, now);
+            state.deadlines.insert(Due::deferred(end, key));
+            return;
+        }
+        state.deferred.remove(&key);
+        let Some(a) = self.assets.get(&key.0) else {
+            return;
         };
-        self.update(state, a, check, out);
-    }
-
-    /// The passing of time: silence, deferred and held outages.
-    pub fn tick(&self, state: &mut State, now: Timestamp, out: &mut Vec<Decision>) {
-        self.silence(state, now, out);
-        self.release_held(state, now, out);
-        self.open_deferred(state, now, out);
-    }
-
-    /// Raises silence outages for devices not heard from for too long as of `now`, and for
-    /// devices offline by their own word for longer than the grace. Cabinets go first, so
-    /// that their lamps' silences are explained by them.
-    fn silence(&self, state: &mut State, now: Timestamp, out: &mut Vec<Decision>) {
-        let s = self.config.silence;
-        let mut silent = Vec::new();
-        for (&id, &seen) in &state.last_seen {
-            let Some(a) = self.assets.get(&id) else {
-                continue;
-            };
-            let interval = match a.kind {
-                Kind::Light => s.light_interval_s,
-                Kind::Cabinet => s.cabinet_interval_s,
-                Kind::Meter => s.meter_interval_s,
-                Kind::Vehicle => s.vehicle_interval_s,
-            };
-            let limit = (interval as f64 * s.intervals * 1e6) as i64 + s.grace_s * 1_000_000;
-            // Already raised: nothing to do, however long the silence lasts.
-            if now.micros() - seen.micros() > limit && !state.is_active((id, silence_kind(a.kind)))
-            {
-                silent.push((a.kind != Kind::Cabinet, id, format!("silent since {seen}")));
-            }
-        }
-        for (&id, &since) in &state.offline {
-            let Some(a) = self.assets.get(&id) else {
-                continue;
-            };
-            let waited = now.micros() - since.micros() >= s.grace_s * 1_000_000;
-            if waited && !state.is_active((id, silence_kind(a.kind))) {
-                let why = format!("offline by its own word since {since}");
-                silent.push((a.kind != Kind::Cabinet, id, why));
-            }
-        }
-        silent.sort();
-        silent.dedup_by_key(|s| s.1);
-        for (_, id, reason) in silent {
-            let a = &self.assets[&id];
-            let check = Check {
-                kind: silence_kind(a.kind),
-                faulty: true,
-                ts: now,
-                on_delay_s: 0,
-                off_delay_s: 0,
-                reason: || reason,
-            };
-            self.update(state, a, check, out);
+        if state.is_active(key) && !self.suppressed(state, a, key.1) {
+            let reason = format!(
+                "still faulty after the maintenance window ({})",
+                key.1.as_str()
+            );
+            self.open(state, key, now, reason, out);
         }
     }
 
-    /// Chattering outages held open resolve once their alarm has been quiet for the window.
-    fn release_held(&self, state: &mut State, now: Timestamp, out: &mut Vec<Decision>) {
-        let window = self.config.chattering.window_s;
-        let mut quiet: Vec<Key> = state
-            .held
-            .iter()
-            .filter(|k| !state.is_active(**k))
-            .filter(|k| {
-                state
-                    .raises
-                    .get(k)
-                    .and_then(|r| r.back())
-                    .is_none_or(|last| now.micros() - last.micros() >= window * 1_000_000)
-            })
-            .copied()
-            .collect();
-        quiet.sort();
-        for key in quiet {
-            state.held.remove(&key);
-            state.raises.remove(&key);
-            if state.open.remove(&key) {
-                out.push(Decision::Resolve {
-                    asset: key.0,
-                    kind: key.1,
-                    at: now,
-                });
-            }
-        }
-    }
-
-    /// Opens what was raised inside a maintenance window, once it is over, if still faulty.
-    fn open_deferred(&self, state: &mut State, now: Timestamp, out: &mut Vec<Decision>) {
-        if state.deferred.is_empty() {
+    /// A clearing condition's off-delay ran out (a deadline).
+    pub(crate) fn expire(
+        &self,
+        state: &mut State,
+        key: Key,
+        now: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(a) = self.assets.get(&key.0) else {
             return;
-        }
-        let mut due: Vec<Key> = state
-            .deferred
-            .iter()
-            .filter(|(id, _)| !self.in_maintenance(*id, now))
-            .copied()
-            .collect();
-        due.sort();
-        for key in due {
-            state.deferred.remove(&key);
-            let Some(a) = self.assets.get(&key.0) else {
-                continue;
-            };
-            if state.is_active(key) && !self.suppressed(state, a, key.1) {
-                let reason = format!(
-                    "still faulty after the maintenance window ({})",
-                    key.1.as_str()
-                );
-                self.open(state, key, now, reason, out);
-            }
+        };
+        let cleared = state.conditions.get_mut(&key).and_then(|c| c.expire(now));
+        if cleared == Some(Transition::Cleared) {
+            self.cleared(state, a, key.1, now, out);
         }
     }
 
@@ -468,6 +483,22 @@ impl Engine {
         self.maintenance
             .iter()
             .any(|w| w.from <= ts && ts < w.until && w.assets.contains(&asset))
+    }
+
+    /// When the maintenance of `asset` going on at `ts` ends (windows that overlap or
+    /// follow one another without a gap count as one).
+    pub(crate) fn maintenance_end(&self, asset: i32, ts: Timestamp) -> Timestamp {
+        let mut end = ts;
+        while let Some(next) = self
+            .maintenance
+            .iter()
+            .filter(|w| w.from <= end && end < w.until && w.assets.contains(&asset))
+            .map(|w| w.until)
+            .max()
+        {
+            end = next;
+        }
+        end
     }
 
     /// Feeds a condition and turns its transitions into decisions, minding suppression,
@@ -500,7 +531,12 @@ impl Engine {
             evidence.healthy_since = Some(ts);
         }
         let condition = state.conditions.entry(key).or_default();
-        match condition.observe(check.faulty, ts, check.on_delay_s, check.off_delay_s) {
+        let was_clearing = condition.clears_at();
+        let transition = condition.observe(check.faulty, ts, check.on_delay_s, check.off_delay_s);
+        if let Some(until) = condition.clears_at().filter(|u| Some(*u) != was_clearing) {
+            state.deadlines.insert(Due::clear(until, key));
+        }
+        match transition {
             Some(Transition::Raised) => {
                 self.raised(state, a, check.kind, ts, (check.reason)(), out)
             }
@@ -534,16 +570,22 @@ impl Engine {
         if self.in_maintenance(a.id, ts) {
             state.maintenance_suppressed += 1;
             state.deferred.insert(key);
+            let end = self.maintenance_end(a.id, ts);
+            state.deadlines.insert(Due::deferred(end, key));
             return;
         }
-        if state.open.contains(&key) {
+        if let Some(&opened) = state.open.get(&key) {
             if state.held.contains(&key) {
                 out.push(Decision::Recur {
                     asset: a.id,
                     kind,
-                    at: ts,
+                    at: ts.max(opened),
                     reason,
                 });
+                state.deadlines.insert(Due::release(
+                    ts.add_secs(self.config.chattering.window_s),
+                    key,
+                ));
             }
             return;
         }
@@ -558,12 +600,25 @@ impl Engine {
         reason: String,
         out: &mut Vec<Decision>,
     ) {
-        if state.open.insert(key) {
+        if let std::collections::hash_map::Entry::Vacant(e) = state.open.entry(key) {
+            e.insert(at);
             out.push(Decision::Open {
                 asset: key.0,
                 kind: key.1,
                 at,
                 reason,
+            });
+        }
+    }
+
+    /// Resolves an open outage, never before it opened: evidence judged late (a backlog
+    /// that shows the fault had ended) resolves it at the instant it opened, not earlier.
+    fn resolve(&self, state: &mut State, key: Key, at: Timestamp, out: &mut Vec<Decision>) {
+        if let Some(opened) = state.open.remove(&key) {
+            out.push(Decision::Resolve {
+                asset: key.0,
+                kind: key.1,
+                at: at.max(opened),
             });
         }
     }
@@ -578,22 +633,25 @@ impl Engine {
     ) {
         let key = (a.id, kind);
         state.deferred.remove(&key);
-        if state.open.contains(&key) && !state.held.contains(&key) {
+        if let Some(&opened) = state.open.get(&key) {
             let recent = state.raises.get(&key).map_or(0, |r| r.len());
-            if recent >= self.config.chattering.max_raises as usize {
+            if state.held.contains(&key) {
+                // Quiet from here: resolved when the window since the last raise is over.
+                let last = state.raises.get(&key).and_then(|r| r.back()).copied();
+                let due = last.map_or(ts, |l| l.add_secs(self.config.chattering.window_s));
+                state.deadlines.insert(Due::release(due.max(ts), key));
+            } else if recent >= self.config.chattering.max_raises as usize {
                 state.held.insert(key);
                 out.push(Decision::Chattering {
                     asset: a.id,
                     kind,
-                    at: ts,
+                    at: ts.max(opened),
                 });
+                let last = state.raises.get(&key).and_then(|r| r.back()).copied();
+                let due = last.map_or(ts, |l| l.add_secs(self.config.chattering.window_s));
+                state.deadlines.insert(Due::release(due.max(ts), key));
             } else {
-                state.open.remove(&key);
-                out.push(Decision::Resolve {
-                    asset: a.id,
-                    kind,
-                    at: ts,
-                });
+                self.resolve(state, key, ts, out);
             }
         }
         let explains_lamps = kind == OutageKind::CabinetSupplyLoss
@@ -606,23 +664,25 @@ impl Engine {
     /// A lamp fault during its cabinet's supply loss is the cabinet's: one outage, not
     /// eighty; so is a lamp's silence while its cabinet is offline too. A cabinet without
     /// mains may well fall silent: its own silence is explained too.
-    fn suppressed(&self, state: &State, a: &Asset, kind: OutageKind) -> bool {
+    pub(crate) fn suppressed(&self, state: &State, a: &Asset, kind: OutageKind) -> bool {
         if a.kind == Kind::Cabinet {
             return kind == OutageKind::DeviceOffline
-                && state.open.contains(&(a.id, OutageKind::CabinetSupplyLoss));
+                && state
+                    .open
+                    .contains_key(&(a.id, OutageKind::CabinetSupplyLoss));
         }
         let Some(c) = a.cabinet.filter(|_| a.kind == Kind::Light) else {
             return false;
         };
         (kind.explained_by_supply_loss()
-            && state.open.contains(&(c, OutageKind::CabinetSupplyLoss)))
+            && state.open.contains_key(&(c, OutageKind::CabinetSupplyLoss)))
             || (kind == OutageKind::DeviceOffline
-                && state.open.contains(&(c, OutageKind::DeviceOffline)))
+                && state.open.contains_key(&(c, OutageKind::DeviceOffline)))
     }
 
     /// What its lamps showed while the cabinet was down is explained by it: their lamp
     /// conditions start over, and a lamp still failing raises its own outage from its next
-    /// readings (or, for silence, at the next tick).
+    /// readings (or, for silence, when its own window runs out).
     ///
     /// A lamp that said "offline" with its cabinet is not taken at its word afterwards: it
     /// must be heard from within its own silence window from the cabinet's return, or it
@@ -631,13 +691,14 @@ impl Engine {
     fn after_cabinet_back(&self, state: &mut State, cabinet: &Asset, ts: Timestamp) {
         state.dark.remove(&cabinet.id);
         for lamp in self.lamps_of.get(&cabinet.id).into_iter().flatten() {
-            if state.offline.remove(lamp).is_some() {
-                let seen = state.last_seen.entry(*lamp).or_insert(ts);
-                *seen = (*seen).max(ts);
+            let silence = (*lamp, OutageKind::DeviceOffline);
+            let explained = state.is_active(silence) && !state.open.contains_key(&silence);
+            if state.offline.remove(lamp).is_some() || explained {
+                self.seen(state, *lamp, ts);
             }
         }
         let own_silence = (cabinet.id, OutageKind::DeviceOffline);
-        if !state.open.contains(&own_silence) {
+        if !state.open.contains_key(&own_silence) {
             state.conditions.remove(&own_silence);
         }
         for lamp in self.lamps_of.get(&cabinet.id).into_iter().flatten() {
@@ -647,7 +708,7 @@ impl Engine {
                 OutageKind::DeviceOffline,
                 OutageKind::LampCycling,
             ] {
-                if !state.open.contains(&(*lamp, kind)) {
+                if !state.open.contains_key(&(*lamp, kind)) {
                     state.conditions.remove(&(*lamp, kind));
                 }
             }
@@ -686,6 +747,36 @@ impl Engine {
             Verdict::Verified
         } else {
             Verdict::Pending
+        }
+    }
+
+    /// The time-driven deadlines that depend on the rules, the devices or the maintenance
+    /// windows, computed again for this engine (after a reload).
+    pub(crate) fn refresh_deadlines(&self, state: &mut State) {
+        if state.generation == self.generation {
+            return;
+        }
+        state.generation = self.generation;
+        state.deadlines.retain(|d| d.is_clear());
+        let seen: Vec<i32> = state.last_seen.keys().copied().collect();
+        for id in seen {
+            self.schedule_silence(state, id);
+        }
+        let offline: Vec<(i32, Timestamp)> =
+            state.offline.iter().map(|(id, t)| (*id, *t)).collect();
+        for (id, since) in offline {
+            self.schedule_offline(state, id, since);
+        }
+        let window = self.config.chattering.window_s;
+        for key in state.held.iter() {
+            let last = state.raises.get(key).and_then(|r| r.back()).copied();
+            let due = last.map_or(state.now(), |l| l.add_secs(window));
+            state.deadlines.insert(Due::release(due, *key));
+        }
+        let deferred: Vec<Key> = state.deferred.iter().copied().collect();
+        for key in deferred {
+            let end = self.maintenance_end(key.0, state.now());
+            state.deadlines.insert(Due::deferred(end, key));
         }
     }
 }

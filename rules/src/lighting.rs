@@ -8,11 +8,13 @@ use model::{astro, RecordType, Row, Timestamp};
 use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
 use crate::schedule::Expected;
 
-/// A lamp's relay as last reported, and its recent changes.
+/// A lamp's relay as last reported, and its recent changes that nothing explains.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LampState {
     on: Option<bool>,
     switches: VecDeque<Timestamp>,
+    /// Whether it should burn, as judged at its last relay change.
+    should_at_switch: Option<bool>,
 }
 
 impl Engine {
@@ -76,7 +78,7 @@ impl Engine {
         }
         self.day_burner(state, a, ts, (dawn, dusk), expected, on, power, out);
         if let Some(on) = on {
-            self.cycling(state, a, on, ts, out);
+            self.cycling(state, a, on, expected.burns(), ts, out);
         }
         if let Some(v) = volts.filter(|v| *v > 0.0) {
             self.voltage(state, a, v, ts, out);
@@ -122,18 +124,32 @@ impl Engine {
 
     /// Lamp cycling: the relay changes again and again (a lamp at the end of its life, a
     /// failing photocell or controller).
+    ///
+    /// A change is the lamp obeying when it switches to what it should now do and what it
+    /// should do changed since its previous change: dusk and dawn, a schedule's steps, an
+    /// operator's command and its expiry. Those are expected behaviour and never count.
+    /// Raised at the change that makes `min_switches` unexplained ones within `window_s`;
+    /// once raised, every report without an unexplained change is normal, so it clears
+    /// `off_delay_s` after the first steady report unless the relay changes again.
     fn cycling(
         &self,
         state: &mut State,
         a: &Asset,
         on: bool,
+        should_burn: bool,
         ts: Timestamp,
         out: &mut Vec<Decision>,
     ) {
         let c = self.config.lamp_cycling;
         let lamp = state.lamps.entry(a.id).or_default();
+        let mut switched = false;
         if lamp.on.is_some_and(|was| was != on) {
-            lamp.switches.push_back(ts);
+            let obeys = on == should_burn && lamp.should_at_switch != Some(should_burn);
+            lamp.should_at_switch = Some(should_burn);
+            if !obeys {
+                lamp.switches.push_back(ts);
+                switched = true;
+            }
         }
         lamp.on = Some(on);
         let window = c.window_s * 1_000_000;
@@ -145,18 +161,23 @@ impl Engine {
             lamp.switches.pop_front();
         }
         let switches = lamp.switches.len();
-        if switches == 0 && !state.is_active((a.id, OutageKind::LampCycling)) {
+        let active = state.is_active((a.id, OutageKind::LampCycling));
+        if !switched && !active {
             return;
         }
         let check = Check {
             kind: OutageKind::LampCycling,
-            faulty: switches >= c.min_switches as usize,
+            faulty: if active {
+                switched
+            } else {
+                switches >= c.min_switches as usize
+            },
             ts,
             on_delay_s: 0,
             off_delay_s: c.off_delay_s,
             reason: || {
                 format!(
-                    "the relay switched {switches} times within {} min",
+                    "the relay switched {switches} times within {} min while nothing told it to",
                     c.window_s / 60
                 )
             },

@@ -35,6 +35,10 @@ pub struct RulesMetrics {
     pub repairs: Family<OutcomeLabel, Counter>,
     /// Outages not opened because their asset was in a maintenance window.
     pub maintenance_suppressed: Counter,
+    /// Rows judged after the stream had passed their time (in order for their device).
+    pub rows_late: Counter,
+    /// Rows not judged: redeliveries, or older than what their device had already said.
+    pub rows_dropped: Counter,
 }
 
 impl Default for RulesMetrics {
@@ -45,6 +49,8 @@ impl Default for RulesMetrics {
             reloads: Family::default(),
             repairs: Family::default(),
             maintenance_suppressed: Counter::default(),
+            rows_late: Counter::default(),
+            rows_dropped: Counter::default(),
         }
     }
 }
@@ -76,6 +82,16 @@ impl RulesMetrics {
             "maintenance_suppressed",
             "Outages not opened because their asset was in a maintenance window",
             self.maintenance_suppressed.clone(),
+        );
+        r.register(
+            "rows_late",
+            "Rows judged after the stream had passed their time, in order for their device",
+            self.rows_late.clone(),
+        );
+        r.register(
+            "rows_dropped",
+            "Rows not judged: redeliveries, or older than what their device had already said",
+            self.rows_dropped.clone(),
         );
     }
 }

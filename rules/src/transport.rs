@@ -119,11 +119,14 @@ impl Engine {
     }
 
     /// Two vehicles of one route closer together than a share of the timetable's headway
-    /// (and never more than `max_gap_m`); one outage per pair, on the vehicle with the
-    /// lower id. Positions are compared at the same instant: the other vehicle's last
-    /// position against where this one was then, between its last two readings. Vehicles
-    /// passing each other, or meeting at a terminus, are close only for moments: the
-    /// on-delay lets them go.
+    /// (and never more than `max_gap_m`): one outage per pair, on the vehicle whose
+    /// inventory id comes first, its reason naming the other. Positions are compared at
+    /// the same instant: the other vehicle's last position against where this one was
+    /// then, between its last two readings. Vehicles passing each other, or meeting at a
+    /// terminus, are close only for moments: the on-delay lets them go.
+    ///
+    /// Every position of either vehicle judges their pair, close or not, so a pair that
+    /// drives apart clears its outage `off_delay_s` after they were first found apart.
     fn bunching(
         &self,
         state: &mut State,
@@ -152,49 +155,53 @@ impl Engine {
             },
         };
         tracks.insert(a.id, track);
-        let mut verdicts = Vec::new();
+        // Pairs judged by this position: (holder, other, gap; none when the other's
+        // last position is too old to compare with, which ends what it said).
+        let mut judged: Vec<(i32, i32, Option<f64>)> = Vec::new();
         for (&other, t) in tracks.iter() {
             if other == a.id {
                 continue;
             }
-            let Some(mine) = track.at(t.last.ts) else {
-                continue;
-            };
-            let gap = distance(&mine, &t.last);
-            let pair = (a.id.min(other), a.id.max(other));
-            let close = gap <= limit;
-            if close || state.bunched.contains(&pair) {
-                verdicts.push((pair, close, gap));
+            let (holder, partner) = self.pair(a.id, other);
+            if let Some(mine) = track.at(t.last.ts) {
+                judged.push((holder, partner, Some(distance(&mine, &t.last))));
+            } else if here.ts.micros() - t.last.ts.micros() > max_age {
+                judged.push((holder, partner, None));
             }
         }
-        // The outage is the lower id's: bunched while any of its pairs is close.
-        let mut firsts: Vec<(i32, i32, f64)> = Vec::new();
-        for (pair, close, gap) in verdicts {
-            if close {
-                state.bunched.insert(pair);
-                firsts.push((pair.0, pair.1, gap));
-            } else {
-                state.bunched.remove(&pair);
-                firsts.push((pair.0, pair.1, f64::INFINITY));
+        judged.sort_by_key(|j| (j.0, j.1));
+        let mut holders: Vec<i32> = Vec::new();
+        for &(holder, partner, gap) in &judged {
+            let was = match gap.filter(|g| *g <= limit) {
+                Some(g) => state.bunched.insert((holder, partner), g).is_some(),
+                None => state.bunched.remove(&(holder, partner)).is_some(),
+            };
+            if gap.is_some() || was {
+                holders.push(holder);
             }
         }
-        firsts.sort_by(|x, y| x.0.cmp(&y.0).then(x.2.total_cmp(&y.2)));
-        firsts.dedup_by_key(|f| f.0);
-        for (first, partner, gap) in firsts {
-            let close = state.bunched.iter().any(|p| p.0 == first);
-            let Some(asset) = self.assets.get(&first) else {
+        holders.dedup();
+        for holder in holders {
+            let Some(asset) = self.assets.get(&holder) else {
                 continue;
             };
-            let name = self
-                .assets
-                .get(&partner)
-                .map_or("?", |p| p.name.as_str())
-                .to_owned();
+            // The holder's closest pair, for the reason.
+            let closest = state
+                .bunched
+                .iter()
+                .filter(|(p, _)| p.0 == holder)
+                .min_by(|x, y| x.1.total_cmp(y.1).then(x.0.cmp(y.0)))
+                .map(|(p, gap)| (p.1, *gap));
+            let close = closest.is_some();
+            if !close && !state.is_active((holder, OutageKind::Bunching)) {
+                state.bunch_seen.remove(&holder);
+                continue;
+            }
             // Closeness must be seen without a break for the on-delay: after a gap in the
             // evidence (a backlog, a silent vehicle) it starts over.
-            let last = state.bunch_seen.insert(first, here.ts);
+            let last = state.bunch_seen.insert(holder, here.ts);
             let broken = last.is_none_or(|l| (here.ts.micros() - l.micros()).abs() > max_age);
-            if broken && close && !state.is_active((first, OutageKind::Bunching)) {
+            if broken && close && !state.is_active((holder, OutageKind::Bunching)) {
                 let restart = Check {
                     kind: OutageKind::Bunching,
                     faulty: false,
@@ -205,15 +212,33 @@ impl Engine {
                 };
                 self.update(state, asset, restart, out);
             }
+            let reason = || match closest {
+                Some((partner, gap)) => {
+                    let name = self.assets.get(&partner).map_or("?", |p| p.name.as_str());
+                    format!("{gap:.0} m from {name} of the same route")
+                }
+                None => "close to another vehicle of the same route".into(),
+            };
             let check = Check {
                 kind: OutageKind::Bunching,
                 faulty: close,
                 ts: here.ts,
                 on_delay_s: c.on_delay_s,
                 off_delay_s: c.off_delay_s,
-                reason: || format!("{gap:.0} m from {name} of the same route"),
+                reason,
             };
             self.update(state, asset, check, out);
+        }
+    }
+
+    /// A pair of vehicles as (the one whose outage it is, the other): the one whose
+    /// inventory id sorts first.
+    fn pair(&self, x: i32, y: i32) -> (i32, i32) {
+        let name = |id: i32| self.assets.get(&id).map(|a| a.name.as_str());
+        if (name(x), x) <= (name(y), y) {
+            (x, y)
+        } else {
+            (y, x)
         }
     }
 }

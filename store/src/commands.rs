@@ -93,6 +93,15 @@ pub struct CommandRow {
     pub acked_at: Option<DateTime<Utc>>,
 }
 
+/// A device's answer to a command, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub command: CommandRow,
+    /// This answer moved the command (not a redelivery, not after another answer or
+    /// after it expired).
+    pub first: bool,
+}
+
 const COLUMNS: &str = "id, device_id, action, body, issued_at, expires_at, status, acked_at";
 
 fn command(r: &Row) -> CommandRow {
@@ -185,6 +194,22 @@ impl Db {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<CommandRow>, StoreError> {
+        let answer = self
+            .record_answer(id, device_id, status, detail, at)
+            .await?;
+        Ok(answer.map(|a| a.command))
+    }
+
+    /// [`Db::command_answered`], saying whether this answer was the one that counted (a
+    /// redelivered or late answer finds the command already answered or expired).
+    pub async fn record_answer(
+        &mut self,
+        id: &str,
+        device_id: Option<i32>,
+        status: &str,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Answer>, StoreError> {
         let new_status =
             ack_status(status).ok_or_else(|| StoreError::UnknownAckStatus(status.to_owned()))?;
         let updated = self
@@ -201,7 +226,10 @@ impl Db {
             .await
             .map_err(StoreError::db("recording a command acknowledgement"))?;
         if let Some(row) = updated {
-            return Ok(Some(command(&row)));
+            return Ok(Some(Answer {
+                command: command(&row),
+                first: true,
+            }));
         }
         let row = self
             .client()
@@ -211,7 +239,10 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("reading a command"))?;
-        Ok(row.as_ref().map(command))
+        Ok(row.as_ref().map(|r| Answer {
+            command: command(r),
+            first: false,
+        }))
     }
 
     /// The light settings and schedules in force at `now`: per device and action, the

@@ -67,7 +67,7 @@ pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use command_batches::{
     BatchCommandRow, BatchRow, CommandTarget, NewBatch, ReachedDevice, MAX_BATCH_DEVICES,
 };
-pub use commands::{AnswerCounts, CommandRow, DueCommand};
+pub use commands::{Answer, AnswerCounts, CommandRow, DueCommand};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{ImportOutcome, RegisteredDevice};
 pub use error::StoreError;

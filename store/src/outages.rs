@@ -200,17 +200,20 @@ impl Db {
             .map_err(StoreError::db("committing outage changes"))
     }
 
-    /// Outages open now, as (device id, kind).
-    pub async fn open_outages(&self) -> Result<Vec<(i32, String)>, StoreError> {
+    /// Outages open now, as (device id, kind, opened at).
+    pub async fn open_outages(&self) -> Result<Vec<(i32, String, DateTime<Utc>)>, StoreError> {
         let rows = self
             .client()
             .query(
-                "SELECT device_id, kind FROM outages WHERE state IN ('open', 'acknowledged')",
+                "SELECT device_id, kind, opened_at FROM outages WHERE state IN ('open', 'acknowledged')",
                 &[],
             )
             .await
             .map_err(StoreError::db("listing open outages"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     /// All outages, newest first (for reports and tests).

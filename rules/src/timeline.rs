@@ -1,0 +1,221 @@
+//! The stream's own time: inputs judged in the order of their timestamps, and the instants
+//! at which time alone decides something.
+//!
+//! Readings do not reach the hub in the order they were taken. Two writers commit out of
+//! order; a lamp acknowledges a command and reports its new state a millisecond later, and
+//! the two land in different batches; a backlog arrives as one array, in any order; the
+//! broker delivers a message again after a restart. The outages must not depend on any of
+//! that, so the engine does not judge an input when it arrives: [`Engine::receive`] queues
+//! it, and [`Engine::advance`] judges the queue in timestamp order up to a horizon the
+//! driver sets (the stream's watermark less a reordering window, `[stream] reorder_s`).
+//!
+//! What time alone decides is a deadline, judged in the same order at its own instant: a
+//! device found silent (heard from at `t`, silent at `t` plus its window), an off-delay run
+//! out, a chattering alarm gone quiet, a maintenance window's end. So neither the batches
+//! nor how often the driver calls [`Engine::advance`] change what is decided or when: an
+//! outage opens and resolves at instants of the stream.
+//!
+//! An input whose time the horizon has already passed is late. A row that is newer than
+//! everything judged of its device (a device's backlog, a device whose clock is behind) is
+//! judged at once; one that is not (a redelivery, or older than what the device already
+//! said) is dropped, since judging it now would contradict what was decided. Both are
+//! counted. An acknowledged instruction is never dropped: late, it applies from then on.
+
+use std::cmp::{Ordering, Reverse};
+
+use model::{Observation, RecordType, Timestamp};
+
+use crate::engine::{Decision, Engine, Key, OutageKind, State};
+use crate::schedule::Instruction;
+
+/// What the engine is fed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A committed row.
+    Row(Observation),
+    /// A device acknowledged a command: what it should do from `from` on (the command's
+    /// issue or the acknowledgement, whichever came first, so readings taken while the
+    /// device was switching are judged against what it was told).
+    Instructed {
+        asset: i32,
+        from: Timestamp,
+        instruction: Instruction,
+    },
+}
+
+/// Among inputs of one instant: what a device was told first, then what it says of itself,
+/// then its readings, then its events.
+pub fn rank(record: RecordType) -> u8 {
+    match record {
+        RecordType::CmdAck => 0,
+        RecordType::Status => 1,
+        RecordType::Light | RecordType::Cabinet | RecordType::Meter | RecordType::Vehicle => 2,
+        RecordType::Event => 3,
+    }
+}
+
+impl Input {
+    /// Its place in the stream: time, rank, device.
+    pub fn key(&self) -> (Timestamp, u8, i32) {
+        match self {
+            Input::Row(o) => (o.row.ts, rank(o.record), o.device_id),
+            Input::Instructed { asset, from, .. } => (*from, 0, *asset),
+        }
+    }
+}
+
+/// An input waiting for the horizon.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    key: (Timestamp, u8, i32),
+    arrival: u64,
+    input: Input,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.key, self.arrival).cmp(&(other.key, other.arrival))
+    }
+}
+
+/// An instant at which time alone may decide something: (when, what, asset, kind). At one
+/// instant, inputs go first (a reading at the very end of a silence window is in time),
+/// then cabinets' silences (so that they explain their lamps'), then the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Due(Timestamp, DueKind, i32, OutageKind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DueKind {
+    CabinetSilence,
+    Silence,
+    Clear,
+    Release,
+    Deferred,
+}
+
+impl Due {
+    pub(crate) fn silence(at: Timestamp, asset: i32, kind: OutageKind, cabinet: bool) -> Due {
+        let what = if cabinet {
+            DueKind::CabinetSilence
+        } else {
+            DueKind::Silence
+        };
+        Due(at, what, asset, kind)
+    }
+
+    pub(crate) fn clear(at: Timestamp, key: Key) -> Due {
+        Due(at, DueKind::Clear, key.0, key.1)
+    }
+
+    pub(crate) fn release(at: Timestamp, key: Key) -> Due {
+        Due(at, DueKind::Release, key.0, key.1)
+    }
+
+    pub(crate) fn deferred(at: Timestamp, key: Key) -> Due {
+        Due(at, DueKind::Deferred, key.0, key.1)
+    }
+
+    /// Deadlines set by a condition itself (the others follow from the rules, the devices
+    /// and the maintenance windows, and are computed again when those change).
+    pub(crate) fn is_clear(&self) -> bool {
+        self.1 == DueKind::Clear
+    }
+}
+
+impl Engine {
+    /// Takes one input: queued until the horizon passes its time, or, if it already has,
+    /// judged now or dropped (see the module's text).
+    pub fn receive(&self, state: &mut State, input: Input, out: &mut Vec<Decision>) {
+        let key = input.key();
+        if state.horizon.is_some_and(|h| key.0 <= h) {
+            if matches!(input, Input::Row(_)) {
+                state.late += 1;
+            }
+            self.judge(state, input, out);
+            return;
+        }
+        state.arrivals += 1;
+        state.queue.push(Reverse(Queued {
+            key,
+            arrival: state.arrivals,
+            input,
+        }));
+    }
+
+    /// Judges every queued input and every deadline up to `horizon`, in time order.
+    pub fn advance(&self, state: &mut State, horizon: Timestamp, out: &mut Vec<Decision>) {
+        self.refresh_deadlines(state);
+        loop {
+            let input = state
+                .queue
+                .peek()
+                .map(|Reverse(q)| q.key.0)
+                .filter(|t| *t <= horizon);
+            let due = state.deadlines.first().copied().filter(|d| d.0 <= horizon);
+            match (input, due) {
+                (Some(t), d) if d.is_none_or(|d| t <= d.0) => {
+                    let Some(Reverse(q)) = state.queue.pop() else {
+                        break;
+                    };
+                    state.clock = Some(state.now().max(t));
+                    self.judge(state, q.input, out);
+                }
+                (_, Some(d)) => {
+                    state.deadlines.remove(&d);
+                    state.clock = Some(state.now().max(d.0));
+                    self.fire(state, d, out);
+                }
+                _ => break,
+            }
+        }
+        let h = state.horizon.map_or(horizon, |h| h.max(horizon));
+        state.horizon = Some(h);
+        state.clock = Some(state.now().max(h));
+    }
+
+    /// How many inputs wait for the horizon.
+    pub fn queued(&self, state: &State) -> usize {
+        state.queue.len()
+    }
+
+    fn judge(&self, state: &mut State, input: Input, out: &mut Vec<Decision>) {
+        match input {
+            Input::Instructed {
+                asset, instruction, ..
+            } => self.instruct(state, asset, instruction),
+            Input::Row(o) => {
+                let key = (o.row.ts, rank(o.record));
+                if state.judged.get(&o.device_id).is_some_and(|j| *j >= key) {
+                    state.dropped += 1;
+                    return;
+                }
+                state.judged.insert(o.device_id, key);
+                self.judge_row(state, o.device_id, o.record, &o.row, out);
+            }
+        }
+    }
+
+    fn fire(&self, state: &mut State, due: Due, out: &mut Vec<Decision>) {
+        let Due(at, what, asset, kind) = due;
+        match what {
+            DueKind::CabinetSilence | DueKind::Silence => self.silent(state, asset, at, out),
+            DueKind::Clear => self.expire(state, (asset, kind), at, out),
+            DueKind::Release => self.release_held(state, (asset, kind), at, out),
+            DueKind::Deferred => self.open_deferred(state, (asset, kind), at, out),
+        }
+    }
+}
