@@ -12,7 +12,7 @@ pub(crate) const METER: i32 = 10;
 pub(crate) const BUSES: [i32; 2] = [20, 21];
 const ROUTE: i32 = 7;
 
-fn asset(id: i32, kind: Kind) -> Asset {
+pub(crate) fn asset(id: i32, kind: Kind) -> Asset {
     Asset {
         id,
         name: format!("D{id}"),
@@ -53,7 +53,7 @@ pub(crate) fn engine(config: RulesConfig) -> Engine {
 
 /// Rules whose devices are never found silent: for tests of other rules that feed a few
 /// readings hours apart.
-fn without_silence() -> RulesConfig {
+pub(crate) fn without_silence() -> RulesConfig {
     let mut c = RulesConfig::default();
     c.silence.intervals = 1_000.0;
     c
@@ -64,14 +64,14 @@ pub(crate) fn at(hhmm: &str) -> Timestamp {
     Timestamp::from_rfc3339(&format!("2026-11-22T{hhmm}:00Z")).unwrap()
 }
 
-struct Run {
-    engine: Engine,
-    state: State,
-    out: Vec<Decision>,
+pub(crate) struct Run {
+    pub engine: Engine,
+    pub state: State,
+    pub out: Vec<Decision>,
 }
 
 impl Run {
-    fn new(config: RulesConfig) -> Run {
+    pub fn new(config: RulesConfig) -> Run {
         Run {
             engine: engine(config),
             state: State::default(),
@@ -79,7 +79,7 @@ impl Run {
         }
     }
 
-    fn feed(
+    pub fn feed(
         &mut self,
         asset: i32,
         record: RecordType,
@@ -106,7 +106,14 @@ impl Run {
         self.out[before..].to_vec()
     }
 
-    fn lamp(&mut self, id: i32, ts: Timestamp, on: bool, power: f64, volts: f64) -> Vec<Decision> {
+    pub fn lamp(
+        &mut self,
+        id: i32,
+        ts: Timestamp,
+        on: bool,
+        power: f64,
+        volts: f64,
+    ) -> Vec<Decision> {
         self.feed(
             id,
             RecordType::Light,
@@ -115,14 +122,14 @@ impl Run {
         )
     }
 
-    fn tick(&mut self, now: Timestamp) -> Vec<Decision> {
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Decision> {
         let before = self.out.len();
         self.engine.tick(&mut self.state, now, &mut self.out);
         self.out[before..].to_vec()
     }
 }
 
-fn opened(d: &[Decision]) -> Vec<(i32, OutageKind)> {
+pub(crate) fn opened(d: &[Decision]) -> Vec<(i32, OutageKind)> {
     d.iter()
         .filter_map(|d| match d {
             Decision::Open { asset, kind, .. } => Some((*asset, *kind)),
@@ -131,7 +138,7 @@ fn opened(d: &[Decision]) -> Vec<(i32, OutageKind)> {
         .collect()
 }
 
-fn resolved(d: &[Decision]) -> Vec<(i32, OutageKind)> {
+pub(crate) fn resolved(d: &[Decision]) -> Vec<(i32, OutageKind)> {
     d.iter()
         .filter_map(|d| match d {
             Decision::Resolve { asset, kind, .. } => Some((*asset, *kind)),

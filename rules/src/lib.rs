@@ -39,3 +39,7 @@ pub use timeline::Input;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod order_tests;
+#[cfg(test)]
+mod regression_tests;
