@@ -13,6 +13,47 @@ use tokio_postgres::Transaction;
 
 use crate::{Db, StoreError};
 
+/// Migration 12: an outage's chronology as an invariant. It never resolves before it
+/// opened, and its events are in time order: an event earlier than one already recorded
+/// for the same outage is refused. The rules' writes keep to it by recording a step the
+/// engine judged late (evidence from before the outage's last recorded step) at that
+/// step's time, with the evidence's own time in the detail; `recorded_at` keeps when the
+/// hub wrote it.
+pub const CHRONOLOGY: &str = r#"
+UPDATE outages SET resolved_at = opened_at WHERE resolved_at < opened_at;
+
+-- The time of an outage's last recorded step (NULL before its first).
+CREATE FUNCTION last_step(outage bigint) RETURNS timestamptz LANGUAGE sql STABLE AS
+    'SELECT max(at) FROM outage_events WHERE outage_id = outage';
+-- What an event's detail adds when its evidence is older than the step it follows.
+CREATE FUNCTION judged_late(evidence timestamptz, recorded timestamptz) RETURNS text
+    LANGUAGE sql IMMUTABLE AS
+    $f$SELECT CASE WHEN evidence < recorded
+        THEN ' (evidence from ' || to_char(evidence AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', judged after the outage''s last step)'
+        ELSE '' END$f$;
+ALTER TABLE outages ADD CONSTRAINT outages_resolved_after_opened
+    CHECK (resolved_at IS NULL OR resolved_at >= opened_at);
+
+CREATE FUNCTION outage_events_in_time_order() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    late record;
+BEGIN
+    SELECT n.outage_id, n.at, n.transition, e.at AS after, e.transition AS after_transition
+      INTO late
+      FROM changed n
+      JOIN outage_events e ON e.outage_id = n.outage_id AND e.at > n.at AND e.id < n.id
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'outage % cannot record "%" at % after "%" at %: its events are in time order',
+            late.outage_id, late.transition, late.at, late.after_transition, late.after
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outage_events_in_time_order AFTER INSERT ON outage_events
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION outage_events_in_time_order();
+"#;
+
 /// Every state an outage can be in.
 pub const OUTAGE_STATES: [&str; 4] = ["open", "acknowledged", "resolved", "closed"];
 
@@ -299,7 +340,9 @@ async fn open_outages(tx: &Transaction<'_>, chunk: &[Opening<'_>]) -> Result<(),
                  RETURNING id, device_id, kind, (xmax = 0) AS inserted
              ), events AS (
                  INSERT INTO outage_events (outage_id, at, actor, transition, detail)
-                 SELECT u.id, i.at, $6, CASE WHEN u.inserted THEN 'opened' ELSE 'occurred again' END, i.reason
+                 SELECT u.id, greatest(i.at, last_step(u.id)), $6,
+                        CASE WHEN u.inserted THEN 'opened' ELSE 'occurred again' END,
+                        i.reason || judged_late(i.at, last_step(u.id))
                  FROM upserted u JOIN input i USING (device_id, kind)
              )
              SELECT id, device_id, kind FROM upserted WHERE inserted",
@@ -375,13 +418,15 @@ async fn resolve_outages(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), Sto
         "WITH input AS (
              SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) AS i(device_id, kind, at)
          ), resolved AS (
-             UPDATE outages o SET state = 'resolved', resolved_at = i.at
+             UPDATE outages o SET state = 'resolved',
+                 resolved_at = greatest(i.at, o.opened_at, last_step(o.id))
              FROM input i
              WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN ('open', 'acknowledged')
-             RETURNING o.id, i.at
+             RETURNING o.id, o.resolved_at, i.at
          )
          INSERT INTO outage_events (outage_id, at, actor, transition, detail)
-         SELECT id, at, $4, 'resolved', 'telemetry back to normal' FROM resolved",
+         SELECT id, resolved_at, $4, 'resolved', 'telemetry back to normal' || judged_late(at, resolved_at)
+         FROM resolved",
         &[&device, &kind, &at, &ACTOR],
     )
     .await
@@ -402,7 +447,9 @@ async fn flag_chattering(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), Sto
              RETURNING o.id, i.at
          )
          INSERT INTO outage_events (outage_id, at, actor, transition, detail)
-         SELECT id, at, $4, 'chattering', 'comes and goes too often; kept open until it settles' FROM flagged",
+         SELECT id, greatest(at, last_step(id)), $4, 'chattering',
+                'comes and goes too often; kept open until it settles' || judged_late(at, last_step(id))
+         FROM flagged",
         &[&device, &kind, &at, &ACTOR],
     )
     .await

@@ -169,6 +169,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
         ),
         (10, "days rolled up to today", migration_10(path)),
         (11, "districts' days kept as a table", migration_11(path)),
+        (
+            12,
+            "outage chronology",
+            crate::outages::CHRONOLOGY.to_owned(),
+        ),
     ]
 }
 

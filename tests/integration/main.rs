@@ -3,6 +3,7 @@
 mod acl;
 mod api;
 mod bad_input;
+mod chronology;
 mod cli;
 mod commands;
 mod contract;
