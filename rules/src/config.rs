@@ -560,6 +560,27 @@ mod tests {
         assert_eq!(c.voltage.min_v, 207.0);
     }
 
+    /// The shipped rules file says exactly what the built-in defaults are.
+    #[test]
+    fn the_shipped_rules_file_is_the_defaults_written_out() {
+        let shipped = RulesConfig::parse(include_str!("../../deploy/rules.toml")).unwrap();
+        let defaults = RulesConfig::default();
+        for kind in crate::OutageKind::ALL {
+            assert_eq!(
+                shipped.severity.get(kind.as_str()),
+                Some(&kind.default_severity()),
+                "{kind:?} in deploy/rules.toml"
+            );
+        }
+        assert_eq!(
+            RulesConfig {
+                severity: BTreeMap::new(),
+                ..shipped
+            },
+            defaults
+        );
+    }
+
     #[test]
     fn policies_pick_the_first_matching_rule() {
         let c = RulesConfig::parse(
