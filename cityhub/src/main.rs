@@ -99,8 +99,15 @@ struct CityArgs {
 
 #[derive(Subcommand)]
 enum DevicesCommand {
-    /// Load devices from an inventory GeoJSON FeatureCollection (inserts or updates)
-    Import { file: PathBuf },
+    /// Load devices from an inventory GeoJSON FeatureCollection (inserts or updates; the
+    /// format is docs/inventory.md). Warns of unknown properties (with the closest known
+    /// one), lamps without a rated power and cabinets or routes that do not exist.
+    Import {
+        file: PathBuf,
+        /// Refuse the whole file (write nothing, exit 2) if there is any warning
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -143,24 +150,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Devices {
-            command: DevicesCommand::Import { file },
-        } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let inventory = model::inventory::parse_inventory(&text)
-                .with_context(|| format!("{} is not a usable inventory", file.display()))?;
-            let mut db = migrate(&config).await?;
-            let outcome = db.import_devices(&inventory.devices).await?;
-            let routes = db.import_routes(&inventory.routes).await?;
-            println!(
-                "Imported {} devices and {} routes from {} ({} new tenants).",
-                outcome.devices_written,
-                routes,
-                file.display(),
-                outcome.tenants_created
-            );
-            Ok(())
-        }
+            command: DevicesCommand::Import { file, strict },
+        } => import_inventory(&config, &file, strict).await,
         Command::Simulate {
             command: SimulateCommand::City(args),
         } => simulate::write_city(&args.size, &args.out),
@@ -192,4 +183,41 @@ pub(crate) async fn migrate(config: &Config) -> anyhow::Result<store::Db> {
             store::describe_target(&config.database_url)
         )
     })
+}
+
+/// `cityhub devices import`: every warning on stderr, a line of what was written on
+/// stdout; with `--strict`, any warning refuses the file.
+async fn import_inventory(
+    config: &Config,
+    file: &std::path::Path,
+    strict: bool,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let inventory = model::inventory::parse_inventory(&text)
+        .with_context(|| format!("{} is not a usable inventory", file.display()))?;
+    let mut db = migrate(config).await?;
+    let import = db.import_inventory(&inventory, strict).await?;
+    for w in &inventory.warnings {
+        eprintln!("warning: {w}");
+    }
+    for d in &import.dangling {
+        eprintln!("warning: {d}");
+    }
+    let warnings = inventory.warnings.len() + import.dangling.len();
+    if import.refused {
+        eprintln!(
+            "error: {} refused (--strict): {warnings} warning(s) above; nothing was written.",
+            file.display()
+        );
+        std::process::exit(2);
+    }
+    println!(
+        "Imported {} devices and {} routes from {} ({} new tenants, {warnings} warnings).",
+        import.outcome.devices_written,
+        import.routes_written,
+        file.display(),
+        import.outcome.tenants_created
+    );
+    Ok(())
 }

@@ -2,11 +2,17 @@
 //! one LineString feature per bus route.
 //!
 //! Device properties: `id`, `kind`, `tenant` (required); `district`, `cabinet` (lights),
-//! `rated_power_w` (lights), `medium` (meters), `route` (vehicles) (optional); any other
-//! property is kept as it came.
+//! `rated_power_w` (lights), `medium` (meters), `route` (vehicles) (optional); the
+//! descriptive [`DESCRIPTIVE`] ones; any other property is kept as it came.
 //!
-//! Route properties: `kind: "route"`, `id`, `tenant` (required); any other property (such
-//! as `headway_s`) is kept as it came. A vehicle's `route` names a route's `id`.
+//! Route properties: `kind: "route"`, `id`, `tenant` (required); `headway_s`, `name`; any
+//! other property is kept as it came. A vehicle's `route` names a route's `id`.
+//!
+//! A file that parses may still say something other than what its author meant: a
+//! misspelled property (`rated_w`) is kept as an extra and the rules never see it. Such
+//! things are [`Warning`]s, named with the feature and, for a property, the closest known
+//! name; `cityhub devices import --strict` refuses a file that has any. The published
+//! schema is `docs/inventory.schema.json`, explained in `docs/inventory.md`.
 
 use std::collections::HashSet;
 
@@ -22,6 +28,203 @@ use crate::Kind;
 pub struct Inventory {
     pub devices: Vec<Device>,
     pub routes: Vec<RouteLine>,
+    /// What the file says that the hub will not use as its author probably meant.
+    pub warnings: Vec<Warning>,
+}
+
+/// Properties any device may carry to describe it; kept and shown, never judged.
+pub const DESCRIPTIVE: [&str; 6] = [
+    "name",
+    "street",
+    "address",
+    "manufacturer",
+    "model",
+    "installed",
+];
+
+/// The properties the hub reads, per device kind.
+fn properties_of(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Light => &["cabinet", "rated_power_w"],
+        Kind::Meter => &["medium"],
+        Kind::Vehicle => &["route"],
+        Kind::Cabinet => &[],
+    }
+}
+
+/// Every property name the hub knows, for suggestions.
+const KNOWN: [&str; 15] = [
+    "id",
+    "kind",
+    "tenant",
+    "district",
+    "cabinet",
+    "rated_power_w",
+    "medium",
+    "route",
+    "headway_s",
+    "name",
+    "street",
+    "address",
+    "manufacturer",
+    "model",
+    "installed",
+];
+
+/// Meter media the rules know.
+pub const MEDIA: [&str; 3] = ["water", "electricity", "heat"];
+
+/// Something a feature says that the hub will not use as its author probably meant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// The feature's place in the file (from 0).
+    pub index: usize,
+    /// The feature's `id`.
+    pub id: String,
+    pub issue: Issue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Issue {
+    /// Not a property the hub reads; kept as an extra. `suggestion`: the closest known one.
+    UnknownProperty {
+        name: String,
+        suggestion: Option<&'static str>,
+    },
+    /// A property the hub reads for another kind of device only.
+    NotForKind { name: &'static str, kind: Kind },
+    /// A lamp without a rated power: its power cannot tell a failed lamp from a burning one.
+    NoRatedPower,
+    /// A meter's medium the rules do not know.
+    UnknownMedium(String),
+    /// A route's headway that is not a positive number of seconds.
+    BadHeadway,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "feature {} (`{}`): ", self.index, self.id)?;
+        match &self.issue {
+            Issue::UnknownProperty {
+                name,
+                suggestion: Some(s),
+            } => write!(
+                f,
+                "unknown property `{name}`: did you mean `{s}`? (kept as an extra property; the rules do not read it)"
+            ),
+            Issue::UnknownProperty {
+                name,
+                suggestion: None,
+            } => write!(
+                f,
+                "unknown property `{name}` (kept as an extra property; the rules do not read it)"
+            ),
+            Issue::NotForKind { name, kind } => write!(
+                f,
+                "`{name}` is not read for a {} (kept, but nothing uses it)",
+                kind.as_str()
+            ),
+            Issue::NoRatedPower => f.write_str(
+                "a lamp without `rated_power_w`: a failed lamp is found only from its own fault reports, never from its power",
+            ),
+            Issue::UnknownMedium(m) => write!(
+                f,
+                "medium `{m}` is not one of water, electricity, heat"
+            ),
+            Issue::BadHeadway => {
+                f.write_str("`headway_s` must be a positive number of seconds; bunching uses `max_gap_m` alone")
+            }
+        }
+    }
+}
+
+/// The known property closest to `name`: the same once case and separators are ignored
+/// (`ratedPowerW`), or near enough to be a slip (`rated_w`, `distict`).
+pub fn closest_property(name: &str) -> Option<&'static str> {
+    let bare = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let wanted = bare(name);
+    if let Some(same) = KNOWN.iter().find(|k| bare(k) == wanted) {
+        return Some(same);
+    }
+    KNOWN
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&name.to_ascii_lowercase(), k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// The warnings of one device.
+fn device_warnings(index: usize, d: &Device) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut warn = |issue| {
+        out.push(Warning {
+            index,
+            id: d.id.clone(),
+            issue,
+        })
+    };
+    for name in d.props.keys() {
+        if !DESCRIPTIVE.contains(&name.as_str()) {
+            warn(Issue::UnknownProperty {
+                name: name.clone(),
+                suggestion: closest_property(name),
+            });
+        }
+    }
+    let given = [
+        ("cabinet", d.cabinet.is_some()),
+        ("rated_power_w", d.rated_power_w.is_some()),
+        ("medium", d.medium.is_some()),
+        ("route", d.route.is_some()),
+    ];
+    for (name, present) in given {
+        if present && !properties_of(d.kind).contains(&name) {
+            warn(Issue::NotForKind { name, kind: d.kind });
+        }
+    }
+    if d.kind == Kind::Light && !d.rated_power_w.is_some_and(|w| w > 0.0) {
+        warn(Issue::NoRatedPower);
+    }
+    if let Some(m) = d.medium.as_deref().filter(|m| !MEDIA.contains(m)) {
+        if d.kind == Kind::Meter {
+            warn(Issue::UnknownMedium(m.to_owned()));
+        }
+    }
+    out
+}
+
+/// The warnings of one route.
+fn route_warnings(index: usize, r: &RouteLine) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for name in r.props.keys() {
+        if name == "headway_s" || name == "name" {
+            continue;
+        }
+        out.push(Warning {
+            index,
+            id: r.id.clone(),
+            issue: Issue::UnknownProperty {
+                name: name.clone(),
+                suggestion: closest_property(name),
+            },
+        });
+    }
+    if let Some(h) = r.props.get("headway_s") {
+        if !h.as_f64().is_some_and(|h| h > 0.0) {
+            out.push(Warning {
+                index,
+                id: r.id.clone(),
+                issue: Issue::BadHeadway,
+            });
+        }
+    }
+    out
 }
 
 /// One device of the inventory.
@@ -88,11 +291,13 @@ pub fn parse_inventory(text: &str) -> Result<Inventory, InventoryError> {
         let (what, tenant, id) = if props.get("kind") == Some(&Value::from("route")) {
             let route = parse_route(geometry, props).map_err(bad)?;
             let key = ("route", route.tenant.clone(), route.id.clone());
+            inventory.warnings.extend(route_warnings(index, &route));
             inventory.routes.push(route);
             key
         } else {
             let device = parse_device(geometry, props).map_err(bad)?;
             let key = ("device", device.tenant.clone(), device.id.clone());
+            inventory.warnings.extend(device_warnings(index, &device));
             inventory.devices.push(device);
             key
         };
@@ -382,6 +587,81 @@ mod tests {
             }
         ));
         assert_eq!(err.to_string(), "feature 1: route `x/a` is listed twice");
+    }
+
+    #[test]
+    fn misspelled_and_misplaced_properties_are_named_with_the_closest_known_one() {
+        let check = |props: &str, expected: &[&str]| {
+            let inventory = parse_inventory(&feature(props, POINT)).unwrap();
+            let said: Vec<String> = inventory.warnings.iter().map(|w| w.to_string()).collect();
+            assert_eq!(said.len(), expected.len(), "{said:?}");
+            for (s, e) in said.iter().zip(expected) {
+                assert!(s.contains(e), "`{s}` should say `{e}`");
+            }
+        };
+        check(
+            r#"{"id":"L-1","kind":"light","tenant":"x","cabinet":"C","rated_w":60}"#,
+            &[
+                "unknown property `rated_w`: did you mean `rated_power_w`?",
+                "without `rated_power_w`",
+            ],
+        );
+        check(
+            r#"{"id":"L-1","kind":"light","tenant":"x","ratedPowerW":60,"distict":"a"}"#,
+            &[
+                "did you mean `district`?",
+                "did you mean `rated_power_w`?",
+                "without `rated_power_w`",
+            ],
+        );
+        check(
+            r#"{"id":"L-1","kind":"light","tenant":"x","rated_power_w":60,"street":"Rua Augusta","pole_height":8}"#,
+            &["unknown property `pole_height` (kept"],
+        );
+        check(
+            r#"{"id":"M-1","kind":"meter","tenant":"x","medium":"gas","rated_power_w":5}"#,
+            &["`rated_power_w` is not read for a meter", "medium `gas`"],
+        );
+        check(
+            r#"{"id":"C-1","kind":"cabinet","tenant":"x","name":"Cabinet 1"}"#,
+            &[],
+        );
+        let route = parse_inventory(&route(r#","headway_s":-5,"colour":"red""#, LINE)).unwrap();
+        let said: Vec<String> = route.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("`colour`"), "{said:?}");
+        assert!(said[1].contains("headway_s"), "{said:?}");
+    }
+
+    /// The published schema names exactly the properties the hub reads or describes.
+    #[test]
+    fn the_published_schema_names_the_known_properties() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../docs/inventory.schema.json")).unwrap();
+        let names = |def: &str| -> Vec<String> {
+            let props = &schema["$defs"][def]["properties"]["properties"]["properties"];
+            props.as_object().unwrap().keys().cloned().collect()
+        };
+        let mut device = names("device");
+        device.sort();
+        let mut expected: Vec<String> = ["id", "kind", "tenant", "district"]
+            .into_iter()
+            .chain(DESCRIPTIVE)
+            .chain(
+                Kind::ALL
+                    .iter()
+                    .flat_map(|k| properties_of(*k).iter().copied()),
+            )
+            .map(String::from)
+            .collect();
+        expected.sort();
+        assert_eq!(device, expected);
+        let mut route = names("route");
+        route.sort();
+        assert_eq!(route, ["headway_s", "id", "kind", "name", "tenant"]);
+        for name in device.iter().chain(&route) {
+            assert!(KNOWN.contains(&name.as_str()), "{name} is not suggested");
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub use command_batches::{
 };
 pub use commands::{Answer, AnswerCounts, CommandRow, DueCommand};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
-pub use devices::{ImportOutcome, RegisteredDevice};
+pub use devices::{Dangling, ImportOutcome, InventoryImport, RegisteredDevice};
 pub use error::StoreError;
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
 pub use listings::{

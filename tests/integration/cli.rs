@@ -162,6 +162,51 @@ async fn serve_logs_never_show_secrets_and_stops_on_sigterm() {
     );
 }
 
+/// A file written by someone else: a misspelled rating, a cabinet that is not there, a
+/// property nobody reads. Each is named; `--strict` writes nothing.
+#[tokio::test]
+async fn an_inventory_says_what_the_hub_will_not_use_and_strict_refuses_it() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(tests::unique("inv-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("vendor.geojson");
+    std::fs::write(
+        &file,
+        r#"{"type":"FeatureCollection","features":[
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[-9.14,38.71]},"properties":{"id":"C-1","kind":"cabinet","tenant":"v"}},
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[-9.14,38.71]},"properties":{"id":"L-1","kind":"light","tenant":"v","cabinet":"C-1","rated_w":60}},
+          {"type":"Feature","geometry":{"type":"Point","coordinates":[-9.14,38.71]},"properties":{"id":"L-2","kind":"light","tenant":"v","cabinet":"C-9","rated_power_w":60,"pole_height_m":8}}]}"#,
+    )
+    .unwrap();
+    let env = [("CITYHUB_DATABASE_URL", db.url.as_str())];
+    let path = file.to_str().unwrap();
+    let (ok, _, err) = cityhub(&["devices", "import", "--strict", path], &env);
+    assert!(!ok, "{err}");
+    for said in [
+        "feature 1 (`L-1`): unknown property `rated_w`: did you mean `rated_power_w`?",
+        "feature 1 (`L-1`): a lamp without `rated_power_w`",
+        "feature 2 (`L-2`): unknown property `pole_height_m`",
+        "`v/L-2`: cabinet `C-9`, but tenant `v` has no cabinet of that id",
+        "refused (--strict): 4 warning(s) above; nothing was written",
+    ] {
+        assert!(err.contains(said), "{said}\n{err}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM devices").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM tenants").await, 0);
+    // Without --strict it loads, says the same, and keeps the extras as they came.
+    let (ok, out, err) = cityhub(&["devices", "import", path], &env);
+    assert!(ok, "{err}");
+    assert!(err.contains("did you mean `rated_power_w`?"), "{err}");
+    assert!(out.contains("Imported 3 devices and 0 routes"), "{out}");
+    assert!(out.contains("4 warnings"), "{out}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM devices WHERE ext_id = 'L-1' AND rated_power_w IS NULL AND props->>'rated_w' = '60'")
+            .await,
+        1
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn a_generated_city_imports_whole() {
     let db = TestDb::new().await;
@@ -193,10 +238,11 @@ async fn a_generated_city_imports_whole() {
     );
     let inventory = dir.join("inventory.geojson");
     let (ok, _, err) = cityhub(
-        &["devices", "import", inventory.to_str().unwrap()],
+        &["devices", "import", "--strict", inventory.to_str().unwrap()],
         &[("CITYHUB_DATABASE_URL", &db.url)],
     );
-    assert!(ok, "{err}");
+    assert!(ok, "the generated inventory is clean: {err}");
+    assert!(!err.contains("warning"), "{err}");
     let lamps = db.count("SELECT count(*) FROM devices WHERE kind = 'light' AND cabinet IS NOT NULL AND rated_power_w > 0").await;
     let cabinets = db
         .count("SELECT count(*) FROM devices WHERE kind = 'cabinet'")

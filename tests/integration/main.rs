@@ -10,6 +10,7 @@ mod contract;
 mod detection;
 mod gtfs_rt;
 mod hygiene;
+mod inventory;
 mod reliability;
 mod rule_inputs;
 mod rules;

@@ -38,8 +38,23 @@ pub struct Device {
     pub route: Option<String>,
     pub lon: f64,
     pub lat: f64,
+    /// What the inventory leaves the rules unable to judge, one sentence each (a lamp
+    /// without a rated power); empty when nothing.
+    pub inventory_warnings: Vec<String>,
     /// Absent until the device has been heard from.
     pub latest: Option<Latest>,
+}
+
+/// What a lamp without a rated power cannot be judged by.
+pub const NO_RATED_POWER: &str =
+    "no rated_power_w in the inventory: a failed lamp is found only from its own fault reports, never from its power";
+
+fn inventory_warnings(d: &DeviceRow) -> Vec<String> {
+    let unrated = d.kind == "light" && !d.rated_power_w.is_some_and(|w| w > 0.0);
+    unrated
+        .then(|| NO_RATED_POWER.to_owned())
+        .into_iter()
+        .collect()
 }
 
 /// What a device last said.
@@ -59,7 +74,9 @@ pub struct Latest {
 
 impl From<DeviceRow> for Device {
     fn from(d: DeviceRow) -> Device {
+        let inventory_warnings = inventory_warnings(&d);
         Device {
+            inventory_warnings,
             id: d.id,
             tenant: d.tenant,
             ext_id: d.ext_id,

@@ -575,10 +575,20 @@ async fn one_device_with_its_latest_state_and_open_outages() {
     let last = readings.last().unwrap();
     assert_eq!(d["latest"]["telemetry_ts"], rfc3339_z(last.ts));
     assert_eq!(d["latest"]["telemetry"]["dim"], last.dim);
+    assert_eq!(d["inventory_warnings"], serde_json::json!([]));
     let cabinet = history(&city, "viewer", "C0").await;
     assert_eq!(cabinet["kind"], "cabinet");
     assert_eq!(cabinet["open_outages"], 0);
     assert!(cabinet["latest"].is_null());
+    assert_eq!(cabinet["inventory_warnings"], serde_json::json!([]));
+    // A lamp the inventory gives no rated power is named: its power cannot be judged.
+    let mut unrated = tests::db::devices(&a, &[(model::Kind::Light, 1)]);
+    unrated[0].id = "L-unrated".into();
+    unrated[0].rated_power_w = None;
+    city.db.import(&unrated).await;
+    let d = history(&city, "viewer", "L-unrated").await;
+    let said = d["inventory_warnings"][0].as_str().unwrap_or_default();
+    assert!(said.contains("no rated_power_w"), "{d}");
 }
 
 #[tokio::test]
