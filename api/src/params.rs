@@ -33,6 +33,8 @@ pub fn limit(asked: Option<i64>) -> Result<i64, ApiError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CursorKind {
     Outages,
+    /// Outages most severe first: the rank of the severity, then time and id.
+    OutagesBySeverity(i16),
     WorkOrders,
     Devices,
     /// Command batches (issue time and id).
@@ -47,6 +49,9 @@ impl CursorKind {
     fn tag(self) -> &'static str {
         match self {
             CursorKind::Outages => "o",
+            CursorKind::OutagesBySeverity(0) => "o0",
+            CursorKind::OutagesBySeverity(1) => "o1",
+            CursorKind::OutagesBySeverity(_) => "o2",
             CursorKind::WorkOrders => "w",
             CursorKind::Devices => "d",
             CursorKind::CommandBatches => "c",
@@ -84,6 +89,18 @@ pub fn decode_cursor(kind: CursorKind, cursor: &str) -> Result<(DateTime<Utc>, i
     let id: i64 = id.parse().map_err(|_| refused())?;
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(refused)?;
     Ok((at, id))
+}
+
+/// Reads a cursor of [`CursorKind::OutagesBySeverity`]: the (rank, time, id) it points after.
+pub fn decode_ranked_cursor(cursor: &str) -> Result<(i16, DateTime<Utc>, i64), ApiError> {
+    let mut refused = None;
+    for rank in 0..3 {
+        match decode_cursor(CursorKind::OutagesBySeverity(rank), cursor) {
+            Ok((at, id)) => return Ok((rank, at, id)),
+            Err(e) => refused = Some(e),
+        }
+    }
+    Err(refused.unwrap_or_else(|| ApiError::bad_request("cursor is not one this list gave out")))
 }
 
 /// An RFC 3339 time given as `name`.

@@ -73,7 +73,8 @@ pub use devices::{Dangling, ImportOutcome, InventoryImport, RegisteredDevice};
 pub use error::StoreError;
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
 pub use listings::{
-    DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageQuery, Page, WorkOrderQuery,
+    severity_rank, DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageOrder, OutageQuery,
+    Page, WorkOrderQuery,
 };
 pub use maintenance::MaintenanceWindow;
 pub use outages::{OutageChange, OutageRow, WorkOrderPlan, OUTAGE_STATES};

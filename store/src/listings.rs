@@ -54,10 +54,35 @@ pub struct OutageQuery<'a> {
     pub from: Option<DateTime<Utc>>,
     /// Opened before.
     pub to: Option<DateTime<Utc>>,
-    /// The key of the last row of the previous page.
-    pub after: Option<(DateTime<Utc>, i64)>,
+    /// The order of the list.
+    pub order: OutageOrder,
+    /// The key of the last row of the previous page: its severity's rank (in
+    /// [`OutageOrder::Severity`]), opening time and id.
+    pub after: Option<(i16, DateTime<Utc>, i64)>,
     pub limit: i64,
 }
+
+/// How outages are listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutageOrder {
+    /// Most severe first (critical, major, minor), then newest first: what needs a person.
+    #[default]
+    Severity,
+    /// Newest first.
+    Newest,
+}
+
+/// An outage's severity as a rank, most severe first: the order of the alarm list.
+pub fn severity_rank(severity: &str) -> i16 {
+    match severity {
+        "critical" => 0,
+        "major" => 1,
+        _ => 2,
+    }
+}
+
+/// [`severity_rank`] in SQL.
+const RANK: &str = "(CASE o.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 ELSE 2 END)::int2";
 
 /// Which work orders to list.
 #[derive(Debug, Clone, Default)]
@@ -142,9 +167,30 @@ fn read_limit(limit: i64) -> i64 {
 }
 
 impl Db {
-    /// A page of outages, newest first (by opening time, then id).
+    /// A page of outages, most severe first or newest first (by opening time, then id).
     pub async fn outage_page(&self, q: &OutageQuery<'_>) -> Result<Page<OutageRow>, StoreError> {
-        let (after_at, after_id) = q.after.unzip();
+        let (rank, after_at, after_id) = match q.after {
+            Some((rank, at, id)) => (Some(rank), Some(at), Some(id)),
+            None => (None, None, None),
+        };
+        let (after, order) = match q.order {
+            OutageOrder::Newest => (
+                "(o.opened_at, o.id) < ($7, $8::int8)".to_owned(),
+                "o.opened_at DESC, o.id DESC".to_owned(),
+            ),
+            OutageOrder::Severity => (
+                format!("({RANK} > $10::int2 OR ({RANK} = $10::int2 AND (o.opened_at, o.id) < ($7, $8::int8)))"),
+                format!("{RANK}, o.opened_at DESC, o.id DESC"),
+            ),
+        };
+        let limit = read_limit(q.limit);
+        let rank = rank.unwrap_or(0);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &q.tenants, &q.state, &q.kind, &q.device, &q.from, &q.to, &after_at, &after_id, &limit,
+        ];
+        if q.order == OutageOrder::Severity {
+            params.push(&rank);
+        }
         let rows = self
             .client()
             .query(
@@ -156,21 +202,11 @@ impl Db {
                        AND ($4::text IS NULL OR d.ext_id = $4)
                        AND ($5::timestamptz IS NULL OR o.opened_at >= $5)
                        AND ($6::timestamptz IS NULL OR o.opened_at < $6)
-                       AND ($7::timestamptz IS NULL OR (o.opened_at, o.id) < ($7, $8::int8))
-                     ORDER BY o.opened_at DESC, o.id DESC
+                       AND ($7::timestamptz IS NULL OR {after})
+                     ORDER BY {order}
                      LIMIT $9"
                 ),
-                &[
-                    &q.tenants,
-                    &q.state,
-                    &q.kind,
-                    &q.device,
-                    &q.from,
-                    &q.to,
-                    &after_at,
-                    &after_id,
-                    &read_limit(q.limit),
-                ],
+                &params,
             )
             .await
             .map_err(StoreError::db("listing outages"))?;

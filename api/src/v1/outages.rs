@@ -6,7 +6,10 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use store::{Actor, OutageAction, OutageEvent, OutageQuery, OutageRow, OUTAGE_STATES};
+use store::{
+    severity_rank, Actor, OutageAction, OutageEvent, OutageOrder, OutageQuery, OutageRow,
+    OUTAGE_STATES,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
@@ -157,13 +160,16 @@ pub struct OutageFilter {
     /// Opened before (RFC 3339); at most 400 days after `from`.
     #[param(format = DateTime)]
     pub to: Option<String>,
+    /// `severity` (the default): most severe first (critical, major, minor), then newest
+    /// first; `newest`: newest first.
+    pub sort: Option<String>,
     /// Items per page: 1 to 1000, 100 when absent.
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
-/// Outages of the caller's tenants, newest first.
+/// Outages of the caller's tenants, most severe first then newest (or newest first).
 #[utoipa::path(
     get,
     path = "/outages",
@@ -187,6 +193,10 @@ pub async fn list(
     let tenants = caller.scope(f.tenant.as_deref())?;
     let (from, to) = params::optional_range(f.from.as_deref(), f.to.as_deref())?;
     let limit = params::limit(f.limit)?;
+    let order = match params::one_of("sort", f.sort.as_deref(), &["severity", "newest"])? {
+        Some("newest") => OutageOrder::Newest,
+        _ => OutageOrder::Severity,
+    };
     let query = OutageQuery {
         tenants: &tenants,
         state: params::one_of("state", f.state.as_deref(), &OUTAGE_STATES)?,
@@ -194,10 +204,16 @@ pub async fn list(
         device: params::short("device", f.device.as_deref())?,
         from,
         to,
+        order,
         after: f
             .cursor
             .as_deref()
-            .map(|c| params::decode_cursor(CursorKind::Outages, c))
+            .map(|c| match order {
+                OutageOrder::Newest => {
+                    params::decode_cursor(CursorKind::Outages, c).map(|(at, id)| (0, at, id))
+                }
+                OutageOrder::Severity => params::decode_ranked_cursor(c),
+            })
             .transpose()?,
         limit,
     };
@@ -206,7 +222,15 @@ pub async fn list(
         .more
         .then(|| page.items.last())
         .flatten()
-        .map(|o| params::encode_cursor(CursorKind::Outages, Some(o.opened_at), o.id));
+        .map(|o| match order {
+            OutageOrder::Newest => {
+                params::encode_cursor(CursorKind::Outages, Some(o.opened_at), o.id)
+            }
+            OutageOrder::Severity => {
+                let rank = severity_rank(&o.severity);
+                params::encode_cursor(CursorKind::OutagesBySeverity(rank), Some(o.opened_at), o.id)
+            }
+        });
     Ok(Json(ListPage {
         items: page.items.into_iter().map(Outage::from).collect(),
         next_cursor,

@@ -23,7 +23,8 @@ export class OutagesPage implements Page {
   private kindFilter: HTMLSelectElement;
   private text: HTMLInputElement;
   private shelved: HTMLInputElement;
-  private sort: { key: SortKey; desc: boolean } = { key: "opened_at", desc: true };
+  // Most severe first, then newest: what needs a person now (docs/rules.md, severities).
+  private sort: { key: SortKey; desc: boolean } = { key: "severity", desc: false };
   private pending = 0;
   private visible = false;
   private stale = true;
@@ -144,10 +145,12 @@ export class OutagesPage implements Page {
     const { key, desc } = this.sort;
     const val = (o: Outage): number | string =>
       key === "severity" ? (SEVERITY_RANK[o.severity] ?? 9) : key === "opened_at" ? Date.parse(o.opened_at) : (o[key] as number | string);
+    const newest = (a: Outage, b: Outage) => Date.parse(b.opened_at) - Date.parse(a.opened_at) || b.id - a.id;
     rows = rows.sort((a, b) => {
       const x = val(a), y = val(b);
-      const c = x < y ? -1 : x > y ? 1 : b.id - a.id;
-      return desc ? -c : c;
+      const c = x < y ? -1 : x > y ? 1 : 0;
+      // Ties: newest first, whichever way the column is sorted.
+      return (desc ? -c : c) || newest(a, b);
     });
     for (const th of this.el.querySelectorAll<HTMLElement>("th[data-key]")) {
       th.setAttribute("aria-sort", th.dataset.key === key ? (desc ? "descending" : "ascending") : "none");

@@ -40,13 +40,11 @@ async fn cursors_walk_every_row_exactly_once() {
     for i in 0..23 {
         let at = format!("2026-03-01T0{}:00:00Z", i % 5);
         let device = city.device(&a, &format!("L{i}"));
-        changes.push(opened_with_order(
-            device,
-            fresh_kind(),
-            &at,
-            CREW_TEAM,
-            3600,
-        ));
+        let mut change = opened_with_order(device, fresh_kind(), &at, CREW_TEAM, 3600);
+        if let store::OutageChange::Open { severity, .. } = &mut change {
+            *severity = ["critical", "major", "minor"][i % 3];
+        }
+        changes.push(change);
     }
     for i in 0..4 {
         changes.push(opened(
@@ -57,21 +55,42 @@ async fn cursors_walk_every_row_exactly_once() {
     }
     city.store.apply_outage_changes(&changes).await.unwrap();
 
+    let ids = |order: &'static str| {
+        let client = &city.db.client;
+        let a = a.clone();
+        async move {
+            client
+                .query(
+                    &format!(
+                        "SELECT o.id FROM outages o JOIN devices d ON d.id = o.device_id
+                         JOIN tenants t ON t.id = d.tenant_id WHERE t.slug = $1 ORDER BY {order}"
+                    ),
+                    &[&a],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<i64>>()
+        }
+    };
+    let by_severity = ids(
+        "array_position(ARRAY['critical','major','minor'], o.severity), o.opened_at DESC, o.id DESC",
+    )
+    .await;
+    let newest = ids("o.opened_at DESC, o.id DESC").await;
+    assert_ne!(by_severity, newest);
     let outages = walk(&city, "/api/v1/outages?state=open", 5).await;
-    let expected: Vec<i64> = city
-        .db
-        .client
-        .query(
-            "SELECT o.id FROM outages o JOIN devices d ON d.id = o.device_id JOIN tenants t ON t.id = d.tenant_id
-             WHERE t.slug = $1 ORDER BY o.opened_at DESC, o.id DESC",
-            &[&a],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(outages, expected, "newest first, each once, none of b's");
+    assert_eq!(
+        outages, by_severity,
+        "most severe first, then newest, each once, none of b's"
+    );
+    let outages = walk(&city, "/api/v1/outages?state=open&sort=newest", 5).await;
+    assert_eq!(outages, newest, "newest first, each once, none of b's");
+    let r = city
+        .get("/api/v1/outages?sort=newest&cursor=bzA6MDox", "admin")
+        .await;
+    assert_eq!(r.status, 400, "a severity cursor on the newest-first list");
 
     let orders = walk(&city, "/api/v1/work-orders?state=new", 4).await;
     assert_eq!(orders.len(), 23);
