@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 mod api;
-mod detection;
+pub(crate) mod detection;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {

@@ -227,6 +227,8 @@ pub struct Bunching {
     pub max_gap_m: f64,
     /// Positions further apart in time than this are not compared.
     pub max_age_s: i64,
+    /// A close pair stays close until its gap exceeds the limit by this share.
+    pub hysteresis: f64,
     pub on_delay_s: i64,
     pub off_delay_s: i64,
 }
@@ -237,6 +239,7 @@ impl Default for Bunching {
             headway_share: 0.25,
             max_gap_m: 150.0,
             max_age_s: 30,
+            hysteresis: 0.5,
             on_delay_s: 60,
             off_delay_s: 60,
         }
@@ -520,6 +523,9 @@ impl RulesConfig {
         }
         if !(self.bunching.headway_share > 0.0 && self.bunching.headway_share <= 1.0) {
             return bad("bunching.headway_share must be above 0 and at most 1".into());
+        }
+        if !(0.0..=2.0).contains(&self.bunching.hysteresis) {
+            return bad("bunching.hysteresis must be between 0 and 2".into());
         }
         if self.stopped_too_long.max_speed_mps < 0.0 {
             return bad("stopped_too_long.max_speed_mps must not be negative".into());

@@ -221,10 +221,8 @@ pub struct State {
     /// Last positions per route and vehicle.
     pub(crate) tracks: HashMap<i32, HashMap<i32, Track>>,
     /// Vehicle pairs found close together, (the one whose outage it is, the other), and
-    /// their gap in metres.
-    pub(crate) bunched: HashMap<(i32, i32), f64>,
-    /// When each vehicle's bunching was last judged.
-    pub(crate) bunch_seen: HashMap<i32, Timestamp>,
+    /// since when.
+    pub(crate) bunched: HashMap<(i32, i32), crate::transport::Closeness>,
     /// Recent raises per alarm, for chattering.
     raises: HashMap<Key, VecDeque<Timestamp>>,
     /// Outages held open because they chatter.

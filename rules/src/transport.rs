@@ -13,6 +13,14 @@ pub(crate) struct Position {
     lat: f64,
 }
 
+/// Two vehicles found close: since when (without a break), last judged, and how close.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closeness {
+    gap: f64,
+    since: Timestamp,
+    last: Timestamp,
+}
+
 /// A vehicle's last two positions: where it was between them is known, not guessed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Track {
@@ -119,14 +127,17 @@ impl Engine {
     }
 
     /// Two vehicles of one route closer together than a share of the timetable's headway
-    /// (and never more than `max_gap_m`): one outage per pair, on the vehicle whose
-    /// inventory id comes first, its reason naming the other. Positions are compared at
-    /// the same instant: the other vehicle's last position against where this one was
-    /// then, between its last two readings. Vehicles passing each other, or meeting at a
-    /// terminus, are close only for moments: the on-delay lets them go.
+    /// (and never more than `max_gap_m`) for the on-delay: one outage per pair, on the
+    /// vehicle whose inventory id comes first, its reason naming the other. Positions are
+    /// compared at the same instant: the other vehicle's last position against where this
+    /// one was then, between its last two readings.
     ///
-    /// Every position of either vehicle judges their pair, close or not, so a pair that
-    /// drives apart clears its outage `off_delay_s` after they were first found apart.
+    /// Each pair has its own on-delay: close at every judgement, without a break in the
+    /// evidence longer than `max_age_s`, for `on_delay_s`. Vehicles passing each other, or
+    /// meeting at a terminus, are close only for moments: they never confirm a pair, so
+    /// they neither raise an outage nor keep one open. Every position of either vehicle
+    /// judges their pair, close or not, so a pair that drives apart ends at once and the
+    /// outage clears `off_delay_s` later.
     fn bunching(
         &self,
         state: &mut State,
@@ -156,7 +167,7 @@ impl Engine {
         };
         tracks.insert(a.id, track);
         // Pairs judged by this position: (holder, other, gap; none when the other's
-        // last position is too old to compare with, which ends what it said).
+        // last position is too old to compare with, which ends the pair).
         let mut judged: Vec<(i32, i32, Option<f64>)> = Vec::new();
         for (&other, t) in tracks.iter() {
             if other == a.id {
@@ -172,47 +183,54 @@ impl Engine {
         judged.sort_by_key(|j| (j.0, j.1));
         let mut holders: Vec<i32> = Vec::new();
         for &(holder, partner, gap) in &judged {
-            let was = match gap.filter(|g| *g <= limit) {
-                Some(g) => state.bunched.insert((holder, partner), g).is_some(),
-                None => state.bunched.remove(&(holder, partner)).is_some(),
+            let key = (holder, partner);
+            let was = state.bunched.contains_key(&key);
+            // Hysteresis: a close pair stays close until clearly apart, so a follower
+            // right at the limit does not come and go with every reading's speed.
+            let reach = if was {
+                limit * (1.0 + c.hysteresis)
+            } else {
+                limit
             };
-            if gap.is_some() || was {
+            match gap.filter(|g| *g <= reach) {
+                Some(gap) => {
+                    let pair = state.bunched.entry(key).or_insert(Closeness {
+                        gap,
+                        since: here.ts,
+                        last: here.ts,
+                    });
+                    if here.ts.micros() - pair.last.micros() > max_age {
+                        // A break in the evidence (a backlog, a silent bus): start over.
+                        pair.since = here.ts;
+                    }
+                    pair.gap = gap;
+                    pair.last = pair.last.max(here.ts);
+                }
+                None => {
+                    state.bunched.remove(&key);
+                }
+            }
+            if was || state.bunched.contains_key(&key) {
                 holders.push(holder);
             }
         }
         holders.dedup();
+        let on_delay = c.on_delay_s * 1_000_000;
         for holder in holders {
             let Some(asset) = self.assets.get(&holder) else {
                 continue;
             };
-            // The holder's closest pair, for the reason.
-            let closest = state
+            // The holder's closest confirmed pair: close for the on-delay.
+            let confirmed = state
                 .bunched
                 .iter()
-                .filter(|(p, _)| p.0 == holder)
-                .min_by(|x, y| x.1.total_cmp(y.1).then(x.0.cmp(y.0)))
-                .map(|(p, gap)| (p.1, *gap));
-            let close = closest.is_some();
-            if !close && !state.is_active((holder, OutageKind::Bunching)) {
-                state.bunch_seen.remove(&holder);
+                .filter(|(p, k)| p.0 == holder && k.last.micros() - k.since.micros() >= on_delay)
+                .min_by(|x, y| x.1.gap.total_cmp(&y.1.gap).then(x.0.cmp(y.0)))
+                .map(|(p, k)| (p.1, k.gap));
+            if confirmed.is_none() && !state.is_active((holder, OutageKind::Bunching)) {
                 continue;
             }
-            // Closeness must be seen without a break for the on-delay: after a gap in the
-            // evidence (a backlog, a silent vehicle) it starts over.
-            let last = state.bunch_seen.insert(holder, here.ts);
-            let broken = last.is_none_or(|l| (here.ts.micros() - l.micros()).abs() > max_age);
-            if broken && close && !state.is_active((holder, OutageKind::Bunching)) {
-                let restart = Check {
-                    kind: OutageKind::Bunching,
-                    faulty: false,
-                    ts: here.ts,
-                    on_delay_s: c.on_delay_s,
-                    off_delay_s: c.off_delay_s,
-                    reason: String::new,
-                };
-                self.update(state, asset, restart, out);
-            }
-            let reason = || match closest {
+            let reason = || match confirmed {
                 Some((partner, gap)) => {
                     let name = self.assets.get(&partner).map_or("?", |p| p.name.as_str());
                     format!("{gap:.0} m from {name} of the same route")
@@ -221,9 +239,9 @@ impl Engine {
             };
             let check = Check {
                 kind: OutageKind::Bunching,
-                faulty: close,
+                faulty: confirmed.is_some(),
                 ts: here.ts,
-                on_delay_s: c.on_delay_s,
+                on_delay_s: 0,
                 off_delay_s: c.off_delay_s,
                 reason,
             };

@@ -27,6 +27,9 @@ pub enum FaultKind {
     VoltageOutOfRange,
     CabinetSupplyLoss,
     DeviceOffline,
+    /// A lamp keeps its connection but holds its readings back, then sends them all as one
+    /// array (newest first) when the fault ends: silent on the wire until then.
+    Backlog,
     /// City-wide outage: every device is silent, then all reconnect at once with backlogs.
     PowerRestore,
     // Meters.
@@ -72,7 +75,7 @@ impl FaultKind {
         use FaultKind::*;
         match self {
             LampFailure | DriverFailure | DayBurner | LampCycling | VoltageOutOfRange
-            | WrongTypes => Target::Lamp,
+            | WrongTypes | Backlog => Target::Lamp,
             CabinetSupplyLoss => Target::Cabinet,
             Leak => Target::WaterMeter,
             Tamper | ReverseFlow | MeterSilent => Target::Meter,
@@ -113,6 +116,25 @@ pub struct FaultSpec {
     pub asset: Option<String>,
 }
 
+/// What an operator (or a schedule change) tells some lamps at a time: the `cmd` body
+/// without `id` and `ts`, which are filled in when it is sent.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Seconds after the scenario's start.
+    pub at_s: u64,
+    /// `set_light` or `set_schedule` with its fields (`on`, `dim`, `steps`, ...).
+    pub body: toml::Table,
+    /// A `set_light` expires this long after it is sent.
+    pub expires_s: Option<u64>,
+    /// Lamps it reaches (chosen from the seed among those no fault hits).
+    #[serde(default = "one")]
+    pub count: usize,
+    /// Specific lamps instead of a seeded choice.
+    #[serde(default)]
+    pub lamps: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScenarioCity {
@@ -148,6 +170,10 @@ pub struct Scenario {
     pub city: ScenarioCity,
     #[serde(default, rename = "fault")]
     pub faults: Vec<FaultSpec>,
+    /// Commands sent during the run: what the lamps were told is expected behaviour,
+    /// never a fault (no ground truth of their own).
+    #[serde(default, rename = "command")]
+    pub commands: Vec<CommandSpec>,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -162,6 +188,8 @@ pub enum ScenarioError {
         kind: String,
         why: String,
     },
+    #[error("command {index}: {why}")]
+    Command { index: usize, why: String },
 }
 
 /// One fault resolved to an asset of the city.
@@ -180,9 +208,21 @@ pub struct PlannedFault {
     pub partner: Option<usize>,
 }
 
+/// A command of the scenario resolved to lamps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedCommand {
+    pub at: Timestamp,
+    /// Device indices in fleet order.
+    pub lamps: Vec<usize>,
+    /// The `cmd` body: `action` and its fields, `expires` (Unix ms) when it has one; the
+    /// sender adds `id` and `ts`.
+    pub body: serde_json::Value,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub faults: Vec<PlannedFault>,
+    pub commands: Vec<PlannedCommand>,
 }
 
 /// One line of ground truth.
@@ -250,6 +290,22 @@ impl Scenario {
                 return Err(bad(
                     "a city-wide outage needs a duration (the restore is the point)",
                 ));
+            }
+        }
+        for (index, c) in s.commands.iter().enumerate() {
+            let bad = |why: &str| ScenarioError::Command {
+                index,
+                why: why.to_owned(),
+            };
+            if c.at_s >= s.duration_s {
+                return Err(bad("is sent after the scenario ends"));
+            }
+            if c.count == 0 {
+                return Err(bad("count must be at least 1"));
+            }
+            match c.body.get("action").and_then(|a| a.as_str()) {
+                Some("set_light") | Some("set_schedule") => {}
+                _ => return Err(bad("body.action must be set_light or set_schedule")),
             }
         }
         if let Some(start) = &s.start {
@@ -388,6 +444,46 @@ impl Scenario {
                 });
             }
         }
+        for (index, c) in self.commands.iter().enumerate() {
+            let bad = |why: String| ScenarioError::Command { index, why };
+            let chosen: Vec<usize> = if c.lamps.is_empty() {
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    self.city.seed ^ (index as u64 + 1).wrapping_mul(0xC2B2_AE3D),
+                );
+                let mut free: Vec<usize> = lamps.clone().filter(|&d| !used[d]).collect();
+                free.shuffle(&mut rng);
+                if free.len() < c.count {
+                    return Err(bad(format!(
+                        "needs {} lamps no fault hits, the city has {}",
+                        c.count,
+                        free.len()
+                    )));
+                }
+                free.truncate(c.count);
+                free
+            } else {
+                c.lamps
+                    .iter()
+                    .map(|id| {
+                        lamps
+                            .clone()
+                            .find(|&d| id_of(d) == *id)
+                            .ok_or_else(|| bad(format!("`{id}` is not a lamp of the city")))
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let at = start.add_secs(c.at_s as i64);
+            let mut body = serde_json::to_value(&c.body).map_err(|e| bad(format!("body: {e}")))?;
+            if let Some(e) = c.expires_s {
+                body["expires"] = serde_json::json!(at.add_secs(e as i64).micros() / 1000);
+            }
+            plan.commands.push(PlannedCommand {
+                at,
+                lamps: chosen,
+                body,
+            });
+        }
+        plan.commands.sort_by_key(|c| c.at);
         Ok(plan)
     }
 }

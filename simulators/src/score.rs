@@ -22,6 +22,11 @@
 //!   `max(0, recorded_wall - wall(start + window))`, with simulated instants turned into
 //!   wall instants by the run's [`SimClock`]. The simulated time from the fault's start
 //!   to the outage's `opened_at` is kept too, for the table.
+//! - **Resolution.** A matched outage whose fault ended must be resolved, and by the end
+//!   plus the rule's resolve window (`resolve_s`: the device's next report and the rule's
+//!   off-delay), when that instant falls inside the run; one that is not is a late
+//!   resolution. Chronology is the database's (an outage never resolves before it opens),
+//!   but a resolution before the fault even started is counted late too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -90,6 +95,8 @@ pub struct Detected {
     pub opened_at: Timestamp,
     /// Wall-clock time the outage row was written.
     pub recorded_wall: Timestamp,
+    /// Simulated time it was resolved, if it was.
+    pub resolved_at: Option<Timestamp>,
 }
 
 /// The outage a fault of `kind` on one asset should open; `None` for the city-wide power
@@ -103,7 +110,7 @@ pub fn outage_kind(kind: FaultKind) -> Option<&'static str> {
         LampCycling => "lamp_cycling",
         VoltageOutOfRange => "voltage_out_of_range",
         CabinetSupplyLoss => "cabinet_supply_loss",
-        DeviceOffline => "device_offline",
+        DeviceOffline | Backlog => "device_offline",
         Leak => "leak",
         Tamper => "tamper",
         ReverseFlow => "reverse_flow",
@@ -129,7 +136,10 @@ fn silence_of(kind: Kind) -> FaultKind {
 fn is_silence(kind: FaultKind) -> bool {
     matches!(
         kind,
-        FaultKind::DeviceOffline | FaultKind::MeterSilent | FaultKind::VehicleSilent
+        FaultKind::DeviceOffline
+            | FaultKind::MeterSilent
+            | FaultKind::VehicleSilent
+            | FaultKind::Backlog
     )
 }
 
@@ -202,6 +212,9 @@ pub struct Scoring<'a> {
     pub window_s: &'a dyn Fn(&Truth) -> f64,
     /// Every device of the city (id, kind): what a power restore expands to.
     pub devices: &'a [(String, Kind)],
+    /// Simulated seconds after a fault's end by which its outage must be resolved; `None`
+    /// where the rule cannot know (a lamp's failure that ends by day).
+    pub resolve_s: &'a dyn Fn(&Truth) -> Option<f64>,
 }
 
 /// A detection matched to the outage it was expected as.
@@ -221,6 +234,8 @@ pub struct Score {
     pub matches: Vec<Match>,
     pub misses: Vec<Expected>,
     pub false_positives: Vec<Detected>,
+    /// Matches not resolved by their fault's end plus the resolve window.
+    pub late_resolutions: Vec<Match>,
 }
 
 /// One line of the table.
@@ -250,14 +265,16 @@ pub struct Totals {
     pub recall_min: f64,
     /// 99th percentile of the delay beyond the window over all matches (0 if none).
     pub delay_p99_s: f64,
+    /// Matched outages not resolved in time after their fault ended.
+    pub late_resolutions: usize,
 }
 
 impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "RESULT precision_min={:.3} recall_min={:.3} delay_p99_s={:.2}",
-            self.precision_min, self.recall_min, self.delay_p99_s
+            "RESULT precision_min={:.3} recall_min={:.3} delay_p99_s={:.2} late_resolutions={}",
+            self.precision_min, self.recall_min, self.delay_p99_s, self.late_resolutions
         )
     }
 }
@@ -326,6 +343,23 @@ impl Scoring<'_> {
             .filter(|(_, t)| !t)
             .map(|(e, _)| e)
             .collect();
+        score.late_resolutions = score
+            .matches
+            .iter()
+            .filter(|m| {
+                let t = &m.expected.truth;
+                let (Some(end), Some(w)) = (t.end, (self.resolve_s)(t)) else {
+                    return false;
+                };
+                let due = plus(end, w);
+                due <= self.scenario_end
+                    && !m
+                        .detected
+                        .resolved_at
+                        .is_some_and(|r| t.start <= r && r <= due)
+            })
+            .cloned()
+            .collect();
         score
     }
 }
@@ -357,6 +391,7 @@ impl Score {
             all.matches.extend(s.matches);
             all.misses.extend(s.misses);
             all.false_positives.extend(s.false_positives);
+            all.late_resolutions.extend(s.late_resolutions);
         }
         all
     }
@@ -419,6 +454,7 @@ impl Score {
             precision_min: rows.iter().map(|r| r.precision).fold(1.0, f64::min),
             recall_min: rows.iter().map(|r| r.recall).fold(1.0, f64::min),
             delay_p99_s: percentile(&delays, 0.99).unwrap_or(0.0),
+            late_resolutions: self.late_resolutions.len(),
         }
     }
 

@@ -156,6 +156,26 @@ pub fn check(city: &City, plan: &[PlannedFault], seen: &[Seen]) -> Vec<String> {
                     }
                 }
             }
+            FaultKind::Backlog => {
+                // Its readings of the window come as one array, sent at its end.
+                let held = raw.get(f.asset.as_str()).into_iter().flatten().any(|s| {
+                    s.topic.ends_with("/telemetry")
+                        && serde_json::from_slice::<Value>(&s.payload).is_ok_and(|v| {
+                            v.as_array().is_some_and(|a| {
+                                a.len() >= 2
+                                    && a.iter().all(|r| {
+                                        r.get("ts")
+                                            .and_then(Value::as_i64)
+                                            .and_then(Timestamp::from_unix_ms)
+                                            .is_some_and(inside)
+                                    })
+                            })
+                        })
+                });
+                if !held {
+                    fail("no backlog array of the window's readings".into());
+                }
+            }
             FaultKind::PowerRestore => {
                 let arrays = seen
                     .iter()

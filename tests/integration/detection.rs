@@ -1,18 +1,20 @@
 //! Detection quality on every shipped scenario: `cityhub bench detection` runs each through
 //! the whole stack (simulated devices -> broker -> ingest -> rules -> outages) and scores
 //! the outages against the ground truth. Targets, for every outage kind: precision and
-//! recall at least 0.99; outages written at most 5 s (real) after their rule's window.
+//! recall at least 0.99; outages written at most 5 s (real) after their rule's window;
+//! every outage whose fault ended resolved within its resolve window.
 
 use std::process::{Command, Stdio};
 
 use tests::hub::cityhub_binary;
 
-/// At the shipped speeds the six scenarios take about 8.5 minutes on two cores; a quarter
-/// faster brings them to about 7 (docs/benchmarks.md).
+/// At the shipped speeds the ten scenarios take about 11 minutes on two cores; a quarter
+/// faster brings them to about 9 (docs/benchmarks.md).
 const SPEED_FACTOR: &str = "1.25";
 
-/// The figures of the `RESULT precision_min=P recall_min=R delay_p99_s=D` line.
-fn result_line(line: &str) -> Option<(f64, f64, f64)> {
+/// The figures of the `RESULT precision_min=P recall_min=R delay_p99_s=D late_resolutions=N`
+/// line.
+fn result_line(line: &str) -> Option<(f64, f64, f64, f64)> {
     let mut fields = line.strip_prefix("RESULT ")?.split(' ');
     let mut value = |name: &str| {
         fields
@@ -26,6 +28,7 @@ fn result_line(line: &str) -> Option<(f64, f64, f64)> {
         value("precision_min")?,
         value("recall_min")?,
         value("delay_p99_s")?,
+        value("late_resolutions")?,
     ))
 }
 
@@ -46,18 +49,25 @@ fn outages_are_detected_on_every_shipped_scenario() {
     println!("{stdout}");
     assert!(out.status.success(), "bench detection failed");
     let last = stdout.lines().last().unwrap_or_default();
-    let (precision, recall, delay) =
+    let (precision, recall, delay, late) =
         result_line(last).unwrap_or_else(|| panic!("the last line is not a RESULT: `{last}`"));
     assert!(precision >= 0.99, "precision_min {precision} < 0.99");
     assert!(recall >= 0.99, "recall_min {recall} < 0.99");
     assert!(delay <= 5.0, "delay_p99_s {delay} > 5");
+    assert_eq!(late, 0.0, "outages resolved late or never");
 }
 
 #[test]
 fn result_lines_parse() {
     assert_eq!(
+        result_line(
+            "RESULT precision_min=0.995 recall_min=1.000 delay_p99_s=1.25 late_resolutions=2"
+        ),
+        Some((0.995, 1.0, 1.25, 2.0))
+    );
+    assert_eq!(
         result_line("RESULT precision_min=0.995 recall_min=1.000 delay_p99_s=1.25"),
-        Some((0.995, 1.0, 1.25))
+        None
     );
     assert_eq!(
         result_line("precision_min=1 recall_min=1 delay_p99_s=1"),

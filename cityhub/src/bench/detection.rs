@@ -12,7 +12,7 @@
 //! A rule's window ([`windows`]) is how long after a fault's start it can know, at the
 //! latest, given the devices' reporting intervals and the rules' own delays.
 
-mod windows;
+pub(crate) mod windows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,6 +124,7 @@ async fn detected(db: &Db, cutoff: Timestamp) -> anyhow::Result<Vec<Detected>> {
             kind: o.kind,
             opened_at: Timestamp::from_datetime(o.opened_at),
             recorded_wall: Timestamp::from_datetime(o.recorded_at),
+            resolved_at: o.resolved_at.map(Timestamp::from_datetime),
         })
         .filter(|d| d.opened_at <= cutoff)
         .collect())
@@ -165,9 +166,62 @@ fn print_findings(score: &Score) {
             );
         }
     }
+    for m in &score.late_resolutions {
+        if more("late resolution", m.expected.kind) {
+            let t = &m.expected.truth;
+            let end = t.end.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+            let resolved = m
+                .detected
+                .resolved_at
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "never".into());
+            println!(
+                "late resolution: {} on {} ({}) ended {end}, resolved {resolved}",
+                m.expected.kind,
+                t.asset,
+                m.expected.fault.name()
+            );
+        }
+    }
     for ((what, kind), n) in shown.into_iter().filter(|(_, n)| *n > SHOWN) {
         println!("{what}: {kind}: {} more", n - SHOWN);
     }
+}
+
+/// Records a scenario's command for each of its lamps, pending for the dispatcher;
+/// returns how many.
+async fn record_command(
+    db: &mut Db,
+    c: &simulators::scenario::PlannedCommand,
+    devices: &[model::Device],
+    ids: &std::collections::HashMap<String, i32>,
+    sent: u64,
+) -> anyhow::Result<u64> {
+    let action = c.body["action"].as_str().unwrap_or_default();
+    let expires = c.body["expires"]
+        .as_i64()
+        .and_then(Timestamp::from_unix_ms)
+        .map(Timestamp::to_datetime);
+    let mut n = 0;
+    for &lamp in &c.lamps {
+        let name = &devices[lamp].id;
+        let device = *ids
+            .get(name)
+            .with_context(|| format!("lamp {name} is not in the database"))?;
+        n += 1;
+        let id = format!("00000000-0000-4000-8000-{:012x}", sent + n);
+        db.record_command(
+            &id,
+            device,
+            action,
+            &c.body,
+            c.at.to_datetime(),
+            expires,
+            "scenario",
+        )
+        .await?;
+    }
+    Ok(n)
 }
 
 async fn scenario_run(
@@ -196,6 +250,7 @@ async fn scenario_run(
     };
     let windows = windows::Windows::new(rules, &spec, &devices);
     let window_s = |t: &Truth| windows.window_s(t);
+    let resolve_s = |t: &Truth| windows.resolve_s(t);
     let kinds: Vec<(String, model::Kind)> =
         devices.iter().map(|d| (d.id.clone(), d.kind)).collect();
     eprintln!(
@@ -297,14 +352,28 @@ async fn scenario_run(
                 clock,
                 window_s: &window_s,
                 devices: &kinds,
+                resolve_s: &resolve_s,
             }
             .score()
         };
-        let db = Db::connect(&url).await?;
+        let mut db = Db::connect(&url).await?;
+        // The scenario's commands go in as an operator's do: rows the hub's dispatcher
+        // sends, the lamps answer and the rules follow.
+        let device_ids: std::collections::HashMap<String, i32> = db
+            .rule_assets()
+            .await?
+            .into_iter()
+            .map(|a| (a.ext_id, a.id))
+            .collect();
+        let mut commands = plan.commands.iter().peekable();
+        let mut sent = 0u64;
         let mut report = Instant::now();
         let mut checked = Instant::now();
         while Timestamp::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            while let Some(c) = commands.next_if(|c| c.at <= clock.now()) {
+                sent += record_command(&mut db, c, &devices, &device_ids, sent).await?;
+            }
             if let Some(status) = hub.child.try_wait()? {
                 bail!("`cityhub serve` exited during the run ({status})");
             }

@@ -25,7 +25,7 @@ pub(super) struct Effects {
     pub stopped_since: Option<Timestamp>,
     /// Publishes nothing.
     pub silent: bool,
-    /// Holds its readings until the city's power comes back.
+    /// Holds its readings until the city's power comes back (or its backlog fault ends).
     pub holding: bool,
 }
 
@@ -101,6 +101,7 @@ impl Fleet {
                 FaultKind::DeviceOffline | FaultKind::MeterSilent | FaultKind::VehicleSilent => {
                     e.silent = true
                 }
+                FaultKind::Backlog => e.holding = true,
                 _ => {}
             }
         }
@@ -141,6 +142,20 @@ impl Fleet {
                 }
             }
             (FaultKind::DeviceOffline, Some(d)) => out.push(self.status(d, ts, !start)),
+            (FaultKind::Backlog, Some(d)) if !start => {
+                // Everything it held, in one array, newest first: the order is the hub's
+                // to restore.
+                let mut held = std::mem::take(&mut self.backlog[d]);
+                held.reverse();
+                if !held.is_empty() {
+                    out.push(Message {
+                        device: d,
+                        topic: self.topics[d].clone(),
+                        payload: format!("[{}]", held.join(",")),
+                        retain: false,
+                    });
+                }
+            }
             (kind, Some(d)) if kind.is_bad_traffic() => self.bad_traffic(kind, d, f.count, ts, out),
             _ => {}
         }

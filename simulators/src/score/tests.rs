@@ -35,6 +35,7 @@ fn seen(kind: &str, asset: &str, opened: i64, late: f64) -> Detected {
         kind: kind.into(),
         opened_at,
         recorded_wall: plus(wall_of(&clock(), opened_at), late),
+        resolved_at: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn run(truth: &[Truth], detected: &[Detected]) -> Score {
         clock: clock(),
         window_s: &|_| 600.0,
         devices: &devices(),
+        resolve_s: &|_| Some(300.0),
     }
     .score()
 }
@@ -217,6 +219,7 @@ fn delay_is_real_time_past_the_window_end() {
         kind: "voltage_out_of_range".into(),
         opened_at: at(1200),
         recorded_wall: Timestamp::from_unix_ms(1_000_000 + 16_000 + 2_500).unwrap(),
+        resolved_at: None,
     };
     let s = run(&fault, &[d]);
     assert_eq!(s.matches.len(), 1);
@@ -242,7 +245,8 @@ fn totals_and_rates_cover_only_kinds_with_something_to_count() {
         Totals {
             precision_min: 1.0,
             recall_min: 1.0,
-            delay_p99_s: 0.0
+            delay_p99_s: 0.0,
+            late_resolutions: 0,
         }
     );
     let a = run(
@@ -264,7 +268,8 @@ fn totals_and_rates_cover_only_kinds_with_something_to_count() {
     assert_eq!((t.precision_min, t.recall_min), (0.0, 0.5));
     assert_eq!(
         t.to_string(),
-        "RESULT precision_min=0.000 recall_min=0.500 delay_p99_s=0.00"
+        "RESULT precision_min=0.000 recall_min=0.500 delay_p99_s=0.00 late_resolutions=2",
+        "the two matches were never resolved"
     );
     let table = all.table();
     assert!(
@@ -301,4 +306,37 @@ fn truth_lines_resolve_their_times() {
     bad.start = "tonight".into();
     assert_eq!(Truth::from_record(&bad), None);
     assert_eq!(wall_of(&clock(), at(100)).micros(), 1_001_000_000);
+}
+
+#[test]
+fn an_outage_is_resolved_by_its_faults_end_plus_the_resolve_window() {
+    use FaultKind::*;
+    let fault = [truth(VoltageOutOfRange, "L1", 1000, Some(5000))];
+    let resolved = |r: Option<i64>| Detected {
+        resolved_at: r.map(at),
+        ..seen("voltage_out_of_range", "L1", 1200, 0.0)
+    };
+    // Due by 5000 + 300.
+    for (r, late) in [
+        (Some(5100), 0),
+        (Some(5300), 0),
+        (Some(5301), 1),
+        (None, 1),
+        (Some(900), 1),
+    ] {
+        let s = run(&fault, &[resolved(r)]);
+        assert_eq!(s.late_resolutions.len(), late, "resolved at {r:?}");
+        assert_eq!(s.totals().late_resolutions, late);
+    }
+    // A fault lasting to the end, or ending too close to it, is not judged.
+    let lasting = [truth(VoltageOutOfRange, "L1", 1000, None)];
+    assert!(run(&lasting, &[resolved(None)]).late_resolutions.is_empty());
+    let near_end = [truth(VoltageOutOfRange, "L1", 1000, Some(7000))];
+    assert!(run(&near_end, &[resolved(None)])
+        .late_resolutions
+        .is_empty());
+    assert!(run(&fault, &[resolved(None)])
+        .totals()
+        .to_string()
+        .ends_with("late_resolutions=1"));
 }

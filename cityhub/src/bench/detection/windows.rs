@@ -14,6 +14,12 @@
 //!   dawn plus `margin_s` at the lamp's place) if the fault starts before;
 //! - leak: the end of the first whole night window (local solar time, `leak.night_start_h`
 //!   to `night_end_h`) starting at or after the fault's start, plus R.
+//!
+//! And how long after a fault's end its outage must be resolved ([`Windows::resolve_s`]):
+//! the device's next report (R; the first steady one for cycling, after the last report
+//! the cycling lamp was due to make) plus the rule's off-delay, plus `[stream] reorder_s`
+//! and a few seconds; the end of the next night window for a leak; nothing for a lamp's
+//! failure that ends by day or a day burner that ends by night (no report can tell then).
 
 use std::collections::HashMap;
 
@@ -68,7 +74,7 @@ impl<'a> Windows<'a> {
             Bunching => reading(c.bunching.on_delay_s),
             StoppedTooLong => reading(c.stopped_too_long.on_delay_s),
             LampCycling => f64::from(c.lamp_cycling.min_switches + 1) * r,
-            DeviceOffline | MeterSilent | VehicleSilent => {
+            DeviceOffline | MeterSilent | VehicleSilent | Backlog => {
                 c.silence.intervals * r + c.silence.grace_s as f64
             }
             DayBurner => {
@@ -85,6 +91,54 @@ impl<'a> Windows<'a> {
             // A power restore is scored as each device's silence; bad traffic is not scored.
             PowerRestore | MalformedJson | WrongTypes | UnknownDevice | Oversize | Duplicates
             | OutOfOrder => 0.0,
+        }
+    }
+}
+
+impl Windows<'_> {
+    /// Simulated seconds after `t`'s end by which its outage must be resolved.
+    pub fn resolve_s(&self, t: &Truth) -> Option<f64> {
+        use FaultKind::*;
+        let device = self.devices.get(t.asset.as_str())?;
+        let end = t.end?;
+        let r = self.interval_s(device.kind);
+        let c = self.rules;
+        let slack = c.stream.reorder_s as f64 + 5.0;
+        let dark = |at: Timestamp| astro::is_dark(device.lon, device.lat, at);
+        let after = |off: i64| Some(r + off as f64 + slack);
+        match t.kind {
+            DeviceOffline | MeterSilent | VehicleSilent | Backlog => after(0),
+            LampFailure | DriverFailure => {
+                let off = c.lamp_failure.off_delay_s;
+                let until = end.add_secs(r as i64 + off + slack as i64);
+                (dark(end) && dark(until)).then_some(r + off as f64 + slack)
+            }
+            DayBurner => {
+                let db = c.day_burner;
+                let until = end.add_secs(r as i64 + db.off_delay_s + slack as i64);
+                let d = (device.lon, device.lat);
+                let daylight = |at: Timestamp| daylight_from(at, d.0, d.1, db.margin_s) == at;
+                (daylight(end) && daylight(until)).then_some(r + db.off_delay_s as f64 + slack)
+            }
+            // The cycling lamp's last report is due a minute after its end, then it reports
+            // at R again.
+            LampCycling => Some(60.0 + r + c.lamp_cycling.off_delay_s as f64 + slack),
+            VoltageOutOfRange => after(c.voltage.off_delay_s),
+            CabinetSupplyLoss => {
+                let lamps = self.interval_s(Kind::Light);
+                Some(r.max(lamps) + c.cabinet_supply_loss.off_delay_s as f64 + slack)
+            }
+            Tamper | ReverseFlow => after(c.meter_flags.off_delay_s),
+            OffRoute => after(c.off_route.off_delay_s),
+            Bunching => after(c.bunching.off_delay_s + c.bunching.max_age_s),
+            StoppedTooLong => after(c.stopped_too_long.off_delay_s),
+            Leak => {
+                let l = &c.leak;
+                let next = night_window_end(end, device.lon, l.night_start_h, l.night_end_h);
+                Some(secs(end, next) + r + slack)
+            }
+            PowerRestore | MalformedJson | WrongTypes | UnknownDevice | Oversize | Duplicates
+            | OutOfOrder => None,
         }
     }
 }
