@@ -198,6 +198,13 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
             s.duration_s,
             args.truth.display()
         );
+        if !plan.commands.is_empty() {
+            eprintln!(
+                "Scenario `{}` has {} commands: the hub sends commands (POST /api/v1/commands, or `cityhub bench detection`, which records them); this run only plays the devices, which answer whatever the hub sends.",
+                s.name,
+                plan.commands.len()
+            );
+        }
         faults = plan.faults.len();
         sim_end = Some(start.add_secs(s.duration_s as i64));
         fleet = fleet.with_plan(&plan);
