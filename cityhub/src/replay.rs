@@ -137,8 +137,8 @@ pub fn replay(scenario: &Scenario, config: RulesConfig, tick_s: i64) -> anyhow::
             let d = decode_payload(record, m.payload.as_bytes(), now, &limits);
             for row in d.rows {
                 if record == RecordType::CmdAck {
-                    let answer = |f: &str| row.get(record, f).clone();
-                    let told = match (answer("id"), answer("status").as_str()) {
+                    use model::fields::cmd_ack;
+                    let told = match (row.cell(cmd_ack::ID), row.cell(cmd_ack::STATUS).as_str()) {
                         (model::Cell::Uuid(u), Some("ok")) => sent.get(&u.to_string()),
                         _ => None,
                     };

@@ -3,7 +3,8 @@
 //!
 //! - [`topic`]: `city/{tenant}/{kind}/{device}/{channel}` parsing and formatting.
 //! - [`record`]: the table-driven field schema of each record type ([`RecordType::fields`]),
-//!   and the decoded [`Row`] of [`Cell`]s that `store` writes column by column.
+//!   and the decoded [`Row`] of [`Cell`]s that `store` writes column by column; [`fields`]
+//!   names each field in code (`row.cell(fields::light::POWER_W)`).
 //! - [`decode`]: payload bytes -> rows and [`Rejected`] elements, each with a [`Rejection`].
 //! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
 //! - [`inventory`]: devices and bus routes as listed in the city's inventory.
@@ -15,6 +16,7 @@
 
 pub mod astro;
 pub mod decode;
+pub mod fields;
 pub mod inventory;
 pub mod lighting;
 pub mod record;

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use model::fields::cmd_ack;
 use model::{Cell, Committed, Observation, RecordType, Timestamp};
 use store::{Answer, Db, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
@@ -364,14 +365,14 @@ async fn answered(db: &mut Db, rows: &[Observation]) -> Vec<Input> {
 
 async fn answer(db: &mut Db, ack: &Observation) -> Result<Option<Input>, StoreError> {
     let row = &ack.row;
-    let id = match row.get(RecordType::CmdAck, "id") {
+    let id = match row.cell(cmd_ack::ID) {
         Cell::Uuid(u) => u.to_string(),
         _ => return Ok(None),
     };
-    let Some(status) = row.get(RecordType::CmdAck, "status").as_str() else {
+    let Some(status) = row.cell(cmd_ack::STATUS).as_str() else {
         return Ok(None);
     };
-    let detail = row.get(RecordType::CmdAck, "detail");
+    let detail = row.cell(cmd_ack::DETAIL);
     let answered = db.record_answer(
         &id,
         Some(ack.device_id),

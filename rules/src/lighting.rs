@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 
-use model::{astro, RecordType, Row, Timestamp};
+use model::fields::{cabinet, light};
+use model::{astro, Row, Timestamp};
 
 use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
 use crate::schedule::Expected;
@@ -19,13 +20,12 @@ pub(crate) struct LampState {
 
 impl Engine {
     pub(crate) fn lamp(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
-        let r = RecordType::Light;
         let ts = row.ts;
-        let power = row.get(r, "power_w").as_f64();
-        let on = row.get(r, "on").as_bool();
-        let dim = row.get(r, "dim").as_f64();
-        let volts = row.get(r, "voltage_v").as_f64();
-        let fault = row.get(r, "fault").as_str();
+        let power = row.cell(light::POWER_W).as_f64();
+        let on = row.cell(light::ON).as_bool();
+        let dim = row.cell(light::DIM).as_f64();
+        let volts = row.cell(light::VOLTAGE_V).as_f64();
+        let fault = row.cell(light::FAULT).as_str();
         let (dawn, dusk) = self.twilight(state, a, ts);
         let dark = match (dawn, dusk) {
             (Some(dawn), Some(dusk)) => ts < dawn || ts >= dusk,
@@ -186,9 +186,8 @@ impl Engine {
     }
 
     pub(crate) fn cabinet(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
-        let r = RecordType::Cabinet;
         let ts = row.ts;
-        if let Some(supply) = row.get(r, "supply").as_bool() {
+        if let Some(supply) = row.cell(cabinet::SUPPLY).as_bool() {
             if supply && state.supply_lost.remove(&a.id) {
                 // Back: darkness seen while it was gone proves nothing any more.
                 state.dark.remove(&a.id);
@@ -198,7 +197,7 @@ impl Engine {
             }
             self.supply(state, a, ts, out);
         }
-        if let Some(v) = row.get(r, "voltage_v").as_f64().filter(|v| *v > 0.0) {
+        if let Some(v) = row.cell(cabinet::VOLTAGE_V).as_f64().filter(|v| *v > 0.0) {
             self.voltage(state, a, v, ts, out);
         }
     }

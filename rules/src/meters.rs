@@ -1,7 +1,8 @@
 //! Meter rules: leaks (water that never stops flowing through the night), tampering and
 //! reverse flow.
 
-use model::{RecordType, Row, Timestamp};
+use model::fields::meter;
+use model::{Row, Timestamp};
 
 use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
 
@@ -16,18 +17,21 @@ pub(crate) struct Night {
 
 impl Engine {
     pub(crate) fn meter(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
-        let r = RecordType::Meter;
         let ts = row.ts;
         let d = self.config.meter_flags;
         for (field, kind, reason) in [
-            ("tamper", OutageKind::Tamper, "the meter reports tampering"),
             (
-                "reverse_flow",
+                meter::TAMPER,
+                OutageKind::Tamper,
+                "the meter reports tampering",
+            ),
+            (
+                meter::REVERSE_FLOW,
                 OutageKind::ReverseFlow,
                 "the meter reports reverse flow",
             ),
         ] {
-            if let Some(flag) = row.get(r, field).as_bool() {
+            if let Some(flag) = row.cell(field).as_bool() {
                 let check = Check {
                     kind,
                     faulty: flag,
@@ -39,7 +43,7 @@ impl Engine {
                 self.update(state, a, check, out);
             }
         }
-        if let Some(flow) = row.get(r, "flow_m3h").as_f64() {
+        if let Some(flow) = row.cell(meter::FLOW_M3H).as_f64() {
             self.leak(state, a, flow, ts, out);
         }
     }

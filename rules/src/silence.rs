@@ -7,7 +7,8 @@
 //! when the backlog arrives, and the backlog's readings are judged by the other rules at
 //! their own times.
 
-use model::{Kind, RecordType, Row, Timestamp};
+use model::fields::status;
+use model::{Kind, Row, Timestamp};
 
 use crate::engine::{silence_kind, Asset, Check, Decision, Engine, State};
 use crate::timeline::Due;
@@ -29,7 +30,7 @@ impl Engine {
     /// raised after the grace, so that a cabinet's status arriving in the same moment
     /// explains its lamps' instead of raising eighty alarms.
     pub(crate) fn status(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
-        if row.get(RecordType::Status, "state").as_str() == Some("offline") {
+        if row.cell(status::STATE).as_str() == Some("offline") {
             let since = row.ts.max(state.now());
             state.offline.insert(a.id, since);
             self.schedule_offline(state, a.id, since);

@@ -1,7 +1,8 @@
 //! Transport rules: a vehicle off its route, two of a route bunched together, a vehicle
 //! stopped too long.
 
-use model::{RecordType, Row, Timestamp};
+use model::fields::vehicle;
+use model::{Row, Timestamp};
 
 use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
 
@@ -87,9 +88,8 @@ fn distance(a: &Position, b: &Position) -> f64 {
 
 impl Engine {
     pub(crate) fn vehicle(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
-        let r = RecordType::Vehicle;
         let ts = row.ts;
-        if let Some(speed) = row.get(r, "speed_mps").as_f64() {
+        if let Some(speed) = row.cell(vehicle::SPEED_MPS).as_f64() {
             let c = self.config.stopped_too_long;
             let check = Check {
                 kind: OutageKind::StoppedTooLong,
@@ -101,15 +101,17 @@ impl Engine {
             };
             self.update(state, a, check, out);
         }
-        let (Some(lon), Some(lat)) = (row.get(r, "lon").as_f64(), row.get(r, "lat").as_f64())
-        else {
+        let (Some(lon), Some(lat)) = (
+            row.cell(vehicle::LON).as_f64(),
+            row.cell(vehicle::LAT).as_f64(),
+        ) else {
             return;
         };
         let Some(route) = a.route else {
             return;
         };
         let here = Position { ts, lon, lat };
-        let speed = row.get(r, "speed_mps").as_f64().unwrap_or(0.0);
+        let speed = row.cell(vehicle::SPEED_MPS).as_f64().unwrap_or(0.0);
         if let Some(line) = self.routes.get(&route).map(|r| &r.line) {
             let c = self.config.off_route;
             let d = distance_to_line(lon, lat, line);
