@@ -208,6 +208,17 @@ pub struct Overrides {
     /// Commands published per second at most
     #[arg(long, env = "CITYHUB_COMMANDS_RATE_PER_SEC", global = true)]
     pub commands_rate_per_sec: Option<u32>,
+    /// MQTT user name of the command dispatcher (an account of its own)
+    #[arg(long, env = "CITYHUB_COMMANDS_MQTT_USERNAME", global = true)]
+    pub commands_mqtt_username: Option<String>,
+    /// MQTT password of the command dispatcher
+    #[arg(
+        long,
+        env = "CITYHUB_COMMANDS_MQTT_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub commands_mqtt_password: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<TimescaleMode, String> {
@@ -270,6 +281,16 @@ impl Config {
         set(&mut self.storage.retention_days, &o.retention_days);
         set(&mut self.storage.rollup_refresh_s, &o.rollup_refresh_s);
         set(&mut self.commands.rate_per_sec, &o.commands_rate_per_sec);
+        if o.commands_mqtt_username.is_some() {
+            self.commands
+                .mqtt_username
+                .clone_from(&o.commands_mqtt_username);
+        }
+        if o.commands_mqtt_password.is_some() {
+            self.commands
+                .mqtt_password
+                .clone_from(&o.commands_mqtt_password);
+        }
         if o.sim_clock.is_some() {
             self.sim_clock.clone_from(&o.sim_clock);
         }
@@ -353,6 +374,23 @@ impl Config {
         }
         if m.username.is_some() != m.password.is_some() {
             bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither");
+        }
+        let c = &self.commands;
+        if c.mqtt_username.is_some() != c.mqtt_password.is_some() {
+            bail!("commands.mqtt_username and commands.mqtt_password go together; set both or neither");
+        }
+        match (&m.username, &c.mqtt_username) {
+            (Some(_), None) => bail!(
+                "commands.mqtt_username is not set: the command dispatcher connects to the broker with an account of its own \
+                 (the shipped broker configuration gives each connection its account's name as client id, so ingestion \
+                 and the dispatcher cannot share one; see deploy/mosquitto/README.md)"
+            ),
+            (Some(ingest), Some(commands)) if ingest == commands => bail!(
+                "commands.mqtt_username is ingest.mqtt.username (`{ingest}`): give the command dispatcher an account of its own \
+                 (the shipped broker configuration gives each connection its account's name as client id, so two \
+                 connections under one account throw each other out)"
+            ),
+            _ => {}
         }
         if !(1..=100_000).contains(&self.commands.rate_per_sec) {
             bail!(
@@ -470,6 +508,14 @@ mod tests {
         check("[ingest.mqtt]\nport = 0", "port");
         check("[ingest.mqtt]\nusername = 'hub'", "go together");
         check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'",
+            "commands.mqtt_username is not set",
+        );
+        check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'\n[commands]\nmqtt_username = 'hub'\nmqtt_password = 'p'",
+            "an account of its own",
+        );
+        check(
             "[ingest.mqtt]\ntopics = ['city/#/x']",
             "not a valid MQTT topic filter",
         );
@@ -493,10 +539,13 @@ mod tests {
             ..Config::default()
         };
         c.ingest.mqtt.password = Some("hunter3".into());
+        c.commands.mqtt_password = Some("hunter5".into());
         c.http.session_secret = Some("hunter4-9f86d081884c7d659a2feaa0c55ad015".into());
         let shown = toml::to_string(&c).unwrap();
         assert!(
-            !shown.contains("hunter2") && !shown.contains("hunter3") && !shown.contains("hunter4"),
+            !["hunter2", "hunter3", "hunter4", "hunter5"]
+                .iter()
+                .any(|h| shown.contains(h)),
             "{shown}"
         );
     }

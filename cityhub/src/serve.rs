@@ -94,7 +94,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.storage.rollup_refresh_s),
         stop_upkeep.clone(),
     ));
-    // Commands go out on a connection of their own, under a client id of their own.
+    // Commands go out on a connection of their own, under an account (and so a client
+    // id) of their own.
     let stop_commands = CancellationToken::new();
     let mqtt = &config.ingest.mqtt;
     let commands_task = tokio::spawn(control::run(
@@ -102,9 +103,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         control::dispatcher::Broker {
             host: mqtt.host.clone(),
             port: mqtt.port,
-            client_id: format!("{}-commands", mqtt.client_id),
-            username: mqtt.username.clone(),
-            password: mqtt.password.clone(),
+            client_id: config
+                .commands
+                .mqtt_username
+                .clone()
+                .unwrap_or_else(|| format!("{}-commands", mqtt.client_id)),
+            username: config.commands.mqtt_username.clone(),
+            password: config.commands.mqtt_password.clone(),
         },
         config.database_url.clone(),
         command_metrics,

@@ -6,7 +6,7 @@ use ingest::{IngestConfig, IngestMetrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{HUB_PASSWORD, HUB_USER};
+use crate::broker::{COMMANDS_PASSWORD, COMMANDS_USER, HUB_PASSWORD, HUB_USER};
 
 /// Ingestion running inside the test process.
 pub struct InProcessHub {
@@ -110,6 +110,14 @@ impl HubProcess {
             ("CITYHUB_MQTT_PORT".into(), mqtt_port.to_string()),
             ("CITYHUB_MQTT_USERNAME".into(), HUB_USER.into()),
             ("CITYHUB_MQTT_PASSWORD".into(), HUB_PASSWORD.into()),
+            (
+                "CITYHUB_COMMANDS_MQTT_USERNAME".into(),
+                COMMANDS_USER.into(),
+            ),
+            (
+                "CITYHUB_COMMANDS_MQTT_PASSWORD".into(),
+                COMMANDS_PASSWORD.into(),
+            ),
             ("CITYHUB_MQTT_CLIENT_ID".into(), client_id.into()),
             ("CITYHUB_HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
             ("CITYHUB_LOG".into(), "warn".into()),
