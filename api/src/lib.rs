@@ -68,6 +68,10 @@ const PASSWORD_CHECKS: usize = 4;
 /// The hub's clock: the wall clock, or the simulators' (the same type as ingestion's).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// What the rest of the hub has to report to `/health`: a sentence per problem, none
+/// when all is well. (The API does not know ingestion; the binary connects them.)
+pub type HealthCheck = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// What the API needs from the hub's configuration.
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -82,6 +86,8 @@ pub struct ApiConfig {
     pub clock: Clock,
     /// The dashboard's files and its map's layers.
     pub dashboard: DashboardConfig,
+    /// Problems elsewhere in the hub that make `/health` say `degraded`.
+    pub health: Option<HealthCheck>,
 }
 
 struct Shared {
@@ -99,6 +105,7 @@ struct Shared {
     public_feeds: std::sync::RwLock<Vec<String>>,
     dashboard: DashboardConfig,
     states: Arc<snapshots::Snapshots<snapshots::Encoded>>,
+    health: Option<HealthCheck>,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -124,6 +131,7 @@ impl AppState {
             public_feeds: std::sync::RwLock::new(Vec::new()),
             dashboard: config.dashboard,
             states: Arc::default(),
+            health: config.health,
         }))
     }
 
@@ -203,16 +211,30 @@ impl AppState {
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, or `degraded` when something needs a person's attention (`problems`).
     status: &'static str,
     storage: &'static str,
     version: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
+    let problems = state
+        .0
+        .health
+        .as_ref()
+        .map(|check| check())
+        .unwrap_or_default();
     Json(Health {
-        status: "ok",
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
         storage: state.0.storage_path,
         version: env!("CARGO_PKG_VERSION"),
+        problems,
     })
 }
 

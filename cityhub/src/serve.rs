@@ -61,6 +61,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rules_metrics,
         stop_rules.clone(),
     ));
+    let health = session_health(&ingest_metrics);
     let mut ingest_task = tokio::spawn(ingest::run(
         config.ingest.clone(),
         config.database_url.clone(),
@@ -78,6 +79,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             secure_cookie: config.http.secure_cookie,
             clock: config.clock(),
             dashboard: config.dashboard.clone(),
+            health: Some(health),
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());
@@ -160,6 +162,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => Err(e).context("ingestion failed"),
         Err(e) => Err(anyhow::anyhow!("ingestion task failed: {e}")),
     }
+}
+
+/// How long `/health` says `degraded` after the broker lost the hub's session.
+const SESSION_LOSS_REPORTED_FOR_S: i64 = 24 * 3600;
+
+/// `/health`'s view of ingestion: degraded for a day after the broker turned out not to
+/// hold the hub's MQTT session (readings queued for the hub may have been discarded).
+fn session_health(metrics: &ingest::IngestMetrics) -> api::HealthCheck {
+    let lost_at = metrics.session_lost_at.clone();
+    std::sync::Arc::new(move || {
+        let at = lost_at.get();
+        let now = model::Timestamp::now().micros() / 1_000_000;
+        if at > 0 && now - at < SESSION_LOSS_REPORTED_FOR_S {
+            let when = chrono::DateTime::from_timestamp(at, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            vec![format!(
+                "the MQTT broker did not keep the hub's session (noticed at {when}): readings published while the hub was away may have been lost upstream"
+            )]
+        } else {
+            Vec::new()
+        }
+    })
 }
 
 /// Hourly: partitions ahead and retention (native partitioning only).

@@ -147,6 +147,8 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let db = store::Db::connect(&database_url).await?;
     let (registry, newest) = Registry::load(&db).await?;
+    let mqtt_session = session_key(&config.mqtt);
+    let expect_session = db.mqtt_session_known(&mqtt_session).await?;
     drop(db);
     let background = CancellationToken::new();
     tokio::spawn(registry.clone().keep_current(
@@ -188,6 +190,7 @@ pub async fn run(
     ));
     let writer_stop = CancellationToken::new();
     let keep_rows = committed.is_some();
+    let writer_url = database_url.clone();
     let writer = Arc::new(writer::Writer {
         url: database_url,
         registry,
@@ -219,6 +222,11 @@ pub async fn run(
         session: session_no,
         next_seq: 0,
         keep_rows,
+        kept: session::KeptSession {
+            key: mqtt_session,
+            expected: expect_session,
+            database_url: writer_url,
+        },
     };
     session.run(&batch_tx, &shutdown).await;
     info!(message = "Stopped reading; committing and acknowledging what was read.");
@@ -240,6 +248,16 @@ pub async fn run(
     background.cancel();
     info!(message = "Ingestion stopped.");
     Ok(())
+}
+
+/// What the broker keeps the hub's session under: its account and client id (a broker
+/// that binds client ids to accounts uses the account; one that does not, the id).
+fn session_key(mqtt: &MqttConfig) -> String {
+    format!(
+        "{}/{}",
+        mqtt.username.as_deref().unwrap_or(""),
+        mqtt.client_id
+    )
 }
 
 /// Sends PUBACKs for committed batches in the order the batches were sealed (so in the

@@ -36,6 +36,10 @@ pub struct IngestMetrics {
     pub write_retries: Counter,
     pub connects: Counter,
     pub connection_errors: Counter,
+    /// Connections on which the broker did not have the session the hub expected.
+    pub sessions_lost: Counter,
+    /// When that last happened, in Unix seconds (0: never since the hub started).
+    pub session_lost_at: Gauge,
     pub buffered_bytes: Gauge,
 }
 
@@ -52,6 +56,8 @@ impl Default for IngestMetrics {
             write_retries: Counter::default(),
             connects: Counter::default(),
             connection_errors: Counter::default(),
+            sessions_lost: Counter::default(),
+            session_lost_at: Gauge::default(),
             buffered_bytes: Gauge::default(),
         }
     }
@@ -101,6 +107,16 @@ impl IngestMetrics {
             "mqtt_connection_errors",
             "MQTT connection failures",
             self.connection_errors.clone(),
+        );
+        r.register(
+            "mqtt_sessions_lost",
+            "Connections on which the broker no longer held the hub's persistent session",
+            self.sessions_lost.clone(),
+        );
+        r.register(
+            "mqtt_session_lost_timestamp_seconds",
+            "When the broker last turned out not to hold the hub's session (Unix seconds; 0: never)",
+            self.session_lost_at.clone(),
         );
         r.register(
             "buffered_bytes",

@@ -1,5 +1,6 @@
 //! The MQTT session: receive, decode into the open batch, seal batches by size or age,
-//! and keep the connection alive while the writer works.
+//! and keep the connection alive while the writer works. A broker that answers without
+//! the persistent session the hub had is reported ([`Session::check_kept`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use store::ReadingBatch;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::intake::take_message;
 use crate::writer::{Received, SealedBatch};
@@ -42,6 +43,17 @@ impl OpenBatch {
     }
 }
 
+/// The persistent session the hub expects the broker to hold.
+pub(crate) struct KeptSession {
+    /// Its name in the database ([`store::Db::mqtt_session_known`]).
+    pub key: String,
+    /// Whether the broker should have it: the hub has had it before (in this process or
+    /// an earlier one).
+    pub expected: bool,
+    /// Where to record it the first time.
+    pub database_url: String,
+}
+
 pub(crate) struct Session {
     pub config: IngestConfig,
     pub shared: Shared,
@@ -53,6 +65,7 @@ pub(crate) struct Session {
     pub next_seq: u64,
     /// Keep accepted rows in batches, for the consumer of committed batches.
     pub keep_rows: bool,
+    pub kept: KeptSession,
 }
 
 impl Session {
@@ -102,6 +115,7 @@ impl Session {
                         self.shared.metrics.connects.inc();
                         backoff = Duration::from_millis(200);
                         info!(message = "MQTT session established.", session = n, session_present = ack.session_present);
+                        self.check_kept(ack.session_present, n);
                         // Subscribing goes through the same request queue as the acks; a
                         // task waits for room instead of failing when the queue is full.
                         let filters: Vec<_> = self.config.mqtt.topics.iter()
@@ -134,6 +148,39 @@ impl Session {
             if batches.send(b).await.is_err() {
                 break;
             }
+        }
+    }
+
+    /// After a CONNACK: a broker that no longer holds the session the hub had may have
+    /// discarded messages queued for it (it was wiped, or lost with the broker's state),
+    /// and nothing downstream can tell, so it is said loudly: an error, a counter, and the
+    /// time of it, which `/health` reports. The first session is recorded so that the
+    /// next start knows to expect it.
+    fn check_kept(&mut self, present: bool, session: u64) {
+        if !present && self.kept.expected {
+            self.shared.metrics.sessions_lost.inc();
+            self.shared
+                .metrics
+                .session_lost_at
+                .set(model::Timestamp::now().micros() / 1_000_000);
+            error!(
+                message = "The broker did not keep the hub's MQTT session; readings published while the hub was away may have been lost.",
+                client = %self.kept.key,
+                session
+            );
+        }
+        if !self.kept.expected {
+            self.kept.expected = true;
+            let (url, key) = (self.kept.database_url.clone(), self.kept.key.clone());
+            tokio::spawn(async move {
+                let noted = match store::Db::connect(&url).await {
+                    Ok(db) => db.note_mqtt_session(&key).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = noted {
+                    warn!(message = "Cannot record the hub's MQTT session; a later loss of it may go unnoticed.", %error);
+                }
+            });
         }
     }
 

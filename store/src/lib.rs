@@ -24,6 +24,7 @@
 //! - [`service_requests`]: citizen reports (Open311) and the change notification triggers;
 //!   [`changes`]: the listener of those notifications and the rows behind them.
 //! - [`transit_feed`]: the newest vehicle positions, for GTFS-Realtime.
+//! - [`mqtt`]: the hub's MQTT sessions, so that one the broker lost is noticed.
 //! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
 //! - [`audit`]: the hash-chained audit log of what people and programs changed.
 //! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
@@ -50,6 +51,7 @@ pub mod history;
 pub mod hygiene;
 pub mod listings;
 pub mod maintenance;
+pub mod mqtt;
 pub mod outages;
 mod partitions;
 pub mod rollups;

@@ -41,6 +41,7 @@ impl TestApi {
                 secure_cookie: false,
                 clock: Arc::new(model::Timestamp::now),
                 dashboard: api::DashboardConfig::default(),
+                health: None,
             },
         );
         let stop = CancellationToken::new();
