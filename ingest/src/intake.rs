@@ -4,6 +4,7 @@ use model::{decode_payload, Limits, RecordType, Rejection, Timestamp, Topic};
 use store::ReadingBatch;
 
 use crate::registry::Registry;
+use crate::writer::Received;
 
 /// What one message contributed to a batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +13,34 @@ pub struct Intake {
     pub dead_letters: usize,
     /// Newest reading time in the message, for publish-to-commit lag.
     pub newest: Option<Timestamp>,
+}
+
+/// Takes a received message into `batch` (nothing for a retained repeat), and notes its
+/// digest on its topic when the broker could deliver it again as retained (see
+/// [`digest_kept`]). The digest is returned when noted.
+pub fn take_received(
+    batch: &mut ReadingBatch,
+    registry: &Registry,
+    limits: &Limits,
+    m: &Received,
+) -> (Intake, Option<[u8; 32]>) {
+    if m.repeat {
+        return (Intake::default(), None);
+    }
+    let intake = take_message(batch, registry, limits, &m.topic, &m.payload, m.received_at);
+    let digest = digest_kept(m, &intake).then(|| store::mqtt::payload_digest(&m.payload));
+    if let Some(d) = digest {
+        batch.note_topic_digest(&m.topic, d, m.received_at);
+    }
+    (intake, digest)
+}
+
+/// Whether a message's digest is kept on its topic: a retained delivery, a `status` (the
+/// retained channel of the contract; its `ts` may be left out, so a repeat would be a
+/// new row), or anything dead-lettered (a repeat would be a new dead letter). Readings
+/// with their `ts` need none: their natural key already drops a repeat.
+fn digest_kept(m: &Received, intake: &Intake) -> bool {
+    m.retained || m.topic.ends_with("/status") || intake.dead_letters > 0
 }
 
 /// Decodes `payload` received on `topic` at `now` into `batch`. Never fails: what cannot
@@ -24,7 +53,6 @@ pub fn take_message(
     payload: &[u8],
     now: Timestamp,
 ) -> Intake {
-    batch.add_payload_bytes(payload.len());
     let mut intake = Intake::default();
     let mut reject = |batch: &mut ReadingBatch, raw: &[u8], reason: &Rejection, index| {
         batch.push_dead_letter(now, topic, raw, reason, index);

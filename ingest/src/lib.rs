@@ -7,8 +7,10 @@
 //! ```
 //!
 //! - [`session`]: the MQTT session (QoS 1, persistent, manual acks), batching by size and age.
-//! - [`intake`]: one message -> rows and dead letters in a batch.
-//! - [`writer`]: commit with retries; a refused batch is retried message by message.
+//! - [`intake`]: one message -> rows and dead letters in a batch, and the digest kept for
+//!   a message the broker could send again as retained.
+//! - [`writer`]: commit with retries; a refused batch is retried message by message; a
+//!   retained delivery of what was recorded already is dropped from its batch.
 //! - [`registry`]: topic -> device id, kept current from the database.
 //! - `latest`: the latest-state table, updated from committed batches off the ack path.
 //! - [`metrics`]: counters and histograms for `/metrics`.
@@ -227,6 +229,7 @@ pub async fn run(
             expected: expect_session,
             database_url: writer_url,
         },
+        recent: std::collections::HashMap::new(),
     };
     session.run(&batch_tx, &shutdown).await;
     info!(message = "Stopped reading; committing and acknowledging what was read.");

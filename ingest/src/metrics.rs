@@ -30,6 +30,8 @@ pub struct IngestMetrics {
     pub rows: Family<RecordLabel, Counter>,
     pub duplicates: Counter,
     pub dead_letters: Family<ReasonLabel, Counter>,
+    /// Retained deliveries recognised as the message last recorded on their topic.
+    pub retained_repeats: Counter,
     pub batches: Counter,
     pub batch_seconds: Histogram,
     pub lag_seconds: Histogram,
@@ -50,6 +52,7 @@ impl Default for IngestMetrics {
             rows: Family::default(),
             duplicates: Counter::default(),
             dead_letters: Family::default(),
+            retained_repeats: Counter::default(),
             batches: Counter::default(),
             batch_seconds: Histogram::new(LAG_BUCKETS),
             lag_seconds: Histogram::new(LAG_BUCKETS),
@@ -81,6 +84,11 @@ impl IngestMetrics {
             "dead_letters",
             "Messages or array elements dead-lettered, by reason",
             self.dead_letters.clone(),
+        );
+        r.register(
+            "retained_repeats",
+            "Retained deliveries of the message already recorded on their topic, acknowledged and not recorded again",
+            self.retained_repeats.clone(),
         );
         r.register("batches", "Batches committed", self.batches.clone());
         r.register(

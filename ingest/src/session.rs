@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::intake::take_message;
+use crate::intake::take_received;
 use crate::writer::{Received, SealedBatch};
 use crate::{IngestConfig, Shared};
 
@@ -25,6 +25,7 @@ struct OpenBatch {
     acks: Vec<u16>,
     rows: usize,
     deadline: Option<Instant>,
+    unjudged_retained: bool,
 }
 
 impl OpenBatch {
@@ -39,9 +40,14 @@ impl OpenBatch {
             acks: Vec::new(),
             rows: 0,
             deadline: None,
+            unjudged_retained: false,
         }
     }
 }
+
+/// Topics' digests noted in this run, at most this many (then forgotten, and judged by
+/// the database instead).
+const RECENT_DIGESTS: usize = 200_000;
 
 /// The persistent session the hub expects the broker to hold.
 pub(crate) struct KeptSession {
@@ -66,6 +72,10 @@ pub(crate) struct Session {
     /// Keep accepted rows in batches, for the consumer of committed batches.
     pub keep_rows: bool,
     pub kept: KeptSession,
+    /// The digest of the last message noted per topic in this run (see
+    /// [`crate::intake::take_received`]): a retained delivery is judged against it first,
+    /// since a message still on its way to the database is not there to be looked up.
+    pub recent: std::collections::HashMap<String, [u8; 32]>,
 }
 
 impl Session {
@@ -184,31 +194,50 @@ impl Session {
         }
     }
 
-    fn take(&self, open: &mut OpenBatch, p: rumqttc::Publish, max_wait: Duration) {
+    fn take(&mut self, open: &mut OpenBatch, p: rumqttc::Publish, max_wait: Duration) {
         let now = (self.shared.clock)();
         self.shared.metrics.messages.inc();
         self.shared
             .metrics
             .buffered_bytes
             .inc_by(p.payload.len() as i64);
-        let intake = take_message(
+        open.batch.add_payload_bytes(p.payload.len());
+        let mut m = Received {
+            topic: p.topic,
+            payload: p.payload,
+            received_at: now,
+            newest: None,
+            retained: p.retain,
+            repeat: false,
+        };
+        if m.retained {
+            match self.recent.get(&m.topic) {
+                Some(d) if *d == store::mqtt::payload_digest(&m.payload) => {
+                    m.repeat = true;
+                    self.shared.metrics.retained_repeats.inc();
+                }
+                Some(_) => {}
+                None => open.unjudged_retained = true,
+            }
+        }
+        let (intake, digest) = take_received(
             &mut open.batch,
             &self.shared.registry,
             &self.config.limits,
-            &p.topic,
-            &p.payload,
-            now,
+            &m,
         );
+        if let Some(d) = digest {
+            if self.recent.len() >= RECENT_DIGESTS {
+                self.recent.clear();
+            }
+            self.recent.insert(m.topic.clone(), d);
+        }
         open.rows += intake.rows + intake.dead_letters;
         if p.qos != QoS::AtMostOnce {
             open.acks.push(p.pkid);
         }
-        open.messages.push(Received {
-            topic: p.topic,
-            payload: p.payload,
-            received_at: now,
-            newest: intake.newest,
-        });
+        m.newest = intake.newest;
+        open.messages.push(m);
         if open.deadline.is_none() {
             open.deadline = Some(Instant::now() + max_wait);
         }
@@ -236,6 +265,7 @@ impl Session {
             acks: full.acks,
             session: self.session.load(Ordering::SeqCst),
             seq: self.next_seq,
+            unjudged_retained: full.unjudged_retained,
         });
     }
 

@@ -26,6 +26,8 @@ pub struct ReadingBatch {
     /// Accepted rows kept for whoever consumes committed batches (the rules engine).
     kept: Option<Vec<Observation>>,
     kept_bytes: usize,
+    /// Per topic, the last message whose retained copy could come back ([`crate::mqtt`]).
+    pub(crate) topic_digests: crate::mqtt::TopicDigests,
 }
 
 /// The newest state per device id, as collected from committed rows.
@@ -83,6 +85,7 @@ impl Default for ReadingBatch {
             payload_bytes: 0,
             kept: None,
             kept_bytes: 0,
+            topic_digests: HashMap::new(),
         }
     }
 }
@@ -158,6 +161,18 @@ impl ReadingBatch {
         };
     }
 
+    /// Records, with the batch, that `digest` is the last message received on `topic` at
+    /// `at` (one whose retained copy a broker could deliver again).
+    pub fn note_topic_digest(&mut self, topic: &str, digest: [u8; 32], at: Timestamp) {
+        let newer = self
+            .topic_digests
+            .get(topic)
+            .is_none_or(|(_, seen)| *seen <= at);
+        if newer {
+            self.topic_digests.insert(topic.to_owned(), (digest, at));
+        }
+    }
+
     /// Accounts the bytes of a received payload (for memory bounds).
     pub fn add_payload_bytes(&mut self, n: usize) {
         self.payload_bytes += n;
@@ -198,7 +213,7 @@ impl ReadingBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.reading_rows() == 0 && self.dead_letter_count == 0
+        self.reading_rows() == 0 && self.dead_letter_count == 0 && self.topic_digests.is_empty()
     }
 }
 

@@ -169,6 +169,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
         ),
         (10, "days rolled up to today", migration_10(path)),
         (11, "districts' days kept as a table", migration_11(path)),
+        (
+            13,
+            "topics' last retained-deliverable messages",
+            crate::mqtt::MIGRATION.to_owned(),
+        ),
     ]
 }
 

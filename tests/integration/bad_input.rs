@@ -228,3 +228,83 @@ async fn the_same_message_delivered_twice_leaves_one_row() {
     assert_eq!(db.count("SELECT count(*) FROM dead_letters").await, 0);
     hub.stop().await;
 }
+
+/// Status rows and dead letters, as stored.
+async fn status_and_dead(db: &tests::TestDb) -> (i64, i64) {
+    (
+        db.count("SELECT count(*) FROM device_status_log").await,
+        db.count("SELECT count(*) FROM dead_letters").await,
+    )
+}
+
+#[tokio::test]
+async fn a_retained_message_is_recorded_once_however_often_the_broker_sends_it_again() {
+    let Setup {
+        tenant: t,
+        db,
+        mut broker,
+    } = Setup::start(&[(Kind::Light, 2)]).await;
+    let config = || ingest_config(broker.port(), "cityhub-ingest");
+    // A last will without `ts` (the hub stamps it when received) and a bad payload, both
+    // retained: the broker sends them to every new subscription of the hub.
+    let status = format!("city/{t}/light/L0/status");
+    let mut p = Publisher::connect(broker.port()).await;
+    p.send_retained(&status, r#"{"state":"online"}"#).await;
+    p.send_retained(&format!("city/{t}/light/L1/telemetry"), "not json")
+        .await;
+    p.flush().await;
+
+    let hub = InProcessHub::start(config(), &db.url).await;
+    eventually(Duration::from_secs(10), "both recorded", || async {
+        (status_and_dead(&db).await == (1, 1)).then_some(())
+    })
+    .await;
+    assert_eq!(hub.metrics.retained_repeats.get(), 0);
+    hub.stop().await;
+
+    // Every start subscribes again and gets both again: recognised, acknowledged, not
+    // recorded (judged against the database: this run has not seen them).
+    for _ in 0..2 {
+        let hub = InProcessHub::start(config(), &db.url).await;
+        eventually(Duration::from_secs(10), "the retained repeats", || async {
+            (hub.metrics.retained_repeats.get() == 2).then_some(())
+        })
+        .await;
+        hub.stop().await;
+        assert_eq!(status_and_dead(&db).await, (1, 1));
+    }
+
+    // A new retained status while the hub runs arrives live, then again as retained when
+    // the broker restarts and the hub subscribes anew: one row (judged against what this
+    // run recorded).
+    let hub = InProcessHub::start(config(), &db.url).await;
+    eventually(Duration::from_secs(10), "the retained repeats", || async {
+        (hub.metrics.retained_repeats.get() == 2).then_some(())
+    })
+    .await;
+    p.send_retained(&status, r#"{"state":"offline"}"#).await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "the new status", || async {
+        (status_and_dead(&db).await == (2, 1)).then_some(())
+    })
+    .await;
+    drop(p);
+    broker.broker.restart().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the hub back, repeats judged",
+        || async {
+            (hub.metrics.connects.get() == 2 && hub.metrics.retained_repeats.get() == 4)
+                .then_some(())
+        },
+    )
+    .await;
+    hub.stop().await;
+    assert_eq!(status_and_dead(&db).await, (2, 1));
+    assert_eq!(
+        db.count("SELECT count(*) FROM device_latest WHERE NOT online")
+            .await,
+        1,
+        "the device is offline, as it last said"
+    );
+}

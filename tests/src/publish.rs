@@ -69,6 +69,16 @@ impl Publisher {
         self.sent += 1;
     }
 
+    /// Publishes a retained message: the broker keeps it and hands it to every new
+    /// subscription.
+    pub async fn send_retained(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await
+            .expect("queue publish");
+        self.sent += 1;
+    }
+
     /// Waits until the broker acknowledged everything sent so far.
     pub async fn flush(&self) {
         let sent = self.sent;
