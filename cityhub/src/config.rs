@@ -58,6 +58,8 @@ pub struct StorageConfig {
     /// Seconds between refreshes of the lamp rollups (native partitioning; TimescaleDB
     /// refreshes its continuous aggregates by its own policies).
     pub rollup_refresh_s: u64,
+    /// Days dead letters are kept; older ones are deleted every hour.
+    pub dead_letter_retention_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +103,7 @@ impl Default for StorageConfig {
             timescaledb: TimescaleMode::Auto,
             retention_days: 365,
             rollup_refresh_s: 15,
+            dead_letter_retention_days: 30,
         }
     }
 }
@@ -190,6 +193,12 @@ pub struct Overrides {
     /// Seconds between refreshes of the lamp rollups (native partitioning)
     #[arg(long, env = "CITYHUB_ROLLUP_REFRESH_S", global = true)]
     pub rollup_refresh_s: Option<u64>,
+    /// Days dead letters are kept
+    #[arg(long, env = "CITYHUB_DEAD_LETTER_RETENTION_DAYS", global = true)]
+    pub dead_letter_retention_days: Option<i64>,
+    /// Dead letters stored per device and hour at most (0: no limit)
+    #[arg(long, env = "CITYHUB_DEAD_LETTERS_PER_DEVICE_PER_HOUR", global = true)]
+    pub dead_letters_per_device_per_hour: Option<u32>,
     /// Simulated clock to run on: wall_origin_ms,sim_origin_ms,speed
     #[arg(long, env = "CITYHUB_SIM_CLOCK", global = true)]
     pub sim_clock: Option<String>,
@@ -280,6 +289,14 @@ impl Config {
         set(&mut self.storage.timescaledb, &o.timescaledb);
         set(&mut self.storage.retention_days, &o.retention_days);
         set(&mut self.storage.rollup_refresh_s, &o.rollup_refresh_s);
+        set(
+            &mut self.storage.dead_letter_retention_days,
+            &o.dead_letter_retention_days,
+        );
+        set(
+            &mut self.ingest.dead_letters_per_device_per_hour,
+            &o.dead_letters_per_device_per_hour,
+        );
         set(&mut self.commands.rate_per_sec, &o.commands_rate_per_sec);
         if o.commands_mqtt_username.is_some() {
             self.commands
@@ -449,6 +466,18 @@ impl Config {
         if i.max_buffered_bytes < l.max_payload_bytes {
             bail!("ingest.max_buffered_bytes must be at least limits.max_payload_bytes");
         }
+        if i.dead_letter_bytes > 16 * 1024 * 1024 {
+            bail!(
+                "ingest.dead_letter_bytes must be at most 16 MiB, not {}",
+                i.dead_letter_bytes
+            );
+        }
+        if !(1..=36_500).contains(&self.storage.dead_letter_retention_days) {
+            bail!(
+                "storage.dead_letter_retention_days must be between 1 and 36500, not {}",
+                self.storage.dead_letter_retention_days
+            );
+        }
         Ok(())
     }
 }
@@ -504,6 +533,10 @@ mod tests {
             "not a PostgreSQL connection string",
         );
         check("[storage]\nretention_days = 0", "retention_days");
+        check(
+            "[storage]\ndead_letter_retention_days = 0",
+            "storage.dead_letter_retention_days",
+        );
         check("[storage]\ntimescaledb = 'maybe'", "unknown variant");
         check("[ingest.mqtt]\nport = 0", "port");
         check("[ingest.mqtt]\nusername = 'hub'", "go together");

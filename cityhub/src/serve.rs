@@ -187,7 +187,8 @@ fn session_health(metrics: &ingest::IngestMetrics) -> api::HealthCheck {
     })
 }
 
-/// Hourly: partitions ahead and retention (native partitioning only).
+/// Hourly: partitions ahead and retention (native partitioning only), and dead letters
+/// past theirs.
 async fn upkeep(config: Config, stop: CancellationToken) {
     loop {
         match store::Db::connect(&config.database_url).await {
@@ -197,6 +198,21 @@ async fn upkeep(config: Config, stop: CancellationToken) {
                     .await
                 {
                     warn!(message = "Partition upkeep failed; will retry.", error = %e);
+                }
+                let days = config.storage.dead_letter_retention_days;
+                let before = chrono::Utc::now() - chrono::Duration::days(days);
+                match db.prune_dead_letters(before).await {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        info!(
+                            message = "Old dead letters deleted.",
+                            deleted,
+                            retention_days = days
+                        )
+                    }
+                    Err(e) => {
+                        warn!(message = "Deleting old dead letters failed; will retry.", error = %e)
+                    }
                 }
             }
             Err(e) => warn!(message = "Partition upkeep cannot connect; will retry.", error = %e),

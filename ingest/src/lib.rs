@@ -11,6 +11,7 @@
 //!   a message the broker could send again as retained.
 //! - [`writer`]: commit with retries; a refused batch is retried message by message; a
 //!   retained delivery of what was recorded already is dropped from its batch.
+//! - [`quota`]: how many dead letters each device may have stored.
 //! - [`registry`]: topic -> device id, kept current from the database.
 //! - `latest`: the latest-state table, updated from committed batches off the ack path.
 //! - [`metrics`]: counters and histograms for `/metrics`.
@@ -22,6 +23,7 @@
 pub mod intake;
 mod latest;
 pub mod metrics;
+pub mod quota;
 pub mod registry;
 mod session;
 pub mod writer;
@@ -102,6 +104,12 @@ pub struct IngestConfig {
     pub writers: usize,
     /// The latest-state table is written at most this often.
     pub latest_interval_ms: u64,
+    /// Bytes of a refused payload kept in its dead letter (with the size and SHA-256 of
+    /// all of it).
+    pub dead_letter_bytes: usize,
+    /// Dead letters stored per device and hour at most (0: no limit); the others are
+    /// counted in the metrics only.
+    pub dead_letters_per_device_per_hour: u32,
     #[serde(skip)]
     pub limits: Limits,
 }
@@ -116,6 +124,8 @@ impl Default for IngestConfig {
             max_buffered_bytes: 64 * 1024 * 1024,
             writers: 2,
             latest_interval_ms: 1000,
+            dead_letter_bytes: 4096,
+            dead_letters_per_device_per_hour: 120,
             limits: Limits::default(),
         }
     }
@@ -197,6 +207,7 @@ pub async fn run(
         url: database_url,
         registry,
         limits: config.limits,
+        dead_letter_bytes: config.dead_letter_bytes,
         metrics: metrics.clone(),
         acks: ack_tx,
         committed,
@@ -217,6 +228,7 @@ pub async fn run(
     ));
 
     let mut session = session::Session {
+        quota: quota::DeadLetterQuota::new(config.dead_letters_per_device_per_hour),
         config,
         shared,
         client,

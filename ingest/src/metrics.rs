@@ -30,6 +30,10 @@ pub struct IngestMetrics {
     pub rows: Family<RecordLabel, Counter>,
     pub duplicates: Counter,
     pub dead_letters: Family<ReasonLabel, Counter>,
+    /// Refusals not stored: their device's dead-letter quota was spent.
+    pub dead_letters_unstored: Counter,
+    /// Bytes of refused payloads beyond the prefix a dead letter keeps.
+    pub dead_letter_bytes_left_out: Counter,
     /// Retained deliveries recognised as the message last recorded on their topic.
     pub retained_repeats: Counter,
     pub batches: Counter,
@@ -52,6 +56,8 @@ impl Default for IngestMetrics {
             rows: Family::default(),
             duplicates: Counter::default(),
             dead_letters: Family::default(),
+            dead_letters_unstored: Counter::default(),
+            dead_letter_bytes_left_out: Counter::default(),
             retained_repeats: Counter::default(),
             batches: Counter::default(),
             batch_seconds: Histogram::new(LAG_BUCKETS),
@@ -82,8 +88,18 @@ impl IngestMetrics {
         );
         r.register(
             "dead_letters",
-            "Messages or array elements dead-lettered, by reason",
+            "Messages or array elements refused, by reason (stored as dead letters or, past a device's quota, counted only)",
             self.dead_letters.clone(),
+        );
+        r.register(
+            "dead_letters_unstored",
+            "Refusals counted but not stored: their device's dead-letter quota was spent",
+            self.dead_letters_unstored.clone(),
+        );
+        r.register(
+            "dead_letter_bytes_left_out",
+            "Bytes of refused payloads beyond the prefix a dead letter keeps",
+            self.dead_letter_bytes_left_out.clone(),
         );
         r.register(
             "retained_repeats",

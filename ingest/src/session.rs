@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::intake::take_received;
+use crate::intake::{take_received, DeadLetterRules};
 use crate::writer::{Received, SealedBatch};
 use crate::{IngestConfig, Shared};
 
@@ -76,6 +76,8 @@ pub(crate) struct Session {
     /// [`crate::intake::take_received`]): a retained delivery is judged against it first,
     /// since a message still on its way to the database is not there to be looked up.
     pub recent: std::collections::HashMap<String, [u8; 32]>,
+    /// How many dead letters each device may still have stored.
+    pub quota: crate::quota::DeadLetterQuota,
 }
 
 impl Session {
@@ -209,6 +211,7 @@ impl Session {
             newest: None,
             retained: p.retain,
             repeat: false,
+            dead_letters_allowed: None,
         };
         if m.retained {
             match self.recent.get(&m.topic) {
@@ -220,12 +223,18 @@ impl Session {
                 None => open.unjudged_retained = true,
             }
         }
-        let (intake, digest) = take_received(
+        let rules = DeadLetterRules {
+            keep_bytes: self.config.dead_letter_bytes,
+            quota: Some(&mut self.quota),
+        };
+        let (intake, digest, allowed) = take_received(
             &mut open.batch,
             &self.shared.registry,
             &self.config.limits,
+            rules,
             &m,
         );
+        m.dead_letters_allowed = allowed;
         if let Some(d) = digest {
             if self.recent.len() >= RECENT_DIGESTS {
                 self.recent.clear();

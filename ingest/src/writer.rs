@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::intake::take_received;
+use crate::intake::{take_received, DeadLetterRules};
 use crate::metrics::{IngestMetrics, ReasonLabel, RecordLabel};
 use crate::registry::Registry;
 
@@ -28,6 +28,9 @@ pub struct Received {
     pub retained: bool,
     /// A retained delivery of what was recorded already: acknowledged, not recorded.
     pub repeat: bool,
+    /// How many of its refusals its device's dead-letter quota let be stored, decided
+    /// when it was first taken (`None`: not yet), so a rebuilt batch stores the same.
+    pub dead_letters_allowed: Option<usize>,
 }
 
 /// A batch ready to commit, with what to acknowledge afterwards.
@@ -59,6 +62,7 @@ pub(crate) struct Writer {
     pub url: String,
     pub registry: Arc<Registry>,
     pub limits: Limits,
+    pub dead_letter_bytes: usize,
     pub metrics: IngestMetrics,
     pub acks: mpsc::UnboundedSender<BatchAcks>,
     /// Accepted rows of each committed batch, in arrival order (redeliveries included:
@@ -206,12 +210,20 @@ impl Writer {
                 ReadingBatch::default()
             };
             for m in &sealed.messages {
-                take_received(&mut batch, &self.registry, &self.limits, m);
+                take_received(&mut batch, &self.registry, &self.limits, self.rules(), m);
             }
             // The memory budget accounts the first encoding; the new one is no larger.
             sealed.batch = batch;
         }
         Ok(())
+    }
+
+    /// How a rebuilt batch keeps refusals: as decided when the messages were first taken.
+    fn rules(&self) -> DeadLetterRules<'static> {
+        DeadLetterRules {
+            keep_bytes: self.dead_letter_bytes,
+            quota: None,
+        }
     }
 
     async fn commit_one_by_one(
@@ -230,7 +242,7 @@ impl Writer {
             if m.repeat {
                 continue;
             }
-            take_received(&mut single, &self.registry, &self.limits, m);
+            take_received(&mut single, &self.registry, &self.limits, self.rules(), m);
             let outcome = match db.write_batch(&single).await {
                 Ok(o) => {
                     let _ = self.latest.send(single.take_latest());
@@ -241,7 +253,14 @@ impl Writer {
                 Err(e) => {
                     let mut dead = ReadingBatch::default();
                     let reason = Rejection::StorageRefused(e.to_string());
-                    dead.push_dead_letter(m.received_at, &m.topic, &m.payload, &reason, None);
+                    dead.push_dead_letter(
+                        m.received_at,
+                        &m.topic,
+                        &m.payload,
+                        &reason,
+                        None,
+                        self.dead_letter_bytes,
+                    );
                     db.write_batch(&dead).await?
                 }
             };
@@ -273,6 +292,10 @@ impl Writer {
                 .get_or_create(&ReasonLabel { reason })
                 .inc_by(n);
         }
+        m.dead_letters_unstored
+            .inc_by(sealed.batch.unstored_dead_letters() as u64);
+        m.dead_letter_bytes_left_out
+            .inc_by(sealed.batch.dead_letter_bytes_left_out());
         let now = (self.clock)();
         for msg in &sealed.messages {
             if let Some(ts) = msg.newest {

@@ -5,6 +5,8 @@
 //! - [`db`]: [`Db`], one connection: `migrate`, `connect`, `write_batch`, partition upkeep.
 //! - [`batch`]: [`ReadingBatch`], what one transaction writes, encoded as it is collected.
 //! - [`copy`]: the binary COPY encoder.
+//! - [`dead_letters`]: what ingestion refused, bounded (a payload prefix with its size
+//!   and digest; pruned past their retention).
 //! - [`partitions`]: daily partitions for servers without TimescaleDB.
 //! - [`devices`]: the device registry (inventory import of devices and routes, lookups
 //!   for ingestion).
@@ -44,6 +46,7 @@ pub mod command_batches;
 pub mod commands;
 pub mod copy;
 pub mod db;
+pub mod dead_letters;
 pub mod devices;
 mod error;
 pub mod exports;

@@ -174,6 +174,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             "topics' last retained-deliverable messages",
             crate::mqtt::MIGRATION.to_owned(),
         ),
+        (
+            14,
+            "dead letters' sizes and digests",
+            crate::dead_letters::MIGRATION.to_owned(),
+        ),
     ]
 }
 
