@@ -40,6 +40,11 @@ impl ApiError {
         }
     }
 
+    /// An error with any status (the named constructors below cover most).
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(status, message)
+    }
+
     /// 400: the request is wrong; the message says how.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)

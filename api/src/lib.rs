@@ -17,12 +17,16 @@
 //! - [`dashboard`]: the built web app, for every path outside the API's.
 //! - [`snapshots`]: big answers (the map's state) built once and shared for a second.
 //! - [`metrics`]: requests counted and timed by route template.
+//! - [`server`]: the accept loop, the cap on connections and the timeouts that keep a
+//!   connection from being held without being used; [`edge`]: what every request passes
+//!   before its handler (its body read whole, in time).
 //!
 //! Start reading at [`router`], then [`caller::Caller`].
 
 pub mod auth;
 pub mod caller;
 pub mod dashboard;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -31,6 +35,7 @@ pub mod metrics;
 pub mod params;
 pub mod pool;
 pub mod roles;
+pub mod server;
 pub mod snapshots;
 pub mod standards;
 pub mod v1;
@@ -53,6 +58,7 @@ use tracing::info;
 pub use auth::SessionSecret;
 pub use dashboard::DashboardConfig;
 pub use error::ApiError;
+pub use server::HttpLimits;
 
 /// The largest request body accepted, in bytes; anything larger is refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -88,6 +94,8 @@ pub struct ApiConfig {
     pub dashboard: DashboardConfig,
     /// Problems elsewhere in the hub that make `/health` say `degraded`.
     pub health: Option<HealthCheck>,
+    /// Connections and their timeouts.
+    pub http: HttpLimits,
 }
 
 struct Shared {
@@ -106,6 +114,8 @@ struct Shared {
     dashboard: DashboardConfig,
     states: Arc<snapshots::Snapshots<snapshots::Encoded>>,
     health: Option<HealthCheck>,
+    http: HttpLimits,
+    connection_metrics: server::ConnectionMetrics,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -117,6 +127,8 @@ impl AppState {
     pub fn new(mut registry: Registry, storage_path: &'static str, config: ApiConfig) -> AppState {
         let api_metrics = metrics::ApiMetrics::default();
         api_metrics.register(&mut registry);
+        let connection_metrics = server::ConnectionMetrics::default();
+        connection_metrics.register(&mut registry);
         AppState(Arc::new(Shared {
             metrics: Arc::new(registry),
             api_metrics,
@@ -132,6 +144,8 @@ impl AppState {
             dashboard: config.dashboard,
             states: Arc::default(),
             health: config.health,
+            http: config.http,
+            connection_metrics,
         }))
     }
 
@@ -203,6 +217,11 @@ impl AppState {
         &self.0.dashboard
     }
 
+    /// How connections are bounded.
+    pub fn http_limits(&self) -> &HttpLimits {
+        &self.0.http
+    }
+
     /// Now, on the hub's clock.
     pub fn now(&self) -> Timestamp {
         (self.0.clock)()
@@ -269,6 +288,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            edge::admit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .with_state(state)
@@ -292,20 +315,22 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     ))
 }
 
-/// Serves on `listener` until `shutdown`, finishing requests in flight. Connections
-/// carry their peer address, for sign-in throttling.
+/// Serves on `listener` until `shutdown`, finishing requests in flight for a while.
+/// Connections carry their peer address (for sign-in throttling) and are bounded as
+/// [`server`] describes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    info!(message = "HTTP API listening.", addr = ?addr);
+    let limits = state.http_limits().clone();
+    info!(
+        message = "HTTP API listening.",
+        addr = ?addr,
+        max_connections = limits.max_connections
+    );
     state.events().start(shutdown.clone());
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let metrics = state.0.connection_metrics.clone();
+    server::run(listener, router(state), limits, metrics, shutdown).await
 }

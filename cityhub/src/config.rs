@@ -46,6 +46,15 @@ pub struct HttpConfig {
     pub secure_cookie: bool,
     /// Tenants whose GTFS-Realtime feed anyone may read without signing in.
     pub public_feeds: Vec<String>,
+    /// HTTP connections open at once at most (kept under the open-file limit).
+    pub max_connections: usize,
+    /// Seconds for a request's head to arrive whole, from the connection opening or its
+    /// previous response (idle kept-alive connections close after it too).
+    pub header_timeout_s: u64,
+    /// Seconds for a request's body to arrive whole.
+    pub body_timeout_s: u64,
+    /// Seconds a client may take none of a response before it is cut off.
+    pub send_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +102,10 @@ impl Default for HttpConfig {
             session_secret: None,
             secure_cookie: false,
             public_feeds: Vec::new(),
+            max_connections: 1024,
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            send_timeout_s: 60,
         }
     }
 }
@@ -156,6 +169,18 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub http_public_feeds: Option<Vec<String>>,
+    /// HTTP connections open at once at most
+    #[arg(long, env = "CITYHUB_HTTP_MAX_CONNECTIONS", global = true)]
+    pub http_max_connections: Option<usize>,
+    /// Seconds for a request's head to arrive (also the idle timeout of a connection)
+    #[arg(long, env = "CITYHUB_HTTP_HEADER_TIMEOUT_S", global = true)]
+    pub http_header_timeout_s: Option<u64>,
+    /// Seconds for a request's body to arrive
+    #[arg(long, env = "CITYHUB_HTTP_BODY_TIMEOUT_S", global = true)]
+    pub http_body_timeout_s: Option<u64>,
+    /// Seconds a client may take none of a response
+    #[arg(long, env = "CITYHUB_HTTP_SEND_TIMEOUT_S", global = true)]
+    pub http_send_timeout_s: Option<u64>,
     /// MQTT broker host
     #[arg(long, env = "CITYHUB_MQTT_HOST", global = true)]
     pub mqtt_host: Option<String>,
@@ -276,6 +301,10 @@ impl Config {
         }
         set(&mut self.http.secure_cookie, &o.http_secure_cookie);
         set(&mut self.http.public_feeds, &o.http_public_feeds);
+        set(&mut self.http.max_connections, &o.http_max_connections);
+        set(&mut self.http.header_timeout_s, &o.http_header_timeout_s);
+        set(&mut self.http.body_timeout_s, &o.http_body_timeout_s);
+        set(&mut self.http.send_timeout_s, &o.http_send_timeout_s);
         set(&mut m.host, &o.mqtt_host);
         set(&mut m.port, &o.mqtt_port);
         set(&mut m.client_id, &o.mqtt_client_id);
@@ -366,11 +395,51 @@ impl Config {
         }
     }
 
+    /// The HTTP server's bounds, with the connection cap kept under `open_files` (the
+    /// process's open-file limit) so that ingestion and the database keep descriptors:
+    /// the cap and whether it had to be lowered.
+    pub fn http_limits(&self, open_files: u64) -> (api::HttpLimits, bool) {
+        let h = &self.http;
+        let room = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(16) as usize;
+        let cap = h.max_connections.min(room);
+        let secs = std::time::Duration::from_secs;
+        (
+            api::HttpLimits {
+                max_connections: cap,
+                header_timeout: secs(h.header_timeout_s),
+                body_timeout: secs(h.body_timeout_s),
+                send_timeout: secs(h.send_timeout_s),
+            },
+            cap < h.max_connections,
+        )
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Err(e) = self.database_url.parse::<store::PgConfig>() {
             bail!("database_url is not a PostgreSQL connection string ({e}); expected e.g. postgres://user@host:5432/cityhub");
         }
         self.session_secret()?;
+        let h = &self.http;
+        if !(16..=1_000_000).contains(&h.max_connections) {
+            bail!(
+                "http.max_connections must be between 16 and 1000000, not {}",
+                h.max_connections
+            );
+        }
+        for (name, value) in [
+            ("http.header_timeout_s", h.header_timeout_s),
+            ("http.body_timeout_s", h.body_timeout_s),
+            ("http.send_timeout_s", h.send_timeout_s),
+        ] {
+            if !(1..=3600).contains(&value) {
+                bail!("{name} must be between 1 and 3600 seconds, not {value}");
+            }
+        }
+        if h.send_timeout_s <= 15 {
+            bail!(
+                "http.send_timeout_s must be over 15 seconds: live events send a keep-alive every 15 s, and a client that reads them must not be cut off"
+            );
+        }
         let m = &self.ingest.mqtt;
         if m.host.trim().is_empty() {
             bail!("ingest.mqtt.host is empty; name the MQTT broker's host");
@@ -482,6 +551,11 @@ impl Config {
     }
 }
 
+/// Descriptors kept out of the HTTP connection cap's reach: the database connections
+/// (ingestion's writers, the rules, the API's pool and exports, the change listener, the
+/// refresher), the two MQTT connections, files being served, and a margin.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
+
 fn set<T: Clone>(target: &mut T, value: &Option<T>) {
     if let Some(v) = value {
         *target = v.clone();
@@ -533,6 +607,9 @@ mod tests {
             "not a PostgreSQL connection string",
         );
         check("[storage]\nretention_days = 0", "retention_days");
+        check("[http]\nmax_connections = 2", "http.max_connections");
+        check("[http]\nsend_timeout_s = 10", "keep-alive every 15 s");
+        check("[http]\nheader_timeout_s = 0", "http.header_timeout_s");
         check(
             "[storage]\ndead_letter_retention_days = 0",
             "storage.dead_letter_retention_days",
@@ -563,6 +640,16 @@ mod tests {
             &format!("[http]\nsession_secret = '{}'", "x".repeat(40)),
             "http.session_secret looks like a placeholder",
         );
+    }
+
+    #[test]
+    fn the_connection_cap_stays_under_the_open_file_limit() {
+        let c = Config::default();
+        assert_eq!(c.http_limits(1 << 20).0.max_connections, 1024);
+        assert!(!c.http_limits(1 << 20).1);
+        let (limits, lowered) = c.http_limits(1024);
+        assert_eq!((limits.max_connections, lowered), (768, true));
+        assert_eq!(c.http_limits(100).0.max_connections, 16);
     }
 
     #[test]

@@ -10,6 +10,16 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
+    let (http_limits, lowered) = config.http_limits(open_files);
+    if lowered {
+        warn!(
+            message = "http.max_connections lowered to keep descriptors for ingestion and the database; raise the open-file limit (ulimit -n, LimitNOFILE) to allow more.",
+            configured = config.http.max_connections,
+            max_connections = http_limits.max_connections,
+            open_file_limit = open_files
+        );
+    }
     let db = crate::migrate(&config).await?;
     let storage = db.path();
     drop(db);
@@ -80,6 +90,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             clock: config.clock(),
             dashboard: config.dashboard.clone(),
             health: Some(health),
+            http: http_limits,
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());
@@ -161,6 +172,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         Ok(Err(e)) => Err(e).context("ingestion failed"),
         Err(e) => Err(anyhow::anyhow!("ingestion task failed: {e}")),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (many systems start processes
+/// at 1024 with a hard limit far above); returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            info!(message = "Open-file limit.", open_file_limit = limit);
+            limit
+        }
+        Err(error) => {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            warn!(message = "Cannot raise the open-file limit.", %error, open_file_limit = soft);
+            soft
+        }
     }
 }
 

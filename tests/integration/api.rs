@@ -8,6 +8,7 @@
 //! - `audit`: changes as events and audit entries, one chain under concurrent appends;
 //! - `exports`: each format read back, filters, refusals, 200k readings, slow clients;
 //! - `cli`: `cityhub users`, `cityhub audit verify`, a weak session secret refused;
+//! - `connections`: timeouts of idle, half-sent and slow connections; the connection cap;
 //! - `fuzz`: the OpenAPI document against a contract fuzzer (schemathesis);
 //! - `history`: telemetry in time buckets against the raw readings, rollups re-rolled by
 //!   late readings, the map's state, single devices, the energy report;
@@ -19,6 +20,7 @@
 
 mod audit;
 mod cli;
+mod connections;
 mod exports;
 mod fuzz;
 mod handling;

@@ -287,3 +287,32 @@ async fn a_message_the_database_refuses_is_dead_lettered_alone() {
     .await;
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn idle_http_connections_never_take_the_descriptors_of_ingestion_or_health() {
+    const N: usize = 200;
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, DEVICES)]).await;
+    // 256 descriptors, as the hub was allowed on a small system.
+    let mut hub = HubProcess::spawn_limited(&db.url, broker.port(), &unique("hub-"), &[], 256);
+    hub.wait_connected().await;
+    // Four hundred sockets that say nothing, more than the process could hold.
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", hub.http_port)).await {
+            idle.push(s);
+        }
+    }
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    let open = hub.metric("cityhub_api_connections").unwrap();
+    assert!(open <= 16.0, "{open} connections open");
+    // Ingestion and the database keep working.
+    stream(broker.port(), t, N, 2_000).await.unwrap();
+    assert_exactly(&db.url, N, Duration::from_secs(60)).await;
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    drop(idle);
+    assert!(hub.terminate());
+}

@@ -30,6 +30,11 @@ pub struct TestApi {
 
 impl TestApi {
     pub async fn start(database_url: &str) -> TestApi {
+        TestApi::start_with(database_url, api::HttpLimits::default()).await
+    }
+
+    /// Like [`TestApi::start`], with the connections bounded as `http` says.
+    pub async fn start_with(database_url: &str, http: api::HttpLimits) -> TestApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let state = api::AppState::new(
@@ -42,6 +47,7 @@ impl TestApi {
                 clock: Arc::new(model::Timestamp::now),
                 dashboard: api::DashboardConfig::default(),
                 health: None,
+                http,
             },
         );
         let stop = CancellationToken::new();

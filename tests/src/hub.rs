@@ -89,6 +89,8 @@ pub struct HubProcess {
     child: Child,
     pub http_port: u16,
     env: Vec<(String, String)>,
+    /// The process's open-file limit (soft and hard), when the test sets one.
+    open_files: Option<u64>,
 }
 
 impl HubProcess {
@@ -127,7 +129,24 @@ impl HubProcess {
             child: Command::new("true").spawn().expect("spawn"),
             http_port,
             env,
+            open_files: None,
         };
+        p.restart();
+        p
+    }
+
+    /// Like [`HubProcess::spawn_with`], in a process allowed `open_files` descriptors
+    /// (soft and hard limit: the hub cannot raise it).
+    pub fn spawn_limited(
+        database_url: &str,
+        mqtt_port: u16,
+        client_id: &str,
+        settings: &[(&str, &str)],
+        open_files: u64,
+    ) -> HubProcess {
+        let mut p = HubProcess::spawn_with(database_url, mqtt_port, client_id, settings);
+        p.kill_9();
+        p.open_files = Some(open_files);
         p.restart();
         p
     }
@@ -135,7 +154,17 @@ impl HubProcess {
     /// Starts the process (again), with the same settings.
     pub fn restart(&mut self) {
         let _ = self.child.wait();
-        self.child = Command::new(cityhub_binary())
+        let mut command = match self.open_files {
+            None => Command::new(cityhub_binary()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(cityhub_binary());
+                c
+            }
+        };
+        self.child = command
             .arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
