@@ -59,6 +59,7 @@ pub use auth::SessionSecret;
 pub use dashboard::DashboardConfig;
 pub use error::ApiError;
 pub use server::HttpLimits;
+pub use v1::exports::slots::ExportLimits;
 
 /// The largest request body accepted, in bytes; anything larger is refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -96,6 +97,8 @@ pub struct ApiConfig {
     pub health: Option<HealthCheck>,
     /// Connections and their timeouts.
     pub http: HttpLimits,
+    /// How many exports may run, in all, per person and per tenant, and for how long.
+    pub exports: ExportLimits,
 }
 
 struct Shared {
@@ -116,6 +119,7 @@ struct Shared {
     health: Option<HealthCheck>,
     http: HttpLimits,
     connection_metrics: server::ConnectionMetrics,
+    export_slots: Arc<v1::exports::slots::ExportSlots>,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -146,6 +150,7 @@ impl AppState {
             health: config.health,
             http: config.http,
             connection_metrics,
+            export_slots: v1::exports::slots::ExportSlots::new(config.exports),
         }))
     }
 
@@ -215,6 +220,11 @@ impl AppState {
 
     pub fn dashboard(&self) -> &DashboardConfig {
         &self.0.dashboard
+    }
+
+    /// The exports running, and how many may.
+    pub fn export_slots(&self) -> &Arc<v1::exports::slots::ExportSlots> {
+        &self.0.export_slots
     }
 
     /// How connections are bounded.

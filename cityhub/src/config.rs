@@ -31,6 +31,44 @@ pub struct Config {
     pub dashboard: api::DashboardConfig,
     /// Command delivery: the dispatcher's rate and polling.
     pub commands: control::DispatcherConfig,
+    /// How many readings exports may run at once, and for how long.
+    pub exports: ExportsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// Exports running at once at most (each holds a database connection of its own).
+    pub max_running: usize,
+    /// Per person (their tokens and sessions together).
+    pub per_user: usize,
+    /// Per tenant (an export covering several counts against each).
+    pub per_tenant: usize,
+    /// Seconds an export may run before it is cut short.
+    pub max_duration_s: u64,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        let l = api::ExportLimits::default();
+        ExportsConfig {
+            max_running: l.max_running,
+            per_user: l.per_user,
+            per_tenant: l.per_tenant,
+            max_duration_s: l.max_duration.as_secs(),
+        }
+    }
+}
+
+impl ExportsConfig {
+    pub fn limits(&self) -> api::ExportLimits {
+        api::ExportLimits {
+            max_running: self.max_running,
+            per_user: self.per_user,
+            per_tenant: self.per_tenant,
+            max_duration: std::time::Duration::from_secs(self.max_duration_s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +129,7 @@ impl Default for Config {
             rules_file: None,
             dashboard: api::DashboardConfig::default(),
             commands: control::DispatcherConfig::default(),
+            exports: ExportsConfig::default(),
         }
     }
 }
@@ -440,6 +479,22 @@ impl Config {
                 "http.send_timeout_s must be over 15 seconds: live events send a keep-alive every 15 s, and a client that reads them must not be cut off"
             );
         }
+        let e = &self.exports;
+        if !(1..=64).contains(&e.max_running) {
+            bail!(
+                "exports.max_running must be between 1 and 64, not {} (each export holds a database connection)",
+                e.max_running
+            );
+        }
+        if e.per_user == 0 || e.per_tenant == 0 {
+            bail!("exports.per_user and exports.per_tenant must be at least 1");
+        }
+        if !(60..=86_400).contains(&e.max_duration_s) {
+            bail!(
+                "exports.max_duration_s must be between 60 and 86400 seconds, not {}",
+                e.max_duration_s
+            );
+        }
         let m = &self.ingest.mqtt;
         if m.host.trim().is_empty() {
             bail!("ingest.mqtt.host is empty; name the MQTT broker's host");
@@ -608,6 +663,8 @@ mod tests {
         );
         check("[storage]\nretention_days = 0", "retention_days");
         check("[http]\nmax_connections = 2", "http.max_connections");
+        check("[exports]\nmax_running = 0", "exports.max_running");
+        check("[exports]\nper_user = 0", "exports.per_user");
         check("[http]\nsend_timeout_s = 10", "keep-alive every 15 s");
         check("[http]\nheader_timeout_s = 0", "http.header_timeout_s");
         check(

@@ -91,6 +91,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             dashboard: config.dashboard.clone(),
             health: Some(health),
             http: http_limits,
+            exports: config.exports.limits(),
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());

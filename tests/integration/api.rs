@@ -70,6 +70,11 @@ pub(crate) const CREW_TEAM: &str = "lighting-crew";
 
 impl City {
     pub async fn start() -> City {
+        City::start_configured(|_| {}).await
+    }
+
+    /// Like [`City::start`], the API's configuration changed by `change` first.
+    pub async fn start_configured(change: impl FnOnce(&mut api::ApiConfig)) -> City {
         let (a, b, c) = (unique("a"), unique("b"), unique("c"));
         let db = TestDb::new().await;
         for t in [&a, &b, &c] {
@@ -96,7 +101,7 @@ impl City {
                 Auth::Token(add_token(&mut store, role, "tests").await),
             );
         }
-        let api = TestApi::start(&db.url).await;
+        let api = TestApi::start_configured(&db.url, change).await;
         City {
             db,
             store,
