@@ -2,13 +2,20 @@
 //!
 //! - its body is read whole, at most [`crate::BODY_LIMIT`] bytes (413 past it), within
 //!   the body timeout (408 past it), so a client that sends its body a byte at a time
-//!   holds neither a handler nor a connection for long.
+//!   holds neither a handler nor a connection for long;
+//! - no text in it may hold a NUL character (400): not the path (`%00`), not the query
+//!   string, not a JSON string (`\u0000`), not a form field. PostgreSQL cannot store
+//!   one in text, so every handler would otherwise fail on it after the fact; refused
+//!   here, once, no handler needs to know.
+//!
+//! Refusals are JSON sentences ([`ApiError`]), in the Open311 spec's format under
+//! `/open311/`.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -16,15 +23,91 @@ use http_body_util::BodyExt;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The middleware: reads the body (see the module's documentation), then hands the
-/// request on.
+/// The middleware: reads the body and refuses NUL characters (see the module's
+/// documentation), then hands the request on.
 pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
+    let open311 = parts.uri.path().starts_with("/open311/");
+    let refuse = |e: ApiError| {
+        if open311 {
+            crate::standards::open311::Open311Error::from(e).into_response()
+        } else {
+            e.into_response()
+        }
+    };
+    if let Err(e) = refuse_nul_in_uri(&parts.uri) {
+        return refuse(e);
+    }
     let body = match read_body(body, state.http_limits().body_timeout).await {
         Ok(bytes) => bytes,
-        Err(refusal) => return refusal.into_response(),
+        Err(e) => return refuse(e),
     };
+    if let Err(e) = refuse_nul_in_body(&parts.headers, &body) {
+        return refuse(e);
+    }
     next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// The sentence every NUL refusal ends with.
+const NO_NUL: &str = "a NUL character, which no text this API stores may contain";
+
+/// A NUL in the path or the query string can only be written `%00`.
+fn refuse_nul_in_uri(uri: &Uri) -> Result<(), ApiError> {
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(uri.path()) {
+        return Err(ApiError::bad_request(format!(
+            "the path holds {NO_NUL} (%00)"
+        )));
+    }
+    if uri.query().is_some_and(has_nul) {
+        return Err(ApiError::bad_request(format!(
+            "the query string holds {NO_NUL} (%00)"
+        )));
+    }
+    Ok(())
+}
+
+/// A NUL in a body: a `\u0000` escape in a JSON string, `%00` in a form, or the byte
+/// itself in anything.
+fn refuse_nul_in_body(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let found = body.contains(&0)
+        || (content_type.starts_with("application/json") && json_has_nul(body))
+        || (content_type.starts_with("application/x-www-form-urlencoded")
+            && body.windows(3).any(|w| w == b"%00"));
+    if found {
+        return Err(ApiError::bad_request(format!("the body holds {NO_NUL}")));
+    }
+    Ok(())
+}
+
+/// Whether a JSON text has a string with a `\u0000` escape (keys included). Escapes are
+/// read as JSON reads them, so `\\u0000` (a backslash, then `u0000`) is not one; a text
+/// that is not JSON is left for the extractor to refuse.
+fn json_has_nul(json: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut i = 0;
+    while i < json.len() {
+        match (in_string, json[i]) {
+            (false, b'"') => in_string = true,
+            (true, b'"') => in_string = false,
+            (true, b'\\') => {
+                if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
+                    return true;
+                }
+                // Skip the escaped character (the hex digits of a \u escape cannot be a
+                // quote or a backslash, so they need no care).
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The whole body within `timeout`, at most [`crate::BODY_LIMIT`] bytes.
@@ -49,5 +132,40 @@ async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, ApiErr
             "the body could not be read: {e}"
         ))),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_in_json_strings_only() {
+        for (json, nul) in [
+            (r#"{"username":"a\u0000b"}"#, true),
+            (r#"{"a\u0000":1}"#, true),
+            (r#"["x", "\u0000"]"#, true),
+            (r#"{"text":"a\\u0000b"}"#, false),
+            (r#"{"text":"\\\u0000"}"#, true),
+            (r#"{"text":"\u00001"}"#, true),
+            (r#"{"text":"\u0001"}"#, false),
+            (r#"{"text":"quote \" then \u0000"}"#, true),
+            (r#"{"n":0}"#, false),
+        ] {
+            assert_eq!(json_has_nul(json.as_bytes()), nul, "{json}");
+        }
+    }
+
+    #[test]
+    fn nul_in_the_path_or_query_is_refused() {
+        for (uri, ok) in [
+            ("/api/v1/users/a%00b/disable", false),
+            ("/open311/v2/requests.json?jurisdiction_id=a%00", false),
+            ("/api/v1/outages?cursor=abc", true),
+            ("/api/v1/devices?district=a%2500", true),
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(refuse_nul_in_uri(&uri).is_ok(), ok, "{uri}");
+        }
     }
 }
