@@ -8,6 +8,9 @@
 //!   one in text, so every handler would otherwise fail on it after the fact; refused
 //!   here, once, no handler needs to know.
 //!
+//! - a state-changing request that rides on the session cookie must come from this
+//!   server's own pages (403 otherwise; [`refuse_cross_site`]).
+//!
 //! Refusals are JSON sentences ([`ApiError`]), in the Open311 spec's format under
 //! `/open311/`.
 
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -38,6 +41,16 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
     if let Err(e) = refuse_nul_in_uri(&parts.uri) {
         return refuse(e);
     }
+    if !open311 {
+        if let Err(e) = refuse_cross_site(
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+            state.allowed_origins(),
+        ) {
+            return refuse(e);
+        }
+    }
     let body = match read_body(body, state.http_limits().body_timeout).await {
         Ok(bytes) => bytes,
         Err(e) => return refuse(e),
@@ -46,6 +59,56 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         return refuse(e);
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// A state-changing request that a browser sent from another site, riding on the session
+/// cookie, is refused (403): the cookie is `SameSite=Strict`, which keeps it from being
+/// sent cross-site, but not from a sibling origin of the same site, nor from every browser.
+/// Applies to every method but GET, HEAD and OPTIONS, when the request carries the session
+/// cookie and no `Authorization` header (a token is not sent by a browser on its own), and
+/// to sign-in. A browser says where a request comes from: `Sec-Fetch-Site` must be
+/// `same-origin` or `none` (typed or bookmarked), else `Origin` must be this server's own
+/// (its `Host`) or one of `allowed` (`http.allowed_origins`, for a proxy that changes the
+/// `Host`). A request with neither header does not come from a browser's page and passes.
+fn refuse_cross_site(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    allowed: &[String],
+) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let by_cookie = crate::caller::session_cookie(headers).is_some()
+        && !headers.contains_key(header::AUTHORIZATION);
+    if !(by_cookie || path == "/api/v1/login") {
+        return Ok(());
+    }
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        if site == "same-origin" || site == "none" {
+            return Ok(());
+        }
+        return Err(ApiError::forbidden(format!(
+            "a page of another site (Sec-Fetch-Site: {site}) may not make changes with this session; \
+             use the dashboard, or an API token"
+        )));
+    }
+    let Some(origin) = text(header::ORIGIN) else {
+        return Ok(());
+    };
+    let own = text(header::HOST).is_some_and(|host| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    });
+    if own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "a page of another site (Origin {origin}) may not make changes with this session; \
+         use the dashboard, or an API token"
+    )))
 }
 
 /// The sentence every NUL refusal ends with.
@@ -154,6 +217,106 @@ mod tests {
         ] {
             assert_eq!(json_has_nul(json.as_bytes()), nul, "{json}");
         }
+    }
+
+    #[test]
+    fn cookie_requests_from_other_sites_are_refused() {
+        let check = |method: Method, path: &str, pairs: &[(&str, &str)], ok: bool| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            let allowed = ["https://hub.city.example".to_owned()];
+            assert_eq!(
+                refuse_cross_site(&method, path, &h, &allowed).is_ok(),
+                ok,
+                "{method} {path} {pairs:?}"
+            );
+        };
+        let cookie = ("cookie", "cityhub_session=abc");
+        let host = ("host", "127.0.0.1:8080");
+        let ack = "/api/v1/outages/1/ack";
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("origin", "https://evil.example")],
+            false,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("origin", "null")],
+            false,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("sec-fetch-site", "cross-site")],
+            false,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("sec-fetch-site", "same-site")],
+            false,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("origin", "http://127.0.0.1:8080")],
+            true,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("sec-fetch-site", "same-origin")],
+            true,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[cookie, host, ("origin", "https://hub.city.example")],
+            true,
+        );
+        check(Method::POST, ack, &[cookie, host], true);
+        check(
+            Method::GET,
+            ack,
+            &[cookie, host, ("origin", "https://evil.example")],
+            true,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[
+                cookie,
+                host,
+                ("authorization", "Bearer chk_x"),
+                ("origin", "https://evil.example"),
+            ],
+            true,
+        );
+        check(
+            Method::POST,
+            ack,
+            &[host, ("origin", "https://evil.example")],
+            true,
+        );
+        check(
+            Method::POST,
+            "/api/v1/login",
+            &[host, ("origin", "https://evil.example")],
+            false,
+        );
+        check(
+            Method::DELETE,
+            "/api/v1/schedules/1",
+            &[cookie, host, ("origin", "https://evil.example")],
+            false,
+        );
     }
 
     #[test]

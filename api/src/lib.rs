@@ -99,6 +99,9 @@ pub struct ApiConfig {
     pub http: HttpLimits,
     /// How many exports may run, in all, per person and per tenant, and for how long.
     pub exports: ExportLimits,
+    /// Origins (`https://host[:port]`) besides the server's own whose pages may make
+    /// changes with the session cookie (a reverse proxy that rewrites `Host`).
+    pub allowed_origins: Vec<String>,
 }
 
 struct Shared {
@@ -120,6 +123,7 @@ struct Shared {
     http: HttpLimits,
     connection_metrics: server::ConnectionMetrics,
     export_slots: Arc<v1::exports::slots::ExportSlots>,
+    allowed_origins: Vec<String>,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -151,6 +155,7 @@ impl AppState {
             http: config.http,
             connection_metrics,
             export_slots: v1::exports::slots::ExportSlots::new(config.exports),
+            allowed_origins: config.allowed_origins,
         }))
     }
 
@@ -225,6 +230,11 @@ impl AppState {
     /// The exports running, and how many may.
     pub fn export_slots(&self) -> &Arc<v1::exports::slots::ExportSlots> {
         &self.0.export_slots
+    }
+
+    /// Origins besides the server's own allowed to make changes with the session cookie.
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.0.allowed_origins
     }
 
     /// How connections are bounded.

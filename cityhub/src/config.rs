@@ -93,6 +93,9 @@ pub struct HttpConfig {
     pub body_timeout_s: u64,
     /// Seconds a client may take none of a response before it is cut off.
     pub send_timeout_s: u64,
+    /// Origins (`https://host[:port]`) besides the hub's own whose pages may make changes
+    /// with the session cookie: the address people use when a reverse proxy rewrites `Host`.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +148,7 @@ impl Default for HttpConfig {
             header_timeout_s: 10,
             body_timeout_s: 30,
             send_timeout_s: 60,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -220,6 +224,15 @@ pub struct Overrides {
     /// Seconds a client may take none of a response
     #[arg(long, env = "CITYHUB_HTTP_SEND_TIMEOUT_S", global = true)]
     pub http_send_timeout_s: Option<u64>,
+    /// Origins besides the hub's own whose pages may make changes with the session
+    /// cookie, comma separated (https://host[:port])
+    #[arg(
+        long,
+        env = "CITYHUB_HTTP_ALLOWED_ORIGINS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub http_allowed_origins: Option<Vec<String>>,
     /// MQTT broker host
     #[arg(long, env = "CITYHUB_MQTT_HOST", global = true)]
     pub mqtt_host: Option<String>,
@@ -344,6 +357,7 @@ impl Config {
         set(&mut self.http.header_timeout_s, &o.http_header_timeout_s);
         set(&mut self.http.body_timeout_s, &o.http_body_timeout_s);
         set(&mut self.http.send_timeout_s, &o.http_send_timeout_s);
+        set(&mut self.http.allowed_origins, &o.http_allowed_origins);
         set(&mut m.host, &o.mqtt_host);
         set(&mut m.port, &o.mqtt_port);
         set(&mut m.client_id, &o.mqtt_client_id);
@@ -472,6 +486,14 @@ impl Config {
         ] {
             if !(1..=3600).contains(&value) {
                 bail!("{name} must be between 1 and 3600 seconds, not {value}");
+            }
+        }
+        for origin in &h.allowed_origins {
+            let scheme_host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if !scheme_host.is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) {
+                bail!("http.allowed_origins: `{origin}` is not an origin; write it as https://host[:port], without a path");
             }
         }
         if h.send_timeout_s <= 15 {
@@ -663,6 +685,10 @@ mod tests {
         );
         check("[storage]\nretention_days = 0", "retention_days");
         check("[http]\nmax_connections = 2", "http.max_connections");
+        check(
+            "[http]\nallowed_origins = ['hub.example/x']",
+            "is not an origin",
+        );
         check("[exports]\nmax_running = 0", "exports.max_running");
         check("[exports]\nper_user = 0", "exports.per_user");
         check("[http]\nsend_timeout_s = 10", "keep-alive every 15 s");

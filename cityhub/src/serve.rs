@@ -92,6 +92,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             health: Some(health),
             http: http_limits,
             exports: config.exports.limits(),
+            allowed_origins: config.http.allowed_origins.clone(),
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());

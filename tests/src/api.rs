@@ -54,6 +54,7 @@ impl TestApi {
             health: None,
             http: api::HttpLimits::default(),
             exports: Default::default(),
+            allowed_origins: Vec::new(),
         };
         change(&mut config);
         let state = api::AppState::new(
