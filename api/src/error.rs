@@ -109,6 +109,11 @@ impl ApiError {
         &self.message
     }
 
+    /// For a 429: when to try again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
     /// A query string that could not be read (a number that is not one, an unknown key).
     pub fn from_query(rejection: QueryRejection) -> ApiError {
         let text = rejection.body_text();
@@ -178,6 +183,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A `Retry-After` value: whole seconds, rounded up ("0" would invite an immediate retry).
+pub fn retry_after_value(after: Duration) -> HeaderValue {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
@@ -189,9 +200,7 @@ impl IntoResponse for ApiError {
             .into_response();
         let headers = response.headers_mut();
         if let Some(after) = self.retry_after {
-            // Whole seconds, rounded up: "0" would invite an immediate retry.
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            headers.insert(header::RETRY_AFTER, retry_after_value(after));
         }
         if self.bearer_challenge {
             headers.insert(

@@ -102,6 +102,8 @@ pub struct ApiConfig {
     /// Origins (`https://host[:port]`) besides the server's own whose pages may make
     /// changes with the session cookie (a reverse proxy that rewrites `Host`).
     pub allowed_origins: Vec<String>,
+    /// How many Open311 reports may be posted per api_key and per address.
+    pub open311: standards::open311::Open311Limits,
 }
 
 struct Shared {
@@ -124,6 +126,7 @@ struct Shared {
     connection_metrics: server::ConnectionMetrics,
     export_slots: Arc<v1::exports::slots::ExportSlots>,
     allowed_origins: Vec<String>,
+    open311_rates: standards::open311::PostRates,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -156,6 +159,7 @@ impl AppState {
             connection_metrics,
             export_slots: v1::exports::slots::ExportSlots::new(config.exports),
             allowed_origins: config.allowed_origins,
+            open311_rates: standards::open311::PostRates::new(&config.open311),
         }))
     }
 
@@ -230,6 +234,11 @@ impl AppState {
     /// The exports running, and how many may.
     pub fn export_slots(&self) -> &Arc<v1::exports::slots::ExportSlots> {
         &self.0.export_slots
+    }
+
+    /// The rates of Open311 reports posted.
+    pub fn open311_rates(&self) -> &standards::open311::PostRates {
+        &self.0.open311_rates
     }
 
     /// Origins besides the server's own allowed to make changes with the session cookie.

@@ -33,6 +33,27 @@ pub struct Config {
     pub commands: control::DispatcherConfig,
     /// How many readings exports may run at once, and for how long.
     pub exports: ExportsConfig,
+    /// Citizens' reports (Open311): how fast they may be posted.
+    pub open311: Open311Config,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Open311Config {
+    /// Reports posted per minute at most with one api_key.
+    pub reports_per_minute_per_key: u32,
+    /// Reports posted per minute at most from one client address.
+    pub reports_per_minute_per_address: u32,
+}
+
+impl Default for Open311Config {
+    fn default() -> Self {
+        let l = api::standards::open311::Open311Limits::default();
+        Open311Config {
+            reports_per_minute_per_key: l.per_key,
+            reports_per_minute_per_address: l.per_address,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +154,7 @@ impl Default for Config {
             dashboard: api::DashboardConfig::default(),
             commands: control::DispatcherConfig::default(),
             exports: ExportsConfig::default(),
+            open311: Open311Config::default(),
         }
     }
 }
@@ -500,6 +522,10 @@ impl Config {
             bail!(
                 "http.send_timeout_s must be over 15 seconds: live events send a keep-alive every 15 s, and a client that reads them must not be cut off"
             );
+        }
+        let o = &self.open311;
+        if o.reports_per_minute_per_key == 0 || o.reports_per_minute_per_address == 0 {
+            bail!("open311.reports_per_minute_per_key and reports_per_minute_per_address must be at least 1");
         }
         let e = &self.exports;
         if !(1..=64).contains(&e.max_running) {

@@ -93,6 +93,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             http: http_limits,
             exports: config.exports.limits(),
             allowed_origins: config.http.allowed_origins.clone(),
+            open311: api::standards::open311::Open311Limits {
+                per_key: config.open311.reports_per_minute_per_key,
+                per_address: config.open311.reports_per_minute_per_address,
+                window: Duration::from_secs(60),
+            },
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());

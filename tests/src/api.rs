@@ -55,6 +55,7 @@ impl TestApi {
             http: api::HttpLimits::default(),
             exports: Default::default(),
             allowed_origins: Vec::new(),
+            open311: Default::default(),
         };
         change(&mut config);
         let state = api::AppState::new(
