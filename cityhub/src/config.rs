@@ -35,6 +35,21 @@ pub struct Config {
     pub exports: ExportsConfig,
     /// Citizens' reports (Open311): how fast they may be posted.
     pub open311: Open311Config,
+    /// The audit log's anchor, logged for keeping elsewhere.
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Seconds between logs of the audit log's head (`SEQ:HASH`), when it has moved.
+    pub anchor_log_s: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { anchor_log_s: 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +170,7 @@ impl Default for Config {
             commands: control::DispatcherConfig::default(),
             exports: ExportsConfig::default(),
             open311: Open311Config::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -292,6 +308,9 @@ pub struct Overrides {
     /// Seconds between refreshes of the lamp rollups (native partitioning)
     #[arg(long, env = "CITYHUB_ROLLUP_REFRESH_S", global = true)]
     pub rollup_refresh_s: Option<u64>,
+    /// Seconds between logs of the audit log's head (its anchor)
+    #[arg(long, env = "CITYHUB_AUDIT_ANCHOR_LOG_S", global = true)]
+    pub audit_anchor_log_s: Option<u64>,
     /// Days dead letters are kept
     #[arg(long, env = "CITYHUB_DEAD_LETTER_RETENTION_DAYS", global = true)]
     pub dead_letter_retention_days: Option<i64>,
@@ -393,6 +412,7 @@ impl Config {
         set(&mut self.storage.timescaledb, &o.timescaledb);
         set(&mut self.storage.retention_days, &o.retention_days);
         set(&mut self.storage.rollup_refresh_s, &o.rollup_refresh_s);
+        set(&mut self.audit.anchor_log_s, &o.audit_anchor_log_s);
         set(
             &mut self.storage.dead_letter_retention_days,
             &o.dead_letter_retention_days,
@@ -521,6 +541,12 @@ impl Config {
         if h.send_timeout_s <= 15 {
             bail!(
                 "http.send_timeout_s must be over 15 seconds: live events send a keep-alive every 15 s, and a client that reads them must not be cut off"
+            );
+        }
+        if !(1..=86_400).contains(&self.audit.anchor_log_s) {
+            bail!(
+                "audit.anchor_log_s must be between 1 and 86400 seconds, not {}",
+                self.audit.anchor_log_s
             );
         }
         let o = &self.open311;

@@ -108,6 +108,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
     let upkeep_task = tokio::spawn(upkeep(config.clone(), stop_upkeep.clone()));
+    let anchor_task = tokio::spawn(log_audit_anchor(
+        config.database_url.clone(),
+        Duration::from_secs(config.audit.anchor_log_s),
+        stop_upkeep.clone(),
+    ));
     let rollup_task = tokio::spawn(crate::rollup_refresh::run(
         config.database_url.clone(),
         config.clock(),
@@ -171,6 +176,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     stop_api.cancel();
     let _ = api_task.await;
     let _ = upkeep_task.await;
+    let _ = anchor_task.await;
     let _ = rollup_task.await;
     match ingest_result {
         Ok(Ok(())) => {
@@ -219,6 +225,34 @@ fn session_health(metrics: &ingest::IngestMetrics) -> api::HealthCheck {
             Vec::new()
         }
     })
+}
+
+/// Logs the audit log's head (`SEQ:HASH`) at start and whenever it has moved, every
+/// `every`: a log shipper then keeps anchors outside the database, which `cityhub audit
+/// verify --anchor` checks the chain against.
+async fn log_audit_anchor(url: String, every: Duration, stop: CancellationToken) {
+    let mut logged: Option<store::AuditAnchor> = None;
+    loop {
+        let head = match store::Db::connect(&url).await {
+            Ok(db) => db.audit_head().await,
+            Err(e) => Err(e),
+        };
+        match head {
+            Ok(Some(head)) if logged.as_ref() != Some(&head) => {
+                info!(
+                    message = "Audit log head; keep it elsewhere to check the log against (cityhub audit verify --anchor).",
+                    anchor = %head
+                );
+                logged = Some(head);
+            }
+            Ok(_) => {}
+            Err(e) => warn!(message = "Cannot read the audit log's head; will retry.", error = %e),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Hourly: partitions ahead and retention (native partitioning only), and dead letters

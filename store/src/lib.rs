@@ -66,7 +66,7 @@ pub mod transit_feed;
 pub mod work_orders;
 
 pub use actions::{Actor, OutageAction, Step, ASSIGNED_DEADLINE_HOURS};
-pub use audit::{AuditCheck, AuditEntry, AuditRecord};
+pub use audit::{AuditAnchor, AuditCheck, AuditEntry, AuditRecord};
 pub use auth::{NewUser, TenantRef, UserRow, ROLES};
 pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use command_batches::{
