@@ -9,7 +9,9 @@
 //!   here, once, no handler needs to know.
 //!
 //! - a state-changing request that rides on the session cookie must come from this
-//!   server's own pages (403 otherwise; [`refuse_cross_site`]).
+//!   server's own pages (403 otherwise; [`refuse_cross_site`]);
+//! - a request answered 403, here or by its handler, is tallied for the audit log
+//!   ([`crate::refusals`]).
 //!
 //! Refusals are JSON sentences ([`ApiError`]), in the Open311 spec's format under
 //! `/open311/`.
@@ -17,19 +19,54 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use http_body_util::BodyExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RefusedUser};
+use crate::refusals::Refused;
 use crate::AppState;
 
 /// The middleware: reads the body and refuses NUL characters (see the module's
 /// documentation), then hands the request on.
 pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
+    let route = format!(
+        "{} {}",
+        parts.method,
+        parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str())
+    );
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let response = admit_inner(&state, parts, body, next).await;
+    if response.status() == StatusCode::FORBIDDEN {
+        let user = response
+            .extensions()
+            .get::<RefusedUser>()
+            .map(|u| u.0.as_str());
+        state
+            .refusals()
+            .note(Refused::Request, user, address, &route, false, Utc::now());
+    }
+    response
+}
+
+async fn admit_inner(
+    state: &AppState,
+    parts: axum::http::request::Parts,
+    body: Body,
+    next: Next,
+) -> Response {
     let open311 = parts.uri.path().starts_with("/open311/");
     let refuse = |e: ApiError| {
         if open311 {

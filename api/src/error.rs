@@ -28,7 +28,13 @@ pub struct ApiError {
     message: String,
     retry_after: Option<Duration>,
     bearer_challenge: bool,
+    /// For a 403: whom it refused, for the audit log's tally ([`crate::refusals`]).
+    refused: Option<String>,
 }
+
+/// Carried by a 403 response: the user it refused.
+#[derive(Debug, Clone)]
+pub struct RefusedUser(pub String);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -37,7 +43,14 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             bearer_challenge: false,
+            refused: None,
         }
+    }
+
+    /// Names the user a refusal was for.
+    pub fn refusing(mut self, user: &str) -> ApiError {
+        self.refused = Some(user.to_owned());
+        self
     }
 
     /// An error with any status (the named constructors below cover most).
@@ -207,6 +220,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"cityhub\""),
             );
+        }
+        if let Some(user) = self.refused {
+            response.extensions_mut().insert(RefusedUser(user));
         }
         response
     }

@@ -9,7 +9,8 @@
 //! - [`caller`]: who sends a request (API token or session cookie), their role and
 //!   tenants; [`roles`]: what each role may do (a pure table).
 //! - [`auth`]: password hashing, tokens, the session secret; [`limiter`]: sign-in
-//!   throttling.
+//!   throttling and request rates; [`refusals`]: failed sign-ins and 403s tallied into
+//!   the audit log.
 //! - [`params`]: page sizes, cursors, time ranges and other query values, bounded;
 //!   [`extract`]: JSON, query and path extractors whose errors are [`ApiError`]s.
 //! - [`error`]: [`ApiError`], the one error type of every handler.
@@ -34,6 +35,7 @@ pub mod live;
 pub mod metrics;
 pub mod params;
 pub mod pool;
+pub mod refusals;
 pub mod roles;
 pub mod server;
 pub mod snapshots;
@@ -104,6 +106,9 @@ pub struct ApiConfig {
     pub allowed_origins: Vec<String>,
     /// How many Open311 reports may be posted per api_key and per address.
     pub open311: standards::open311::Open311Limits,
+    /// How often failed sign-ins and refused requests are written to the audit log, as
+    /// tallies ([`refusals::FLUSH_EVERY`] in production).
+    pub refusals_every: std::time::Duration,
 }
 
 struct Shared {
@@ -127,6 +132,8 @@ struct Shared {
     export_slots: Arc<v1::exports::slots::ExportSlots>,
     allowed_origins: Vec<String>,
     open311_rates: standards::open311::PostRates,
+    refusals: refusals::Refusals,
+    refusals_every: std::time::Duration,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -160,6 +167,8 @@ impl AppState {
             export_slots: v1::exports::slots::ExportSlots::new(config.exports),
             allowed_origins: config.allowed_origins,
             open311_rates: standards::open311::PostRates::new(&config.open311),
+            refusals: refusals::Refusals::default(),
+            refusals_every: config.refusals_every,
         }))
     }
 
@@ -234,6 +243,24 @@ impl AppState {
     /// The exports running, and how many may.
     pub fn export_slots(&self) -> &Arc<v1::exports::slots::ExportSlots> {
         &self.0.export_slots
+    }
+
+    /// Failed sign-ins and refused requests since they were last audited.
+    pub fn refusals(&self) -> &refusals::Refusals {
+        &self.0.refusals
+    }
+
+    /// Writes the tallies of refusals to the audit log (one entry per user and address).
+    pub async fn audit_refusals(&self) -> Result<usize, ApiError> {
+        let entries = self.0.refusals.take();
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut db = self.pool().get().await?;
+        for (action, target, detail) in &entries {
+            db.audit("cityhub", action, target, detail.clone()).await?;
+        }
+        Ok(entries.len())
     }
 
     /// The rates of Open311 reports posted.
@@ -361,5 +388,28 @@ pub async fn serve(
     );
     state.events().start(shutdown.clone());
     let metrics = state.0.connection_metrics.clone();
-    server::run(listener, router(state), limits, metrics, shutdown).await
+    let tallies = tokio::spawn(audit_refusals(state.clone(), shutdown.clone()));
+    let served = server::run(listener, router(state), limits, metrics, shutdown).await;
+    let _ = tallies.await;
+    served
+}
+
+/// Writes the refusals' tallies to the audit log every [`ApiConfig::refusals_every`], and
+/// once more at shutdown.
+async fn audit_refusals(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(state.0.refusals_every) => false,
+        };
+        if let Err(e) = state.audit_refusals().await {
+            tracing::warn!(
+                message = "Cannot write failed sign-ins and refused requests to the audit log; they are dropped.",
+                error = %e.message()
+            );
+        }
+        if stop {
+            return;
+        }
+    }
 }

@@ -98,6 +98,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 per_address: config.open311.reports_per_minute_per_address,
                 window: Duration::from_secs(60),
             },
+            refusals_every: api::refusals::FLUSH_EVERY,
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());

@@ -24,6 +24,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// The API served in this process until dropped.
 pub struct TestApi {
     pub addr: SocketAddr,
+    /// The server's state, for what tests do that clients cannot (writing the refusals'
+    /// tallies now rather than at the next minute).
+    pub state: api::AppState,
     stop: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -56,6 +59,7 @@ impl TestApi {
             exports: Default::default(),
             allowed_origins: Vec::new(),
             open311: Default::default(),
+            refusals_every: api::refusals::FLUSH_EVERY,
         };
         change(&mut config);
         let state = api::AppState::new(
@@ -64,9 +68,10 @@ impl TestApi {
             config,
         );
         let stop = CancellationToken::new();
-        let task = tokio::spawn(api::serve(listener, state, stop.clone()));
+        let task = tokio::spawn(api::serve(listener, state.clone(), stop.clone()));
         TestApi {
             addr,
+            state,
             stop,
             task: Some(task),
         }
