@@ -273,6 +273,9 @@ fn serve_refuses_a_weak_session_secret_without_showing_it() {
             "changemechangemechangemechangeme",
             "looks like a placeholder",
         ),
+        ("0123456789abcdefghijklmnopqrstuv", "is too predictable"),
+        ("qwertyuiopasdfghjklzxcvbnm123456", "is too predictable"),
+        ("1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik,", "is too predictable"),
     ] {
         let (ok, _, err) = cityhub(
             &["serve"],
