@@ -29,12 +29,22 @@ grep -q '^SIM_PASSWORD=' "$creds" || echo "SIM_PASSWORD=$(head -c 18 /dev/urando
 grep -q '^ADMIN_PASSWORD=' "$creds" || echo "ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$creds"
 source "$creds"
 : > "$var/broker/passwd"
-mosquitto_passwd -b "$var/broker/passwd" cityhub "$HUB_PASSWORD"
-mosquitto_passwd -b "$var/broker/passwd" demo/light/L-0001 "$DEVICE_PASSWORD"
-# The simulated city's devices share connections, as gateways do: one account for its tenant.
-mosquitto_passwd -b "$var/broker/passwd" simulator "$SIM_PASSWORD"
+# One account per connection: the shipped configuration makes a connection's client id its
+# user name. The hub has two (ingestion, command dispatcher).
+{
+  echo "cityhub-ingest:$HUB_PASSWORD"
+  echo "cityhub-commands:$HUB_PASSWORD"
+  echo "demo/light/L-0001:$DEVICE_PASSWORD"
+} >> "$var/broker/passwd"
 cp deploy/mosquitto/acl "$var/broker/acl"
-printf '\nuser simulator\ntopic readwrite city/simcity/#\n' >> "$var/broker/acl"
+# The simulated city's devices share connections, as gateways do: connection n signs in as
+# simulator-n, an account for its tenant (enough for the city's size at 1000 devices each).
+sim_accounts=$(( (${CITYHUB_SIM_LAMPS:-5000} * 21 / 20 + ${CITYHUB_SIM_METERS:-2000} + ${CITYHUB_SIM_VEHICLES:-40}) / 1000 + 8 ))
+for n in $(seq 0 $((sim_accounts - 1))); do
+  echo "simulator-$n:$SIM_PASSWORD" >> "$var/broker/passwd"
+  printf '\nuser simulator-%s\ntopic readwrite city/simcity/#\n' "$n" >> "$var/broker/acl"
+done
+mosquitto_passwd -U "$var/broker/passwd"
 # The shipped configuration with this machine's port and paths.
 sed -e "s|^listener .*|listener $port 127.0.0.1|" \
     -e "s|^password_file .*|password_file $var/broker/passwd|" \
@@ -49,7 +59,8 @@ trap 'kill $broker 2>/dev/null || true' EXIT
 export CITYHUB_DATABASE_URL="${CITYHUB_DATABASE_URL:-${CITYHUB_PG_SERVER_URL%/*}/cityhub}"
 psql "$CITYHUB_PG_SERVER_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'cityhub'" | grep -q 1 \
   || psql "$CITYHUB_PG_SERVER_URL" -qc "CREATE DATABASE cityhub"
-export CITYHUB_MQTT_PORT="$port" CITYHUB_MQTT_USERNAME=cityhub CITYHUB_MQTT_PASSWORD="$HUB_PASSWORD"
+export CITYHUB_MQTT_PORT="$port" CITYHUB_MQTT_USERNAME=cityhub-ingest CITYHUB_MQTT_PASSWORD="$HUB_PASSWORD"
+export CITYHUB_COMMANDS_MQTT_USERNAME=cityhub-commands CITYHUB_COMMANDS_MQTT_PASSWORD="$HUB_PASSWORD"
 "$bin" devices import deploy/demo/inventory.geojson
 "$bin" simulate city --lamps "${CITYHUB_SIM_LAMPS:-5000}" --meters "${CITYHUB_SIM_METERS:-2000}" \
   --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --out "$var/city"

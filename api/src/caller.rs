@@ -69,7 +69,7 @@ impl Caller {
     /// Refuses (403) what the caller's role may not do.
     pub fn require(&self, p: Permission) -> Result<(), ApiError> {
         match refusal(self.role, p) {
-            Some(why) => Err(ApiError::forbidden(why)),
+            Some(why) => Err(ApiError::forbidden(why).refusing(&self.username)),
             None => Ok(()),
         }
     }

@@ -28,7 +28,13 @@ pub struct ApiError {
     message: String,
     retry_after: Option<Duration>,
     bearer_challenge: bool,
+    /// For a 403: whom it refused, for the audit log's tally ([`crate::refusals`]).
+    refused: Option<String>,
 }
+
+/// Carried by a 403 response: the user it refused.
+#[derive(Debug, Clone)]
+pub struct RefusedUser(pub String);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -37,7 +43,19 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             bearer_challenge: false,
+            refused: None,
         }
+    }
+
+    /// Names the user a refusal was for.
+    pub fn refusing(mut self, user: &str) -> ApiError {
+        self.refused = Some(user.to_owned());
+        self
+    }
+
+    /// An error with any status (the named constructors below cover most).
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(status, message)
     }
 
     /// 400: the request is wrong; the message says how.
@@ -102,6 +120,11 @@ impl ApiError {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// For a 429: when to try again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// A query string that could not be read (a number that is not one, an unknown key).
@@ -173,6 +196,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A `Retry-After` value: whole seconds, rounded up ("0" would invite an immediate retry).
+pub fn retry_after_value(after: Duration) -> HeaderValue {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
@@ -184,15 +213,16 @@ impl IntoResponse for ApiError {
             .into_response();
         let headers = response.headers_mut();
         if let Some(after) = self.retry_after {
-            // Whole seconds, rounded up: "0" would invite an immediate retry.
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            headers.insert(header::RETRY_AFTER, retry_after_value(after));
         }
         if self.bearer_challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"cityhub\""),
             );
+        }
+        if let Some(user) = self.refused {
+            response.extensions_mut().insert(RefusedUser(user));
         }
         response
     }

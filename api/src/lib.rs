@@ -9,7 +9,8 @@
 //! - [`caller`]: who sends a request (API token or session cookie), their role and
 //!   tenants; [`roles`]: what each role may do (a pure table).
 //! - [`auth`]: password hashing, tokens, the session secret; [`limiter`]: sign-in
-//!   throttling.
+//!   throttling and request rates; [`refusals`]: failed sign-ins and 403s tallied into
+//!   the audit log.
 //! - [`params`]: page sizes, cursors, time ranges and other query values, bounded;
 //!   [`extract`]: JSON, query and path extractors whose errors are [`ApiError`]s.
 //! - [`error`]: [`ApiError`], the one error type of every handler.
@@ -17,12 +18,16 @@
 //! - [`dashboard`]: the built web app, for every path outside the API's.
 //! - [`snapshots`]: big answers (the map's state) built once and shared for a second.
 //! - [`metrics`]: requests counted and timed by route template.
+//! - [`server`]: the accept loop, the cap on connections and the timeouts that keep a
+//!   connection from being held without being used; [`edge`]: what every request passes
+//!   before its handler (its body read whole, in time).
 //!
 //! Start reading at [`router`], then [`caller::Caller`].
 
 pub mod auth;
 pub mod caller;
 pub mod dashboard;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -30,7 +35,9 @@ pub mod live;
 pub mod metrics;
 pub mod params;
 pub mod pool;
+pub mod refusals;
 pub mod roles;
+pub mod server;
 pub mod snapshots;
 pub mod standards;
 pub mod v1;
@@ -53,6 +60,8 @@ use tracing::info;
 pub use auth::SessionSecret;
 pub use dashboard::DashboardConfig;
 pub use error::ApiError;
+pub use server::HttpLimits;
+pub use v1::exports::slots::ExportLimits;
 
 /// The largest request body accepted, in bytes; anything larger is refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -68,6 +77,10 @@ const PASSWORD_CHECKS: usize = 4;
 /// The hub's clock: the wall clock, or the simulators' (the same type as ingestion's).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// What the rest of the hub has to report to `/health`: a sentence per problem, none
+/// when all is well. (The API does not know ingestion; the binary connects them.)
+pub type HealthCheck = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// What the API needs from the hub's configuration.
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -82,6 +95,20 @@ pub struct ApiConfig {
     pub clock: Clock,
     /// The dashboard's files and its map's layers.
     pub dashboard: DashboardConfig,
+    /// Problems elsewhere in the hub that make `/health` say `degraded`.
+    pub health: Option<HealthCheck>,
+    /// Connections and their timeouts.
+    pub http: HttpLimits,
+    /// How many exports may run, in all, per person and per tenant, and for how long.
+    pub exports: ExportLimits,
+    /// Origins (`https://host[:port]`) besides the server's own whose pages may make
+    /// changes with the session cookie (a reverse proxy that rewrites `Host`).
+    pub allowed_origins: Vec<String>,
+    /// How many Open311 reports may be posted per api_key and per address.
+    pub open311: standards::open311::Open311Limits,
+    /// How often failed sign-ins and refused requests are written to the audit log, as
+    /// tallies ([`refusals::FLUSH_EVERY`] in production).
+    pub refusals_every: std::time::Duration,
 }
 
 struct Shared {
@@ -99,6 +126,14 @@ struct Shared {
     public_feeds: std::sync::RwLock<Vec<String>>,
     dashboard: DashboardConfig,
     states: Arc<snapshots::Snapshots<snapshots::Encoded>>,
+    health: Option<HealthCheck>,
+    http: HttpLimits,
+    connection_metrics: server::ConnectionMetrics,
+    export_slots: Arc<v1::exports::slots::ExportSlots>,
+    allowed_origins: Vec<String>,
+    open311_rates: standards::open311::PostRates,
+    refusals: refusals::Refusals,
+    refusals_every: std::time::Duration,
 }
 
 /// Everything a handler can reach; cheap to clone.
@@ -110,6 +145,8 @@ impl AppState {
     pub fn new(mut registry: Registry, storage_path: &'static str, config: ApiConfig) -> AppState {
         let api_metrics = metrics::ApiMetrics::default();
         api_metrics.register(&mut registry);
+        let connection_metrics = server::ConnectionMetrics::default();
+        connection_metrics.register(&mut registry);
         AppState(Arc::new(Shared {
             metrics: Arc::new(registry),
             api_metrics,
@@ -124,6 +161,14 @@ impl AppState {
             public_feeds: std::sync::RwLock::new(Vec::new()),
             dashboard: config.dashboard,
             states: Arc::default(),
+            health: config.health,
+            http: config.http,
+            connection_metrics,
+            export_slots: v1::exports::slots::ExportSlots::new(config.exports),
+            allowed_origins: config.allowed_origins,
+            open311_rates: standards::open311::PostRates::new(&config.open311),
+            refusals: refusals::Refusals::default(),
+            refusals_every: config.refusals_every,
         }))
     }
 
@@ -195,6 +240,44 @@ impl AppState {
         &self.0.dashboard
     }
 
+    /// The exports running, and how many may.
+    pub fn export_slots(&self) -> &Arc<v1::exports::slots::ExportSlots> {
+        &self.0.export_slots
+    }
+
+    /// Failed sign-ins and refused requests since they were last audited.
+    pub fn refusals(&self) -> &refusals::Refusals {
+        &self.0.refusals
+    }
+
+    /// Writes the tallies of refusals to the audit log (one entry per user and address).
+    pub async fn audit_refusals(&self) -> Result<usize, ApiError> {
+        let entries = self.0.refusals.take();
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut db = self.pool().get().await?;
+        for (action, target, detail) in &entries {
+            db.audit("cityhub", action, target, detail.clone()).await?;
+        }
+        Ok(entries.len())
+    }
+
+    /// The rates of Open311 reports posted.
+    pub fn open311_rates(&self) -> &standards::open311::PostRates {
+        &self.0.open311_rates
+    }
+
+    /// Origins besides the server's own allowed to make changes with the session cookie.
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.0.allowed_origins
+    }
+
+    /// How connections are bounded.
+    pub fn http_limits(&self) -> &HttpLimits {
+        &self.0.http
+    }
+
     /// Now, on the hub's clock.
     pub fn now(&self) -> Timestamp {
         (self.0.clock)()
@@ -203,16 +286,30 @@ impl AppState {
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, or `degraded` when something needs a person's attention (`problems`).
     status: &'static str,
     storage: &'static str,
     version: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
+    let problems = state
+        .0
+        .health
+        .as_ref()
+        .map(|check| check())
+        .unwrap_or_default();
     Json(Health {
-        status: "ok",
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
         storage: state.0.storage_path,
         version: env!("CARGO_PKG_VERSION"),
+        problems,
     })
 }
 
@@ -247,6 +344,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            edge::admit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .with_state(state)
@@ -270,20 +371,45 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     ))
 }
 
-/// Serves on `listener` until `shutdown`, finishing requests in flight. Connections
-/// carry their peer address, for sign-in throttling.
+/// Serves on `listener` until `shutdown`, finishing requests in flight for a while.
+/// Connections carry their peer address (for sign-in throttling) and are bounded as
+/// [`server`] describes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    info!(message = "HTTP API listening.", addr = ?addr);
+    let limits = state.http_limits().clone();
+    info!(
+        message = "HTTP API listening.",
+        addr = ?addr,
+        max_connections = limits.max_connections
+    );
     state.events().start(shutdown.clone());
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let metrics = state.0.connection_metrics.clone();
+    let tallies = tokio::spawn(audit_refusals(state.clone(), shutdown.clone()));
+    let served = server::run(listener, router(state), limits, metrics, shutdown).await;
+    let _ = tallies.await;
+    served
+}
+
+/// Writes the refusals' tallies to the audit log every [`ApiConfig::refusals_every`], and
+/// once more at shutdown.
+async fn audit_refusals(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(state.0.refusals_every) => false,
+        };
+        if let Err(e) = state.audit_refusals().await {
+            tracing::warn!(
+                message = "Cannot write failed sign-ins and refused requests to the audit log; they are dropped.",
+                error = %e.message()
+            );
+        }
+        if stop {
+            return;
+        }
+    }
 }

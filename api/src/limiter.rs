@@ -1,3 +1,6 @@
+//! Throttling, in memory: sign-ins ([`LoginLimiter`]) and request rates
+//! ([`RateLimiter`]).
+//!
 //! Sign-in throttling: after [`MAX_FAILURES`] failed sign-ins within [`WINDOW`] for one
 //! user name, or from one client address, further attempts are refused until the oldest
 //! failure is a [`WINDOW`] old.
@@ -93,6 +96,79 @@ impl LoginLimiter {
     }
 }
 
+/// At most `limit` requests per key in any `window`, with bursts up to `limit`: a token
+/// bucket per key holding `limit`, refilled at `limit` per `window`. A request counts
+/// against every key it names (an API key and an address, say) and passes only when
+/// each has room. Memory stays bounded: past [`SWEEP_ABOVE`] keys, full buckets (which
+/// hold no state) are dropped.
+#[derive(Debug)]
+pub struct RateLimiter<K> {
+    limit: f64,
+    window: Duration,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
+    pub fn new(limit: u32, window: Duration) -> RateLimiter<K> {
+        RateLimiter {
+            limit: f64::from(limit.max(1)),
+            window: window.max(Duration::from_millis(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, (tokens, at): (f64, Instant), now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        (tokens + elapsed / self.window.as_secs_f64() * self.limit).min(self.limit)
+    }
+
+    /// Whether every one of `keys` has room at `now`, taking nothing; `Err(wait)` as
+    /// [`RateLimiter::take`].
+    pub fn check(&self, keys: &[K], now: Instant) -> Result<(), Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let short = keys
+            .iter()
+            .map(|k| {
+                buckets
+                    .get(k)
+                    .map_or(self.limit, |b| self.refilled(*b, now))
+            })
+            .fold(f64::INFINITY, f64::min);
+        self.wait(short)
+    }
+
+    fn wait(&self, level: f64) -> Result<(), Duration> {
+        if level >= 1.0 {
+            return Ok(());
+        }
+        let per_token = self.window.as_secs_f64() / self.limit;
+        Err(Duration::from_secs_f64((1.0 - level) * per_token))
+    }
+
+    /// Takes one request for every one of `keys` at `now`, or none and `Err(wait)`: how
+    /// long until each has room again.
+    pub fn take(&self, keys: &[K], now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > SWEEP_ABOVE {
+            let full = self.limit;
+            buckets.retain(|_, b| self.refilled(*b, now) < full);
+        }
+        let levels: Vec<f64> = keys
+            .iter()
+            .map(|k| {
+                buckets
+                    .get(k)
+                    .map_or(self.limit, |b| self.refilled(*b, now))
+            })
+            .collect();
+        self.wait(levels.iter().copied().fold(f64::INFINITY, f64::min))?;
+        for (k, level) in keys.iter().zip(levels) {
+            buckets.insert(k.clone(), (level - 1.0, now));
+        }
+        Ok(())
+    }
+}
+
 fn keys(username: &str, address: Option<IpAddr>) -> impl Iterator<Item = Key> {
     // Names are compared without case, so "Olga" and "olga" share one count.
     std::iter::once(Key::User(username.to_lowercase())).chain(address.map(Key::Address))
@@ -183,6 +259,33 @@ mod tests {
             "the address keeps its 4 failures, not the success"
         );
         assert!(l.attempt("ivan", ip("192.0.2.7"), t1).is_err());
+    }
+
+    #[test]
+    fn a_rate_counts_against_every_key_named_and_refills_over_its_window() {
+        let r = RateLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(r.take(&["key1", "addr1"], t0), Ok(()));
+        }
+        assert_eq!(
+            r.take(&["key1", "addr2"], t0),
+            Err(Duration::from_secs(20)),
+            "the key is spent, from any address"
+        );
+        assert_eq!(r.take(&["key2", "addr1"], t0), Err(Duration::from_secs(20)));
+        assert_eq!(
+            r.take(&["key2", "addr2"], t0),
+            Ok(()),
+            "nothing taken by refusals"
+        );
+        assert_eq!(
+            r.take(&["key1", "addr3"], t0 + Duration::from_secs(20)),
+            Ok(())
+        );
+        assert!(r
+            .take(&["key1", "addr3"], t0 + Duration::from_secs(21))
+            .is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 
 use crate::error::ApiError;
 
@@ -87,7 +87,11 @@ pub fn decode_cursor(kind: CursorKind, cursor: &str) -> Result<(DateTime<Utc>, i
     }
     let micros: i64 = micros.parse().map_err(|_| refused())?;
     let id: i64 = id.parse().map_err(|_| refused())?;
-    let at = DateTime::from_timestamp_micros(micros).ok_or_else(refused)?;
+    // Every cursor given out points at a time stored in the database; one outside the
+    // years 1 to 9999 was made up (and PostgreSQL could not compare it anyway).
+    let at = DateTime::from_timestamp_micros(micros)
+        .filter(|t| (1..=9999).contains(&t.year()))
+        .ok_or_else(refused)?;
     Ok((at, id))
 }
 
@@ -269,7 +273,15 @@ mod tests {
         let c = encode_cursor(CursorKind::Outages, Some(t), 42);
         assert_eq!(decode_cursor(CursorKind::Outages, &c).unwrap(), (t, 42));
         assert!(message(decode_cursor(CursorKind::WorkOrders, &c)).contains("cursor"));
-        for bad in ["", "!!", "bzox", &URL_SAFE_NO_PAD.encode("o:1:2:3")] {
+        for bad in [
+            "",
+            "!!",
+            "bzox",
+            &URL_SAFE_NO_PAD.encode("o:1:2:3"),
+            &URL_SAFE_NO_PAD.encode("o:-8000000000000000000:1"),
+            &URL_SAFE_NO_PAD.encode("o:8000000000000000000:1"),
+            &URL_SAFE_NO_PAD.encode("o:-62135596800000001:1"),
+        ] {
             assert!(decode_cursor(CursorKind::Outages, bad).is_err(), "{bad}");
         }
     }

@@ -22,11 +22,7 @@ struct Shared {
     url: String,
     idle: Mutex<Vec<Db>>,
     permits: Arc<Semaphore>,
-    dedicated: Arc<Semaphore>,
 }
-
-/// Connections of their own ([`Pool::dedicated`]) open at once at most.
-pub const MAX_DEDICATED: usize = 4;
 
 /// The connections of the API.
 #[derive(Clone)]
@@ -46,23 +42,14 @@ impl Pool {
             url: url.to_owned(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size.max(1))),
-            dedicated: Arc::new(Semaphore::new(MAX_DEDICATED)),
         }))
     }
 
     /// A connection of its own, outside the pool, for one long read (an export) that
-    /// must not keep a connection the requests share. At most [`MAX_DEDICATED`] exist at
-    /// once, each until its permit is dropped; past that the caller is asked to retry
-    /// (503) rather than made to wait.
-    pub async fn dedicated(&self) -> Result<(Db, OwnedSemaphorePermit), ApiError> {
-        let permit = self.0.dedicated.clone().try_acquire_owned().map_err(|_| {
-            ApiError::unavailable(format!(
-                "{MAX_DEDICATED} exports are running already, the most the server runs at once; \
-                 try again when one has finished"
-            ))
-        })?;
-        let db = Db::connect(&self.0.url).await.map_err(ApiError::from)?;
-        Ok((db, permit))
+    /// must not keep a connection the requests share. How many may exist is the
+    /// caller's to bound (exports take a slot first: `v1::exports::slots`).
+    pub async fn dedicated(&self) -> Result<Db, ApiError> {
+        Db::connect(&self.0.url).await.map_err(ApiError::from)
     }
 
     /// A connection: an idle one, or a new one while fewer than `size` exist.

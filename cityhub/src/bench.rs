@@ -103,8 +103,34 @@ enum Workloads {
 }
 
 const TENANT: &str = "bench";
+const HUB_USER: &str = "cityhub-ingest";
+const COMMANDS_USER: &str = "cityhub-commands";
 const HUB_PASSWORD: &str = "bench-hub-password";
 const LOAD_PASSWORD: &str = "bench-load-password";
+/// The counting subscriber's account.
+const COUNTER_USER: &str = "counter";
+/// Accounts per base name (`loadgen-n`, `sim-n`): the shipped broker configuration makes
+/// each connection's client id its user name, so every connection needs its own.
+const BENCH_ACCOUNTS: usize = 512;
+
+/// The benchmarks' private broker (the shipped configuration): the hub's two accounts, the
+/// counting subscriber's, and [`BENCH_ACCOUNTS`] accounts each for load generators
+/// (`loadgen`) and simulated fleets (`sim`), which open a connection per account.
+fn bench_broker() -> anyhow::Result<Broker> {
+    let mut users = vec![
+        BrokerUser::new(HUB_USER, HUB_PASSWORD),
+        BrokerUser::new(COMMANDS_USER, HUB_PASSWORD),
+        BrokerUser::new(COUNTER_USER, LOAD_PASSWORD),
+    ];
+    let mut acl = format!("user {COUNTER_USER}\ntopic read city/#\n");
+    for base in ["loadgen", "sim"] {
+        let (accounts, lines) =
+            simulators::broker::connection_accounts(base, LOAD_PASSWORD, BENCH_ACCOUNTS, "city/#");
+        users.extend(accounts);
+        acl.push_str(&lines);
+    }
+    Broker::start(None, &users, &acl).context("cannot start the benchmark's private broker")
+}
 
 pub async fn run(command: BenchCommand, config: Config) -> anyhow::Result<()> {
     match command {
@@ -141,12 +167,7 @@ struct Figures {
 const BACKLOG_READINGS: u64 = 1_000_000;
 
 async fn ingest(args: IngestBench, config: Config) -> anyhow::Result<()> {
-    let users = [
-        BrokerUser::new("cityhub", HUB_PASSWORD),
-        BrokerUser::new("loadgen", LOAD_PASSWORD),
-    ];
-    let broker = Broker::start(None, &users, "user loadgen\ntopic readwrite city/#\n")
-        .context("cannot start the benchmark's private broker")?;
+    let broker = bench_broker()?;
     let bench_db = format!("cityhub_bench_{}", std::process::id());
     let url = create_database(&config.database_url, &bench_db).await?;
     let result = async {
@@ -215,12 +236,7 @@ async fn simulate(args: SimulateBench) -> anyhow::Result<()> {
     use simulators::fleet::run::{FleetRun, FleetStats};
     use simulators::fleet::{Fleet, FleetSpec};
 
-    let broker = Broker::start(
-        None,
-        &[BrokerUser::new("sim", LOAD_PASSWORD)],
-        "user sim\ntopic readwrite city/#\n",
-    )
-    .context("cannot start the benchmark's private broker")?;
+    let broker = bench_broker()?;
     let t = Instant::now();
     let city = Arc::new(City::generate(&CitySpec {
         lamps: args.lamps,
@@ -440,8 +456,8 @@ async fn workload(
     let subscriber = load::Subscriber {
         host: "127.0.0.1".into(),
         port: broker.port,
-        credentials: Some(("loadgen".into(), LOAD_PASSWORD.into())),
-        client_id: format!("bench-counter-{n}"),
+        credentials: Some((COUNTER_USER.into(), LOAD_PASSWORD.into())),
+        client_id: COUNTER_USER.into(),
         filter: format!("city/{TENANT}/#"),
     };
     let sub = tokio::spawn(load::count_messages(
@@ -575,8 +591,8 @@ async fn workload(
     load::clear_session(
         "127.0.0.1",
         broker.port,
-        Some(("cityhub".into(), HUB_PASSWORD.into())),
-        &format!("bench-hub-{n}"),
+        Some((HUB_USER.into(), HUB_PASSWORD.into())),
+        HUB_USER,
     )
     .await?;
     Ok(f)
@@ -718,8 +734,10 @@ impl Hub {
             .arg("serve")
             .env("CITYHUB_DATABASE_URL", url)
             .env("CITYHUB_MQTT_PORT", mqtt_port.to_string())
-            .env("CITYHUB_MQTT_USERNAME", "cityhub")
+            .env("CITYHUB_MQTT_USERNAME", HUB_USER)
             .env("CITYHUB_MQTT_PASSWORD", HUB_PASSWORD)
+            .env("CITYHUB_COMMANDS_MQTT_USERNAME", COMMANDS_USER)
+            .env("CITYHUB_COMMANDS_MQTT_PASSWORD", HUB_PASSWORD)
             .env("CITYHUB_MQTT_CLIENT_ID", client_id)
             .env("CITYHUB_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
             .env("CITYHUB_RETENTION_DAYS", "30")

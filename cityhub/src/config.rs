@@ -31,6 +31,80 @@ pub struct Config {
     pub dashboard: api::DashboardConfig,
     /// Command delivery: the dispatcher's rate and polling.
     pub commands: control::DispatcherConfig,
+    /// How many readings exports may run at once, and for how long.
+    pub exports: ExportsConfig,
+    /// Citizens' reports (Open311): how fast they may be posted.
+    pub open311: Open311Config,
+    /// The audit log's anchor, logged for keeping elsewhere.
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Seconds between logs of the audit log's head (`SEQ:HASH`), when it has moved.
+    pub anchor_log_s: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { anchor_log_s: 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Open311Config {
+    /// Reports posted per minute at most with one api_key.
+    pub reports_per_minute_per_key: u32,
+    /// Reports posted per minute at most from one client address.
+    pub reports_per_minute_per_address: u32,
+}
+
+impl Default for Open311Config {
+    fn default() -> Self {
+        let l = api::standards::open311::Open311Limits::default();
+        Open311Config {
+            reports_per_minute_per_key: l.per_key,
+            reports_per_minute_per_address: l.per_address,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// Exports running at once at most (each holds a database connection of its own).
+    pub max_running: usize,
+    /// Per person (their tokens and sessions together).
+    pub per_user: usize,
+    /// Per tenant (an export covering several counts against each).
+    pub per_tenant: usize,
+    /// Seconds an export may run before it is cut short.
+    pub max_duration_s: u64,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        let l = api::ExportLimits::default();
+        ExportsConfig {
+            max_running: l.max_running,
+            per_user: l.per_user,
+            per_tenant: l.per_tenant,
+            max_duration_s: l.max_duration.as_secs(),
+        }
+    }
+}
+
+impl ExportsConfig {
+    pub fn limits(&self) -> api::ExportLimits {
+        api::ExportLimits {
+            max_running: self.max_running,
+            per_user: self.per_user,
+            per_tenant: self.per_tenant,
+            max_duration: std::time::Duration::from_secs(self.max_duration_s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +120,18 @@ pub struct HttpConfig {
     pub secure_cookie: bool,
     /// Tenants whose GTFS-Realtime feed anyone may read without signing in.
     pub public_feeds: Vec<String>,
+    /// HTTP connections open at once at most (kept under the open-file limit).
+    pub max_connections: usize,
+    /// Seconds for a request's head to arrive whole, from the connection opening or its
+    /// previous response (idle kept-alive connections close after it too).
+    pub header_timeout_s: u64,
+    /// Seconds for a request's body to arrive whole.
+    pub body_timeout_s: u64,
+    /// Seconds a client may take none of a response before it is cut off.
+    pub send_timeout_s: u64,
+    /// Origins (`https://host[:port]`) besides the hub's own whose pages may make changes
+    /// with the session cookie: the address people use when a reverse proxy rewrites `Host`.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +144,8 @@ pub struct StorageConfig {
     /// Seconds between refreshes of the lamp rollups (native partitioning; TimescaleDB
     /// refreshes its continuous aggregates by its own policies).
     pub rollup_refresh_s: u64,
+    /// Days dead letters are kept; older ones are deleted every hour.
+    pub dead_letter_retention_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +168,9 @@ impl Default for Config {
             rules_file: None,
             dashboard: api::DashboardConfig::default(),
             commands: control::DispatcherConfig::default(),
+            exports: ExportsConfig::default(),
+            open311: Open311Config::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -91,6 +182,11 @@ impl Default for HttpConfig {
             session_secret: None,
             secure_cookie: false,
             public_feeds: Vec::new(),
+            max_connections: 1024,
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            send_timeout_s: 60,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -101,6 +197,7 @@ impl Default for StorageConfig {
             timescaledb: TimescaleMode::Auto,
             retention_days: 365,
             rollup_refresh_s: 15,
+            dead_letter_retention_days: 30,
         }
     }
 }
@@ -153,6 +250,27 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub http_public_feeds: Option<Vec<String>>,
+    /// HTTP connections open at once at most
+    #[arg(long, env = "CITYHUB_HTTP_MAX_CONNECTIONS", global = true)]
+    pub http_max_connections: Option<usize>,
+    /// Seconds for a request's head to arrive (also the idle timeout of a connection)
+    #[arg(long, env = "CITYHUB_HTTP_HEADER_TIMEOUT_S", global = true)]
+    pub http_header_timeout_s: Option<u64>,
+    /// Seconds for a request's body to arrive
+    #[arg(long, env = "CITYHUB_HTTP_BODY_TIMEOUT_S", global = true)]
+    pub http_body_timeout_s: Option<u64>,
+    /// Seconds a client may take none of a response
+    #[arg(long, env = "CITYHUB_HTTP_SEND_TIMEOUT_S", global = true)]
+    pub http_send_timeout_s: Option<u64>,
+    /// Origins besides the hub's own whose pages may make changes with the session
+    /// cookie, comma separated (https://host[:port])
+    #[arg(
+        long,
+        env = "CITYHUB_HTTP_ALLOWED_ORIGINS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub http_allowed_origins: Option<Vec<String>>,
     /// MQTT broker host
     #[arg(long, env = "CITYHUB_MQTT_HOST", global = true)]
     pub mqtt_host: Option<String>,
@@ -190,6 +308,15 @@ pub struct Overrides {
     /// Seconds between refreshes of the lamp rollups (native partitioning)
     #[arg(long, env = "CITYHUB_ROLLUP_REFRESH_S", global = true)]
     pub rollup_refresh_s: Option<u64>,
+    /// Seconds between logs of the audit log's head (its anchor)
+    #[arg(long, env = "CITYHUB_AUDIT_ANCHOR_LOG_S", global = true)]
+    pub audit_anchor_log_s: Option<u64>,
+    /// Days dead letters are kept
+    #[arg(long, env = "CITYHUB_DEAD_LETTER_RETENTION_DAYS", global = true)]
+    pub dead_letter_retention_days: Option<i64>,
+    /// Dead letters stored per device and hour at most (0: no limit)
+    #[arg(long, env = "CITYHUB_DEAD_LETTERS_PER_DEVICE_PER_HOUR", global = true)]
+    pub dead_letters_per_device_per_hour: Option<u32>,
     /// Simulated clock to run on: wall_origin_ms,sim_origin_ms,speed
     #[arg(long, env = "CITYHUB_SIM_CLOCK", global = true)]
     pub sim_clock: Option<String>,
@@ -208,6 +335,17 @@ pub struct Overrides {
     /// Commands published per second at most
     #[arg(long, env = "CITYHUB_COMMANDS_RATE_PER_SEC", global = true)]
     pub commands_rate_per_sec: Option<u32>,
+    /// MQTT user name of the command dispatcher (an account of its own)
+    #[arg(long, env = "CITYHUB_COMMANDS_MQTT_USERNAME", global = true)]
+    pub commands_mqtt_username: Option<String>,
+    /// MQTT password of the command dispatcher
+    #[arg(
+        long,
+        env = "CITYHUB_COMMANDS_MQTT_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub commands_mqtt_password: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<TimescaleMode, String> {
@@ -256,6 +394,11 @@ impl Config {
         }
         set(&mut self.http.secure_cookie, &o.http_secure_cookie);
         set(&mut self.http.public_feeds, &o.http_public_feeds);
+        set(&mut self.http.max_connections, &o.http_max_connections);
+        set(&mut self.http.header_timeout_s, &o.http_header_timeout_s);
+        set(&mut self.http.body_timeout_s, &o.http_body_timeout_s);
+        set(&mut self.http.send_timeout_s, &o.http_send_timeout_s);
+        set(&mut self.http.allowed_origins, &o.http_allowed_origins);
         set(&mut m.host, &o.mqtt_host);
         set(&mut m.port, &o.mqtt_port);
         set(&mut m.client_id, &o.mqtt_client_id);
@@ -269,7 +412,26 @@ impl Config {
         set(&mut self.storage.timescaledb, &o.timescaledb);
         set(&mut self.storage.retention_days, &o.retention_days);
         set(&mut self.storage.rollup_refresh_s, &o.rollup_refresh_s);
+        set(&mut self.audit.anchor_log_s, &o.audit_anchor_log_s);
+        set(
+            &mut self.storage.dead_letter_retention_days,
+            &o.dead_letter_retention_days,
+        );
+        set(
+            &mut self.ingest.dead_letters_per_device_per_hour,
+            &o.dead_letters_per_device_per_hour,
+        );
         set(&mut self.commands.rate_per_sec, &o.commands_rate_per_sec);
+        if o.commands_mqtt_username.is_some() {
+            self.commands
+                .mqtt_username
+                .clone_from(&o.commands_mqtt_username);
+        }
+        if o.commands_mqtt_password.is_some() {
+            self.commands
+                .mqtt_password
+                .clone_from(&o.commands_mqtt_password);
+        }
         if o.sim_clock.is_some() {
             self.sim_clock.clone_from(&o.sim_clock);
         }
@@ -328,11 +490,85 @@ impl Config {
         }
     }
 
+    /// The HTTP server's bounds, with the connection cap kept under `open_files` (the
+    /// process's open-file limit) so that ingestion and the database keep descriptors:
+    /// the cap and whether it had to be lowered.
+    pub fn http_limits(&self, open_files: u64) -> (api::HttpLimits, bool) {
+        let h = &self.http;
+        let room = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(16) as usize;
+        let cap = h.max_connections.min(room);
+        let secs = std::time::Duration::from_secs;
+        (
+            api::HttpLimits {
+                max_connections: cap,
+                header_timeout: secs(h.header_timeout_s),
+                body_timeout: secs(h.body_timeout_s),
+                send_timeout: secs(h.send_timeout_s),
+            },
+            cap < h.max_connections,
+        )
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Err(e) = self.database_url.parse::<store::PgConfig>() {
             bail!("database_url is not a PostgreSQL connection string ({e}); expected e.g. postgres://user@host:5432/cityhub");
         }
         self.session_secret()?;
+        let h = &self.http;
+        if !(16..=1_000_000).contains(&h.max_connections) {
+            bail!(
+                "http.max_connections must be between 16 and 1000000, not {}",
+                h.max_connections
+            );
+        }
+        for (name, value) in [
+            ("http.header_timeout_s", h.header_timeout_s),
+            ("http.body_timeout_s", h.body_timeout_s),
+            ("http.send_timeout_s", h.send_timeout_s),
+        ] {
+            if !(1..=3600).contains(&value) {
+                bail!("{name} must be between 1 and 3600 seconds, not {value}");
+            }
+        }
+        for origin in &h.allowed_origins {
+            let scheme_host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if !scheme_host.is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) {
+                bail!("http.allowed_origins: `{origin}` is not an origin; write it as https://host[:port], without a path");
+            }
+        }
+        if h.send_timeout_s <= 15 {
+            bail!(
+                "http.send_timeout_s must be over 15 seconds: live events send a keep-alive every 15 s, and a client that reads them must not be cut off"
+            );
+        }
+        if !(1..=86_400).contains(&self.audit.anchor_log_s) {
+            bail!(
+                "audit.anchor_log_s must be between 1 and 86400 seconds, not {}",
+                self.audit.anchor_log_s
+            );
+        }
+        let o = &self.open311;
+        if o.reports_per_minute_per_key == 0 || o.reports_per_minute_per_address == 0 {
+            bail!("open311.reports_per_minute_per_key and reports_per_minute_per_address must be at least 1");
+        }
+        let e = &self.exports;
+        if !(1..=64).contains(&e.max_running) {
+            bail!(
+                "exports.max_running must be between 1 and 64, not {} (each export holds a database connection)",
+                e.max_running
+            );
+        }
+        if e.per_user == 0 || e.per_tenant == 0 {
+            bail!("exports.per_user and exports.per_tenant must be at least 1");
+        }
+        if !(60..=86_400).contains(&e.max_duration_s) {
+            bail!(
+                "exports.max_duration_s must be between 60 and 86400 seconds, not {}",
+                e.max_duration_s
+            );
+        }
         let m = &self.ingest.mqtt;
         if m.host.trim().is_empty() {
             bail!("ingest.mqtt.host is empty; name the MQTT broker's host");
@@ -353,6 +589,23 @@ impl Config {
         }
         if m.username.is_some() != m.password.is_some() {
             bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither");
+        }
+        let c = &self.commands;
+        if c.mqtt_username.is_some() != c.mqtt_password.is_some() {
+            bail!("commands.mqtt_username and commands.mqtt_password go together; set both or neither");
+        }
+        match (&m.username, &c.mqtt_username) {
+            (Some(_), None) => bail!(
+                "commands.mqtt_username is not set: the command dispatcher connects to the broker with an account of its own \
+                 (the shipped broker configuration gives each connection its account's name as client id, so ingestion \
+                 and the dispatcher cannot share one; see deploy/mosquitto/README.md)"
+            ),
+            (Some(ingest), Some(commands)) if ingest == commands => bail!(
+                "commands.mqtt_username is ingest.mqtt.username (`{ingest}`): give the command dispatcher an account of its own \
+                 (the shipped broker configuration gives each connection its account's name as client id, so two \
+                 connections under one account throw each other out)"
+            ),
+            _ => {}
         }
         if !(1..=100_000).contains(&self.commands.rate_per_sec) {
             bail!(
@@ -411,9 +664,26 @@ impl Config {
         if i.max_buffered_bytes < l.max_payload_bytes {
             bail!("ingest.max_buffered_bytes must be at least limits.max_payload_bytes");
         }
+        if i.dead_letter_bytes > 16 * 1024 * 1024 {
+            bail!(
+                "ingest.dead_letter_bytes must be at most 16 MiB, not {}",
+                i.dead_letter_bytes
+            );
+        }
+        if !(1..=36_500).contains(&self.storage.dead_letter_retention_days) {
+            bail!(
+                "storage.dead_letter_retention_days must be between 1 and 36500, not {}",
+                self.storage.dead_letter_retention_days
+            );
+        }
         Ok(())
     }
 }
+
+/// Descriptors kept out of the HTTP connection cap's reach: the database connections
+/// (ingestion's writers, the rules, the API's pool and exports, the change listener, the
+/// refresher), the two MQTT connections, files being served, and a margin.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
 
 fn set<T: Clone>(target: &mut T, value: &Option<T>) {
     if let Some(v) = value {
@@ -466,9 +736,30 @@ mod tests {
             "not a PostgreSQL connection string",
         );
         check("[storage]\nretention_days = 0", "retention_days");
+        check("[http]\nmax_connections = 2", "http.max_connections");
+        check(
+            "[http]\nallowed_origins = ['hub.example/x']",
+            "is not an origin",
+        );
+        check("[exports]\nmax_running = 0", "exports.max_running");
+        check("[exports]\nper_user = 0", "exports.per_user");
+        check("[http]\nsend_timeout_s = 10", "keep-alive every 15 s");
+        check("[http]\nheader_timeout_s = 0", "http.header_timeout_s");
+        check(
+            "[storage]\ndead_letter_retention_days = 0",
+            "storage.dead_letter_retention_days",
+        );
         check("[storage]\ntimescaledb = 'maybe'", "unknown variant");
         check("[ingest.mqtt]\nport = 0", "port");
         check("[ingest.mqtt]\nusername = 'hub'", "go together");
+        check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'",
+            "commands.mqtt_username is not set",
+        );
+        check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'\n[commands]\nmqtt_username = 'hub'\nmqtt_password = 'p'",
+            "an account of its own",
+        );
         check(
             "[ingest.mqtt]\ntopics = ['city/#/x']",
             "not a valid MQTT topic filter",
@@ -487,16 +778,29 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_cap_stays_under_the_open_file_limit() {
+        let c = Config::default();
+        assert_eq!(c.http_limits(1 << 20).0.max_connections, 1024);
+        assert!(!c.http_limits(1 << 20).1);
+        let (limits, lowered) = c.http_limits(1024);
+        assert_eq!((limits.max_connections, lowered), (768, true));
+        assert_eq!(c.http_limits(100).0.max_connections, 16);
+    }
+
+    #[test]
     fn secrets_are_not_serialized() {
         let mut c = Config {
             database_url: "postgres://u:hunter2@db/x".into(),
             ..Config::default()
         };
         c.ingest.mqtt.password = Some("hunter3".into());
+        c.commands.mqtt_password = Some("hunter5".into());
         c.http.session_secret = Some("hunter4-9f86d081884c7d659a2feaa0c55ad015".into());
         let shown = toml::to_string(&c).unwrap();
         assert!(
-            !shown.contains("hunter2") && !shown.contains("hunter3") && !shown.contains("hunter4"),
+            !["hunter2", "hunter3", "hunter4", "hunter5"]
+                .iter()
+                .any(|h| shown.contains(h)),
             "{shown}"
         );
     }

@@ -10,6 +10,16 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
+    let (http_limits, lowered) = config.http_limits(open_files);
+    if lowered {
+        warn!(
+            message = "http.max_connections lowered to keep descriptors for ingestion and the database; raise the open-file limit (ulimit -n, LimitNOFILE) to allow more.",
+            configured = config.http.max_connections,
+            max_connections = http_limits.max_connections,
+            open_file_limit = open_files
+        );
+    }
     let db = crate::migrate(&config).await?;
     let storage = db.path();
     drop(db);
@@ -61,6 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rules_metrics,
         stop_rules.clone(),
     ));
+    let health = session_health(&ingest_metrics);
     let mut ingest_task = tokio::spawn(ingest::run(
         config.ingest.clone(),
         config.database_url.clone(),
@@ -78,6 +89,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             secure_cookie: config.http.secure_cookie,
             clock: config.clock(),
             dashboard: config.dashboard.clone(),
+            health: Some(health),
+            http: http_limits,
+            exports: config.exports.limits(),
+            allowed_origins: config.http.allowed_origins.clone(),
+            open311: api::standards::open311::Open311Limits {
+                per_key: config.open311.reports_per_minute_per_key,
+                per_address: config.open311.reports_per_minute_per_address,
+                window: Duration::from_secs(60),
+            },
+            refusals_every: api::refusals::FLUSH_EVERY,
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());
@@ -88,13 +109,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
     let upkeep_task = tokio::spawn(upkeep(config.clone(), stop_upkeep.clone()));
+    let anchor_task = tokio::spawn(log_audit_anchor(
+        config.database_url.clone(),
+        Duration::from_secs(config.audit.anchor_log_s),
+        stop_upkeep.clone(),
+    ));
     let rollup_task = tokio::spawn(crate::rollup_refresh::run(
         config.database_url.clone(),
         config.clock(),
         Duration::from_secs(config.storage.rollup_refresh_s),
         stop_upkeep.clone(),
     ));
-    // Commands go out on a connection of their own, under a client id of their own.
+    // Commands go out on a connection of their own, under an account (and so a client
+    // id) of their own.
     let stop_commands = CancellationToken::new();
     let mqtt = &config.ingest.mqtt;
     let commands_task = tokio::spawn(control::run(
@@ -102,9 +129,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         control::dispatcher::Broker {
             host: mqtt.host.clone(),
             port: mqtt.port,
-            client_id: format!("{}-commands", mqtt.client_id),
-            username: mqtt.username.clone(),
-            password: mqtt.password.clone(),
+            client_id: config
+                .commands
+                .mqtt_username
+                .clone()
+                .unwrap_or_else(|| format!("{}-commands", mqtt.client_id)),
+            username: config.commands.mqtt_username.clone(),
+            password: config.commands.mqtt_password.clone(),
         },
         config.database_url.clone(),
         command_metrics,
@@ -146,6 +177,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     stop_api.cancel();
     let _ = api_task.await;
     let _ = upkeep_task.await;
+    let _ = anchor_task.await;
     let _ = rollup_task.await;
     match ingest_result {
         Ok(Ok(())) => {
@@ -157,7 +189,75 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Hourly: partitions ahead and retention (native partitioning only).
+/// Raises the soft limit on open files to the hard limit (many systems start processes
+/// at 1024 with a hard limit far above); returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            info!(message = "Open-file limit.", open_file_limit = limit);
+            limit
+        }
+        Err(error) => {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            warn!(message = "Cannot raise the open-file limit.", %error, open_file_limit = soft);
+            soft
+        }
+    }
+}
+
+/// How long `/health` says `degraded` after the broker lost the hub's session.
+const SESSION_LOSS_REPORTED_FOR_S: i64 = 24 * 3600;
+
+/// `/health`'s view of ingestion: degraded for a day after the broker turned out not to
+/// hold the hub's MQTT session (readings queued for the hub may have been discarded).
+fn session_health(metrics: &ingest::IngestMetrics) -> api::HealthCheck {
+    let lost_at = metrics.session_lost_at.clone();
+    std::sync::Arc::new(move || {
+        let at = lost_at.get();
+        let now = model::Timestamp::now().micros() / 1_000_000;
+        if at > 0 && now - at < SESSION_LOSS_REPORTED_FOR_S {
+            let when = chrono::DateTime::from_timestamp(at, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            vec![format!(
+                "the MQTT broker did not keep the hub's session (noticed at {when}): readings published while the hub was away may have been lost upstream"
+            )]
+        } else {
+            Vec::new()
+        }
+    })
+}
+
+/// Logs the audit log's head (`SEQ:HASH`) at start and whenever it has moved, every
+/// `every`: a log shipper then keeps anchors outside the database, which `cityhub audit
+/// verify --anchor` checks the chain against.
+async fn log_audit_anchor(url: String, every: Duration, stop: CancellationToken) {
+    let mut logged: Option<store::AuditAnchor> = None;
+    loop {
+        let head = match store::Db::connect(&url).await {
+            Ok(db) => db.audit_head().await,
+            Err(e) => Err(e),
+        };
+        match head {
+            Ok(Some(head)) if logged.as_ref() != Some(&head) => {
+                info!(
+                    message = "Audit log head; keep it elsewhere to check the log against (cityhub audit verify --anchor).",
+                    anchor = %head
+                );
+                logged = Some(head);
+            }
+            Ok(_) => {}
+            Err(e) => warn!(message = "Cannot read the audit log's head; will retry.", error = %e),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Hourly: partitions ahead and retention (native partitioning only), and dead letters
+/// past theirs.
 async fn upkeep(config: Config, stop: CancellationToken) {
     loop {
         match store::Db::connect(&config.database_url).await {
@@ -167,6 +267,21 @@ async fn upkeep(config: Config, stop: CancellationToken) {
                     .await
                 {
                     warn!(message = "Partition upkeep failed; will retry.", error = %e);
+                }
+                let days = config.storage.dead_letter_retention_days;
+                let before = chrono::Utc::now() - chrono::Duration::days(days);
+                match db.prune_dead_letters(before).await {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        info!(
+                            message = "Old dead letters deleted.",
+                            deleted,
+                            retention_days = days
+                        )
+                    }
+                    Err(e) => {
+                        warn!(message = "Deleting old dead letters failed; will retry.", error = %e)
+                    }
                 }
             }
             Err(e) => warn!(message = "Partition upkeep cannot connect; will retry.", error = %e),

@@ -61,10 +61,11 @@ pub struct RunArgs {
     /// Share of devices (0 to 1) on a connection of their own, with a last will
     #[arg(long, default_value_t = 0.0)]
     own_connection_share: f64,
-    /// MQTT user of the simulated devices
+    /// MQTT account of the simulated devices: connection n signs in as `{username}-{n}`
+    /// (the shipped broker configuration binds each connection to an account of its own)
     #[arg(long, env = "CITYHUB_SIM_USERNAME")]
     username: Option<String>,
-    /// MQTT password of the simulated devices
+    /// MQTT password of the simulated devices' accounts
     #[arg(long, env = "CITYHUB_SIM_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     /// Import the city's inventory into the database first

@@ -46,7 +46,19 @@ pub enum UsersCommand {
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Recompute the audit log's hash chain; exit 1 naming the first entry that does not fit
-    Verify,
+    Verify {
+        /// An anchor printed by `audit anchor` earlier (SEQ:HASH): the chain must still
+        /// reach that entry with that hash (repeat for several)
+        #[arg(long, value_parser = parse_anchor)]
+        anchor: Vec<store::AuditAnchor>,
+    },
+    /// Print the newest entry as SEQ:HASH, to keep somewhere the database's owner cannot
+    /// change (a ticket, a log shipper, paper); `audit verify --anchor` checks it later
+    Anchor,
+}
+
+fn parse_anchor(text: &str) -> Result<store::AuditAnchor, String> {
+    store::AuditAnchor::parse(text)
 }
 
 pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
@@ -114,14 +126,26 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
-    let AuditCommand::Verify = command;
     let db = store::Db::connect(&config.database_url).await?;
-    let check = db.verify_audit().await?;
+    let anchors = match command {
+        AuditCommand::Anchor => {
+            match db.audit_head().await? {
+                Some(head) => println!("{head}"),
+                None => bail!("the audit log is empty: there is nothing to anchor yet"),
+            }
+            return Ok(());
+        }
+        AuditCommand::Verify { anchor } => anchor,
+    };
+    let check = db.verify_audit(&anchors).await?;
     match check.first_bad {
         None => {
             println!("audit log intact: {} entries", check.entries);
+            if !anchors.is_empty() {
+                println!("it reaches every anchor given ({})", anchors.len());
+            }
             if let Some(hash) = check.last_hash {
-                println!("last hash: {hash} (keep it elsewhere to detect the newest entries being removed)");
+                println!("last hash: {hash} (keep `cityhub audit anchor` elsewhere to detect the newest entries being removed)");
             }
             Ok(())
         }

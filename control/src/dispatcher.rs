@@ -35,6 +35,12 @@ pub struct DispatcherConfig {
     pub rate_per_sec: u32,
     /// How often the table is read for new commands, in milliseconds.
     pub poll_ms: u64,
+    /// The broker account of the dispatcher's connection, distinct from ingestion's: the
+    /// shipped broker configuration makes every connection's client id its user name, so
+    /// two connections under one account would throw each other out.
+    pub mqtt_username: Option<String>,
+    #[serde(skip_serializing)]
+    pub mqtt_password: Option<String>,
 }
 
 impl Default for DispatcherConfig {
@@ -42,6 +48,8 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             rate_per_sec: 200,
             poll_ms: 200,
+            mqtt_username: None,
+            mqtt_password: None,
         }
     }
 }
@@ -52,6 +60,7 @@ pub struct Broker {
     pub host: String,
     pub port: u16,
     /// Distinct from ingestion's: two sessions under one id would throw each other out.
+    /// (A broker that binds client ids to accounts uses the user name instead.)
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,

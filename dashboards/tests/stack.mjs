@@ -119,11 +119,16 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
     // Broker: the shipped configuration with this run's port, files and users.
     const brokerPort = await freePort();
     const passwd = join(dir, "passwd");
-    writeFileSync(passwd, "");
-    for (const [u, p] of [["cityhub", HUB_PASSWORD], ["simulator", SIM_PASSWORD]]) {
-      execFileSync("mosquitto_passwd", ["-b", passwd, u, p], { stdio: "ignore" });
-    }
-    writeFileSync(join(dir, "acl"), readFileSync(join(ROOT, "deploy/mosquitto/acl"), "utf8") + "\nuser simulator\ntopic readwrite city/#\n");
+    // One account per connection (the shipped configuration makes a connection's client
+    // id its user name): the hub's two, and one per simulator connection (simulator-n).
+    const simulators = Array.from({ length: 32 }, (_, n) => `simulator-${n}`);
+    const accounts = [["cityhub-ingest", HUB_PASSWORD], ["cityhub-commands", HUB_PASSWORD], ...simulators.map((u) => [u, SIM_PASSWORD])];
+    writeFileSync(passwd, accounts.map(([u, p]) => `${u}:${p}\n`).join(""));
+    execFileSync("mosquitto_passwd", ["-U", passwd], { stdio: "ignore" });
+    writeFileSync(
+      join(dir, "acl"),
+      readFileSync(join(ROOT, "deploy/mosquitto/acl"), "utf8") + simulators.map((u) => `\nuser ${u}\ntopic readwrite city/#\n`).join(""),
+    );
     const conf = readFileSync(join(ROOT, "deploy/mosquitto/mosquitto.conf"), "utf8")
       .replace(/^listener .*/m, `listener ${brokerPort} 127.0.0.1`)
       .replace(/^password_file .*/m, `password_file ${passwd}`)
@@ -177,8 +182,10 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
         ...env,
         CITYHUB_SIM_CLOCK: clock,
         CITYHUB_HTTP_ADDR: `127.0.0.1:${port}`,
-        CITYHUB_MQTT_USERNAME: "cityhub",
+        CITYHUB_MQTT_USERNAME: "cityhub-ingest",
         CITYHUB_MQTT_PASSWORD: HUB_PASSWORD,
+        CITYHUB_COMMANDS_MQTT_USERNAME: "cityhub-commands",
+        CITYHUB_COMMANDS_MQTT_PASSWORD: HUB_PASSWORD,
         CITYHUB_DASHBOARD_DIR: join(DASHBOARDS, "dist"),
         CITYHUB_DASHBOARD_BASE_MAP: join(cityDir, "map.geojson"),
         ...(tileUrl ? { CITYHUB_DASHBOARD_TILE_URL: tileUrl } : {}),

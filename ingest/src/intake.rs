@@ -1,21 +1,98 @@
 //! One MQTT message -> rows and dead letters in a [`ReadingBatch`].
 
+use std::borrow::Cow;
+
 use model::{decode_payload, Limits, RecordType, Rejection, Timestamp, Topic};
 use store::ReadingBatch;
 
+use crate::quota::DeadLetterQuota;
 use crate::registry::Registry;
+use crate::writer::Received;
 
 /// What one message contributed to a batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Intake {
     pub rows: usize,
+    /// Dead letters stored in the batch.
     pub dead_letters: usize,
+    /// Refusals counted but not stored: the device's dead-letter quota was spent.
+    pub unstored: usize,
     /// Newest reading time in the message, for publish-to-commit lag.
     pub newest: Option<Timestamp>,
 }
 
+impl Intake {
+    /// Refusals, stored or not.
+    pub fn refused(&self) -> usize {
+        self.dead_letters + self.unstored
+    }
+}
+
+/// How a message's refusals are kept.
+pub struct DeadLetterRules<'a> {
+    /// Bytes of a refused payload kept (its size and SHA-256 are kept whole).
+    pub keep_bytes: usize,
+    /// How many of a message's refusals may be stored: given to this function the first
+    /// time the message is taken, and remembered with it for any later rebuild of its
+    /// batch (`None`: no quota, everything is stored).
+    pub quota: Option<&'a mut DeadLetterQuota>,
+}
+
+/// Takes a received message into `batch` (nothing for a retained repeat), and notes its
+/// digest on its topic when the broker could deliver it again as retained (see
+/// [`digest_kept`]). Returns what it contributed, the digest when noted, and how many of
+/// its refusals were allowed to be stored (for [`Received::dead_letters_allowed`]).
+pub fn take_received(
+    batch: &mut ReadingBatch,
+    registry: &Registry,
+    limits: &Limits,
+    rules: DeadLetterRules<'_>,
+    m: &Received,
+) -> (Intake, Option<[u8; 32]>, Option<usize>) {
+    if m.repeat {
+        return (Intake::default(), None, m.dead_letters_allowed);
+    }
+    let mut allowed = m.dead_letters_allowed;
+    let mut quota = rules.quota;
+    let mut allow = |wanted: usize| {
+        let granted = match (allowed, quota.as_deref_mut()) {
+            (Some(k), _) => k.min(wanted),
+            (None, Some(q)) => q.grant(&m.topic, wanted, std::time::Instant::now()),
+            (None, None) => wanted,
+        };
+        allowed = Some(granted);
+        granted
+    };
+    let intake = take_message(
+        batch,
+        registry,
+        limits,
+        &m.topic,
+        &m.payload,
+        m.received_at,
+        rules.keep_bytes,
+        &mut allow,
+    );
+    let digest = digest_kept(m, &intake).then(|| store::mqtt::payload_digest(&m.payload));
+    if let Some(d) = digest {
+        batch.note_topic_digest(&m.topic, d, m.received_at);
+    }
+    (intake, digest, allowed)
+}
+
+/// Whether a message's digest is kept on its topic: a retained delivery, a `status` (the
+/// retained channel of the contract; its `ts` may be left out, so a repeat would be a
+/// new row), or anything refused (a repeat would be a new dead letter). Readings with
+/// their `ts` need none: their natural key already drops a repeat.
+fn digest_kept(m: &Received, intake: &Intake) -> bool {
+    m.retained || m.topic.ends_with("/status") || intake.refused() > 0
+}
+
 /// Decodes `payload` received on `topic` at `now` into `batch`. Never fails: what cannot
-/// be accepted becomes a dead letter with its reason.
+/// be accepted becomes a dead letter with its reason (at most `keep_bytes` of each
+/// refused payload, with its size and digest), as many as `allow(refusals)` says; the
+/// others are counted only.
+#[allow(clippy::too_many_arguments)]
 pub fn take_message(
     batch: &mut ReadingBatch,
     registry: &Registry,
@@ -23,40 +100,47 @@ pub fn take_message(
     topic: &str,
     payload: &[u8],
     now: Timestamp,
+    keep_bytes: usize,
+    allow: &mut dyn FnMut(usize) -> usize,
 ) -> Intake {
-    batch.add_payload_bytes(payload.len());
     let mut intake = Intake::default();
-    let mut reject = |batch: &mut ReadingBatch, raw: &[u8], reason: &Rejection, index| {
-        batch.push_dead_letter(now, topic, raw, reason, index);
-        intake.dead_letters += 1;
-    };
+    let mut refused: Vec<(Cow<'_, [u8]>, Rejection, Option<usize>)> = Vec::new();
     let parsed = Topic::parse(topic).and_then(|t| match RecordType::of(t.kind, t.channel) {
         Some(record) => Ok((t, record)),
         None => Err(Rejection::CommandEcho),
     });
-    let (t, record) = match parsed {
-        Ok(p) => p,
-        Err(reason) => {
-            reject(batch, payload, &reason, None);
-            return intake;
+    let resolved = parsed.and_then(|(t, record)| {
+        registry
+            .resolve(t.tenant, t.device, t.kind)
+            .map(|id| (record, id))
+    });
+    match resolved {
+        Err(reason) => refused.push((Cow::Borrowed(payload), reason, None)),
+        Ok((record, device_id)) => {
+            let decoded = decode_payload(record, payload, now, limits);
+            for r in decoded.rejected {
+                refused.push((Cow::Owned(r.raw), r.reason, r.index));
+            }
+            intake.rows = decoded.rows.len();
+            intake.newest = decoded.rows.iter().map(|r| r.ts).max();
+            for row in decoded.rows {
+                batch.push(record, device_id, row);
+            }
         }
-    };
-    let device_id = match registry.resolve(t.tenant, t.device, t.kind) {
-        Ok(id) => id,
-        Err(reason) => {
-            reject(batch, payload, &reason, None);
-            return intake;
+    }
+    if refused.is_empty() {
+        return intake;
+    }
+    let stored = allow(refused.len()).min(refused.len());
+    for (i, (raw, reason, index)) in refused.iter().enumerate() {
+        if i < stored {
+            batch.push_dead_letter(now, topic, raw, reason, *index, keep_bytes);
+        } else {
+            batch.count_unstored_dead_letter(reason);
         }
-    };
-    let decoded = decode_payload(record, payload, now, limits);
-    for r in &decoded.rejected {
-        reject(batch, &r.raw, &r.reason, r.index);
     }
-    intake.rows = decoded.rows.len();
-    intake.newest = decoded.rows.iter().map(|r| r.ts).max();
-    for row in decoded.rows {
-        batch.push(record, device_id, row);
-    }
+    intake.dead_letters = stored;
+    intake.unstored = refused.len() - stored;
     intake
 }
 
@@ -96,10 +180,39 @@ mod tests {
             ("nonsense", b"{}", 0, 1),
         ];
         for (topic, payload, rows, dead) in cases {
-            let got = take_message(&mut batch, &registry, &limits, topic, payload, now);
+            let got = take_message(
+                &mut batch,
+                &registry,
+                &limits,
+                topic,
+                payload,
+                now,
+                4096,
+                &mut |n| n,
+            );
             assert_eq!((got.rows, got.dead_letters), (*rows, *dead), "{topic}");
         }
         assert_eq!(batch.reading_rows(), 2);
         assert_eq!(batch.dead_letter_count(), 4);
+
+        // Refusals beyond what is allowed are counted, not stored.
+        let mut batch = ReadingBatch::default();
+        let got = take_message(
+            &mut batch,
+            &registry,
+            &limits,
+            "city/x/light/L1/telemetry",
+            br#"[{"ts":"a"},{"ts":"b"},{"ts":1795338000000},{"ts":"c"}]"#,
+            now,
+            4096,
+            &mut |n| n - 2,
+        );
+        assert_eq!((got.rows, got.dead_letters, got.unstored), (1, 1, 2));
+        assert_eq!(batch.dead_letter_count(), 1);
+        assert_eq!(batch.unstored_dead_letters(), 2);
+        assert_eq!(
+            batch.dead_letter_codes().collect::<Vec<_>>(),
+            [("wrong_type", 3)]
+        );
     }
 }

@@ -7,8 +7,11 @@
 //! ```
 //!
 //! - [`session`]: the MQTT session (QoS 1, persistent, manual acks), batching by size and age.
-//! - [`intake`]: one message -> rows and dead letters in a batch.
-//! - [`writer`]: commit with retries; a refused batch is retried message by message.
+//! - [`intake`]: one message -> rows and dead letters in a batch, and the digest kept for
+//!   a message the broker could send again as retained.
+//! - [`writer`]: commit with retries; a refused batch is retried message by message; a
+//!   retained delivery of what was recorded already is dropped from its batch.
+//! - [`quota`]: how many dead letters each device may have stored.
 //! - [`registry`]: topic -> device id, kept current from the database.
 //! - `latest`: the latest-state table, updated from committed batches off the ack path.
 //! - [`metrics`]: counters and histograms for `/metrics`.
@@ -20,6 +23,7 @@
 pub mod intake;
 mod latest;
 pub mod metrics;
+pub mod quota;
 pub mod registry;
 mod session;
 pub mod writer;
@@ -100,6 +104,12 @@ pub struct IngestConfig {
     pub writers: usize,
     /// The latest-state table is written at most this often.
     pub latest_interval_ms: u64,
+    /// Bytes of a refused payload kept in its dead letter (with the size and SHA-256 of
+    /// all of it).
+    pub dead_letter_bytes: usize,
+    /// Dead letters stored per device and hour at most (0: no limit); the others are
+    /// counted in the metrics only.
+    pub dead_letters_per_device_per_hour: u32,
     #[serde(skip)]
     pub limits: Limits,
 }
@@ -114,6 +124,8 @@ impl Default for IngestConfig {
             max_buffered_bytes: 64 * 1024 * 1024,
             writers: 2,
             latest_interval_ms: 1000,
+            dead_letter_bytes: 4096,
+            dead_letters_per_device_per_hour: 120,
             limits: Limits::default(),
         }
     }
@@ -147,6 +159,8 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let db = store::Db::connect(&database_url).await?;
     let (registry, newest) = Registry::load(&db).await?;
+    let mqtt_session = session_key(&config.mqtt);
+    let expect_session = db.mqtt_session_known(&mqtt_session).await?;
     drop(db);
     let background = CancellationToken::new();
     tokio::spawn(registry.clone().keep_current(
@@ -188,10 +202,12 @@ pub async fn run(
     ));
     let writer_stop = CancellationToken::new();
     let keep_rows = committed.is_some();
+    let writer_url = database_url.clone();
     let writer = Arc::new(writer::Writer {
         url: database_url,
         registry,
         limits: config.limits,
+        dead_letter_bytes: config.dead_letter_bytes,
         metrics: metrics.clone(),
         acks: ack_tx,
         committed,
@@ -212,6 +228,7 @@ pub async fn run(
     ));
 
     let mut session = session::Session {
+        quota: quota::DeadLetterQuota::new(config.dead_letters_per_device_per_hour),
         config,
         shared,
         client,
@@ -219,6 +236,12 @@ pub async fn run(
         session: session_no,
         next_seq: 0,
         keep_rows,
+        kept: session::KeptSession {
+            key: mqtt_session,
+            expected: expect_session,
+            database_url: writer_url,
+        },
+        recent: std::collections::HashMap::new(),
     };
     session.run(&batch_tx, &shutdown).await;
     info!(message = "Stopped reading; committing and acknowledging what was read.");
@@ -240,6 +263,16 @@ pub async fn run(
     background.cancel();
     info!(message = "Ingestion stopped.");
     Ok(())
+}
+
+/// What the broker keeps the hub's session under: its account and client id (a broker
+/// that binds client ids to accounts uses the account; one that does not, the id).
+fn session_key(mqtt: &MqttConfig) -> String {
+    format!(
+        "{}/{}",
+        mqtt.username.as_deref().unwrap_or(""),
+        mqtt.client_id
+    )
 }
 
 /// Sends PUBACKs for committed batches in the order the batches were sealed (so in the

@@ -30,12 +30,22 @@ pub struct IngestMetrics {
     pub rows: Family<RecordLabel, Counter>,
     pub duplicates: Counter,
     pub dead_letters: Family<ReasonLabel, Counter>,
+    /// Refusals not stored: their device's dead-letter quota was spent.
+    pub dead_letters_unstored: Counter,
+    /// Bytes of refused payloads beyond the prefix a dead letter keeps.
+    pub dead_letter_bytes_left_out: Counter,
+    /// Retained deliveries recognised as the message last recorded on their topic.
+    pub retained_repeats: Counter,
     pub batches: Counter,
     pub batch_seconds: Histogram,
     pub lag_seconds: Histogram,
     pub write_retries: Counter,
     pub connects: Counter,
     pub connection_errors: Counter,
+    /// Connections on which the broker did not have the session the hub expected.
+    pub sessions_lost: Counter,
+    /// When that last happened, in Unix seconds (0: never since the hub started).
+    pub session_lost_at: Gauge,
     pub buffered_bytes: Gauge,
 }
 
@@ -46,12 +56,17 @@ impl Default for IngestMetrics {
             rows: Family::default(),
             duplicates: Counter::default(),
             dead_letters: Family::default(),
+            dead_letters_unstored: Counter::default(),
+            dead_letter_bytes_left_out: Counter::default(),
+            retained_repeats: Counter::default(),
             batches: Counter::default(),
             batch_seconds: Histogram::new(LAG_BUCKETS),
             lag_seconds: Histogram::new(LAG_BUCKETS),
             write_retries: Counter::default(),
             connects: Counter::default(),
             connection_errors: Counter::default(),
+            sessions_lost: Counter::default(),
+            session_lost_at: Gauge::default(),
             buffered_bytes: Gauge::default(),
         }
     }
@@ -73,8 +88,23 @@ impl IngestMetrics {
         );
         r.register(
             "dead_letters",
-            "Messages or array elements dead-lettered, by reason",
+            "Messages or array elements refused, by reason (stored as dead letters or, past a device's quota, counted only)",
             self.dead_letters.clone(),
+        );
+        r.register(
+            "dead_letters_unstored",
+            "Refusals counted but not stored: their device's dead-letter quota was spent",
+            self.dead_letters_unstored.clone(),
+        );
+        r.register(
+            "dead_letter_bytes_left_out",
+            "Bytes of refused payloads beyond the prefix a dead letter keeps",
+            self.dead_letter_bytes_left_out.clone(),
+        );
+        r.register(
+            "retained_repeats",
+            "Retained deliveries of the message already recorded on their topic, acknowledged and not recorded again",
+            self.retained_repeats.clone(),
         );
         r.register("batches", "Batches committed", self.batches.clone());
         r.register(
@@ -101,6 +131,16 @@ impl IngestMetrics {
             "mqtt_connection_errors",
             "MQTT connection failures",
             self.connection_errors.clone(),
+        );
+        r.register(
+            "mqtt_sessions_lost",
+            "Connections on which the broker no longer held the hub's persistent session",
+            self.sessions_lost.clone(),
+        );
+        r.register(
+            "mqtt_session_lost_timestamp_seconds",
+            "When the broker last turned out not to hold the hub's session (Unix seconds; 0: never)",
+            self.session_lost_at.clone(),
         );
         r.register(
             "buffered_bytes",

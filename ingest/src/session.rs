@@ -1,5 +1,6 @@
 //! The MQTT session: receive, decode into the open batch, seal batches by size or age,
-//! and keep the connection alive while the writer works.
+//! and keep the connection alive while the writer works. A broker that answers without
+//! the persistent session the hub had is reported ([`Session::check_kept`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +12,9 @@ use store::ReadingBatch;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::intake::take_message;
+use crate::intake::{take_received, DeadLetterRules};
 use crate::writer::{Received, SealedBatch};
 use crate::{IngestConfig, Shared};
 
@@ -24,6 +25,7 @@ struct OpenBatch {
     acks: Vec<u16>,
     rows: usize,
     deadline: Option<Instant>,
+    unjudged_retained: bool,
 }
 
 impl OpenBatch {
@@ -38,8 +40,24 @@ impl OpenBatch {
             acks: Vec::new(),
             rows: 0,
             deadline: None,
+            unjudged_retained: false,
         }
     }
+}
+
+/// Topics' digests noted in this run, at most this many (then forgotten, and judged by
+/// the database instead).
+const RECENT_DIGESTS: usize = 200_000;
+
+/// The persistent session the hub expects the broker to hold.
+pub(crate) struct KeptSession {
+    /// Its name in the database ([`store::Db::mqtt_session_known`]).
+    pub key: String,
+    /// Whether the broker should have it: the hub has had it before (in this process or
+    /// an earlier one).
+    pub expected: bool,
+    /// Where to record it the first time.
+    pub database_url: String,
 }
 
 pub(crate) struct Session {
@@ -53,6 +71,13 @@ pub(crate) struct Session {
     pub next_seq: u64,
     /// Keep accepted rows in batches, for the consumer of committed batches.
     pub keep_rows: bool,
+    pub kept: KeptSession,
+    /// The digest of the last message noted per topic in this run (see
+    /// [`crate::intake::take_received`]): a retained delivery is judged against it first,
+    /// since a message still on its way to the database is not there to be looked up.
+    pub recent: std::collections::HashMap<String, [u8; 32]>,
+    /// How many dead letters each device may still have stored.
+    pub quota: crate::quota::DeadLetterQuota,
 }
 
 impl Session {
@@ -102,6 +127,7 @@ impl Session {
                         self.shared.metrics.connects.inc();
                         backoff = Duration::from_millis(200);
                         info!(message = "MQTT session established.", session = n, session_present = ack.session_present);
+                        self.check_kept(ack.session_present, n);
                         // Subscribing goes through the same request queue as the acks; a
                         // task waits for room instead of failing when the queue is full.
                         let filters: Vec<_> = self.config.mqtt.topics.iter()
@@ -137,31 +163,90 @@ impl Session {
         }
     }
 
-    fn take(&self, open: &mut OpenBatch, p: rumqttc::Publish, max_wait: Duration) {
+    /// After a CONNACK: a broker that no longer holds the session the hub had may have
+    /// discarded messages queued for it (it was wiped, or lost with the broker's state),
+    /// and nothing downstream can tell, so it is said loudly: an error, a counter, and the
+    /// time of it, which `/health` reports. The first session is recorded so that the
+    /// next start knows to expect it.
+    fn check_kept(&mut self, present: bool, session: u64) {
+        if !present && self.kept.expected {
+            self.shared.metrics.sessions_lost.inc();
+            self.shared
+                .metrics
+                .session_lost_at
+                .set(model::Timestamp::now().micros() / 1_000_000);
+            error!(
+                message = "The broker did not keep the hub's MQTT session; readings published while the hub was away may have been lost.",
+                client = %self.kept.key,
+                session
+            );
+        }
+        if !self.kept.expected {
+            self.kept.expected = true;
+            let (url, key) = (self.kept.database_url.clone(), self.kept.key.clone());
+            tokio::spawn(async move {
+                let noted = match store::Db::connect(&url).await {
+                    Ok(db) => db.note_mqtt_session(&key).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = noted {
+                    warn!(message = "Cannot record the hub's MQTT session; a later loss of it may go unnoticed.", %error);
+                }
+            });
+        }
+    }
+
+    fn take(&mut self, open: &mut OpenBatch, p: rumqttc::Publish, max_wait: Duration) {
         let now = (self.shared.clock)();
         self.shared.metrics.messages.inc();
         self.shared
             .metrics
             .buffered_bytes
             .inc_by(p.payload.len() as i64);
-        let intake = take_message(
+        open.batch.add_payload_bytes(p.payload.len());
+        let mut m = Received {
+            topic: p.topic,
+            payload: p.payload,
+            received_at: now,
+            newest: None,
+            retained: p.retain,
+            repeat: false,
+            dead_letters_allowed: None,
+        };
+        if m.retained {
+            match self.recent.get(&m.topic) {
+                Some(d) if *d == store::mqtt::payload_digest(&m.payload) => {
+                    m.repeat = true;
+                    self.shared.metrics.retained_repeats.inc();
+                }
+                Some(_) => {}
+                None => open.unjudged_retained = true,
+            }
+        }
+        let rules = DeadLetterRules {
+            keep_bytes: self.config.dead_letter_bytes,
+            quota: Some(&mut self.quota),
+        };
+        let (intake, digest, allowed) = take_received(
             &mut open.batch,
             &self.shared.registry,
             &self.config.limits,
-            &p.topic,
-            &p.payload,
-            now,
+            rules,
+            &m,
         );
+        m.dead_letters_allowed = allowed;
+        if let Some(d) = digest {
+            if self.recent.len() >= RECENT_DIGESTS {
+                self.recent.clear();
+            }
+            self.recent.insert(m.topic.clone(), d);
+        }
         open.rows += intake.rows + intake.dead_letters;
         if p.qos != QoS::AtMostOnce {
             open.acks.push(p.pkid);
         }
-        open.messages.push(Received {
-            topic: p.topic,
-            payload: p.payload,
-            received_at: now,
-            newest: intake.newest,
-        });
+        m.newest = intake.newest;
+        open.messages.push(m);
         if open.deadline.is_none() {
             open.deadline = Some(Instant::now() + max_wait);
         }
@@ -189,6 +274,7 @@ impl Session {
             acks: full.acks,
             session: self.session.load(Ordering::SeqCst),
             seq: self.next_seq,
+            unjudged_retained: full.unjudged_retained,
         });
     }
 

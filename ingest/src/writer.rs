@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::intake::take_message;
+use crate::intake::{take_received, DeadLetterRules};
 use crate::metrics::{IngestMetrics, ReasonLabel, RecordLabel};
 use crate::registry::Registry;
 
@@ -23,6 +23,14 @@ pub struct Received {
     pub payload: Bytes,
     pub received_at: Timestamp,
     pub newest: Option<Timestamp>,
+    /// Delivered with the retain flag: the broker's stored copy of the topic's retained
+    /// message, sent because the hub subscribed (not a new publication).
+    pub retained: bool,
+    /// A retained delivery of what was recorded already: acknowledged, not recorded.
+    pub repeat: bool,
+    /// How many of its refusals its device's dead-letter quota let be stored, decided
+    /// when it was first taken (`None`: not yet), so a rebuilt batch stores the same.
+    pub dead_letters_allowed: Option<usize>,
 }
 
 /// A batch ready to commit, with what to acknowledge afterwards.
@@ -37,6 +45,9 @@ pub struct SealedBatch {
     pub seq: u64,
     /// Payload and encoded bytes held until commit (the memory budget).
     pub held_bytes: usize,
+    /// Holds retained deliveries the session could not judge: the writer looks their
+    /// topics up before writing ([`Writer::drop_retained_repeats`]).
+    pub unjudged_retained: bool,
 }
 
 /// Acknowledgements of one committed batch.
@@ -51,6 +62,7 @@ pub(crate) struct Writer {
     pub url: String,
     pub registry: Arc<Registry>,
     pub limits: Limits,
+    pub dead_letter_bytes: usize,
     pub metrics: IngestMetrics,
     pub acks: mpsc::UnboundedSender<BatchAcks>,
     /// Accepted rows of each committed batch, in arrival order (redeliveries included:
@@ -118,13 +130,15 @@ impl Writer {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            let result = match db.as_mut() {
-                Some(conn) => conn.write_batch(&sealed.batch).await,
-                None => match Db::connect(&self.url).await {
-                    Ok(conn) => db.insert(conn).write_batch(&sealed.batch).await,
-                    Err(e) => Err(e),
-                },
-            };
+            let result = async {
+                let conn = match db {
+                    Some(conn) => conn,
+                    None => db.insert(Db::connect(&self.url).await?),
+                };
+                self.drop_retained_repeats(conn, sealed).await?;
+                conn.write_batch(&sealed.batch).await
+            }
+            .await;
             match result {
                 Ok(outcome) => {
                     self.metrics
@@ -157,6 +171,61 @@ impl Writer {
         }
     }
 
+    /// Retained deliveries the session could not judge (their topic's last message is
+    /// not one it saw) are looked up: one whose bytes are the last recorded on its topic is
+    /// a repeat, acknowledged with its batch and not recorded again. The batch is then
+    /// rebuilt without the repeats.
+    async fn drop_retained_repeats(
+        &self,
+        db: &Db,
+        sealed: &mut SealedBatch,
+    ) -> Result<(), StoreError> {
+        if !sealed.unjudged_retained {
+            return Ok(());
+        }
+        let topics: Vec<&str> = sealed
+            .messages
+            .iter()
+            .filter(|m| m.retained && !m.repeat)
+            .map(|m| m.topic.as_str())
+            .collect();
+        let known = db.topic_digests(&topics).await?;
+        let mut repeats = 0;
+        for m in sealed
+            .messages
+            .iter_mut()
+            .filter(|m| m.retained && !m.repeat)
+        {
+            if known.get(&m.topic) == Some(&store::mqtt::payload_digest(&m.payload)) {
+                m.repeat = true;
+                repeats += 1;
+            }
+        }
+        sealed.unjudged_retained = false;
+        if repeats > 0 {
+            self.metrics.retained_repeats.inc_by(repeats);
+            let mut batch = if self.committed.is_some() {
+                ReadingBatch::keeping_rows()
+            } else {
+                ReadingBatch::default()
+            };
+            for m in &sealed.messages {
+                take_received(&mut batch, &self.registry, &self.limits, self.rules(), m);
+            }
+            // The memory budget accounts the first encoding; the new one is no larger.
+            sealed.batch = batch;
+        }
+        Ok(())
+    }
+
+    /// How a rebuilt batch keeps refusals: as decided when the messages were first taken.
+    fn rules(&self) -> DeadLetterRules<'static> {
+        DeadLetterRules {
+            keep_bytes: self.dead_letter_bytes,
+            quota: None,
+        }
+    }
+
     async fn commit_one_by_one(
         &self,
         sealed: &SealedBatch,
@@ -170,14 +239,10 @@ impl Writer {
             } else {
                 ReadingBatch::default()
             };
-            take_message(
-                &mut single,
-                &self.registry,
-                &self.limits,
-                &m.topic,
-                &m.payload,
-                m.received_at,
-            );
+            if m.repeat {
+                continue;
+            }
+            take_received(&mut single, &self.registry, &self.limits, self.rules(), m);
             let outcome = match db.write_batch(&single).await {
                 Ok(o) => {
                     let _ = self.latest.send(single.take_latest());
@@ -188,7 +253,14 @@ impl Writer {
                 Err(e) => {
                     let mut dead = ReadingBatch::default();
                     let reason = Rejection::StorageRefused(e.to_string());
-                    dead.push_dead_letter(m.received_at, &m.topic, &m.payload, &reason, None);
+                    dead.push_dead_letter(
+                        m.received_at,
+                        &m.topic,
+                        &m.payload,
+                        &reason,
+                        None,
+                        self.dead_letter_bytes,
+                    );
                     db.write_batch(&dead).await?
                 }
             };
@@ -220,6 +292,10 @@ impl Writer {
                 .get_or_create(&ReasonLabel { reason })
                 .inc_by(n);
         }
+        m.dead_letters_unstored
+            .inc_by(sealed.batch.unstored_dead_letters() as u64);
+        m.dead_letter_bytes_left_out
+            .inc_by(sealed.batch.dead_letter_bytes_left_out());
         let now = (self.clock)();
         for msg in &sealed.messages {
             if let Some(ts) = msg.newest {

@@ -34,6 +34,32 @@ pub struct Broker {
     remove_dir: bool,
 }
 
+/// The account connection `n` of a client that opens several signs in as: `{base}-{n}`.
+/// The shipped configuration makes a connection's client id its user name, so a fleet or
+/// a load generator with several connections needs one account per connection, as any
+/// gateway does.
+pub fn connection_account(base: &str, n: usize) -> String {
+    format!("{base}-{n}")
+}
+
+/// `count` accounts `{base}-0`... sharing `password`, and the ACL lines that let each
+/// read and write `topics` (a filter such as `city/#`).
+pub fn connection_accounts(
+    base: &str,
+    password: &str,
+    count: usize,
+    topics: &str,
+) -> (Vec<BrokerUser>, String) {
+    let mut users = Vec::with_capacity(count);
+    let mut acl = String::new();
+    for n in 0..count {
+        let name = connection_account(base, n);
+        acl.push_str(&format!("user {name}\ntopic readwrite {topics}\n"));
+        users.push(BrokerUser::new(name, password));
+    }
+    (users, acl)
+}
+
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -57,25 +83,20 @@ impl Broker {
         std::fs::create_dir_all(&dir)?;
         let port = free_port()?;
         let passwd = dir.join("passwd");
-        let _ = std::fs::remove_file(&passwd);
-        std::fs::File::create(&passwd)?;
+        // Plain `user:password` lines, hashed in place by one run of mosquitto_passwd.
+        let mut plain = String::new();
         for u in users {
-            let status = Command::new("mosquitto_passwd")
-                .arg("-b")
-                .arg(&passwd)
-                .arg(&u.name)
-                .arg(&u.password)
-                .stdout(Stdio::null())
-                .status()
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot run mosquitto_passwd: {e}"))
-                })?;
-            if !status.success() {
-                return Err(io::Error::other(format!(
-                    "mosquitto_passwd failed for {}",
-                    u.name
-                )));
-            }
+            plain.push_str(&format!("{}:{}\n", u.name, u.password));
+        }
+        std::fs::write(&passwd, plain)?;
+        let status = Command::new("mosquitto_passwd")
+            .arg("-U")
+            .arg(&passwd)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run mosquitto_passwd: {e}")))?;
+        if !status.success() {
+            return Err(io::Error::other("mosquitto_passwd -U failed"));
         }
         std::fs::write(dir.join("acl"), format!("{SHIPPED_ACL}\n{extra_acl}\n"))?;
         let conf = private_conf(port, &dir);

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub struct LoadConfig {
     pub host: String,
     pub port: u16,
+    /// A base account: connection `n` signs in as `{user}-{n}`
+    /// ([`crate::broker::connection_account`]), with this password.
     pub credentials: Option<(String, String)>,
     pub tenant: String,
     /// Lamp ids to publish as, spread over the connections.
@@ -126,11 +128,17 @@ async fn one_connection(
         .await
         .map_err(|e| connect_err(&e))?;
     stream.set_nodelay(true).map_err(|e| connect_err(&e))?;
-    let mut connect = Connect::new(format!("{}-{index}", config.client_prefix));
+    // With credentials, connection `index` signs in as an account of its own.
+    let mut connect = match &config.credentials {
+        Some((u, p)) => {
+            let account = crate::broker::connection_account(u, index);
+            let mut c = Connect::new(account.clone());
+            c.set_login(account, p);
+            c
+        }
+        None => Connect::new(format!("{}-{index}", config.client_prefix)),
+    };
     connect.keep_alive = 60;
-    if let Some((u, p)) = &config.credentials {
-        connect.set_login(u, p);
-    }
     let mut out = BytesMut::with_capacity(256 * 1024);
     connect.write(&mut out).map_err(|e| connect_err(&e))?;
     stream.write_all(&out).await.map_err(|e| connect_err(&e))?;

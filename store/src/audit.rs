@@ -60,6 +60,45 @@ pub struct AuditCheck {
     pub last_hash: Option<String>,
 }
 
+/// A point of the chain kept outside the database: an entry's id and its hash. The
+/// chain must still reach it, with that hash: removing the newest entries, or rewriting
+/// and re-chaining the log, cannot keep an anchor taken before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAnchor {
+    pub id: i64,
+    pub hash: Vec<u8>,
+}
+
+impl AuditAnchor {
+    /// `SEQ:HASH` (the entry's id, its hash in hex), as `cityhub audit anchor` prints it.
+    pub fn parse(text: &str) -> Result<AuditAnchor, String> {
+        let (id, hash) = text.trim().split_once(':').ok_or_else(|| {
+            format!("`{text}` is not SEQ:HASH (an entry's id, a colon, its hash in hex)")
+        })?;
+        let id: i64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| format!("`{id}` is not an entry's id"))?;
+        let hash = (0..hash.len())
+            .step_by(2)
+            .map(|i| {
+                hash.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .filter(|h| h.len() == 32)
+            .ok_or_else(|| format!("`{hash}` is not a SHA-256 in hex (64 characters)"))?;
+        Ok(AuditAnchor { id, hash })
+    }
+}
+
+impl std::fmt::Display for AuditAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.id, hex(&self.hash))
+    }
+}
+
 /// The bytes an entry's hash covers, after the previous hash: the id (8 bytes, big
 /// endian), then each of `at` (RFC 3339, UTC, microseconds, `Z`), actor, action, target
 /// and detail (JSON, object keys sorted, no spaces) as a 4-byte big-endian length and its
@@ -271,27 +310,67 @@ impl Db {
         Ok(id)
     }
 
+    /// The newest entry, as an anchor to keep elsewhere; `None` while the log is empty.
+    pub async fn audit_head(&self) -> Result<Option<AuditAnchor>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db("reading the audit log's head"))?;
+        Ok(row.map(|r| AuditAnchor {
+            id: r.get(0),
+            hash: r.get(1),
+        }))
+    }
+
     /// Recomputes the whole chain, a page at a time, and stops at the first entry that
     /// does not fit: edited (its hash), deleted (a gap in the ids, or a previous hash that
-    /// is not its predecessor's) or reordered.
-    pub async fn verify_audit(&self) -> Result<AuditCheck, StoreError> {
+    /// is not its predecessor's) or reordered. Each of `anchors` must be on the chain:
+    /// its entry there, with its hash.
+    pub async fn verify_audit(&self, anchors: &[AuditAnchor]) -> Result<AuditCheck, StoreError> {
         let mut walk = ChainWalk::default();
         let mut after = 0;
+        let broken = |walk: &ChainWalk, id, why| AuditCheck {
+            entries: walk.entries,
+            first_bad: Some((id, why)),
+            last_hash: None,
+        };
         loop {
             let page = read_page(self.client(), after, VERIFY_PAGE).await?;
             for r in &page {
                 if let Some(why) = walk.step(r) {
-                    return Ok(AuditCheck {
-                        entries: walk.entries,
-                        first_bad: Some((r.id, why)),
-                        last_hash: None,
-                    });
+                    return Ok(broken(&walk, r.id, why));
+                }
+                if let Some(a) = anchors.iter().find(|a| a.id == r.id && a.hash != r.hash) {
+                    return Ok(broken(
+                        &walk,
+                        r.id,
+                        format!(
+                            "its hash is {}, not the anchor's {}: the log was rewritten and chained again",
+                            hex(&r.hash),
+                            hex(&a.hash)
+                        ),
+                    ));
                 }
             }
             match page.last() {
                 Some(r) if page.len() as i64 == VERIFY_PAGE => after = r.id,
                 _ => break,
             }
+        }
+        let last = walk.prev.as_ref().map_or(0, |(id, _)| *id);
+        if let Some(a) = anchors.iter().filter(|a| a.id > last).min_by_key(|a| a.id) {
+            return Ok(broken(
+                &walk,
+                a.id,
+                format!(
+                    "the log ends at entry {last}, before the anchor's entry {}: the newest entries were removed",
+                    a.id
+                ),
+            ));
         }
         Ok(AuditCheck {
             entries: walk.entries,
@@ -362,6 +441,25 @@ mod tests {
         records
             .iter()
             .find_map(|r| walk.step(r).map(|why| (r.id, why)))
+    }
+
+    #[test]
+    fn anchors_read_back_as_written() {
+        let a = AuditAnchor {
+            id: 42,
+            hash: (0..32).collect(),
+        };
+        assert_eq!(AuditAnchor::parse(&a.to_string()), Ok(a));
+        for bad in [
+            "",
+            "42",
+            "x:00",
+            "0:00",
+            "42:abc",
+            &format!("42:{}", "zz".repeat(32)),
+        ] {
+            assert!(AuditAnchor::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

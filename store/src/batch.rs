@@ -8,7 +8,8 @@ use model::{Cell, Observation, RecordType, Rejection, Row, Timestamp};
 use crate::copy::CopyBuffer;
 
 /// Columns of `dead_letters` as written by COPY.
-pub(crate) const DEAD_LETTER_COLUMNS: &str = "received_at, topic, payload, reason, code, element";
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "received_at, topic, payload, reason, code, element, size, sha256";
 
 /// Everything one transaction writes.
 #[derive(Debug)]
@@ -21,11 +22,17 @@ pub struct ReadingBatch {
     /// 15-minute buckets (Unix seconds / 900) holding lamp readings, for the rollups.
     pub(crate) light_quarters: BTreeSet<i64>,
     dead_letter_count: usize,
+    /// Refusals counted and not stored (a device's dead-letter quota was spent), and
+    /// bytes of stored ones left out beyond the kept prefix.
+    unstored_dead_letters: usize,
+    dead_letter_bytes_left_out: u64,
     dead_letter_codes: std::collections::BTreeMap<&'static str, u64>,
     payload_bytes: usize,
     /// Accepted rows kept for whoever consumes committed batches (the rules engine).
     kept: Option<Vec<Observation>>,
     kept_bytes: usize,
+    /// Per topic, the last message whose retained copy could come back ([`crate::mqtt`]).
+    pub(crate) topic_digests: crate::mqtt::TopicDigests,
 }
 
 /// The newest state per device id, as collected from committed rows.
@@ -74,15 +81,18 @@ impl Default for ReadingBatch {
                 .iter()
                 .map(|r| CopyBuffer::new(r.fields().len() + 3))
                 .collect(),
-            dead_letters: CopyBuffer::new(6),
+            dead_letters: CopyBuffer::new(8),
             latest: HashMap::new(),
             days: BTreeSet::new(),
             light_quarters: BTreeSet::new(),
             dead_letter_count: 0,
+            unstored_dead_letters: 0,
+            dead_letter_bytes_left_out: 0,
             dead_letter_codes: Default::default(),
             payload_bytes: 0,
             kept: None,
             kept_bytes: 0,
+            topic_digests: HashMap::new(),
         }
     }
 }
@@ -135,7 +145,8 @@ impl ReadingBatch {
         self.latest.entry(device_id).or_default().merge(state);
     }
 
-    /// Adds a refused payload or array element.
+    /// Adds a refused payload or array element: its first `keep_bytes` bytes, with the
+    /// size and SHA-256 of all of it.
     pub fn push_dead_letter(
         &mut self,
         received_at: Timestamp,
@@ -143,19 +154,52 @@ impl ReadingBatch {
         raw: &[u8],
         reason: &Rejection,
         element: Option<usize>,
+        keep_bytes: usize,
     ) {
         self.dead_letter_count += 1;
         *self.dead_letter_codes.entry(reason.code()).or_default() += 1;
+        let kept = &raw[..raw.len().min(keep_bytes)];
+        self.dead_letter_bytes_left_out += (raw.len() - kept.len()) as u64;
         let b = self.dead_letters.begin_row();
         b.timestamptz(received_at)
             .text(&topic.replace('\0', "\u{FFFD}"))
-            .bytea(raw)
+            .bytea(kept)
             .text(&reason.to_string().replace('\0', "\u{FFFD}"))
             .text(reason.code());
         match element {
             Some(i) => b.int4(i as i32),
             None => b.null(),
         };
+        b.int4(i32::try_from(raw.len()).unwrap_or(i32::MAX))
+            .bytea(&crate::mqtt::payload_digest(raw));
+    }
+
+    /// Counts a refusal that is not stored (its device's dead-letter quota is spent).
+    pub fn count_unstored_dead_letter(&mut self, reason: &Rejection) {
+        self.unstored_dead_letters += 1;
+        *self.dead_letter_codes.entry(reason.code()).or_default() += 1;
+    }
+
+    /// Refusals counted and not stored.
+    pub fn unstored_dead_letters(&self) -> usize {
+        self.unstored_dead_letters
+    }
+
+    /// Bytes of refused payloads beyond the prefix kept.
+    pub fn dead_letter_bytes_left_out(&self) -> u64 {
+        self.dead_letter_bytes_left_out
+    }
+
+    /// Records, with the batch, that `digest` is the last message received on `topic` at
+    /// `at` (one whose retained copy a broker could deliver again).
+    pub fn note_topic_digest(&mut self, topic: &str, digest: [u8; 32], at: Timestamp) {
+        let newer = self
+            .topic_digests
+            .get(topic)
+            .is_none_or(|(_, seen)| *seen <= at);
+        if newer {
+            self.topic_digests.insert(topic.to_owned(), (digest, at));
+        }
     }
 
     /// Accounts the bytes of a received payload (for memory bounds).
@@ -179,7 +223,7 @@ impl ReadingBatch {
         self.dead_letter_count
     }
 
-    /// Dead letters per rejection code.
+    /// Refusals per rejection code, stored or not.
     pub fn dead_letter_codes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.dead_letter_codes.iter().map(|(k, v)| (*k, *v))
     }
@@ -198,7 +242,7 @@ impl ReadingBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.reading_rows() == 0 && self.dead_letter_count == 0
+        self.reading_rows() == 0 && self.dead_letter_count == 0 && self.topic_digests.is_empty()
     }
 }
 

@@ -477,6 +477,7 @@ impl Db {
             )
             .await?;
         }
+        crate::mqtt::note_digests(&tx, &batch.topic_digests).await?;
         tx.commit()
             .await
             .map_err(StoreError::db("committing a batch"))?;

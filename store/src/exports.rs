@@ -2,7 +2,8 @@
 //! exports stream.
 //!
 //! An export owns a connection ([`Db::start_export`] consumes it) and reads in one
-//! `REPEATABLE READ READ ONLY` transaction, so the devices it names and the readings it
+//! `REPEATABLE READ READ ONLY` transaction, bounded in time by the database itself
+//! ([`ExportBounds`]), so the devices it names and the readings it
 //! returns are one consistent snapshot however long the transfer takes. The readings come
 //! from one statement whose rows are pulled off the socket as the caller asks for chunks
 //! ([`ReadingExport::next_chunk`]): when the caller stops asking (a slow client), the
@@ -46,6 +47,17 @@ pub struct ExportQuery<'a> {
     pub from: DateTime<Utc>,
     /// Readings before.
     pub to: DateTime<Utc>,
+}
+
+/// How long the database lets an export's transaction live: bounds of its own, whatever
+/// the hub does (a long `REPEATABLE READ` transaction holds back vacuum everywhere).
+#[derive(Debug, Clone)]
+pub struct ExportBounds {
+    /// The session ends when its transaction sits idle this long (the hub stopped asking
+    /// for rows: its client stopped reading).
+    pub idle_in_transaction: std::time::Duration,
+    /// The reading statement is cancelled after this long.
+    pub statement: std::time::Duration,
 }
 
 /// A device an export covers.
@@ -218,15 +230,23 @@ impl Db {
         self,
         q: &ExportQuery<'_>,
         chunk_rows: usize,
+        bounds: &ExportBounds,
     ) -> Result<ReadingExport, StoreError> {
         let kind = q.record.name();
+        let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128);
         self.client()
             // No parallel workers: they would interleave the days, and an export is paced
-            // by its client, not by the scan.
-            .batch_execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
-                 SET LOCAL max_parallel_workers_per_gather = 0",
-            )
+            // by its client, not by the scan. The application name shows exports in
+            // pg_stat_activity.
+            .batch_execute(&format!(
+                "SET application_name = 'cityhub export';
+                 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                 SET LOCAL max_parallel_workers_per_gather = 0;
+                 SET LOCAL idle_in_transaction_session_timeout = {};
+                 SET LOCAL statement_timeout = {}",
+                ms(bounds.idle_in_transaction),
+                ms(bounds.statement)
+            ))
             .await
             .map_err(StoreError::db("starting an export"))?;
         let devices = self

@@ -5,6 +5,8 @@
 //! - [`db`]: [`Db`], one connection: `migrate`, `connect`, `write_batch`, partition upkeep.
 //! - [`batch`]: [`ReadingBatch`], what one transaction writes, encoded as it is collected.
 //! - [`copy`]: the binary COPY encoder.
+//! - [`dead_letters`]: what ingestion refused, bounded (a payload prefix with its size
+//!   and digest; pruned past their retention).
 //! - [`partitions`]: daily partitions for servers without TimescaleDB.
 //! - [`devices`]: the device registry (inventory import of devices and routes, lookups
 //!   for ingestion).
@@ -24,6 +26,7 @@
 //! - [`service_requests`]: citizen reports (Open311) and the change notification triggers;
 //!   [`changes`]: the listener of those notifications and the rows behind them.
 //! - [`transit_feed`]: the newest vehicle positions, for GTFS-Realtime.
+//! - [`mqtt`]: the hub's MQTT sessions, so that one the broker lost is noticed.
 //! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
 //! - [`audit`]: the hash-chained audit log of what people and programs changed.
 //! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
@@ -43,6 +46,7 @@ pub mod command_batches;
 pub mod commands;
 pub mod copy;
 pub mod db;
+pub mod dead_letters;
 pub mod devices;
 mod error;
 pub mod exports;
@@ -50,6 +54,7 @@ pub mod history;
 pub mod hygiene;
 pub mod listings;
 pub mod maintenance;
+pub mod mqtt;
 pub mod outages;
 mod partitions;
 pub mod rollups;
@@ -61,7 +66,7 @@ pub mod transit_feed;
 pub mod work_orders;
 
 pub use actions::{Actor, OutageAction, Step, ASSIGNED_DEADLINE_HOURS};
-pub use audit::{AuditCheck, AuditEntry, AuditRecord};
+pub use audit::{AuditAnchor, AuditCheck, AuditEntry, AuditRecord};
 pub use auth::{NewUser, TenantRef, UserRow, ROLES};
 pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use command_batches::{

@@ -174,6 +174,16 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             "outage chronology",
             crate::outages::CHRONOLOGY.to_owned(),
         ),
+        (
+            13,
+            "topics' last retained-deliverable messages",
+            crate::mqtt::MIGRATION.to_owned(),
+        ),
+        (
+            14,
+            "dead letters' sizes and digests",
+            crate::dead_letters::MIGRATION.to_owned(),
+        ),
     ]
 }
 

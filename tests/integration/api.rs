@@ -8,6 +8,7 @@
 //! - `audit`: changes as events and audit entries, one chain under concurrent appends;
 //! - `exports`: each format read back, filters, refusals, 200k readings, slow clients;
 //! - `cli`: `cityhub users`, `cityhub audit verify`, a weak session secret refused;
+//! - `connections`: timeouts of idle, half-sent and slow connections; the connection cap;
 //! - `fuzz`: the OpenAPI document against a contract fuzzer (schemathesis);
 //! - `history`: telemetry in time buckets against the raw readings, rollups re-rolled by
 //!   late readings, the map's state, single devices, the energy report;
@@ -19,6 +20,7 @@
 
 mod audit;
 mod cli;
+mod connections;
 mod exports;
 mod fuzz;
 mod handling;
@@ -68,6 +70,11 @@ pub(crate) const CREW_TEAM: &str = "lighting-crew";
 
 impl City {
     pub async fn start() -> City {
+        City::start_configured(|_| {}).await
+    }
+
+    /// Like [`City::start`], the API's configuration changed by `change` first.
+    pub async fn start_configured(change: impl FnOnce(&mut api::ApiConfig)) -> City {
         let (a, b, c) = (unique("a"), unique("b"), unique("c"));
         let db = TestDb::new().await;
         for t in [&a, &b, &c] {
@@ -94,7 +101,7 @@ impl City {
                 Auth::Token(add_token(&mut store, role, "tests").await),
             );
         }
-        let api = TestApi::start(&db.url).await;
+        let api = TestApi::start_configured(&db.url, change).await;
         City {
             db,
             store,

@@ -228,3 +228,205 @@ async fn the_same_message_delivered_twice_leaves_one_row() {
     assert_eq!(db.count("SELECT count(*) FROM dead_letters").await, 0);
     hub.stop().await;
 }
+
+/// Status rows and dead letters, as stored.
+async fn status_and_dead(db: &tests::TestDb) -> (i64, i64) {
+    (
+        db.count("SELECT count(*) FROM device_status_log").await,
+        db.count("SELECT count(*) FROM dead_letters").await,
+    )
+}
+
+#[tokio::test]
+async fn a_retained_message_is_recorded_once_however_often_the_broker_sends_it_again() {
+    let Setup {
+        tenant: t,
+        db,
+        mut broker,
+    } = Setup::start(&[(Kind::Light, 2)]).await;
+    let config = || ingest_config(broker.port(), "cityhub-ingest");
+    // A last will without `ts` (the hub stamps it when received) and a bad payload, both
+    // retained: the broker sends them to every new subscription of the hub.
+    let status = format!("city/{t}/light/L0/status");
+    let mut p = Publisher::connect(broker.port()).await;
+    p.send_retained(&status, r#"{"state":"online"}"#).await;
+    p.send_retained(&format!("city/{t}/light/L1/telemetry"), "not json")
+        .await;
+    p.flush().await;
+
+    let hub = InProcessHub::start(config(), &db.url).await;
+    eventually(Duration::from_secs(10), "both recorded", || async {
+        (status_and_dead(&db).await == (1, 1)).then_some(())
+    })
+    .await;
+    assert_eq!(hub.metrics.retained_repeats.get(), 0);
+    hub.stop().await;
+
+    // Every start subscribes again and gets both again: recognised, acknowledged, not
+    // recorded (judged against the database: this run has not seen them).
+    for _ in 0..2 {
+        let hub = InProcessHub::start(config(), &db.url).await;
+        eventually(Duration::from_secs(10), "the retained repeats", || async {
+            (hub.metrics.retained_repeats.get() == 2).then_some(())
+        })
+        .await;
+        hub.stop().await;
+        assert_eq!(status_and_dead(&db).await, (1, 1));
+    }
+
+    // A new retained status while the hub runs arrives live, then again as retained when
+    // the broker restarts and the hub subscribes anew: one row (judged against what this
+    // run recorded).
+    let hub = InProcessHub::start(config(), &db.url).await;
+    eventually(Duration::from_secs(10), "the retained repeats", || async {
+        (hub.metrics.retained_repeats.get() == 2).then_some(())
+    })
+    .await;
+    p.send_retained(&status, r#"{"state":"offline"}"#).await;
+    p.flush().await;
+    eventually(Duration::from_secs(10), "the new status", || async {
+        (status_and_dead(&db).await == (2, 1)).then_some(())
+    })
+    .await;
+    drop(p);
+    broker.broker.restart().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the hub back, repeats judged",
+        || async {
+            (hub.metrics.connects.get() == 2 && hub.metrics.retained_repeats.get() == 4)
+                .then_some(())
+        },
+    )
+    .await;
+    hub.stop().await;
+    assert_eq!(status_and_dead(&db).await, (2, 1));
+    assert_eq!(
+        db.count("SELECT count(*) FROM device_latest WHERE NOT online")
+            .await,
+        1,
+        "the device is offline, as it last said"
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_keep_a_prefix_and_each_device_only_its_hourly_share() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 2)]).await;
+    let mut config = ingest_config(broker.port(), &unique("hub-"));
+    config.dead_letter_bytes = 1024;
+    config.dead_letters_per_device_per_hour = 5;
+    let hub = InProcessHub::start(config, &db.url).await;
+    let mut p = Publisher::connect(broker.port()).await;
+    // Thirty 1 MB payloads from one lamp (over the 256 KiB limit), each different.
+    let payload = |i: u8| -> Vec<u8> { (0..1_000_000u32).map(|k| (k as u8) ^ i).collect() };
+    for i in 0..30 {
+        p.send(&format!("city/{t}/light/L0/telemetry"), payload(i))
+            .await;
+    }
+    // Another lamp's refusals are its own share.
+    p.send(&format!("city/{t}/light/L1/telemetry"), "not json")
+        .await;
+    p.flush().await;
+    eventually(Duration::from_secs(30), "every refusal counted", || async {
+        let counted = hub.metrics.dead_letters_unstored.get()
+            + db.count("SELECT count(*) FROM dead_letters").await as u64;
+        (counted == 31).then_some(())
+    })
+    .await;
+    let metrics = hub.metrics.clone();
+    hub.stop().await;
+
+    let rows = db
+        .client
+        .query(
+            "SELECT topic, code, length(payload), size, sha256, payload FROM dead_letters ORDER BY topic, id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        6,
+        "five of the first lamp's, one of the other's"
+    );
+    // The first five sent are the ones stored (whatever order their batches committed in).
+    let mut stored: Vec<u8> = Vec::new();
+    for r in &rows[..5] {
+        assert_eq!(r.get::<_, String>(1), "oversize");
+        assert_eq!(
+            (r.get::<_, i32>(2), r.get::<_, Option<i32>>(3)),
+            (1024, Some(1_000_000)),
+            "a prefix, and the size of the whole"
+        );
+        let sha: Vec<u8> = r.get(4);
+        let n = (0..30u8)
+            .find(|&i| store::mqtt::payload_digest(&payload(i))[..] == sha[..])
+            .expect("the digest of one payload sent");
+        assert_eq!(r.get::<_, Vec<u8>>(5), payload(n)[..1024]);
+        stored.push(n);
+    }
+    stored.sort_unstable();
+    assert_eq!(stored, [0, 1, 2, 3, 4]);
+    assert_eq!(rows[5].get::<_, String>(1), "invalid_json");
+    assert_eq!(rows[5].get::<_, Vec<u8>>(5), b"not json");
+    // Counted all the same: 31 refusals, 25 of them not stored.
+    assert_eq!(
+        metrics
+            .dead_letters
+            .get_or_create(&ingest::metrics::ReasonLabel { reason: "oversize" })
+            .get(),
+        30
+    );
+    assert_eq!(metrics.dead_letters_unstored.get(), 25);
+    assert_eq!(
+        metrics.dead_letter_bytes_left_out.get(),
+        5 * (1_000_000 - 1024)
+    );
+    // 30 MB sent; the table holds a few kilobytes of it.
+    let table_bytes = db
+        .count("SELECT pg_total_relation_size('dead_letters')")
+        .await;
+    assert!(table_bytes < 1_000_000, "{table_bytes} bytes");
+}
+
+#[tokio::test]
+async fn dead_letters_older_than_their_retention_are_deleted() {
+    let Setup {
+        tenant: _,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 1)]).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO dead_letters (received_at, topic, payload, reason, code)
+             VALUES (now() - interval '31 days', 'city/x/light/L0/telemetry', 'old', 'test', 'invalid_json'),
+                    (now() - interval '29 days', 'city/x/light/L0/telemetry', 'recent', 'test', 'invalid_json')",
+        )
+        .await
+        .unwrap();
+    let mut hub = tests::HubProcess::spawn_with(
+        &db.url,
+        broker.port(),
+        &unique("hub-"),
+        &[("CITYHUB_DEAD_LETTER_RETENTION_DAYS", "30")],
+    );
+    hub.wait_connected().await;
+    eventually(
+        Duration::from_secs(20),
+        "the old dead letter deleted",
+        || async { (db.count("SELECT count(*) FROM dead_letters").await == 1).then_some(()) },
+    )
+    .await;
+    let kept: Vec<u8> = db
+        .client
+        .query_one("SELECT payload FROM dead_letters", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, b"recent");
+    assert!(hub.terminate());
+}

@@ -68,14 +68,22 @@ fn the_effective_configuration_hides_secrets() {
         &["config"],
         &[
             ("CITYHUB_DATABASE_URL", "postgres://u:db-secret@h/x"),
-            ("CITYHUB_MQTT_USERNAME", "cityhub"),
+            ("CITYHUB_MQTT_USERNAME", "cityhub-ingest"),
             ("CITYHUB_MQTT_PASSWORD", "mqtt-secret"),
+            ("CITYHUB_COMMANDS_MQTT_USERNAME", "cityhub-commands"),
+            ("CITYHUB_COMMANDS_MQTT_PASSWORD", "commands-secret"),
         ],
     );
     assert!(ok);
-    assert!(out.contains("username = \"cityhub\""), "{out}");
+    assert!(out.contains("username = \"cityhub-ingest\""), "{out}");
     assert!(
-        !out.contains("db-secret") && !out.contains("mqtt-secret"),
+        out.contains("mqtt_username = \"cityhub-commands\""),
+        "{out}"
+    );
+    assert!(
+        !out.contains("db-secret")
+            && !out.contains("mqtt-secret")
+            && !out.contains("commands-secret"),
         "{out}"
     );
 }
@@ -135,6 +143,14 @@ async fn serve_logs_never_show_secrets_and_stops_on_sigterm() {
         .env("CITYHUB_MQTT_PORT", broker.port().to_string())
         .env("CITYHUB_MQTT_USERNAME", tests::broker::HUB_USER)
         .env("CITYHUB_MQTT_PASSWORD", tests::broker::HUB_PASSWORD)
+        .env(
+            "CITYHUB_COMMANDS_MQTT_USERNAME",
+            tests::broker::COMMANDS_USER,
+        )
+        .env(
+            "CITYHUB_COMMANDS_MQTT_PASSWORD",
+            tests::broker::COMMANDS_PASSWORD,
+        )
         .env("CITYHUB_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("CITYHUB_LOG", "debug")
         .stdout(Stdio::piped())

@@ -13,7 +13,7 @@ use simulators::clock::SimClock;
 use simulators::fleet::run::{FleetRun, FleetStats};
 use simulators::fleet::{Fleet, FleetSpec};
 use tests::api::{add_token, add_user, Auth, Req};
-use tests::broker::{TESTER_PASSWORD, TESTER_USER};
+use tests::broker::{fleet_credentials, tester, TESTER_PASSWORD};
 use tests::{eventually, unique, HubProcess, Publisher, Recorder, TestBroker, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -486,7 +486,7 @@ async fn a_command_reaches_a_simulated_lamp_which_acks_and_shows_it() {
     let run = FleetRun {
         host: "127.0.0.1".into(),
         port: hub.broker.port(),
-        credentials: Some((TESTER_USER.into(), TESTER_PASSWORD.into())),
+        credentials: fleet_credentials(),
         devices_per_connection: 100,
         own_connection_share: 0.0,
         clock: SimClock::starting_at(start, 1.0),
@@ -600,7 +600,7 @@ async fn offline_controllers_get_their_commands_back_online_unless_expired_and_r
     let hub = Hub::start(&tenant, &devices, &[]).await;
     let mut recorder = Recorder::subscribe(
         hub.broker.port(),
-        TESTER_USER,
+        &tester(hub.broker.port()),
         TESTER_PASSWORD,
         &format!("city/{tenant}/+/+/cmd"),
     )
@@ -700,7 +700,7 @@ async fn the_dispatcher_keeps_its_rate() {
     .await;
     let mut recorder = Recorder::subscribe(
         hub.broker.port(),
-        TESTER_USER,
+        &tester(hub.broker.port()),
         TESTER_PASSWORD,
         &format!("city/{tenant}/+/+/cmd"),
     )

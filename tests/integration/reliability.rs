@@ -165,6 +165,70 @@ async fn a_broker_restart_keeps_the_hub_session_and_its_queue() {
     broker.broker.restart().unwrap();
     hub.restart();
     assert_exactly(&db.url, N, Duration::from_secs(60)).await;
+    // The session was there: nothing to report.
+    assert_eq!(
+        hub.metric("cityhub_ingest_mqtt_sessions_lost_total"),
+        Some(0.0)
+    );
+    assert!(health(&hub).contains(r#""status":"ok""#));
+}
+
+fn health(hub: &HubProcess) -> String {
+    tests::hub::http_get(hub.http_port, "/health").expect("/health answers")
+}
+
+#[tokio::test]
+async fn a_session_the_broker_no_longer_holds_is_counted_and_reported_by_health() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, DEVICES)]).await;
+    let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
+    hub.wait_connected().await;
+    db.wait_count(
+        "SELECT count(*) FROM settings WHERE key LIKE 'mqtt_session:%'",
+        1,
+    )
+    .await;
+    assert!(hub.terminate());
+    // Back to the session the broker kept: quiet.
+    hub.restart();
+    hub.wait_connected().await;
+    assert_eq!(
+        hub.metric("cityhub_ingest_mqtt_sessions_lost_total"),
+        Some(0.0)
+    );
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    assert!(hub.terminate());
+
+    // Readings queued for the hub, then its session discarded (by its own account, the
+    // only one the shipped broker lets do it): they are gone, and the hub says so.
+    stream(broker.port(), t, 10, 1_000).await.unwrap();
+    simulators::load::clear_session(
+        "127.0.0.1",
+        broker.port(),
+        Some((
+            tests::broker::HUB_USER.into(),
+            tests::broker::HUB_PASSWORD.into(),
+        )),
+        tests::broker::HUB_USER,
+    )
+    .await
+    .unwrap();
+    hub.restart();
+    hub.wait_connected().await;
+    assert_eq!(
+        hub.metric("cityhub_ingest_mqtt_sessions_lost_total"),
+        Some(1.0)
+    );
+    let answer = health(&hub);
+    assert!(answer.contains(r#""status":"degraded""#), "{answer}");
+    assert!(
+        answer.contains("did not keep the hub's session"),
+        "{answer}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM light_readings").await, 0);
 }
 
 #[tokio::test]
@@ -222,4 +286,33 @@ async fn a_message_the_database_refuses_is_dead_lettered_alone() {
     })
     .await;
     hub.stop().await;
+}
+
+#[tokio::test]
+async fn idle_http_connections_never_take_the_descriptors_of_ingestion_or_health() {
+    const N: usize = 200;
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, DEVICES)]).await;
+    // 256 descriptors, as the hub was allowed on a small system.
+    let mut hub = HubProcess::spawn_limited(&db.url, broker.port(), &unique("hub-"), &[], 256);
+    hub.wait_connected().await;
+    // Four hundred sockets that say nothing, more than the process could hold.
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", hub.http_port)).await {
+            idle.push(s);
+        }
+    }
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    let open = hub.metric("cityhub_api_connections").unwrap();
+    assert!(open <= 16.0, "{open} connections open");
+    // Ingestion and the database keep working.
+    stream(broker.port(), t, N, 2_000).await.unwrap();
+    assert_exactly(&db.url, N, Duration::from_secs(60)).await;
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    drop(idle);
+    assert!(hub.terminate());
 }

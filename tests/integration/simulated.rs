@@ -10,7 +10,7 @@ use simulators::city::{City, CitySpec};
 use simulators::clock::SimClock;
 use simulators::fleet::run::{FleetRun, FleetStats};
 use simulators::fleet::{Fleet, FleetSpec};
-use tests::broker::{HUB_PASSWORD, HUB_USER, TESTER_PASSWORD, TESTER_USER};
+use tests::broker::{fleet_credentials, tester, COMMANDS_PASSWORD, COMMANDS_USER, TESTER_PASSWORD};
 use tests::hub::ingest_config;
 use tests::{eventually, unique, InProcessHub, Publisher, Recorder, TestBroker, TestDb};
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ async fn a_command_to_a_simulated_lamp_is_acked_and_its_next_telemetry_shows_it(
     let run = FleetRun {
         host: "127.0.0.1".into(),
         port: broker.port(),
-        credentials: Some((TESTER_USER.into(), TESTER_PASSWORD.into())),
+        credentials: fleet_credentials(),
         devices_per_connection: 400,
         // Some devices on a connection of their own, with a last will.
         own_connection_share: 0.02,
@@ -92,7 +92,7 @@ async fn a_command_to_a_simulated_lamp_is_acked_and_its_next_telemetry_shows_it(
 
     let lamp = &city.lamps[0].id;
     let id = "0d6c1f8e-2b1a-4c53-9a7e-1b2c3d4e5f60";
-    let mut control = Publisher::connect_as(broker.port(), HUB_USER, HUB_PASSWORD).await;
+    let mut control = Publisher::connect_as(broker.port(), COMMANDS_USER, COMMANDS_PASSWORD).await;
     control
         .send(
             &format!("city/{tenant}/light/{lamp}/cmd"),
@@ -154,8 +154,13 @@ async fn the_ground_truth_matches_what_was_published() {
     let broker = TestBroker::start();
 
     let filter = format!("city/{}/#", city.spec.tenant);
-    let mut recorder =
-        Recorder::subscribe(broker.port(), TESTER_USER, TESTER_PASSWORD, &filter).await;
+    let mut recorder = Recorder::subscribe(
+        broker.port(),
+        &tester(broker.port()),
+        TESTER_PASSWORD,
+        &filter,
+    )
+    .await;
 
     let start = scenario.start().unwrap();
     let plan = scenario.plan(&city, start).unwrap();
@@ -175,7 +180,7 @@ async fn the_ground_truth_matches_what_was_published() {
     let run = FleetRun {
         host: "127.0.0.1".into(),
         port: broker.port(),
-        credentials: Some((TESTER_USER.into(), TESTER_PASSWORD.into())),
+        credentials: fleet_credentials(),
         devices_per_connection: 200,
         own_connection_share: 0.0,
         clock,

@@ -24,29 +24,54 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// The API served in this process until dropped.
 pub struct TestApi {
     pub addr: SocketAddr,
+    /// The server's state, for what tests do that clients cannot (writing the refusals'
+    /// tallies now rather than at the next minute).
+    pub state: api::AppState,
     stop: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApi {
     pub async fn start(database_url: &str) -> TestApi {
+        TestApi::start_with(database_url, api::HttpLimits::default()).await
+    }
+
+    /// Like [`TestApi::start`], with the connections bounded as `http` says.
+    pub async fn start_with(database_url: &str, http: api::HttpLimits) -> TestApi {
+        TestApi::start_configured(database_url, |c| c.http = http).await
+    }
+
+    /// Like [`TestApi::start`], with the configuration changed by `change` first.
+    pub async fn start_configured(
+        database_url: &str,
+        change: impl FnOnce(&mut api::ApiConfig),
+    ) -> TestApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
+        let mut config = api::ApiConfig {
+            database_url: database_url.to_owned(),
+            session_secret: api::SessionSecret::parse(TEST_SECRET).expect("test secret"),
+            secure_cookie: false,
+            clock: Arc::new(model::Timestamp::now),
+            dashboard: api::DashboardConfig::default(),
+            health: None,
+            http: api::HttpLimits::default(),
+            exports: Default::default(),
+            allowed_origins: Vec::new(),
+            open311: Default::default(),
+            refusals_every: api::refusals::FLUSH_EVERY,
+        };
+        change(&mut config);
         let state = api::AppState::new(
             prometheus_client::registry::Registry::default(),
             "partitioned",
-            api::ApiConfig {
-                database_url: database_url.to_owned(),
-                session_secret: api::SessionSecret::parse(TEST_SECRET).expect("test secret"),
-                secure_cookie: false,
-                clock: Arc::new(model::Timestamp::now),
-                dashboard: api::DashboardConfig::default(),
-            },
+            config,
         );
         let stop = CancellationToken::new();
-        let task = tokio::spawn(api::serve(listener, state, stop.clone()));
+        let task = tokio::spawn(api::serve(listener, state.clone(), stop.clone()));
         TestApi {
             addr,
+            state,
             stop,
             task: Some(task),
         }

@@ -6,7 +6,7 @@ use ingest::{IngestConfig, IngestMetrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{HUB_PASSWORD, HUB_USER};
+use crate::broker::{COMMANDS_PASSWORD, COMMANDS_USER, HUB_PASSWORD, HUB_USER};
 
 /// Ingestion running inside the test process.
 pub struct InProcessHub {
@@ -89,6 +89,8 @@ pub struct HubProcess {
     child: Child,
     pub http_port: u16,
     env: Vec<(String, String)>,
+    /// The process's open-file limit (soft and hard), when the test sets one.
+    open_files: Option<u64>,
 }
 
 impl HubProcess {
@@ -110,6 +112,14 @@ impl HubProcess {
             ("CITYHUB_MQTT_PORT".into(), mqtt_port.to_string()),
             ("CITYHUB_MQTT_USERNAME".into(), HUB_USER.into()),
             ("CITYHUB_MQTT_PASSWORD".into(), HUB_PASSWORD.into()),
+            (
+                "CITYHUB_COMMANDS_MQTT_USERNAME".into(),
+                COMMANDS_USER.into(),
+            ),
+            (
+                "CITYHUB_COMMANDS_MQTT_PASSWORD".into(),
+                COMMANDS_PASSWORD.into(),
+            ),
             ("CITYHUB_MQTT_CLIENT_ID".into(), client_id.into()),
             ("CITYHUB_HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
             ("CITYHUB_LOG".into(), "warn".into()),
@@ -119,7 +129,24 @@ impl HubProcess {
             child: Command::new("true").spawn().expect("spawn"),
             http_port,
             env,
+            open_files: None,
         };
+        p.restart();
+        p
+    }
+
+    /// Like [`HubProcess::spawn_with`], in a process allowed `open_files` descriptors
+    /// (soft and hard limit: the hub cannot raise it).
+    pub fn spawn_limited(
+        database_url: &str,
+        mqtt_port: u16,
+        client_id: &str,
+        settings: &[(&str, &str)],
+        open_files: u64,
+    ) -> HubProcess {
+        let mut p = HubProcess::spawn_with(database_url, mqtt_port, client_id, settings);
+        p.kill_9();
+        p.open_files = Some(open_files);
         p.restart();
         p
     }
@@ -127,7 +154,17 @@ impl HubProcess {
     /// Starts the process (again), with the same settings.
     pub fn restart(&mut self) {
         let _ = self.child.wait();
-        self.child = Command::new(cityhub_binary())
+        let mut command = match self.open_files {
+            None => Command::new(cityhub_binary()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(cityhub_binary());
+                c
+            }
+        };
+        self.child = command
             .arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

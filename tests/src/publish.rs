@@ -5,7 +5,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::task::JoinHandle;
 
-use crate::broker::{TESTER_PASSWORD, TESTER_USER};
+use crate::broker::{tester, TESTER_PASSWORD};
 
 /// A QoS 1 publisher that knows how many of its messages the broker accepted.
 pub struct Publisher {
@@ -16,12 +16,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher signed in as a tester account of its own.
     pub async fn connect(port: u16) -> Publisher {
-        Publisher::connect_as(port, TESTER_USER, TESTER_PASSWORD).await
+        Publisher::connect_as(port, &tester(port), TESTER_PASSWORD).await
     }
 
+    /// A publisher signed in as `user` (whose client id the broker makes `user`).
     pub async fn connect_as(port: u16, user: &str, password: &str) -> Publisher {
-        let mut o = MqttOptions::new(crate::unique("pub-"), "127.0.0.1", port);
+        let mut o = MqttOptions::new(user, "127.0.0.1", port);
         o.set_credentials(user, password)
             .set_keep_alive(Duration::from_secs(30))
             .set_inflight(500)
@@ -62,6 +64,16 @@ impl Publisher {
     pub async fn send(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("queue publish");
+        self.sent += 1;
+    }
+
+    /// Publishes a retained message: the broker keeps it and hands it to every new
+    /// subscription.
+    pub async fn send_retained(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
             .await
             .expect("queue publish");
         self.sent += 1;

@@ -10,9 +10,10 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Subscribes as `user` and returns once the broker has granted the subscription.
+    /// Subscribes as `user` (a connection of its own: the broker makes the client id
+    /// `user`) and returns once the broker has granted the subscription.
     pub async fn subscribe(port: u16, user: &str, password: &str, filter: &str) -> Recorder {
-        let mut o = MqttOptions::new(crate::unique("rec-"), "127.0.0.1", port);
+        let mut o = MqttOptions::new(user, "127.0.0.1", port);
         o.set_credentials(user, password)
             .set_max_packet_size(2 << 20, 2 << 20);
         let (client, mut eventloop) = AsyncClient::new(o, 100);

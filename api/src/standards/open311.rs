@@ -23,7 +23,7 @@ use store::service_requests::{NewServiceRequest, ServiceRequestQuery, ServiceReq
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::api_token_digest;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ClientAddress};
 use crate::AppState;
 
 /// How far from the place reported the device may be, in metres.
@@ -144,6 +144,7 @@ fn service(code: &str) -> Option<&'static Service> {
 pub struct Open311Error {
     status: StatusCode,
     description: String,
+    retry_after: Option<std::time::Duration>,
 }
 
 /// One error of the spec's list.
@@ -159,6 +160,7 @@ impl Open311Error {
         Open311Error {
             status,
             description: description.into(),
+            retry_after: None,
         }
     }
     fn bad(description: impl Into<String>) -> Open311Error {
@@ -174,7 +176,10 @@ impl Open311Error {
 
 impl From<crate::ApiError> for Open311Error {
     fn from(e: crate::ApiError) -> Open311Error {
-        Open311Error::new(e.status(), e.message())
+        Open311Error {
+            retry_after: e.retry_after(),
+            ..Open311Error::new(e.status(), e.message())
+        }
     }
 }
 
@@ -186,14 +191,90 @@ impl From<store::StoreError> for Open311Error {
 
 impl IntoResponse for Open311Error {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(vec![Open311ErrorItem {
                 code: self.status.as_u16(),
                 description: self.description,
             }]),
         )
-            .into_response()
+            .into_response();
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, crate::error::retry_after_value(after));
+        }
+        response
+    }
+}
+
+/// What a new request is counted by: the key it names and the address it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PostKey {
+    /// The SHA-256 of the api_key sent (valid or not).
+    Key(Vec<u8>),
+    Address(std::net::IpAddr),
+}
+
+/// How many reports may be posted per api_key and per client address.
+#[derive(Debug, Clone)]
+pub struct Open311Limits {
+    pub per_key: u32,
+    pub per_address: u32,
+    /// The period those numbers are per (a minute in production).
+    pub window: std::time::Duration,
+}
+
+impl Default for Open311Limits {
+    fn default() -> Self {
+        Open311Limits {
+            per_key: 30,
+            per_address: 30,
+            window: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// The rates of new requests: one limiter per kind of key, each with its own number.
+pub struct PostRates {
+    by_key: crate::limiter::RateLimiter<PostKey>,
+    by_address: crate::limiter::RateLimiter<PostKey>,
+}
+
+impl PostRates {
+    pub fn new(limits: &Open311Limits) -> PostRates {
+        PostRates {
+            by_key: crate::limiter::RateLimiter::new(limits.per_key, limits.window),
+            by_address: crate::limiter::RateLimiter::new(limits.per_address, limits.window),
+        }
+    }
+
+    /// Counts a new request by `key` from `address`, or refuses it (429 with when to
+    /// try again). Checked before anything else, so a flood costs no database work.
+    fn take(
+        &self,
+        key: Option<&str>,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<(), Open311Error> {
+        let now = std::time::Instant::now();
+        let refused = |wait| Open311Error {
+            retry_after: Some(wait),
+            ..Open311Error::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests posted with this api_key or from this address; try again later",
+            )
+        };
+        // Both are checked before either is counted: a refusal takes nothing.
+        let by_address: Vec<PostKey> = address.map(PostKey::Address).into_iter().collect();
+        let by_key: Vec<PostKey> = key
+            .map(|k| PostKey::Key(api_token_digest(k)))
+            .into_iter()
+            .collect();
+        self.by_address.check(&by_address, now).map_err(refused)?;
+        self.by_key.check(&by_key, now).map_err(refused)?;
+        self.by_address.take(&by_address, now).map_err(refused)?;
+        self.by_key.take(&by_key, now).map_err(refused)?;
+        Ok(())
     }
 }
 
@@ -557,12 +638,14 @@ pub struct Created {
         (status = 201, description = "Recorded", body = Vec<Created>),
         (status = 400, description = "A field is missing or wrong, or no device of the service's kind is near", body = Vec<Open311ErrorItem>),
         (status = 403, description = "No api_key, an unknown one, or one of another jurisdiction", body = Vec<Open311ErrorItem>),
-        (status = 404, description = "No such jurisdiction or service", body = Vec<Open311ErrorItem>)
+        (status = 404, description = "No such jurisdiction or service", body = Vec<Open311ErrorItem>),
+        (status = 429, description = "Too many requests posted with this api_key or from this address; see Retry-After", body = Vec<Open311ErrorItem>)
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     form: Result<Form<NewRequest>, FormRejection>,
 ) -> Result<Response, Open311Error> {
     let Form(r) = form.map_err(|e| {
@@ -571,20 +654,18 @@ pub async fn create(
             e.body_text()
         ))
     })?;
-    let slug = r.jurisdiction_id.as_deref().unwrap_or("");
-    let tenant_id = required_tenant(&state, Some(slug)).await?;
     // Who posts, and whether they may report here.
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let key = r
-        .api_key
-        .as_deref()
-        .or(bearer)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| Open311Error::forbidden("api_key is required to post a request"))?;
+    let key = r.api_key.as_deref().or(bearer).filter(|k| !k.is_empty());
+    state.open311_rates().take(key, address)?;
+    let slug = r.jurisdiction_id.as_deref().unwrap_or("");
+    let tenant_id = required_tenant(&state, Some(slug)).await?;
+    let key =
+        key.ok_or_else(|| Open311Error::forbidden("api_key is required to post a request"))?;
     let found = state
         .pool()
         .get()

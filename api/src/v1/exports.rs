@@ -13,6 +13,9 @@
 //! that looks whole) and the failure is logged.
 
 pub mod encode;
+pub mod slots;
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -24,7 +27,7 @@ use model::RecordType;
 use serde::Deserialize;
 use serde_json::json;
 use store::exports::{ExportQuery, ReadingExport, EXPORT_RECORDS};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tracing::{error, info};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -37,6 +40,7 @@ use crate::params;
 use crate::roles::Permission;
 use crate::AppState;
 use encode::{Encoder, Format};
+use slots::Slot;
 
 /// Readings per chunk: one database read, one Arrow record batch.
 pub const CHUNK_ROWS: usize = 8192;
@@ -94,7 +98,8 @@ pub struct ExportParams {
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "The caller's role may not export readings", body = ErrorBody),
         (status = 404, description = "No such kind, tenant, device or district among the caller's", body = ErrorBody),
-        (status = 503, description = "Too many exports are running; try again later", body = ErrorBody)
+        (status = 429, description = "The caller has as many exports running as one person may; try again when one has finished", body = ErrorBody),
+        (status = 503, description = "The server, or one of the tenants covered, has as many exports running as it may; try again later", body = ErrorBody)
     )
 )]
 pub async fn export(
@@ -141,8 +146,23 @@ pub async fn export(
         to,
     };
 
-    let (db, permit) = state.pool().dedicated().await?;
-    let export = db.start_export(&query, CHUNK_ROWS).await?;
+    let covered: Vec<(i32, &str)> = caller
+        .tenants
+        .iter()
+        .filter(|t| tenants.contains(&t.id))
+        .map(|t| (t.id, t.slug.as_str()))
+        .collect();
+    let slot = state.export_slots().take(&caller.username, &covered)?;
+    let max_duration = state.export_slots().limits().max_duration;
+    let bounds = store::exports::ExportBounds {
+        // The hub cuts a client that stops reading after the send timeout and ends the
+        // export with it; the database's own bound is a margin beyond, for a hub that
+        // could not.
+        idle_in_transaction: state.http_limits().send_timeout + Duration::from_secs(30),
+        statement: max_duration + Duration::from_secs(30),
+    };
+    let db = state.pool().dedicated().await?;
+    let export = db.start_export(&query, CHUNK_ROWS, &bounds).await?;
     if export.devices().is_empty() {
         if let Some(device) = query.device {
             return Err(ApiError::not_found(format!("no {kind} `{device}`")));
@@ -188,7 +208,15 @@ pub async fn export(
         record,
         format,
     };
-    tokio::spawn(stream_export(export, encoder, opening, tx, permit, what));
+    tokio::spawn(stream_export(
+        export,
+        encoder,
+        opening,
+        tx,
+        slot,
+        what,
+        tokio::time::Instant::now() + max_duration,
+    ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -228,20 +256,23 @@ enum Cut {
 
 type Chunk = Result<Bytes, std::io::Error>;
 
-/// Reads, encodes and sends until the export is complete, the client has gone, or
-/// something fails (then the body is aborted with the error).
+/// Reads, encodes and sends until the export is complete, the client has gone, its time
+/// is up at `deadline`, or something fails (then the body is aborted with the error).
+/// Whichever way it ends, its slot and its database connection (and so its transaction)
+/// go with it.
 async fn stream_export(
     mut export: ReadingExport,
     mut encoder: Encoder,
     opening: Bytes,
     tx: mpsc::Sender<Chunk>,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     what: Transfer,
+    deadline: tokio::time::Instant,
 ) {
-    let _permit = permit;
+    let _slot = slot;
     let started = std::time::Instant::now();
     let mut rows = 0u64;
-    let result = async {
+    let transfer = async {
         send(&tx, opening).await?;
         while let Some(chunk) = export
             .next_chunk()
@@ -256,8 +287,15 @@ async fn stream_export(
         }
         let end = encoder.finish().map_err(|e| Cut::Failed(e.to_string()))?;
         send(&tx, end).await
-    }
-    .await;
+    };
+    let result = match tokio::time::timeout_at(deadline, transfer).await {
+        Ok(result) => result,
+        Err(_) => Err(Cut::Failed(format!(
+            "the export ran longer than its {} s",
+            (deadline - tokio::time::Instant::from_std(started)).as_secs()
+        ))),
+    };
+    drop(export);
     let (kind, format, actor) = (what.record.name(), what.format.as_str(), &what.actor);
     let seconds = started.elapsed().as_secs_f64();
     match result {

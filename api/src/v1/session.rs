@@ -18,6 +18,7 @@ use crate::auth::{decoy_hash, new_session_token, MAX_PASSWORD_BYTES};
 use crate::caller::{Caller, Via, SESSION_COOKIE};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ClientAddress};
+use crate::refusals::Refused;
 use crate::roles::Role;
 use crate::AppState;
 
@@ -91,7 +92,18 @@ pub async fn login(
         )));
     }
     let attempted = Instant::now();
+    let refused = |throttled| {
+        state.refusals().note(
+            Refused::SignIn,
+            Some(&username),
+            address,
+            "POST /api/v1/login",
+            throttled,
+            chrono::Utc::now(),
+        )
+    };
     if let Err(wait) = state.limiter().attempt(&username, address, attempted) {
+        refused(true);
         return Err(ApiError::too_many(
             format!(
                 "too many failed sign-ins for this user name or from this address; try again in {} seconds",
@@ -114,6 +126,7 @@ pub async fn login(
     let matches = state.check_password(password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
         info!(message = "Failed sign-in.", username = %username, address = ?address);
+        refused(false);
         return Err(ApiError::unauthorized(WRONG_CREDENTIALS));
     };
     state.limiter().succeeded(&username, address, attempted);

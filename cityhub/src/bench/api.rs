@@ -27,17 +27,14 @@ use clap::{Args, ValueEnum};
 use model::{Cell, RecordType, Row, Timestamp};
 use rand::{Rng, SeedableRng};
 use rumqttc::QoS;
-use simulators::broker::{free_port, Broker, BrokerUser};
+use simulators::broker::{free_port, Broker};
 use simulators::load::{self, LoadConfig};
 use store::{Db, ReadingBatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    bench_devices, create_database, drop_database, wait_for, Hub, HUB_PASSWORD, LOAD_PASSWORD,
-    TENANT,
-};
+use super::{bench_devices, create_database, drop_database, wait_for, Hub, LOAD_PASSWORD, TENANT};
 use crate::config::Config;
 
 #[derive(Args, Clone)]
@@ -115,12 +112,7 @@ pub async fn run(args: ApiBench, config: Config) -> anyhow::Result<()> {
     if args.history_lamps > args.lamps {
         bail!("--history-lamps cannot exceed --lamps");
     }
-    let users = [
-        BrokerUser::new("cityhub", HUB_PASSWORD),
-        BrokerUser::new("loadgen", LOAD_PASSWORD),
-    ];
-    let broker = Broker::start(None, &users, "user loadgen\ntopic readwrite city/#\n")
-        .context("cannot start the benchmark's private broker")?;
+    let broker = super::bench_broker()?;
     let name = format!("cityhub_bench_api_{}", std::process::id());
     let url = create_database(&config.database_url, &name).await?;
     let result = measure(&args, &config, &broker, &url).await;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use model::Timestamp;
-use simulators::broker::{free_port, Broker, BrokerUser};
+use simulators::broker::free_port;
 use simulators::city::City;
 use simulators::clock::SimClock;
 use simulators::fleet::run::{FleetRun, FleetStats};
@@ -32,7 +32,7 @@ use simulators::score::{wall_of, Detected, Score, Scoring, Truth};
 use store::Db;
 use tokio_util::sync::CancellationToken;
 
-use super::{create_database, drop_database, Hub, HUB_PASSWORD, LOAD_PASSWORD, TENANT};
+use super::{create_database, drop_database, Hub, LOAD_PASSWORD, TENANT};
 use crate::config::Config;
 
 #[derive(Args, Clone)]
@@ -264,15 +264,7 @@ async fn scenario_run(
         scenario.duration_s
     );
 
-    let broker = Broker::start(
-        None,
-        &[
-            BrokerUser::new("cityhub", HUB_PASSWORD),
-            BrokerUser::new("sim", LOAD_PASSWORD),
-        ],
-        "user sim\ntopic readwrite city/#\n",
-    )
-    .context("cannot start the benchmark's private broker")?;
+    let broker = super::bench_broker()?;
     let db_name = format!(
         "cityhub_bench_detection_{}_{}",
         std::process::id(),

@@ -19,12 +19,15 @@ use crate::clock::SimClock;
 pub struct FleetRun {
     pub host: String,
     pub port: u16,
+    /// A base account: connection `n` signs in as `{user}-{n}`
+    /// ([`crate::broker::connection_account`]), with this password.
     pub credentials: Option<(String, String)>,
     pub devices_per_connection: usize,
     /// Share of devices (0 to 1) on a connection of their own, with a last will.
     pub own_connection_share: f64,
     pub clock: SimClock,
-    /// Client ids are `{client_prefix}-{n}`.
+    /// Client ids are `{client_prefix}-{n}` (without credentials; with them, the
+    /// connection's account name).
     pub client_prefix: String,
 }
 
@@ -78,9 +81,19 @@ pub async fn run(mut fleet: Fleet, cfg: FleetRun, stats: Arc<FleetStats>, stop: 
         let will = (group.len() == 1).then(|| fleet.status_topic(group[0]));
         let (tx, rx) = mpsc::channel::<Message>(10_000);
         senders.push(tx);
+        let (client_id, credentials) = match &cfg.credentials {
+            Some((user, password)) => {
+                let account = crate::broker::connection_account(user, c);
+                (account.clone(), Some((account, password.clone())))
+            }
+            None => (format!("{}-{c}", cfg.client_prefix), None),
+        };
         tasks.push(tokio::spawn(connection(
-            cfg.clone(),
-            format!("{}-{c}", cfg.client_prefix),
+            FleetRun {
+                credentials,
+                ..cfg.clone()
+            },
+            client_id,
             lamp_cmds,
             will,
             rx,

@@ -184,6 +184,87 @@ async fn audit_verify_passes_then_names_an_edited_and_a_deleted_entry() {
     );
 }
 
+/// Appends `n` entries as a change would.
+async fn append(store: &mut store::Db, n: usize) {
+    for i in 0..n {
+        store
+            .audit(
+                "olga",
+                "outage.acknowledge",
+                &format!("outage/{i}"),
+                serde_json::json!({"n": i}),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_anchor_kept_elsewhere_shows_the_newest_entries_removed_or_the_log_rewritten() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let env = [("CITYHUB_DATABASE_URL", db.url.as_str())];
+    let (ok, _, err) = cityhub(&["audit", "anchor"], &env, "");
+    assert!(!ok && err.contains("the audit log is empty"), "{err}");
+    append(&mut store, 5).await;
+    let (ok, anchor, err) = cityhub(&["audit", "anchor"], &env, "");
+    assert!(ok, "{err}");
+    let anchor = anchor.trim().to_owned();
+    assert!(
+        anchor.starts_with("5:") && anchor.len() == 2 + 64,
+        "{anchor}"
+    );
+    append(&mut store, 2).await;
+    let (ok, out, err) = cityhub(&["audit", "verify", "--anchor", &anchor], &env, "");
+    assert!(ok, "{err}");
+    assert!(out.contains("it reaches every anchor given (1)"), "{out}");
+
+    // The owner removes the newest entries: what is left is a whole chain, but it no
+    // longer reaches the anchor.
+    db.client
+        .batch_execute(
+            "ALTER TABLE audit_log DISABLE TRIGGER USER; DELETE FROM audit_log WHERE id >= 4",
+        )
+        .await
+        .unwrap();
+    let (ok, _, err) = cityhub(&["audit", "verify"], &env, "");
+    assert!(ok, "without the anchor the shorter chain passes: {err}");
+    let (ok, _, err) = cityhub(&["audit", "verify", "--anchor", &anchor], &env, "");
+    assert!(!ok);
+    assert!(
+        err.contains("audit log broken at entry 5: the log ends at entry 3, before the anchor's entry 5: the newest entries were removed"),
+        "{err}"
+    );
+
+    // Or rewrites entry 2 and chains everything after it again, as the hub would.
+    db.client
+        .batch_execute("DELETE FROM audit_log WHERE id >= 2")
+        .await
+        .unwrap();
+    for i in 0..4 {
+        store
+            .audit(
+                "mallory",
+                "outage.acknowledge",
+                &format!("outage/{i}"),
+                serde_json::json!({"n": i}),
+            )
+            .await
+            .unwrap();
+    }
+    let (ok, _, err) = cityhub(&["audit", "verify"], &env, "");
+    assert!(ok, "the rewritten chain is whole in itself: {err}");
+    let (ok, _, err) = cityhub(&["audit", "verify", "--anchor", &anchor], &env, "");
+    assert!(!ok);
+    assert!(
+        err.contains("audit log broken at entry 5: its hash is")
+            && err.contains("the log was rewritten and chained again"),
+        "{err}"
+    );
+    let (ok, _, err) = cityhub(&["audit", "verify", "--anchor", "5:zz"], &env, "");
+    assert!(!ok && err.contains("is not a SHA-256 in hex"), "{err}");
+}
+
 #[test]
 fn serve_refuses_a_weak_session_secret_without_showing_it() {
     for (secret, why) in [
@@ -192,6 +273,9 @@ fn serve_refuses_a_weak_session_secret_without_showing_it() {
             "changemechangemechangemechangeme",
             "looks like a placeholder",
         ),
+        ("0123456789abcdefghijklmnopqrstuv", "is too predictable"),
+        ("qwertyuiopasdfghjklzxcvbnm123456", "is too predictable"),
+        ("1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik,", "is too predictable"),
     ] {
         let (ok, _, err) = cityhub(
             &["serve"],
@@ -212,4 +296,73 @@ fn serve_refuses_a_weak_session_secret_without_showing_it() {
     let (ok, out, err) = cityhub(&["config"], &[("CITYHUB_HTTP_SESSION_SECRET", secret)], "");
     assert!(ok, "{err}");
     assert!(out.contains("[http]") && !out.contains(secret), "{out}");
+}
+
+#[tokio::test]
+async fn serve_logs_the_audit_logs_head_as_it_moves() {
+    use std::io::BufRead;
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    append(&mut store, 3).await;
+    let broker = tests::TestBroker::start();
+    let http = simulators::broker::free_port().unwrap();
+    let mut child = Command::new(cityhub_binary())
+        .arg("serve")
+        .env("CITYHUB_CONFIG", "/dev/null")
+        .env("CITYHUB_DATABASE_URL", &db.url)
+        .env("CITYHUB_MQTT_PORT", broker.port().to_string())
+        .env("CITYHUB_MQTT_USERNAME", tests::broker::HUB_USER)
+        .env("CITYHUB_MQTT_PASSWORD", tests::broker::HUB_PASSWORD)
+        .env(
+            "CITYHUB_COMMANDS_MQTT_USERNAME",
+            tests::broker::COMMANDS_USER,
+        )
+        .env(
+            "CITYHUB_COMMANDS_MQTT_PASSWORD",
+            tests::broker::COMMANDS_PASSWORD,
+        )
+        .env("CITYHUB_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("CITYHUB_AUDIT_ANCHOR_LOG_S", "1")
+        .env("CITYHUB_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("Audit log head") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let next_anchor = || {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the head logged");
+        let anchor = line
+            .split("anchor=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no anchor in `{line}`"))
+            .to_owned();
+        anchor
+    };
+    let first = next_anchor();
+    let env = [("CITYHUB_DATABASE_URL", db.url.as_str())];
+    let (_, printed, _) = cityhub(&["audit", "anchor"], &env, "");
+    assert_eq!(first, printed.trim());
+    assert!(first.starts_with("3:"), "{first}");
+    append(&mut store, 1).await;
+    let moved = next_anchor();
+    assert!(
+        moved.starts_with("4:"),
+        "logged again once it moved: {moved}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -912,7 +912,12 @@ async fn export_backends(city: &City) -> Vec<(i32, Option<String>)> {
 
 #[tokio::test]
 async fn slow_clients_hold_the_database_back_and_a_failure_cuts_the_transfer() {
-    let city = City::start().await;
+    // One person may hold every slot here: this is about the server's limit.
+    let city = City::start_configured(|c| {
+        c.exports.per_user = 4;
+        c.exports.per_tenant = 4;
+    })
+    .await;
     let start = days_ago(8);
     store_many(&city, 25, 8_000, start).await;
     let path = format!(
@@ -996,4 +1001,72 @@ async fn slow_clients_hold_the_database_back_and_a_failure_cuts_the_transfer() {
     let d = download(&city, &path, "viewer").await;
     assert_eq!(d.status, 200);
     assert!(d.complete);
+}
+
+#[tokio::test]
+async fn one_person_cannot_hold_every_export_and_a_client_that_stops_reading_ends_its_own() {
+    let city = City::start_configured(|c| {
+        c.http.send_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let start = days_ago(8);
+    store_many(&city, 25, 8_000, start).await;
+    let path = format!(
+        "/api/v1/exports/light?from={}&to={}",
+        rfc3339(start),
+        rfc3339(start + 8 * 86_400_000)
+    );
+    // A viewer opens exports and reads none of them.
+    let viewer = token(&city, "viewer");
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let (status, _, reader) = open(city.api.addr, &path, &viewer, Some(4096)).await;
+        assert_eq!(status, 200);
+        stalled.push(reader);
+    }
+    // A third of theirs waits its turn; someone else's runs.
+    let d = download(&city, &path, "viewer").await;
+    assert_eq!(d.status, 429);
+    assert_eq!(
+        d.error(),
+        "you have 2 exports running already, the most one person may run at once; try again when one has finished"
+    );
+    assert_eq!(d.header("retry-after"), Some("10"));
+    let d = download(&city, &path, "operator").await;
+    assert_eq!(d.status, 200);
+    assert!(d.complete);
+    assert_eq!(from_csv(RecordType::Light, &d.body).len(), 200_000);
+
+    // The stalled ones are cut off once the client has taken nothing for the send
+    // timeout: their transactions end, and their slots are free again.
+    eventually(
+        Duration::from_secs(30),
+        "the stalled exports' transactions to end",
+        || async { export_backends(&city).await.is_empty().then_some(()) },
+    )
+    .await;
+    let idle_in_transaction = city
+        .db
+        .count(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'cityhub export'",
+        )
+        .await;
+    assert_eq!(idle_in_transaction, 0);
+    for mut reader in stalled {
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest).await;
+        assert!(
+            !ends_complete(&rest),
+            "a stalled transfer is cut, never complete"
+        );
+    }
+    let d = download(&city, &path, "viewer").await;
+    assert_eq!(d.status, 200);
+    assert!(d.complete);
+}
+
+/// Whether a chunked body's last bytes are its final, empty chunk.
+fn ends_complete(body: &[u8]) -> bool {
+    body.ends_with(b"\r\n0\r\n\r\n")
 }

@@ -501,3 +501,73 @@ async fn a_dark_lamp_whose_cabinet_lost_supply_joins_the_cabinets_outage() {
         json!("power-crew")
     );
 }
+
+#[tokio::test]
+async fn reports_are_rate_limited_per_api_key_and_per_address() {
+    let city = City::start_configured(|c| {
+        c.open311 = api::standards::open311::Open311Limits {
+            per_key: 5,
+            per_address: 8,
+            // An hour: nothing refills while the test runs.
+            window: std::time::Duration::from_secs(3600),
+        };
+    })
+    .await;
+    let a = city.a.clone();
+    let post = |from: u8, role: &'static str, lamp: usize| {
+        let (lat, long) = near_lamp(lamp);
+        let body = format!(
+            "jurisdiction_id={a}&service_code=streetlight_out&lat={lat}&long={long}&api_key={}",
+            token(&city, role)
+        );
+        let city = &city;
+        async move {
+            city.api
+                .call_from(
+                    std::net::Ipv4Addr::new(127, 0, 0, from),
+                    Req {
+                        method: "POST",
+                        path: "/open311/v2/requests.json",
+                        auth: Auth::None,
+                        body: Some(&body),
+                        content_type: FORM,
+                    },
+                )
+                .await
+        }
+    };
+    // One key: five reports, then it waits, from any address.
+    for lamp in 0..5 {
+        assert_eq!(post(10, "viewer", lamp).await.status, 201);
+    }
+    for from in [10, 11] {
+        let r = post(from, "viewer", 5).await;
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert_eq!(r.json()[0]["code"], 429);
+        assert!(r.json()[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests"));
+        let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=720).contains(&wait), "{wait}");
+    }
+    // One address: eight reports over any keys, then it waits.
+    for (n, role) in ["operator", "admin", "dispatcher"].iter().enumerate() {
+        assert_eq!(post(20, role, 10 + n).await.status, 201);
+    }
+    for n in 0..4 {
+        assert_eq!(post(20, "regional_viewer", 20 + n).await.status, 201);
+    }
+    assert_eq!(post(20, "operator", 25).await.status, 201);
+    let r = post(20, "operator", 26).await;
+    assert_eq!(r.status, 429, "the address's eighth was its last");
+    assert_eq!(
+        post(21, "operator", 26).await.status,
+        201,
+        "another address"
+    );
+    assert_eq!(
+        city.db.count("SELECT count(*) FROM service_requests").await,
+        5 + 8 + 1
+    );
+}

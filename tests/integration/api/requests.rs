@@ -401,3 +401,155 @@ async fn the_openapi_document_lists_every_route() {
     let schemes = &doc["components"]["securitySchemes"];
     assert!(schemes["session"].is_object() && schemes["token"].is_object());
 }
+
+#[tokio::test]
+async fn nul_characters_and_cursors_out_of_time_are_refused_at_the_edge() {
+    use base64::Engine;
+    let mut city = City::start().await;
+    let a = city.a.clone();
+    let outage = city.open_outage(&a).await;
+    let shelve = format!("/api/v1/outages/{outage}/shelve");
+    let comment = format!("/api/v1/outages/{outage}/comment");
+    let until = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let shelve_body = format!(r#"{{"until": "{until}", "reason": "storm\u0000"}}"#);
+    let cursor = |tag: &str, micros: i64| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{tag}:{micros}:1"))
+    };
+    let far_past = format!(
+        "/api/v1/outages?cursor={}",
+        cursor("o", -8_000_000_000_000_000_000)
+    );
+    let far_future = format!(
+        "/api/v1/work-orders?cursor={}",
+        cursor("w", 8_000_000_000_000_000_000)
+    );
+    let form = "application/x-www-form-urlencoded";
+    let key = match &city.tokens["viewer"] {
+        tests::api::Auth::Token(t) => t.clone(),
+        _ => unreachable!(),
+    };
+    let open311_post = format!(
+        "jurisdiction_id={a}&service_code=streetlight_out&lat=38.71002&long=-9.13998&description=dark%00&api_key={key}"
+    );
+    // (method, path, content type, body, a fragment of the error)
+    let cases: Vec<(&str, String, &str, Option<&str>, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/login".into(),
+            "application/json",
+            Some(r#"{"username": "ad\u0000min", "password": "whatever it is"}"#),
+            "the body holds a NUL character",
+        ),
+        (
+            "POST",
+            comment.clone(),
+            "application/json",
+            Some(r#"{"text": "a\u0000b"}"#),
+            "the body holds a NUL character",
+        ),
+        (
+            "POST",
+            shelve.clone(),
+            "application/json",
+            Some(&shelve_body),
+            "the body holds a NUL character",
+        ),
+        (
+            "POST",
+            "/api/v1/users/a%00b/disable".into(),
+            "application/json",
+            Some("{}"),
+            "the path holds a NUL character",
+        ),
+        (
+            "GET",
+            "/api/v1/devices?district=a%00".into(),
+            "application/json",
+            None,
+            "the query string holds a NUL character",
+        ),
+        (
+            "GET",
+            far_past,
+            "application/json",
+            None,
+            "cursor is not one this list gave out",
+        ),
+        (
+            "GET",
+            far_future,
+            "application/json",
+            None,
+            "cursor is not one this list gave out",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, content_type, body, fragment) in &cases {
+        let r = city
+            .api
+            .call(Req {
+                method,
+                path,
+                auth: city.tokens["admin"].clone(),
+                body: *body,
+                content_type,
+            })
+            .await;
+        let error = serde_json::from_str::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if r.status != 400 || !error.contains(fragment) {
+            failures.push(format!(
+                "{method} {path}: got {} `{}`, want 400 with `{fragment}`",
+                r.status, r.body
+            ));
+        }
+    }
+    // Open311 answers in its own format.
+    for (method, path, body) in [
+        (
+            "GET",
+            format!("/open311/v2/requests.json?jurisdiction_id={a}%00"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/open311/v2/requests.json?jurisdiction_id={a}&service_code=x%00"),
+            None,
+        ),
+        (
+            "POST",
+            "/open311/v2/requests.json".to_owned(),
+            Some(open311_post.as_str()),
+        ),
+    ] {
+        let r = city
+            .api
+            .call(Req {
+                method,
+                path: &path,
+                auth: tests::api::Auth::None,
+                body,
+                content_type: form,
+            })
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        let description = v[0]["description"].as_str().unwrap_or_default();
+        if r.status != 400 || v[0]["code"] != 400 || !description.contains("NUL character") {
+            failures.push(format!(
+                "{method} {path}: got {} `{}`, want 400 in Open311's format",
+                r.status, r.body
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    // Nothing was stored.
+    assert_eq!(
+        city.db
+            .count("SELECT count(*) FROM outage_events WHERE transition IN ('comment', 'shelved')")
+            .await,
+        0
+    );
+}

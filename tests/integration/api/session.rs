@@ -158,3 +158,86 @@ async fn api_tokens_work_until_revoked() {
         .await;
     assert_eq!(used, 1, "the viewer's token noted its use");
 }
+
+#[tokio::test]
+async fn a_page_of_another_site_cannot_make_changes_with_the_session_cookie() {
+    let mut city = City::start().await;
+    let a = city.a.clone();
+    let r = city
+        .api
+        .call(Req::post(
+            "/api/v1/login",
+            &Auth::None,
+            &login_body("operator", PASSWORD),
+        ))
+        .await;
+    let cookie = Auth::Cookie(r.session_cookie().unwrap());
+    let form = "application/x-www-form-urlencoded";
+    // What a forged form posts: the cookie, a form body, the other site's origin.
+    let forged = [
+        "Origin: https://evil.example\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\nOrigin: https://other.city.example\r\n",
+    ];
+    for headers in forged {
+        let outage = city.open_outage(&a).await;
+        let path = format!("/api/v1/outages/{outage}/ack");
+        let (r, body) = city
+            .api
+            .call_raw(
+                Req {
+                    content_type: form,
+                    ..Req::post(&path, &cookie, "x=1")
+                },
+                headers,
+            )
+            .await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(r.status, 403, "{headers}: {body}");
+        assert!(body.contains("another site"), "{body}");
+        let state: String = city
+            .db
+            .client
+            .query_one("SELECT state FROM outages WHERE id = $1", &[&outage])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(state, "open", "{headers}: nothing changed");
+    }
+    // Sign-in from another site's page is refused too (it would sign a victim's browser
+    // in as someone else).
+    let (r, _) = city
+        .api
+        .call_raw(
+            Req::post(
+                "/api/v1/login",
+                &Auth::None,
+                &login_body("operator", PASSWORD),
+            ),
+            "Origin: https://evil.example\r\n",
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // The dashboard's own pages, programs without an Origin, and tokens go on working.
+    for (auth, headers) in [
+        (&cookie, "Origin: http://localhost\r\n"),
+        (&cookie, "Sec-Fetch-Site: same-origin\r\n"),
+        (&cookie, ""),
+        (
+            &city.tokens["operator"].clone(),
+            "Origin: https://evil.example\r\n",
+        ),
+    ] {
+        let outage = city.open_outage(&a).await;
+        let path = format!("/api/v1/outages/{outage}/ack");
+        let (r, body) = city.api.call_raw(Req::post(&path, auth, ""), headers).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{headers}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
