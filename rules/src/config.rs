@@ -41,6 +41,9 @@ pub struct LampFailure {
     /// A lamp that should burn but draws less than this share of its expected power (its
     /// rating at the dim level it should have) has failed.
     pub min_power_ratio: f64,
+    /// Within this long of civil dusk or dawn a lamp's power is not judged (photocells and
+    /// controllers' clocks switch minutes either side of it).
+    pub twilight_margin_s: i64,
     pub on_delay_s: i64,
     pub off_delay_s: i64,
 }
@@ -51,6 +54,7 @@ impl Default for LampFailure {
         // known before its lamps' darkness raises eighty alarms.
         LampFailure {
             min_power_ratio: 0.3,
+            twilight_margin_s: 900,
             on_delay_s: 600,
             off_delay_s: 900,
         }
@@ -161,6 +165,8 @@ pub struct SupplyLoss {
     pub dark_share: f64,
     /// ... and the cabinet has at least this many lamps.
     pub min_lamps: usize,
+    /// Lamps dark within this long of civil dusk or dawn are no evidence.
+    pub twilight_margin_s: i64,
 }
 
 impl Default for SupplyLoss {
@@ -170,6 +176,7 @@ impl Default for SupplyLoss {
             off_delay_s: 0,
             dark_share: 0.8,
             min_lamps: 5,
+            twilight_margin_s: 900,
         }
     }
 }
@@ -452,6 +459,8 @@ impl RulesConfig {
         let delays = [
             self.lamp_failure.on_delay_s,
             self.lamp_failure.off_delay_s,
+            self.lamp_failure.twilight_margin_s,
+            self.cabinet_supply_loss.twilight_margin_s,
             self.day_burner.on_delay_s,
             self.day_burner.off_delay_s,
             self.day_burner.margin_s,

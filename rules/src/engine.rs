@@ -265,6 +265,14 @@ impl State {
         self.conditions.insert((asset, kind), Condition::Active);
     }
 
+    /// Forgets a fault seen but not yet confirmed (a pending condition); an active one
+    /// stays.
+    pub(crate) fn forget_pending(&mut self, key: Key) {
+        if matches!(self.conditions.get(&key), Some(Condition::Pending(_))) {
+            self.conditions.remove(&key);
+        }
+    }
+
     pub(crate) fn is_active(&self, key: Key) -> bool {
         self.conditions.get(&key).is_some_and(|c| c.is_active())
     }

@@ -41,14 +41,28 @@ impl Engine {
         };
         let lf = self.config.lamp_failure;
         let low = |p: f64, w: f64| p < lf.min_power_ratio * w * level / 100.0;
+        // Photocells and controllers' clocks switch lamps minutes either side of civil
+        // twilight: close to it, a lamp's darkness is no evidence of anything.
+        let near_twilight = |margin_s: i64| {
+            [dawn, dusk]
+                .into_iter()
+                .flatten()
+                .any(|t| (ts.micros() - t.micros()).abs() < margin_s * 1_000_000)
+        };
         // Lamp failure: the device says so, or it should burn and draws too little. When it
-        // should not burn, a healthy and a failed lamp look alike: such readings without a
-        // fault say nothing either way.
+        // should not burn (or close to twilight), a healthy and a failed lamp look alike:
+        // such readings without a fault say nothing either way.
+        let judged = expected.burns() && !near_twilight(lf.twilight_margin_s);
         let failing = match (fault, power, rated) {
             (Some(_), _, _) => Some(true),
-            (None, Some(p), Some(w)) if expected.burns() => Some(low(p, w)),
+            (None, Some(p), Some(w)) if judged => Some(low(p, w)),
             _ => None,
         };
+        if failing.is_none() && !expected.burns() {
+            // A failure seen before a stretch when the lamp should not burn (a morning's
+            // last dark reading) is not confirmed by the next evening's first one.
+            state.forget_pending((a.id, OutageKind::LampFailure));
+        }
         if let Some(faulty) = failing {
             let reason = || match (fault, power, rated) {
                 (Some(f), _, _) => format!("the lamp reports {f}"),
@@ -67,9 +81,12 @@ impl Engine {
             };
             self.update(state, a, check, out);
         }
-        // Dark while it should burn (no power, or no voltage): evidence for its cabinet.
+        // Dark while it should burn (no power, or no voltage), clear of twilight: evidence
+        // for its cabinet.
         if let Some(c) = a.cabinet {
+            let margin = self.config.cabinet_supply_loss.twilight_margin_s;
             let is_dark = expected.burns()
+                && !near_twilight(margin)
                 && (volts == Some(0.0)
                     || matches!((power, rated), (Some(p), Some(w)) if low(p, w)));
             if power.is_some() || volts.is_some() {

@@ -282,3 +282,64 @@ fn cycling_clears_the_off_delay_after_the_first_steady_report() {
         }
     );
 }
+
+/// Photocells switch lamps off a little before civil dawn (06:55 in Lisbon that day): a
+/// whole cabinet going dark at 06:53 is its lamps' photocells, not its supply, and no lamp
+/// has failed.
+#[test]
+fn lamps_switching_off_minutes_before_dawn_are_no_supply_loss_and_no_failure() {
+    // The test cabinet has 4 lamps: let the rule count them.
+    let mut config = without_silence();
+    config.cabinet_supply_loss.min_lamps = 4;
+    let mut r = Run::new(config.clone());
+    let mut d = Vec::new();
+    for lamp in crate::engine_tests::LAMPS {
+        d.extend(r.lamp(lamp, at("06:30"), true, 98.0, 230.0));
+    }
+    for lamp in crate::engine_tests::LAMPS {
+        d.extend(r.lamp(lamp, at("06:53"), false, 0.0, 230.0));
+    }
+    for lamp in crate::engine_tests::LAMPS {
+        d.extend(r.lamp(lamp, at("07:08"), false, 0.0, 230.0));
+    }
+    assert!(d.is_empty(), "{d:?}");
+    // The same darkness an hour before dawn is the cabinet's.
+    let mut r = Run::new(config);
+    for lamp in crate::engine_tests::LAMPS {
+        r.lamp(lamp, at("05:30"), true, 98.0, 230.0);
+    }
+    let mut d = Vec::new();
+    for lamp in crate::engine_tests::LAMPS {
+        d.extend(r.lamp(lamp, at("05:50"), false, 0.0, 230.0));
+    }
+    assert_eq!(
+        opened(&d),
+        [(crate::engine_tests::CABINET, OutageKind::CabinetSupplyLoss)]
+    );
+}
+
+/// A lamp's last reading of the night finds it dark (a failure seen, not yet confirmed);
+/// the day passes; the next evening's first reading also finds it dark. That is one
+/// reading of the evening, not a confirmed failure: it is raised only after the on-delay.
+#[test]
+fn a_failure_seen_before_dawn_is_not_confirmed_by_the_next_evening() {
+    let mut r = Run::new(without_silence());
+    let lamp = 4;
+    let next = |hhmm| at(hhmm).add_secs(86_400);
+    let mut d = Vec::new();
+    d.extend(r.lamp(lamp, at("05:00"), true, 98.0, 230.0));
+    d.extend(r.lamp(lamp, at("06:00"), true, 3.0, 230.0)); // dark: seen, pending
+    d.extend(r.lamp(lamp, at("12:00"), false, 0.4, 230.0)); // by day: should not burn
+    d.extend(r.lamp(lamp, next("18:30"), true, 3.0, 230.0)); // the evening: seen again
+    assert!(d.is_empty(), "{d:?}");
+    let d = r.lamp(lamp, next("18:45"), true, 3.0, 230.0);
+    assert_eq!(opened(&d), [(lamp, OutageKind::LampFailure)]);
+    let Decision::Open { at: when, .. } = &d[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        *when,
+        next("18:45"),
+        "the on-delay counted from the evening"
+    );
+}

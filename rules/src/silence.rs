@@ -1,11 +1,12 @@
 //! Silence: a device not heard from for `intervals` of its reporting interval (plus the
 //! grace), or offline by its own word (its last will) for longer than the grace.
 //!
-//! Silence is about hearing, so a device is heard from at the later of its message's time
-//! and the instant the engine judges it: a backlog that arrives hours late does not
-//! pretend the device was heard from during those hours. The outage it raised resolves
-//! when the backlog arrives, and the backlog's readings are judged by the other rules at
-//! their own times.
+//! Silence is about hearing, so a message judged late (its time already behind the
+//! engine's horizon) is heard at the stream's time when it arrived: the horizon plus the
+//! reordering window, which is the stream's watermark. A backlog that arrives hours late
+//! does not pretend the device was heard from during those hours; the outage it raised
+//! resolves when the backlog arrives, and the backlog's readings are judged by the other
+//! rules at their own times.
 
 use model::fields::status;
 use model::{Kind, Row, Timestamp};
@@ -26,12 +27,23 @@ impl Engine {
         (interval as f64 * s.intervals * 1e6) as i64 + s.grace_s * 1_000_000
     }
 
+    /// When a message of time `ts` is heard: its own time, or, judged late, the stream's
+    /// time when it arrived.
+    fn heard_at(&self, state: &State, ts: Timestamp) -> Timestamp {
+        let now = state.now();
+        if ts < now {
+            now.add_secs(self.config.stream.reorder_s)
+        } else {
+            ts
+        }
+    }
+
     /// A device's own word on its connection (its last will says offline). Offline is
     /// raised after the grace, so that a cabinet's status arriving in the same moment
     /// explains its lamps' instead of raising eighty alarms.
     pub(crate) fn status(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
         if row.cell(status::STATE).as_str() == Some("offline") {
-            let since = row.ts.max(state.now());
+            let since = self.heard_at(state, row.ts);
             state.offline.insert(a.id, since);
             self.schedule_offline(state, a.id, since);
             return;
@@ -49,7 +61,7 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) {
         state.offline.remove(&a.id);
-        let heard = ts.max(state.now());
+        let heard = self.heard_at(state, ts);
         self.seen(state, a.id, heard);
         let check = Check {
             kind: silence_kind(a.kind),
