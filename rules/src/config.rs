@@ -246,7 +246,7 @@ impl Default for Bunching {
             headway_share: 0.25,
             max_gap_m: 150.0,
             max_age_s: 30,
-            hysteresis: 0.5,
+            hysteresis: 0.0,
             on_delay_s: 60,
             off_delay_s: 60,
         }

@@ -223,6 +223,8 @@ pub struct State {
     /// Vehicle pairs found close together, (the one whose outage it is, the other), and
     /// since when.
     pub(crate) bunched: HashMap<(i32, i32), crate::transport::Closeness>,
+    /// Confirmed pairs found apart: since when they had been close, and when they parted.
+    pub(crate) parted: HashMap<(i32, i32), (Timestamp, Timestamp)>,
     /// Recent raises per alarm, for chattering.
     raises: HashMap<Key, VecDeque<Timestamp>>,
     /// Outages held open because they chatter.

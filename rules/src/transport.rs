@@ -27,6 +27,8 @@ pub(crate) struct Closeness {
 pub(crate) struct Track {
     last: Position,
     before: Option<Position>,
+    /// The speed it reported last, m/s.
+    speed: f64,
 }
 
 impl Track {
@@ -47,6 +49,26 @@ impl Track {
             lon: a.lon + f * (b.lon - a.lon),
             lat: a.lat + f * (b.lat - a.lat),
         })
+    }
+
+    /// Where it would be at `ts` (after its last position, at most `max_age_us` later) if it
+    /// kept the speed and heading of its last two positions, and how far it can have gone
+    /// meanwhile (so how wrong that can be, at a turn or a terminus: twice that at most).
+    fn ahead(&self, ts: Timestamp, max_age_us: i64) -> Option<(Position, f64)> {
+        let (a, b) = (self.before?, self.last);
+        let span = (b.ts.micros() - a.ts.micros()) as f64;
+        let gone = ts.micros() - b.ts.micros();
+        if span <= 0.0 || gone < 0 || gone > max_age_us {
+            return None;
+        }
+        let f = gone as f64 / span;
+        let position = Position {
+            ts,
+            lon: b.lon + f * (b.lon - a.lon),
+            lat: b.lat + f * (b.lat - a.lat),
+        };
+        let travel = distance(&a, &b).max(self.speed * span / 1e6);
+        Some((position, travel))
     }
 }
 
@@ -161,44 +183,69 @@ impl Engine {
             Some(t) if here.ts.micros() - t.last.ts.micros() <= max_age => Track {
                 last: here,
                 before: Some(t.last),
+                speed,
             },
             _ => Track {
                 last: here,
                 before: None,
+                speed,
             },
         };
         tracks.insert(a.id, track);
-        // Pairs judged by this position: (holder, other, gap; none when the other's
-        // last position is too old to compare with, which ends the pair).
-        let mut judged: Vec<(i32, i32, Option<f64>)> = Vec::new();
+        // Pairs judged by this position: (holder, other, gap at the other's last position,
+        // gap now less what setting the other ahead can get wrong; none when the other's
+        // last position is too old to compare with, which ends the pair). The gap now sets
+        // the other ahead on its own speed and heading, so a pair that has clearly come
+        // apart is found apart at this report, not the next.
+        let mut judged: Vec<(i32, i32, Option<(f64, Option<f64>)>)> = Vec::new();
         for (&other, t) in tracks.iter() {
             if other == a.id {
                 continue;
             }
             let (holder, partner) = self.pair(a.id, other);
             if let Some(mine) = track.at(t.last.ts) {
-                judged.push((holder, partner, Some(distance(&mine, &t.last))));
+                let then = distance(&mine, &t.last);
+                let now = t
+                    .ahead(here.ts, max_age)
+                    .map(|(theirs, travel)| distance(&here, &theirs) - 2.0 * travel);
+                judged.push((holder, partner, Some((then, now))));
             } else if here.ts.micros() - t.last.ts.micros() > max_age {
                 judged.push((holder, partner, None));
             }
         }
         judged.sort_by_key(|j| (j.0, j.1));
+        let on_delay = c.on_delay_s * 1_000_000;
+        state
+            .parted
+            .retain(|_, (_, at)| here.ts.micros() - at.micros() <= max_age);
         let mut holders: Vec<i32> = Vec::new();
         for &(holder, partner, gap) in &judged {
             let key = (holder, partner);
             let was = state.bunched.contains_key(&key);
             // Hysteresis: a close pair stays close until clearly apart, so a follower
             // right at the limit does not come and go with every reading's speed.
-            let reach = if was {
-                limit * (1.0 + c.hysteresis)
-            } else {
-                limit
-            };
-            match gap.filter(|g| *g <= reach) {
+            // Close: at the instant both were known, within the limit; still close: within
+            // the limit and its hysteresis then and now.
+            let close = gap.and_then(|(then, now)| {
+                if was {
+                    let reach = limit * (1.0 + c.hysteresis);
+                    (then <= reach && now.is_none_or(|n| n <= reach)).then_some(then)
+                } else {
+                    (then <= limit).then_some(then)
+                }
+            });
+            match close {
                 Some(gap) => {
+                    // A confirmed pair found apart for a moment (a position interpolated
+                    // across a turn) and close again within `max_age_s` carries on
+                    // confirmed, rather than start its on-delay over while its outage clears.
+                    let since = match state.parted.remove(&key) {
+                        Some((since, at)) if here.ts.micros() - at.micros() <= max_age => since,
+                        _ => here.ts,
+                    };
                     let pair = state.bunched.entry(key).or_insert(Closeness {
                         gap,
-                        since: here.ts,
+                        since,
                         last: here.ts,
                     });
                     if here.ts.micros() - pair.last.micros() > max_age {
@@ -209,7 +256,11 @@ impl Engine {
                     pair.last = pair.last.max(here.ts);
                 }
                 None => {
-                    state.bunched.remove(&key);
+                    if let Some(k) = state.bunched.remove(&key) {
+                        if k.last.micros() - k.since.micros() >= on_delay {
+                            state.parted.insert(key, (k.since, here.ts));
+                        }
+                    }
                 }
             }
             if was || state.bunched.contains_key(&key) {
@@ -217,7 +268,6 @@ impl Engine {
             }
         }
         holders.dedup();
-        let on_delay = c.on_delay_s * 1_000_000;
         for holder in holders {
             let Some(asset) = self.assets.get(&holder) else {
                 continue;

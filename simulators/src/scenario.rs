@@ -412,8 +412,12 @@ impl Scenario {
                     free
                 }
             };
-            for d in chosen {
+            // Every chosen asset is taken before partners are picked: a bus chosen for one
+            // pair is never also another's partner.
+            for &d in &chosen {
                 used[d] = true;
+            }
+            for d in chosen {
                 let partner = (f.kind == FaultKind::Bunching)
                     .then(|| {
                         let route = &city.vehicles[d - vehicles.start].route;

@@ -513,7 +513,7 @@ impl Fleet {
                     let cab_lamps_meters =
                         self.city.cabinets.len() + self.city.lamps.len() + self.city.meters.len();
                     let lead = &self.city.vehicles[leader - cab_lamps_meters];
-                    m = lead.start_m + BUS_SPEED_MPS * since_start(ts) - 20.0;
+                    m = lead.start_m + BUS_SPEED_MPS * since_start(ts) - 10.0;
                 }
                 if let Some(at) = fx.stopped_since {
                     m = v.start_m + BUS_SPEED_MPS * since_start(at);
