@@ -17,4 +17,5 @@ mod rules;
 mod schedules;
 mod simulated;
 mod storage;
+mod vendor;
 mod work_orders;
