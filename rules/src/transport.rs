@@ -14,6 +14,10 @@ pub(crate) struct Position {
     lat: f64,
 }
 
+/// A pair's gap in metres at the instant both were known, and now (less what setting the
+/// other ahead can get wrong; none when it cannot be set ahead).
+type Gaps = (f64, Option<f64>);
+
 /// Two vehicles found close: since when (without a break), last judged, and how close.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Closeness {
@@ -197,7 +201,7 @@ impl Engine {
         // last position is too old to compare with, which ends the pair). The gap now sets
         // the other ahead on its own speed and heading, so a pair that has clearly come
         // apart is found apart at this report, not the next.
-        let mut judged: Vec<(i32, i32, Option<(f64, Option<f64>)>)> = Vec::new();
+        let mut judged: Vec<(i32, i32, Option<Gaps>)> = Vec::new();
         for (&other, t) in tracks.iter() {
             if other == a.id {
                 continue;
