@@ -88,7 +88,7 @@ pub fn replay(scenario: &Scenario, config: RulesConfig, tick_s: i64) -> anyhow::
             (i as i32 + 1, route)
         })
         .collect();
-    let reorder_s = config.stream.reorder_s;
+    let reorder_ms = config.stream.reorder_ms;
     let engine = Engine::new(config, assets, routes);
     let mut state = State::default();
     let mut fleet = Fleet::new(
@@ -160,7 +160,8 @@ pub fn replay(scenario: &Scenario, config: RulesConfig, tick_s: i64) -> anyhow::
                 engine.receive(&mut state, Input::Row(o), &mut decisions);
             }
         }
-        engine.advance(&mut state, now.add_secs(-reorder_s), &mut decisions);
+        let horizon = Timestamp(now.micros() - reorder_ms * 1000);
+        engine.advance(&mut state, horizon, &mut decisions);
         now = now.add_secs(tick_s);
     }
     engine.advance(&mut state, end, &mut decisions);

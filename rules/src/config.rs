@@ -294,14 +294,15 @@ impl Default for Chattering {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamOrder {
-    /// Inputs are judged this long (stream time) behind the newest readings, so that
-    /// those arriving out of order by up to this much are judged in order.
-    pub reorder_s: i64,
+    /// Inputs are judged this long (stream time, milliseconds) behind the stream's
+    /// watermark, so that those arriving out of order by up to this much more than the
+    /// watermark allows for are judged in order. Every decision waits this long.
+    pub reorder_ms: i64,
 }
 
 impl Default for StreamOrder {
     fn default() -> Self {
-        StreamOrder { reorder_s: 5 }
+        StreamOrder { reorder_ms: 500 }
     }
 }
 
@@ -488,8 +489,8 @@ impl RulesConfig {
             self.chattering.window_s,
             self.bunching.max_age_s,
         ];
-        if !(0..=600).contains(&self.stream.reorder_s) {
-            return bad("stream.reorder_s must be between 0 s and 10 min".into());
+        if !(0..=600_000).contains(&self.stream.reorder_ms) {
+            return bad("stream.reorder_ms must be between 0 and 600000 (10 min)".into());
         }
         if windows.iter().any(|w| !(1..=7 * 86_400).contains(w)) {
             return bad("windows and ages must be between 1 s and 7 days".into());
@@ -646,7 +647,10 @@ mod tests {
         check("[chattering]\nwindow_s = 0", "between 1 s and 7 days");
         check("[leak]\nnight_start_h = 25", "different hours");
         check("[bunching]\nmax_gap_m = 0", "must be positive");
-        check("[stream]\nreorder_s = 3600", "reorder_s must be between");
+        check(
+            "[stream]\nreorder_ms = 3600000",
+            "reorder_ms must be between",
+        );
         check(
             "[severity]\nlamp_fail = \"major\"",
             "`lamp_fail` is not an outage kind",

@@ -7,7 +7,7 @@
 //! happens.
 //!
 //! Each committed batch is put in timestamp order and given to the engine, which judges
-//! it once the stream's watermark, less `[stream] reorder_s`, has passed it (see
+//! it once the stream's watermark, less `[stream] reorder_ms`, has passed it (see
 //! `timeline`). A batch's command acknowledgements are recorded first, and what each told
 //! its lamp goes in with the batch, so the readings around an acknowledgement are judged
 //! by their times against what the lamp was told, whatever order they came in.
@@ -344,7 +344,7 @@ pub async fn run(
 /// How far the engine judges: the stream's time less the reordering window.
 fn horizon(stream: &StreamClock, engine: &Engine, clock: &Clock) -> Timestamp {
     let now = stream.now(clock(), std::time::Instant::now());
-    now.add_secs(-engine.config().stream.reorder_s)
+    Timestamp(now.micros() - engine.config().stream.reorder_ms * 1000)
 }
 
 /// Records the devices' answers among `rows` and returns what each accepted command told

@@ -347,7 +347,7 @@ fn a_late_backlog_resolves_the_silence_when_it_arrives() {
             },
         );
         engine.receive(&mut state, other, &mut out);
-        engine.advance(&mut state, now.add_secs(-5), &mut out);
+        engine.advance(&mut state, Timestamp(now.micros() - 500_000), &mut out);
     }
     let silent: Vec<&Decision> = out
         .iter()
@@ -373,7 +373,11 @@ fn a_late_backlog_resolves_the_silence_when_it_arrives() {
     for i in backlog {
         engine.receive(&mut state, i, &mut out);
     }
-    engine.advance(&mut state, at("05:59").add_secs(55), &mut out);
+    engine.advance(
+        &mut state,
+        Timestamp(at("06:00").micros() - 500_000),
+        &mut out,
+    );
     let after = &out[before..];
     let resolved: Vec<Timestamp> = after
         .iter()

@@ -32,7 +32,7 @@ impl Engine {
     fn heard_at(&self, state: &State, ts: Timestamp) -> Timestamp {
         let now = state.now();
         if ts < now {
-            now.add_secs(self.config.stream.reorder_s)
+            Timestamp(now.micros() + self.config.stream.reorder_ms * 1000)
         } else {
             ts
         }

@@ -7,7 +7,7 @@
 //! broker delivers a message again after a restart. The outages must not depend on any of
 //! that, so the engine does not judge an input when it arrives: [`Engine::receive`] queues
 //! it, and [`Engine::advance`] judges the queue in timestamp order up to a horizon the
-//! driver sets (the stream's watermark less a reordering window, `[stream] reorder_s`).
+//! driver sets (the stream's watermark less a reordering window, `[stream] reorder_ms`).
 //!
 //! What time alone decides is a deadline, judged in the same order at its own instant: a
 //! device found silent (heard from at `t`, silent at `t` plus its window), an off-delay run

@@ -17,7 +17,7 @@
 //!
 //! And how long after a fault's end its outage must be resolved ([`Windows::resolve_s`]):
 //! the device's next report (R; the first steady one for cycling, after the last report
-//! the cycling lamp was due to make) plus the rule's off-delay, plus `[stream] reorder_s`
+//! the cycling lamp was due to make) plus the rule's off-delay, plus `[stream] reorder_ms`
 //! and a few seconds; the end of the next night window for a leak; nothing for a lamp's
 //! failure that ends by day or a day burner that ends by night (no report can tell then).
 
@@ -103,7 +103,7 @@ impl Windows<'_> {
         let end = t.end?;
         let r = self.interval_s(device.kind);
         let c = self.rules;
-        let slack = c.stream.reorder_s as f64 + 5.0;
+        let slack = c.stream.reorder_ms as f64 / 1000.0 + 5.0;
         let dark = |at: Timestamp| astro::is_dark(device.lon, device.lat, at);
         let after = |off: i64| Some(r + off as f64 + slack);
         match t.kind {
