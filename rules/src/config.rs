@@ -298,11 +298,17 @@ pub struct StreamOrder {
     /// watermark, so that those arriving out of order by up to this much more than the
     /// watermark allows for are judged in order. Every decision waits this long.
     pub reorder_ms: i64,
+    /// At most this many inputs wait for the stream (memory: a few hundred bytes each); a
+    /// backlog published faster than that has its oldest judged at once.
+    pub max_queued: usize,
 }
 
 impl Default for StreamOrder {
     fn default() -> Self {
-        StreamOrder { reorder_ms: 500 }
+        StreamOrder {
+            reorder_ms: 500,
+            max_queued: 100_000,
+        }
     }
 }
 
@@ -491,6 +497,9 @@ impl RulesConfig {
         ];
         if !(0..=600_000).contains(&self.stream.reorder_ms) {
             return bad("stream.reorder_ms must be between 0 and 600000 (10 min)".into());
+        }
+        if !(1_000..=10_000_000).contains(&self.stream.max_queued) {
+            return bad("stream.max_queued must be between 1000 and 10000000".into());
         }
         if windows.iter().any(|w| !(1..=7 * 86_400).contains(w)) {
             return bad("windows and ages must be between 1 s and 7 days".into());

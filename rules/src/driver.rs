@@ -329,6 +329,15 @@ pub async fn run(
         metrics
             .rows_dropped
             .inc_by(std::mem::take(&mut state.dropped));
+        metrics
+            .rows_forced
+            .inc_by(std::mem::take(&mut state.forced));
+        metrics.queued.set(engine.queued(&state) as i64);
+        if let Some(h) = state.horizon() {
+            metrics
+                .horizon_lag_ms
+                .set((clock().micros() - h.micros()) / 1000);
+        }
         persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
         if let Some(at) = caused_by.take() {
             metrics

@@ -252,6 +252,8 @@ pub struct State {
     pub late: u64,
     /// Rows not judged: a redelivery, or older than what their device already said.
     pub dropped: u64,
+    /// Rows judged before the stream passed them because the queue was full.
+    pub forced: u64,
 }
 
 impl State {
@@ -277,6 +279,11 @@ impl State {
 
     pub(crate) fn is_active(&self, key: Key) -> bool {
         self.conditions.get(&key).is_some_and(|c| c.is_active())
+    }
+
+    /// Everything up to here has been judged.
+    pub fn horizon(&self) -> Option<Timestamp> {
+        self.horizon
     }
 
     /// The instant being judged.

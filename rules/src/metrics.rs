@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -39,6 +40,12 @@ pub struct RulesMetrics {
     pub rows_late: Counter,
     /// Rows not judged: redeliveries, or older than what their device had already said.
     pub rows_dropped: Counter,
+    /// Rows judged before the stream passed them because the queue was full.
+    pub rows_forced: Counter,
+    /// Inputs waiting for the stream to pass their time.
+    pub queued: Gauge,
+    /// How far the judged horizon is behind the hub's clock, milliseconds.
+    pub horizon_lag_ms: Gauge,
 }
 
 impl Default for RulesMetrics {
@@ -51,6 +58,9 @@ impl Default for RulesMetrics {
             maintenance_suppressed: Counter::default(),
             rows_late: Counter::default(),
             rows_dropped: Counter::default(),
+            rows_forced: Counter::default(),
+            queued: Gauge::default(),
+            horizon_lag_ms: Gauge::default(),
         }
     }
 }
@@ -92,6 +102,21 @@ impl RulesMetrics {
             "rows_dropped",
             "Rows not judged: redeliveries, or older than what their device had already said",
             self.rows_dropped.clone(),
+        );
+        r.register(
+            "rows_forced",
+            "Rows judged before the stream passed them because the queue was full",
+            self.rows_forced.clone(),
+        );
+        r.register(
+            "queued",
+            "Inputs waiting for the stream to pass their time",
+            self.queued.clone(),
+        );
+        r.register(
+            "horizon_lag_ms",
+            "How far the judged horizon is behind the hub's clock, milliseconds",
+            self.horizon_lag_ms.clone(),
         );
     }
 }

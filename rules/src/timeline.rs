@@ -157,8 +157,30 @@ impl Engine {
     }
 
     /// Judges every queued input and every deadline up to `horizon`, in time order.
+    ///
+    /// The queue holds at most `[stream] max_queued` inputs: past that (a backlog that was
+    /// published faster than the window can hold in memory) the oldest are judged at
+    /// once, as if the horizon had reached them, and counted as forced.
     pub fn advance(&self, state: &mut State, horizon: Timestamp, out: &mut Vec<Decision>) {
         self.refresh_deadlines(state);
+        let mut horizon = horizon;
+        self.judge_until(state, horizon, out);
+        while state.queue.len() > self.config.stream.max_queued {
+            let Some(oldest) = state.queue.peek().map(|Reverse(q)| q.key.0) else {
+                break;
+            };
+            let before = state.queue.len();
+            self.judge_until(state, oldest, out);
+            state.forced += (before - state.queue.len()) as u64;
+            horizon = horizon.max(oldest);
+        }
+        let h = state.horizon.map_or(horizon, |h| h.max(horizon));
+        state.horizon = Some(h);
+        state.clock = Some(state.now().max(h));
+    }
+
+    /// Judges every queued input and every deadline up to `horizon`, in time order.
+    fn judge_until(&self, state: &mut State, horizon: Timestamp, out: &mut Vec<Decision>) {
         loop {
             let input = state
                 .queue
@@ -182,9 +204,6 @@ impl Engine {
                 _ => break,
             }
         }
-        let h = state.horizon.map_or(horizon, |h| h.max(horizon));
-        state.horizon = Some(h);
-        state.clock = Some(state.now().max(h));
     }
 
     /// How many inputs wait for the horizon.
