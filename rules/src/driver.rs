@@ -266,7 +266,24 @@ pub async fn run(
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut reload = tokio::time::interval(RELOAD);
     reload.tick().await;
+    let mut reconnect = Reconnect::new();
     loop {
+        // A restarted database closes the connection for good: connect anew before using
+        // it again (persisting decisions does so too when a write fails).
+        if db.is_closed() && reconnect.due() {
+            match Db::connect(&url).await {
+                Ok(fresh) => {
+                    info!(message = "The rules engine reconnected to the database.");
+                    metrics.db_reconnects.inc();
+                    db = fresh;
+                    reconnect = Reconnect::new();
+                }
+                Err(error) => {
+                    let retry_in_ms = reconnect.failed().as_millis() as u64;
+                    warn!(message = "The rules engine cannot reach the database yet; retrying.", %error, retry_in_ms);
+                }
+            }
+        }
         let before = decisions.len();
         let mut batch_at = None;
         tokio::select! {
@@ -348,6 +365,33 @@ pub async fn run(
     persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
     info!(message = "Rules engine stopped.");
     Ok(())
+}
+
+/// When to try connecting again: at once, then after a backoff that doubles to 10 s.
+struct Reconnect {
+    at: std::time::Instant,
+    backoff: Duration,
+}
+
+impl Reconnect {
+    fn new() -> Reconnect {
+        Reconnect {
+            at: std::time::Instant::now(),
+            backoff: Duration::from_millis(250),
+        }
+    }
+
+    fn due(&self) -> bool {
+        std::time::Instant::now() >= self.at
+    }
+
+    /// An attempt failed: the wait before the next.
+    fn failed(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.at = std::time::Instant::now() + wait;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
+        wait
+    }
 }
 
 /// How far the engine judges: the stream's time less the reordering window.

@@ -42,6 +42,8 @@ pub struct RulesMetrics {
     pub rows_dropped: Counter,
     /// Rows judged before the stream passed them because the queue was full.
     pub rows_forced: Counter,
+    /// New database connections after the previous one closed (a restarted server).
+    pub db_reconnects: Counter,
     /// Inputs waiting for the stream to pass their time.
     pub queued: Gauge,
     /// How far the judged horizon is behind the hub's clock, milliseconds.
@@ -59,6 +61,7 @@ impl Default for RulesMetrics {
             rows_late: Counter::default(),
             rows_dropped: Counter::default(),
             rows_forced: Counter::default(),
+            db_reconnects: Counter::default(),
             queued: Gauge::default(),
             horizon_lag_ms: Gauge::default(),
         }
@@ -107,6 +110,11 @@ impl RulesMetrics {
             "rows_forced",
             "Rows judged before the stream passed them because the queue was full",
             self.rows_forced.clone(),
+        );
+        r.register(
+            "db_reconnects",
+            "New database connections after the previous one closed",
+            self.db_reconnects.clone(),
         );
         r.register(
             "queued",

@@ -1,4 +1,5 @@
-//! The time silence is judged against: the stream's, not the wall's.
+//! The stream's time, which the engine judges against (its horizon is this less the
+//! reordering window), not the wall's.
 //!
 //! A device is silent when nothing of it has arrived for a while. "A while" must be measured
 //! against how far the stream of readings has got, not against the wall clock: while the
@@ -9,8 +10,9 @@
 //! So while readings flow, "now" is the stream's watermark: the newest reading time of the
 //! last few committed batches (the lowest of them, since two writers commit out of order),
 //! never ahead of the hub's clock and never going back. When nothing has arrived for
-//! [`STALL`] (a city-wide outage: the stream itself stopped), "now" runs on with the hub's
-//! clock from where the stream left it, so silence is still found.
+//! [`STALL`] (a quiet hour, a city-wide outage: the stream itself stopped), "now" runs on
+//! with the hub's clock from the newest reading of those batches (by then all have
+//! committed), so silence is still found and nothing waits on one old message.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -51,9 +53,13 @@ impl StreamClock {
             self.recent.pop_front();
         }
         let low = self.recent.iter().min().copied().unwrap_or(newest);
+        let high = self.recent.iter().max().copied().unwrap_or(newest);
         let w = self.watermark.map_or(low, |w| w.max(low));
         self.watermark = Some(w);
-        self.lag_us = (clock.micros() - w.micros()).max(0);
+        // Should the stream stall, every batch will have committed by then: it runs on
+        // from the newest reading seen, not from the watermark, which one old message (a
+        // retained status, a backlog) among the recent batches holds back.
+        self.lag_us = (clock.micros() - w.max(high).micros()).max(0);
         self.last_batch = Some(batch.at);
     }
 
@@ -131,5 +137,23 @@ mod tests {
             c.batch(&batch(t0, &[5000]), clock(1600));
         }
         assert_eq!(c.now(clock(1601), t0), clock(1600));
+    }
+
+    #[test]
+    fn one_old_message_does_not_hold_a_quiet_stream_back() {
+        let t0 = Instant::now();
+        let mut c = StreamClock::new();
+        let clock = |s: i64| Timestamp(s * 1_000_000);
+        // At start the broker hands over a retained status of hours ago, then a reading.
+        c.batch(&batch(t0, &[10]), clock(10_000));
+        c.batch(&batch(t0, &[9_999]), clock(10_000));
+        assert_eq!(
+            c.now(clock(10_000), t0),
+            clock(10),
+            "the lowest of the recent"
+        );
+        // Quiet afterwards: the stream runs on from the reading, not from hours ago.
+        let later = t0 + STALL + Duration::from_millis(1);
+        assert_eq!(c.now(clock(10_030), later), clock(10_029));
     }
 }

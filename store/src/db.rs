@@ -247,6 +247,12 @@ impl Db {
         self.path
     }
 
+    /// Whether the connection is gone (the server restarted, the network broke): nothing
+    /// on it can succeed again, and the holder should connect anew.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -454,3 +454,76 @@ async fn a_maintenance_window_planned_from_the_command_line_holds_its_outages() 
     assert_eq!(outage_kinds(&db, "voltage_out_of_range").await, ["L0"]);
     assert!(hub.terminate());
 }
+
+/// PostgreSQL restarts under a running hub: readings keep being stored, and the rules keep
+/// opening outages on the new connections, without a hub restart.
+#[tokio::test]
+async fn outages_keep_opening_after_a_postgres_restart() {
+    let pg = tests::PrivatePostgres::start();
+    let t = unique("t");
+    let db = TestDb::on_server(&pg.url("postgres")).await;
+    db.import(&tests::db::devices(&t, &[(Kind::Light, 3)]))
+        .await;
+    let broker = tests::broker::TestBroker::start();
+    let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
+    hub.wait_connected().await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let over_voltage = |d: &str| {
+        (
+            format!("city/{t}/light/{d}/telemetry"),
+            format!(r#"{{"ts":{},"voltage_v":262}}"#, now_ms()),
+        )
+    };
+    // A retained status of two hours ago comes first, as a broker hands it to a
+    // subscriber: one old message in a quiet stream must hold nothing back.
+    let status = format!("city/{t}/light/L2/status");
+    let old = format!(r#"{{"ts":{},"state":"online"}}"#, now_ms() - 7_200_000);
+    p.send_retained(&status, old).await;
+    let (topic, payload) = over_voltage("L0");
+    p.send(&topic, payload).await;
+    p.flush().await;
+    let count = |kind: &'static str| {
+        let url = db.url.clone();
+        async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            let sql = "SELECT count(*) FROM outages WHERE kind = $1";
+            c.query_one(sql, &[&kind])
+                .await
+                .ok()
+                .map(|r| r.get::<_, i64>(0))
+        }
+    };
+    eventually(Duration::from_secs(20), "the first outage", || async {
+        (count("voltage_out_of_range").await == Some(1)).then_some(())
+    })
+    .await;
+
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.start_again();
+    // The rules connect anew on their own, without a reading to make them try.
+    eventually(
+        Duration::from_secs(15),
+        "the rules' new connection",
+        || async {
+            (hub.metric("cityhub_rules_db_reconnects_total")
+                .unwrap_or(0.0)
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let (topic, payload) = over_voltage("L1");
+    p.send(&topic, payload).await;
+    p.flush().await;
+    eventually(
+        Duration::from_secs(40),
+        "an outage after the restart",
+        || async { (count("voltage_out_of_range").await == Some(2)).then_some(()) },
+    )
+    .await;
+    assert!(hub.is_running());
+}
