@@ -191,6 +191,25 @@ fn every_bad_input_class_has_a_clear_reason() {
         "out_of_range",
         "-90..90",
     );
+    // Physically impossible values, which would overflow a city's sums.
+    rejected(
+        Light,
+        br#"{"ts":1795338000000,"power_w":1.7e308}"#,
+        "out_of_range",
+        "field `power_w`",
+    );
+    rejected(
+        Cabinet,
+        br#"{"ts":1795338000000,"energy_kwh":1e300}"#,
+        "out_of_range",
+        "field `energy_kwh`",
+    );
+    rejected(
+        Meter,
+        br#"{"ts":1795338000000,"total":-1}"#,
+        "out_of_range",
+        "field `total`",
+    );
     rejected(
         Meter,
         br#"{"ts":1795338000000,"medium":"gas"}"#,

@@ -70,6 +70,9 @@ impl RecordType {
         self == RecordType::Status
     }
 
+    /// Every number has a physical range: a value outside it is a broken sensor or an
+    /// attack, and is dead-lettered (`out_of_range`) rather than summed into a city's
+    /// rollups and reports, where one 1e308 would overflow them.
     pub fn fields(self) -> &'static [FieldSpec] {
         use FieldType::*;
         const PCT: FieldType = Real(0.0, 100.0);
@@ -78,13 +81,13 @@ impl RecordType {
                 const F: &[FieldSpec] = &[
                     FieldSpec::opt("on", Bool),
                     FieldSpec::opt("dim", PCT),
-                    FieldSpec::opt("power_w", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("voltage_v", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("current_a", Double(f64::MIN, f64::MAX)),
+                    FieldSpec::opt("power_w", Double(-1e6, 1e6)),
+                    FieldSpec::opt("voltage_v", Double(-1e5, 1e5)),
+                    FieldSpec::opt("current_a", Double(-1e5, 1e5)),
                     FieldSpec::opt("pf", Real(0.0, 1.0)),
-                    FieldSpec::opt("energy_wh", Double(0.0, f64::MAX)),
-                    FieldSpec::opt("burn_hours", Double(0.0, f64::MAX)),
-                    FieldSpec::opt("lux", Double(0.0, f64::MAX)),
+                    FieldSpec::opt("energy_wh", Double(0.0, 1e15)),
+                    FieldSpec::opt("burn_hours", Double(0.0, 1e7)),
+                    FieldSpec::opt("lux", Double(0.0, 1e7)),
                     FieldSpec::opt("fault", Text(64, None)),
                 ];
                 F
@@ -94,22 +97,22 @@ impl RecordType {
                     FieldSpec::opt("supply", Bool),
                     FieldSpec::opt("contactor_on", Bool),
                     FieldSpec::opt("door_open", Bool),
-                    FieldSpec::opt("power_kw", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("voltage_v", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("current_a", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("energy_kwh", Double(0.0, f64::MAX)),
+                    FieldSpec::opt("power_kw", Double(-1e5, 1e5)),
+                    FieldSpec::opt("voltage_v", Double(-1e5, 1e5)),
+                    FieldSpec::opt("current_a", Double(-1e5, 1e5)),
+                    FieldSpec::opt("energy_kwh", Double(0.0, 1e13)),
                 ];
                 F
             }
             RecordType::Meter => {
                 const F: &[FieldSpec] = &[
                     FieldSpec::opt("medium", Text(16, Some(&["water", "electricity", "heat"]))),
-                    FieldSpec::opt("total", Double(0.0, f64::MAX)),
-                    FieldSpec::opt("flow_m3h", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("power_kw", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("pressure_bar", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("temp_supply_c", Double(f64::MIN, f64::MAX)),
-                    FieldSpec::opt("temp_return_c", Double(f64::MIN, f64::MAX)),
+                    FieldSpec::opt("total", Double(0.0, 1e13)),
+                    FieldSpec::opt("flow_m3h", Double(-1e6, 1e6)),
+                    FieldSpec::opt("power_kw", Double(-1e6, 1e6)),
+                    FieldSpec::opt("pressure_bar", Double(-1e3, 1e4)),
+                    FieldSpec::opt("temp_supply_c", Double(-100.0, 1000.0)),
+                    FieldSpec::opt("temp_return_c", Double(-100.0, 1000.0)),
                     FieldSpec::opt("battery_pct", PCT),
                     FieldSpec::opt("tamper", Bool),
                     FieldSpec::opt("reverse_flow", Bool),
@@ -120,12 +123,12 @@ impl RecordType {
                 const F: &[FieldSpec] = &[
                     FieldSpec::opt("lat", Double(-90.0, 90.0)),
                     FieldSpec::opt("lon", Double(-180.0, 180.0)),
-                    FieldSpec::opt("speed_mps", Real(0.0, f64::MAX)),
+                    FieldSpec::opt("speed_mps", Real(0.0, 1000.0)),
                     FieldSpec::opt("bearing_deg", Real(0.0, 360.0)),
                     FieldSpec::opt("route", Text(64, None)),
                     FieldSpec::opt("trip", Text(64, None)),
-                    FieldSpec::opt("occupancy_pct", Real(0.0, f64::MAX)),
-                    FieldSpec::opt("odometer_m", Double(0.0, f64::MAX)),
+                    FieldSpec::opt("occupancy_pct", Real(0.0, 1000.0)),
+                    FieldSpec::opt("odometer_m", Double(0.0, 1e12)),
                 ];
                 F
             }
