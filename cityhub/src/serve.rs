@@ -283,6 +283,9 @@ async fn upkeep(config: Config, stop: CancellationToken) {
                         warn!(message = "Deleting old dead letters failed; will retry.", error = %e)
                     }
                 }
+                if let Err(e) = db.prune_topic_digests(before).await {
+                    warn!(message = "Forgetting old topic digests failed; will retry.", error = %e);
+                }
             }
             Err(e) => warn!(message = "Partition upkeep cannot connect; will retry.", error = %e),
         }

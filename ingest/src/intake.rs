@@ -19,6 +19,8 @@ pub struct Intake {
     pub unstored: usize,
     /// Newest reading time in the message, for publish-to-commit lag.
     pub newest: Option<Timestamp>,
+    /// Its topic names a device of the inventory.
+    pub registered: bool,
 }
 
 impl Intake {
@@ -54,10 +56,13 @@ pub fn take_received(
     }
     let mut allowed = m.dead_letters_allowed;
     let mut quota = rules.quota;
-    let mut allow = |wanted: usize| {
+    let mut allow = |registered: bool, wanted: usize| {
         let granted = match (allowed, quota.as_deref_mut()) {
             (Some(k), _) => k.min(wanted),
-            (None, Some(q)) => q.grant(&m.topic, wanted, std::time::Instant::now()),
+            (None, Some(q)) => {
+                let key = crate::quota::key_of(&m.topic, registered);
+                q.grant(&key, wanted, std::time::Instant::now())
+            }
             (None, None) => wanted,
         };
         allowed = Some(granted);
@@ -83,15 +88,17 @@ pub fn take_received(
 /// Whether a message's digest is kept on its topic: a retained delivery, a `status` (the
 /// retained channel of the contract; its `ts` may be left out, so a repeat would be a
 /// new row), or anything refused (a repeat would be a new dead letter). Readings with
-/// their `ts` need none: their natural key already drops a repeat.
+/// their `ts` need none: their natural key already drops a repeat. Only on the topics of
+/// devices of the inventory: made-up ones would add a row each (their repeats are bounded
+/// by their tenant's dead-letter quota instead).
 fn digest_kept(m: &Received, intake: &Intake) -> bool {
-    m.retained || m.topic.ends_with("/status") || intake.refused() > 0
+    intake.registered && (m.retained || m.topic.ends_with("/status") || intake.refused() > 0)
 }
 
 /// Decodes `payload` received on `topic` at `now` into `batch`. Never fails: what cannot
 /// be accepted becomes a dead letter with its reason (at most `keep_bytes` of each
-/// refused payload, with its size and digest), as many as `allow(refusals)` says; the
-/// others are counted only.
+/// refused payload, with its size and digest), as many as `allow(registered, refusals)`
+/// says; the others are counted only.
 #[allow(clippy::too_many_arguments)]
 pub fn take_message(
     batch: &mut ReadingBatch,
@@ -101,7 +108,7 @@ pub fn take_message(
     payload: &[u8],
     now: Timestamp,
     keep_bytes: usize,
-    allow: &mut dyn FnMut(usize) -> usize,
+    allow: &mut dyn FnMut(bool, usize) -> usize,
 ) -> Intake {
     let mut intake = Intake::default();
     let mut refused: Vec<(Cow<'_, [u8]>, Rejection, Option<usize>)> = Vec::new();
@@ -116,7 +123,11 @@ pub fn take_message(
     });
     match resolved {
         Err(reason) => refused.push((Cow::Borrowed(payload), reason, None)),
+        // An empty message on `status` is how MQTT clears a topic's retained message (a
+        // device replaced, a test undone): nothing to record, nothing refused.
+        Ok((RecordType::Status, _)) if payload.is_empty() => intake.registered = true,
         Ok((record, device_id)) => {
+            intake.registered = true;
             let decoded = decode_payload(record, payload, now, limits);
             for r in decoded.rejected {
                 refused.push((Cow::Owned(r.raw), r.reason, r.index));
@@ -131,7 +142,7 @@ pub fn take_message(
     if refused.is_empty() {
         return intake;
     }
-    let stored = allow(refused.len()).min(refused.len());
+    let stored = allow(intake.registered, refused.len()).min(refused.len());
     for (i, (raw, reason, index)) in refused.iter().enumerate() {
         if i < stored {
             batch.push_dead_letter(now, topic, raw, reason, *index, keep_bytes);
@@ -177,6 +188,8 @@ mod tests {
             ),
             ("city/x/light/L1/cmd", br#"{"ts":1795338000000}"#, 0, 1),
             ("city/x/light/L1/status", br#"{"state":"online"}"#, 1, 0),
+            ("city/x/light/L1/status", b"", 0, 0),
+            ("city/x/light/L1/telemetry", b"", 0, 1),
             ("nonsense", b"{}", 0, 1),
         ];
         for (topic, payload, rows, dead) in cases {
@@ -188,12 +201,12 @@ mod tests {
                 payload,
                 now,
                 4096,
-                &mut |n| n,
+                &mut |_, n| n,
             );
             assert_eq!((got.rows, got.dead_letters), (*rows, *dead), "{topic}");
         }
         assert_eq!(batch.reading_rows(), 2);
-        assert_eq!(batch.dead_letter_count(), 4);
+        assert_eq!(batch.dead_letter_count(), 5);
 
         // Refusals beyond what is allowed are counted, not stored.
         let mut batch = ReadingBatch::default();
@@ -205,7 +218,7 @@ mod tests {
             br#"[{"ts":"a"},{"ts":"b"},{"ts":1795338000000},{"ts":"c"}]"#,
             now,
             4096,
-            &mut |n| n - 2,
+            &mut |_, n| n - 2,
         );
         assert_eq!((got.rows, got.dead_letters, got.unstored), (1, 1, 2));
         assert_eq!(batch.dead_letter_count(), 1);

@@ -6,7 +6,10 @@
 //! steady sample of them is as useful as all of them.
 //!
 //! A device is the `city/{tenant}/{kind}/{device}` prefix of the topic (what its broker
-//! account may publish under). Kept in memory: it restarts full with the hub.
+//! account may publish under). Topics that name no device of the inventory share one
+//! bucket per tenant ([`key_of`]): an account that may publish for many devices (a
+//! gateway) gains nothing by making device ids up. Kept in memory: it restarts full with
+//! the hub.
 //! Pure state: the caller says what time it is.
 
 use std::collections::HashMap;
@@ -35,8 +38,9 @@ impl DeadLetterQuota {
         }
     }
 
-    /// How many of `wanted` dead letters of a message on `topic` may be stored at `now`.
-    pub fn grant(&mut self, topic: &str, wanted: usize, now: Instant) -> usize {
+    /// How many of `wanted` dead letters of a message may be stored at `now`, from the
+    /// bucket `key` ([`key_of`] its topic).
+    pub fn grant(&mut self, key: &str, wanted: usize, now: Instant) -> usize {
         if self.per_hour == 0.0 || wanted == 0 {
             return wanted;
         }
@@ -49,13 +53,10 @@ impl DeadLetterQuota {
             }
         }
         let per_hour = self.per_hour;
-        let bucket = self
-            .buckets
-            .entry(device_of(topic).to_owned())
-            .or_insert(Bucket {
-                tokens: per_hour,
-                at: now,
-            });
+        let bucket = self.buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: per_hour,
+            at: now,
+        });
         bucket.tokens = refilled(bucket, per_hour, now);
         bucket.at = now;
         let granted = (bucket.tokens.floor() as usize).min(wanted);
@@ -67,6 +68,20 @@ impl DeadLetterQuota {
 fn refilled(b: &Bucket, per_hour: f64, now: Instant) -> f64 {
     let hours = now.saturating_duration_since(b.at).as_secs_f64() / 3600.0;
     (b.tokens + hours * per_hour).min(per_hour)
+}
+
+/// The bucket of a message's topic: its device (`city/{tenant}/{kind}/{device}`) when the
+/// inventory has it, else its tenant's bucket of unregistered topics.
+pub fn key_of(topic: &str, registered: bool) -> String {
+    if registered {
+        return device_of(topic).to_owned();
+    }
+    let tenant = topic.split('/').nth(1).unwrap_or_default();
+    let mut end = tenant.len().min(64);
+    while !tenant.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("unregistered:{}", &tenant[..end])
 }
 
 /// The device part of a topic: `city/{tenant}/{kind}/{device}`, or the topic itself when
@@ -92,16 +107,16 @@ mod tests {
     fn a_device_gets_its_hourly_share_then_a_steady_trickle() {
         let mut q = DeadLetterQuota::new(10);
         let t0 = Instant::now();
-        let lamp = "city/lisbon/light/L1/telemetry";
+        let lamp = &key_of("city/lisbon/light/L1/telemetry", true);
         assert_eq!(q.grant(lamp, 4, t0), 4);
         assert_eq!(
-            q.grant("city/lisbon/light/L1/event", 10, t0),
+            q.grant(&key_of("city/lisbon/light/L1/event", true), 10, t0),
             6,
             "one device, any channel"
         );
         assert_eq!(q.grant(lamp, 1, t0), 0);
         assert_eq!(
-            q.grant("city/lisbon/light/L2/telemetry", 3, t0),
+            q.grant(&key_of("city/lisbon/light/L2/telemetry", true), 3, t0),
             3,
             "another device"
         );
@@ -115,6 +130,25 @@ mod tests {
             10,
             "never above the share"
         );
+    }
+
+    #[test]
+    fn made_up_devices_share_their_tenants_bucket() {
+        let mut q = DeadLetterQuota::new(10);
+        let t0 = Instant::now();
+        let mut stored = 0;
+        for n in 0..1000 {
+            let topic = format!("city/lisbon/light/MADE-UP-{n}/telemetry");
+            stored += q.grant(&key_of(&topic, false), 1, t0);
+        }
+        assert_eq!(stored, 10, "one tenant's share for every made-up id");
+        let other = key_of("city/porto/light/X/telemetry", false);
+        assert_eq!(q.grant(&other, 3, t0), 3, "another tenant's own share");
+        assert_eq!(
+            key_of("city/lisbon/light/L1/telemetry", true),
+            "city/lisbon/light/L1"
+        );
+        assert_eq!(key_of("nonsense", false), "unregistered:");
     }
 
     #[test]

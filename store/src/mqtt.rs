@@ -29,6 +29,24 @@ CREATE TABLE mqtt_topic_digests (
 );
 "#;
 
+impl Db {
+    /// Forgets the digests of topics last recorded before `before` (the dead letters'
+    /// retention): a retained message older than that is recorded once more if a broker
+    /// still holds it. Returns how many were forgotten.
+    pub async fn prune_topic_digests(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        self.client()
+            .execute(
+                "DELETE FROM mqtt_topic_digests WHERE received_at < $1",
+                &[&before],
+            )
+            .await
+            .map_err(StoreError::db("forgetting old topic digests"))
+    }
+}
+
 /// The SHA-256 of a payload, as kept per topic and with dead letters.
 pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
     Sha256::digest(payload).into()

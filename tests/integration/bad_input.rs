@@ -394,7 +394,7 @@ async fn dead_letters_keep_a_prefix_and_each_device_only_its_hourly_share() {
 }
 
 #[tokio::test]
-async fn dead_letters_older_than_their_retention_are_deleted() {
+async fn dead_letters_and_topic_digests_older_than_their_retention_are_deleted() {
     let Setup {
         tenant: _,
         db,
@@ -404,7 +404,10 @@ async fn dead_letters_older_than_their_retention_are_deleted() {
         .batch_execute(
             "INSERT INTO dead_letters (received_at, topic, payload, reason, code)
              VALUES (now() - interval '31 days', 'city/x/light/L0/telemetry', 'old', 'test', 'invalid_json'),
-                    (now() - interval '29 days', 'city/x/light/L0/telemetry', 'recent', 'test', 'invalid_json')",
+                    (now() - interval '29 days', 'city/x/light/L0/telemetry', 'recent', 'test', 'invalid_json');
+             INSERT INTO mqtt_topic_digests (topic, sha256, received_at)
+             VALUES ('city/x/light/L0/status', decode(repeat('00', 32), 'hex'), now() - interval '31 days'),
+                    ('city/x/light/L1/status', decode(repeat('11', 32), 'hex'), now() - interval '29 days')",
         )
         .await
         .unwrap();
@@ -428,5 +431,64 @@ async fn dead_letters_older_than_their_retention_are_deleted() {
         .unwrap()
         .get(0);
     assert_eq!(kept, b"recent");
+    eventually(
+        Duration::from_secs(20),
+        "the old digest forgotten",
+        || async {
+            let topics = db.count("SELECT count(*) FROM mqtt_topic_digests").await;
+            let recent = db
+            .count("SELECT count(*) FROM mqtt_topic_digests WHERE topic = 'city/x/light/L1/status'")
+            .await;
+            (topics == 1 && recent == 1).then_some(())
+        },
+    )
+    .await;
     assert!(hub.terminate());
+}
+
+/// An account that may publish for many devices (a gateway) makes device ids up: they
+/// share one dead-letter share per tenant, and leave no row of their own behind. An empty
+/// retained status (how MQTT clears one) is no dead letter at all.
+#[tokio::test]
+async fn made_up_devices_share_their_tenants_dead_letters_and_an_empty_status_clears() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 1)]).await;
+    let mut config = ingest_config(broker.port(), &unique("hub-"));
+    config.dead_letters_per_device_per_hour = 5;
+    let hub = InProcessHub::start(config, &db.url).await;
+    let mut p = Publisher::connect(broker.port()).await;
+    for n in 0..200 {
+        let topic = format!("city/{t}/light/MADE-UP-{n}/telemetry");
+        p.send(&topic, format!(r#"{{"ts":{}}}"#, tests::now_ms()))
+            .await;
+    }
+    p.send_retained(&format!("city/{t}/light/L0/status"), "")
+        .await;
+    p.flush().await;
+    eventually(Duration::from_secs(30), "every refusal counted", || async {
+        let counted = hub.metrics.dead_letters_unstored.get()
+            + db.count("SELECT count(*) FROM dead_letters").await as u64;
+        (counted == 200).then_some(())
+    })
+    .await;
+    hub.stop().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM dead_letters").await,
+        5,
+        "one share for the tenant's made-up ids"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM dead_letters WHERE code <> 'unknown_device'")
+            .await,
+        0,
+        "the empty status is no dead letter"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM mqtt_topic_digests WHERE topic LIKE '%MADE-UP%'")
+            .await,
+        0
+    );
 }
