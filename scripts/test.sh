@@ -11,7 +11,7 @@ export CITYHUB_TEST_DATABASE_URL="${CITYHUB_TEST_DATABASE_URL:-$CITYHUB_PG_SERVE
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 # The integration tests start the `cityhub` binary (kill -9, restarts).
-cargo build --quiet -p cityhub
+cargo build --quiet -p cityhub -p bench
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

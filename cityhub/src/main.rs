@@ -2,13 +2,11 @@
 //!
 //! `serve` runs ingestion and the API; `migrate` sets up the database; `devices import`
 //! loads the inventory; `users` manages who may use the API and `audit verify` checks
-//! the audit log; `bench` measures.
+//! the audit log; `bench` runs the benchmarks (the `cityhub-bench` binary of the `bench`
+//! crate, next to this one).
 
-mod bench;
 mod config;
 mod maintenance;
-#[cfg(test)]
-mod replay;
 mod report;
 mod rollup_refresh;
 mod serve;
@@ -51,10 +49,12 @@ enum Command {
         #[command(subcommand)]
         command: SimulateCommand,
     },
-    /// Measure throughput and latency on this machine
+    /// Measure throughput, latency and detection on this machine (runs cityhub-bench;
+    /// `cityhub bench --help` lists the benchmarks)
+    #[command(disable_help_flag = true)]
     Bench {
-        #[command(subcommand)]
-        command: bench::BenchCommand,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
     },
     /// Maintenance windows: outages of the assets concerned wait until they end
     Maintenance {
@@ -158,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate {
             command: SimulateCommand::Run(args),
         } => simulate::run(*args, config).await,
-        Command::Bench { command } => bench::run(command, config).await,
+        Command::Bench { args } => bench(&config, &args),
         Command::Report { command } => report::run(command, config).await,
         Command::Maintenance { command } => maintenance::run(command, config).await,
         Command::Users { command } => users::run(command, config).await,
@@ -220,4 +220,33 @@ async fn import_inventory(
         import.outcome.tenants_created
     );
     Ok(())
+}
+
+/// `cityhub bench ARGS`: `cityhub-bench ARGS`, found next to this binary, with the
+/// effective database, storage and rules settings.
+fn bench(config: &Config, args: &[String]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let bench = exe.with_file_name("cityhub-bench");
+    anyhow::ensure!(
+        bench.exists(),
+        "{} is missing: the benchmarks are a program of their own (cargo build --release -p bench)",
+        bench.display()
+    );
+    let mode = match config.storage.timescaledb {
+        store::TimescaleMode::Auto => "auto",
+        store::TimescaleMode::Require => "require",
+        store::TimescaleMode::Off => "off",
+    };
+    let mut child = std::process::Command::new(&bench);
+    child
+        .args(args)
+        .env("CITYHUB_DATABASE_URL", &config.database_url)
+        .env("CITYHUB_TIMESCALEDB", mode);
+    if let Some(file) = &config.rules_file {
+        child.env("CITYHUB_RULES_FILE", file);
+    }
+    let status = child
+        .status()
+        .with_context(|| format!("cannot run {}", bench.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
 }

@@ -239,7 +239,7 @@ mod tests {
                 .collect();
             let spec = FleetSpec::default();
             let windows =
-                crate::bench::detection::windows::Windows::new(&rules, &spec, &r.inventory);
+                crate::benches::detection::windows::Windows::new(&rules, &spec, &r.inventory);
             let score = Scoring {
                 truth: &truth,
                 detected: &detected,

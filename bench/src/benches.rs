@@ -29,7 +29,7 @@ use simulators::load::{self, LoadConfig};
 use store::{Db, ReadingBatch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::Config;
 
 mod api;
 pub(crate) mod detection;
@@ -729,7 +729,7 @@ impl Hub {
         client_id: &str,
         env: &[(&str, String)],
     ) -> anyhow::Result<Hub> {
-        let exe = std::env::current_exe()?;
+        let exe = crate::cityhub_binary()?;
         let child = Command::new(exe)
             .arg("serve")
             .env("CITYHUB_DATABASE_URL", url)

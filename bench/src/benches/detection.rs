@@ -33,7 +33,7 @@ use store::Db;
 use tokio_util::sync::CancellationToken;
 
 use super::{create_database, drop_database, Hub, LOAD_PASSWORD, TENANT};
-use crate::config::Config;
+use crate::Config;
 
 #[derive(Args, Clone)]
 pub struct DetectionBench {

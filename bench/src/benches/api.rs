@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{bench_devices, create_database, drop_database, wait_for, Hub, LOAD_PASSWORD, TENANT};
-use crate::config::Config;
+use crate::Config;
 
 #[derive(Args, Clone)]
 pub struct ApiBench {
