@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub use model::Severity;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -308,25 +309,6 @@ impl Default for StreamOrder {
         StreamOrder {
             reorder_ms: 500,
             max_queued: 100_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Critical,
-    Major,
-    #[default]
-    Minor,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Major => "major",
-            Severity::Minor => "minor",
         }
     }
 }

@@ -16,10 +16,11 @@
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use model::OutageKind;
 use model::{Kind, RecordType, Row, Timestamp};
 
 use crate::condition::{Condition, Transition};
-use crate::config::{RulesConfig, Severity};
+use crate::config::RulesConfig;
 use crate::lighting::LampState;
 use crate::meters::Night;
 use crate::schedule::{Instruction, Override, Schedule};
@@ -42,92 +43,15 @@ pub struct Asset {
     pub lat: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OutageKind {
-    LampFailure,
-    DayBurner,
-    LampCycling,
-    VoltageOutOfRange,
-    DeviceOffline,
-    CabinetSupplyLoss,
-    Leak,
-    Tamper,
-    ReverseFlow,
-    MeterSilent,
-    VehicleSilent,
-    OffRoute,
-    Bunching,
-    StoppedTooLong,
-}
-
-impl OutageKind {
-    pub const ALL: [OutageKind; 14] = [
-        OutageKind::LampFailure,
-        OutageKind::DayBurner,
-        OutageKind::LampCycling,
-        OutageKind::VoltageOutOfRange,
-        OutageKind::DeviceOffline,
-        OutageKind::CabinetSupplyLoss,
-        OutageKind::Leak,
-        OutageKind::Tamper,
-        OutageKind::ReverseFlow,
-        OutageKind::MeterSilent,
-        OutageKind::VehicleSilent,
-        OutageKind::OffRoute,
-        OutageKind::Bunching,
-        OutageKind::StoppedTooLong,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutageKind::LampFailure => "lamp_failure",
-            OutageKind::DayBurner => "day_burner",
-            OutageKind::LampCycling => "lamp_cycling",
-            OutageKind::VoltageOutOfRange => "voltage_out_of_range",
-            OutageKind::DeviceOffline => "device_offline",
-            OutageKind::CabinetSupplyLoss => "cabinet_supply_loss",
-            OutageKind::Leak => "leak",
-            OutageKind::Tamper => "tamper",
-            OutageKind::ReverseFlow => "reverse_flow",
-            OutageKind::MeterSilent => "meter_silent",
-            OutageKind::VehicleSilent => "vehicle_silent",
-            OutageKind::OffRoute => "off_route",
-            OutageKind::Bunching => "bunching",
-            OutageKind::StoppedTooLong => "stopped_too_long",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OutageKind> {
-        OutageKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The severity an outage of this kind has unless the rules file says otherwise: a
-    /// cabinet's supply loss (every lamp it feeds dark) above everything; what harms
-    /// people, property or the network (a leak, a voltage out of the band, tampering,
-    /// water flowing back, a bus off its route or stopped in traffic) above one lamp, one
-    /// silent meter or one bus's tracker.
-    pub fn default_severity(self) -> Severity {
-        use OutageKind::*;
-        match self {
-            CabinetSupplyLoss => Severity::Critical,
-            Leak | VoltageOutOfRange | Tamper | ReverseFlow | OffRoute | StoppedTooLong => {
-                Severity::Major
-            }
-            LampFailure | DayBurner | LampCycling | DeviceOffline | MeterSilent | VehicleSilent
-            | Bunching => Severity::Minor,
-        }
-    }
-
-    /// Lamp outages that a cabinet's supply loss explains (and so suppresses).
-    fn explained_by_supply_loss(self) -> bool {
-        matches!(
-            self,
-            OutageKind::LampFailure
-                | OutageKind::VoltageOutOfRange
-                | OutageKind::DeviceOffline
-                | OutageKind::LampCycling
-        )
-    }
+/// Lamp outages that a cabinet's supply loss explains (and so suppresses).
+fn explained_by_supply_loss(kind: OutageKind) -> bool {
+    matches!(
+        kind,
+        OutageKind::LampFailure
+            | OutageKind::VoltageOutOfRange
+            | OutageKind::DeviceOffline
+            | OutageKind::LampCycling
+    )
 }
 
 /// A bus route: its line and the timetable's headway.
@@ -689,7 +613,7 @@ impl Engine {
         let Some(c) = a.cabinet.filter(|_| a.kind == Kind::Light) else {
             return false;
         };
-        (kind.explained_by_supply_loss()
+        (explained_by_supply_loss(kind)
             && state.open.contains_key(&(c, OutageKind::CabinetSupplyLoss)))
             || (kind == OutageKind::DeviceOffline
                 && state.open.contains_key(&(c, OutageKind::DeviceOffline)))
