@@ -13,19 +13,17 @@
 //! on- and off-delays, suppression by a cabinet, maintenance windows, chattering, the
 //! order of an outage's steps, and the watch on repairs.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use model::OutageKind;
 use model::{Kind, RecordType, Row, Timestamp};
 
-use crate::condition::{Condition, Transition};
+use crate::condition::Transition;
 use crate::config::RulesConfig;
-use crate::lighting::LampState;
-use crate::meters::Night;
-use crate::schedule::{Instruction, Override, Schedule};
-use crate::timeline::{Due, Queued};
-use crate::transport::Track;
+use crate::schedule::Instruction;
+pub use crate::state::State;
+use crate::state::{Due, Evidence, Key};
 
 /// What the engine knows of a device from the inventory.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,111 +107,6 @@ pub enum Verdict {
     Verified,
     /// The fault is still (or again) there.
     Reopened(String),
-}
-
-pub(crate) type Key = (i32, OutageKind);
-
-/// What a rule last saw of an asset that has been faulty: the evidence repairs are
-/// verified with.
-#[derive(Debug, Clone, Copy)]
-struct Evidence {
-    last_fault: Timestamp,
-    /// The first healthy verdict after the last fault.
-    healthy_since: Option<Timestamp>,
-}
-
-/// Everything the engine remembers between readings.
-#[derive(Debug, Default, Clone)]
-pub struct State {
-    conditions: HashMap<Key, Condition>,
-    /// Open outages and when they opened.
-    open: HashMap<Key, Timestamp>,
-    /// When each device was last heard from, on the stream's time (see [`crate::silence`]).
-    pub(crate) last_seen: HashMap<i32, Timestamp>,
-    /// Devices whose last will (or own status) says offline, since when.
-    pub(crate) offline: HashMap<i32, Timestamp>,
-    /// Civil dawn and dusk per (place, solar day); lamps share their cabinet's.
-    pub(crate) twilight: HashMap<(i32, i64), (Option<Timestamp>, Option<Timestamp>)>,
-    pub(crate) overrides: HashMap<i32, Override>,
-    pub(crate) schedules: HashMap<i32, Schedule>,
-    pub(crate) lamps: HashMap<i32, LampState>,
-    /// Lamps seen dark while they should burn, per cabinet.
-    pub(crate) dark: HashMap<i32, HashSet<i32>>,
-    /// Cabinets whose last report said the supply was lost.
-    pub(crate) supply_lost: HashSet<i32>,
-    pub(crate) nights: HashMap<i32, Night>,
-    /// Last positions per route and vehicle.
-    pub(crate) tracks: HashMap<i32, HashMap<i32, Track>>,
-    /// Vehicle pairs found close together, (the one whose outage it is, the other), and
-    /// since when.
-    pub(crate) bunched: HashMap<(i32, i32), crate::transport::Closeness>,
-    /// Confirmed pairs found apart: since when they had been close, and when they parted.
-    pub(crate) parted: HashMap<(i32, i32), (Timestamp, Timestamp)>,
-    /// Recent raises per alarm, for chattering.
-    raises: HashMap<Key, VecDeque<Timestamp>>,
-    /// Outages held open because they chatter.
-    held: HashSet<Key>,
-    /// Raised inside a maintenance window: opened when the window ends if still faulty.
-    deferred: HashSet<Key>,
-    evidence: HashMap<Key, Evidence>,
-    /// Inputs waiting for the stream to pass their time.
-    pub(crate) queue: BinaryHeap<std::cmp::Reverse<Queued>>,
-    /// Arrival counter: the last tie-break of the queue's order.
-    pub(crate) arrivals: u64,
-    /// Instants at which time alone decides something, in order.
-    pub(crate) deadlines: BTreeSet<Due>,
-    /// Everything up to here has been judged.
-    pub(crate) horizon: Option<Timestamp>,
-    /// The instant being judged (the horizon between calls).
-    pub(crate) clock: Option<Timestamp>,
-    /// Per device, the newest (time, rank) judged: older inputs are redeliveries or stale.
-    pub(crate) judged: HashMap<i32, (Timestamp, u8)>,
-    /// The engine generation the time-driven deadlines were computed for.
-    pub(crate) generation: u64,
-    /// Raises not opened because of a maintenance window.
-    pub maintenance_suppressed: u64,
-    /// Rows judged after the horizon had passed their time (in order for their device).
-    pub late: u64,
-    /// Rows not judged: a redelivery, or older than what their device already said.
-    pub dropped: u64,
-    /// Rows judged before the stream passed them because the queue was full.
-    pub forced: u64,
-}
-
-impl State {
-    /// Outages currently open, for the driver's restart check and tests.
-    pub fn open(&self) -> impl Iterator<Item = (i32, OutageKind)> + '_ {
-        self.open.keys().copied()
-    }
-
-    /// Marks an outage as open since `at` (rebuilding state from the database after a
-    /// restart).
-    pub fn restore_open(&mut self, asset: i32, kind: OutageKind, at: Timestamp) {
-        self.open.insert((asset, kind), at);
-        self.conditions.insert((asset, kind), Condition::Active);
-    }
-
-    /// Forgets a fault seen but not yet confirmed (a pending condition); an active one
-    /// stays.
-    pub(crate) fn forget_pending(&mut self, key: Key) {
-        if matches!(self.conditions.get(&key), Some(Condition::Pending(_))) {
-            self.conditions.remove(&key);
-        }
-    }
-
-    pub(crate) fn is_active(&self, key: Key) -> bool {
-        self.conditions.get(&key).is_some_and(|c| c.is_active())
-    }
-
-    /// Everything up to here has been judged.
-    pub fn horizon(&self) -> Option<Timestamp> {
-        self.horizon
-    }
-
-    /// The instant being judged.
-    pub(crate) fn now(&self) -> Timestamp {
-        self.clock.unwrap_or(Timestamp(i64::MIN))
-    }
 }
 
 /// One rule's verdict on one reading, through [`Engine::update`].

@@ -28,6 +28,7 @@ mod meters;
 pub mod metrics;
 pub mod schedule;
 mod silence;
+mod state;
 pub mod stream;
 pub mod timeline;
 pub mod transport;

@@ -1,22 +1,12 @@
 //! Lighting rules: lamp failure, day burner, lamp cycling, voltage, and a cabinet's supply
 //! loss, reported or inferred from its lamps going dark together.
 
-use std::collections::VecDeque;
-
 use model::fields::{cabinet, light};
 use model::{astro, Row, Timestamp};
 
-use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
+use crate::engine::{Asset, Check, Decision, Engine, OutageKind};
 use crate::schedule::Expected;
-
-/// A lamp's relay as last reported, and its recent changes that nothing explains.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LampState {
-    on: Option<bool>,
-    switches: VecDeque<Timestamp>,
-    /// Whether it should burn, as judged at its last relay change.
-    should_at_switch: Option<bool>,
-}
+use crate::state::State;
 
 impl Engine {
     pub(crate) fn lamp(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {

@@ -4,16 +4,8 @@
 use model::fields::meter;
 use model::{Row, Timestamp};
 
-use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
-
-/// A water meter's current night window: the lowest flow seen in it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Night {
-    night: i64,
-    readings: u32,
-    min_flow: f64,
-    judged: bool,
-}
+use crate::engine::{Asset, Check, Decision, Engine, OutageKind};
+use crate::state::{Night, State};
 
 impl Engine {
     pub(crate) fn meter(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {

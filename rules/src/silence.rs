@@ -11,8 +11,8 @@
 use model::fields::status;
 use model::{Kind, Row, Timestamp};
 
-use crate::engine::{silence_kind, Asset, Check, Decision, Engine, State};
-use crate::timeline::Due;
+use crate::engine::{silence_kind, Asset, Check, Decision, Engine};
+use crate::state::{Due, State};
 
 impl Engine {
     /// How long a device of `kind` may stay silent, microseconds.

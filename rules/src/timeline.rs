@@ -21,120 +21,13 @@
 //! said) is dropped, since judging it now would contradict what was decided. Both are
 //! counted. An acknowledged instruction is never dropped: late, it applies from then on.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 
-use model::{Observation, RecordType, Timestamp};
+use model::Timestamp;
 
-use crate::engine::{Decision, Engine, Key, OutageKind, State};
-use crate::schedule::Instruction;
-
-/// What the engine is fed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// A committed row.
-    Row(Observation),
-    /// A device acknowledged a command: what it should do from `from` on (the command's
-    /// issue or the acknowledgement, whichever came first, so readings taken while the
-    /// device was switching are judged against what it was told).
-    Instructed {
-        asset: i32,
-        from: Timestamp,
-        instruction: Instruction,
-    },
-}
-
-/// Among inputs of one instant: what a device was told first, then what it says of itself,
-/// then its readings, then its events.
-pub fn rank(record: RecordType) -> u8 {
-    match record {
-        RecordType::CmdAck => 0,
-        RecordType::Status => 1,
-        RecordType::Light | RecordType::Cabinet | RecordType::Meter | RecordType::Vehicle => 2,
-        RecordType::Event => 3,
-    }
-}
-
-impl Input {
-    /// Its place in the stream: time, rank, device.
-    pub fn key(&self) -> (Timestamp, u8, i32) {
-        match self {
-            Input::Row(o) => (o.row.ts, rank(o.record), o.device_id),
-            Input::Instructed { asset, from, .. } => (*from, 0, *asset),
-        }
-    }
-}
-
-/// An input waiting for the horizon.
-#[derive(Debug, Clone)]
-pub(crate) struct Queued {
-    key: (Timestamp, u8, i32),
-    arrival: u64,
-    input: Input,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.key, self.arrival).cmp(&(other.key, other.arrival))
-    }
-}
-
-/// An instant at which time alone may decide something: (when, what, asset, kind). At one
-/// instant, inputs go first (a reading at the very end of a silence window is in time),
-/// then cabinets' silences (so that they explain their lamps'), then the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Due(Timestamp, DueKind, i32, OutageKind);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum DueKind {
-    CabinetSilence,
-    Silence,
-    Clear,
-    Release,
-    Deferred,
-}
-
-impl Due {
-    pub(crate) fn silence(at: Timestamp, asset: i32, kind: OutageKind, cabinet: bool) -> Due {
-        let what = if cabinet {
-            DueKind::CabinetSilence
-        } else {
-            DueKind::Silence
-        };
-        Due(at, what, asset, kind)
-    }
-
-    pub(crate) fn clear(at: Timestamp, key: Key) -> Due {
-        Due(at, DueKind::Clear, key.0, key.1)
-    }
-
-    pub(crate) fn release(at: Timestamp, key: Key) -> Due {
-        Due(at, DueKind::Release, key.0, key.1)
-    }
-
-    pub(crate) fn deferred(at: Timestamp, key: Key) -> Due {
-        Due(at, DueKind::Deferred, key.0, key.1)
-    }
-
-    /// Deadlines set by a condition itself (the others follow from the rules, the devices
-    /// and the maintenance windows, and are computed again when those change).
-    pub(crate) fn is_clear(&self) -> bool {
-        self.1 == DueKind::Clear
-    }
-}
+use crate::engine::{Decision, Engine};
+pub use crate::state::{rank, Input};
+use crate::state::{Due, DueKind, Queued, State};
 
 impl Engine {
     /// Takes one input: queued until the horizon passes its time, or, if it already has,

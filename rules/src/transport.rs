@@ -2,115 +2,11 @@
 //! stopped too long.
 
 use model::fields::vehicle;
-use model::{Row, Timestamp};
+use model::Row;
 
-use crate::engine::{Asset, Check, Decision, Engine, OutageKind, State};
-
-/// A vehicle's position at a time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Position {
-    ts: Timestamp,
-    lon: f64,
-    lat: f64,
-}
-
-/// A pair's gap in metres at the instant both were known, and now (less what setting the
-/// other ahead can get wrong; none when it cannot be set ahead).
-type Gaps = (f64, Option<f64>);
-
-/// Two vehicles found close: since when (without a break), last judged, and how close.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Closeness {
-    gap: f64,
-    since: Timestamp,
-    last: Timestamp,
-}
-
-/// A vehicle's last two positions: where it was between them is known, not guessed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Track {
-    last: Position,
-    before: Option<Position>,
-    /// The speed it reported last, m/s.
-    speed: f64,
-}
-
-impl Track {
-    /// Where it was at `ts`, if `ts` falls between its last two positions.
-    fn at(&self, ts: Timestamp) -> Option<Position> {
-        let (a, b) = (self.before?, self.last);
-        if ts < a.ts || ts > b.ts {
-            return None;
-        }
-        let span = (b.ts.micros() - a.ts.micros()) as f64;
-        let f = if span > 0.0 {
-            (ts.micros() - a.ts.micros()) as f64 / span
-        } else {
-            1.0
-        };
-        Some(Position {
-            ts,
-            lon: a.lon + f * (b.lon - a.lon),
-            lat: a.lat + f * (b.lat - a.lat),
-        })
-    }
-
-    /// Where it would be at `ts` (after its last position, at most `max_age_us` later) if it
-    /// kept the speed and heading of its last two positions, and how far it can have gone
-    /// meanwhile (so how wrong that can be, at a turn or a terminus: twice that at most).
-    fn ahead(&self, ts: Timestamp, max_age_us: i64) -> Option<(Position, f64)> {
-        let (a, b) = (self.before?, self.last);
-        let span = (b.ts.micros() - a.ts.micros()) as f64;
-        let gone = ts.micros() - b.ts.micros();
-        if span <= 0.0 || gone < 0 || gone > max_age_us {
-            return None;
-        }
-        let f = gone as f64 / span;
-        let position = Position {
-            ts,
-            lon: b.lon + f * (b.lon - a.lon),
-            lat: b.lat + f * (b.lat - a.lat),
-        };
-        let travel = distance(&a, &b).max(self.speed * span / 1e6);
-        Some((position, travel))
-    }
-}
-
-const METRES_PER_DEGREE: f64 = 111_320.0;
-
-/// Distance in metres from a point to a polyline (lon, lat), on a local flat projection
-/// (good to a fraction of a percent over a city).
-pub fn distance_to_line(lon: f64, lat: f64, line: &[(f64, f64)]) -> f64 {
-    let k = lat.to_radians().cos();
-    let xy = |p: (f64, f64)| {
-        (
-            (p.0 - lon) * k * METRES_PER_DEGREE,
-            (p.1 - lat) * METRES_PER_DEGREE,
-        )
-    };
-    let mut best = f64::INFINITY;
-    for w in line.windows(2) {
-        let (a, b) = (xy(w[0]), xy(w[1]));
-        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
-        let len2 = dx * dx + dy * dy;
-        let t = if len2 > 0.0 {
-            (-(a.0 * dx + a.1 * dy) / len2).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let (x, y) = (a.0 + t * dx, a.1 + t * dy);
-        best = best.min((x * x + y * y).sqrt());
-    }
-    if line.len() == 1 {
-        let (x, y) = xy(line[0]);
-        best = (x * x + y * y).sqrt();
-    }
-    best
-}
-
-fn distance(a: &Position, b: &Position) -> f64 {
-    distance_to_line(a.lon, a.lat, &[(b.lon, b.lat)])
-}
+use crate::engine::{Asset, Check, Decision, Engine, OutageKind};
+pub use crate::state::distance_to_line;
+use crate::state::{distance, Closeness, Gaps, Position, State, Track};
 
 impl Engine {
     pub(crate) fn vehicle(&self, state: &mut State, a: &Asset, row: &Row, out: &mut Vec<Decision>) {
