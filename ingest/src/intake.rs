@@ -2,12 +2,30 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+
 use model::{decode_payload, Limits, RecordType, Rejection, Timestamp, Topic};
 use store::ReadingBatch;
 
 use crate::quota::DeadLetterQuota;
 use crate::registry::Registry;
-use crate::writer::Received;
+
+/// A received message kept until its batch commits.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Bytes,
+    pub received_at: Timestamp,
+    pub newest: Option<Timestamp>,
+    /// Delivered with the retain flag: the broker's stored copy of the topic's retained
+    /// message, sent because the hub subscribed (not a new publication).
+    pub retained: bool,
+    /// A retained delivery of what was recorded already: acknowledged, not recorded.
+    pub repeat: bool,
+    /// How many of its refusals its device's dead-letter quota let be stored, decided
+    /// when it was first taken (`None`: not yet), so a rebuilt batch stores the same.
+    pub dead_letters_allowed: Option<usize>,
+}
 
 /// What one message contributed to a batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::intake::Received;
 use crate::intake::{take_received, DeadLetterRules};
-use crate::writer::{Received, SealedBatch};
+use crate::writer::SealedBatch;
 use crate::{IngestConfig, Shared};
 
 /// The batch being filled.

@@ -5,33 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use model::{Limits, RecordType, Rejection, Timestamp};
+use model::{Limits, RecordType, Rejection};
 use store::{Db, ReadingBatch, StoreError, WriteOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::intake::{take_received, DeadLetterRules};
+use crate::intake::{take_received, DeadLetterRules, Received};
 use crate::metrics::{IngestMetrics, ReasonLabel, RecordLabel};
 use crate::registry::Registry;
-
-/// A received message kept until its batch commits.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub topic: String,
-    pub payload: Bytes,
-    pub received_at: Timestamp,
-    pub newest: Option<Timestamp>,
-    /// Delivered with the retain flag: the broker's stored copy of the topic's retained
-    /// message, sent because the hub subscribed (not a new publication).
-    pub retained: bool,
-    /// A retained delivery of what was recorded already: acknowledged, not recorded.
-    pub repeat: bool,
-    /// How many of its refusals its device's dead-letter quota let be stored, decided
-    /// when it was first taken (`None`: not yet), so a rebuilt batch stores the same.
-    pub dead_letters_allowed: Option<usize>,
-}
 
 /// A batch ready to commit, with what to acknowledge afterwards.
 pub struct SealedBatch {

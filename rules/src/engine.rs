@@ -6,7 +6,7 @@
 //!
 //! Inputs are judged in the order of their timestamps, not of their arrival, and the
 //! passing of time (silence, off-delays, quiet chattering alarms, a maintenance window's
-//! end) is a deadline judged in the same order: see [`crate::timeline`]. The rules
+//! end) is a deadline judged in the same order: see `timeline`. The rules
 //! themselves live by domain: [`crate::lighting`], [`crate::meters`] and
 //! [`crate::transport`]; silence in [`crate::silence`]. This file holds what they share:
 //! assets, decisions, and the alarm hygiene every rule goes through ([`Engine::update`]):
@@ -201,7 +201,7 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) {
         let ts = row.ts;
-        let input = crate::timeline::Input::Row(model::Observation {
+        let input = crate::state::Input::Row(model::Observation {
             device_id: asset,
             record,
             row: row.clone(),
@@ -242,7 +242,7 @@ impl Engine {
     }
 
     /// A chattering outage held open resolves once its alarm has been quiet for the
-    /// window (a deadline, see [`crate::timeline`]).
+    /// window (a deadline, see `timeline`).
     pub(crate) fn release_held(
         &self,
         state: &mut State,
