@@ -29,7 +29,7 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 
 use crate::error::{ApiError, RefusedUser};
-use crate::refusals::Refused;
+use crate::refusals::{Refused, Who};
 use crate::AppState;
 
 /// The middleware: reads the body and refuses NUL characters (see the module's
@@ -50,13 +50,13 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         .map(|c| c.0.ip());
     let response = admit_inner(&state, parts, body, next).await;
     if response.status() == StatusCode::FORBIDDEN {
-        let user = response
+        let who = response
             .extensions()
             .get::<RefusedUser>()
-            .map(|u| u.0.as_str());
+            .map_or(Who::Unknown, |u| Who::User(&u.0));
         state
             .refusals()
-            .note(Refused::Request, user, address, &route, false, Utc::now());
+            .note(Refused::Request, who, address, &route, false, Utc::now());
     }
     response
 }
@@ -92,6 +92,9 @@ async fn admit_inner(
         Ok(bytes) => bytes,
         Err(e) => return refuse(e),
     };
+    if let Some(arrival) = parts.extensions.get::<crate::server::BodyArrival>() {
+        arrival.arrived();
+    }
     if let Err(e) = refuse_nul_in_body(&parts.headers, &body) {
         return refuse(e);
     }

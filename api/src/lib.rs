@@ -38,6 +38,7 @@ pub mod pool;
 pub mod refusals;
 pub mod roles;
 pub mod server;
+pub mod slots;
 pub mod snapshots;
 pub mod standards;
 pub mod v1;
@@ -61,7 +62,7 @@ pub use auth::SessionSecret;
 pub use dashboard::DashboardConfig;
 pub use error::ApiError;
 pub use server::HttpLimits;
-pub use v1::exports::slots::ExportLimits;
+pub use v1::exports::ExportLimits;
 
 /// The largest request body accepted, in bytes; anything larger is refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -129,7 +130,9 @@ struct Shared {
     health: Option<HealthCheck>,
     http: HttpLimits,
     connection_metrics: server::ConnectionMetrics,
-    export_slots: Arc<v1::exports::slots::ExportSlots>,
+    export_limits: ExportLimits,
+    export_slots: Arc<slots::Slots>,
+    stream_slots: Arc<slots::Slots>,
     allowed_origins: Vec<String>,
     open311_rates: standards::open311::PostRates,
     refusals: refusals::Refusals,
@@ -162,9 +165,11 @@ impl AppState {
             dashboard: config.dashboard,
             states: Arc::default(),
             health: config.health,
-            http: config.http,
             connection_metrics,
-            export_slots: v1::exports::slots::ExportSlots::new(config.exports),
+            export_slots: slots::Slots::new("exports", config.exports.shares()),
+            stream_slots: slots::Slots::new("live event streams", config.http.stream_shares()),
+            export_limits: config.exports,
+            http: config.http,
             allowed_origins: config.allowed_origins,
             open311_rates: standards::open311::PostRates::new(&config.open311),
             refusals: refusals::Refusals::default(),
@@ -241,8 +246,17 @@ impl AppState {
     }
 
     /// The exports running, and how many may.
-    pub fn export_slots(&self) -> &Arc<v1::exports::slots::ExportSlots> {
+    pub fn export_slots(&self) -> &Arc<slots::Slots> {
         &self.0.export_slots
+    }
+
+    pub fn export_limits(&self) -> &ExportLimits {
+        &self.0.export_limits
+    }
+
+    /// Live event streams running, in all and per person.
+    pub fn stream_slots(&self) -> &Arc<slots::Slots> {
+        &self.0.stream_slots
     }
 
     /// Failed sign-ins and refused requests since they were last audited.

@@ -1,18 +1,24 @@
 //! Throttling, in memory: sign-ins ([`LoginLimiter`]) and request rates
 //! ([`RateLimiter`]).
 //!
-//! Sign-in throttling: after [`MAX_FAILURES`] failed sign-ins within [`WINDOW`] for one
-//! user name, or from one client address, further attempts are refused until the oldest
-//! failure is a [`WINDOW`] old.
+//! Sign-in throttling counts failed sign-ins within [`WINDOW`] three ways, and refuses
+//! further attempts while any count is at its bound, until the oldest failure that
+//! counts is a [`WINDOW`] old:
+//!
+//! - [`PER_NAME_AND_ADDRESS`] for one user name from one client address: someone
+//!   guessing one person's password;
+//! - [`PER_ADDRESS`] from one address, whatever the names: someone trying every name;
+//! - [`PER_NAME`] for one user name, whatever the addresses: a crowd guessing one person's
+//!   password.
+//!
+//! A person is not locked out by someone failing on purpose from one address (that locks
+//! the pair, and then the address): it takes [`PER_NAME`] failures from many addresses
+//! within a minute. A success clears the name's counts.
 //!
 //! Kept in memory: it protects this process and resets when it restarts, and several hub
 //! instances each count on their own. That bounds guessing to a few passwords per minute
 //! per name and address, which Argon2 and a 12-character minimum make hopeless; a limit
 //! shared between instances would need the database on every failed attempt.
-//!
-//! Counting per user name means someone can keep a user from signing in for a minute at a
-//! time by failing on purpose; counting per address alone would let one address try every
-//! name. Both are counted, and a success clears the name's count.
 //!
 //! Pure state: the caller says what time it is.
 
@@ -21,8 +27,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failed sign-ins allowed per name and per address within [`WINDOW`].
-pub const MAX_FAILURES: usize = 5;
+/// Failed sign-ins allowed for one name from one address within [`WINDOW`].
+pub const PER_NAME_AND_ADDRESS: usize = 5;
+/// Failed sign-ins allowed from one address within [`WINDOW`], whatever the names.
+pub const PER_ADDRESS: usize = 20;
+/// Failed sign-ins allowed for one name within [`WINDOW`], whatever the addresses.
+pub const PER_NAME: usize = 50;
 /// How far back failures count.
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Beyond this many names and addresses tracked, stale ones are swept before adding more:
@@ -31,19 +41,30 @@ const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    User(String),
+    NameAndAddress(String, Option<IpAddr>),
     Address(IpAddr),
+    Name(String),
 }
 
-/// Failed sign-ins by user name and by client address.
+impl Key {
+    fn bound(&self) -> usize {
+        match self {
+            Key::NameAndAddress(..) => PER_NAME_AND_ADDRESS,
+            Key::Address(_) => PER_ADDRESS,
+            Key::Name(_) => PER_NAME,
+        }
+    }
+}
+
+/// Failed sign-ins by user name and client address.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     failures: Mutex<HashMap<Key, VecDeque<Instant>>>,
 }
 
 impl LoginLimiter {
-    /// Admits a sign-in attempt, or `Err(wait)` when the name or the address has failed
-    /// too often lately. An admitted attempt counts as a failure until
+    /// Admits a sign-in attempt, or `Err(wait)` when the name, the address or the two
+    /// together have failed too often lately. An admitted attempt counts as a failure until
     /// [`LoginLimiter::succeeded`] says otherwise, so that attempts sent all at once
     /// cannot slip past the count while their passwords are being checked.
     pub fn attempt(
@@ -54,8 +75,8 @@ impl LoginLimiter {
     ) -> Result<(), Duration> {
         let mut failures = self.lock();
         let wait = keys(username, address)
-            .filter_map(|k| failures.get(&k))
-            .filter_map(|times| wait_for(times, now))
+            .filter_map(|k| Some((k.bound(), failures.get(&k)?)))
+            .filter_map(|(bound, times)| wait_for(times, bound, now))
             .max();
         if let Some(w) = wait {
             return Err(w);
@@ -67,22 +88,26 @@ impl LoginLimiter {
             });
         }
         for key in keys(username, address) {
+            let bound = key.bound();
             let times = failures.entry(key).or_default();
             prune(times, now);
             times.push_back(now);
             // Only the newest few matter; older ones cannot change the answer.
-            while times.len() > MAX_FAILURES {
+            while times.len() > bound {
                 times.pop_front();
             }
         }
         Ok(())
     }
 
-    /// The attempt admitted at `at` succeeded: the name's failures are forgotten, and
-    /// the attempt no longer counts against the address (its other failures still do).
+    /// The attempt admitted at `at` succeeded: the name's failures are forgotten (from
+    /// this address and from all), and the attempt no longer counts against the address
+    /// (its other failures still do).
     pub fn succeeded(&self, username: &str, address: Option<IpAddr>, at: Instant) {
         let mut failures = self.lock();
-        failures.remove(&Key::User(username.to_lowercase()));
+        let name = username.to_lowercase();
+        failures.remove(&Key::NameAndAddress(name.clone(), address));
+        failures.remove(&Key::Name(name));
         if let Some(times) = address.and_then(|a| failures.get_mut(&Key::Address(a))) {
             if let Some(i) = times.iter().rposition(|t| *t == at) {
                 times.remove(i);
@@ -171,7 +196,14 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
 
 fn keys(username: &str, address: Option<IpAddr>) -> impl Iterator<Item = Key> {
     // Names are compared without case, so "Olga" and "olga" share one count.
-    std::iter::once(Key::User(username.to_lowercase())).chain(address.map(Key::Address))
+    let name = username.to_lowercase();
+    [
+        Some(Key::NameAndAddress(name.clone(), address)),
+        address.map(Key::Address),
+        Some(Key::Name(name)),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 fn prune(times: &mut VecDeque<Instant>, now: Instant) {
@@ -183,17 +215,17 @@ fn prune(times: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
-/// How long until fewer than [`MAX_FAILURES`] failures are within the window, if that is
-/// not the case now.
-fn wait_for(times: &VecDeque<Instant>, now: Instant) -> Option<Duration> {
+/// How long until fewer than `bound` failures are within the window, if that is not the
+/// case now.
+fn wait_for(times: &VecDeque<Instant>, bound: usize, now: Instant) -> Option<Duration> {
     let recent: Vec<&Instant> = times
         .iter()
         .filter(|t| now.saturating_duration_since(**t) < WINDOW)
         .collect();
-    if recent.len() < MAX_FAILURES {
+    if recent.len() < bound {
         return None;
     }
-    let oldest_that_counts = recent[recent.len() - MAX_FAILURES];
+    let oldest_that_counts = recent[recent.len() - bound];
     Some(WINDOW - now.saturating_duration_since(*oldest_that_counts))
 }
 
@@ -206,32 +238,49 @@ mod tests {
     }
 
     #[test]
-    fn five_failures_for_a_name_lock_it_for_the_rest_of_the_minute() {
+    fn five_failures_for_a_name_from_one_address_lock_that_pair_only() {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
-        for i in 0..MAX_FAILURES as u64 {
+        for i in 0..PER_NAME_AND_ADDRESS as u64 {
             let at = t0 + Duration::from_secs(i);
-            assert_eq!(l.attempt("olga", ip(&format!("10.0.0.{i}")), at), Ok(()));
+            assert_eq!(l.attempt("olga", ip("10.0.0.1"), at), Ok(()));
         }
         let now = t0 + Duration::from_secs(10);
         assert_eq!(
-            l.attempt("Olga", ip("10.9.9.9"), now),
+            l.attempt("Olga", ip("10.0.0.1"), now),
             Err(Duration::from_secs(50)),
-            "from any address, whatever the case"
+            "whatever the case"
         );
-        assert_eq!(l.attempt("piotr", ip("10.9.9.9"), now), Ok(()));
         assert_eq!(
-            l.attempt("olga", None, t0 + Duration::from_secs(60)),
+            l.attempt("olga", ip("10.9.9.9"), now),
+            Ok(()),
+            "one address cannot lock a person out"
+        );
+        assert_eq!(l.attempt("piotr", ip("10.0.0.1"), now), Ok(()));
+        assert_eq!(
+            l.attempt("olga", ip("10.0.0.1"), t0 + Duration::from_secs(60)),
             Ok(()),
             "the first failure has aged out"
         );
     }
 
     #[test]
-    fn five_failures_from_an_address_lock_it_for_any_name() {
+    fn a_crowd_failing_for_one_name_locks_it_from_everywhere() {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
-        for i in 0..MAX_FAILURES {
+        for i in 0..PER_NAME {
+            let from = ip(&format!("10.0.{}.{}", i / 200, i % 200));
+            assert_eq!(l.attempt("olga", from, t0), Ok(()));
+        }
+        assert!(l.attempt("olga", ip("10.9.9.9"), t0).is_err());
+        assert_eq!(l.attempt("piotr", ip("10.9.9.9"), t0), Ok(()));
+    }
+
+    #[test]
+    fn failures_from_an_address_lock_it_for_any_name() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..PER_ADDRESS {
             assert!(l.attempt(&format!("user{i}"), ip("192.0.2.7"), t0).is_ok());
         }
         assert!(l.attempt("someone-else", ip("192.0.2.7"), t0).is_err());
@@ -243,20 +292,27 @@ mod tests {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_secs(1);
-        for _ in 0..MAX_FAILURES - 1 {
-            assert!(l.attempt("olga", ip("192.0.2.7"), t0).is_ok());
+        for i in 0..PER_ADDRESS - 1 {
+            assert!(l.attempt(&format!("u{i}"), ip("192.0.2.7"), t0).is_ok());
+        }
+        for _ in 0..PER_NAME_AND_ADDRESS - 1 {
+            assert!(l.attempt("olga", ip("192.0.2.9"), t0).is_ok());
         }
         assert!(l.attempt("olga", ip("192.0.2.7"), t1).is_ok());
         l.succeeded("olga", ip("192.0.2.7"), t1);
         assert_eq!(
-            l.attempt("olga", ip("192.0.2.8"), t1),
+            l.attempt("olga", ip("192.0.2.9"), t1),
             Ok(()),
-            "name cleared"
+            "the name's own count cleared"
+        );
+        assert!(
+            l.attempt("olga", ip("192.0.2.9"), t1).is_err(),
+            "that address's failures for the name still count"
         );
         assert_eq!(
             l.attempt("piotr", ip("192.0.2.7"), t1),
             Ok(()),
-            "the address keeps its 4 failures, not the success"
+            "the address keeps its other failures, not the success"
         );
         assert!(l.attempt("ivan", ip("192.0.2.7"), t1).is_err());
     }
@@ -297,6 +353,10 @@ mod tests {
         }
         let later = t0 + WINDOW;
         let _ = l.attempt("last", None, later);
-        assert_eq!(l.lock().len(), 1, "stale names swept");
+        assert_eq!(
+            l.lock().len(),
+            2,
+            "stale names swept: the last name's own counts are left"
+        );
     }
 }

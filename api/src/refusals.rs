@@ -2,12 +2,17 @@
 //! written one by one: someone guessing passwords or probing what a role may do must
 //! show in the audit log, but must not be able to grow it by a row per attempt.
 //!
-//! [`Refusals`] tallies attempts in memory by (what, user, address); [`Refusals::flush`]
+//! [`Refusals`] tallies attempts in memory by (what, user, address); [`Refusals::take`]
 //! turns each tally into one audit entry (`session.login_failed` or `request.refused`,
 //! actor `cityhub`) with the count, the first and last time, and a few of the routes.
-//! The hub flushes every minute ([`FLUSH_EVERY`]), so the log grows by at most
-//! [`MAX_TALLIES`] + 1 entries a minute, whatever the traffic: tallies past that many
-//! are added up into one entry for "others".
+//! The hub flushes every minute ([`FLUSH_EVERY`]). A sign-in with a name that is no
+//! user's is tallied by address, with a few of the names tried.
+//!
+//! Bounded whatever the traffic: past [`MAX_TALLIES`] tallies, a user's attempts from a
+//! new address are added to the user's tally for all addresses (as many as there are
+//! users, which no client can add to), and anything else is added up into one entry for
+//! "others". So someone spraying made-up names or addresses cannot hide attempts on a
+//! real user's account among the "others".
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -23,8 +28,19 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
 /// Distinct (what, user, address) tallied per flush at most; the rest go to "others".
 pub const MAX_TALLIES: usize = 200;
 
-/// Routes remembered per tally.
+/// Routes, and names that are no user's, remembered per tally.
 const MAX_ROUTES: usize = 5;
+
+/// Who an attempt was for.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    /// A user of the hub: the name signed in with, or the caller refused.
+    User(&'a str),
+    /// A sign-in with a name that is no user's.
+    NoSuchUser(&'a str),
+    /// Not known (a request refused before its caller was).
+    Unknown,
+}
 
 /// What was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +75,8 @@ struct Tally {
     first: DateTime<Utc>,
     last: DateTime<Utc>,
     routes: BTreeSet<String>,
+    /// Names tried that are no user's.
+    names: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -83,29 +101,37 @@ impl Refusals {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one attempt. `user` is the name signed in with, or the caller refused;
-    /// `route` is `METHOD /template`.
+    /// Counts one attempt; `route` is `METHOD /template`.
     pub fn note(
         &self,
         what: Refused,
-        user: Option<&str>,
+        who: Who<'_>,
         address: Option<IpAddr>,
         route: &str,
         throttled: bool,
         at: DateTime<Utc>,
     ) {
+        // Bounded: a sign-in's user name is at most 64 characters, a caller's too.
+        let bounded = |u: &str| u.chars().take(64).collect::<String>();
+        let user = match who {
+            Who::User(u) => Some(bounded(u)),
+            Who::NoSuchUser(_) | Who::Unknown => None,
+        };
         let mut pending = self.lock();
-        let key = Key {
+        let mut key = Key {
             what,
-            // Bounded: a sign-in's user name is at most 64 characters, a caller's too.
-            user: user.map(|u| u.chars().take(64).collect()),
+            user,
             address,
         };
         if !pending.tallies.contains_key(&key) && pending.tallies.len() >= MAX_TALLIES {
-            let other = pending.others.entry(what).or_insert((0, at, at));
-            other.0 += 1;
-            other.2 = at;
-            return;
+            if key.user.is_none() {
+                let other = pending.others.entry(what).or_insert((0, at, at));
+                other.0 += 1;
+                other.2 = at;
+                return;
+            }
+            // A user stays named: their attempts from every address in one tally.
+            key.address = None;
         }
         let tally = pending.tallies.entry(key).or_insert_with(|| Tally {
             count: 0,
@@ -113,12 +139,18 @@ impl Refusals {
             first: at,
             last: at,
             routes: BTreeSet::new(),
+            names: BTreeSet::new(),
         });
         tally.count += 1;
         tally.throttled += u64::from(throttled);
         tally.last = at;
         if tally.routes.len() < MAX_ROUTES {
             tally.routes.insert(route.to_owned());
+        }
+        if let Who::NoSuchUser(name) = who {
+            if tally.names.len() < MAX_ROUTES {
+                tally.names.insert(bounded(name));
+            }
         }
     }
 
@@ -147,6 +179,9 @@ impl Refusals {
                 if key.what == Refused::SignIn {
                     detail["throttled"] = json!(t.throttled);
                 }
+                if !t.names.is_empty() {
+                    detail["names_tried"] = json!(t.names);
+                }
                 (key.what.action(), target, detail)
             })
             .collect();
@@ -160,7 +195,7 @@ impl Refusals {
                     "count": count,
                     "first": show(first),
                     "last": show(last),
-                    "note": format!("attempts past the {MAX_TALLIES} users and addresses counted one by one in this minute"),
+                    "note": format!("attempts on no user's account past the {MAX_TALLIES} users and addresses counted one by one in this minute"),
                 }),
             ));
         }
@@ -183,7 +218,7 @@ mod tests {
         for i in 0..7 {
             r.note(
                 Refused::SignIn,
-                Some("olga"),
+                Who::User("olga"),
                 ip,
                 "POST /api/v1/login",
                 i >= 5,
@@ -192,7 +227,7 @@ mod tests {
         }
         r.note(
             Refused::Request,
-            Some("viewer"),
+            Who::User("viewer"),
             ip,
             "POST /api/v1/outages/{id}/ack",
             false,
@@ -215,21 +250,40 @@ mod tests {
     }
 
     #[test]
-    fn past_the_bound_attempts_are_added_up_as_others() {
+    fn past_the_bound_users_stay_named_and_the_rest_are_added_up_as_others() {
         let r = Refusals::default();
         let t = at("2026-03-01T10:00:00Z");
         for i in 0..(MAX_TALLIES + 50) {
+            let sprayed: IpAddr = format!("10.0.{}.{}", i / 200, i % 200).parse().unwrap();
             r.note(
                 Refused::SignIn,
-                Some(&format!("u{i}")),
-                None,
+                Who::NoSuchUser(&format!("u{i}")),
+                Some(sprayed),
+                "POST /api/v1/login",
+                false,
+                t,
+            );
+        }
+        for last in 1..=3 {
+            let from: IpAddr = format!("192.0.2.{last}").parse().unwrap();
+            r.note(
+                Refused::SignIn,
+                Who::User("olga"),
+                Some(from),
                 "POST /api/v1/login",
                 false,
                 t,
             );
         }
         let entries = r.take();
-        assert_eq!(entries.len(), MAX_TALLIES + 1);
+        assert_eq!(entries.len(), MAX_TALLIES + 2);
+        let olga = entries
+            .iter()
+            .find(|(_, target, _)| target == "user/olga")
+            .expect("olga named");
+        assert_eq!(olga.2["count"], 3);
+        assert_eq!(olga.2["address"], serde_json::Value::Null, "every address");
+        assert_eq!(entries[0].2["names_tried"], json!(["u0"]));
         let (_, target, detail) = entries.last().unwrap();
         assert_eq!((target.as_str(), &detail["count"]), ("others", &json!(50)));
     }

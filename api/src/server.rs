@@ -10,10 +10,15 @@
 //!   [`HttpLimits::send_timeout`] is cut off, whatever the response (a file, an export,
 //!   live events); the response's producer then sees it gone and stops.
 //! - **Connection cap** ([`Connections`]): at most [`HttpLimits::max_connections`] are
-//!   open. At the cap a new connection closes the one that has waited longest for a
-//!   request (idle or still sending its head), so the idle cannot lock the busy out: a
-//!   health check always gets in. With every connection busy with a request, the new one
-//!   is closed at once: it never holds a descriptor.
+//!   open, and at most [`HttpLimits::max_per_address`] from one client address. At a cap
+//!   a new connection closes the one that has waited longest for its client (idle, still
+//!   sending its head, or still sending its body; from the same address at the address's
+//!   cap), so clients that send slowly or not at all cannot lock the others out: a health
+//!   check always gets in. With every connection busy with a request the server is
+//!   answering, the new one is closed at once: it never holds a descriptor.
+//! - **Live event streams** hold their connection for as long as their client listens,
+//!   so they are kept to a share of the cap ([`HttpLimits::max_streams`], and
+//!   [`HttpLimits::streams_per_user`] per person; [`crate::slots`]).
 //!
 //! The cap is what keeps descriptors for ingestion and the database whatever clients do:
 //! the binary raises the process's open-file limit at start and keeps the cap well under
@@ -22,9 +27,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -58,6 +63,24 @@ pub struct HttpLimits {
     pub body_timeout: Duration,
     /// A client that takes no byte of a response for this long is cut off.
     pub send_timeout: Duration,
+    /// Connections open at once from one client address at most.
+    pub max_per_address: usize,
+    /// Live event streams open at once at most: each holds a connection for as long as
+    /// its client listens, so they are kept to a share of [`HttpLimits::max_connections`].
+    pub max_streams: usize,
+    /// Live event streams open at once per person (their sessions and tokens together).
+    pub streams_per_user: usize,
+}
+
+impl HttpLimits {
+    /// The shares of live event streams ([`crate::slots`]); no share per tenant.
+    pub fn stream_shares(&self) -> crate::slots::Shares {
+        crate::slots::Shares {
+            total: self.max_streams,
+            per_user: self.streams_per_user,
+            per_tenant: usize::MAX,
+        }
+    }
 }
 
 impl Default for HttpLimits {
@@ -67,6 +90,9 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
+            max_per_address: 256,
+            max_streams: 512,
+            streams_per_user: 8,
         }
     }
 }
@@ -104,17 +130,41 @@ impl ConnectionMetrics {
 
 /// One open connection, as the cap sees it.
 struct Conn {
+    address: IpAddr,
     /// Requests in flight: from the head read to the end of the response's body.
     busy: AtomicUsize,
-    /// When it last became idle, in milliseconds since the server started.
+    /// A request's head has arrived and its body is still coming: the connection waits
+    /// for its client, as an idle one does.
+    receiving: AtomicBool,
+    /// When it last began to wait for its client (idle, or a body to arrive), in
+    /// milliseconds since the server started.
     idle_since: AtomicU64,
     /// Cancelled to close it.
     close: CancellationToken,
 }
 
-/// The open connections and the cap on them.
+impl Conn {
+    /// Waiting for its client rather than for the server: may be closed to make room.
+    fn waiting(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0 || self.receiving.load(Ordering::SeqCst)
+    }
+}
+
+/// Told by the request's reader when the body has arrived whole (a request extension).
+#[derive(Clone)]
+pub struct BodyArrival(Arc<Conn>);
+
+impl BodyArrival {
+    /// The body is in: the request now waits for the server, not for its client.
+    pub fn arrived(&self) {
+        self.0.receiving.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The open connections and the caps on them.
 pub struct Connections {
     limit: usize,
+    per_address: usize,
     started: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -128,9 +178,10 @@ struct Admitted {
 }
 
 impl Connections {
-    pub fn new(limit: usize, metrics: ConnectionMetrics) -> Connections {
+    pub fn new(limit: usize, per_address: usize, metrics: ConnectionMetrics) -> Connections {
         Connections {
             limit: limit.max(1),
+            per_address: per_address.max(1),
             started: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
@@ -147,29 +198,42 @@ impl Connections {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits a new connection, closing the longest-idle one at the cap; `None` when the
-    /// cap is reached and every connection is busy.
-    fn admit(&self) -> Option<Admitted> {
+    /// Admits a new connection from `address`. At the address's cap, the connection from
+    /// that address that has waited longest for its client is closed to make room; at the
+    /// server's cap, the one from any address. `None` when no connection can be closed:
+    /// every one is busy with a request the server is answering.
+    fn admit(&self, address: IpAddr) -> Option<Admitted> {
         let mut open = self.lock();
-        if open.len() >= self.limit {
-            let idlest = open
-                .iter()
-                .filter(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
-                .min_by_key(|(_, c)| c.idle_since.load(Ordering::SeqCst))
-                .map(|(id, _)| *id);
-            let evicted = open.remove(&idlest?)?;
-            evicted.close.cancel();
+        let from_address = open.values().filter(|c| c.address == address).count();
+        if from_address >= self.per_address {
+            Self::evict(&mut open, |c| c.address == address)?;
+            self.metrics.evicted.inc();
+        } else if open.len() >= self.limit {
+            Self::evict(&mut open, |_| true)?;
             self.metrics.evicted.inc();
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
+            address,
             busy: AtomicUsize::new(0),
+            receiving: AtomicBool::new(false),
             idle_since: AtomicU64::new(self.now_ms()),
             close: CancellationToken::new(),
         });
         open.insert(id, conn.clone());
         self.metrics.open.set(open.len() as i64);
         Some(Admitted { id, conn })
+    }
+
+    /// Closes the connection among `which` that has waited longest for its client.
+    fn evict(open: &mut HashMap<u64, Arc<Conn>>, which: impl Fn(&Conn) -> bool) -> Option<()> {
+        let longest = open
+            .iter()
+            .filter(|(_, c)| which(c) && c.waiting())
+            .min_by_key(|(_, c)| c.idle_since.load(Ordering::SeqCst))
+            .map(|(id, _)| *id)?;
+        open.remove(&longest)?.close.cancel();
+        Some(())
     }
 
     fn remove(&self, id: u64) {
@@ -192,6 +256,9 @@ struct InFlight {
 
 impl InFlight {
     fn start(conn: &Arc<Conn>, connections: &Arc<Connections>) -> InFlight {
+        conn.idle_since
+            .store(connections.now_ms(), Ordering::SeqCst);
+        conn.receiving.store(true, Ordering::SeqCst);
         conn.busy.fetch_add(1, Ordering::SeqCst);
         InFlight {
             conn: conn.clone(),
@@ -205,6 +272,7 @@ impl Drop for InFlight {
         self.conn
             .idle_since
             .store(self.connections.now_ms(), Ordering::SeqCst);
+        self.conn.receiving.store(false, Ordering::SeqCst);
         self.conn.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -337,7 +405,11 @@ pub async fn run(
     metrics: ConnectionMetrics,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let connections = Arc::new(Connections::new(limits.max_connections, metrics));
+    let connections = Arc::new(Connections::new(
+        limits.max_connections,
+        limits.max_per_address,
+        metrics,
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -353,7 +425,7 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(admitted) = connections.admit() else {
+        let Some(admitted) = connections.admit(peer.ip()) else {
             connections.metrics.refused.inc();
             debug!(message = "HTTP connection refused: every connection is busy.", %peer);
             drop(stream);
@@ -393,6 +465,7 @@ async fn serve_connection(
         let in_flight = InFlight::start(&conn, &tracking);
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(BodyArrival(conn.clone()));
         let router = router.clone();
         async move {
             let response = router.oneshot(request).await?;
@@ -432,24 +505,57 @@ async fn serve_connection(
 mod tests {
     use super::*;
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn at_the_cap_the_longest_idle_connection_makes_room_and_busy_ones_stay() {
-        let c = Connections::new(3, ConnectionMetrics::default());
-        let a = c.admit().unwrap();
-        let b = c.admit().unwrap();
-        let d = c.admit().unwrap();
+        let c = Connections::new(3, 3, ConnectionMetrics::default());
+        let a = c.admit(HERE).unwrap();
+        let b = c.admit(HERE).unwrap();
+        let d = c.admit(HERE).unwrap();
         a.conn.busy.store(1, Ordering::SeqCst);
         b.conn.idle_since.store(5, Ordering::SeqCst);
         d.conn.idle_since.store(9, Ordering::SeqCst);
-        let e = c.admit().expect("room made");
+        let e = c.admit(HERE).expect("room made");
         assert!(b.conn.close.is_cancelled(), "the longest idle is closed");
         assert!(!a.conn.close.is_cancelled() && !d.conn.close.is_cancelled());
         assert_eq!(c.count(), 3);
         for x in [&d, &e] {
             x.conn.busy.store(1, Ordering::SeqCst);
         }
-        assert!(c.admit().is_none(), "every connection busy: refused");
+        assert!(c.admit(HERE).is_none(), "every connection busy: refused");
         c.remove(a.id);
-        assert!(c.admit().is_some());
+        assert!(c.admit(HERE).is_some());
+    }
+
+    #[test]
+    fn a_connection_still_sending_its_body_makes_room_and_one_being_answered_stays() {
+        let c = Arc::new(Connections::new(2, 2, ConnectionMetrics::default()));
+        let slow = c.admit(HERE).unwrap();
+        let answered = c.admit(HERE).unwrap();
+        let _slow_request = InFlight::start(&slow.conn, &c);
+        let _answered_request = InFlight::start(&answered.conn, &c);
+        BodyArrival(answered.conn.clone()).arrived();
+        assert!(c.admit(HERE).is_some(), "the slow body made room");
+        assert!(slow.conn.close.is_cancelled());
+        assert!(!answered.conn.close.is_cancelled());
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_connection() {
+        let c = Connections::new(4, 2, ConnectionMetrics::default());
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let mine: Vec<_> = (0..2).map(|_| c.admit(other).unwrap()).collect();
+        for m in &mine {
+            m.conn.busy.store(1, Ordering::SeqCst);
+        }
+        assert!(c.admit(other).is_none(), "its own busy ones are not closed");
+        let theirs = c.admit(HERE).unwrap();
+        assert_eq!(c.count(), 3);
+        assert!(!theirs.conn.close.is_cancelled());
+        mine[0].conn.busy.store(0, Ordering::SeqCst);
+        assert!(c.admit(other).is_some(), "its own idle one made room");
+        assert!(mine[0].conn.close.is_cancelled());
+        assert_eq!(c.count(), 3, "still two from that address");
     }
 }

@@ -129,6 +129,13 @@ pub struct HttpConfig {
     pub body_timeout_s: u64,
     /// Seconds a client may take none of a response before it is cut off.
     pub send_timeout_s: u64,
+    /// HTTP connections open at once from one client address at most (a reverse proxy is
+    /// one address: raise it to `max_connections` behind one).
+    pub max_connections_per_address: usize,
+    /// Live event streams open at once at most (kept to half the connections).
+    pub max_streams: usize,
+    /// Live event streams open at once per person.
+    pub streams_per_user: usize,
     /// Origins (`https://host[:port]`) besides the hub's own whose pages may make changes
     /// with the session cookie: the address people use when a reverse proxy rewrites `Host`.
     pub allowed_origins: Vec<String>,
@@ -186,6 +193,9 @@ impl Default for HttpConfig {
             header_timeout_s: 10,
             body_timeout_s: 30,
             send_timeout_s: 60,
+            max_connections_per_address: 256,
+            max_streams: 512,
+            streams_per_user: 8,
             allowed_origins: Vec::new(),
         }
     }
@@ -262,6 +272,15 @@ pub struct Overrides {
     /// Seconds a client may take none of a response
     #[arg(long, env = "CITYHUB_HTTP_SEND_TIMEOUT_S", global = true)]
     pub http_send_timeout_s: Option<u64>,
+    /// HTTP connections open at once from one client address at most
+    #[arg(long, env = "CITYHUB_HTTP_MAX_CONNECTIONS_PER_ADDRESS", global = true)]
+    pub http_max_connections_per_address: Option<usize>,
+    /// Live event streams open at once at most
+    #[arg(long, env = "CITYHUB_HTTP_MAX_STREAMS", global = true)]
+    pub http_max_streams: Option<usize>,
+    /// Live event streams open at once per person
+    #[arg(long, env = "CITYHUB_HTTP_STREAMS_PER_USER", global = true)]
+    pub http_streams_per_user: Option<usize>,
     /// Origins besides the hub's own whose pages may make changes with the session
     /// cookie, comma separated (https://host[:port])
     #[arg(
@@ -398,6 +417,12 @@ impl Config {
         set(&mut self.http.header_timeout_s, &o.http_header_timeout_s);
         set(&mut self.http.body_timeout_s, &o.http_body_timeout_s);
         set(&mut self.http.send_timeout_s, &o.http_send_timeout_s);
+        set(
+            &mut self.http.max_connections_per_address,
+            &o.http_max_connections_per_address,
+        );
+        set(&mut self.http.max_streams, &o.http_max_streams);
+        set(&mut self.http.streams_per_user, &o.http_streams_per_user);
         set(&mut self.http.allowed_origins, &o.http_allowed_origins);
         set(&mut m.host, &o.mqtt_host);
         set(&mut m.port, &o.mqtt_port);
@@ -504,6 +529,9 @@ impl Config {
                 header_timeout: secs(h.header_timeout_s),
                 body_timeout: secs(h.body_timeout_s),
                 send_timeout: secs(h.send_timeout_s),
+                max_per_address: h.max_connections_per_address.min(cap),
+                max_streams: h.max_streams.min(cap / 2),
+                streams_per_user: h.streams_per_user,
             },
             cap < h.max_connections,
         )
@@ -520,6 +548,18 @@ impl Config {
                 "http.max_connections must be between 16 and 1000000, not {}",
                 h.max_connections
             );
+        }
+        for (name, value) in [
+            (
+                "http.max_connections_per_address",
+                h.max_connections_per_address,
+            ),
+            ("http.max_streams", h.max_streams),
+            ("http.streams_per_user", h.streams_per_user),
+        ] {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
         }
         for (name, value) in [
             ("http.header_timeout_s", h.header_timeout_s),
@@ -745,6 +785,7 @@ mod tests {
         check("[exports]\nper_user = 0", "exports.per_user");
         check("[http]\nsend_timeout_s = 10", "keep-alive every 15 s");
         check("[http]\nheader_timeout_s = 0", "http.header_timeout_s");
+        check("[http]\nstreams_per_user = 0", "http.streams_per_user");
         check(
             "[storage]\ndead_letter_retention_days = 0",
             "storage.dead_letter_retention_days",
@@ -785,6 +826,11 @@ mod tests {
         let (limits, lowered) = c.http_limits(1024);
         assert_eq!((limits.max_connections, lowered), (768, true));
         assert_eq!(c.http_limits(100).0.max_connections, 16);
+        assert_eq!(
+            (limits.max_per_address, limits.max_streams),
+            (256, 384),
+            "streams keep to half the connections"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::IntoResponse;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -87,7 +88,9 @@ pub fn event_types(role: Role, asked: Option<&str>) -> Result<Vec<EventType>, Ap
         (status = 400, description = "An unknown type or parameter", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "The role may not read a type asked for", body = ErrorBody),
-        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody)
+        (status = 404, description = "The tenant named is not one of the caller's", body = ErrorBody),
+        (status = 429, description = "The caller has as many streams open as one person may; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The server has as many streams open as it keeps", body = ErrorBody)
     )
 )]
 pub async fn stream(
@@ -110,8 +113,13 @@ pub async fn stream(
             .then(|| caller.team.clone())
             .flatten(),
     };
+    // Held for as long as the stream runs: it ends with the response's body.
+    let slot = state.stream_slots().take(&caller.username, &[])?;
     let hub = state.events();
-    let events = client::stream(hub.subscribe(), filter, hub.stopping());
+    let events = client::stream(hub.subscribe(), filter, hub.stopping()).map(move |e| {
+        let _held = &slot;
+        e
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 

@@ -13,7 +13,6 @@
 //! that looks whole) and the failure is logged.
 
 pub mod encode;
-pub mod slots;
 
 use std::time::Duration;
 
@@ -38,9 +37,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::params;
 use crate::roles::Permission;
+use crate::slots::{Shares, Slot};
 use crate::AppState;
 use encode::{Encoder, Format};
-use slots::Slot;
 
 /// Readings per chunk: one database read, one Arrow record batch.
 pub const CHUNK_ROWS: usize = 8192;
@@ -51,6 +50,41 @@ pub const CHANNEL_CHUNKS: usize = 2;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(export))
+}
+
+/// The limits on exports (`[exports]` in cityhub.toml): how many run at once, in all, per
+/// person and per tenant ([`crate::slots`]), and for how long.
+#[derive(Debug, Clone)]
+pub struct ExportLimits {
+    /// Exports running at once at most.
+    pub max_running: usize,
+    /// Per person.
+    pub per_user: usize,
+    /// Per tenant.
+    pub per_tenant: usize,
+    /// An export still running after this long is cut short (its transaction ends).
+    pub max_duration: Duration,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits {
+            max_running: 4,
+            per_user: 2,
+            per_tenant: 3,
+            max_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl ExportLimits {
+    pub fn shares(&self) -> Shares {
+        Shares {
+            total: self.max_running,
+            per_user: self.per_user,
+            per_tenant: self.per_tenant,
+        }
+    }
 }
 
 /// What to export.
@@ -153,7 +187,7 @@ pub async fn export(
         .map(|t| (t.id, t.slug.as_str()))
         .collect();
     let slot = state.export_slots().take(&caller.username, &covered)?;
-    let max_duration = state.export_slots().limits().max_duration;
+    let max_duration = state.export_limits().max_duration;
     let bounds = store::exports::ExportBounds {
         // The hub cuts a client that stops reading after the send timeout and ends the
         // export with it; the database's own bound is a margin beyond, for a hub that

@@ -18,7 +18,7 @@ use crate::auth::{decoy_hash, new_session_token, MAX_PASSWORD_BYTES};
 use crate::caller::{Caller, Via, SESSION_COOKIE};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ClientAddress};
-use crate::refusals::Refused;
+use crate::refusals::{Refused, Who};
 use crate::roles::Role;
 use crate::AppState;
 
@@ -92,10 +92,22 @@ pub async fn login(
         )));
     }
     let attempted = Instant::now();
+    // The connection goes back to the pool before the slow part, the password check.
+    let found = state
+        .pool()
+        .get()
+        .await?
+        .user_credentials(&username)
+        .await?;
+    let who = if found.is_some() {
+        Who::User(&username)
+    } else {
+        Who::NoSuchUser(&username)
+    };
     let refused = |throttled| {
         state.refusals().note(
             Refused::SignIn,
-            Some(&username),
+            who,
             address,
             "POST /api/v1/login",
             throttled,
@@ -112,13 +124,6 @@ pub async fn login(
             wait,
         ));
     }
-    // The connection goes back to the pool before the slow part, the password check.
-    let found = state
-        .pool()
-        .get()
-        .await?
-        .user_credentials(&username)
-        .await?;
     let (user, hash) = match found {
         Some((user, hash)) if !user.disabled => (Some(user), hash),
         _ => (None, decoy_hash().to_owned()),

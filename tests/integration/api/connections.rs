@@ -1,6 +1,7 @@
 //! Connections that hold the server without using it: idle sockets and half-sent heads
 //! are closed after the header timeout, a body sent a byte at a time after the body
-//! timeout, and at the connection cap the idle make room, so `/health` keeps answering.
+//! timeout, and at the connection cap the idle and the slow senders make room, so
+//! `/health` keeps answering.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +19,7 @@ fn limits() -> api::HttpLimits {
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
         send_timeout: Duration::from_secs(20),
+        ..api::HttpLimits::default()
     }
 }
 
@@ -114,4 +116,47 @@ async fn a_kept_alive_connection_serves_requests_then_closes_when_idle() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     }
     until_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn bodies_sent_slowly_make_room_at_the_cap() {
+    let db = TestDb::new().await;
+    let api = TestApi::start_with(
+        &db.url,
+        api::HttpLimits {
+            body_timeout: Duration::from_secs(25),
+            ..limits()
+        },
+    )
+    .await;
+    // The cap filled with sign-ins whose bodies never finish: each is a request in
+    // flight, but one that waits for its client, not for the server.
+    let mut slow = Vec::new();
+    for _ in 0..CAP {
+        let mut s = connect(api.addr).await;
+        s.write_all(
+            b"POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":",
+        )
+        .await
+        .unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..4 {
+        let reply = api.call(Req::get("/health", &tests::api::Auth::None)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // One of them was closed to make room, long before its body timeout; the checks,
+    // one after another, each took that place in turn.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut closed = 0;
+    for s in &mut slow {
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1, "the others still wait for their bodies");
 }

@@ -690,3 +690,37 @@ async fn device_states_arrive_coalesced_and_ingestion_never_waits() {
         "clean exit on SIGTERM with clients connected"
     );
 }
+
+#[tokio::test]
+async fn one_person_cannot_hold_every_stream_and_the_server_keeps_a_share() {
+    let city = City::start_configured(|c| {
+        c.http.streams_per_user = 2;
+        c.http.max_streams = 3;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (status, client) = open(&city, "/api/v1/events", &city.tokens["viewer"], None).await;
+        assert_eq!(status, 200);
+        held.push(client.unwrap());
+    }
+    let (status, refused) = open(&city, "/api/v1/events", &city.tokens["viewer"], None).await;
+    assert_eq!(status, 429);
+    let refused = refused.err().unwrap();
+    assert!(
+        refused.contains("you have 2 live event streams running already"),
+        "{refused}"
+    );
+    let (status, other) = open(&city, "/api/v1/events", &city.tokens["operator"], None).await;
+    assert_eq!(status, 200, "another person still gets one");
+    held.push(other.unwrap());
+    let (status, refused) = open(&city, "/api/v1/events", &city.tokens["admin"], None).await;
+    assert_eq!(status, 503);
+    assert!(refused
+        .err()
+        .unwrap()
+        .contains("3 live event streams are running already"),);
+    // The rest of the API still answers.
+    let r = city.get("/api/v1/outages", "viewer").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -1,11 +1,13 @@
-//! Who may run how many exports at once. An export holds a database connection and a
-//! long transaction for as long as its client downloads, so they are few: at most
-//! [`ExportLimits::max_running`] in all, [`ExportLimits::per_user`] per person (their
-//! tokens and sessions together) and [`ExportLimits::per_tenant`] per municipality (an
-//! export covering several counts against each), so no one person, and no one
-//! municipality, can take every slot from the others.
+//! Shares of what clients hold for a long time: exports (each holds a database connection
+//! and a long transaction for as long as its client downloads) and live event streams
+//! (each holds a connection for as long as its client listens). They are few: at most
+//! [`Shares::total`] in all, [`Shares::per_user`] per person (their tokens and sessions
+//! together) and [`Shares::per_tenant`] per municipality (one covering several counts
+//! against each), so no one person, and no one municipality, can take every slot from
+//! the others.
 //!
-//! Pure bookkeeping: a [`Slot`] is held while its export runs and given back when dropped.
+//! Pure bookkeeping: a [`Slot`] is held while its export or stream runs and given back when
+//! dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,28 +15,15 @@ use std::time::Duration;
 
 use crate::error::ApiError;
 
-/// The limits on exports (`[exports]` in cityhub.toml).
-#[derive(Debug, Clone)]
-pub struct ExportLimits {
-    /// Exports running at once at most.
-    pub max_running: usize,
+/// How many may run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Shares {
+    /// In all.
+    pub total: usize,
     /// Per person.
     pub per_user: usize,
     /// Per tenant.
     pub per_tenant: usize,
-    /// An export still running after this long is cut short (its transaction ends).
-    pub max_duration: Duration,
-}
-
-impl Default for ExportLimits {
-    fn default() -> Self {
-        ExportLimits {
-            max_running: 4,
-            per_user: 2,
-            per_tenant: 3,
-            max_duration: Duration::from_secs(3600),
-        }
-    }
 }
 
 /// How long a refused caller is told to wait before trying again.
@@ -47,29 +36,28 @@ struct Running {
     by_tenant: HashMap<i32, usize>,
 }
 
-/// The exports running.
-pub struct ExportSlots {
-    limits: ExportLimits,
+/// What is running, of one kind.
+pub struct Slots {
+    /// What runs, for refusals' sentences (`exports`).
+    what: &'static str,
+    shares: Shares,
     running: Mutex<Running>,
 }
 
-/// One running export's place; given back when dropped.
+/// One running export's or stream's place; given back when dropped.
 pub struct Slot {
-    slots: Arc<ExportSlots>,
+    slots: Arc<Slots>,
     user: String,
     tenants: Vec<i32>,
 }
 
-impl ExportSlots {
-    pub fn new(limits: ExportLimits) -> Arc<ExportSlots> {
-        Arc::new(ExportSlots {
-            limits,
+impl Slots {
+    pub fn new(what: &'static str, shares: Shares) -> Arc<Slots> {
+        Arc::new(Slots {
+            what,
+            shares,
             running: Mutex::default(),
         })
-    }
-
-    pub fn limits(&self) -> &ExportLimits {
-        &self.limits
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
@@ -77,23 +65,23 @@ impl ExportSlots {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for `user`'s export over `tenants` (ids, with their slugs for the refusal's
+    /// A slot for `user` over `tenants` (ids, with their slugs for the refusal's
     /// sentence), or why not: 429 past the person's share, 503 past a tenant's or the
     /// server's.
     pub fn take(self: &Arc<Self>, user: &str, tenants: &[(i32, &str)]) -> Result<Slot, ApiError> {
         let mut running = self.lock();
-        let l = &self.limits;
-        if running.total >= l.max_running {
+        let (l, what) = (&self.shares, self.what);
+        if running.total >= l.total {
             return Err(ApiError::unavailable(format!(
-                "{} exports are running already, the most the server runs at once; \
+                "{} {what} are running already, the most the server runs at once; \
                  try again when one has finished",
-                l.max_running
+                l.total
             )));
         }
         if running.by_user.get(user).copied().unwrap_or(0) >= l.per_user {
             return Err(ApiError::too_many(
                 format!(
-                    "you have {} exports running already, the most one person may run at once; \
+                    "you have {} {what} running already, the most one person may run at once; \
                      try again when one has finished",
                     l.per_user
                 ),
@@ -105,7 +93,7 @@ impl ExportSlots {
             .find(|(id, _)| running.by_tenant.get(id).copied().unwrap_or(0) >= l.per_tenant)
         {
             return Err(ApiError::unavailable(format!(
-                "{} exports of `{slug}` are running already, the most one municipality may run at once; \
+                "{} {what} of `{slug}` are running already, the most one municipality may run at once; \
                  try again when one has finished",
                 l.per_tenant
             )));
@@ -150,12 +138,14 @@ mod tests {
 
     #[test]
     fn shares_per_person_tenant_and_server() {
-        let slots = ExportSlots::new(ExportLimits {
-            max_running: 4,
-            per_user: 2,
-            per_tenant: 3,
-            ..ExportLimits::default()
-        });
+        let slots = Slots::new(
+            "exports",
+            Shares {
+                total: 4,
+                per_user: 2,
+                per_tenant: 3,
+            },
+        );
         let a = [(1, "a")];
         let b = [(2, "b")];
         let v1 = slots.take("viewer", &a).unwrap();
