@@ -308,13 +308,29 @@ struct Health {
     problems: Vec<String>,
 }
 
+/// How long `/health` waits for the database before saying it does not answer.
+const HEALTH_DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn health(State(state): State<AppState>) -> Json<Health> {
-    let problems = state
+    let mut problems = state
         .0
         .health
         .as_ref()
         .map(|check| check())
         .unwrap_or_default();
+    let database = tokio::time::timeout(HEALTH_DATABASE_WAIT, async {
+        let db = state.pool().get().await?;
+        db.ping().await.map_err(ApiError::from)
+    })
+    .await;
+    match database {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("the database cannot be reached ({})", e.message())),
+        Err(_) => problems.push(format!(
+            "the database did not answer within {} s",
+            HEALTH_DATABASE_WAIT.as_secs()
+        )),
+    }
     Json(Health {
         status: if problems.is_empty() {
             "ok"

@@ -208,23 +208,39 @@ fn raise_open_file_limit() -> u64 {
 /// How long `/health` says `degraded` after the broker lost the hub's session.
 const SESSION_LOSS_REPORTED_FOR_S: i64 = 24 * 3600;
 
-/// `/health`'s view of ingestion: degraded for a day after the broker turned out not to
-/// hold the hub's MQTT session (readings queued for the hub may have been discarded).
+/// How long ingestion may be without a broker connection before `/health` says so (a
+/// reconnect takes a moment; a broker restart a few seconds).
+const DISCONNECTED_REPORTED_AFTER_S: i64 = 15;
+
+/// `/health`'s view of ingestion: degraded while it has had no broker connection for a
+/// while, and for a day after the broker turned out not to hold the hub's MQTT session
+/// (readings queued for the hub may have been discarded; remembered across restarts).
 fn session_health(metrics: &ingest::IngestMetrics) -> api::HealthCheck {
     let lost_at = metrics.session_lost_at.clone();
+    let disconnected = metrics.mqtt_disconnected_since.clone();
+    let show = |at: i64| {
+        chrono::DateTime::from_timestamp(at, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
     std::sync::Arc::new(move || {
-        let at = lost_at.get();
         let now = model::Timestamp::now().micros() / 1_000_000;
-        if at > 0 && now - at < SESSION_LOSS_REPORTED_FOR_S {
-            let when = chrono::DateTime::from_timestamp(at, 0)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default();
-            vec![format!(
-                "the MQTT broker did not keep the hub's session (noticed at {when}): readings published while the hub was away may have been lost upstream"
-            )]
-        } else {
-            Vec::new()
+        let mut problems = Vec::new();
+        let since = disconnected.get();
+        if since > 0 && now - since >= DISCONNECTED_REPORTED_AFTER_S {
+            problems.push(format!(
+                "ingestion has had no connection to the MQTT broker since {}: readings wait at the broker, or are lost if it is down",
+                show(since)
+            ));
         }
+        let at = lost_at.get();
+        if at > 0 && now - at < SESSION_LOSS_REPORTED_FOR_S {
+            problems.push(format!(
+                "the MQTT broker did not keep the hub's session (noticed at {}): readings published while the hub was away may have been lost upstream",
+                show(at)
+            ));
+        }
+        problems
     })
 }
 

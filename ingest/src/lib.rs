@@ -161,6 +161,13 @@ pub async fn run(
     let (registry, newest) = Registry::load(&db).await?;
     let mqtt_session = session_key(&config.mqtt);
     let expect_session = db.mqtt_session_known(&mqtt_session).await?;
+    if let Some(at) = db.mqtt_session_lost_at(&mqtt_session).await? {
+        // Reported as before the restart: a restart does not make the loss any smaller.
+        metrics.session_lost_at.set(at);
+    }
+    metrics
+        .mqtt_disconnected_since
+        .set(model::Timestamp::now().micros() / 1_000_000);
     drop(db);
     let background = CancellationToken::new();
     tokio::spawn(registry.clone().keep_current(

@@ -44,8 +44,12 @@ pub struct IngestMetrics {
     pub connection_errors: Counter,
     /// Connections on which the broker did not have the session the hub expected.
     pub sessions_lost: Counter,
-    /// When that last happened, in Unix seconds (0: never since the hub started).
+    /// When that last happened, in Unix seconds (0: never; kept in the database across
+    /// restarts).
     pub session_lost_at: Gauge,
+    /// Since when ingestion has had no connection to the broker, in Unix seconds (0:
+    /// connected).
+    pub mqtt_disconnected_since: Gauge,
     pub buffered_bytes: Gauge,
 }
 
@@ -67,6 +71,7 @@ impl Default for IngestMetrics {
             connection_errors: Counter::default(),
             sessions_lost: Counter::default(),
             session_lost_at: Gauge::default(),
+            mqtt_disconnected_since: Gauge::default(),
             buffered_bytes: Gauge::default(),
         }
     }
@@ -141,6 +146,11 @@ impl IngestMetrics {
             "mqtt_session_lost_timestamp_seconds",
             "When the broker last turned out not to hold the hub's session (Unix seconds; 0: never)",
             self.session_lost_at.clone(),
+        );
+        r.register(
+            "mqtt_disconnected_since_timestamp_seconds",
+            "Since when ingestion has had no connection to the broker (Unix seconds; 0: connected)",
+            self.mqtt_disconnected_since.clone(),
         );
         r.register(
             "buffered_bytes",

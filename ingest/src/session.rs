@@ -126,6 +126,7 @@ impl Session {
                         self.seal(&mut open, &mut sealed);
                         let n = self.session.fetch_add(1, Ordering::SeqCst) + 1;
                         self.shared.metrics.connects.inc();
+                        self.shared.metrics.mqtt_disconnected_since.set(0);
                         backoff = Duration::from_millis(200);
                         info!(message = "MQTT session established.", session = n, session_present = ack.session_present);
                         self.check_kept(ack.session_present, n);
@@ -149,6 +150,10 @@ impl Session {
                     Ok(_) => {}
                     Err(error) => {
                         self.shared.metrics.connection_errors.inc();
+                        let since = &self.shared.metrics.mqtt_disconnected_since;
+                        if since.get() == 0 {
+                            since.set(model::Timestamp::now().micros() / 1_000_000);
+                        }
                         warn!(message = "MQTT connection failed; reconnecting.", %error, retry_in_ms = backoff.as_millis() as u64);
                         retry_at = Some(Instant::now() + backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(15));
@@ -171,11 +176,19 @@ impl Session {
     /// next start knows to expect it.
     fn check_kept(&mut self, present: bool, session: u64) {
         if !present && self.kept.expected {
+            let now = model::Timestamp::now().micros() / 1_000_000;
             self.shared.metrics.sessions_lost.inc();
-            self.shared
-                .metrics
-                .session_lost_at
-                .set(model::Timestamp::now().micros() / 1_000_000);
+            self.shared.metrics.session_lost_at.set(now);
+            let (url, key) = (self.kept.database_url.clone(), self.kept.key.clone());
+            tokio::spawn(async move {
+                let noted = match store::Db::connect(&url).await {
+                    Ok(db) => db.note_mqtt_session_lost(&key, now).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = noted {
+                    warn!(message = "Cannot record the loss of the hub's MQTT session; a restart will no longer report it.", %error);
+                }
+            });
             error!(
                 message = "The broker did not keep the hub's MQTT session; readings published while the hub was away may have been lost.",
                 client = %self.kept.key,

@@ -85,6 +85,10 @@ fn setting(session: &str) -> String {
     format!("mqtt_session:{session}")
 }
 
+fn lost_setting(session: &str) -> String {
+    format!("mqtt_session_lost:{session}")
+}
+
 impl Db {
     /// Whether the hub has had a persistent session under `session` before (so a broker
     /// should still hold it).
@@ -98,6 +102,47 @@ impl Db {
             .await
             .map_err(StoreError::db("reading the hub's MQTT sessions"))?;
         Ok(row.is_some())
+    }
+
+    /// When the broker was last found not to hold the session `session` (Unix seconds),
+    /// if ever.
+    pub async fn mqtt_session_lost_at(&self, session: &str) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT value FROM settings WHERE key = $1",
+                &[&lost_setting(session)],
+            )
+            .await
+            .map_err(StoreError::db(
+                "reading when the hub's MQTT session was lost",
+            ))?;
+        Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
+    }
+
+    /// Records that the broker was found not to hold the session `session` at `at` (Unix
+    /// seconds), so that a restarted hub still reports it.
+    pub async fn note_mqtt_session_lost(&self, session: &str, at: i64) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&lost_setting(session), &at.to_string()],
+            )
+            .await
+            .map_err(StoreError::db(
+                "recording the loss of the hub's MQTT session",
+            ))?;
+        Ok(())
+    }
+
+    /// Answers a trivial query: the database is there and has a connection to spare.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .simple_query("SELECT 1")
+            .await
+            .map_err(StoreError::db("checking the database"))?;
+        Ok(())
     }
 
     /// Records that the broker holds a persistent session under `session`.

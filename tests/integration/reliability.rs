@@ -173,6 +173,32 @@ async fn a_broker_restart_keeps_the_hub_session_and_its_queue() {
     assert!(health(&hub).contains(r#""status":"ok""#));
 }
 
+#[tokio::test]
+async fn a_hub_without_its_broker_says_so_in_health_until_it_is_back() {
+    let Setup { db, mut broker, .. } = Setup::start(&[(Kind::Light, DEVICES)]).await;
+    let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
+    hub.wait_connected().await;
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    broker.broker.restart().unwrap();
+    // A broker that comes back within moments is not a problem worth a page.
+    hub.wait_connected().await;
+    assert!(health(&hub).contains(r#""status":"ok""#));
+    broker.broker.stop().unwrap();
+    let answer = eventually(Duration::from_secs(40), "health to say so", || async {
+        let answer = health(&hub);
+        answer
+            .contains("no connection to the MQTT broker since")
+            .then_some(answer)
+    })
+    .await;
+    assert!(answer.contains(r#""status":"degraded""#), "{answer}");
+    broker.broker.restart().unwrap();
+    eventually(Duration::from_secs(40), "health to be ok again", || async {
+        health(&hub).contains(r#""status":"ok""#).then_some(())
+    })
+    .await;
+}
+
 fn health(hub: &HubProcess) -> String {
     tests::hub::http_get(hub.http_port, "/health").expect("/health answers")
 }
@@ -229,6 +255,16 @@ async fn a_session_the_broker_no_longer_holds_is_counted_and_reported_by_health(
         "{answer}"
     );
     assert_eq!(db.count("SELECT count(*) FROM light_readings").await, 0);
+
+    // A restart does not make the loss any smaller: still reported.
+    assert!(hub.terminate());
+    hub.restart();
+    hub.wait_connected().await;
+    let answer = health(&hub);
+    assert!(
+        answer.contains("did not keep the hub's session"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

@@ -502,7 +502,11 @@ async fn outages_keep_opening_after_a_postgres_restart() {
     .await;
 
     pg.stop();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let health = tests::hub::http_get(hub.http_port, "/health").expect("/health answers");
+    assert!(health.contains(r#""status":"degraded""#), "{health}");
+    assert!(health.contains("the database"), "{health}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
     pg.start_again();
     // The rules connect anew on their own, without a reading to make them try.
     eventually(
