@@ -688,6 +688,9 @@ pub async fn create(
     let svc = service(code).ok_or_else(|| unknown_service(code))?;
     let lat = coordinate("lat", r.lat.as_deref(), 90.0)?;
     let lon = coordinate("long", r.long.as_deref(), 180.0)?;
+    if let Some(url) = r.media_url.as_deref().filter(|s| !s.is_empty()) {
+        media_url(url)?;
+    }
     for (name, value) in [
         ("address_string", &r.address_string),
         ("description", &r.description),
@@ -748,6 +751,33 @@ pub async fn create(
         .into_response())
 }
 
+/// The longest `media_url` taken, in bytes (what browsers and servers reliably pass).
+const MAX_MEDIA_URL: usize = 2000;
+
+/// A `media_url` is a web address (`http://` or `https://`, with a host) of at most
+/// [`MAX_MEDIA_URL`] bytes: it is shown to everyone who reads the request, so another
+/// scheme (`javascript:`, `data:`, `file:`) never gets in.
+fn media_url(value: &str) -> Result<(), Open311Error> {
+    let refuse = || {
+        Open311Error::bad(format!(
+            "media_url must be an http:// or https:// address of at most {MAX_MEDIA_URL} bytes"
+        ))
+    };
+    if value.len() > MAX_MEDIA_URL {
+        return Err(refuse());
+    }
+    let uri: axum::http::Uri = value.parse().map_err(|_| refuse())?;
+    let web = uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+    let host = uri.host().is_some_and(|h| !h.is_empty());
+    if web && host {
+        Ok(())
+    } else {
+        Err(refuse())
+    }
+}
+
 /// A latitude or longitude in degrees, within ±`bound`.
 fn coordinate(name: &str, value: Option<&str>, bound: f64) -> Result<f64, Open311Error> {
     let value = value
@@ -768,6 +798,32 @@ fn coordinate(name: &str, value: Option<&str>, bound: f64) -> Result<f64, Open31
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_url_is_a_web_address() {
+        for good in [
+            "https://photos.example.org/lamp.jpg",
+            "http://192.0.2.1:8080/a?b=c",
+            "HTTPS://Example.org/x",
+        ] {
+            assert!(media_url(good).is_ok(), "{good}");
+        }
+        let long = format!("https://example.org/{}", "a".repeat(MAX_MEDIA_URL));
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "file:///etc/passwd",
+            "ftp://example.org/x",
+            "//example.org/x",
+            "https://",
+            "https://exa mple.org/",
+            "photo.jpg",
+            long.as_str(),
+        ] {
+            let e = media_url(bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
 
     #[test]
     fn coordinates_are_checked() {

@@ -340,6 +340,19 @@ async fn bad_input_answers_in_the_specs_format() {
         ),
         (without("service_code"), 400, "service_code is required"),
         (
+            format!("{ok}&media_url=javascript%3Aalert(document.cookie)"),
+            400,
+            "media_url must be an http:// or https:// address",
+        ),
+        (
+            format!(
+                "{ok}&media_url=https%3A%2F%2Fexample.org%2F{}",
+                "a".repeat(2000)
+            ),
+            400,
+            "media_url must be an http:// or https:// address",
+        ),
+        (
             ok.replace("streetlight_out", "rainbow"),
             404,
             "there is no service `rainbow`",
