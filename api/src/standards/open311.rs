@@ -373,6 +373,19 @@ pub async fn services(
     ))
 }
 
+/// Paths routed with the `.json` suffix inside their last capture, and the paths the
+/// OpenAPI document gives for them (the suffix after the capture, as clients call them).
+pub const SUFFIXED_PATHS: [(&str, &str); 2] = [
+    (
+        "/open311/v2/services/{service_code}",
+        "/open311/v2/services/{service_code}.json",
+    ),
+    (
+        "/open311/v2/requests/{service_request_id}",
+        "/open311/v2/requests/{service_request_id}.json",
+    ),
+];
+
 /// A service's definition: no attributes beyond the standard fields.
 #[utoipa::path(
     get,
@@ -380,7 +393,7 @@ pub async fn services(
     operation_id = "open311_service_definition",
     tag = "open311",
     security(()),
-    params(("service_code" = String, Path, description = "A service code followed by .json")),
+    params(("service_code" = String, Path, description = "A service code (the path ends with `.json` after it)")),
     responses(
         (status = 200, description = "The definition", body = Object),
         (status = 404, description = "No such service", body = Vec<Open311ErrorItem>)
@@ -572,7 +585,7 @@ pub async fn requests(
     operation_id = "open311_request",
     tag = "open311",
     security(()),
-    params(("service_request_id" = String, Path, description = "A request id followed by .json"), Jurisdiction),
+    params(("service_request_id" = String, Path, description = "A request id (the path ends with `.json` after it)"), Jurisdiction),
     responses(
         (status = 200, description = "The request", body = Vec<RequestItem>),
         (status = 400, description = "No jurisdiction_id", body = Vec<Open311ErrorItem>),

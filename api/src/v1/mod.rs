@@ -138,9 +138,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn openapi_document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        routes()
-            .into_openapi()
-            .to_pretty_json()
+        let mut doc = routes().into_openapi();
+        // The router captures whole segments (`{service_code}` takes `lamp_out.json`); the
+        // document names the paths as clients call them, the code and the suffix apart.
+        for (routed, called) in crate::standards::open311::SUFFIXED_PATHS {
+            if let Some(item) = doc.paths.paths.remove(routed) {
+                doc.paths.paths.insert(called.to_owned(), item);
+            }
+        }
+        doc.to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\": \"the document could not be built: {e}\"}}"))
     })
 }

@@ -375,10 +375,10 @@ async fn the_openapi_document_lists_every_route() {
         ("get", "/api/v1/events"),
         ("get", "/gtfs-rt/{tenant}/vehicle-positions.pb"),
         ("get", "/open311/v2/services.json"),
-        ("get", "/open311/v2/services/{service_code}"),
+        ("get", "/open311/v2/services/{service_code}.json"),
         ("get", "/open311/v2/requests.json"),
         ("post", "/open311/v2/requests.json"),
-        ("get", "/open311/v2/requests/{service_request_id}"),
+        ("get", "/open311/v2/requests/{service_request_id}.json"),
         ("get", "/api/v1/openapi.json"),
     ];
     let paths = doc["paths"].as_object().unwrap();
@@ -398,6 +398,15 @@ async fn the_openapi_document_lists_every_route() {
         .map(|o| o["operationId"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), routes.len(), "operation ids are unique");
+    // A path as the document writes it, filled in as a client generated from it would.
+    let definition = paths
+        .keys()
+        .find(|p| p.starts_with("/open311/v2/services/"))
+        .unwrap()
+        .replace("{service_code}", "streetlight_out");
+    let r = city.api.call(Req::get(&definition, &Auth::None)).await;
+    assert_eq!(r.status, 200, "{definition}: {}", r.body);
+    assert_eq!(r.json()["service_code"], "streetlight_out");
     let schemes = &doc["components"]["securitySchemes"];
     assert!(schemes["session"].is_object() && schemes["token"].is_object());
 }
