@@ -46,7 +46,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(preview))
         .routes(routes!(get))
         .routes(routes!(devices))
-        .merge(super::schedules::routes())
 }
 
 /// What a command is aimed at: exactly one of these keys.

@@ -213,9 +213,47 @@ pub async fn get(
     ApiQuery(q): ApiQuery<DeviceTenant>,
 ) -> Result<Json<DeviceDetail>, ApiError> {
     caller.require(Permission::ReadDevices)?;
-    let found = crate::v1::history::resolve(&state, &caller, q.tenant.as_deref(), &id).await?;
+    let found = resolve(&state, &caller, q.tenant.as_deref(), &id).await?;
     Ok(Json(DeviceDetail {
         device: Device::from(found.device),
         open_outages: found.open_outages,
     }))
+}
+
+/// The device of the caller's tenants with inventory id `id` (in `tenant` if named).
+pub(crate) async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    tenant: Option<&str>,
+    id: &str,
+) -> Result<store::history::DeviceDetail, ApiError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{id}` is not a device id: ids are 1 to 64 letters, digits, `_`, `.` or `-`"
+        )));
+    }
+    let tenants = caller.scope(tenant)?;
+    let mut found = state
+        .pool()
+        .get()
+        .await?
+        .devices_by_ext_id(&tenants, id)
+        .await?;
+    match found.len() {
+        0 => Err(ApiError::not_found(format!("no device `{id}`"))),
+        1 => Ok(found.remove(0)),
+        _ => Err(ApiError::bad_request(format!(
+            "device `{id}` exists in tenants {}; name one with tenant=",
+            found
+                .iter()
+                .map(|d| d.device.tenant.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }

@@ -2,9 +2,6 @@
 //! (`/devices/{id}/history`) and the map's columnar state (`/state`). A device is named by
 //! its inventory id; a caller with several tenants adds `tenant=` when the id exists in
 //! more than one of them.
-//!
-//! The single device (`devices::get`) and the energy report (`reports::energy`) are
-//! registered here too, with the rest of what reads telemetry.
 
 use std::fmt::Write;
 
@@ -15,9 +12,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
-use store::history::{
-    history_fields, Bucket, DeviceDetail, HistoryQuery, Point, MAX_POINTS, STATE_CODES,
-};
+use store::history::{history_fields, Bucket, HistoryQuery, Point, MAX_POINTS, STATE_CODES};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,7 +23,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::params;
 use crate::roles::Permission;
 use crate::snapshots::{accepts_gzip, Encoded};
-use crate::v1::{devices, reports};
+use crate::v1::devices;
 use crate::AppState;
 
 /// Device kinds, in the order of the state's `kinds` legend.
@@ -38,48 +33,8 @@ const MAX_RAW_DAYS: i64 = 7;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(devices::get))
         .routes(routes!(history))
         .routes(routes!(state))
-        .routes(routes!(reports::energy))
-}
-
-/// The device of the caller's tenants with inventory id `id` (in `tenant` if named).
-pub(crate) async fn resolve(
-    state: &AppState,
-    caller: &Caller,
-    tenant: Option<&str>,
-    id: &str,
-) -> Result<DeviceDetail, ApiError> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        return Err(ApiError::bad_request(format!(
-            "`{id}` is not a device id: ids are 1 to 64 letters, digits, `_`, `.` or `-`"
-        )));
-    }
-    let tenants = caller.scope(tenant)?;
-    let mut found = state
-        .pool()
-        .get()
-        .await?
-        .devices_by_ext_id(&tenants, id)
-        .await?;
-    match found.len() {
-        0 => Err(ApiError::not_found(format!("no device `{id}`"))),
-        1 => Ok(found.remove(0)),
-        _ => Err(ApiError::bad_request(format!(
-            "device `{id}` exists in tenants {}; name one with tenant=",
-            found
-                .iter()
-                .map(|d| d.device.tenant.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
 }
 
 /// The range, bucket and tenant of a history.
@@ -174,7 +129,7 @@ pub async fn history(
     let (from, to) =
         params::report_range(p.from.as_deref(), p.to.as_deref(), now, Duration::hours(24))?;
     let bucket = choose_bucket(p.bucket.as_deref(), to - from)?;
-    let found = resolve(&state, &caller, p.tenant.as_deref(), &id).await?;
+    let found = devices::resolve(&state, &caller, p.tenant.as_deref(), &id).await?;
     let d = found.device;
     let history = state
         .pool()

@@ -120,6 +120,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::sla_breaches))
         .routes(routes!(reports::alarms))
         .routes(routes!(devices::list))
+        .routes(routes!(devices::get))
+        .routes(routes!(reports::energy))
         .routes(routes!(users::list))
         .routes(routes!(users::disable))
         .routes(routes!(users::enable))
@@ -127,6 +129,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(history::routes())
         .merge(map::routes())
         .merge(commands::routes())
+        .merge(schedules::routes())
         .merge(events::routes())
         .merge(exports::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
