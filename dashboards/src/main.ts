@@ -6,6 +6,7 @@ import { get, has, loadRoutes, SIGNED_IN_HINT, whenSignedOut, type Me } from "./
 import { Assets, loadAssets, loadOutageMarks } from "./assets";
 import * as live from "./live";
 import { el } from "./dom";
+import { report, type App, type Page } from "./app";
 import { showLogin } from "./views/login";
 import { MapPage } from "./views/map";
 import { OutagesPage } from "./views/outages";
@@ -14,20 +15,6 @@ import { Panel } from "./views/panel";
 import { KpiPage } from "./views/kpis";
 import { TransportPage } from "./views/transport";
 import { ReportsPage } from "./views/reports";
-
-export interface Page {
-  readonly el: HTMLElement;
-  show(): void;
-  hide(): void;
-}
-
-export interface App {
-  me: Me;
-  assets: Assets;
-  panel: Panel;
-  openAsset(tenant: string, device: string): void;
-  navigate(path: string): void;
-}
 
 const ROUTES: [string, string][] = [
   ["/map", "Map"],
@@ -90,7 +77,6 @@ function start(me: Me): void {
   const app: App = {
     me,
     assets,
-    panel,
     openAsset: (tenant, device) => panel.open(tenant, device),
     navigate,
   };
@@ -168,15 +154,6 @@ function start(me: Me): void {
       return loadOutageMarks(assets);
     })
     .catch(report);
-}
-
-/** Shows a failure in the status line (never silently). */
-export function report(e: unknown): void {
-  const msg = e instanceof Error ? e.message : String(e);
-  const box = document.getElementById("toast") ?? document.body.appendChild(el("div", { id: "toast", role: "alert" }));
-  box.textContent = msg;
-  box.classList.add("shown");
-  setTimeout(() => box.classList.remove("shown"), 6000);
 }
 
 boot();

@@ -5,7 +5,7 @@
 import { get, has, post } from "../api";
 import { ask, el } from "../dom";
 import * as live from "../live";
-import type { App } from "../main";
+import type { App } from "../app";
 import type { MapView } from "../map/view";
 
 export type Target =

@@ -5,7 +5,7 @@ import { all, get, has, query, type Outage } from "../api";
 import { State } from "../assets";
 import { el } from "../dom";
 import * as live from "../live";
-import type { App, Page } from "../main";
+import type { App, Page } from "../app";
 
 /** Horizontal bars with their numbers written out (never color alone). */
 export function bars(rows: [string, number][], unit = ""): HTMLElement {

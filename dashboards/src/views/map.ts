@@ -5,7 +5,7 @@ import { get, has } from "../api";
 import { KINDS } from "../assets";
 import { el } from "../dom";
 import { MapView, type BaseMap } from "../map/view";
-import type { App, Page } from "../main";
+import type { App, Page } from "../app";
 import { GroupCommand } from "./commands";
 
 export interface MapSettings {

@@ -5,8 +5,8 @@
 import { all, has, hubNow, post, type Outage } from "../api";
 import { ask, duration, el, keyboardRows, when } from "../dom";
 import * as live from "../live";
-import type { App, Page } from "../main";
-import { report } from "../main";
+import type { App, Page } from "../app";
+import { report } from "../app";
 
 const SEVERITY_ICON: Record<string, string> = { critical: "⛔", major: "▲", minor: "•" };
 const STATE_ICON: Record<string, string> = { open: "●", acknowledged: "✓", resolved: "○", closed: "–" };

@@ -4,7 +4,7 @@
 import uPlot from "uplot";
 import { get, has, type WorkOrder } from "../api";
 import { el, when } from "../dom";
-import type { App, Page } from "../main";
+import type { App, Page } from "../app";
 import { bars, type Energy } from "./kpis";
 
 interface AlarmLoad { per_kind: { kind: string; opened: number; occurrences: number; chattering: number; shelved: number }[]; peak_per_10min: number; floods: { start: string; opened: number }[]; bad_actors: { device: string; kind: string; outages: number }[] }

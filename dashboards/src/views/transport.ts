@@ -3,7 +3,7 @@
 
 import { el, keyboardRows, when } from "../dom";
 import * as live from "../live";
-import type { App, Page } from "../main";
+import type { App, Page } from "../app";
 import { MapView } from "../map/view";
 import { mapLayers } from "./map";
 

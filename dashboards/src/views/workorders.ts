@@ -5,8 +5,8 @@
 import { all, get, post, WORK_ORDER_STATES, WORK_ORDER_STEPS, type WorkOrder } from "../api";
 import { ask, duration, el, keyboardRows, when } from "../dom";
 import * as live from "../live";
-import type { App, Page } from "../main";
-import { report } from "../main";
+import type { App, Page } from "../app";
+import { report } from "../app";
 
 const STEP_LABEL: Record<string, string> = {
   assigned: "Assign",
