@@ -39,18 +39,9 @@ pub struct Caller {
 
 impl Caller {
     pub(crate) fn from_user(user: UserRow, via: Via) -> Result<Caller, ApiError> {
-        let role = Role::parse(&user.role).ok_or_else(|| {
-            ApiError::internal(
-                "reading the user's role",
-                &format!(
-                    "user `{}` has the unknown role `{}`",
-                    user.username, user.role
-                ),
-            )
-        })?;
         Ok(Caller {
             username: user.username,
-            role,
+            role: user.role,
             team: user.team,
             tenants: user.tenants,
             via,

@@ -2,63 +2,17 @@
 //! one place. Tenants are the other half of access and are applied in the SQL: a role
 //! says what kind of thing a person may do, their tenants say to which assets.
 
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use model::{Role, WorkOrderState};
 
-/// A user's role (`users.role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything, within their tenants.
-    Admin,
-    /// The control room: reads, acknowledges, shelves and comments on outages.
-    Operator,
-    /// Reads, moves work orders along and assigns them, comments on outages.
-    Dispatcher,
-    /// A field crew member: their team's work orders, started and finished.
-    Crew,
-    /// Reads.
-    Viewer,
-    /// Reads, usually over several municipalities.
-    RegionalViewer,
-}
-
-impl Role {
-    pub const ALL: [Role; 6] = [
-        Role::Admin,
-        Role::Operator,
-        Role::Dispatcher,
-        Role::Crew,
-        Role::Viewer,
-        Role::RegionalViewer,
-    ];
-
-    /// The role as stored; `None` for a name the database should have refused.
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Dispatcher => "dispatcher",
-            Role::Crew => "crew",
-            Role::Viewer => "viewer",
-            Role::RegionalViewer => "regional_viewer",
-        }
-    }
-
-    /// "an operator", "a viewer": for error messages.
-    fn with_article(self) -> String {
-        let name = self.as_str().replace('_', " ");
-        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
-            "an"
-        } else {
-            "a"
-        };
-        format!("{article} {name}")
-    }
+/// "an operator", "a viewer": for error messages.
+fn with_article(role: Role) -> String {
+    let name = role.as_str().replace('_', " ");
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 /// Something a request does.
@@ -135,31 +89,28 @@ pub fn allows(role: Role, p: Permission) -> bool {
 
 /// Why `role` may not do `p`, when it may not.
 pub fn refusal(role: Role, p: Permission) -> Option<String> {
-    (!allows(role, p)).then(|| format!("{} may not {}", role.with_article(), p.describe()))
+    (!allows(role, p)).then(|| format!("{} may not {}", with_article(role), p.describe()))
 }
 
-/// The work order states people may move an order to through the API. `verified` is
-/// missing on purpose: telemetry verifies a repair (the rules do it), nobody declares it.
-pub const HUMAN_STEPS: [&str; 5] = ["assigned", "in_progress", "done", "reopened", "closed"];
-
-/// The states a crew member may move their team's orders to: they start and finish work.
-pub const CREW_STEPS: [&str; 2] = ["in_progress", "done"];
-
 /// Why `role` may not move a work order to `to` (or change its assignee), when it may not.
-/// Whether the step exists from the order's current state is the life cycle's question,
-/// answered later with the state it is in.
-pub fn step_refusal(role: Role, to: &str, reassigns: bool) -> Option<String> {
+/// Whether the step exists from the order's current state is the life cycle's question
+/// ([`WorkOrderState::can_become`]), answered later with the state it is in.
+pub fn step_refusal(role: Role, to: WorkOrderState, reassigns: bool) -> Option<String> {
     if let Some(why) = refusal(role, Permission::TransitionWorkOrder) {
         return Some(why);
     }
-    if to == "verified" {
-        return Some(
-            "nobody marks a repair verified by hand: the hub verifies it from the asset's telemetry"
-                .into(),
-        );
+    if !to.set_by_people() {
+        return Some(match to {
+            WorkOrderState::Verified => {
+                "nobody marks a repair verified by hand: the hub verifies it from the asset's telemetry"
+                    .into()
+            }
+            _ => format!("nobody moves a work order to {to}: orders start there"),
+        });
     }
     if role == Role::Crew {
-        if !CREW_STEPS.contains(&to) {
+        // A crew member starts and finishes work.
+        if !matches!(to, WorkOrderState::InProgress | WorkOrderState::Done) {
             return Some(format!(
                 "a crew member may move work orders to in_progress or done, not to {to}"
             ));
@@ -169,6 +120,15 @@ pub fn step_refusal(role: Role, to: &str, reassigns: bool) -> Option<String> {
         }
     }
     None
+}
+
+/// The states `role` may move an order in state `from` to now: the life cycle's steps
+/// from there that the role may take.
+pub fn next_states(role: Role, from: WorkOrderState) -> Vec<WorkOrderState> {
+    WorkOrderState::ALL
+        .into_iter()
+        .filter(|to| from.can_become(*to) && step_refusal(role, *to, false).is_none())
+        .collect()
 }
 
 #[cfg(test)]
@@ -275,21 +235,25 @@ mod tests {
 
     #[test]
     fn who_may_take_which_step() {
-        assert_eq!(step_refusal(Role::Crew, "in_progress", false), None);
-        assert_eq!(step_refusal(Role::Crew, "done", false), None);
-        assert!(step_refusal(Role::Crew, "closed", false)
+        use WorkOrderState::*;
+        assert_eq!(step_refusal(Role::Crew, InProgress, false), None);
+        assert_eq!(step_refusal(Role::Crew, Done, false), None);
+        assert!(step_refusal(Role::Crew, Closed, false)
             .unwrap()
             .contains("not to closed"));
-        assert!(step_refusal(Role::Crew, "done", true)
+        assert!(step_refusal(Role::Crew, Done, true)
             .unwrap()
             .contains("reassign"));
-        assert_eq!(step_refusal(Role::Dispatcher, "assigned", true), None);
-        assert!(step_refusal(Role::Admin, "verified", false)
+        assert_eq!(step_refusal(Role::Dispatcher, Assigned, true), None);
+        assert!(step_refusal(Role::Admin, Verified, false)
             .unwrap()
             .contains("telemetry"));
-        assert!(step_refusal(Role::Operator, "done", false).is_some());
-        for role in Role::ALL {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
-        }
+        assert!(step_refusal(Role::Admin, New, false).is_some());
+        assert!(step_refusal(Role::Operator, Done, false).is_some());
+        assert_eq!(next_states(Role::Dispatcher, Done), [Reopened]);
+        assert_eq!(next_states(Role::Crew, Done), []);
+        assert_eq!(next_states(Role::Crew, Reopened), [InProgress]);
+        assert_eq!(next_states(Role::Admin, Verified), [Reopened, Closed]);
+        assert_eq!(next_states(Role::Viewer, New), []);
     }
 }

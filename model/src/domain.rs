@@ -1,70 +1,74 @@
-//! The domain's vocabulary as types: what kind an outage is and how severe. The rules, the
-//! store, the API and the benchmarks speak of these, never of strings; the database and
-//! the API's JSON hold their names (`as_str`), read back with `parse`.
+//! The domain's vocabulary as types: what kind an outage is, how severe, where it and a
+//! work order stand in their life cycles (with the work order's steps as one function),
+//! what a command's delivery came to, and people's roles. The rules, the store, the API
+//! and the benchmarks speak of these, never of strings; the database and the API's JSON
+//! hold their names (`as_str`, the same as serde's), read back with `parse`. With the
+//! `openapi` feature each is also an OpenAPI schema listing its names.
 
 use serde::{Deserialize, Serialize};
 
-/// What an outage is about (docs/rules.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutageKind {
-    LampFailure,
-    DayBurner,
-    LampCycling,
-    VoltageOutOfRange,
-    DeviceOffline,
-    CabinetSupplyLoss,
-    Leak,
-    Tamper,
-    ReverseFlow,
-    MeterSilent,
-    VehicleSilent,
-    OffRoute,
-    Bunching,
-    StoppedTooLong,
+/// An enum of names: `ALL` in order, `as_str` (the name stored and sent: the variant's
+/// name in snake case, as serde writes it), `parse`.
+macro_rules! vocabulary {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        // Written out, not passed in: a literal passed through a macro is not read by
+        // the OpenAPI derive, which would then list the variants' Rust names.
+        #[serde(rename_all = "snake_case")]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.into_iter().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// What an outage is about (docs/rules.md).
+    pub enum OutageKind {
+        LampFailure = "lamp_failure",
+        DayBurner = "day_burner",
+        LampCycling = "lamp_cycling",
+        VoltageOutOfRange = "voltage_out_of_range",
+        DeviceOffline = "device_offline",
+        CabinetSupplyLoss = "cabinet_supply_loss",
+        Leak = "leak",
+        Tamper = "tamper",
+        ReverseFlow = "reverse_flow",
+        MeterSilent = "meter_silent",
+        VehicleSilent = "vehicle_silent",
+        OffRoute = "off_route",
+        Bunching = "bunching",
+        StoppedTooLong = "stopped_too_long",
+    }
 }
 
 impl OutageKind {
-    pub const ALL: [OutageKind; 14] = [
-        OutageKind::LampFailure,
-        OutageKind::DayBurner,
-        OutageKind::LampCycling,
-        OutageKind::VoltageOutOfRange,
-        OutageKind::DeviceOffline,
-        OutageKind::CabinetSupplyLoss,
-        OutageKind::Leak,
-        OutageKind::Tamper,
-        OutageKind::ReverseFlow,
-        OutageKind::MeterSilent,
-        OutageKind::VehicleSilent,
-        OutageKind::OffRoute,
-        OutageKind::Bunching,
-        OutageKind::StoppedTooLong,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutageKind::LampFailure => "lamp_failure",
-            OutageKind::DayBurner => "day_burner",
-            OutageKind::LampCycling => "lamp_cycling",
-            OutageKind::VoltageOutOfRange => "voltage_out_of_range",
-            OutageKind::DeviceOffline => "device_offline",
-            OutageKind::CabinetSupplyLoss => "cabinet_supply_loss",
-            OutageKind::Leak => "leak",
-            OutageKind::Tamper => "tamper",
-            OutageKind::ReverseFlow => "reverse_flow",
-            OutageKind::MeterSilent => "meter_silent",
-            OutageKind::VehicleSilent => "vehicle_silent",
-            OutageKind::OffRoute => "off_route",
-            OutageKind::Bunching => "bunching",
-            OutageKind::StoppedTooLong => "stopped_too_long",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OutageKind> {
-        OutageKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// The severity an outage of this kind has unless the rules file says otherwise: a
     /// cabinet's supply loss (every lamp it feeds dark) above everything; what harms
     /// people, property or the network (a leak, a voltage out of the band, tampering,
@@ -83,36 +87,112 @@ impl OutageKind {
     }
 }
 
-/// How much an outage matters; the alarm list is ordered by it, then by age.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Critical,
-    Major,
-    #[default]
-    Minor,
+vocabulary! {
+    /// How much an outage matters; the alarm list is ordered by it, then by age.
+    #[derive(Default)]
+    pub enum Severity {
+        Critical = "critical",
+        Major = "major",
+        #[default]
+        Minor = "minor",
+    }
 }
 
 impl Severity {
-    pub const ALL: [Severity; 3] = [Severity::Critical, Severity::Major, Severity::Minor];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Major => "major",
-            Severity::Minor => "minor",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// Most severe first: 0 for critical.
     pub fn rank(self) -> i16 {
         self as i16
+    }
+}
+
+vocabulary! {
+    /// Where an outage stands: open until the fault clears (resolved) or a person closes
+    /// it; acknowledged once someone in the control room has seen it.
+    pub enum OutageState {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+        Closed = "closed",
+    }
+}
+
+vocabulary! {
+    /// Where a work order stands in its life cycle ([`WorkOrderState::can_become`]).
+    pub enum WorkOrderState {
+        New = "new",
+        Assigned = "assigned",
+        InProgress = "in_progress",
+        Done = "done",
+        Verified = "verified",
+        Reopened = "reopened",
+        Closed = "closed",
+    }
+}
+
+impl WorkOrderState {
+    /// Whether a work order may go from this state to `to`: the life cycle, in one place.
+    ///
+    /// Strict on purpose: only a verified repair closes (so a closed order was confirmed
+    /// by telemetry), and only a done or verified one can be reopened (an order still
+    /// being worked on needs no reopening when its fault recurs).
+    pub fn can_become(self, to: WorkOrderState) -> bool {
+        use WorkOrderState::*;
+        matches!(
+            (self, to),
+            (New, Assigned)
+                | (Assigned, InProgress)
+                | (InProgress, Done)
+                | (Reopened, Assigned)
+                | (Reopened, InProgress)
+                | (Done, Verified)
+                | (Done, Reopened)
+                | (Verified, Closed)
+                | (Verified, Reopened)
+        )
+    }
+
+    /// Whether people may move an order to this state. `verified` is the hub's alone:
+    /// telemetry verifies a repair, nobody declares it; `new` is where orders start.
+    pub fn set_by_people(self) -> bool {
+        !matches!(self, WorkOrderState::Verified | WorkOrderState::New)
+    }
+
+    /// Whether the work is over, as far as the crew is concerned.
+    pub fn finished(self) -> bool {
+        matches!(
+            self,
+            WorkOrderState::Done | WorkOrderState::Verified | WorkOrderState::Closed
+        )
+    }
+}
+
+vocabulary! {
+    /// What a command's delivery to one device came to, in the order of its life.
+    pub enum CommandStatus {
+        Pending = "pending",
+        Sent = "sent",
+        Acked = "acked",
+        Rejected = "rejected",
+        Failed = "failed",
+        Expired = "expired",
+    }
+}
+
+vocabulary! {
+    /// A user's role (docs/api.md, "Roles").
+    pub enum Role {
+        /// Everything, within their tenants.
+        Admin = "admin",
+        /// The control room: reads, acknowledges, shelves and comments on outages.
+        Operator = "operator",
+        /// Reads, moves work orders along and assigns them, comments on outages.
+        Dispatcher = "dispatcher",
+        /// A field crew member: their team's work orders, started and finished.
+        Crew = "crew",
+        /// Reads.
+        Viewer = "viewer",
+        /// Reads, usually over several municipalities.
+        RegionalViewer = "regional_viewer",
     }
 }
 
@@ -120,21 +200,70 @@ impl Severity {
 mod tests {
     use super::*;
 
+    fn round_trips<T>(all: &[T], parse: fn(&str) -> Option<T>, name: fn(T) -> &'static str)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + Serialize,
+    {
+        for v in all {
+            assert_eq!(parse(name(*v)), Some(*v));
+            assert_eq!(serde_json::to_value(v).unwrap(), name(*v), "serde agrees");
+        }
+        assert_eq!(parse(""), None);
+    }
+
     #[test]
     fn names_round_trip_and_serde_agrees() {
-        for k in OutageKind::ALL {
-            assert_eq!(OutageKind::parse(k.as_str()), Some(k));
-            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
-        }
-        for s in Severity::ALL {
-            assert_eq!(Severity::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
-        }
+        round_trips(&OutageKind::ALL, OutageKind::parse, OutageKind::as_str);
+        round_trips(&Severity::ALL, Severity::parse, Severity::as_str);
+        round_trips(&OutageState::ALL, OutageState::parse, OutageState::as_str);
+        round_trips(
+            &WorkOrderState::ALL,
+            WorkOrderState::parse,
+            WorkOrderState::as_str,
+        );
+        round_trips(
+            &CommandStatus::ALL,
+            CommandStatus::parse,
+            CommandStatus::as_str,
+        );
+        round_trips(&Role::ALL, Role::parse, Role::as_str);
         assert_eq!(OutageKind::parse("lamp_fail"), None);
         assert_eq!(
             Severity::ALL.map(Severity::rank),
             [0, 1, 2],
             "most severe first"
         );
+    }
+
+    #[test]
+    fn the_work_order_life_cycle() {
+        use WorkOrderState::*;
+        let allowed: Vec<(WorkOrderState, WorkOrderState)> = WorkOrderState::ALL
+            .into_iter()
+            .flat_map(|from| WorkOrderState::ALL.map(|to| (from, to)))
+            .filter(|(from, to)| from.can_become(*to))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (New, Assigned),
+                (Assigned, InProgress),
+                (InProgress, Done),
+                (Done, Verified),
+                (Done, Reopened),
+                (Verified, Reopened),
+                (Verified, Closed),
+                (Reopened, Assigned),
+                (Reopened, InProgress),
+            ]
+        );
+        // Every state but closed leads somewhere, and every state but new is reached.
+        for s in WorkOrderState::ALL {
+            let out = WorkOrderState::ALL.iter().any(|t| s.can_become(*t));
+            let into = WorkOrderState::ALL.iter().any(|f| f.can_become(s));
+            assert_eq!(out, s != Closed, "{s}");
+            assert_eq!(into, s != New, "{s}");
+        }
+        assert!(!Verified.set_by_people() && Closed.set_by_people());
     }
 }

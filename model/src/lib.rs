@@ -6,7 +6,8 @@
 //!   and the decoded [`Row`] of [`Cell`]s that `store` writes column by column; [`fields`]
 //!   names each field in code (`row.cell(fields::light::POWER_W)`).
 //! - [`decode`]: payload bytes -> rows and [`Rejected`] elements, each with a [`Rejection`].
-//! - [`domain`]: the vocabulary as types: [`OutageKind`], [`Severity`].
+//! - [`domain`]: the vocabulary as types: [`OutageKind`], [`Severity`], [`OutageState`],
+//!   [`WorkOrderState`] (its life cycle in one function), [`CommandStatus`], [`Role`].
 //! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
 //! - [`inventory`]: devices and bus routes as listed in the city's inventory.
 //! - [`astro`]: civil dawn and dusk at a place (when lamps should burn).
@@ -27,7 +28,7 @@ pub mod time;
 pub mod topic;
 
 pub use decode::{decode_payload, Decoded, Limits, Rejected};
-pub use domain::{OutageKind, Severity};
+pub use domain::{CommandStatus, OutageKind, OutageState, Role, Severity, WorkOrderState};
 pub use inventory::{Device, Inventory, RouteLine};
 pub use record::{Cell, Committed, FieldSpec, FieldType, Observation, RecordType, Row};
 pub use rejection::Rejection;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use model::fields::cmd_ack;
-use model::{Cell, Committed, Observation, RecordType, Timestamp};
+use model::{Cell, Committed, Observation, RecordType, Timestamp, WorkOrderState};
 use store::{Answer, Db, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -469,21 +469,23 @@ async fn verify_repairs(
         let (to, detail) = match engine.verdict(state, wo.device_id, kind, done_at) {
             Verdict::Pending => continue,
             Verdict::Verified => (
-                "verified",
+                WorkOrderState::Verified,
                 "telemetry shows the asset working for the hold time".to_owned(),
             ),
-            Verdict::Reopened(why) => ("reopened", why),
+            Verdict::Reopened(why) => (WorkOrderState::Reopened, why),
         };
         db.transition_work_order(wo.id, to, "rules", Some(&detail), now, None)
             .await?;
         metrics
             .repairs
-            .get_or_create(&OutcomeLabel { outcome: to })
+            .get_or_create(&OutcomeLabel {
+                outcome: to.as_str(),
+            })
             .inc();
         info!(
             message = "Repair checked against telemetry.",
             work_order = wo.id,
-            verdict = to
+            verdict = to.as_str()
         );
     }
     Ok(())

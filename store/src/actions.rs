@@ -7,7 +7,7 @@
 //! revealed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use model::Timestamp;
+use model::{Timestamp, WorkOrderState};
 use serde_json::json;
 use tokio_postgres::Transaction;
 
@@ -83,7 +83,7 @@ impl OutageAction<'_> {
 /// A work order step asked for by a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step<'a> {
-    pub to: &'a str,
+    pub to: WorkOrderState,
     pub assignee: Option<&'a str>,
     pub note: Option<&'a str>,
 }
@@ -129,7 +129,7 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("reading an outage"))?;
-        let outage = outage_row(&row);
+        let outage = outage_row(&row)?;
         let mut detail = action.particulars();
         detail["tenant"] = json!(outage.tenant);
         detail["device"] = json!(outage.ext_id);
@@ -153,7 +153,7 @@ impl Db {
 
     /// Moves a work order of the actor's tenants (and team, for a crew) one step; returns
     /// it as it is now. The life cycle decides which steps exist
-    /// ([`crate::work_order_step_allowed`]); who may take which is the caller's rule.
+    /// ([`WorkOrderState::can_become`]); who may take which is the caller's rule.
     pub async fn move_work_order(
         &mut self,
         actor: &Actor<'_>,
@@ -266,7 +266,16 @@ async fn assign(
             .map_err(StoreError::db("handing over a work order"))?;
             let named = assignee.or(current.as_deref()).is_some();
             if named && matches!(order_state.as_str(), "new" | "reopened") {
-                transition(tx, order_id, "assigned", actor, note, at, assignee).await?;
+                transition(
+                    tx,
+                    order_id,
+                    WorkOrderState::Assigned,
+                    actor,
+                    note,
+                    at,
+                    assignee,
+                )
+                .await?;
             } else {
                 tx.execute(
                     "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)

@@ -6,22 +6,14 @@
 //! transaction.
 
 use chrono::{DateTime, Utc};
+use model::Role;
 use serde_json::json;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::audit::{append, AuditEntry};
+use crate::error::named;
 use crate::{Db, StoreError};
-
-/// Every role, as stored.
-pub const ROLES: [&str; 6] = [
-    "admin",
-    "operator",
-    "dispatcher",
-    "crew",
-    "viewer",
-    "regional_viewer",
-];
 
 /// A tenant as a user sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +27,7 @@ pub struct TenantRef {
 pub struct UserRow {
     pub id: i64,
     pub username: String,
-    /// One of [`ROLES`].
-    pub role: String,
+    pub role: Role,
     /// For crew: the team whose work orders they move.
     pub team: Option<String>,
     pub disabled: bool,
@@ -104,13 +95,13 @@ const SESSION_USER: &str = concat!(
 
 const USER_GROUP: &str = "GROUP BY u.id";
 
-fn user(r: &Row) -> UserRow {
+fn user(r: &Row) -> Result<UserRow, StoreError> {
     let ids: Vec<i32> = r.get(5);
     let slugs: Vec<String> = r.get(6);
-    UserRow {
+    Ok(UserRow {
         id: r.get(0),
         username: r.get(1),
-        role: r.get(2),
+        role: named(r, 2, "role", Role::parse)?,
         team: r.get(3),
         disabled: r.get(4),
         tenants: ids
@@ -118,7 +109,7 @@ fn user(r: &Row) -> UserRow {
             .zip(slugs)
             .map(|(id, slug)| TenantRef { id, slug })
             .collect(),
-    }
+    })
 }
 
 async fn user_where(
@@ -133,7 +124,7 @@ async fn user_where(
         )
         .await
         .map_err(StoreError::db("reading a user"))?;
-    Ok(row.as_ref().map(user))
+    row.as_ref().map(user).transpose()
 }
 
 impl Db {
@@ -254,7 +245,7 @@ impl Db {
             .query_opt_cached(SESSION_USER, &[&token_hash, &now])
             .await
             .map_err(StoreError::db("reading a session"))?;
-        Ok(row.as_ref().map(user))
+        row.as_ref().map(user).transpose()
     }
 
     /// Ends a session of `username`; audited as `session.logout`. Ending one that does
@@ -356,7 +347,7 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("listing users"))?;
-        Ok(rows.iter().map(user).collect())
+        rows.iter().map(user).collect()
     }
 
     /// Disables (or enables again) `username`, who must work for `tenants` only: a user
@@ -480,7 +471,7 @@ impl Db {
                 .await
                 .map_err(StoreError::db("noting a token's use"))?;
         }
-        Ok(Some((user(&row), name)))
+        Ok(Some((user(&row)?, name)))
     }
 
     /// Tenant ids by slug, in the order given; an unknown slug is an error naming it.
@@ -493,13 +484,13 @@ impl Db {
 /// that is not 1 to 64 of letters, digits and `_ . @ -`, a crew member without a team.
 /// (Callers check before asking for a password.)
 pub fn check_user(username: &str, role: &str, team: Option<&str>) -> Result<(), StoreError> {
-    if !ROLES.contains(&role) {
+    let Some(role) = Role::parse(role) else {
         return Err(StoreError::UnknownRole(role.to_owned()));
-    }
+    };
     if !valid_name(username) {
         return Err(StoreError::BadUsername(username.to_owned()));
     }
-    if role == "crew" && team.is_none() {
+    if role == Role::Crew && team.is_none() {
         return Err(StoreError::CrewWithoutTeam(username.to_owned()));
     }
     Ok(())

@@ -86,6 +86,8 @@ pub enum StoreError {
         "unknown role `{0}`: use admin, operator, dispatcher, crew, viewer or regional_viewer"
     )]
     UnknownRole(String),
+    #[error("the database holds the {what} `{name}`, which this hub does not know (a newer hub wrote it?)")]
+    UnknownName { what: &'static str, name: String },
     #[error("`{0}` is not a usable user name: use 1 to 64 letters, digits and _ . @ -")]
     BadUsername(String),
     #[error("user `{0}` is crew and needs a team (the team whose work orders they move)")]
@@ -204,4 +206,19 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
             m
         }
     }
+}
+
+/// Reads column `idx` of `r`, a name of the domain's vocabulary ([`model::domain`]), as
+/// its type: the store's edge, past which nobody handles the name as text.
+pub(crate) fn named<T>(
+    r: &tokio_postgres::Row,
+    idx: usize,
+    what: &'static str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let name: &str = r.get(idx);
+    parse(name).ok_or_else(|| StoreError::UnknownName {
+        what,
+        name: name.to_owned(),
+    })
 }

@@ -67,7 +67,7 @@ pub mod work_orders;
 
 pub use actions::{Actor, OutageAction, Step, ASSIGNED_DEADLINE_HOURS};
 pub use audit::{AuditAnchor, AuditCheck, AuditEntry, AuditRecord};
-pub use auth::{NewUser, TenantRef, UserRow, ROLES};
+pub use auth::{NewUser, TenantRef, UserRow};
 pub use batch::{merge_latest, LatestState, LatestUpdates, ReadingBatch};
 pub use command_batches::{
     BatchCommandRow, BatchRow, CommandTarget, NewBatch, ReachedDevice, MAX_BATCH_DEVICES,
@@ -78,8 +78,8 @@ pub use devices::{Dangling, ImportOutcome, InventoryImport, RegisteredDevice};
 pub use error::StoreError;
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
 pub use listings::{
-    severity_rank, DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageOrder, OutageQuery,
-    Page, WorkOrderQuery,
+    DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageOrder, OutageQuery, Page,
+    WorkOrderQuery,
 };
 pub use maintenance::MaintenanceWindow;
 pub use outages::{OutageChange, OutageRow, WorkOrderPlan, OUTAGE_STATES};
@@ -87,6 +87,4 @@ pub use rule_assets::{RuleAsset, RuleRoute};
 pub use schedules::{NewSchedule, Pushed, ScheduleRow, ScheduleScope};
 pub use schema::StoragePath;
 pub use tokio_postgres::Config as PgConfig;
-pub use work_orders::{
-    work_order_step_allowed, TeamReport, WorkOrderEvent, WorkOrderRow, WORK_ORDER_STATES,
-};
+pub use work_orders::{TeamReport, WorkOrderEvent, WorkOrderRow};

@@ -72,16 +72,7 @@ pub enum OutageOrder {
     Newest,
 }
 
-/// An outage's severity as a rank, most severe first: the order of the alarm list.
-pub fn severity_rank(severity: &str) -> i16 {
-    match severity {
-        "critical" => 0,
-        "major" => 1,
-        _ => 2,
-    }
-}
-
-/// [`severity_rank`] in SQL.
+/// [`model::Severity::rank`] in SQL.
 const RANK: &str = "(CASE o.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 ELSE 2 END)::int2";
 
 /// Which work orders to list.
@@ -211,7 +202,7 @@ impl Db {
             .await
             .map_err(StoreError::db("listing outages"))?;
         Ok(Page::from_rows(
-            rows.iter().map(outage_row).collect(),
+            rows.iter().map(outage_row).collect::<Result<_, _>>()?,
             q.limit,
         ))
     }
@@ -254,7 +245,7 @@ impl Db {
                 detail: r.get(3),
             })
             .collect();
-        Ok(Some((outage_row(&row), events)))
+        Ok(Some((outage_row(&row)?, events)))
     }
 
     /// One work order of `tenants` (and of `team`, when set); `None` when it does not
@@ -276,7 +267,7 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("reading a work order"))?;
-        Ok(row.as_ref().map(work_order))
+        row.as_ref().map(work_order).transpose()
     }
 
     /// A page of work orders, newest first (by the opening of their outage, then id).
@@ -311,7 +302,7 @@ impl Db {
             .await
             .map_err(StoreError::db("listing work orders"))?;
         Ok(Page::from_rows(
-            rows.iter().map(work_order).collect(),
+            rows.iter().map(work_order).collect::<Result<_, _>>()?,
             q.limit,
         ))
     }

@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use model::Timestamp;
+use model::{OutageState, Severity, Timestamp};
 use tokio_postgres::Transaction;
 
+use crate::error::named;
 use crate::{Db, StoreError};
 
 /// Migration 12: an outage's chronology as an invariant. It never resolves before it
@@ -115,9 +116,11 @@ pub struct OutageRow {
     pub device_id: i32,
     /// The device's id in the inventory.
     pub ext_id: String,
+    /// A [`model::OutageKind`]'s name; kept as text, as the table keeps it (a newer hub may
+    /// have written a kind this one does not know, and it still lists).
     pub kind: String,
-    pub state: String,
-    pub severity: String,
+    pub state: OutageState,
+    pub severity: Severity,
     pub reason: String,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
@@ -141,14 +144,14 @@ pub(crate) const OUTAGE_COLUMNS: &str = "o.id, o.device_id, d.ext_id, o.kind, o.
     o.chattering, (SELECT slug FROM tenants WHERE id = d.tenant_id), o.last_seen,
     o.acknowledged_by, o.acknowledged_at, o.shelved_by";
 
-pub(crate) fn outage_row(r: &tokio_postgres::Row) -> OutageRow {
-    OutageRow {
+pub(crate) fn outage_row(r: &tokio_postgres::Row) -> Result<OutageRow, StoreError> {
+    Ok(OutageRow {
         id: r.get(0),
         device_id: r.get(1),
         ext_id: r.get(2),
         kind: r.get(3),
-        state: r.get(4),
-        severity: r.get(5),
+        state: named(r, 4, "outage state", OutageState::parse)?,
+        severity: named(r, 5, "severity", Severity::parse)?,
         reason: r.get(6),
         opened_at: r.get(7),
         resolved_at: r.get(8),
@@ -161,7 +164,7 @@ pub(crate) fn outage_row(r: &tokio_postgres::Row) -> OutageRow {
         acknowledged_by: r.get(15),
         acknowledged_at: r.get(16),
         shelved_by: r.get(17),
-    }
+    })
 }
 
 const ACTOR: &str = "rules";
@@ -270,7 +273,7 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("listing outages"))?;
-        Ok(rows.iter().map(outage_row).collect())
+        rows.iter().map(outage_row).collect()
     }
 }
 

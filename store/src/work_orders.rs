@@ -6,41 +6,11 @@
 //! transition is a `work_order_events` row.
 
 use chrono::{DateTime, Utc};
-use model::Timestamp;
+use model::{Severity, Timestamp, WorkOrderState};
 use tokio_postgres::{Row, Transaction};
 
+use crate::error::named;
 use crate::{Db, StoreError};
-
-/// Every state a work order can be in.
-pub const WORK_ORDER_STATES: [&str; 7] = [
-    "new",
-    "assigned",
-    "in_progress",
-    "done",
-    "verified",
-    "reopened",
-    "closed",
-];
-
-/// Whether a work order may go from `from` to `to`.
-///
-/// Strict on purpose: only a verified repair closes (so a closed order was confirmed by
-/// telemetry), and only a done or verified one can be reopened (an order still being
-/// worked on needs no reopening when its fault recurs).
-pub fn work_order_step_allowed(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("new", "assigned")
-            | ("assigned", "in_progress")
-            | ("in_progress", "done")
-            | ("reopened", "assigned")
-            | ("reopened", "in_progress")
-            | ("done", "verified")
-            | ("done", "reopened")
-            | ("verified", "closed")
-            | ("verified", "reopened")
-    )
-}
 
 /// A work order, with its device's inventory id.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,11 +21,12 @@ pub struct WorkOrderRow {
     pub ext_id: String,
     /// The device's tenant (slug).
     pub tenant: String,
+    /// Its outage's kind, as [`crate::OutageRow::kind`].
     pub kind: String,
-    pub severity: String,
+    pub severity: Severity,
     pub team: String,
     pub assignee: Option<String>,
-    pub state: String,
+    pub state: WorkOrderState,
     /// When the outage opened.
     pub opened_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
@@ -73,8 +44,8 @@ pub struct WorkOrderEvent {
     pub at: DateTime<Utc>,
     pub actor: String,
     /// `None` for the creation.
-    pub from_state: Option<String>,
-    pub to_state: String,
+    pub from_state: Option<WorkOrderState>,
+    pub to_state: WorkOrderState,
     pub detail: Option<String>,
 }
 
@@ -104,17 +75,17 @@ pub(crate) const COLUMNS: &str =
 /// States in which the crew's part is finished; `done_at` is set in all of them.
 const FINISHED: &str = "('done', 'verified', 'closed')";
 
-pub(crate) fn work_order(r: &Row) -> WorkOrderRow {
-    WorkOrderRow {
+pub(crate) fn work_order(r: &Row) -> Result<WorkOrderRow, StoreError> {
+    Ok(WorkOrderRow {
         id: r.get(0),
         outage_id: r.get(1),
         device_id: r.get(2),
         ext_id: r.get(3),
         kind: r.get(4),
-        severity: r.get(5),
+        severity: named(r, 5, "severity", Severity::parse)?,
         team: r.get(6),
         assignee: r.get(7),
-        state: r.get(8),
+        state: named(r, 8, "work order state", WorkOrderState::parse)?,
         opened_at: r.get(9),
         due_at: r.get(10),
         done_at: r.get(11),
@@ -122,7 +93,7 @@ pub(crate) fn work_order(r: &Row) -> WorkOrderRow {
         closed_at: r.get(13),
         reopened: r.get(14),
         tenant: r.get(15),
-    }
+    })
 }
 
 impl Db {
@@ -133,7 +104,7 @@ impl Db {
     pub async fn transition_work_order(
         &mut self,
         id: i64,
-        to: &str,
+        to: WorkOrderState,
         actor: &str,
         detail: Option<&str>,
         at: Timestamp,
@@ -191,16 +162,20 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("listing work order events"))?;
-        Ok(rows
-            .iter()
-            .map(|r| WorkOrderEvent {
-                at: r.get(0),
-                actor: r.get(1),
-                from_state: r.get(2),
-                to_state: r.get(3),
-                detail: r.get(4),
+        rows.iter()
+            .map(|r| {
+                let from: Option<&str> = r.get(2);
+                Ok(WorkOrderEvent {
+                    at: r.get(0),
+                    actor: r.get(1),
+                    from_state: from
+                        .map(|_| named(r, 2, "work order state", WorkOrderState::parse))
+                        .transpose()?,
+                    to_state: named(r, 3, "work order state", WorkOrderState::parse)?,
+                    detail: r.get(4),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Per team, how the work orders opened in [`from`, `to`) fare against their due
@@ -319,7 +294,7 @@ impl Db {
             )
             .await
             .map_err(StoreError::db(context))?;
-        Ok(rows.iter().map(work_order).collect())
+        rows.iter().map(work_order).collect()
     }
 }
 
@@ -328,12 +303,12 @@ impl Db {
 pub(crate) async fn transition(
     tx: &Transaction<'_>,
     id: i64,
-    to: &str,
+    to: WorkOrderState,
     actor: &str,
     detail: Option<&str>,
     at: DateTime<Utc>,
     assignee: Option<&str>,
-) -> Result<(WorkOrderRow, String), StoreError> {
+) -> Result<(WorkOrderRow, WorkOrderState), StoreError> {
     let row = tx
         .query_opt(
             "SELECT state, assignee FROM work_orders WHERE id = $1 FOR UPDATE",
@@ -342,15 +317,16 @@ pub(crate) async fn transition(
         .await
         .map_err(StoreError::db("reading a work order"))?
         .ok_or(StoreError::NoWorkOrder(id))?;
-    let (from, current_assignee): (String, Option<String>) = (row.get(0), row.get(1));
-    if !work_order_step_allowed(&from, to) {
+    let from = named(&row, 0, "work order state", WorkOrderState::parse)?;
+    let current_assignee: Option<String> = row.get(1);
+    if !from.can_become(to) {
         return Err(StoreError::BadTransition {
             id,
-            from,
-            to: to.to_owned(),
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
         });
     }
-    if to == "assigned" && assignee.or(current_assignee.as_deref()).is_none() {
+    if to == WorkOrderState::Assigned && assignee.or(current_assignee.as_deref()).is_none() {
         return Err(StoreError::NoAssignee(id));
     }
     let row = tx
@@ -367,48 +343,16 @@ pub(crate) async fn transition(
                  WHERE w.id = $1 AND d.id = w.device_id
                  RETURNING {COLUMNS}"
             ),
-            &[&id, &to, &assignee, &at],
+            &[&id, &to.as_str(), &assignee, &at],
         )
         .await
         .map_err(StoreError::db("updating a work order"))?;
     tx.execute(
         "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&id, &at, &actor, &from, &to, &detail],
+        &[&id, &at, &actor, &from.as_str(), &to.as_str(), &detail],
     )
     .await
     .map_err(StoreError::db("recording a work order event"))?;
-    Ok((work_order(&row), from))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_life_cycle_allows_exactly_these_steps() {
-        let allowed = [
-            ("new", "assigned"),
-            ("assigned", "in_progress"),
-            ("in_progress", "done"),
-            ("reopened", "assigned"),
-            ("reopened", "in_progress"),
-            ("done", "verified"),
-            ("done", "reopened"),
-            ("verified", "closed"),
-            ("verified", "reopened"),
-        ];
-        for from in WORK_ORDER_STATES {
-            for to in WORK_ORDER_STATES {
-                assert_eq!(
-                    work_order_step_allowed(from, to),
-                    allowed.contains(&(from, to)),
-                    "{from} -> {to}"
-                );
-            }
-        }
-        for (from, to) in [("new", "open"), ("flying", "assigned"), ("", "")] {
-            assert!(!work_order_step_allowed(from, to), "{from} -> {to}");
-        }
-    }
+    Ok((work_order(&row)?, from))
 }

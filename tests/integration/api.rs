@@ -163,7 +163,7 @@ impl City {
         self.store
             .transition_work_order(
                 id,
-                "assigned",
+                model::WorkOrderState::Assigned,
                 "dispatch",
                 None,
                 ts("2026-03-01T00:10:00Z"),

@@ -328,14 +328,21 @@ async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telem
     assert_eq!(orders.len(), 2, "one work order per outage: {orders:?}");
     assert!(orders
         .iter()
-        .all(|o| o.team == "lighting-crew" && o.state == "new"));
+        .all(|o| o.team == "lighting-crew" && o.state == model::WorkOrderState::New));
 
     // The crew reports both done at +40 min. L1 burns from then on; L2 stays dark.
     for o in &orders {
         for step in ["assigned", "in_progress", "done"] {
             let who = Some("crew-7").filter(|_| step == "assigned");
             store
-                .transition_work_order(o.id, step, "dispatcher", None, at(40), who)
+                .transition_work_order(
+                    o.id,
+                    tests::db::state(step),
+                    "dispatcher",
+                    None,
+                    at(40),
+                    who,
+                )
                 .await
                 .unwrap();
         }

@@ -233,3 +233,8 @@ pub fn chattering(device_id: i32, kind: &'static str, at: &str) -> OutageChange 
         at: ts(at),
     }
 }
+
+/// The work order state named `name` (a test's shorthand).
+pub fn state(name: &str) -> model::WorkOrderState {
+    model::WorkOrderState::parse(name).unwrap_or_else(|| panic!("no work order state `{name}`"))
+}

@@ -849,7 +849,7 @@ mod tests {
 
     #[test]
     fn every_work_order_state_has_a_public_status() {
-        for s in store::WORK_ORDER_STATES {
+        for s in model::WorkOrderState::ALL.map(model::WorkOrderState::as_str) {
             let (status, notes) = status_of(s);
             assert!(!notes.is_empty());
             assert_eq!(

@@ -5,11 +5,9 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
+use model::{OutageState, Severity};
 use serde::{Deserialize, Serialize};
-use store::{
-    severity_rank, Actor, OutageAction, OutageEvent, OutageOrder, OutageQuery, OutageRow,
-    OUTAGE_STATES,
-};
+use store::{Actor, OutageAction, OutageEvent, OutageOrder, OutageQuery, OutageRow, OUTAGE_STATES};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
@@ -34,10 +32,8 @@ pub struct Outage {
     pub device: String,
     pub device_id: i32,
     pub kind: String,
-    /// open, acknowledged, resolved or closed.
-    pub state: String,
-    /// critical, major or minor.
-    pub severity: String,
+    pub state: OutageState,
+    pub severity: Severity,
     pub reason: String,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
@@ -227,7 +223,7 @@ pub async fn list(
                 params::encode_cursor(CursorKind::Outages, Some(o.opened_at), o.id)
             }
             OutageOrder::Severity => {
-                let rank = severity_rank(&o.severity);
+                let rank = o.severity.rank();
                 params::encode_cursor(CursorKind::OutagesBySeverity(rank), Some(o.opened_at), o.id)
             }
         });

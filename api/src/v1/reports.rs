@@ -156,7 +156,10 @@ pub async fn sla_breaches(
     items.truncate(usize::try_from(limit).unwrap_or(0));
     Ok(Json(BreachReport {
         now,
-        items: items.into_iter().map(WorkOrder::from).collect(),
+        items: items
+            .into_iter()
+            .map(|w| WorkOrder::seen_by(w, caller.role))
+            .collect(),
         truncated,
     }))
 }

@@ -31,15 +31,9 @@ impl TryFrom<UserRow> for User {
     type Error = ApiError;
 
     fn try_from(u: UserRow) -> Result<User, ApiError> {
-        let role = Role::parse(&u.role).ok_or_else(|| {
-            ApiError::internal(
-                "reading a user",
-                &format!("user {} has the unknown role {}", u.username, u.role),
-            )
-        })?;
         Ok(User {
             username: u.username,
-            role,
+            role: u.role,
             team: u.team,
             tenants: u.tenants.into_iter().map(|t| t.slug).collect(),
             disabled: u.disabled,

@@ -5,15 +5,16 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use model::{Severity, WorkOrderState};
 use serde::{Deserialize, Serialize};
-use store::{Actor, Step, WorkOrderEvent, WorkOrderQuery, WorkOrderRow, WORK_ORDER_STATES};
+use store::{Actor, Step, WorkOrderEvent, WorkOrderQuery, WorkOrderRow};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::params::{self, CursorKind};
-use crate::roles::{step_refusal, Permission, Role};
+use crate::roles::{next_states, step_refusal, Permission, Role};
 use crate::v1::ListPage;
 use crate::AppState;
 
@@ -28,11 +29,13 @@ pub struct WorkOrder {
     pub device: String,
     pub device_id: i32,
     pub kind: String,
-    pub severity: String,
+    pub severity: Severity,
     pub team: String,
     pub assignee: Option<String>,
-    /// new, assigned, in_progress, done, verified, reopened or closed.
-    pub state: String,
+    pub state: WorkOrderState,
+    /// The states the caller may move it to now (the life cycle's steps from its state
+    /// that the caller's role may take); empty when there are none.
+    pub next_states: Vec<WorkOrderState>,
     /// When its outage opened.
     pub opened_at: DateTime<Utc>,
     /// The deadline.
@@ -46,9 +49,11 @@ pub struct WorkOrder {
     pub reopened: i32,
 }
 
-impl From<WorkOrderRow> for WorkOrder {
-    fn from(w: WorkOrderRow) -> WorkOrder {
+impl WorkOrder {
+    /// The order as `role` sees it: with the steps that role may take from its state.
+    pub(crate) fn seen_by(w: WorkOrderRow, role: Role) -> WorkOrder {
         WorkOrder {
+            next_states: next_states(role, w.state),
             id: w.id,
             outage_id: w.outage_id,
             tenant: w.tenant,
@@ -85,8 +90,8 @@ pub struct WorkOrderStep {
     /// Who took it: a user, an API token, or `rules` (verification, reopening).
     pub actor: String,
     /// The state it left; absent when the order was opened.
-    pub from_state: Option<String>,
-    pub to_state: String,
+    pub from_state: Option<WorkOrderState>,
+    pub to_state: WorkOrderState,
     pub detail: Option<String>,
 }
 
@@ -129,7 +134,7 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("no work order {id}")))?;
     let events = db.work_order_events(id).await?;
     Ok(Json(WorkOrderDetail {
-        order: order.into(),
+        order: WorkOrder::seen_by(order, caller.role),
         events: events.into_iter().map(WorkOrderStep::from).collect(),
     }))
 }
@@ -192,7 +197,11 @@ pub async fn list(
     };
     let query = WorkOrderQuery {
         tenants: &tenants,
-        state: params::one_of("state", f.state.as_deref(), &WORK_ORDER_STATES)?,
+        state: params::one_of(
+            "state",
+            f.state.as_deref(),
+            &WorkOrderState::ALL.map(WorkOrderState::as_str),
+        )?,
         team,
         kind: params::short("kind", f.kind.as_deref())?,
         after: f
@@ -209,7 +218,11 @@ pub async fn list(
         .flatten()
         .map(|w| params::encode_cursor(CursorKind::WorkOrders, Some(w.opened_at), w.id));
     Ok(Json(ListPage {
-        items: page.items.into_iter().map(WorkOrder::from).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|w| WorkOrder::seen_by(w, caller.role))
+            .collect(),
         next_cursor,
     }))
 }
@@ -250,7 +263,10 @@ pub async fn transition(
     ApiJson(body): ApiJson<TransitionRequest>,
 ) -> Result<Json<WorkOrder>, ApiError> {
     caller.require(Permission::TransitionWorkOrder)?;
-    let to = params::one_of("to", Some(&body.to), &WORK_ORDER_STATES)?.unwrap_or_default();
+    let names = WorkOrderState::ALL.map(WorkOrderState::as_str);
+    let to = params::one_of("to", Some(&body.to), &names)?
+        .and_then(WorkOrderState::parse)
+        .unwrap_or(WorkOrderState::New);
     if let Some(why) = step_refusal(caller.role, to, body.assignee.is_some()) {
         return Err(ApiError::forbidden(why));
     }
@@ -270,5 +286,5 @@ pub async fn transition(
     let step = Step { to, assignee, note };
     let mut db = state.pool().get().await?;
     let order = db.move_work_order(&actor, id, &step, state.now()).await?;
-    Ok(Json(order.into()))
+    Ok(Json(WorkOrder::seen_by(order, caller.role)))
 }

@@ -271,7 +271,7 @@ async fn a_report_with_nothing_wrong_opens_an_inspection_whose_status_it_follows
     for (i, (to, actor, assignee, status, notes)) in steps.into_iter().enumerate() {
         let at = ts(&format!("2030-01-01T0{i}:00:00Z"));
         city.store
-            .transition_work_order(order.0, to, actor, None, at, assignee)
+            .transition_work_order(order.0, tests::db::state(to), actor, None, at, assignee)
             .await
             .unwrap();
         for id in [first, second] {
