@@ -109,6 +109,8 @@ export interface WorkOrder {
   team: string;
   assignee?: string | null;
   state: string;
+  /** The states the signed-in user may move it to now (the hub's life cycle and role). */
+  next_states: string[];
   opened_at: string;
   due_at: string;
   done_at?: string | null;
@@ -137,18 +139,6 @@ export interface Device {
   } | null;
 }
 
-/** The work order life cycle's steps a person may take (the hub verifies repairs). */
-export const WORK_ORDER_STEPS: Record<string, string[]> = {
-  new: ["assigned"],
-  assigned: ["in_progress"],
-  in_progress: ["done"],
-  reopened: ["assigned", "in_progress"],
-  done: [],
-  verified: ["closed"],
-  closed: [],
-};
-export const WORK_ORDER_STATES = ["new", "assigned", "in_progress", "done", "verified", "reopened", "closed"];
-
 /** Now on the hub's clock (the simulators' when it runs on theirs), as a Date. */
 export async function hubNow(): Promise<Date> {
   const t0 = Date.now();
@@ -158,13 +148,21 @@ export async function hubNow(): Promise<Date> {
 
 /** The routes this hub serves, from its OpenAPI document, with `{param}` written `{}`. */
 let routes: Set<string> | null = null;
+/** The document's vocabulary: each enum schema's names, in order (e.g. `WorkOrderState`). */
+let names: Record<string, string[]> = {};
 export async function loadRoutes(): Promise<void> {
   try {
     const doc = await (await fetch("/api/v1/openapi.json")).json();
     routes = new Set(Object.keys(doc.paths ?? {}).map((p) => p.replace(/\{[^}]*\}/g, "{}")));
+    const schemas: Record<string, { enum?: string[] }> = doc.components?.schemas ?? {};
+    names = Object.fromEntries(Object.entries(schemas).flatMap(([k, v]) => (Array.isArray(v.enum) ? [[k, v.enum]] : [])));
   } catch {
     routes = new Set();
   }
+}
+/** The names of one of the hub's vocabulary types, as its OpenAPI document lists them. */
+export function vocabulary(schema: "WorkOrderState" | "OutageState" | "Severity" | "Role"): string[] {
+  return names[schema] ?? [];
 }
 /** Whether the hub serves `path` (e.g. "/api/v1/devices/{}/history"). */
 export function has(path: string): boolean {

@@ -169,3 +169,31 @@ pub async fn openapi_json() -> impl IntoResponse {
         openapi_document(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dashboard takes the vocabulary from the document: each type's names, in order.
+    #[test]
+    fn the_document_lists_the_vocabulary() {
+        let doc: serde_json::Value = serde_json::from_str(openapi_document()).unwrap();
+        let names = |schema: &str| doc["components"]["schemas"][schema]["enum"].clone();
+        assert_eq!(
+            names("WorkOrderState"),
+            serde_json::json!(model::WorkOrderState::ALL.map(model::WorkOrderState::as_str))
+        );
+        assert_eq!(
+            names("OutageState"),
+            serde_json::json!(model::OutageState::ALL.map(model::OutageState::as_str))
+        );
+        assert_eq!(
+            names("Severity"),
+            serde_json::json!(model::Severity::ALL.map(model::Severity::as_str))
+        );
+        assert_eq!(
+            names("Role"),
+            serde_json::json!(model::Role::ALL.map(model::Role::as_str))
+        );
+    }
+}

@@ -2,7 +2,7 @@
 // marked (red edge, a ⚠ and the word "overdue"), the next steps as buttons. Live from the
 // `work_order` events.
 
-import { all, get, post, WORK_ORDER_STATES, WORK_ORDER_STEPS, type WorkOrder } from "../api";
+import { all, get, post, vocabulary, type WorkOrder } from "../api";
 import { ask, duration, el, keyboardRows, when } from "../dom";
 import * as live from "../live";
 import type { App, Page } from "../app";
@@ -12,6 +12,7 @@ const STEP_LABEL: Record<string, string> = {
   assigned: "Assign",
   in_progress: "Start",
   done: "Done",
+  reopened: "Reopen",
   closed: "Close",
 };
 
@@ -30,14 +31,12 @@ export class WorkOrdersPage implements Page {
   private pending = 0;
   private visible = false;
   private stale = true;
-  private canMove: boolean;
 
   constructor(private app: App) {
-    this.canMove = ["dispatcher", "admin", "crew"].includes(app.me.role);
     this.showClosed = el("input", { type: "checkbox" });
     this.showClosed.addEventListener("change", () => this.refresh());
     this.board = el("div", { class: "board" });
-    for (const s of WORK_ORDER_STATES) {
+    for (const s of vocabulary("WorkOrderState")) {
       const list = el("ol", { class: "cards", "aria-label": s.replace("_", " ") });
       keyboardRows(list, "li[tabindex]");
       const col = el("section", { class: `column col-${s}`, "data-state": s }, el("h2", {}, s.replace("_", " "), el("span", { class: "n" })), list);
@@ -79,7 +78,7 @@ export class WorkOrdersPage implements Page {
   async refresh(): Promise<void> {
     this.stale = false;
     try {
-      const states = WORK_ORDER_STATES.filter((s) => s !== "closed" || this.showClosed.checked);
+      const states = vocabulary("WorkOrderState").filter((s) => s !== "closed" || this.showClosed.checked);
       const asked = Date.now();
       const [lists, breaches] = await Promise.all([
         Promise.all(states.map((state) => all<WorkOrder>("/work-orders", { state }, 2000))),
@@ -139,7 +138,7 @@ export class WorkOrdersPage implements Page {
 
   private card(o: WorkOrder): HTMLElement {
     const finished = ["done", "verified", "closed"].includes(o.state);
-    const steps = this.canMove ? (WORK_ORDER_STEPS[o.state] ?? []) : [];
+    const steps = o.next_states ?? [];
     const buttons = steps.map((to) => {
       const b = el("button", { type: "button", "data-to": to }, STEP_LABEL[to] ?? to);
       b.addEventListener("click", (e) => {
