@@ -2,13 +2,16 @@
 //!
 //! - which broker sessions it has had, so that a broker answering without one it expected
 //!   is noticed (messages queued for the hub may have been discarded upstream). Kept in
-//!   `settings` (`mqtt_session:<account>/<client id>` -> when first seen), one row per hub
-//!   connection.
-//! - the digest of the last message recorded per topic whose retained copy a broker could
-//!   send again (`mqtt_topic_digests`, migration 13): a broker sends a topic's retained
-//!   message to every new subscription, so at every start of the hub. A retained delivery
-//!   whose bytes are those last recorded on its topic is the same message again and is
-//!   acknowledged without being recorded a second time.
+//!   `settings` (`mqtt_session:account:<account>`, or `mqtt_session:client:<client id>`
+//!   without an account -> when first seen), one row per hub connection.
+//! - the digests of the last messages recorded per topic whose retained copy a broker
+//!   could send again (`mqtt_topic_digests`, migrations 13 and 15): a broker sends a
+//!   topic's retained message to every new subscription, so at every start of the hub. A
+//!   retained delivery whose bytes are those of one of the last [`DIGESTS_PER_TOPIC`]
+//!   messages recorded on its topic is a message recorded before, acknowledged without
+//!   being recorded a second time. Several, not one: a device may publish `online`
+//!   retained and later `offline` without retaining it, and the broker then still holds the
+//!   older `online`; replayed as new, it would say a device that is gone is online.
 
 use std::collections::HashMap;
 
@@ -47,6 +50,15 @@ impl Db {
     }
 }
 
+/// Migration 15: the digests of a topic's earlier messages, newest first.
+pub const EARLIER_DIGESTS: &str = r#"
+ALTER TABLE mqtt_topic_digests
+    ADD COLUMN earlier bytea[] NOT NULL DEFAULT '{}';
+"#;
+
+/// Digests kept per topic: the last message recorded and this many minus one before it.
+pub const DIGESTS_PER_TOPIC: usize = 8;
+
 /// The SHA-256 of a payload, as kept per topic and with dead letters.
 pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
     Sha256::digest(payload).into()
@@ -55,8 +67,9 @@ pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
 /// The newest digest noted per topic in a batch, with when it was received.
 pub type TopicDigests = HashMap<String, ([u8; 32], Timestamp)>;
 
-/// Writes `digests` in the batch's transaction; an older receipt never replaces a newer
-/// one (two writers may commit out of order).
+/// Writes `digests` in the batch's transaction: each becomes its topic's last, the one it
+/// replaces joins the earlier ones (the newest [`DIGESTS_PER_TOPIC`] - 1 kept). An older
+/// receipt never replaces a newer one (two writers may commit out of order).
 pub(crate) async fn note_digests(
     tx: &tokio_postgres::Transaction<'_>,
     digests: &TopicDigests,
@@ -72,9 +85,14 @@ pub(crate) async fn note_digests(
     tx.execute(
         "INSERT INTO mqtt_topic_digests AS d (topic, sha256, received_at)
          SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
-         ON CONFLICT (topic) DO UPDATE SET sha256 = excluded.sha256, received_at = excluded.received_at
+         ON CONFLICT (topic) DO UPDATE SET
+             sha256 = excluded.sha256,
+             received_at = excluded.received_at,
+             earlier = CASE WHEN d.sha256 = excluded.sha256 THEN d.earlier
+                 ELSE (array_prepend(d.sha256, array_remove(d.earlier, excluded.sha256)))[1:$4]
+             END
          WHERE d.received_at <= excluded.received_at",
-        &[&topics, &sha, &at],
+        &[&topics, &sha, &at, &(DIGESTS_PER_TOPIC as i32 - 1)],
     )
     .await
     .map_err(StoreError::db("recording the topics' last messages"))?;
@@ -93,31 +111,36 @@ impl Db {
     /// Whether the hub has had a persistent session under `session` before (so a broker
     /// should still hold it).
     pub async fn mqtt_session_known(&self, session: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .setting(&setting(session), "reading the hub's MQTT sessions")
+            .await?
+            .is_some())
+    }
+
+    /// The value of the setting `key`, if set.
+    async fn setting(
+        &self,
+        key: &str,
+        context: &'static str,
+    ) -> Result<Option<String>, StoreError> {
         let row = self
             .client()
-            .query_opt(
-                "SELECT 1 FROM settings WHERE key = $1",
-                &[&setting(session)],
-            )
+            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
             .await
-            .map_err(StoreError::db("reading the hub's MQTT sessions"))?;
-        Ok(row.is_some())
+            .map_err(StoreError::db(context))?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// When the broker was last found not to hold the session `session` (Unix seconds),
     /// if ever.
     pub async fn mqtt_session_lost_at(&self, session: &str) -> Result<Option<i64>, StoreError> {
-        let row = self
-            .client()
-            .query_opt(
-                "SELECT value FROM settings WHERE key = $1",
-                &[&lost_setting(session)],
-            )
-            .await
-            .map_err(StoreError::db(
+        let value = self
+            .setting(
+                &lost_setting(session),
                 "reading when the hub's MQTT session was lost",
-            ))?;
-        Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
+            )
+            .await?;
+        Ok(value.and_then(|v| v.parse().ok()))
     }
 
     /// Records that the broker was found not to hold the session `session` at `at` (Unix
@@ -160,24 +183,30 @@ impl Db {
 }
 
 impl Db {
-    /// The digest of the last message recorded on each of `topics` that has one.
+    /// The digests of the last messages recorded on each of `topics` that has any, the
+    /// newest first.
     pub async fn topic_digests(
         &self,
         topics: &[&str],
-    ) -> Result<HashMap<String, [u8; 32]>, StoreError> {
+    ) -> Result<HashMap<String, Vec<[u8; 32]>>, StoreError> {
         let rows = self
             .client()
             .query(
-                "SELECT topic, sha256 FROM mqtt_topic_digests WHERE topic = ANY($1)",
+                "SELECT topic, sha256, earlier FROM mqtt_topic_digests WHERE topic = ANY($1)",
                 &[&topics],
             )
             .await
             .map_err(StoreError::db("reading the topics' last messages"))?;
         Ok(rows
             .iter()
-            .filter_map(|r| {
-                let sha: Vec<u8> = r.get(1);
-                Some((r.get(0), sha.try_into().ok()?))
+            .map(|r| {
+                let last: Vec<u8> = r.get(1);
+                let earlier: Vec<Vec<u8>> = r.get(2);
+                let digests = std::iter::once(last)
+                    .chain(earlier)
+                    .filter_map(|d| d.try_into().ok())
+                    .collect();
+                (r.get(0), digests)
             })
             .collect())
     }
