@@ -274,12 +274,16 @@ pub async fn run(
 
 /// What the broker keeps the hub's session under: its account and client id (a broker
 /// that binds client ids to accounts uses the account; one that does not, the id).
+/// The name the hub's record of its broker session goes by: the broker account when it
+/// has one (the shipped broker names a session after its account, whatever client id is
+/// sent), else the client id. So a new client id on the same account still expects the
+/// session the broker should hold; on a broker that names sessions by client id, changing
+/// it is reported once as a lost session, which is what it is.
 fn session_key(mqtt: &MqttConfig) -> String {
-    format!(
-        "{}/{}",
-        mqtt.username.as_deref().unwrap_or(""),
-        mqtt.client_id
-    )
+    match mqtt.username.as_deref().filter(|u| !u.is_empty()) {
+        Some(account) => format!("account:{account}"),
+        None => format!("client:{}", mqtt.client_id),
+    }
 }
 
 /// Sends PUBACKs for committed batches in the order the batches were sealed (so in the

@@ -265,6 +265,28 @@ async fn a_session_the_broker_no_longer_holds_is_counted_and_reported_by_health(
         answer.contains("did not keep the hub's session"),
         "{answer}"
     );
+    assert!(hub.terminate());
+
+    // The session discarded again, and the hub started with another client id on the
+    // same account: the broker keys the session by the account, and so does the hub.
+    simulators::load::clear_session(
+        "127.0.0.1",
+        broker.port(),
+        Some((
+            tests::broker::HUB_USER.into(),
+            tests::broker::HUB_PASSWORD.into(),
+        )),
+        tests::broker::HUB_USER,
+    )
+    .await
+    .unwrap();
+    let mut renamed = HubProcess::spawn(&db.url, broker.port(), &unique("another-id-"));
+    renamed.wait_connected().await;
+    assert_eq!(
+        renamed.metric("cityhub_ingest_mqtt_sessions_lost_total"),
+        Some(1.0),
+        "a new client id does not hide the loss"
+    );
 }
 
 #[tokio::test]
