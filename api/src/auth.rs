@@ -128,11 +128,46 @@ impl SessionSecret {
 
     /// What the database keeps of a session token.
     pub fn session_digest(&self, token: &str) -> Vec<u8> {
+        self.mac(&[token.as_bytes()])
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> hmac::Hmac<Sha256> {
         // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
         let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC accepts keys of any length");
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        for part in parts {
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// A device cookie's value for `username`: a random id and its MAC under the secret,
+    /// `ID.MAC`. A browser that signed in as someone holds one, and the sign-in throttle
+    /// counts its attempts for that name apart from everyone else's
+    /// ([`crate::limiter::LoginLimiter::attempt`]).
+    pub fn device_token(&self, username: &str) -> String {
+        let id = URL_SAFE_NO_PAD.encode(&random_bytes()[..16]);
+        let mac = self.device_mac(username, &id).finalize().into_bytes();
+        format!("{id}.{}", URL_SAFE_NO_PAD.encode(mac))
+    }
+
+    /// The device id of `token` when it is a device cookie this secret made for
+    /// `username` (compared in constant time); `None` for anything else.
+    pub fn device_id<'t>(&self, token: &'t str, username: &str) -> Option<&'t str> {
+        let (id, mac) = token.split_once('.')?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+        self.device_mac(username, id)
+            .verify_slice(&mac)
+            .ok()
+            .map(|()| id)
+    }
+
+    fn device_mac(&self, username: &str, id: &str) -> hmac::Hmac<Sha256> {
+        let name = username.to_lowercase();
+        self.mac(&[b"device\0", name.as_bytes(), b"\0", id.as_bytes()])
     }
 }
 
@@ -259,6 +294,28 @@ mod tests {
         assert_eq!(api_token_digest(&a).len(), 32);
         assert_ne!(api_token_digest(&a), api_token_digest(&b));
         assert_eq!(new_session_token().len(), 43);
+    }
+
+    #[test]
+    fn a_device_cookie_is_good_for_its_name_under_its_secret_only() {
+        let s1 = SessionSecret::generate();
+        let s2 = SessionSecret::generate();
+        let token = s1.device_token("Olga");
+        let id = s1.device_id(&token, "olga").expect("its name, any case");
+        assert!(token.starts_with(id));
+        assert_eq!(s1.device_id(&token, "piotr"), None, "another name");
+        assert_eq!(s2.device_id(&token, "olga"), None, "another secret");
+        let (id, mac) = token.split_once('.').unwrap();
+        let forged = format!("{id}x.{mac}");
+        assert_eq!(s1.device_id(&forged, "olga"), None, "another id");
+        for junk in ["", ".", "abc", "a.b.c", "\u{0}.\u{0}"] {
+            assert_eq!(s1.device_id(junk, "olga"), None, "{junk:?}");
+        }
+        assert_ne!(
+            s1.device_token("olga"),
+            s1.device_token("olga"),
+            "random ids"
+        );
     }
 
     #[test]

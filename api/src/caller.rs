@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for Caller {
             return match db.token_user(&api_token_digest(token)).await? {
                 Some((user, name)) => Caller::from_user(user, Via::Token { name }),
                 None => Err(ApiError::unauthorized(
-                    "this API token is not valid: it is unknown or was revoked",
+                    "this API token is not valid: it is unknown, was revoked, or its user is disabled",
                 )),
             };
         }
@@ -125,13 +125,18 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The session token from the `Cookie` headers, if there is one.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name` from the `Cookie` headers, if there is a non-empty one.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .find(|(n, value)| *n == name && !value.is_empty())
         .map(|(_, value)| value)
 }
 

@@ -12,8 +12,12 @@
 //!   password.
 //!
 //! A person is not locked out by someone failing on purpose from one address (that locks
-//! the pair, and then the address): it takes [`PER_NAME`] failures from many addresses
-//! within a minute. A success clears the name's counts.
+//! the pair, and then the address), nor by a crowd failing from many: a browser that has
+//! signed in as that name before holds a device cookie for it
+//! ([`crate::auth::SessionSecret::device_token`]), and its attempts for that name count
+//! on their own ([`PER_NAME_AND_ADDRESS`] per device), outside the address's and the
+//! name's counts. Only browsers that never signed in as that name share the name's count.
+//! A success clears the name's counts.
 //!
 //! Kept in memory: it protects this process and resets when it restarts, and several hub
 //! instances each count on their own. That bounds guessing to a few passwords per minute
@@ -44,12 +48,14 @@ enum Key {
     NameAndAddress(String, Option<IpAddr>),
     Address(IpAddr),
     Name(String),
+    /// A name from a browser that signed in as it before (its device cookie's id).
+    NameAndDevice(String, String),
 }
 
 impl Key {
     fn bound(&self) -> usize {
         match self {
-            Key::NameAndAddress(..) => PER_NAME_AND_ADDRESS,
+            Key::NameAndAddress(..) | Key::NameAndDevice(..) => PER_NAME_AND_ADDRESS,
             Key::Address(_) => PER_ADDRESS,
             Key::Name(_) => PER_NAME,
         }
@@ -67,14 +73,18 @@ impl LoginLimiter {
     /// together have failed too often lately. An admitted attempt counts as a failure until
     /// [`LoginLimiter::succeeded`] says otherwise, so that attempts sent all at once
     /// cannot slip past the count while their passwords are being checked.
+    ///
+    /// `device` is the id of a device cookie the caller holds for this name, if any.
     pub fn attempt(
         &self,
         username: &str,
         address: Option<IpAddr>,
+        device: Option<&str>,
         now: Instant,
     ) -> Result<(), Duration> {
         let mut failures = self.lock();
-        let wait = keys(username, address)
+        let wait = keys(username, address, device)
+            .into_iter()
             .filter_map(|k| Some((k.bound(), failures.get(&k)?)))
             .filter_map(|(bound, times)| wait_for(times, bound, now))
             .max();
@@ -87,7 +97,7 @@ impl LoginLimiter {
                 !times.is_empty()
             });
         }
-        for key in keys(username, address) {
+        for key in keys(username, address, device) {
             let bound = key.bound();
             let times = failures.entry(key).or_default();
             prune(times, now);
@@ -103,10 +113,19 @@ impl LoginLimiter {
     /// The attempt admitted at `at` succeeded: the name's failures are forgotten (from
     /// this address and from all), and the attempt no longer counts against the address
     /// (its other failures still do).
-    pub fn succeeded(&self, username: &str, address: Option<IpAddr>, at: Instant) {
+    pub fn succeeded(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+        device: Option<&str>,
+        at: Instant,
+    ) {
         let mut failures = self.lock();
         let name = username.to_lowercase();
         failures.remove(&Key::NameAndAddress(name.clone(), address));
+        if let Some(device) = device {
+            failures.remove(&Key::NameAndDevice(name.clone(), device.to_owned()));
+        }
         failures.remove(&Key::Name(name));
         if let Some(times) = address.and_then(|a| failures.get_mut(&Key::Address(a))) {
             if let Some(i) = times.iter().rposition(|t| *t == at) {
@@ -194,16 +213,20 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-fn keys(username: &str, address: Option<IpAddr>) -> impl Iterator<Item = Key> {
+fn keys(username: &str, address: Option<IpAddr>, device: Option<&str>) -> Vec<Key> {
     // Names are compared without case, so "Olga" and "olga" share one count.
     let name = username.to_lowercase();
-    [
-        Some(Key::NameAndAddress(name.clone(), address)),
-        address.map(Key::Address),
-        Some(Key::Name(name)),
-    ]
-    .into_iter()
-    .flatten()
+    match device {
+        Some(device) => vec![Key::NameAndDevice(name, device.to_owned())],
+        None => [
+            Some(Key::NameAndAddress(name.clone(), address)),
+            address.map(Key::Address),
+            Some(Key::Name(name)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    }
 }
 
 fn prune(times: &mut VecDeque<Instant>, now: Instant) {
@@ -243,22 +266,22 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..PER_NAME_AND_ADDRESS as u64 {
             let at = t0 + Duration::from_secs(i);
-            assert_eq!(l.attempt("olga", ip("10.0.0.1"), at), Ok(()));
+            assert_eq!(l.attempt("olga", ip("10.0.0.1"), None, at), Ok(()));
         }
         let now = t0 + Duration::from_secs(10);
         assert_eq!(
-            l.attempt("Olga", ip("10.0.0.1"), now),
+            l.attempt("Olga", ip("10.0.0.1"), None, now),
             Err(Duration::from_secs(50)),
             "whatever the case"
         );
         assert_eq!(
-            l.attempt("olga", ip("10.9.9.9"), now),
+            l.attempt("olga", ip("10.9.9.9"), None, now),
             Ok(()),
             "one address cannot lock a person out"
         );
-        assert_eq!(l.attempt("piotr", ip("10.0.0.1"), now), Ok(()));
+        assert_eq!(l.attempt("piotr", ip("10.0.0.1"), None, now), Ok(()));
         assert_eq!(
-            l.attempt("olga", ip("10.0.0.1"), t0 + Duration::from_secs(60)),
+            l.attempt("olga", ip("10.0.0.1"), None, t0 + Duration::from_secs(60)),
             Ok(()),
             "the first failure has aged out"
         );
@@ -270,10 +293,38 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..PER_NAME {
             let from = ip(&format!("10.0.{}.{}", i / 200, i % 200));
-            assert_eq!(l.attempt("olga", from, t0), Ok(()));
+            assert_eq!(l.attempt("olga", from, None, t0), Ok(()));
         }
-        assert!(l.attempt("olga", ip("10.9.9.9"), t0).is_err());
-        assert_eq!(l.attempt("piotr", ip("10.9.9.9"), t0), Ok(()));
+        assert!(l.attempt("olga", ip("10.9.9.9"), None, t0).is_err());
+        assert_eq!(l.attempt("piotr", ip("10.9.9.9"), None, t0), Ok(()));
+    }
+
+    #[test]
+    fn a_browser_that_signed_in_before_is_not_locked_out_by_a_crowd() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..PER_NAME {
+            let from = ip(&format!("10.0.{}.{}", i / 200, i % 200));
+            assert_eq!(l.attempt("olga", from, None, t0), Ok(()));
+        }
+        assert!(l.attempt("olga", ip("192.0.2.1"), None, t0).is_err());
+        let mine = Some("her-laptop");
+        assert_eq!(
+            l.attempt("olga", ip("192.0.2.1"), mine, t0),
+            Ok(()),
+            "her own browser still gets in"
+        );
+        for _ in 1..PER_NAME_AND_ADDRESS {
+            assert_eq!(l.attempt("olga", ip("192.0.2.1"), mine, t0), Ok(()));
+        }
+        assert!(
+            l.attempt("olga", ip("192.0.2.1"), mine, t0).is_err(),
+            "and is itself bounded"
+        );
+        assert_eq!(
+            l.attempt("olga", ip("192.0.2.1"), Some("other"), t0),
+            Ok(())
+        );
     }
 
     #[test]
@@ -281,10 +332,14 @@ mod tests {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
         for i in 0..PER_ADDRESS {
-            assert!(l.attempt(&format!("user{i}"), ip("192.0.2.7"), t0).is_ok());
+            assert!(l
+                .attempt(&format!("user{i}"), ip("192.0.2.7"), None, t0)
+                .is_ok());
         }
-        assert!(l.attempt("someone-else", ip("192.0.2.7"), t0).is_err());
-        assert_eq!(l.attempt("someone-else", ip("192.0.2.8"), t0), Ok(()));
+        assert!(l
+            .attempt("someone-else", ip("192.0.2.7"), None, t0)
+            .is_err());
+        assert_eq!(l.attempt("someone-else", ip("192.0.2.8"), None, t0), Ok(()));
     }
 
     #[test]
@@ -293,28 +348,30 @@ mod tests {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_secs(1);
         for i in 0..PER_ADDRESS - 1 {
-            assert!(l.attempt(&format!("u{i}"), ip("192.0.2.7"), t0).is_ok());
+            assert!(l
+                .attempt(&format!("u{i}"), ip("192.0.2.7"), None, t0)
+                .is_ok());
         }
         for _ in 0..PER_NAME_AND_ADDRESS - 1 {
-            assert!(l.attempt("olga", ip("192.0.2.9"), t0).is_ok());
+            assert!(l.attempt("olga", ip("192.0.2.9"), None, t0).is_ok());
         }
-        assert!(l.attempt("olga", ip("192.0.2.7"), t1).is_ok());
-        l.succeeded("olga", ip("192.0.2.7"), t1);
+        assert!(l.attempt("olga", ip("192.0.2.7"), None, t1).is_ok());
+        l.succeeded("olga", ip("192.0.2.7"), None, t1);
         assert_eq!(
-            l.attempt("olga", ip("192.0.2.9"), t1),
+            l.attempt("olga", ip("192.0.2.9"), None, t1),
             Ok(()),
             "the name's own count cleared"
         );
         assert!(
-            l.attempt("olga", ip("192.0.2.9"), t1).is_err(),
+            l.attempt("olga", ip("192.0.2.9"), None, t1).is_err(),
             "that address's failures for the name still count"
         );
         assert_eq!(
-            l.attempt("piotr", ip("192.0.2.7"), t1),
+            l.attempt("piotr", ip("192.0.2.7"), None, t1),
             Ok(()),
             "the address keeps its other failures, not the success"
         );
-        assert!(l.attempt("ivan", ip("192.0.2.7"), t1).is_err());
+        assert!(l.attempt("ivan", ip("192.0.2.7"), None, t1).is_err());
     }
 
     #[test]
@@ -349,10 +406,10 @@ mod tests {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
         for i in 0..SWEEP_ABOVE + 10 {
-            let _ = l.attempt(&format!("u{i}"), None, t0);
+            let _ = l.attempt(&format!("u{i}"), None, None, t0);
         }
         let later = t0 + WINDOW;
-        let _ = l.attempt("last", None, later);
+        let _ = l.attempt("last", None, None, later);
         assert_eq!(
             l.lock().len(),
             2,

@@ -239,10 +239,18 @@ impl Reply {
 
     /// The session cookie a sign-in set, as a `Cookie` header value.
     pub fn session_cookie(&self) -> Option<String> {
-        let set = self.header("set-cookie")?;
-        let pair = set.split(';').next()?.trim();
-        pair.starts_with("cityhub_session=")
-            .then(|| pair.to_owned())
+        self.cookie_set("cityhub_session")
+    }
+
+    /// The cookie `name` the reply set, as a `Cookie` header value (`name=value`).
+    pub fn cookie_set(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .filter_map(|(_, v)| v.split(';').next())
+            .map(str::trim)
+            .find(|pair| pair.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
     }
 }
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use tracing::info;
 use utoipa::ToSchema;
 
 use crate::auth::{decoy_hash, new_session_token, MAX_PASSWORD_BYTES};
-use crate::caller::{Caller, Via, SESSION_COOKIE};
+use crate::caller::{cookie, Caller, Via, SESSION_COOKIE};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ClientAddress};
 use crate::refusals::{Refused, Who};
@@ -83,6 +83,7 @@ impl From<&Caller> for Me {
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let Credentials { username, password } = credentials;
@@ -114,7 +115,12 @@ pub async fn login(
             chrono::Utc::now(),
         )
     };
-    if let Err(wait) = state.limiter().attempt(&username, address, attempted) {
+    let device = cookie(&headers, DEVICE_COOKIE)
+        .and_then(|token| state.secret().device_id(token, &username));
+    if let Err(wait) = state
+        .limiter()
+        .attempt(&username, address, device, attempted)
+    {
         refused(true);
         return Err(ApiError::too_many(
             format!(
@@ -134,7 +140,9 @@ pub async fn login(
         refused(false);
         return Err(ApiError::unauthorized(WRONG_CREDENTIALS));
     };
-    state.limiter().succeeded(&username, address, attempted);
+    state
+        .limiter()
+        .succeeded(&username, address, device, attempted);
 
     let mut db = state.pool().get().await?;
     let token = new_session_token();
@@ -146,6 +154,13 @@ pub async fn login(
     let cookie = session_cookie(&token, SESSION_HOURS * 3600, state.secure_cookie());
     let mut response = Json(Me::from(&caller)).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
+    if device.is_none() {
+        let token = state.secret().device_token(&caller.username);
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            device_cookie(&token, state.secure_cookie()),
+        );
+    }
     Ok(response)
 }
 
@@ -190,6 +205,25 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
 )]
 pub async fn me(caller: Caller) -> Json<Me> {
     Json(Me::from(&caller))
+}
+
+/// The cookie that tells the sign-in throttle this browser has signed in as a name before
+/// (its value from [`crate::auth::SessionSecret::device_token`]); sent to sign-in only.
+pub const DEVICE_COOKIE: &str = "cityhub_device";
+
+/// How long a device cookie lasts: a person signs in from their own browser at least this
+/// often.
+const DEVICE_COOKIE_DAYS: i64 = 365;
+
+/// The `Set-Cookie` value for a device cookie.
+fn device_cookie(token: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let max_age = DEVICE_COOKIE_DAYS * 86_400;
+    let value = format!(
+        "{DEVICE_COOKIE}={token}; Path=/api/v1/login; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
+    // Tokens are URL-safe base64 and a dot: always a valid header.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The `Set-Cookie` value for a session token (an empty one with age 0 clears it).

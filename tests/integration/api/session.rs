@@ -128,11 +128,49 @@ async fn sign_in_is_throttled_per_name_and_address_per_address_and_per_name() {
     assert_eq!(login(30, "dispatcher", PASSWORD).await.status, 429);
     assert_eq!(login(31, "dispatcher", PASSWORD).await.status, 200);
 
-    // Fifty wrong passwords for one name from fifty addresses lock the name everywhere.
+    // The crew member signed in from her own browser once: it keeps a device cookie.
+    let signed_in = login(60, "crew", PASSWORD).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let device = signed_in
+        .cookie_set("cityhub_device")
+        .expect("a device cookie");
+    let set = signed_in
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("cityhub_device="))
+        .unwrap();
+    assert!(
+        set.1
+            .contains("Path=/api/v1/login; HttpOnly; SameSite=Strict"),
+        "{}",
+        set.1
+    );
+    // Fifty wrong passwords for one name from fifty addresses lock the name everywhere ...
     for from in 100..150 {
         assert_eq!(login(from, "crew", "guess").await.status, 401);
     }
     assert_eq!(login(200, "crew", PASSWORD).await.status, 429);
+    // ... another name's device cookie is no use ...
+    let body = login_body("crew", PASSWORD);
+    let viewer = login(61, "viewer", PASSWORD).await;
+    let viewers_device = viewer.cookie_set("cityhub_device").unwrap();
+    let r = city
+        .api
+        .call_from(
+            Ipv4Addr::new(127, 0, 0, 202),
+            Req::post("/api/v1/login", &Auth::Cookie(viewers_device), &body),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    // ... but a browser that signed in as her before: the crowd cannot lock her out.
+    let from_her_browser = city
+        .api
+        .call_from(
+            Ipv4Addr::new(127, 0, 0, 201),
+            Req::post("/api/v1/login", &Auth::Cookie(device.clone()), &body),
+        )
+        .await;
+    assert_eq!(from_her_browser.status, 200, "{}", from_her_browser.body);
 }
 
 #[tokio::test]
@@ -150,7 +188,7 @@ async fn api_tokens_work_until_revoked() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.error(),
-        "this API token is not valid: it is unknown or was revoked"
+        "this API token is not valid: it is unknown, was revoked, or its user is disabled"
     );
 
     for header in ["Basic dmlld2VyOnB3", "Bearer ", "Bearer chk_made_up"] {
