@@ -686,7 +686,9 @@ pub async fn create(
         .token_user(&api_token_digest(key))
         .await?;
     let (user, token_name) = found.ok_or_else(|| {
-        Open311Error::forbidden("this api_key is not valid: it is unknown or was revoked")
+        Open311Error::forbidden(
+            "this api_key is not valid: it is unknown, was revoked, or its user is disabled",
+        )
     })?;
     if !user.tenants.iter().any(|t| t.id == tenant_id) {
         return Err(Open311Error::forbidden(format!(
@@ -767,13 +769,17 @@ pub async fn create(
 /// The longest `media_url` taken, in bytes (what browsers and servers reliably pass).
 const MAX_MEDIA_URL: usize = 2000;
 
-/// A `media_url` is a web address (`http://` or `https://`, with a host) of at most
-/// [`MAX_MEDIA_URL`] bytes: it is shown to everyone who reads the request, so another
-/// scheme (`javascript:`, `data:`, `file:`) never gets in.
+/// A `media_url` is a public web address: `http://` or `https://`, a host name or a
+/// public IP address, no user name or password, at most [`MAX_MEDIA_URL`] bytes. It is
+/// shown to everyone who reads the request and opened by the operators who handle it, so
+/// another scheme (`javascript:`, `data:`, `file:`) never gets in, nor a link into the
+/// machine or the network of whoever opens it (`localhost`, `127.0.0.1`, `10.x`, `[::1]`),
+/// nor credentials that make an address look like another (`https://city.example@evil`).
 fn media_url(value: &str) -> Result<(), Open311Error> {
     let refuse = || {
         Open311Error::bad(format!(
-            "media_url must be an http:// or https:// address of at most {MAX_MEDIA_URL} bytes"
+            "media_url must be a public http:// or https:// address (a host name or a public IP, \
+             no user name or password) of at most {MAX_MEDIA_URL} bytes"
         ))
     };
     if value.len() > MAX_MEDIA_URL {
@@ -783,11 +789,44 @@ fn media_url(value: &str) -> Result<(), Open311Error> {
     let web = uri
         .scheme_str()
         .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
-    let host = uri.host().is_some_and(|h| !h.is_empty());
-    if web && host {
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let host = uri.host().unwrap_or("");
+    if web && !host.is_empty() && !authority.contains('@') && public_host(host) {
         Ok(())
     } else {
         Err(refuse())
+    }
+}
+
+/// Whether `host` (as in a URL: a name, an IPv4 address or a bracketed IPv6 one) names
+/// something on the public internet, as far as its text tells.
+fn public_host(host: &str) -> bool {
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") || !name.contains(['.', ':']) {
+        // A single label resolves on the local network, if at all.
+        return false;
+    }
+    let literal = name.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || ip.octets()[0] == 0
+                || (ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])))
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let mapped = ip.to_ipv4_mapped();
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || mapped.is_some_and(|v4| !public_host(&v4.to_string())))
+        }
+        Err(_) => true,
     }
 }
 
@@ -816,8 +855,9 @@ mod tests {
     fn a_media_url_is_a_web_address() {
         for good in [
             "https://photos.example.org/lamp.jpg",
-            "http://192.0.2.1:8080/a?b=c",
+            "http://203.0.114.1:8080/a?b=c",
             "HTTPS://Example.org/x",
+            "https://[2001:4860:4860::8888]/a",
         ] {
             assert!(media_url(good).is_ok(), "{good}");
         }
@@ -831,6 +871,19 @@ mod tests {
             "https://",
             "https://exa mple.org/",
             "photo.jpg",
+            "https://user:pw@evil.example/x",
+            "https://city.example@evil.example/x",
+            "http://127.0.0.1:5432/",
+            "http://localhost/x",
+            "http://printer/x",
+            "http://10.1.2.3/x",
+            "http://192.168.0.1/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://192.0.2.1/x",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0/",
             long.as_str(),
         ] {
             let e = media_url(bad).unwrap_err();

@@ -342,7 +342,7 @@ async fn bad_input_answers_in_the_specs_format() {
         (
             format!("{ok}&media_url=javascript%3Aalert(document.cookie)"),
             400,
-            "media_url must be an http:// or https:// address",
+            "media_url must be a public http:// or https:// address",
         ),
         (
             format!(
@@ -350,7 +350,7 @@ async fn bad_input_answers_in_the_specs_format() {
                 "a".repeat(2000)
             ),
             400,
-            "media_url must be an http:// or https:// address",
+            "media_url must be a public http:// or https:// address",
         ),
         (
             ok.replace("streetlight_out", "rainbow"),
