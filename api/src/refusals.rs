@@ -12,7 +12,10 @@
 //! new address are added to the user's tally for all addresses (as many as there are
 //! users, which no client can add to), and anything else is added up into one entry for
 //! "others". So someone spraying made-up names or addresses cannot hide attempts on a
-//! real user's account among the "others".
+//! real user's account among the "others". And over an hour at most [`HOURLY_ENTRIES`]
+//! entries are written, users' first; past that, each flush writes one entry, `summary`,
+//! with the counts and the most tried users by name: the log grows by at most
+//! [`HOURLY_ENTRIES`] + 60 entries an hour however long an attack lasts.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -27,6 +30,12 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
 
 /// Distinct (what, user, address) tallied per flush at most; the rest go to "others".
 pub const MAX_TALLIES: usize = 200;
+
+/// Entries written per hour at most, before flushes are summed up in one entry each.
+pub const HOURLY_ENTRIES: usize = 300;
+
+/// Users named in a summary at most (the most tried).
+const SUMMARY_USERS: usize = 20;
 
 /// Routes, and names that are no user's, remembered per tally.
 const MAX_ROUTES: usize = 5;
@@ -93,6 +102,8 @@ pub type Entry = (&'static str, String, serde_json::Value);
 #[derive(Debug, Default)]
 pub struct Refusals {
     pending: Mutex<Pending>,
+    /// The hour being counted (Unix hour) and the entries written in it.
+    written: Mutex<(i64, usize)>,
 }
 
 impl Refusals {
@@ -154,8 +165,33 @@ impl Refusals {
         }
     }
 
-    /// Takes the tallies as audit entries (action, target, detail), in a stable order.
+    /// Takes the tallies as audit entries (action, target, detail), in a stable order,
+    /// within the hour's budget.
     pub fn take(&self) -> Vec<Entry> {
+        self.take_at(Utc::now())
+    }
+
+    /// [`Refusals::take`] at `now`: entries past [`HOURLY_ENTRIES`] this hour become one
+    /// `summary` entry.
+    pub fn take_at(&self, now: DateTime<Utc>) -> Vec<Entry> {
+        let mut entries = self.entries();
+        // Users' entries first: they are what the budget keeps.
+        entries.sort_by_key(|(_, target, _)| !target.starts_with("user/"));
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let hour = now.timestamp().div_euclid(3600);
+        if written.0 != hour {
+            *written = (hour, 0);
+        }
+        let room = HOURLY_ENTRIES.saturating_sub(written.1);
+        if entries.len() > room {
+            let over = entries.split_off(room.saturating_sub(1).min(entries.len()));
+            entries.push(summary(over));
+        }
+        written.1 += entries.len();
+        entries
+    }
+
+    fn entries(&self) -> Vec<Entry> {
         let Pending { tallies, others } = std::mem::take(&mut *self.lock());
         let show = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut tallies: Vec<(Key, Tally)> = tallies.into_iter().collect();
@@ -201,6 +237,36 @@ impl Refusals {
         }
         entries
     }
+}
+
+/// One entry for entries past the hour's budget: attempts by kind, and the most tried
+/// users by name.
+fn summary(over: Vec<Entry>) -> Entry {
+    let mut attempts: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut users: HashMap<String, u64> = HashMap::new();
+    for (action, _, detail) in &over {
+        let count = detail["count"].as_u64().unwrap_or(0);
+        *attempts.entry(action).or_default() += count;
+        if let Some(user) = detail["user"].as_str() {
+            *users.entry(user.to_owned()).or_default() += count;
+        }
+    }
+    let mut users: Vec<(String, u64)> = users.into_iter().collect();
+    users.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let named = users.len().min(SUMMARY_USERS);
+    let rest: u64 = users[named..].iter().map(|(_, n)| n).sum();
+    users.truncate(named);
+    (
+        "audit.refusals_summarized",
+        "summary".to_owned(),
+        json!({
+            "entries": over.len(),
+            "attempts": attempts,
+            "users": users.into_iter().map(|(u, n)| json!({"user": u, "count": n})).collect::<Vec<_>>(),
+            "other_users_attempts": rest,
+            "note": format!("past the {HOURLY_ENTRIES} refusal entries written this hour, a minute's refusals are summed up here"),
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -250,6 +316,72 @@ mod tests {
     }
 
     #[test]
+    fn an_hour_writes_at_most_its_budget_then_one_summary_a_minute() {
+        let r = Refusals::default();
+        let hour = at("2026-03-01T10:00:00Z");
+        let mut written = 0;
+        for minute in 0..60 {
+            let t = hour + chrono::Duration::minutes(minute);
+            for i in 0..MAX_TALLIES {
+                let ip: IpAddr = format!("10.0.{}.{}", i / 200, i % 200).parse().unwrap();
+                r.note(
+                    Refused::SignIn,
+                    Who::NoSuchUser("x"),
+                    Some(ip),
+                    "POST /api/v1/login",
+                    false,
+                    t,
+                );
+            }
+            r.note(
+                Refused::SignIn,
+                Who::User("olga"),
+                None,
+                "POST /api/v1/login",
+                false,
+                t,
+            );
+            let entries = r.take_at(t);
+            written += entries.len();
+            if minute >= 2 {
+                assert_eq!(entries.len(), 1, "minute {minute}: one summary");
+                let (action, target, detail) = &entries[0];
+                assert_eq!(
+                    (*action, target.as_str()),
+                    ("audit.refusals_summarized", "summary")
+                );
+                assert_eq!(detail["users"][0]["user"], "olga", "users stay named");
+                assert_eq!(
+                    detail["attempts"]["session.login_failed"],
+                    MAX_TALLIES as u64 + 1
+                );
+            }
+        }
+        assert_eq!(written, HOURLY_ENTRIES + 58);
+        // The next hour starts a new budget; olga comes first.
+        let next = at("2026-03-01T11:00:00Z");
+        r.note(
+            Refused::SignIn,
+            Who::NoSuchUser("x"),
+            None,
+            "POST /api/v1/login",
+            false,
+            next,
+        );
+        r.note(
+            Refused::SignIn,
+            Who::User("olga"),
+            None,
+            "POST /api/v1/login",
+            false,
+            next,
+        );
+        let entries = r.take_at(next);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].1, "user/olga");
+    }
+
+    #[test]
     fn past_the_bound_users_stay_named_and_the_rest_are_added_up_as_others() {
         let r = Refusals::default();
         let t = at("2026-03-01T10:00:00Z");
@@ -283,7 +415,8 @@ mod tests {
             .expect("olga named");
         assert_eq!(olga.2["count"], 3);
         assert_eq!(olga.2["address"], serde_json::Value::Null, "every address");
-        assert_eq!(entries[0].2["names_tried"], json!(["u0"]));
+        assert_eq!(entries[0].1, "user/olga", "users first");
+        assert_eq!(entries[1].2["names_tried"], json!(["u0"]));
         let (_, target, detail) = entries.last().unwrap();
         assert_eq!((target.as_str(), &detail["count"]), ("others", &json!(50)));
     }
