@@ -773,8 +773,10 @@ const MAX_MEDIA_URL: usize = 2000;
 /// public IP address, no user name or password, at most [`MAX_MEDIA_URL`] bytes. It is
 /// shown to everyone who reads the request and opened by the operators who handle it, so
 /// another scheme (`javascript:`, `data:`, `file:`) never gets in, nor a link into the
-/// machine or the network of whoever opens it (`localhost`, `127.0.0.1`, `10.x`, `[::1]`),
-/// nor credentials that make an address look like another (`https://city.example@evil`).
+/// machine or the network of whoever opens it (`localhost`, `127.0.0.1` however written,
+/// `10.x`, `[::1]`), nor credentials that make an address look like another
+/// (`https://city.example@evil`). The host is read as a browser reads it (WHATWG URL:
+/// `127.1`, `0x7f.0.0.1` and `0177.0.0.1` are all 127.0.0.1); names are not resolved.
 fn media_url(value: &str) -> Result<(), Open311Error> {
     let refuse = || {
         Open311Error::bad(format!(
@@ -785,49 +787,69 @@ fn media_url(value: &str) -> Result<(), Open311Error> {
     if value.len() > MAX_MEDIA_URL {
         return Err(refuse());
     }
-    let uri: axum::http::Uri = value.parse().map_err(|_| refuse())?;
-    let web = uri
-        .scheme_str()
-        .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
-    let host = uri.host().unwrap_or("");
-    if web && !host.is_empty() && !authority.contains('@') && public_host(host) {
+    let url = url::Url::parse(value).map_err(|_| refuse())?;
+    let web = matches!(url.scheme(), "http" | "https");
+    let credentials = !url.username().is_empty() || url.password().is_some();
+    let public = match url.host() {
+        Some(url::Host::Domain(name)) => public_name(name),
+        Some(url::Host::Ipv4(ip)) => public_v4(ip),
+        Some(url::Host::Ipv6(ip)) => public_v6(ip),
+        None => false,
+    };
+    if web && !credentials && public {
         Ok(())
     } else {
         Err(refuse())
     }
 }
 
-/// Whether `host` (as in a URL: a name, an IPv4 address or a bracketed IPv6 one) names
-/// something on the public internet, as far as its text tells.
-fn public_host(host: &str) -> bool {
-    let name = host.trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") || !name.contains(['.', ':']) {
-        // A single label resolves on the local network, if at all.
-        return false;
-    }
-    let literal = name.trim_start_matches('[').trim_end_matches(']');
-    match literal.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            !(ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_documentation()
-                || ip.octets()[0] == 0
-                || (ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])))
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            let mapped = ip.to_ipv4_mapped();
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || mapped.is_some_and(|v4| !public_host(&v4.to_string())))
-        }
-        Err(_) => true,
-    }
+/// A host name that can name something on the public internet: not `localhost`, and with
+/// a dot (a single label resolves on the local network, if at all).
+fn public_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    name != "localhost" && !name.ends_with(".localhost") && name.contains('.')
+}
+
+/// Not loopback, private, shared (100.64/10), link-local, documentation, benchmarking,
+/// multicast, reserved, broadcast or "this network".
+fn public_v4(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 198 && (18..20).contains(&b)))
+}
+
+/// Not loopback, unspecified, unique-local, link-local, multicast or documentation, and
+/// any IPv4 address it carries (mapped, compatible, NAT64, 6to4) public too.
+fn public_v6(ip: std::net::Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let carried =
+        |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let embedded = if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) {
+        // IPv4-compatible (::a.b.c.d) and IPv4-mapped (::ffff:a.b.c.d).
+        Some(carried(s[6], s[7]))
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(carried(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(carried(s[1], s[2]))
+    } else {
+        None
+    };
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || embedded.is_some_and(|v4| !public_v4(v4)))
 }
 
 /// A latitude or longitude in degrees, within ±`bound`.
@@ -856,6 +878,7 @@ mod tests {
         for good in [
             "https://photos.example.org/lamp.jpg",
             "http://203.0.114.1:8080/a?b=c",
+            "https://[2002:cb00:7201::]/6to4-of-a-public-address",
             "HTTPS://Example.org/x",
             "https://[2001:4860:4860::8888]/a",
         ] {
@@ -884,6 +907,18 @@ mod tests {
             "https://[fd00::1]/",
             "https://[::ffff:127.0.0.1]/",
             "http://0.0.0.0/",
+            "http://127.1/",
+            "http://0177.0.0.1/",
+            "http://0x7f.0.0.1/",
+            "http://2130706433/",
+            "https://[::127.0.0.1]/",
+            "https://[64:ff9b::7f00:1]/",
+            "https://[2002:7f00:1::]/",
+            "https://[2001:db8::1]/",
+            "http://198.18.0.1/",
+            "http://224.0.0.1/",
+            "http://240.0.0.1/",
+            "http://LOCALHOST./x",
             long.as_str(),
         ] {
             let e = media_url(bad).unwrap_err();
