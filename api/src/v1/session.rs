@@ -115,7 +115,8 @@ pub async fn login(
             chrono::Utc::now(),
         )
     };
-    let device = cookie(&headers, DEVICE_COOKIE)
+    let device_cookie_name = device_cookie_name(&username);
+    let device = cookie(&headers, &device_cookie_name)
         .and_then(|token| state.secret().device_id(token, &username));
     if let Err(wait) = state
         .limiter()
@@ -158,7 +159,7 @@ pub async fn login(
         let token = state.secret().device_token(&caller.username);
         response.headers_mut().append(
             header::SET_COOKIE,
-            device_cookie(&token, state.secure_cookie()),
+            device_cookie(&device_cookie_name, &token, state.secure_cookie()),
         );
     }
     Ok(response)
@@ -207,20 +208,30 @@ pub async fn me(caller: Caller) -> Json<Me> {
     Json(Me::from(&caller))
 }
 
-/// The cookie that tells the sign-in throttle this browser has signed in as a name before
-/// (its value from [`crate::auth::SessionSecret::device_token`]); sent to sign-in only.
+/// The cookies that tell the sign-in throttle this browser has signed in as a name before
+/// (their values from [`crate::auth::SessionSecret::device_token`]), one per name, so a
+/// console several people sign in on keeps each one's; sent to sign-in only.
 pub const DEVICE_COOKIE: &str = "cityhub_device";
+
+/// The device cookie's name for `username`: [`DEVICE_COOKIE`], `_`, and 16 hex digits of
+/// the SHA-256 of the name in lower case (the name itself stays out of the cookie jar).
+pub fn device_cookie_name(username: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(username.to_lowercase().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{DEVICE_COOKIE}_{hex}")
+}
 
 /// How long a device cookie lasts: a person signs in from their own browser at least this
 /// often.
 const DEVICE_COOKIE_DAYS: i64 = 365;
 
-/// The `Set-Cookie` value for a device cookie.
-fn device_cookie(token: &str, secure: bool) -> HeaderValue {
+/// The `Set-Cookie` value for the device cookie `name`.
+fn device_cookie(name: &str, token: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let max_age = DEVICE_COOKIE_DAYS * 86_400;
     let value = format!(
-        "{DEVICE_COOKIE}={token}; Path=/api/v1/login; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{name}={token}; Path=/api/v1/login; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     );
     // Tokens are URL-safe base64 and a dot: always a valid header.
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))

@@ -131,13 +131,14 @@ async fn sign_in_is_throttled_per_name_and_address_per_address_and_per_name() {
     // The crew member signed in from her own browser once: it keeps a device cookie.
     let signed_in = login(60, "crew", PASSWORD).await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let crews_cookie = api::v1::session::device_cookie_name("crew");
     let device = signed_in
-        .cookie_set("cityhub_device")
+        .cookie_set(&crews_cookie)
         .expect("a device cookie");
     let set = signed_in
         .headers
         .iter()
-        .find(|(k, v)| k == "set-cookie" && v.starts_with("cityhub_device="))
+        .find(|(k, v)| k == "set-cookie" && v.starts_with(&format!("{crews_cookie}=")))
         .unwrap();
     assert!(
         set.1
@@ -150,24 +151,31 @@ async fn sign_in_is_throttled_per_name_and_address_per_address_and_per_name() {
         assert_eq!(login(from, "crew", "guess").await.status, 401);
     }
     assert_eq!(login(200, "crew", PASSWORD).await.status, 429);
-    // ... another name's device cookie is no use ...
+    // ... another name's device cookie is no use, under its own name or under crew's as a
+    // forger would send it ...
     let body = login_body("crew", PASSWORD);
     let viewer = login(61, "viewer", PASSWORD).await;
-    let viewers_device = viewer.cookie_set("cityhub_device").unwrap();
-    let r = city
-        .api
-        .call_from(
-            Ipv4Addr::new(127, 0, 0, 202),
-            Req::post("/api/v1/login", &Auth::Cookie(viewers_device), &body),
-        )
-        .await;
-    assert_eq!(r.status, 429, "{}", r.body);
-    // ... but a browser that signed in as her before: the crowd cannot lock her out.
+    let viewers_cookie = api::v1::session::device_cookie_name("viewer");
+    let viewers_device = viewer.cookie_set(&viewers_cookie).unwrap();
+    let forged = viewers_device.replace(&viewers_cookie, &crews_cookie);
+    for cookie in [viewers_device.clone(), forged] {
+        let r = city
+            .api
+            .call_from(
+                Ipv4Addr::new(127, 0, 0, 202),
+                Req::post("/api/v1/login", &Auth::Cookie(cookie.clone()), &body),
+            )
+            .await;
+        assert_eq!(r.status, 429, "{cookie}: {}", r.body);
+    }
+    // ... but a browser that signed in as her before, and as others after her (a shared
+    // console keeps each name's cookie): the crowd cannot lock her out.
+    let jar = format!("{viewers_device}; {device}");
     let from_her_browser = city
         .api
         .call_from(
             Ipv4Addr::new(127, 0, 0, 201),
-            Req::post("/api/v1/login", &Auth::Cookie(device.clone()), &body),
+            Req::post("/api/v1/login", &Auth::Cookie(jar), &body),
         )
         .await;
     assert_eq!(from_her_browser.status, 200, "{}", from_her_browser.body);
