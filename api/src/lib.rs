@@ -70,9 +70,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Database connections the API keeps at most.
 const POOL_SIZE: usize = 8;
 
-/// Password checks run at once at most. Each takes Argon2's 19 MiB and a core for a
-/// while; a crowd of sign-ins (or someone sending one) waits here instead of exhausting
-/// memory and the blocking threads.
+/// Password checks run at once at most, each on a thread of its own
+/// ([`auth::PasswordCheckers`]). Each takes Argon2's 19 MiB and a core for a while; a
+/// crowd of sign-ins (or someone sending one) waits its turn instead of exhausting memory.
 const PASSWORD_CHECKS: usize = 4;
 
 /// The hub's clock: the wall clock, or the simulators' (the same type as ingestion's).
@@ -121,7 +121,7 @@ struct Shared {
     secure_cookie: bool,
     clock: Clock,
     limiter: limiter::LoginLimiter,
-    password_checks: tokio::sync::Semaphore,
+    password_checks: auth::PasswordCheckers,
     events: live::EventHub,
     /// Tenants (slugs) whose GTFS-Realtime feed needs no sign-in.
     public_feeds: std::sync::RwLock<Vec<String>>,
@@ -159,7 +159,8 @@ impl AppState {
             secure_cookie: config.secure_cookie,
             clock: config.clock,
             limiter: limiter::LoginLimiter::default(),
-            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            password_checks: auth::PasswordCheckers::start(PASSWORD_CHECKS)
+                .expect("the password-check threads could not start"),
             events: live::EventHub::new(&config.database_url),
             public_feeds: std::sync::RwLock::new(Vec::new()),
             dashboard: config.dashboard,
@@ -225,15 +226,13 @@ impl AppState {
     /// Whether `password` matches the PHC string `hash`, checked off the async threads,
     /// a few at a time.
     pub async fn check_password(&self, password: String, hash: String) -> Result<bool, ApiError> {
-        let _permit = self
-            .0
+        self.0
             .password_checks
-            .acquire()
+            .check(password, hash)
             .await
-            .map_err(|e| ApiError::internal("waiting to check a password", &e))?;
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-            .await
-            .map_err(|e| ApiError::internal("checking a password", &e))
+            .ok_or_else(|| {
+                ApiError::internal("checking a password", &"the password threads are gone")
+            })
     }
 
     /// The map's state of every device, per tenant set and kind ([`snapshots`]).
