@@ -233,8 +233,8 @@ impl Session {
                     m.repeat = true;
                     self.shared.metrics.retained_repeats.inc();
                 }
-                // An earlier message on the topic, perhaps: the database knows.
-                Some(_) | None => open.unjudged_retained = true,
+                Some(_) => {}
+                None => open.unjudged_retained = true,
             }
         }
         let rules = DeadLetterRules {

@@ -153,9 +153,9 @@ impl Writer {
         }
     }
 
-    /// Retained deliveries the session could not judge (they are not the last message it
-    /// saw on their topic) are looked up: one whose bytes are one of the last recorded on
-    /// its topic is a repeat, acknowledged with its batch and not recorded again. The batch is then
+    /// Retained deliveries the session could not judge (their topic's last message is
+    /// not one it saw) are looked up: one whose bytes are the last recorded on its topic is
+    /// a repeat, acknowledged with its batch and not recorded again. The batch is then
     /// rebuilt without the repeats.
     async fn drop_retained_repeats(
         &self,
@@ -178,8 +178,7 @@ impl Writer {
             .iter_mut()
             .filter(|m| m.retained && !m.repeat)
         {
-            let digest = store::mqtt::payload_digest(&m.payload);
-            if known.get(&m.topic).is_some_and(|d| d.contains(&digest)) {
+            if known.get(&m.topic) == Some(&store::mqtt::payload_digest(&m.payload)) {
                 m.repeat = true;
                 repeats += 1;
             }

@@ -2,16 +2,13 @@
 //!
 //! - which broker sessions it has had, so that a broker answering without one it expected
 //!   is noticed (messages queued for the hub may have been discarded upstream). Kept in
-//!   `settings` (`mqtt_session:account:<account>`, or `mqtt_session:client:<client id>`
-//!   without an account -> when first seen), one row per hub connection.
-//! - the digests of the last messages recorded per topic whose retained copy a broker
-//!   could send again (`mqtt_topic_digests`, migrations 13 and 15): a broker sends a
-//!   topic's retained message to every new subscription, so at every start of the hub. A
-//!   retained delivery whose bytes are those of one of the last [`DIGESTS_PER_TOPIC`]
-//!   messages recorded on its topic is a message recorded before, acknowledged without
-//!   being recorded a second time. Several, not one: a device may publish `online`
-//!   retained and later `offline` without retaining it, and the broker then still holds the
-//!   older `online`; replayed as new, it would say a device that is gone is online.
+//!   `settings` (`mqtt_session:<account>/<client id>` -> when first seen), one row per hub
+//!   connection.
+//! - the digest of the last message recorded per topic whose retained copy a broker could
+//!   send again (`mqtt_topic_digests`, migration 13): a broker sends a topic's retained
+//!   message to every new subscription, so at every start of the hub. A retained delivery
+//!   whose bytes are those last recorded on its topic is the same message again and is
+//!   acknowledged without being recorded a second time.
 
 use std::collections::HashMap;
 
@@ -50,15 +47,6 @@ impl Db {
     }
 }
 
-/// Migration 15: the digests of a topic's earlier messages, newest first.
-pub const EARLIER_DIGESTS: &str = r#"
-ALTER TABLE mqtt_topic_digests
-    ADD COLUMN earlier bytea[] NOT NULL DEFAULT '{}';
-"#;
-
-/// Digests kept per topic: the last message recorded and this many minus one before it.
-pub const DIGESTS_PER_TOPIC: usize = 8;
-
 /// The SHA-256 of a payload, as kept per topic and with dead letters.
 pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
     Sha256::digest(payload).into()
@@ -67,9 +55,8 @@ pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
 /// The newest digest noted per topic in a batch, with when it was received.
 pub type TopicDigests = HashMap<String, ([u8; 32], Timestamp)>;
 
-/// Writes `digests` in the batch's transaction: each becomes its topic's last, the one it
-/// replaces joins the earlier ones (the newest [`DIGESTS_PER_TOPIC`] - 1 kept). An older
-/// receipt never replaces a newer one (two writers may commit out of order).
+/// Writes `digests` in the batch's transaction; an older receipt never replaces a newer
+/// one (two writers may commit out of order).
 pub(crate) async fn note_digests(
     tx: &tokio_postgres::Transaction<'_>,
     digests: &TopicDigests,
@@ -85,14 +72,9 @@ pub(crate) async fn note_digests(
     tx.execute(
         "INSERT INTO mqtt_topic_digests AS d (topic, sha256, received_at)
          SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
-         ON CONFLICT (topic) DO UPDATE SET
-             sha256 = excluded.sha256,
-             received_at = excluded.received_at,
-             earlier = CASE WHEN d.sha256 = excluded.sha256 THEN d.earlier
-                 ELSE (array_prepend(d.sha256, array_remove(d.earlier, excluded.sha256)))[1:$4]
-             END
+         ON CONFLICT (topic) DO UPDATE SET sha256 = excluded.sha256, received_at = excluded.received_at
          WHERE d.received_at <= excluded.received_at",
-        &[&topics, &sha, &at, &(DIGESTS_PER_TOPIC as i32 - 1)],
+        &[&topics, &sha, &at],
     )
     .await
     .map_err(StoreError::db("recording the topics' last messages"))?;
@@ -183,30 +165,24 @@ impl Db {
 }
 
 impl Db {
-    /// The digests of the last messages recorded on each of `topics` that has any, the
-    /// newest first.
+    /// The digest of the last message recorded on each of `topics` that has one.
     pub async fn topic_digests(
         &self,
         topics: &[&str],
-    ) -> Result<HashMap<String, Vec<[u8; 32]>>, StoreError> {
+    ) -> Result<HashMap<String, [u8; 32]>, StoreError> {
         let rows = self
             .client()
             .query(
-                "SELECT topic, sha256, earlier FROM mqtt_topic_digests WHERE topic = ANY($1)",
+                "SELECT topic, sha256 FROM mqtt_topic_digests WHERE topic = ANY($1)",
                 &[&topics],
             )
             .await
             .map_err(StoreError::db("reading the topics' last messages"))?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let last: Vec<u8> = r.get(1);
-                let earlier: Vec<Vec<u8>> = r.get(2);
-                let digests = std::iter::once(last)
-                    .chain(earlier)
-                    .filter_map(|d| d.try_into().ok())
-                    .collect();
-                (r.get(0), digests)
+            .filter_map(|r| {
+                let sha: Vec<u8> = r.get(1);
+                Some((r.get(0), sha.try_into().ok()?))
             })
             .collect())
     }

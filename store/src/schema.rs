@@ -184,11 +184,6 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             "dead letters' sizes and digests",
             crate::dead_letters::MIGRATION.to_owned(),
         ),
-        (
-            15,
-            "topics' earlier retained-deliverable messages",
-            crate::mqtt::EARLIER_DIGESTS.to_owned(),
-        ),
     ]
 }
 
