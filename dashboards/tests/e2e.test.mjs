@@ -221,7 +221,16 @@ describe("the dashboard against a running hub", () => {
     }
     const done = (await api.get(`/work-orders?state=done`)).items.find((w) => w.id === order.id);
     assert.equal(done?.assignee, "ana");
+    // The card's buttons are the steps the API says this user may take now.
+    assert.deepEqual(done.next_states, ["reopened"]);
+    const buttons = await operator.$$eval(`${sel} button[data-to]`, (bs) => bs.map((b) => b.dataset.to));
+    assert.deepEqual(buttons, done.next_states);
     await shot(operator, "05-work-orders");
+    // On a phone the board still shows every column's cards and their buttons.
+    await operator.setViewportSize({ width: 390, height: 844 });
+    await operator.waitForSelector(`${sel} button[data-to=reopened]`, { state: "visible" });
+    await shot(operator, "05-work-orders-phone");
+    await operator.setViewportSize({ width: 1440, height: 900 });
   });
 
   test("the asset panel opens from the map", async () => {

@@ -150,7 +150,7 @@ export class WorkOrdersPage implements Page {
     const li = el(
       "li",
       { tabindex: 0, class: `card sev-${o.severity}`, "data-id": o.id, "data-state": o.state, "data-due": o.due_at, "data-finished": String(finished) },
-      el("div", { class: "title" }, `#${o.id} ${o.kind}`),
+      el("div", { class: "title" }, `#${o.id} ${o.kind.replaceAll("_", " ")}`),
       el("div", {}, `${o.device} · ${o.severity}`),
       el("div", {}, `${o.team}${o.assignee ? ` → ${o.assignee}` : ""}`),
       o.reopened ? el("div", { class: "badge" }, `reopened ${o.reopened}×`) : null,
