@@ -70,15 +70,7 @@ pub struct Storage {
 impl Config {
     /// The rules: the file's, or the built-in defaults.
     pub fn rules(&self) -> anyhow::Result<rules::RulesConfig> {
-        match &self.rules_file {
-            None => Ok(rules::RulesConfig::default()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the rules file {}", path.display()))?;
-                rules::RulesConfig::parse(&text)
-                    .with_context(|| format!("in the rules file {}", path.display()))
-            }
-        }
+        Ok(rules::RulesConfig::load(self.rules_file.as_deref())?)
     }
 }
 

@@ -494,15 +494,7 @@ impl Config {
 
     /// The rules, from `rules_file` or the defaults.
     pub fn rules(&self) -> anyhow::Result<rules::RulesConfig> {
-        match &self.rules_file {
-            None => Ok(rules::RulesConfig::default()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the rules file {}", path.display()))?;
-                rules::RulesConfig::parse(&text)
-                    .with_context(|| format!("in the rules file {}", path.display()))
-            }
-        }
+        Ok(rules::RulesConfig::load(self.rules_file.as_deref())?)
     }
 
     /// The session secret: the configured one, or a random one for this run (`true`).

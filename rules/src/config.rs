@@ -393,6 +393,13 @@ pub enum ConfigError {
     Toml(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot read the rules file {path}: {why}")]
+    Read { path: String, why: String },
+    #[error("in the rules file {path}: {source}")]
+    InFile {
+        path: String,
+        source: Box<ConfigError>,
+    },
 }
 
 /// Whether a rules file may name `kind`: an outage kind, or `inspection` (work orders
@@ -402,6 +409,22 @@ fn known_kind(kind: &str) -> bool {
 }
 
 impl RulesConfig {
+    /// The rules of the file at `path`, or the built-in defaults without one.
+    pub fn load(path: Option<&std::path::Path>) -> Result<RulesConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(RulesConfig::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: shown.clone(),
+            why: e.to_string(),
+        })?;
+        RulesConfig::parse(&text).map_err(|e| ConfigError::InFile {
+            path: shown,
+            source: Box::new(e),
+        })
+    }
+
     pub fn parse(text: &str) -> Result<RulesConfig, ConfigError> {
         let c: RulesConfig = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
         c.validate()?;
