@@ -6,7 +6,8 @@
 //!   +------------------ PUBACK <-- acknowledger <--- packet ids ----+--> committed (rules)
 //! ```
 //!
-//! - [`session`]: the MQTT session (QoS 1, persistent, manual acks), batching by size and age.
+//! - [`session`]: the MQTT 5 session (QoS 1, persistent, manual acks, retained copies only
+//!   on new subscriptions), batching by size and age.
 //! - [`intake`]: one message -> rows and dead letters in a batch, and the digest kept for
 //!   a message the broker could send again as retained.
 //! - [`writer`]: commit with retries; a refused batch is retried message by message; a
@@ -33,7 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::{Limits, Timestamp};
-use rumqttc::{AsyncClient, MqttOptions, Publish, QoS};
+use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, MqttOptions};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{mpsc, Notify};
@@ -179,11 +182,18 @@ pub async fn run(
     ));
 
     let mut options = MqttOptions::new(&config.mqtt.client_id, &config.mqtt.host, config.mqtt.port);
+    let mut properties = ConnectProperties::new();
+    // The session outlives any disconnection: the broker queues for the hub until it is back.
+    properties.session_expiry_interval = Some(u32::MAX);
+    // A broker drops, unseen, what exceeds the size a client announces; the hub takes any
+    // packet MQTT allows, so a payload over its own limit arrives and is dead-lettered
+    // (the broker's `message_size_limit` bounds what devices can send at all).
+    properties.max_packet_size = Some(MQTT_MAX_PACKET);
     options
-        .set_clean_session(false)
+        .set_clean_start(false)
+        .set_connect_properties(properties)
         .set_manual_acks(true)
-        .set_keep_alive(Duration::from_secs(config.mqtt.keep_alive_secs.max(5)))
-        .set_max_packet_size(config.limits.max_payload_bytes * 4 + 1024, 64 * 1024);
+        .set_keep_alive(Duration::from_secs(config.mqtt.keep_alive_secs.max(5)));
     if let Some(user) = &config.mqtt.username {
         options.set_credentials(user, config.mqtt.password.clone().unwrap_or_default());
     }
@@ -272,6 +282,9 @@ pub async fn run(
     Ok(())
 }
 
+/// The largest packet MQTT can carry (its remaining length is at most 268,435,455 bytes).
+const MQTT_MAX_PACKET: u32 = 268_435_460;
+
 /// What the broker keeps the hub's session under: its account and client id (a broker
 /// that binds client ids to accounts uses the account; one that does not, the id).
 /// The name the hub's record of its broker session goes by: the broker account when it
@@ -306,7 +319,7 @@ async fn acknowledge(
                 continue;
             }
             for pkid in batch.pkids {
-                let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
+                let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new(), None);
                 p.pkid = pkid;
                 if client.ack(&p).await.is_err() {
                     break 'receive;

@@ -7,7 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS, SubscribeFilter};
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode, Filter, Publish, RetainForwardRule, SubscribeReasonCode,
+};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming};
 use store::ReadingBatch;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -81,6 +85,19 @@ pub(crate) struct Session {
     pub quota: crate::quota::DeadLetterQuota,
 }
 
+/// The hub's subscription to one topic filter: QoS 1, and the broker's retained messages
+/// only when the subscription is new to the session. A hub that comes back to the session
+/// it had was there (or had its messages queued) when each retained message was
+/// published, so a stored copy sent again would be old news: a device that left `online`
+/// retained and then said `offline` without retaining it would otherwise be taken as
+/// online at every start. The first start, and a start after the broker lost the session,
+/// get the stored copies, judged by their digests (see [`crate::intake::take_received`]).
+fn subscription(filter: &str) -> Filter {
+    let mut f = Filter::new(filter, QoS::AtLeastOnce);
+    f.retain_forward_rule = RetainForwardRule::OnNewSubscribe;
+    f
+}
+
 impl Session {
     /// Runs until `shutdown`, then seals the open batch and returns; the caller drains.
     pub async fn run(&mut self, batches: &mpsc::Sender<SealedBatch>, shutdown: &CancellationToken) {
@@ -133,7 +150,7 @@ impl Session {
                         // Subscribing goes through the same request queue as the acks; a
                         // task waits for room instead of failing when the queue is full.
                         let filters: Vec<_> = self.config.mqtt.topics.iter()
-                            .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
+                            .map(|t| subscription(t))
                             .collect();
                         let client = self.client.clone();
                         tokio::spawn(async move {
@@ -143,12 +160,17 @@ impl Session {
                         });
                     }
                     Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                        if ack.return_codes.iter().any(|c| !matches!(c, SubscribeReasonCode::Success(_))) {
                             warn!(message = "The broker refused a subscription; check the ACL of the hub's user.", topics = ?self.config.mqtt.topics);
                         }
                     }
                     Ok(_) => {}
                     Err(error) => {
+                        if matches!(error, ConnectionError::ConnectionRefused(
+                            ConnectReturnCode::UnsupportedProtocolVersion | ConnectReturnCode::RefusedProtocolVersion
+                        )) {
+                            error!(message = "The broker does not speak MQTT 5, which ingestion needs (Mosquitto 2 does).");
+                        }
                         self.shared.metrics.connection_errors.inc();
                         let since = &self.shared.metrics.mqtt_disconnected_since;
                         if since.get() == 0 {
@@ -210,7 +232,7 @@ impl Session {
         }
     }
 
-    fn take(&mut self, open: &mut OpenBatch, p: rumqttc::Publish, max_wait: Duration) {
+    fn take(&mut self, open: &mut OpenBatch, p: Publish, max_wait: Duration) {
         let now = (self.shared.clock)();
         self.shared.metrics.messages.inc();
         self.shared
@@ -219,7 +241,8 @@ impl Session {
             .inc_by(p.payload.len() as i64);
         open.batch.add_payload_bytes(p.payload.len());
         let mut m = Received {
-            topic: p.topic,
+            // The broker checked that the topic is UTF-8, as MQTT requires.
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
             payload: p.payload,
             received_at: now,
             newest: None,

@@ -199,22 +199,6 @@ async fn a_hub_without_its_broker_says_so_in_health_until_it_is_back() {
     .await;
 }
 
-/// Discards the hub's broker session, with its own account (the only one the shipped
-/// broker lets do it).
-async fn discard_hub_session(port: u16) {
-    simulators::load::clear_session(
-        "127.0.0.1",
-        port,
-        Some((
-            tests::broker::HUB_USER.into(),
-            tests::broker::HUB_PASSWORD.into(),
-        )),
-        tests::broker::HUB_USER,
-    )
-    .await
-    .unwrap();
-}
-
 fn health(hub: &HubProcess) -> String {
     tests::hub::http_get(hub.http_port, "/health").expect("/health answers")
 }
@@ -247,7 +231,7 @@ async fn a_session_the_broker_no_longer_holds_is_counted_and_reported_by_health(
     // Readings queued for the hub, then its session discarded (by its own account, the
     // only one the shipped broker lets do it): they are gone, and the hub says so.
     stream(broker.port(), t, 10, 1_000).await.unwrap();
-    discard_hub_session(broker.port()).await;
+    tests::broker::discard_hub_session(broker.port()).await;
     hub.restart();
     hub.wait_connected().await;
     assert_eq!(
@@ -275,7 +259,7 @@ async fn a_session_the_broker_no_longer_holds_is_counted_and_reported_by_health(
 
     // The session discarded again, and the hub started with another client id on the
     // same account: the broker keys the session by the account, and so does the hub.
-    discard_hub_session(broker.port()).await;
+    tests::broker::discard_hub_session(broker.port()).await;
     let mut renamed = HubProcess::spawn(&db.url, broker.port(), &unique("another-id-"));
     renamed.wait_connected().await;
     assert_eq!(

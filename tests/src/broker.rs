@@ -79,3 +79,16 @@ pub fn tester(port: u16) -> String {
 pub fn fleet_credentials() -> Option<(String, String)> {
     Some((SIM_USER.into(), SIM_PASSWORD.into()))
 }
+
+/// Discards the hub's broker session, with its own account (the only one the shipped
+/// broker lets do it); a hub connected at the time is thrown out.
+pub async fn discard_hub_session(port: u16) {
+    simulators::load::clear_session(
+        "127.0.0.1",
+        port,
+        Some((HUB_USER.into(), HUB_PASSWORD.into())),
+        HUB_USER,
+    )
+    .await
+    .expect("the hub's account signs in");
+}
