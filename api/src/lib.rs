@@ -1,11 +1,15 @@
 //! The HTTP API (axum): `/health`, Prometheus `/metrics`, and the versioned `/api/v1`
 //! surface with its OpenAPI document.
 //!
-//! - [`v1`]: the `/api/v1` routes, one module per resource (`session`, `outages`,
-//!   `work_orders`, `reports`, `devices`), each handler annotated for the OpenAPI
-//!   document and registered together with its annotation (utoipa-axum), so the document
-//!   lists exactly the routes served. New resources add a module and a line in
-//!   [`v1::routes`].
+//! - [`v1`]: the `/api/v1` routes, one module per resource (`session`, `users`,
+//!   `devices`, `history`, `map`, `outages`, `work_orders`, `commands`, `schedules`,
+//!   `reports`, `exports`, `events`), each handler annotated for the OpenAPI document and
+//!   registered together with its annotation (utoipa-axum), so the document lists exactly
+//!   the routes served. New resources add a module and a line in [`v1::routes`].
+//! - [`standards`]: Open311 GeoReport v2 and GTFS-Realtime, outside `/api/v1`.
+//! - [`live`]: the one hub-wide fan-out of changes that every `/api/v1/events` stream
+//!   reads; [`slots`]: the shares of long-held connections (exports, event streams) per
+//!   person, per tenant and in all.
 //! - [`caller`]: who sends a request (API token or session cookie), their role and
 //!   tenants; [`roles`]: what each role may do (a pure table).
 //! - [`auth`]: password hashing, tokens, the session secret; [`limiter`]: sign-in
@@ -75,8 +79,7 @@ const POOL_SIZE: usize = 8;
 /// crowd of sign-ins (or someone sending one) waits its turn instead of exhausting memory.
 const PASSWORD_CHECKS: usize = 4;
 
-/// The hub's clock: the wall clock, or the simulators' (the same type as ingestion's).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use model::Clock;
 
 /// What the rest of the hub has to report to `/health`: a sentence per problem, none
 /// when all is well. (The API does not know ingestion; the binary connects them.)

@@ -481,14 +481,14 @@ impl Config {
     }
 
     /// The clock the hub runs on: the wall clock, or the simulators' when configured.
-    pub fn clock(&self) -> ingest::Clock {
+    pub fn clock(&self) -> model::Clock {
         match self
             .sim_clock
             .as_deref()
             .map(simulators::clock::SimClock::parse)
         {
             Some(Ok(c)) => std::sync::Arc::new(move || c.now()),
-            _ => ingest::wall_clock(),
+            _ => model::wall_clock(),
         }
     }
 

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 /// transaction rolled back, so its marks are still there).
 pub async fn run(
     database_url: String,
-    clock: ingest::Clock,
+    clock: model::Clock,
     every: Duration,
     stop: CancellationToken,
 ) {

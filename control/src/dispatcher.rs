@@ -12,6 +12,7 @@
 //! match); the commands that were in flight are still `pending` in the table and are read
 //! again.
 
+use model::Backoff;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -155,7 +156,7 @@ pub async fn run(
         return Ok(());
     };
     let mut link = Link::open(&broker);
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::standard();
     let mut queue: VecDeque<DueCommand> = VecDeque::new();
     // Issue times of commands in flight, for the delivery latency.
     let mut issued: HashMap<String, DateTime<Utc>> = HashMap::new();
@@ -177,7 +178,7 @@ pub async fn run(
             note = link.notes.recv() => match note {
                 Some(Note::Connected) => {
                     link.connected = true;
-                    backoff = Duration::from_millis(200);
+                    backoff.succeeded();
                     metrics.connects.inc();
                     info!(message = "Command dispatcher connected to the broker.");
                 }
@@ -202,9 +203,8 @@ pub async fn run(
                     issued.clear();
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.failed()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     link = Link::open(&broker);
                 }
                 None => {
@@ -330,7 +330,7 @@ async fn refresh_counters(
 
 /// A database connection, retried until it comes or `shutdown`.
 async fn connect(url: &str, shutdown: &CancellationToken) -> Option<Db> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::standard();
     loop {
         match Db::connect(url).await {
             Ok(db) => return Some(db),
@@ -340,8 +340,7 @@ async fn connect(url: &str, shutdown: &CancellationToken) -> Option<Db> {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.failed()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }

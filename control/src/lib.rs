@@ -19,9 +19,4 @@ pub mod metrics;
 pub use dispatcher::{run, DispatcherConfig};
 pub use metrics::CommandMetrics;
 
-use std::sync::Arc;
-
-use model::Timestamp;
-
-/// The hub's clock (the wall clock, or the simulators').
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use model::Clock;

@@ -7,6 +7,7 @@
 //! grow (one row per device however many readings it sent meanwhile), so the table keeps
 //! up with any ingest rate and costs the database at most one row per device per interval.
 
+use model::Backoff;
 use std::time::Duration;
 
 use store::{merge_latest, Db, LatestUpdates};
@@ -20,7 +21,7 @@ pub(crate) async fn keep_latest(
 ) {
     let mut pending = LatestUpdates::new();
     let mut db: Option<Db> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut last_round = tokio::time::Instant::now() - min_interval;
     loop {
         if pending.is_empty() {
@@ -55,13 +56,12 @@ pub(crate) async fn keep_latest(
         match result {
             Ok(()) => {
                 pending.clear();
-                backoff = Duration::from_millis(100);
+                backoff.succeeded();
             }
             Err(error) => {
                 warn!(message = "Cannot update the latest state; will retry.", %error, devices = pending.len());
                 db = None;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.failed()).await;
             }
         }
     }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::{Limits, Timestamp};
+use model::Limits;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, MqttOptions};
@@ -46,12 +46,7 @@ use tracing::info;
 pub use metrics::IngestMetrics;
 pub use registry::Registry;
 
-/// Where "now" comes from: the wall clock in production, a simulated clock in tests.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-pub fn wall_clock() -> Clock {
-    Arc::new(Timestamp::now)
-}
+pub use model::Clock;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -2,6 +2,7 @@
 //! and keep the connection alive while the writer works. A broker that answers without
 //! the persistent session the hub had is reported ([`Session::check_kept`]).
 
+use model::Backoff;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -103,7 +104,7 @@ impl Session {
     pub async fn run(&mut self, batches: &mpsc::Sender<SealedBatch>, shutdown: &CancellationToken) {
         let mut open = OpenBatch::new(self.keep_rows);
         let mut sealed: VecDeque<SealedBatch> = VecDeque::new();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
         let mut retry_at: Option<Instant> = None;
         let max_wait = Duration::from_millis(self.config.batch_max_wait_ms);
         loop {
@@ -144,7 +145,7 @@ impl Session {
                         let n = self.session.fetch_add(1, Ordering::SeqCst) + 1;
                         self.shared.metrics.connects.inc();
                         self.shared.metrics.mqtt_disconnected_since.set(0);
-                        backoff = Duration::from_millis(200);
+                        backoff.succeeded();
                         info!(message = "MQTT session established.", session = n, session_present = ack.session_present);
                         self.check_kept(ack.session_present, n);
                         // Subscribing goes through the same request queue as the acks; a
@@ -176,9 +177,9 @@ impl Session {
                         if since.get() == 0 {
                             since.set(model::Timestamp::now().micros() / 1_000_000);
                         }
-                        warn!(message = "MQTT connection failed; reconnecting.", %error, retry_in_ms = backoff.as_millis() as u64);
-                        retry_at = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(15));
+                        let wait = backoff.failed();
+                        warn!(message = "MQTT connection failed; reconnecting.", %error, retry_in_ms = wait.as_millis() as u64);
+                        retry_at = Some(Instant::now() + wait);
                     }
                 },
             }

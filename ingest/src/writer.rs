@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use model::{Limits, RecordType, Rejection};
+use model::{Backoff, Limits, RecordType, Rejection};
 use store::{Db, ReadingBatch, StoreError, WriteOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -109,7 +109,7 @@ impl Writer {
         sealed: &mut SealedBatch,
         stop: &CancellationToken,
     ) -> Option<(WriteOutcome, Vec<model::Observation>)> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         loop {
             let started = Instant::now();
             let result = async {
@@ -130,7 +130,7 @@ impl Writer {
                 }
                 Err(e) if e.is_retryable() => {
                     self.metrics.write_retries.inc();
-                    warn!(message = "Database unavailable; retrying the batch.", error = %e, retry_in_ms = backoff.as_millis() as u64);
+                    warn!(message = "Database unavailable; retrying the batch.", error = %e, retry_in_ms = backoff.peek().as_millis() as u64);
                     *db = None;
                 }
                 Err(e) => {
@@ -147,9 +147,8 @@ impl Writer {
             }
             tokio::select! {
                 _ = stop.cancelled() => return None,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.failed()) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

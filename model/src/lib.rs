@@ -8,7 +8,9 @@
 //! - [`decode`]: payload bytes -> rows and [`Rejected`] elements, each with a [`Rejection`].
 //! - [`domain`]: the vocabulary as types: [`OutageKind`], [`Severity`], [`OutageState`],
 //!   [`WorkOrderState`] (its life cycle in one function), [`CommandStatus`], [`Role`].
-//! - [`time`]: [`Timestamp`] (UTC microseconds) and the accepted [`TimeWindow`].
+//! - [`time`]: [`Timestamp`] (UTC microseconds), the accepted [`TimeWindow`], and the
+//!   [`Clock`] every part of the hub reads "now" from.
+//! - [`backoff`]: the waits of every retry and reconnect loop.
 //! - [`inventory`]: devices and bus routes as listed in the city's inventory.
 //! - [`astro`]: civil dawn and dusk at a place (when lamps should burn).
 //! - [`lighting`]: what a lamp should show under a lighting profile (`set_schedule`).
@@ -17,6 +19,7 @@
 //! are its executable form.
 
 pub mod astro;
+pub mod backoff;
 pub mod decode;
 pub mod domain;
 pub mod fields;
@@ -27,12 +30,13 @@ pub mod rejection;
 pub mod time;
 pub mod topic;
 
+pub use backoff::Backoff;
 pub use decode::{decode_payload, Decoded, Limits, Rejected};
 pub use domain::{CommandStatus, OutageKind, OutageState, Role, Severity, WorkOrderState};
 pub use inventory::{Device, Inventory, RouteLine};
 pub use record::{Cell, Committed, FieldSpec, FieldType, Observation, RecordType, Row};
 pub use rejection::Rejection;
-pub use time::{TimeWindow, Timestamp};
+pub use time::{wall_clock, Clock, TimeWindow, Timestamp};
 pub use topic::{Channel, Kind, Topic};
 
 #[cfg(test)]

@@ -70,6 +70,15 @@ impl Default for TimeWindow {
     }
 }
 
+/// Where "now" comes from: the wall clock in production, a simulated clock in tests and
+/// scenarios (one clock for ingestion, the rules, commands and the API alike).
+pub type Clock = std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn wall_clock() -> Clock {
+    std::sync::Arc::new(Timestamp::now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,11 +18,10 @@
 //! - ends shelving that has expired.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use model::fields::cmd_ack;
-use model::{Cell, Committed, Observation, RecordType, Timestamp, WorkOrderState};
+use model::{Backoff, Cell, Committed, Observation, RecordType, Timestamp, WorkOrderState};
 use store::{Answer, Db, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +36,7 @@ use crate::stream::StreamClock;
 use crate::timeline::{rank, Input};
 use crate::{RulesConfig, RulesMetrics};
 
-/// Where "now" comes from (the hub's clock: wall or simulated).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use model::Clock;
 
 /// How often time passes for the engine, in real time.
 const TICK: Duration = Duration::from_millis(250);
@@ -243,7 +241,7 @@ pub async fn run(
     let mut watched = source.path.map(Watched::new);
     // The database may not be there yet: the rules wait for it (ingestion waits for them,
     // its committed rows queue in the channel) rather than run without state.
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::standard();
     let (mut db, mut engine, mut state, open) = loop {
         match start(&url, &config, &clock).await {
             Ok(started) => break started,
@@ -251,9 +249,8 @@ pub async fn run(
                 warn!(message = "Cannot start the rules engine yet; retrying.", %error);
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.failed()) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     };
@@ -370,14 +367,14 @@ pub async fn run(
 /// When to try connecting again: at once, then after a backoff that doubles to 10 s.
 struct Reconnect {
     at: std::time::Instant,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Reconnect {
     fn new() -> Reconnect {
         Reconnect {
             at: std::time::Instant::now(),
-            backoff: Duration::from_millis(250),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(10)),
         }
     }
 
@@ -387,9 +384,8 @@ impl Reconnect {
 
     /// An attempt failed: the wait before the next.
     fn failed(&mut self) -> Duration {
-        let wait = self.backoff;
+        let wait = self.backoff.failed();
         self.at = std::time::Instant::now() + wait;
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
         wait
     }
 }
@@ -500,7 +496,7 @@ async fn persist(
     metrics: &RulesMetrics,
     shutdown: &CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::standard();
     while !decisions.is_empty() {
         let changes: Vec<OutageChange> = decisions.iter().map(|d| to_change(config, d)).collect();
         match db.apply_outage_changes(&changes).await {
@@ -523,9 +519,8 @@ async fn persist(
                 warn!(message = "Cannot persist outage decisions; retrying.", %error, decisions = changes.len());
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.failed()) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 if let Ok(fresh) = Db::connect(url).await {
                     *db = fresh;
                 }

@@ -12,6 +12,8 @@
 //! - [`schedule`]: what a lamp should do (commands, schedules, the astronomical clock).
 //! - [`condition`]: one alarm condition with on-delay and hysteresis.
 //! - [`config`]: rule parameters and severities (TOML), validated.
+//! - `state`: what the engine remembers between inputs (data only); [`metrics`]: the
+//!   decisions and outcomes counted for `/metrics`.
 //! - [`driver`]: feeds the engine from ingestion's committed rows and a clock, records the
 //!   answers to commands, and persists its decisions through `store` (rebuilding state from
 //!   open outages on start); [`stream`] the watermark the horizon follows.

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
-use crate::listings::{DeviceLatest, DeviceRow};
+use crate::listings::{device_row, DeviceRow};
 use crate::rollups::{Rollup, LOOKBACK, ORIGIN};
 use crate::{Db, StoragePath, StoreError};
 
@@ -505,31 +505,9 @@ impl Db {
             .map_err(StoreError::db("reading a device"))?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let last_seen: Option<DateTime<Utc>> = r.get(15);
-                DeviceDetail {
-                    device: DeviceRow {
-                        id: r.get(0),
-                        tenant: r.get(1),
-                        ext_id: r.get(2),
-                        kind: r.get(3),
-                        district: r.get(4),
-                        cabinet: r.get(5),
-                        rated_power_w: r.get(6),
-                        medium: r.get(7),
-                        route: r.get(8),
-                        lon: r.get(9),
-                        lat: r.get(10),
-                        latest: last_seen.map(|last_seen| DeviceLatest {
-                            telemetry_ts: r.get(11),
-                            telemetry: r.get(12),
-                            status_ts: r.get(13),
-                            online: r.get(14),
-                            last_seen,
-                        }),
-                    },
-                    open_outages: r.get(16),
-                }
+            .map(|r| DeviceDetail {
+                device: device_row(r),
+                open_outages: r.get(16),
             })
             .collect())
     }

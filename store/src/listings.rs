@@ -128,7 +128,10 @@ pub struct DeviceLatest {
     pub last_seen: DateTime<Utc>,
 }
 
-fn device_row(r: &Row) -> DeviceRow {
+/// A device and its latest state from the columns `d.id, t.slug, d.ext_id, d.kind,
+/// d.district, d.cabinet, d.rated_power_w, d.medium, d.route, d.lon, d.lat,
+/// l.telemetry_ts, l.telemetry, l.status_ts, l.online, l.last_seen`, in this order.
+pub(crate) fn device_row(r: &Row) -> DeviceRow {
     let last_seen: Option<DateTime<Utc>> = r.get(15);
     DeviceRow {
         id: r.get(0),

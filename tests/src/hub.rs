@@ -35,7 +35,7 @@ impl InProcessHub {
             config,
             database_url.to_owned(),
             metrics.clone(),
-            ingest::wall_clock(),
+            model::wall_clock(),
             None,
             stop.clone(),
         ));

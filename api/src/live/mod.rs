@@ -21,6 +21,7 @@
 pub mod client;
 pub mod devices;
 
+use model::Backoff;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -201,7 +202,7 @@ pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
 /// every client to refetch, since notifications sent meanwhile are gone.
 async fn listen(hub: EventHub) {
     let stop = hub.stopping();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut connected_before = false;
     loop {
         let connected = tokio::select! {
@@ -214,13 +215,12 @@ async fn listen(hub: EventHub) {
                 warn!(message = "The change listener cannot connect; will retry.", %error);
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.failed()) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.succeeded();
         if connected_before {
             info!(message = "The change listener reconnected; clients are told to refetch.");
             hub.publish(Change::Resync {

@@ -185,7 +185,7 @@ async fn connection(
         let acked = acked.clone();
         let poll_stop = poll_stop.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
+            let mut backoff = model::Backoff::standard();
             let mut up = false;
             let jitter = (client_id.bytes().map(u64::from).sum::<u64>() % 100) as f64 / 100.0 + 0.5;
             loop {
@@ -196,7 +196,7 @@ async fn connection(
                 match event {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                         up = true;
-                        backoff = Duration::from_millis(200);
+                        backoff.succeeded();
                         stats.connected.fetch_add(1, Ordering::Relaxed);
                         for chunk in lamp_cmds.chunks(100) {
                             let filters: Vec<_> = chunk
@@ -223,9 +223,8 @@ async fn connection(
                         debug!(message = "Simulated devices lost their connection; retrying.", %error);
                         tokio::select! {
                             _ = poll_stop.cancelled() => break,
-                            _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+                            _ = tokio::time::sleep(backoff.failed().mul_f64(jitter)) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
             }
