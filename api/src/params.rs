@@ -216,6 +216,21 @@ pub fn one_of<'a>(
     }
 }
 
+/// A name of the domain's vocabulary given as `name` (a state, a status, a severity):
+/// `None` when absent, 400 naming every accepted name when it is not one of them.
+pub fn named<T: model::Vocabulary>(name: &str, value: Option<&str>) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| {
+            T::parse(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{name} `{v}` is not one of {}",
+                    T::names().join(", ")
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Free text given as `name`: not blank, at most [`MAX_TEXT_CHARS`].
 pub fn text<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {
     let trimmed = value.trim();

@@ -74,7 +74,7 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
             if tenants.is_empty() {
                 bail!("name at least one --tenant: a user sees only the tenants they are given");
             }
-            if team.is_some() && role != "crew" {
+            if team.is_some() && model::Role::parse(&role) != Some(model::Role::Crew) {
                 bail!("--team is for crew members (the team whose work orders they move)");
             }
             store::auth::check_user(&username, &role, team.as_deref())?;

@@ -1,5 +1,6 @@
 //! Command delivery metrics (`cityhub_commands_*`), registered into the hub's registry.
 
+use model::CommandStatus;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -56,28 +57,32 @@ impl CommandMetrics {
             self.issued.clone(),
         );
         r.register(
-            "sent",
+            CommandStatus::Sent.as_str(),
             "Commands the broker acknowledged",
             self.sent.clone(),
         );
-        r.register("acked", "Commands devices carried out", self.acked.clone());
         r.register(
-            "rejected",
+            CommandStatus::Acked.as_str(),
+            "Commands devices carried out",
+            self.acked.clone(),
+        );
+        r.register(
+            CommandStatus::Rejected.as_str(),
             "Commands devices refused",
             self.rejected.clone(),
         );
         r.register(
-            "failed",
+            CommandStatus::Failed.as_str(),
             "Commands devices failed to carry out",
             self.failed.clone(),
         );
         r.register(
-            "expired",
+            CommandStatus::Expired.as_str(),
             "Commands unanswered at their expiry",
             self.expired.clone(),
         );
         r.register(
-            "pending",
+            CommandStatus::Pending.as_str(),
             "Commands waiting to be sent (held for offline devices included)",
             self.pending.clone(),
         );

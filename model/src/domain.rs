@@ -7,6 +7,21 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A set of names, as the database and the API's JSON hold them: for code that reads or
+/// checks any of them (a query parameter, a column).
+pub trait Vocabulary: Sized + Copy + 'static {
+    /// Every value, in order.
+    fn all() -> &'static [Self];
+    /// The name stored and sent.
+    fn as_str(self) -> &'static str;
+    /// The value of a name, if it is one.
+    fn parse(s: &str) -> Option<Self>;
+    /// Every name, in order.
+    fn names() -> Vec<&'static str> {
+        Self::all().iter().map(|v| v.as_str()).collect()
+    }
+}
+
 /// An enum of names: `ALL` in order, `as_str` (the name stored and sent: the variant's
 /// name in snake case, as serde writes it), `parse`.
 macro_rules! vocabulary {
@@ -40,6 +55,20 @@ macro_rules! vocabulary {
             }
         }
 
+        impl Vocabulary for $name {
+            fn all() -> &'static [$name] {
+                &$name::ALL
+            }
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+
+            fn parse(s: &str) -> Option<$name> {
+                $name::parse(s)
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -67,6 +96,10 @@ vocabulary! {
         StoppedTooLong = "stopped_too_long",
     }
 }
+
+/// The kind of a work order that no outage raised: people reported something (a
+/// citizen's report on a device with no open outage) and a crew goes to look.
+pub const INSPECTION: &str = "inspection";
 
 impl OutageKind {
     /// The severity an outage of this kind has unless the rules file says otherwise: a
@@ -113,6 +146,14 @@ vocabulary! {
         Acknowledged = "acknowledged",
         Resolved = "resolved",
         Closed = "closed",
+    }
+}
+
+impl OutageState {
+    /// Whether the fault is still there (open, seen or not): what can be acknowledged,
+    /// shelved, assigned, and what the map and counts show.
+    pub fn active(self) -> bool {
+        matches!(self, OutageState::Open | OutageState::Acknowledged)
     }
 }
 

@@ -32,7 +32,9 @@ pub mod topic;
 
 pub use backoff::Backoff;
 pub use decode::{decode_payload, Decoded, Limits, Rejected};
-pub use domain::{CommandStatus, OutageKind, OutageState, Role, Severity, WorkOrderState};
+pub use domain::{
+    CommandStatus, OutageKind, OutageState, Role, Severity, Vocabulary, WorkOrderState, INSPECTION,
+};
 pub use inventory::{Device, Inventory, RouteLine};
 pub use record::{Cell, Committed, FieldSpec, FieldType, Observation, RecordType, Row};
 pub use rejection::Rejection;

@@ -339,8 +339,9 @@ pub struct Policy {
 
 impl Default for WorkOrders {
     fn default() -> Self {
-        let rule = |kinds: &[&str], team: &str, deadline_h: f64| Policy {
-            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        use crate::OutageKind::*;
+        let rule = |kinds: &[crate::OutageKind], team: &str, deadline_h: f64| Policy {
+            kinds: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
             severities: Vec::new(),
             team: team.into(),
             deadline_h,
@@ -348,30 +349,21 @@ impl Default for WorkOrders {
         WorkOrders {
             verify_hold_s: 900,
             policy: vec![
-                rule(&["cabinet_supply_loss"], "power-crew", 4.0),
+                rule(&[CabinetSupplyLoss], "power-crew", 4.0),
                 rule(
                     &[
-                        "lamp_failure",
-                        "day_burner",
-                        "lamp_cycling",
-                        "voltage_out_of_range",
-                        "device_offline",
+                        LampFailure,
+                        DayBurner,
+                        LampCycling,
+                        VoltageOutOfRange,
+                        DeviceOffline,
                     ],
                     "lighting-crew",
                     72.0,
                 ),
+                rule(&[Leak, Tamper, ReverseFlow, MeterSilent], "metering", 48.0),
                 rule(
-                    &["leak", "tamper", "reverse_flow", "meter_silent"],
-                    "metering",
-                    48.0,
-                ),
-                rule(
-                    &[
-                        "vehicle_silent",
-                        "off_route",
-                        "bunching",
-                        "stopped_too_long",
-                    ],
+                    &[VehicleSilent, OffRoute, Bunching, StoppedTooLong],
                     "transport-control",
                     1.0,
                 ),
@@ -405,7 +397,7 @@ pub enum ConfigError {
 /// Whether a rules file may name `kind`: an outage kind, or `inspection` (work orders
 /// raised by people, e.g. from citizen reports).
 fn known_kind(kind: &str) -> bool {
-    kind == "inspection" || crate::OutageKind::parse(kind).is_some()
+    kind == model::INSPECTION || crate::OutageKind::parse(kind).is_some()
 }
 
 impl RulesConfig {

@@ -31,28 +31,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use model::{Kind, Timestamp};
+use model::{Kind, OutageKind, Timestamp};
 
 use crate::clock::SimClock;
 use crate::scenario::{FaultKind, TruthRecord};
-
-/// Outage kinds in the order tables list them.
-pub const OUTAGE_KINDS: [&str; 14] = [
-    "lamp_failure",
-    "day_burner",
-    "lamp_cycling",
-    "voltage_out_of_range",
-    "device_offline",
-    "cabinet_supply_loss",
-    "leak",
-    "tamper",
-    "reverse_flow",
-    "meter_silent",
-    "vehicle_silent",
-    "off_route",
-    "bunching",
-    "stopped_too_long",
-];
 
 /// One fault of the ground truth, its times resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,24 +86,25 @@ pub struct Detected {
 /// by [`expected`].
 pub fn outage_kind(kind: FaultKind) -> Option<&'static str> {
     use FaultKind::*;
-    Some(match kind {
-        LampFailure | DriverFailure => "lamp_failure",
-        DayBurner => "day_burner",
-        LampCycling => "lamp_cycling",
-        VoltageOutOfRange => "voltage_out_of_range",
-        CabinetSupplyLoss => "cabinet_supply_loss",
-        DeviceOffline | Backlog => "device_offline",
-        Leak => "leak",
-        Tamper => "tamper",
-        ReverseFlow => "reverse_flow",
-        MeterSilent => "meter_silent",
-        VehicleSilent => "vehicle_silent",
-        OffRoute => "off_route",
-        Bunching => "bunching",
-        StoppedTooLong => "stopped_too_long",
+    let outage = match kind {
+        LampFailure | DriverFailure => OutageKind::LampFailure,
+        DayBurner => OutageKind::DayBurner,
+        LampCycling => OutageKind::LampCycling,
+        VoltageOutOfRange => OutageKind::VoltageOutOfRange,
+        CabinetSupplyLoss => OutageKind::CabinetSupplyLoss,
+        DeviceOffline | Backlog => OutageKind::DeviceOffline,
+        Leak => OutageKind::Leak,
+        Tamper => OutageKind::Tamper,
+        ReverseFlow => OutageKind::ReverseFlow,
+        MeterSilent => OutageKind::MeterSilent,
+        VehicleSilent => OutageKind::VehicleSilent,
+        OffRoute => OutageKind::OffRoute,
+        Bunching => OutageKind::Bunching,
+        StoppedTooLong => OutageKind::StoppedTooLong,
         PowerRestore | MalformedJson | WrongTypes | UnknownDevice | Oversize | Duplicates
         | OutOfOrder => return None,
-    })
+    };
+    Some(outage.as_str())
 }
 
 /// The silence fault of a device of `kind`.
@@ -396,7 +379,7 @@ impl Score {
         all
     }
 
-    /// One row per kind that had anything expected or detected, in [`OUTAGE_KINDS`] order
+    /// One row per kind that had anything expected or detected, in [`OutageKind::ALL`] order
     /// (kinds not listed there after them, by name).
     pub fn rows(&self) -> Vec<KindRow> {
         #[derive(Default)]
@@ -420,7 +403,7 @@ impl Score {
         for d in &self.false_positives {
             acc.entry(d.kind.clone()).or_default().fp += 1;
         }
-        let order = |k: &str| OUTAGE_KINDS.iter().position(|o| *o == k);
+        let order = |k: &str| OutageKind::ALL.iter().position(|o| o.as_str() == k);
         let mut rows: Vec<KindRow> = acc
             .into_iter()
             .map(|(kind, a)| KindRow {

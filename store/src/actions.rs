@@ -7,11 +7,12 @@
 //! revealed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use model::{Timestamp, WorkOrderState};
+use model::{OutageState, Timestamp, WorkOrderState};
 use serde_json::json;
 use tokio_postgres::Transaction;
 
 use crate::audit::{append, AuditEntry};
+use crate::error::named;
 use crate::hygiene::{acknowledge, record_event, shelve, unshelve};
 use crate::outages::{outage_row, OUTAGE_COLUMNS};
 use crate::work_orders::transition;
@@ -233,9 +234,10 @@ async fn assign(
         )
         .await
         .map_err(StoreError::db("reading an outage"))?;
-    let (device_id, kind, severity, state): (i32, String, String, String) =
-        (outage.get(0), outage.get(1), outage.get(2), outage.get(3));
-    if !matches!(state.as_str(), "open" | "acknowledged") {
+    let (device_id, kind, severity): (i32, String, String) =
+        (outage.get(0), outage.get(1), outage.get(2));
+    let state = named(&outage, 3, "outage state", OutageState::parse)?;
+    if !state.active() {
         return Err(StoreError::OutageState {
             id,
             state,
@@ -256,8 +258,8 @@ async fn assign(
         .map_err(StoreError::db("reading a work order"))?;
     match order {
         Some(order) => {
-            let (order_id, order_state, current): (i64, String, Option<String>) =
-                (order.get(0), order.get(1), order.get(2));
+            let (order_id, current): (i64, Option<String>) = (order.get(0), order.get(2));
+            let order_state = named(&order, 1, "work order state", WorkOrderState::parse)?;
             tx.execute(
                 "UPDATE work_orders SET team = $2, assignee = coalesce($3, assignee) WHERE id = $1",
                 &[&order_id, &team, &assignee],
@@ -265,7 +267,7 @@ async fn assign(
             .await
             .map_err(StoreError::db("handing over a work order"))?;
             let named = assignee.or(current.as_deref()).is_some();
-            if named && matches!(order_state.as_str(), "new" | "reopened") {
+            if named && matches!(order_state, WorkOrderState::New | WorkOrderState::Reopened) {
                 transition(
                     tx,
                     order_id,
@@ -280,7 +282,7 @@ async fn assign(
                 tx.execute(
                     "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
                      VALUES ($1, $2, $3, $4, $4, $5)",
-                    &[&order_id, &at, &actor, &order_state, &format!("handed to {who}")],
+                    &[&order_id, &at, &actor, &order_state.as_str(), &format!("handed to {who}")],
                 )
                 .await
                 .map_err(StoreError::db("recording a work order event"))?;
@@ -288,9 +290,9 @@ async fn assign(
         }
         None => {
             let to = if assignee.is_some() {
-                "assigned"
+                WorkOrderState::Assigned
             } else {
-                "new"
+                WorkOrderState::New
             };
             let order_id: i64 = tx
                 .query_one(
@@ -305,7 +307,7 @@ async fn assign(
                         &severity,
                         &team,
                         &assignee,
-                        &to,
+                        &to.as_str(),
                         &at,
                         &(ASSIGNED_DEADLINE_HOURS as i32),
                     ],
@@ -316,7 +318,7 @@ async fn assign(
             tx.execute(
                 "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
                  VALUES ($1, $2, $3, NULL, $4, $5)",
-                &[&order_id, &at, &actor, &to, &format!("opened by hand for {who}")],
+                &[&order_id, &at, &actor, &to.as_str(), &format!("opened by hand for {who}")],
             )
             .await
             .map_err(StoreError::db("recording a work order event"))?;

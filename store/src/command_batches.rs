@@ -4,6 +4,7 @@
 //! confirmed is the count that was reached, or nothing is recorded.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use model::CommandStatus;
 use serde_json::json;
 use tokio_postgres::{GenericClient, Row, Transaction};
 
@@ -413,7 +414,7 @@ impl Db {
         &self,
         tenants: &[i32],
         batch: i64,
-        status: Option<&str>,
+        status: Option<CommandStatus>,
         after: Option<i32>,
         limit: i64,
     ) -> Result<Page<BatchCommandRow>, StoreError> {
@@ -427,7 +428,12 @@ impl Db {
                  WHERE c.batch_id = $1 AND ($2::text IS NULL OR c.status = $2)
                    AND ($3::int4 IS NULL OR c.device_id > $3)
                  ORDER BY c.device_id LIMIT $4",
-                &[&batch, &status, &after, &(limit.max(0) + 1)],
+                &[
+                    &batch,
+                    &status.map(CommandStatus::as_str),
+                    &after,
+                    &(limit.max(0) + 1),
+                ],
             )
             .await
             .map_err(StoreError::db("listing a batch's commands"))?;

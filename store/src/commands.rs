@@ -6,6 +6,9 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
+use model::CommandStatus;
+
+use crate::error::named;
 use crate::{Db, StoreError};
 
 /// Migration 7: command batches, their delivery, and lighting schedules.
@@ -88,8 +91,7 @@ pub struct CommandRow {
     pub body: serde_json::Value,
     pub issued_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// `pending`, `sent`, `acked`, `rejected`, `failed` or `expired`.
-    pub status: String,
+    pub status: CommandStatus,
     pub acked_at: Option<DateTime<Utc>>,
 }
 
@@ -104,25 +106,25 @@ pub struct Answer {
 
 const COLUMNS: &str = "id, device_id, action, body, issued_at, expires_at, status, acked_at";
 
-fn command(r: &Row) -> CommandRow {
-    CommandRow {
+fn command(r: &Row) -> Result<CommandRow, StoreError> {
+    Ok(CommandRow {
         id: r.get(0),
         device_id: r.get(1),
         action: r.get(2),
         body: r.get(3),
         issued_at: r.get(4),
         expires_at: r.get(5),
-        status: r.get(6),
+        status: named(r, 6, "command status", CommandStatus::parse)?,
         acked_at: r.get(7),
-    }
+    })
 }
 
 /// The status a device's answer (`ok`, `rejected`, `failed`) gives its command.
-fn ack_status(answer: &str) -> Option<&'static str> {
+fn ack_status(answer: &str) -> Option<CommandStatus> {
     match answer {
-        "ok" => Some("acked"),
-        "rejected" => Some("rejected"),
-        "failed" => Some("failed"),
+        "ok" => Some(CommandStatus::Acked),
+        "rejected" => Some(CommandStatus::Rejected),
+        "failed" => Some(CommandStatus::Failed),
         _ => None,
     }
 }
@@ -221,13 +223,13 @@ impl Db {
                        AND ($5::int4 IS NULL OR device_id = $5)
                      RETURNING {COLUMNS}"
                 ),
-                &[&id, &new_status, &at, &detail, &device_id],
+                &[&id, &new_status.as_str(), &at, &detail, &device_id],
             )
             .await
             .map_err(StoreError::db("recording a command acknowledgement"))?;
         if let Some(row) = updated {
             return Ok(Some(Answer {
-                command: command(&row),
+                command: command(&row)?,
                 first: true,
             }));
         }
@@ -239,10 +241,14 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("reading a command"))?;
-        Ok(row.as_ref().map(|r| Answer {
-            command: command(r),
-            first: false,
-        }))
+        row.as_ref()
+            .map(|r| {
+                Ok(Answer {
+                    command: command(r)?,
+                    first: false,
+                })
+            })
+            .transpose()
     }
 
     /// The light settings and schedules in force at `now`: per device and action, the
@@ -264,7 +270,7 @@ impl Db {
             )
             .await
             .map_err(StoreError::db("listing commands in force"))?;
-        Ok(rows.iter().map(command).collect())
+        rows.iter().map(command).collect()
     }
 }
 
@@ -422,12 +428,11 @@ impl Db {
             ..AnswerCounts::default()
         };
         for r in &rows {
-            let status: String = r.get(0);
             let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
-            match status.as_str() {
-                "acked" => counts.acked += n,
-                "rejected" => counts.rejected += n,
-                "failed" => counts.failed += n,
+            match CommandStatus::parse(r.get(0)) {
+                Some(CommandStatus::Acked) => counts.acked += n,
+                Some(CommandStatus::Rejected) => counts.rejected += n,
+                Some(CommandStatus::Failed) => counts.failed += n,
                 _ => {}
             }
             let newest: Option<DateTime<Utc>> = r.get(2);
@@ -457,9 +462,9 @@ mod tests {
 
     #[test]
     fn a_device_answer_gives_a_command_status() {
-        assert_eq!(ack_status("ok"), Some("acked"));
-        assert_eq!(ack_status("rejected"), Some("rejected"));
-        assert_eq!(ack_status("failed"), Some("failed"));
+        assert_eq!(ack_status("ok"), Some(CommandStatus::Acked));
+        assert_eq!(ack_status("rejected"), Some(CommandStatus::Rejected));
+        assert_eq!(ack_status("failed"), Some(CommandStatus::Failed));
         assert_eq!(ack_status("OK"), None);
         assert_eq!(ack_status("acked"), None);
     }

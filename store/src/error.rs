@@ -35,7 +35,7 @@ pub enum StoreError {
     #[error("outage {id} is {state}, so it cannot be {action}")]
     OutageState {
         id: i64,
-        state: String,
+        state: model::OutageState,
         action: &'static str,
     },
     #[error("outage {0} is not shelved")]
@@ -82,9 +82,7 @@ pub enum StoreError {
     },
     #[error("unknown acknowledgement status `{0}`: a device answers ok, rejected or failed")]
     UnknownAckStatus(String),
-    #[error(
-        "unknown role `{0}`: use admin, operator, dispatcher, crew, viewer or regional_viewer"
-    )]
+    #[error("unknown role `{0}`: use one of {roles}", roles = <model::Role as model::Vocabulary>::names().join(", "))]
     UnknownRole(String),
     #[error("the database holds the {what} `{name}`, which this hub does not know (a newer hub wrote it?)")]
     UnknownName { what: &'static str, name: String },

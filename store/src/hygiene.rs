@@ -3,9 +3,10 @@
 //! 10 minutes, floods, chattering alarms and the few devices that cause most of them).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use model::Timestamp;
+use model::{OutageState, Timestamp};
 use tokio_postgres::Transaction;
 
+use crate::error::named;
 use crate::{Db, StoreError};
 
 /// More outages than this opened in 10 minutes is a flood (ISA-18.2: over 10 alarms per
@@ -226,7 +227,7 @@ pub(crate) async fn acknowledge(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (state, _) = lock_outage(tx, id).await?;
-    if state != "open" {
+    if state != OutageState::Open {
         return Err(StoreError::OutageState {
             id,
             state,
@@ -255,7 +256,7 @@ pub(crate) async fn shelve(
         return Err(StoreError::ShelveInPast { until, at });
     }
     let (state, _) = lock_outage(tx, id).await?;
-    if state != "open" && state != "acknowledged" {
+    if !state.active() {
         return Err(StoreError::OutageState {
             id,
             state,
@@ -299,7 +300,7 @@ pub(crate) async fn unshelve(
 async fn lock_outage(
     tx: &Transaction<'_>,
     id: i64,
-) -> Result<(String, Option<DateTime<Utc>>), StoreError> {
+) -> Result<(OutageState, Option<DateTime<Utc>>), StoreError> {
     let row = tx
         .query_opt(
             "SELECT state, shelved_until FROM outages WHERE id = $1 FOR UPDATE",
@@ -308,7 +309,10 @@ async fn lock_outage(
         .await
         .map_err(StoreError::db("reading an outage"))?
         .ok_or(StoreError::NoOutage(id))?;
-    Ok((row.get(0), row.get(1)))
+    Ok((
+        named(&row, 0, "outage state", OutageState::parse)?,
+        row.get(1),
+    ))
 }
 
 /// An `outage_events` row: who did what to an outage, when.

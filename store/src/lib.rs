@@ -82,7 +82,7 @@ pub use listings::{
     WorkOrderQuery,
 };
 pub use maintenance::MaintenanceWindow;
-pub use outages::{OutageChange, OutageRow, WorkOrderPlan, OUTAGE_STATES};
+pub use outages::{OutageChange, OutageRow, WorkOrderPlan};
 pub use rule_assets::{RuleAsset, RuleRoute};
 pub use schedules::{NewSchedule, Pushed, ScheduleRow, ScheduleScope};
 pub use schema::StoragePath;

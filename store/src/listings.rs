@@ -8,6 +8,7 @@
 //! never applied to rows already read.
 
 use chrono::{DateTime, Utc};
+use model::{OutageState, WorkOrderState};
 use tokio_postgres::Row;
 
 use crate::outages::{outage_row, OUTAGE_COLUMNS};
@@ -46,7 +47,7 @@ impl<T> Page<T> {
 pub struct OutageQuery<'a> {
     /// The tenants the caller may see; nothing else is listed.
     pub tenants: &'a [i32],
-    pub state: Option<&'a str>,
+    pub state: Option<OutageState>,
     pub kind: Option<&'a str>,
     /// A device's inventory id.
     pub device: Option<&'a str>,
@@ -79,7 +80,7 @@ const RANK: &str = "(CASE o.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 
 #[derive(Debug, Clone, Default)]
 pub struct WorkOrderQuery<'a> {
     pub tenants: &'a [i32],
-    pub state: Option<&'a str>,
+    pub state: Option<WorkOrderState>,
     pub team: Option<&'a str>,
     pub kind: Option<&'a str>,
     pub after: Option<(DateTime<Utc>, i64)>,
@@ -179,8 +180,9 @@ impl Db {
         };
         let limit = read_limit(q.limit);
         let rank = rank.unwrap_or(0);
+        let state = q.state.map(OutageState::as_str);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
-            &q.tenants, &q.state, &q.kind, &q.device, &q.from, &q.to, &after_at, &after_id, &limit,
+            &q.tenants, &state, &q.kind, &q.device, &q.from, &q.to, &after_at, &after_id, &limit,
         ];
         if q.order == OutageOrder::Severity {
             params.push(&rank);
@@ -294,7 +296,7 @@ impl Db {
                 ),
                 &[
                     &q.tenants,
-                    &q.state,
+                    &q.state.map(WorkOrderState::as_str),
                     &q.team,
                     &q.kind,
                     &after_at,

@@ -55,9 +55,6 @@ CREATE TRIGGER outage_events_in_time_order AFTER INSERT ON outage_events
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION outage_events_in_time_order();
 "#;
 
-/// Every state an outage can be in.
-pub const OUTAGE_STATES: [&str; 4] = ["open", "acknowledged", "resolved", "closed"];
-
 /// A decision to persist (the rules engine's, in store's terms).
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutageChange {

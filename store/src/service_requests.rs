@@ -12,10 +12,12 @@
 //!   work order it was linked to. Their status is read from the work order, never copied.
 
 use chrono::{DateTime, Utc};
+use model::{OutageKind, Severity, WorkOrderState};
 use serde_json::json;
 use tokio_postgres::Row;
 
 use crate::audit::{append, AuditEntry};
+use crate::error::named;
 use crate::{Db, StoreError};
 
 /// The channel the change triggers notify on.
@@ -152,10 +154,10 @@ pub struct NewServiceRequest<'a> {
     /// For meters: the medium (`water`), when the service names one.
     pub medium: Option<&'a str>,
     /// Outage kinds that are this problem, on the device itself.
-    pub outage_kinds: &'a [&'a str],
+    pub outage_kinds: &'a [OutageKind],
     /// Outage kinds that are this problem when found on the device's cabinet (a lamp
     /// dark because its cabinet lost supply).
-    pub cabinet_outage_kinds: &'a [&'a str],
+    pub cabinet_outage_kinds: &'a [OutageKind],
     /// How far the device may be, in metres.
     pub radius_m: f64,
     /// The team an inspection goes to.
@@ -193,7 +195,7 @@ pub struct ServiceRequestRow {
     pub device: String,
     pub outage_id: Option<i64>,
     pub work_order_id: i64,
-    pub work_order_state: String,
+    pub work_order_state: WorkOrderState,
     pub team: String,
     /// When the work order is due.
     pub due_at: DateTime<Utc>,
@@ -216,8 +218,13 @@ pub struct ServiceRequestQuery<'a> {
     pub limit: i64,
 }
 
+/// The names of `kinds`, as the outages table holds them.
+fn names(kinds: &[OutageKind]) -> Vec<&'static str> {
+    kinds.iter().map(|k| k.as_str()).collect()
+}
+
 /// Work order states in which a report counts as closed: the repair was confirmed.
-pub const CLOSED_STATES: [&str; 2] = ["verified", "closed"];
+const CLOSED_STATES: [WorkOrderState; 2] = [WorkOrderState::Verified, WorkOrderState::Closed];
 
 /// The approximate distance in metres between two WGS 84 points (equirectangular;
 /// within a few hundred metres the error is far below a GPS fix's).
@@ -230,8 +237,8 @@ const REQUEST_COLUMNS: &str = "r.id, t.slug, r.service_code, r.lat, r.lon, r.add
     greatest(r.requested_at, (SELECT max(e.at) FROM work_order_events e
                               WHERE e.work_order_id = w.id))";
 
-fn request_row(r: &Row) -> ServiceRequestRow {
-    ServiceRequestRow {
+fn request_row(r: &Row) -> Result<ServiceRequestRow, StoreError> {
+    Ok(ServiceRequestRow {
         id: r.get(0),
         tenant: r.get(1),
         service_code: r.get(2),
@@ -243,12 +250,12 @@ fn request_row(r: &Row) -> ServiceRequestRow {
         device: r.get(8),
         outage_id: r.get(9),
         work_order_id: r.get(10),
-        work_order_state: r.get(11),
+        work_order_state: named(r, 11, "work order state", WorkOrderState::parse)?,
         team: r.get(12),
         requested_at: r.get(13),
         due_at: r.get(14),
         updated_at: r.get(15),
-    }
+    })
 }
 
 impl Db {
@@ -319,8 +326,8 @@ impl Db {
                  ORDER BY (o.device_id = $1) DESC, o.opened_at, o.id LIMIT 1",
                 &[
                     &device_id,
-                    &r.outage_kinds,
-                    &r.cabinet_outage_kinds,
+                    &names(r.outage_kinds),
+                    &names(r.cabinet_outage_kinds),
                     &r.tenant_id,
                     &cabinet,
                 ],
@@ -331,7 +338,12 @@ impl Db {
             outage.map(|o| (o.get(0), o.get(1), o.get(2), o.get(3)));
         let (order_device, order_kind, severity, outage_id) = match &outage {
             Some((id, dev, kind, severity)) => (*dev, kind.clone(), severity.clone(), Some(*id)),
-            None => (device_id, "inspection".to_owned(), "minor".to_owned(), None),
+            None => (
+                device_id,
+                model::INSPECTION.to_owned(),
+                Severity::Minor.as_str().to_owned(),
+                None,
+            ),
         };
         let existing = tx
             .query_opt(
@@ -463,13 +475,13 @@ impl Db {
                     &q.from,
                     &q.to,
                     &q.closed,
-                    &CLOSED_STATES.as_slice(),
+                    &CLOSED_STATES.map(WorkOrderState::as_str).as_slice(),
                     &q.limit,
                 ],
             )
             .await
             .map_err(StoreError::db("listing service requests"))?;
-        Ok(rows.iter().map(request_row).collect())
+        rows.iter().map(request_row).collect()
     }
 
     /// The id of a tenant by slug, `None` when there is none.

@@ -227,7 +227,11 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
             .unwrap();
         assert_eq!(
             row.status,
-            if answer == "ok" { "acked" } else { "rejected" }
+            if answer == "ok" {
+                model::CommandStatus::Acked
+            } else {
+                model::CommandStatus::Rejected
+            }
         );
         assert_eq!(row.acked_at, Some(utc("2026-03-01T11:00:05Z")));
     }
@@ -253,7 +257,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, model::CommandStatus::Failed);
 
     let in_force = |at: &'static str| {
         let store = &store;

@@ -137,3 +137,60 @@ async fn a_device_imported_while_the_hub_runs_is_accepted() {
     assert_eq!(other, 0);
     hub.stop().await;
 }
+
+/// The names each vocabulary column accepts (its CHECK constraint), sorted.
+async fn accepted_names(db: &TestDb, table: &str, column: &str) -> Vec<String> {
+    let defs: Vec<String> = db
+        .client
+        .query(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+             JOIN pg_class t ON t.oid = c.conrelid
+             WHERE t.relname = $1 AND c.contype = 'c'",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let def = defs
+        .iter()
+        .find(|d| d.contains(&format!("({column} = ANY")))
+        .unwrap_or_else(|| panic!("no check of {table}.{column} among {defs:?}"));
+    let mut names: Vec<String> = def
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted<T: model::Vocabulary>() -> Vec<String> {
+    let mut names: Vec<String> = T::names().into_iter().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+/// The store reads every state, severity, status and role back with the model's parser:
+/// the database must accept exactly the model's names, no more and no fewer.
+#[tokio::test]
+async fn the_database_accepts_exactly_the_vocabulary_of_the_model() {
+    use model::{CommandStatus, OutageState, Role, Severity, WorkOrderState};
+    let db = TestDb::new().await;
+    let cases = [
+        ("outages", "state", sorted::<OutageState>()),
+        ("outages", "severity", sorted::<Severity>()),
+        ("work_orders", "state", sorted::<WorkOrderState>()),
+        ("commands", "status", sorted::<CommandStatus>()),
+        ("users", "role", sorted::<Role>()),
+    ];
+    for (table, column, model) in cases {
+        assert_eq!(
+            accepted_names(&db, table, column).await,
+            model,
+            "{table}.{column}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use model::{OutageKind, WorkOrderState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use store::service_requests::{NewServiceRequest, ServiceRequestQuery, ServiceRequestRow};
@@ -52,9 +53,9 @@ pub struct Service {
     /// For meters: the medium, when it matters.
     pub medium: Option<&'static str>,
     /// Outage kinds on the device that are this problem.
-    pub outage_kinds: &'static [&'static str],
+    pub outage_kinds: &'static [OutageKind],
     /// Outage kinds on a lamp's cabinet that are this problem.
-    pub cabinet_outage_kinds: &'static [&'static str],
+    pub cabinet_outage_kinds: &'static [OutageKind],
     /// The team that inspects when nothing is known (the default work-order policy's).
     pub team: &'static str,
 }
@@ -69,8 +70,12 @@ pub const SERVICES: [Service; 6] = [
         keywords: "lamp,light,dark",
         device_kind: "light",
         medium: None,
-        outage_kinds: &["lamp_failure", "device_offline", "voltage_out_of_range"],
-        cabinet_outage_kinds: &["cabinet_supply_loss"],
+        outage_kinds: &[
+            OutageKind::LampFailure,
+            OutageKind::DeviceOffline,
+            OutageKind::VoltageOutOfRange,
+        ],
+        cabinet_outage_kinds: &[OutageKind::CabinetSupplyLoss],
         team: "lighting-crew",
     },
     Service {
@@ -81,7 +86,7 @@ pub const SERVICES: [Service; 6] = [
         keywords: "lamp,light,day,burning",
         device_kind: "light",
         medium: None,
-        outage_kinds: &["day_burner"],
+        outage_kinds: &[OutageKind::DayBurner],
         cabinet_outage_kinds: &[],
         team: "lighting-crew",
     },
@@ -93,7 +98,7 @@ pub const SERVICES: [Service; 6] = [
         keywords: "lamp,light,flicker,cycling",
         device_kind: "light",
         medium: None,
-        outage_kinds: &["lamp_cycling", "voltage_out_of_range"],
+        outage_kinds: &[OutageKind::LampCycling, OutageKind::VoltageOutOfRange],
         cabinet_outage_kinds: &[],
         team: "lighting-crew",
     },
@@ -105,7 +110,7 @@ pub const SERVICES: [Service; 6] = [
         keywords: "cabinet,door,damage",
         device_kind: "cabinet",
         medium: None,
-        outage_kinds: &["cabinet_supply_loss"],
+        outage_kinds: &[OutageKind::CabinetSupplyLoss],
         cabinet_outage_kinds: &[],
         team: "power-crew",
     },
@@ -117,7 +122,7 @@ pub const SERVICES: [Service; 6] = [
         keywords: "water,leak,pipe",
         device_kind: "meter",
         medium: Some("water"),
-        outage_kinds: &["leak", "reverse_flow"],
+        outage_kinds: &[OutageKind::Leak, OutageKind::ReverseFlow],
         cabinet_outage_kinds: &[],
         team: "metering",
     },
@@ -129,7 +134,11 @@ pub const SERVICES: [Service; 6] = [
         keywords: "meter,damage,tamper",
         device_kind: "meter",
         medium: None,
-        outage_kinds: &["tamper", "reverse_flow", "meter_silent"],
+        outage_kinds: &[
+            OutageKind::Tamper,
+            OutageKind::ReverseFlow,
+            OutageKind::MeterSilent,
+        ],
         cabinet_outage_kinds: &[],
         team: "metering",
     },
@@ -448,23 +457,23 @@ pub struct RequestItem {
 }
 
 /// What the public is told about a work order's state.
-fn status_of(state: &str) -> (&'static str, &'static str) {
+fn status_of(state: WorkOrderState) -> (&'static str, &'static str) {
+    use WorkOrderState::*;
     match state {
-        "new" => ("open", "Received; the repair is being planned."),
-        "assigned" => ("open", "A crew has been assigned."),
-        "in_progress" => ("open", "A crew is working on it."),
-        "done" => (
+        New => ("open", "Received; the repair is being planned."),
+        Assigned => ("open", "A crew has been assigned."),
+        InProgress => ("open", "A crew is working on it."),
+        Done => (
             "open",
             "The crew reports it repaired; waiting for the equipment to confirm it.",
         ),
-        "reopened" => ("open", "The problem came back; a crew will return."),
-        "verified" | "closed" => ("closed", "Repaired, and confirmed by the equipment."),
-        _ => ("open", "Received."),
+        Reopened => ("open", "The problem came back; a crew will return."),
+        Verified | Closed => ("closed", "Repaired, and confirmed by the equipment."),
     }
 }
 
 fn request_item(r: ServiceRequestRow) -> RequestItem {
-    let (status, notes) = status_of(&r.work_order_state);
+    let (status, notes) = status_of(r.work_order_state);
     RequestItem {
         service_request_id: r.id.to_string(),
         status,
@@ -937,12 +946,12 @@ mod tests {
 
     #[test]
     fn every_work_order_state_has_a_public_status() {
-        for s in model::WorkOrderState::ALL.map(model::WorkOrderState::as_str) {
+        for s in WorkOrderState::ALL {
             let (status, notes) = status_of(s);
             assert!(!notes.is_empty());
             assert_eq!(
                 status == "closed",
-                matches!(s, "verified" | "closed"),
+                matches!(s, WorkOrderState::Verified | WorkOrderState::Closed),
                 "{s}"
             );
         }

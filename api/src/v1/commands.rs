@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
+use model::CommandStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use store::{BatchCommandRow, BatchRow, CommandTarget, NewBatch};
@@ -38,8 +39,6 @@ const MAX_CORNERS: usize = 1_000;
 const SAMPLE: usize = 10;
 
 /// The command statuses, in their order of life.
-const STATUSES: [&str; 6] = ["pending", "sent", "acked", "rejected", "failed", "expired"];
-
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(send, list))
@@ -246,8 +245,10 @@ pub struct Batch {
 
 impl From<BatchRow> for Batch {
     fn from(b: BatchRow) -> Batch {
-        let mut statuses: BTreeMap<String, i64> =
-            STATUSES.iter().map(|s| ((*s).to_owned(), 0)).collect();
+        let mut statuses: BTreeMap<String, i64> = CommandStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
         statuses.extend(b.statuses);
         Batch {
             id: b.id,
@@ -525,7 +526,7 @@ pub async fn devices(
     caller.require(Permission::ReadDevices)?;
     let tenants = caller.scope(None)?;
     let limit = params::limit(f.limit)?;
-    let status = params::one_of("status", f.status.as_deref(), &STATUSES)?;
+    let status = params::named::<CommandStatus>("status", f.status.as_deref())?;
     let after = f
         .cursor
         .as_deref()

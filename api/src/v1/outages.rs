@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use model::{OutageState, Severity};
 use serde::{Deserialize, Serialize};
-use store::{Actor, OutageAction, OutageEvent, OutageOrder, OutageQuery, OutageRow, OUTAGE_STATES};
+use store::{Actor, OutageAction, OutageEvent, OutageOrder, OutageQuery, OutageRow};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::caller::Caller;
@@ -195,7 +195,7 @@ pub async fn list(
     };
     let query = OutageQuery {
         tenants: &tenants,
-        state: params::one_of("state", f.state.as_deref(), &OUTAGE_STATES)?,
+        state: params::named::<OutageState>("state", f.state.as_deref())?,
         kind: params::short("kind", f.kind.as_deref())?,
         device: params::short("device", f.device.as_deref())?,
         from,

@@ -197,11 +197,7 @@ pub async fn list(
     };
     let query = WorkOrderQuery {
         tenants: &tenants,
-        state: params::one_of(
-            "state",
-            f.state.as_deref(),
-            &WorkOrderState::ALL.map(WorkOrderState::as_str),
-        )?,
+        state: params::named::<WorkOrderState>("state", f.state.as_deref())?,
         team,
         kind: params::short("kind", f.kind.as_deref())?,
         after: f
@@ -263,10 +259,7 @@ pub async fn transition(
     ApiJson(body): ApiJson<TransitionRequest>,
 ) -> Result<Json<WorkOrder>, ApiError> {
     caller.require(Permission::TransitionWorkOrder)?;
-    let names = WorkOrderState::ALL.map(WorkOrderState::as_str);
-    let to = params::one_of("to", Some(&body.to), &names)?
-        .and_then(WorkOrderState::parse)
-        .unwrap_or(WorkOrderState::New);
+    let to = params::named::<WorkOrderState>("to", Some(&body.to))?.unwrap_or(WorkOrderState::New);
     if let Some(why) = step_refusal(caller.role, to, body.assignee.is_some()) {
         return Err(ApiError::forbidden(why));
     }

@@ -468,7 +468,7 @@ async fn admin_token(db: &mut Db) -> anyhow::Result<String> {
         &store::NewUser {
             username: ADMIN,
             password_hash: &hash,
-            role: "admin",
+            role: model::Role::Admin.as_str(),
             team: None,
             tenants: &tenants,
         },

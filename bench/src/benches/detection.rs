@@ -154,11 +154,7 @@ fn print_findings(score: &Score) {
         }
     }
     for d in &score.false_positives {
-        let kind = simulators::score::OUTAGE_KINDS
-            .iter()
-            .find(|k| **k == d.kind)
-            .copied()
-            .unwrap_or("other");
+        let kind = model::OutageKind::parse(&d.kind).map_or("other", model::OutageKind::as_str);
         if more("false positive", kind) {
             println!(
                 "false positive: {} on {} opened at {} (written {})",

@@ -280,7 +280,7 @@ fn totals_and_rates_cover_only_kinds_with_something_to_count() {
         table.contains("| tamper | 2 | 1 | 1 | 0 | 1 | 1.000 | 0.500 |"),
         "{table}"
     );
-    // Rows in the order of OUTAGE_KINDS.
+    // Rows in the order of the outage kinds' vocabulary.
     let kinds: Vec<String> = all.rows().into_iter().map(|r| r.kind).collect();
     assert_eq!(kinds, ["leak", "tamper", "reverse_flow"]);
 }
