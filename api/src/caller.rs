@@ -21,8 +21,8 @@ pub const SESSION_COOKIE: &str = "cityhub_session";
 pub enum Via {
     /// A browser session; the digest of its token (to end it).
     Session { digest: Vec<u8> },
-    /// An API token, by name.
-    Token { name: String },
+    /// An API token, by name, and its digest (to check it again).
+    Token { name: String, digest: Vec<u8> },
 }
 
 /// The person or program behind a request.
@@ -53,7 +53,7 @@ impl Caller {
     pub fn actor(&self) -> String {
         match &self.via {
             Via::Session { .. } => self.username.clone(),
-            Via::Token { name } => format!("{} (token {name})", self.username),
+            Via::Token { name, .. } => format!("{} (token {name})", self.username),
         }
     }
 
@@ -83,7 +83,48 @@ impl Caller {
     pub fn tenant_slugs(&self) -> Vec<String> {
         self.tenants.iter().map(|t| t.slug.clone()).collect()
     }
+
+    /// Whether the credential of this request still gives the access it gave: the
+    /// session has not ended or expired, the token was not revoked, the user was not
+    /// disabled, and their role, team and tenants are the same. A database that cannot
+    /// answer leaves it as it was (a lost connection does not end every stream).
+    async fn still_holds(&self, state: &AppState) -> bool {
+        let Ok(db) = state.pool().get().await else {
+            return true;
+        };
+        let now = match &self.via {
+            Via::Session { digest } => db.session_user(digest, chrono::Utc::now()).await,
+            Via::Token { digest, .. } => db.token_user(digest).await.map(|u| u.map(|(u, _)| u)),
+        };
+        match now {
+            Ok(Some(user)) => {
+                user.username == self.username
+                    && user.role == self.role
+                    && user.team == self.team
+                    && user.tenants == self.tenants
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Resolves once the caller no longer has the access this request was given
+    /// (checked every [`RECHECK`]): what runs for long on their behalf (a live event
+    /// stream, an export) ends with it.
+    pub fn access_ended(self, state: AppState) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            loop {
+                tokio::time::sleep(RECHECK).await;
+                if !self.still_holds(&state).await {
+                    return;
+                }
+            }
+        }
+    }
 }
+
+/// How often a long answer checks that its caller still has access.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -99,9 +140,10 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or_else(|| {
                     ApiError::unauthorized("the Authorization header must be `Bearer <API token>`")
                 })?;
+            let digest = api_token_digest(token);
             let db = state.pool().get().await?;
-            return match db.token_user(&api_token_digest(token)).await? {
-                Some((user, name)) => Caller::from_user(user, Via::Token { name }),
+            return match db.token_user(&digest).await? {
+                Some((user, name)) => Caller::from_user(user, Via::Token { name, digest }),
                 None => Err(ApiError::unauthorized(
                     "this API token is not valid: it is unknown, was revoked, or its user is disabled",
                 )),

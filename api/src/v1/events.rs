@@ -116,10 +116,15 @@ pub async fn stream(
     // Held for as long as the stream runs: it ends with the response's body.
     let slot = state.stream_slots().take(&caller.username, &[])?;
     let hub = state.events();
-    let events = client::stream(hub.subscribe(), filter, hub.stopping()).map(move |e| {
-        let _held = &slot;
-        e
-    });
+    // The stream ends when the caller's access does (signed out, token revoked, user
+    // disabled or changed); a client that still may reconnects.
+    let ended = Box::pin(caller.access_ended(state.clone()));
+    let events = client::stream(hub.subscribe(), filter, hub.stopping())
+        .take_until(ended)
+        .map(move |e| {
+            let _held = &slot;
+            e
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 

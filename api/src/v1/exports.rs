@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 use store::exports::{ExportQuery, ReadingExport, EXPORT_RECORDS};
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -250,6 +250,7 @@ pub async fn export(
         slot,
         what,
         tokio::time::Instant::now() + max_duration,
+        caller.access_ended(state.clone()),
     ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -286,12 +287,16 @@ enum Cut {
     ClientGone,
     /// The database or an encoder failed.
     Failed(String),
+    /// The caller may no longer read it: signed out, token revoked, user disabled or
+    /// their role or tenants changed.
+    AccessEnded,
 }
 
 type Chunk = Result<Bytes, std::io::Error>;
 
 /// Reads, encodes and sends until the export is complete, the client has gone, its time
-/// is up at `deadline`, or something fails (then the body is aborted with the error).
+/// is up at `deadline`, the caller's access has `ended`, or something fails (then the
+/// body is aborted with the error).
 /// Whichever way it ends, its slot and its database connection (and so its transaction)
 /// go with it.
 async fn stream_export(
@@ -302,6 +307,7 @@ async fn stream_export(
     slot: Slot,
     what: Transfer,
     deadline: tokio::time::Instant,
+    ended: impl std::future::Future<Output = ()>,
 ) {
     let _slot = slot;
     let started = std::time::Instant::now();
@@ -322,12 +328,15 @@ async fn stream_export(
         let end = encoder.finish().map_err(|e| Cut::Failed(e.to_string()))?;
         send(&tx, end).await
     };
-    let result = match tokio::time::timeout_at(deadline, transfer).await {
-        Ok(result) => result,
-        Err(_) => Err(Cut::Failed(format!(
-            "the export ran longer than its {} s",
-            (deadline - tokio::time::Instant::from_std(started)).as_secs()
-        ))),
+    let result = tokio::select! {
+        r = tokio::time::timeout_at(deadline, transfer) => match r {
+            Ok(result) => result,
+            Err(_) => Err(Cut::Failed(format!(
+                "the export ran longer than its {} s",
+                (deadline - tokio::time::Instant::from_std(started)).as_secs()
+            ))),
+        },
+        _ = ended => Err(Cut::AccessEnded),
     };
     drop(export);
     let (kind, format, actor) = (what.record.name(), what.format.as_str(), &what.actor);
@@ -338,6 +347,15 @@ async fn stream_export(
             message = "Export abandoned by the client.",
             kind, format, actor, rows, seconds
         ),
+        Err(Cut::AccessEnded) => {
+            warn!(
+                message = "Export cut short: the caller's access ended (signed out, token revoked, or user disabled or changed).",
+                kind, format, actor, rows, seconds
+            );
+            let _ = tx
+                .send(Err(std::io::Error::other("the caller's access ended")))
+                .await;
+        }
         Err(Cut::Failed(cause)) => {
             error!(
                 message = "Export failed after it started; the transfer is cut short.",

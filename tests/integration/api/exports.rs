@@ -1070,3 +1070,37 @@ async fn one_person_cannot_hold_every_export_and_a_client_that_stops_reading_end
 fn ends_complete(body: &[u8]) -> bool {
     body.ends_with(b"\r\n0\r\n\r\n")
 }
+
+#[tokio::test]
+async fn an_export_ends_when_its_token_is_revoked() {
+    let mut city = City::start().await;
+    let start = days_ago(8);
+    store_many(&city, 25, 8_000, start).await;
+    let path = format!(
+        "/api/v1/exports/light?from={}&to={}",
+        rfc3339(start),
+        rfc3339(start + 8 * 86_400_000)
+    );
+    tests::api::add_user(&mut city.store, "exporter", "viewer", &[&city.a], None).await;
+    let secret = tests::api::add_token(&mut city.store, "exporter", "nightly").await;
+    // Read slowly enough that the export is still running when the token goes.
+    let (status, _, mut reader) = open(city.api.addr, &path, &secret, Some(4096)).await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(20), "the export running", || async {
+        (export_backends(&city).await.len() == 1).then_some(())
+    })
+    .await;
+    city.store
+        .revoke_api_token("exporter", "nightly", "test")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the export's transaction to end",
+        || async { export_backends(&city).await.is_empty().then_some(()) },
+    )
+    .await;
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest).await;
+    assert!(!ends_complete(&rest), "the transfer is cut, never complete");
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use model::Kind;
 use serde_json::{json, Value};
-use tests::api::{add_token, add_user, Auth};
+use tests::api::{add_token, add_user, Auth, Req, PASSWORD};
 use tests::db::{opened, opened_with_order, utc};
 use tests::{eventually, unique, HubProcess, Publisher, Setup};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -58,8 +58,10 @@ pub(crate) async fn open_at(
     }
     let mut stream = socket.connect(addr).await.unwrap();
     let mut head = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
-    if let Auth::Token(t) = auth {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    match auth {
+        Auth::Token(t) => head.push_str(&format!("Authorization: Bearer {t}\r\n")),
+        Auth::Cookie(c) => head.push_str(&format!("Cookie: {c}\r\n")),
+        _ => {}
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -723,4 +725,77 @@ async fn one_person_cannot_hold_every_stream_and_the_server_keeps_a_share() {
     // The rest of the API still answers.
     let r = city.get("/api/v1/outages", "viewer").await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Reads until the stream ends; fails if it is still open after [`PATIENCE`].
+async fn ended(client: &mut SseClient, whose: &str) {
+    let end = tokio::time::timeout(PATIENCE, async {
+        while client.read_event().await.is_some() {}
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "{whose}: the stream is still open after {PATIENCE:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_its_callers_access() {
+    let mut city = City::start().await;
+    for user in ["signs-out", "token-revoked", "disabled", "keeps-access"] {
+        add_user(&mut city.store, user, "viewer", &[&city.a], None).await;
+    }
+    let token = Auth::Token(add_token(&mut city.store, "token-revoked", "live").await);
+    let other = Auth::Token(add_token(&mut city.store, "disabled", "live").await);
+    let control = Auth::Token(add_token(&mut city.store, "keeps-access", "live").await);
+    let body = json!({"username": "signs-out", "password": PASSWORD}).to_string();
+    let r = city
+        .api
+        .call(Req::post("/api/v1/login", &Auth::None, &body))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = Auth::Cookie(r.session_cookie().unwrap());
+
+    let mut streams = Vec::new();
+    for (who, auth) in [
+        ("a signed-out session", &cookie),
+        ("a revoked token", &token),
+        ("a disabled user", &other),
+        ("a caller who keeps access", &control),
+    ] {
+        let (status, client) = open(&city, "/api/v1/events", auth, None).await;
+        assert_eq!(status, 200, "{who}");
+        streams.push((who, client.unwrap()));
+    }
+
+    let r = city
+        .api
+        .call(Req::post("/api/v1/logout", &cookie, ""))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    city.store
+        .revoke_api_token("token-revoked", "live", "test")
+        .await
+        .unwrap();
+    let r = city
+        .post("/api/v1/users/disabled/disable", "admin", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let mut control = streams.pop().unwrap();
+    for (who, client) in &mut streams {
+        ended(client, who).await;
+    }
+    // The stream of a caller who still has access stays open.
+    let still = tokio::time::timeout(Duration::from_secs(2), control.1.read_event()).await;
+    assert!(still.is_err(), "{}: {still:?}", control.0);
+    // And the ended ones cannot come back.
+    for (who, auth) in [
+        ("a signed-out session", &cookie),
+        ("a revoked token", &token),
+        ("a disabled user", &other),
+    ] {
+        let (status, _) = open(&city, "/api/v1/events", auth, None).await;
+        assert_eq!(status, 401, "{who}");
+    }
 }
