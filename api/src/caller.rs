@@ -111,13 +111,11 @@ impl Caller {
     /// Resolves once the caller no longer has the access this request was given
     /// (checked every [`RECHECK`]): what runs for long on their behalf (a live event
     /// stream, an export) ends with it.
-    pub fn access_ended(self, state: AppState) -> impl std::future::Future<Output = ()> + Send {
-        async move {
-            loop {
-                tokio::time::sleep(RECHECK).await;
-                if !self.still_holds(&state).await {
-                    return;
-                }
+    pub async fn access_ended(self, state: AppState) {
+        loop {
+            tokio::time::sleep(RECHECK).await;
+            if !self.still_holds(&state).await {
+                return;
             }
         }
     }

@@ -249,8 +249,10 @@ pub async fn export(
         tx,
         slot,
         what,
-        tokio::time::Instant::now() + max_duration,
-        caller.access_ended(state.clone()),
+        Until {
+            deadline: tokio::time::Instant::now() + max_duration,
+            access_ended: caller.access_ended(state.clone()),
+        },
     ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -281,6 +283,12 @@ struct Transfer {
     format: Format,
 }
 
+/// When an export ends at the latest: its deadline, or when its caller's access ends.
+struct Until<F> {
+    deadline: tokio::time::Instant,
+    access_ended: F,
+}
+
 /// Why a transfer ended early.
 enum Cut {
     /// The client went away (closed the connection): nothing to report to it.
@@ -295,7 +303,7 @@ enum Cut {
 type Chunk = Result<Bytes, std::io::Error>;
 
 /// Reads, encodes and sends until the export is complete, the client has gone, its time
-/// is up at `deadline`, the caller's access has `ended`, or something fails (then the
+/// is up or the caller's access has ended ([`Until`]), or something fails (then the
 /// body is aborted with the error).
 /// Whichever way it ends, its slot and its database connection (and so its transaction)
 /// go with it.
@@ -306,9 +314,12 @@ async fn stream_export(
     tx: mpsc::Sender<Chunk>,
     slot: Slot,
     what: Transfer,
-    deadline: tokio::time::Instant,
-    ended: impl std::future::Future<Output = ()>,
+    until: Until<impl std::future::Future<Output = ()>>,
 ) {
+    let Until {
+        deadline,
+        access_ended,
+    } = until;
     let _slot = slot;
     let started = std::time::Instant::now();
     let mut rows = 0u64;
@@ -336,7 +347,7 @@ async fn stream_export(
                 (deadline - tokio::time::Instant::from_std(started)).as_secs()
             ))),
         },
-        _ = ended => Err(Cut::AccessEnded),
+        _ = access_ended => Err(Cut::AccessEnded),
     };
     drop(export);
     let (kind, format, actor) = (what.record.name(), what.format.as_str(), &what.actor);
