@@ -260,13 +260,14 @@ impl SessionSecret {
 /// (none of 2000 draws in the tests); `openssl rand -hex 32` counts over 200.
 pub const MIN_SECRET_BITS: f64 = 96.0;
 
-/// Bits a guesser who tries the predictable first would need, roughly: each character
-/// that continues a pattern from the one before (the same again, the next or previous in
-/// the alphabet or the digits, a key next to it on a keyboard, or the third of three
-/// characters seen together earlier), or from the last character that continued none
-/// (a walk that jumps a row), costs 2 bits; any other costs the log2 of the
-/// alphabet its character classes span (digits 10, lower and upper case 26 each, other
-/// printable ASCII 33, anything else 100).
+/// Bits a guesser who tries the predictable first would need, roughly. A character that
+/// continues a pattern from the one before (the same again, the next or previous in the
+/// alphabet or the digits, a key next to it on a keyboard), or from the last character
+/// that continued none (a walk that jumps a row), costs 2 bits for the first two steps
+/// of a walk and nothing after: a walk costs its start and direction, however long. The
+/// third of three characters seen together earlier (a repeat) costs nothing. Any other
+/// character costs the log2 of the alphabet its character classes span (digits 10,
+/// lower and upper case 26 each, other printable ASCII 33, anything else 100).
 pub fn guessing_bits(secret: &str) -> f64 {
     let chars: Vec<char> = secret.chars().collect();
     let mut alphabet: f64 = 0.0;
@@ -291,15 +292,21 @@ pub fn guessing_bits(secret: &str) -> f64 {
     // The last character that continued nothing: a walk that jumps ("1qaz" then "2wsx")
     // picks up from it.
     let mut last_fresh: Option<char> = None;
+    // Characters in a row that continued a pattern.
+    let mut run = 0;
     for (i, &c) in chars.iter().enumerate() {
-        let follows = i > 0 && {
-            let p = chars[i - 1];
-            let seen_together = i >= 2 && chars[..i - 1].windows(3).any(|w| w == &chars[i - 2..=i]);
-            continues(p, c) || seen_together || last_fresh.is_some_and(|f| continues(f, c))
-        };
-        if follows {
-            bits += 2.0;
+        let repeated = i >= 2 && chars[..i - 1].windows(3).any(|w| w == &chars[i - 2..=i]);
+        let follows =
+            i > 0 && (continues(chars[i - 1], c) || last_fresh.is_some_and(|f| continues(f, c)));
+        if repeated || follows {
+            run += 1;
+            // A guesser pays for where a walk starts and which way it goes, not for
+            // each step of it, and nothing for a repeat of what came before.
+            if !repeated && run <= 2 {
+                bits += 2.0;
+            }
         } else {
+            run = 0;
             bits += fresh;
             last_fresh = Some(c);
         }
@@ -449,6 +456,12 @@ mod tests {
         check("this-is-my-session-secret-please-change", "placeholder");
         check("0123456701234567012345670123456701234567", "placeholder");
         for walk in [
+            // Long walks and repeats, however long.
+            "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "qwertyuiopasdfghjklzxcvbnmQWERTYUIOPASDFGHJKLZXCVBNM1234567890",
+            &"0123456789".repeat(7)[..49],
+            &"1qaz2wsx".repeat(8)[..60],
+            "12345678-1234-1234-1234-123456789abc",
             "0123456789abcdefghijklmnopqrstuv",
             "abcdefghijklmnopqrstuvwxyz0123456789",
             "qwertyuiopasdfghjklzxcvbnm123456",
@@ -494,5 +507,18 @@ mod tests {
             let s = hex(&mut rng, 64);
             assert!(guessing_bits(&s) > 2.0 * MIN_SECRET_BITS, "{s}");
         }
+        // `openssl rand -base64 24`: 32 characters of 64.
+        let base64 = |rng: &mut rand::rngs::StdRng| -> String {
+            let mut bytes = [0u8; 24];
+            rng.fill(&mut bytes);
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        };
+        let refused = (0..2000)
+            .filter(|_| SessionSecret::parse(&base64(&mut rng)).is_err())
+            .count();
+        assert!(
+            refused <= 2,
+            "{refused} of 2000 random base64 secrets refused"
+        );
     }
 }
