@@ -712,9 +712,12 @@ pub async fn create(
     let svc = service(code).ok_or_else(|| unknown_service(code))?;
     let lat = coordinate("lat", r.lat.as_deref(), 90.0)?;
     let lon = coordinate("long", r.long.as_deref(), 180.0)?;
-    if let Some(url) = r.media_url.as_deref().filter(|s| !s.is_empty()) {
-        media_url(url)?;
-    }
+    let media = r
+        .media_url
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(media_url)
+        .transpose()?;
     for (name, value) in [
         ("address_string", &r.address_string),
         ("description", &r.description),
@@ -736,7 +739,7 @@ pub async fn create(
             lon,
             address: r.address_string.as_deref().filter(|s| !s.is_empty()),
             description: r.description.as_deref().filter(|s| !s.is_empty()),
-            media_url: r.media_url.as_deref().filter(|s| !s.is_empty()),
+            media_url: media.as_deref(),
             device_kind: svc.device_kind,
             medium: svc.medium,
             outage_kinds: svc.outage_kinds,
@@ -786,7 +789,13 @@ const MAX_MEDIA_URL: usize = 2000;
 /// `10.x`, `[::1]`), nor credentials that make an address look like another
 /// (`https://city.example@evil`). The host is read as a browser reads it (WHATWG URL:
 /// `127.1`, `0x7f.0.0.1` and `0177.0.0.1` are all 127.0.0.1); names are not resolved.
-fn media_url(value: &str) -> Result<(), Open311Error> {
+///
+/// What is kept is the address as a browser would open it, written out in full, not as
+/// sent: `http:example.org` becomes `http://example.org/` (as sent, a page would take it
+/// for a link on its own site), a host in another script its ASCII form
+/// (`xn--...`, so a look-alike of a known name shows as what it is), and characters that
+/// turn text around or are not ASCII are percent-encoded.
+fn media_url(value: &str) -> Result<String, Open311Error> {
     let refuse = || {
         Open311Error::bad(format!(
             "media_url must be a public http:// or https:// address (a host name or a public IP, \
@@ -805,8 +814,9 @@ fn media_url(value: &str) -> Result<(), Open311Error> {
         Some(url::Host::Ipv6(ip)) => public_v6(ip),
         None => false,
     };
-    if web && !credentials && public {
-        Ok(())
+    let written = url.to_string();
+    if web && !credentials && public && written.len() <= MAX_MEDIA_URL {
+        Ok(written)
     } else {
         Err(refuse())
     }
@@ -884,14 +894,39 @@ mod tests {
 
     #[test]
     fn a_media_url_is_a_web_address() {
-        for good in [
-            "https://photos.example.org/lamp.jpg",
-            "http://203.0.114.1:8080/a?b=c",
-            "https://[2002:cb00:7201::]/6to4-of-a-public-address",
-            "HTTPS://Example.org/x",
-            "https://[2001:4860:4860::8888]/a",
+        for (good, kept) in [
+            (
+                "https://photos.example.org/lamp.jpg",
+                "https://photos.example.org/lamp.jpg",
+            ),
+            (
+                "http://203.0.114.1:8080/a?b=c",
+                "http://203.0.114.1:8080/a?b=c",
+            ),
+            (
+                "https://[2002:cb00:7201::]/6to4-of-a-public-address",
+                "https://[2002:cb00:7201::]/6to4-of-a-public-address",
+            ),
+            ("HTTPS://Example.org/x", "https://example.org/x"),
+            (
+                "https://[2001:4860:4860::8888]/a",
+                "https://[2001:4860:4860::8888]/a",
+            ),
+            // Written out as a browser opens it, never as a link on the reader's page.
+            ("http:example.com", "http://example.com/"),
+            ("http:/example.com/x", "http://example.com/x"),
+            // A look-alike host in its ASCII form; text-turning characters encoded.
+            ("http://ex\u{0430}mple.com/", "http://xn--exmple-4nf.com/"),
+            (
+                "https://example.org/\u{202e}gpj.exe",
+                "https://example.org/%E2%80%AEgpj.exe",
+            ),
+            (
+                "https://example.org/a?\u{202e}=1#\u{202e}",
+                "https://example.org/a?%E2%80%AE=1#%E2%80%AE",
+            ),
         ] {
-            assert!(media_url(good).is_ok(), "{good}");
+            assert_eq!(media_url(good).ok().as_deref(), Some(kept), "{good}");
         }
         let long = format!("https://example.org/{}", "a".repeat(MAX_MEDIA_URL));
         for bad in [
