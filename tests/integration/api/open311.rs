@@ -584,3 +584,30 @@ async fn reports_are_rate_limited_per_api_key_and_per_address() {
         5 + 8 + 1
     );
 }
+
+#[tokio::test]
+async fn a_media_url_is_kept_as_a_browser_opens_it() {
+    let city = City::start().await;
+    let a = city.a.clone();
+    let (lat, long) = near_lamp(3);
+    // `http:example.org/lamp.jpg` as sent would be a link into whatever page shows it; a
+    // look-alike host hides as a known name; a right-to-left override turns the end
+    // around.
+    for (sent, kept) in [
+        (
+            "http%3Aexample.org%2Flamp.jpg",
+            "http://example.org/lamp.jpg",
+        ),
+        (
+            "https%3A%2F%2Fex%D0%B0mple.org%2Fp%E2%80%AEgpj.exe",
+            "https://xn--exmple-4nf.org/p%E2%80%AEgpj.exe",
+        ),
+    ] {
+        let body = format!(
+            "jurisdiction_id={a}&service_code=streetlight_out&lat={lat}&long={long}&media_url={sent}&api_key={}",
+            token(&city, "viewer")
+        );
+        let id = created_id(&post_form(&city, &body, &Auth::None).await);
+        assert_eq!(public_request(&city, &a, id).await["media_url"], kept);
+    }
+}
