@@ -5,6 +5,15 @@
 //! the audit log; `bench` runs the benchmarks (the `cityhub-bench` binary of the `bench`
 //! crate, next to this one).
 
+/// `println!` for the commands' output, as an error instead of a panic when it cannot be
+/// written (the reader of a pipe has gone): the enclosing function returns it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?;
+    }};
+}
+
 mod config;
 mod maintenance;
 mod report;
@@ -129,11 +138,22 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // What reads the output went away (`cityhub audit verify | head -1`): stop
+        // quietly, as other Unix tools do.
+        Err(e) if closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is a write to a pipe whose reader has gone.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -142,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::serve(config).await,
         Command::Migrate => {
             let db = migrate(&config).await?;
-            println!(
+            say!(
                 "Database {} is ready ({} storage).",
                 store::describe_target(&config.database_url),
                 db.path().as_str()
@@ -164,7 +184,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users { command } => users::run(command, config).await,
         Command::Audit { command } => users::audit(command, config).await,
         Command::Config => {
-            print!("{}", toml::to_string(&config)?);
+            std::io::Write::write_all(
+                &mut std::io::stdout(),
+                toml::to_string(&config)?.as_bytes(),
+            )?;
             Ok(())
         }
     }
@@ -212,7 +235,7 @@ async fn import_inventory(
         );
         std::process::exit(2);
     }
-    println!(
+    say!(
         "Imported {} devices and {} routes from {} ({} new tenants, {warnings} warnings).",
         import.outcome.devices_written,
         import.routes_written,

@@ -64,17 +64,17 @@ pub async fn run(command: MaintenanceCommand, config: Config) -> anyhow::Result<
             let detail = json!({"scope": scope, "target": target, "from": from, "until": until, "reason": reason});
             db.audit(&by, "maintenance.add", &format!("maintenance/{id}"), detail)
                 .await?;
-            println!(
+            say!(
                 "Maintenance window {id} planned: {scope} {target} of {tenant}, {from} to {until}."
             );
         }
         MaintenanceCommand::List => {
             let windows = db.maintenance_windows(Utc::now()).await?;
             if windows.is_empty() {
-                println!("No maintenance window is planned.");
+                say!("No maintenance window is planned.");
             }
             for w in windows {
-                println!(
+                say!(
                     "{}: {} to {}, {} devices: {}",
                     w.id,
                     w.starts_at,

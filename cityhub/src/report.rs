@@ -47,31 +47,38 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
             anyhow::ensure!(hours > 0, "--hours must be at least 1");
             let from = now - Duration::hours(hours);
             let r = db.alarm_report(from, now, top).await?;
-            println!("Alarms from {from} to {now}\n");
-            println!("| kind | outages | occurrences | chattering | shelved |");
-            println!("|---|---|---|---|---|");
+            say!("Alarms from {from} to {now}\n");
+            say!("| kind | outages | occurrences | chattering | shelved |");
+            say!("|---|---|---|---|---|");
             for k in &r.per_kind {
-                println!(
+                say!(
                     "| {} | {} | {} | {} | {} |",
-                    k.kind, k.opened, k.occurrences, k.chattering, k.shelved
+                    k.kind,
+                    k.opened,
+                    k.occurrences,
+                    k.chattering,
+                    k.shelved
                 );
             }
-            println!("\nPeak: {} outages opened in 10 minutes.", r.peak_per_10min);
+            say!("\nPeak: {} outages opened in 10 minutes.", r.peak_per_10min);
             if r.flood_windows.is_empty() {
-                println!(
+                say!(
                     "No alarm floods (over {} in 10 minutes).",
                     store::FLOOD_PER_10_MIN
                 );
             }
             for (start, n) in &r.flood_windows {
-                println!("Flood: {n} outages opened in the 10 minutes from {start}.");
+                say!("Flood: {n} outages opened in the 10 minutes from {start}.");
             }
-            println!("\n| bad actor | kind | outages | occurrences |");
-            println!("|---|---|---|---|");
+            say!("\n| bad actor | kind | outages | occurrences |");
+            say!("|---|---|---|---|");
             for b in &r.bad_actors {
-                println!(
+                say!(
                     "| {} | {} | {} | {} |",
-                    b.ext_id, b.kind, b.outages, b.occurrences
+                    b.ext_id,
+                    b.kind,
+                    b.outages,
+                    b.occurrences
                 );
             }
         }
@@ -86,7 +93,7 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
             );
             if refresh {
                 let done = db.refresh_rollups(now).await?;
-                println!("Rolled up {} buckets of 15 minutes.\n", done.buckets);
+                say!("Rolled up {} buckets of 15 minutes.\n", done.buckets);
             }
             let day = store::history::Bucket::Day;
             let to = day.floor(now) + Duration::days(1);
@@ -95,11 +102,11 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
             let lines = db
                 .energy_report(&tenants, district.as_deref(), from, to)
                 .await?;
-            println!("Lamp energy per district and day, {from} to {to}\n");
-            println!("| tenant | district | day | kWh | burning hours | lamps reporting | kWh at rated power |");
-            println!("|---|---|---|---|---|---|---|");
+            say!("Lamp energy per district and day, {from} to {to}\n");
+            say!("| tenant | district | day | kWh | burning hours | lamps reporting | kWh at rated power |");
+            say!("|---|---|---|---|---|---|---|");
             for l in &lines {
-                println!(
+                say!(
                     "| {} | {} | {} | {:.1} | {:.1} | {} | {} |",
                     l.tenant,
                     l.district.as_deref().unwrap_or("-"),
@@ -112,7 +119,7 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
             }
             if let Some(until) = db.rollups_complete_before().await? {
                 if until < to {
-                    println!("\nReadings after {until} are not rolled up yet.");
+                    say!("\nReadings after {until} are not rolled up yet.");
                 }
             }
         }
@@ -120,11 +127,11 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
             anyhow::ensure!(days > 0, "--days must be at least 1");
             let from = now - Duration::days(days);
             let teams = db.team_report(from, now, now).await?;
-            println!("Work orders opened from {from} to {now}\n");
-            println!("| team | orders | done on time | done late | open overdue | open in time | reopened |");
-            println!("|---|---|---|---|---|---|---|");
+            say!("Work orders opened from {from} to {now}\n");
+            say!("| team | orders | done on time | done late | open overdue | open in time | reopened |");
+            say!("|---|---|---|---|---|---|---|");
             for t in &teams {
-                println!(
+                say!(
                     "| {} | {} | {} | {} | {} | {} | {} |",
                     t.team,
                     t.total,
@@ -136,9 +143,9 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
                 );
             }
             let breaches = db.sla_breaches(now).await?;
-            println!("\n{} work orders past their deadline:", breaches.len());
+            say!("\n{} work orders past their deadline:", breaches.len());
             for w in &breaches {
-                println!(
+                say!(
                     "- #{} {} {} ({}, {}): due {}, {}",
                     w.id,
                     w.kind,

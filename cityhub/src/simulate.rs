@@ -134,7 +134,7 @@ pub fn write_city(size: &CitySize, out: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", inventory.display()))?;
     std::fs::write(&map, city.map_geojson())
         .with_context(|| format!("cannot write {}", map.display()))?;
-    println!(
+    say!(
         "{} -> {}, {}",
         describe(&city),
         inventory.display(),

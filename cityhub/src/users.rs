@@ -96,7 +96,7 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
                 )
                 .await?;
             let slugs: Vec<&str> = user.tenants.iter().map(|t| t.slug.as_str()).collect();
-            println!(
+            say!(
                 "Added {} ({}) for {}.",
                 user.username,
                 user.role,
@@ -115,11 +115,11 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
             eprintln!(
                 "API token `{name}` of {username}; send it as `Authorization: Bearer <token>`. It is shown only now:"
             );
-            println!("{token}");
+            say!("{token}");
         }
         UsersCommand::RevokeToken { username, name } => {
             db.revoke_api_token(&username, &name, &actor).await?;
-            println!("Revoked the token `{name}` of {username}.");
+            say!("Revoked the token `{name}` of {username}.");
         }
     }
     Ok(())
@@ -130,7 +130,7 @@ pub async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> 
     let anchors = match command {
         AuditCommand::Anchor => {
             match db.audit_head().await? {
-                Some(head) => println!("{head}"),
+                Some(head) => say!("{head}"),
                 None => bail!("the audit log is empty: there is nothing to anchor yet"),
             }
             return Ok(());
@@ -140,12 +140,12 @@ pub async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> 
     let check = db.verify_audit(&anchors).await?;
     match check.first_bad {
         None => {
-            println!("audit log intact: {} entries", check.entries);
+            say!("audit log intact: {} entries", check.entries);
             if !anchors.is_empty() {
-                println!("it reaches every anchor given ({})", anchors.len());
+                say!("it reaches every anchor given ({})", anchors.len());
             }
             if let Some(hash) = check.last_hash {
-                println!("last hash: {hash} (keep `cityhub audit anchor` elsewhere to detect the newest entries being removed)");
+                say!("last hash: {hash} (keep `cityhub audit anchor` elsewhere to detect the newest entries being removed)");
             }
             Ok(())
         }

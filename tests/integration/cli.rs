@@ -351,3 +351,23 @@ async fn reports_show_the_alarm_load_and_the_crews_record() {
     let (ok, _, err) = cityhub(&["report", "alarms", "--hours", "0"], &env);
     assert!(!ok && err.contains("--hours must be at least 1"), "{err}");
 }
+
+/// Output read by a pipe whose reader has gone (`cityhub config | head -1`, `audit
+/// verify | head`) ends the command quietly, as other tools do: no panic, no backtrace.
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let mut child = Command::new(cityhub_binary())
+        .arg("config")
+        .env("CITYHUB_CONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cityhub");
+    // The reader goes away before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("cityhub ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
