@@ -148,7 +148,7 @@ impl ApiError {
             }
             JsonRejection::JsonDataError(e) => ApiError::bad_request(format!(
                 "the body does not have the expected fields: {}",
-                e.body_text()
+                in_words(&e.body_text())
             )),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::new(
@@ -164,6 +164,30 @@ impl ApiError {
             }
         }
     }
+}
+
+/// A JSON data error in words a client's author reads: without the library's preamble,
+/// and with Rust's type names (`expected i64`) said as JSON speaks of them.
+fn in_words(text: &str) -> String {
+    let text = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
+    let mut out = text.to_owned();
+    for (rust, words) in [
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected i16", "expected a whole number"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u16", "expected a whole number, 0 or more"),
+        ("expected u8", "expected a whole number, 0 or more"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("floating point `", "the number `"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
 }
 
 impl From<StoreError> for ApiError {
@@ -225,5 +249,26 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(RefusedUser(user));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_data_error_is_said_in_words() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Light {
+            dim: Option<i64>,
+        }
+        let error = serde_json::from_str::<Light>(r#"{"dim": 50.5}"#).unwrap_err();
+        let text =
+            format!("Failed to deserialize the JSON body into the target type: dim: {error}");
+        assert_eq!(
+            in_words(&text),
+            "dim: invalid type: the number `50.5`, expected a whole number at line 1 column 12"
+        );
     }
 }

@@ -250,6 +250,10 @@ async fn who_may_send_and_read_commands_and_what_is_refused() {
             "not one of set_light, reboot",
         ),
         (
+            json!({"target": {"device": "L1"}, "action": "set_light", "dim": 50.5}),
+            "dim: invalid type: the number `50.5`, expected a whole number",
+        ),
+        (
             json!({"target": {"device": "L1"}, "action": "reboot", "expires_in_s": 2}),
             "10 seconds to 24 hours",
         ),
