@@ -353,7 +353,7 @@ fn rollup_select(r: Rollup, path: StoragePath, until: &str) -> String {
             source = match r {
                 Rollup::Day => format!(
                     "({}) d",
-                    crate::rollups::coarser_select(
+                    crate::rollups::timescale::coarser_select(
                         "1 day",
                         "(SELECT * FROM light_hour WHERE device_id = $1
                             AND bucket >= $2::timestamptz - make_interval(secs => $4)

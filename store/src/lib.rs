@@ -20,7 +20,8 @@
 //!   in force; [`command_batches`]: what people ask of a group of devices, resolved,
 //!   confirmed and audited in one transaction; [`schedules`]: lighting schedules and
 //!   overrides, and the `set_schedule` pushes their changes cause.
-//! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day, and their refresh.
+//! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day, and their refresh
+//!   (a module per storage path: `rollups::timescale`, `rollups::native`).
 //! - [`history`]: a device's readings in time buckets, the map's state of every device,
 //!   lamp energy per district and day.
 //! - [`service_requests`]: citizen reports (Open311) and the change notification triggers;

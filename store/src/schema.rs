@@ -100,10 +100,12 @@ pub fn reading_table_ddl(record: RecordType, path: StoragePath) -> String {
 /// few pages long finds it (the rollups' refresher reads one 15-minute bucket of a day,
 /// an export a range). TimescaleDB's hypertables have their own index on time; there
 /// the districts' days count energy from the day before
-/// ([`crate::rollups::timescale_districts_from_day_before`]).
+/// ([`crate::rollups::timescale::timescale_districts_from_day_before`]).
 pub fn migration_9(path: StoragePath) -> String {
     match path {
-        StoragePath::TimescaleDb => crate::rollups::timescale_districts_from_day_before(),
+        StoragePath::TimescaleDb => {
+            crate::rollups::timescale::timescale_districts_from_day_before()
+        }
         StoragePath::Partitioned => RecordType::ALL
             .iter()
             .map(|r| {
@@ -116,21 +118,21 @@ pub fn migration_9(path: StoragePath) -> String {
 
 /// Migration 10. On TimescaleDB the day aggregate is read as materialized only, and its
 /// policy keeps it up to the newest day, today included
-/// ([`crate::rollups::TIMESCALE_DAY_TO_TODAY`]). On native partitioning the refresher
+/// ([`crate::rollups::timescale::TIMESCALE_DAY_TO_TODAY`]). On native partitioning the refresher
 /// already keeps today's rows: nothing to do.
 pub fn migration_10(path: StoragePath) -> String {
     match path {
-        StoragePath::TimescaleDb => crate::rollups::TIMESCALE_DAY_TO_TODAY.to_owned(),
+        StoragePath::TimescaleDb => crate::rollups::timescale::TIMESCALE_DAY_TO_TODAY.to_owned(),
         StoragePath::Partitioned => String::new(),
     }
 }
 
 /// Migration 11. On TimescaleDB the districts' days become a table the refresher keeps
-/// ([`crate::rollups::timescale_district_table`]); native partitioning has had one since
+/// ([`crate::rollups::timescale::timescale_district_table`]); native partitioning has had one since
 /// migration 6.
 pub fn migration_11(path: StoragePath) -> String {
     match path {
-        StoragePath::TimescaleDb => crate::rollups::timescale_district_table(),
+        StoragePath::TimescaleDb => crate::rollups::timescale::timescale_district_table(),
         StoragePath::Partitioned => String::new(),
     }
 }
