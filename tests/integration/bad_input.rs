@@ -237,6 +237,26 @@ async fn status_and_dead(db: &tests::TestDb) -> (i64, i64) {
     )
 }
 
+/// Starts the hub and shows it listening: a reading sent after the start is stored (the
+/// first of the test's readings).
+async fn start_listening(
+    config: ingest::IngestConfig,
+    db: &tests::TestDb,
+    p: &mut Publisher,
+    tenant: &str,
+) -> InProcessHub {
+    let hub = InProcessHub::start(config, &db.url).await;
+    p.send(
+        &format!("city/{tenant}/light/L0/telemetry"),
+        format!(r#"{{"ts":{}}}"#, now_ms()),
+    )
+    .await;
+    p.flush().await;
+    db.wait_count("SELECT count(*) FROM light_readings", 1)
+        .await;
+    hub
+}
+
 #[tokio::test]
 async fn a_retained_message_is_recorded_once_however_often_the_broker_sends_it_again() {
     let Setup {
@@ -264,15 +284,7 @@ async fn a_retained_message_is_recorded_once_however_often_the_broker_sends_it_a
 
     // A restart resumes the session, whose subscriptions the broker kept: the stored
     // copies are not sent again (a reading sent after the start shows the hub listening).
-    let hub = InProcessHub::start(config(), &db.url).await;
-    p.send(
-        &format!("city/{t}/light/L0/telemetry"),
-        format!(r#"{{"ts":{}}}"#, now_ms()),
-    )
-    .await;
-    p.flush().await;
-    db.wait_count("SELECT count(*) FROM light_readings", 1)
-        .await;
+    let hub = start_listening(config(), &db, &mut p, &t).await;
     assert_eq!(hub.metrics.retained_repeats.get(), 0);
     hub.stop().await;
     assert_eq!(status_and_dead(&db).await, (1, 1));
@@ -342,15 +354,7 @@ async fn a_retained_status_contradicted_by_a_later_one_is_not_taken_again_at_a_r
     .await;
     hub.stop().await;
 
-    let hub = InProcessHub::start(config(), &db.url).await;
-    p.send(
-        &format!("city/{t}/light/L0/telemetry"),
-        format!(r#"{{"ts":{}}}"#, now_ms()),
-    )
-    .await;
-    p.flush().await;
-    db.wait_count("SELECT count(*) FROM light_readings", 1)
-        .await;
+    let hub = start_listening(config(), &db, &mut p, &t).await;
     hub.stop().await;
     assert_eq!(status_and_dead(&db).await, (2, 0), "nothing recorded again");
     assert_eq!(
