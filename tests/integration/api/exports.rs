@@ -893,6 +893,17 @@ async fn a_large_export_streams_every_reading() {
     );
 }
 
+/// 200,000 readings of 25 lamps over the last eight days; the path of their export.
+async fn eight_days_of_lamps(city: &City) -> String {
+    let start = days_ago(8);
+    store_many(city, 25, 8_000, start).await;
+    format!(
+        "/api/v1/exports/light?from={}&to={}",
+        rfc3339(start),
+        rfc3339(start + 8 * 86_400_000)
+    )
+}
+
 /// The export statements running, by backend pid, with what each waits on.
 async fn export_backends(city: &City) -> Vec<(i32, Option<String>)> {
     city.db
@@ -918,13 +929,7 @@ async fn slow_clients_hold_the_database_back_and_a_failure_cuts_the_transfer() {
         c.exports.per_tenant = 4;
     })
     .await;
-    let start = days_ago(8);
-    store_many(&city, 25, 8_000, start).await;
-    let path = format!(
-        "/api/v1/exports/light?from={}&to={}",
-        rfc3339(start),
-        rfc3339(start + 8 * 86_400_000)
-    );
+    let path = eight_days_of_lamps(&city).await;
     let viewer = token(&city, "viewer");
 
     // Four clients that read nothing: each export fills the client's small socket
@@ -1009,13 +1014,7 @@ async fn one_person_cannot_hold_every_export_and_a_client_that_stops_reading_end
         c.http.send_timeout = Duration::from_secs(3);
     })
     .await;
-    let start = days_ago(8);
-    store_many(&city, 25, 8_000, start).await;
-    let path = format!(
-        "/api/v1/exports/light?from={}&to={}",
-        rfc3339(start),
-        rfc3339(start + 8 * 86_400_000)
-    );
+    let path = eight_days_of_lamps(&city).await;
     // A viewer opens exports and reads none of them.
     let viewer = token(&city, "viewer");
     let mut stalled = Vec::new();
@@ -1074,13 +1073,7 @@ fn ends_complete(body: &[u8]) -> bool {
 #[tokio::test]
 async fn an_export_ends_when_its_token_is_revoked() {
     let mut city = City::start().await;
-    let start = days_ago(8);
-    store_many(&city, 25, 8_000, start).await;
-    let path = format!(
-        "/api/v1/exports/light?from={}&to={}",
-        rfc3339(start),
-        rfc3339(start + 8 * 86_400_000)
-    );
+    let path = eight_days_of_lamps(&city).await;
     tests::api::add_user(&mut city.store, "exporter", "viewer", &[&city.a], None).await;
     let secret = tests::api::add_token(&mut city.store, "exporter", "nightly").await;
     // Read slowly enough that the export is still running when the token goes.
