@@ -587,7 +587,8 @@ async fn workload(
         report.messages, report.readings, f.backlog_drain_s, f.backlog_rss_mb
     );
     hub.stop();
-    // The hub's session would otherwise keep queueing the next workload's messages.
+    // The hub's session would otherwise keep queueing the next workload's messages; the
+    // next hub is told it was discarded on purpose, not lost.
     load::clear_session(
         "127.0.0.1",
         broker.port,
@@ -595,6 +596,8 @@ async fn workload(
         HUB_USER,
     )
     .await?;
+    db.forget_mqtt_session(&store::mqtt::session_key(Some(HUB_USER), HUB_USER))
+        .await?;
     Ok(f)
 }
 

@@ -184,6 +184,10 @@ pub async fn run(
     // packet MQTT allows, so a payload over its own limit arrives and is dead-lettered
     // (the broker's `message_size_limit` bounds what devices can send at all).
     properties.max_packet_size = Some(MQTT_MAX_PACKET);
+    // How many unacknowledged QoS 1 messages the broker may send ahead: MQTT 5 lets the
+    // client say (a 3.1.1 broker applies its own `max_inflight_messages`, 20,000 in the
+    // shipped configuration); more would only wait in memory behind the writer.
+    properties.receive_maximum = Some(RECEIVE_MAXIMUM);
     options
         .set_clean_start(false)
         .set_connect_properties(properties)
@@ -277,21 +281,16 @@ pub async fn run(
     Ok(())
 }
 
+/// QoS 1 messages in flight from the broker at most.
+const RECEIVE_MAXIMUM: u16 = 20_000;
+
 /// The largest packet MQTT can carry (its remaining length is at most 268,435,455 bytes).
 const MQTT_MAX_PACKET: u32 = 268_435_460;
 
-/// What the broker keeps the hub's session under: its account and client id (a broker
-/// that binds client ids to accounts uses the account; one that does not, the id).
-/// The name the hub's record of its broker session goes by: the broker account when it
-/// has one (the shipped broker names a session after its account, whatever client id is
-/// sent), else the client id. So a new client id on the same account still expects the
-/// session the broker should hold; on a broker that names sessions by client id, changing
-/// it is reported once as a lost session, which is what it is.
+/// The name the hub's record of its broker session goes by
+/// ([`store::mqtt::session_key`]).
 fn session_key(mqtt: &MqttConfig) -> String {
-    match mqtt.username.as_deref().filter(|u| !u.is_empty()) {
-        Some(account) => format!("account:{account}"),
-        None => format!("client:{}", mqtt.client_id),
-    }
+    store::mqtt::session_key(mqtt.username.as_deref(), &mqtt.client_id)
 }
 
 /// Sends PUBACKs for committed batches in the order the batches were sealed (so in the

@@ -81,6 +81,18 @@ pub(crate) async fn note_digests(
     Ok(())
 }
 
+/// The name the hub's record of its broker session goes by: the broker `account` when it
+/// has one (the shipped broker names a session after its account, whatever client id is
+/// sent), else the client id. So a new client id on the same account still expects the
+/// session the broker should hold; on a broker that names sessions by client id, changing
+/// it is reported once as a lost session, which is what it is.
+pub fn session_key(account: Option<&str>, client_id: &str) -> String {
+    match account.filter(|a| !a.is_empty()) {
+        Some(account) => format!("account:{account}"),
+        None => format!("client:{client_id}"),
+    }
+}
+
 fn setting(session: &str) -> String {
     format!("mqtt_session:{session}")
 }
@@ -147,6 +159,20 @@ impl Db {
             .simple_query("SELECT 1")
             .await
             .map_err(StoreError::db("checking the database"))?;
+        Ok(())
+    }
+
+    /// Forgets the session `session` and its loss: the next connection is the first, and a
+    /// session the broker does not hold then is no loss (the session was discarded on
+    /// purpose, as the ingestion benchmark does between its workloads).
+    pub async fn forget_mqtt_session(&self, session: &str) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "DELETE FROM settings WHERE key = $1 OR key = $2",
+                &[&setting(session), &lost_setting(session)],
+            )
+            .await
+            .map_err(StoreError::db("forgetting the hub's MQTT session"))?;
         Ok(())
     }
 
