@@ -13,7 +13,7 @@ use tokio_postgres::Transaction;
 
 use crate::audit::{append, AuditEntry};
 use crate::error::named;
-use crate::hygiene::{acknowledge, record_event, shelve, unshelve};
+use crate::hygiene::{acknowledge, record_event, shelve, step_time, unshelve};
 use crate::outages::{outage_row, OUTAGE_COLUMNS};
 use crate::work_orders::transition;
 use crate::{Db, OutageRow, StoreError, WorkOrderRow};
@@ -106,6 +106,7 @@ impl Db {
             .await
             .map_err(StoreError::db("starting an outage update"))?;
         lock_outage_in(&tx, id, actor.tenants).await?;
+        let at = step_time(&tx, id, at).await?;
         match action {
             OutageAction::Acknowledge => acknowledge(&tx, id, actor.name, at).await?,
             OutageAction::Shelve { until, reason } => {

@@ -227,6 +227,7 @@ pub(crate) async fn acknowledge(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (state, _) = lock_outage(tx, id).await?;
+    let at = step_time(tx, id, at).await?;
     if state != OutageState::Open {
         return Err(StoreError::OutageState {
             id,
@@ -256,6 +257,7 @@ pub(crate) async fn shelve(
         return Err(StoreError::ShelveInPast { until, at });
     }
     let (state, _) = lock_outage(tx, id).await?;
+    let at = step_time(tx, id, at).await?;
     if !state.active() {
         return Err(StoreError::OutageState {
             id,
@@ -284,6 +286,7 @@ pub(crate) async fn unshelve(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (_, shelved_until) = lock_outage(tx, id).await?;
+    let at = step_time(tx, id, at).await?;
     if shelved_until.is_none() {
         return Err(StoreError::NotShelved(id));
     }
@@ -313,6 +316,24 @@ async fn lock_outage(
         named(&row, 0, "outage state", OutageState::parse)?,
         row.get(1),
     ))
+}
+
+/// When a person's step on the locked outage `id`, asked for at `at`, is recorded: then,
+/// or at the outage's last recorded step if that is later. Two people acting at once
+/// each asked at their own moment, but the lock lets one through first; the other's step
+/// comes after it, and the outage's events stay in time order (the database refuses
+/// them otherwise).
+pub(crate) async fn step_time(
+    tx: &Transaction<'_>,
+    id: i64,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, StoreError> {
+    let last: Option<DateTime<Utc>> = tx
+        .query_one("SELECT last_step($1)", &[&id])
+        .await
+        .map_err(StoreError::db("reading an outage's last step"))?
+        .get(0);
+    Ok(last.map_or(at, |l| l.max(at)))
 }
 
 /// An `outage_events` row: who did what to an outage, when.

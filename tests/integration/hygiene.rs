@@ -287,3 +287,81 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
         .unwrap_err();
     assert!(matches!(err, StoreError::BadPeriod { .. }), "{err}");
 }
+
+/// Two people act on one outage at once: the lock lets one through first, and the other's
+/// step, asked for a moment earlier, is recorded after it rather than refused for being
+/// out of time order.
+#[tokio::test]
+async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
+    let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
+    store
+        .apply_outage_changes(&[opened(ids["L0"], "lamp_failure", "2026-03-01T00:00:00Z")])
+        .await
+        .unwrap();
+    let id = store.outages().await.unwrap()[0].id;
+    let tenants: Vec<i32> = db
+        .client
+        .query("SELECT id FROM tenants", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let actor = store::Actor {
+        name: "olga",
+        tenants: &tenants,
+        team: None,
+    };
+    let comment = |text| store::OutageAction::Comment { text };
+    // The later one commits first.
+    store
+        .act_on_outage(&actor, id, &comment("second"), ts("2026-03-01T01:00:05Z"))
+        .await
+        .unwrap();
+    for (action, at) in [
+        (comment("first"), "2026-03-01T01:00:04Z"),
+        (
+            store::OutageAction::Shelve {
+                until: utc("2026-03-01T03:00:00Z"),
+                reason: "a crew is on its way",
+            },
+            "2026-03-01T01:00:03Z",
+        ),
+        (store::OutageAction::Unshelve, "2026-03-01T01:00:02Z"),
+        (store::OutageAction::Acknowledge, "2026-03-01T01:00:01Z"),
+    ] {
+        store
+            .act_on_outage(&actor, id, &action, ts(at))
+            .await
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+    }
+    let steps: Vec<(String, chrono::DateTime<chrono::Utc>)> = db
+        .client
+        .query(
+            "SELECT transition, at FROM outage_events WHERE outage_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "opened",
+            "comment",
+            "comment",
+            "shelved",
+            "unshelved",
+            "acknowledged"
+        ]
+    );
+    assert!(
+        steps[1..]
+            .iter()
+            .all(|(_, at)| *at == utc("2026-03-01T01:00:05Z")),
+        "{steps:?}"
+    );
+}
