@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 use store::exports::{ExportQuery, ReadingExport, EXPORT_RECORDS};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -237,6 +238,8 @@ pub async fn export(
     let (encoder, opening) = Encoder::start(format, record)
         .map_err(|e| ApiError::internal("starting the export", &e))?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    // Cancelled when the caller's access ends: the body stops at once, whatever it holds.
+    let revoked = CancellationToken::new();
     let what = Transfer {
         actor: caller.actor(),
         record,
@@ -252,10 +255,20 @@ pub async fn export(
         Until {
             deadline: tokio::time::Instant::now() + max_duration,
             access_ended: caller.access_ended(state.clone()),
+            revoked: revoked.clone(),
         },
     ));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let body = futures_util::stream::unfold(Some((rx, revoked)), |open| async move {
+        let (mut rx, revoked) = open?;
+        tokio::select! {
+            biased;
+            // Not a chunk more once access has ended, even one already encoded.
+            _ = revoked.cancelled() => Some((
+                Err(std::io::Error::other("the caller's access ended")),
+                None,
+            )),
+            item = rx.recv() => item.map(|item| (item, Some((rx, revoked)))),
+        }
     });
     let file = format!(
         "{kind}-readings_{}_{}.{}",
@@ -283,10 +296,12 @@ struct Transfer {
     format: Format,
 }
 
-/// When an export ends at the latest: its deadline, or when its caller's access ends.
+/// When an export ends at the latest: its deadline, or when its caller's access ends
+/// (then `revoked` is cancelled, which ends the body at once).
 struct Until<F> {
     deadline: tokio::time::Instant,
     access_ended: F,
+    revoked: CancellationToken,
 }
 
 /// Why a transfer ended early.
@@ -319,6 +334,7 @@ async fn stream_export(
     let Until {
         deadline,
         access_ended,
+        revoked,
     } = until;
     let _slot = slot;
     let started = std::time::Instant::now();
@@ -363,9 +379,8 @@ async fn stream_export(
                 message = "Export cut short: the caller's access ended (signed out, token revoked, or user disabled or changed).",
                 kind, format, actor, rows, seconds
             );
-            let _ = tx
-                .send(Err(std::io::Error::other("the caller's access ended")))
-                .await;
+            let _ = revoked;
+            let _ = tx.send(Err(std::io::Error::other("x"))).await;
         }
         Err(Cut::Failed(cause)) => {
             error!(

@@ -1076,11 +1076,16 @@ async fn an_export_ends_when_its_token_is_revoked() {
     let path = eight_days_of_lamps(&city).await;
     tests::api::add_user(&mut city.store, "exporter", "viewer", &[&city.a], None).await;
     let secret = tests::api::add_token(&mut city.store, "exporter", "nightly").await;
-    // Read slowly enough that the export is still running when the token goes.
-    let (status, _, mut reader) = open(city.api.addr, &path, &secret, Some(4096)).await;
-    assert_eq!(status, 200);
-    eventually(Duration::from_secs(20), "the export running", || async {
-        (export_backends(&city).await.len() == 1).then_some(())
+    // Clients that read nothing: the exports are still running when the token goes, and
+    // hold both of the person's export slots.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let (status, _, reader) = open(city.api.addr, &path, &secret, Some(4096)).await;
+        assert_eq!(status, 200);
+        stalled.push(reader);
+    }
+    eventually(Duration::from_secs(20), "the exports running", || async {
+        (export_backends(&city).await.len() == 2).then_some(())
     })
     .await;
     city.store
@@ -1089,11 +1094,18 @@ async fn an_export_ends_when_its_token_is_revoked() {
         .unwrap();
     eventually(
         Duration::from_secs(20),
-        "the export's transaction to end",
+        "the exports' transactions to end",
         || async { export_backends(&city).await.is_empty().then_some(()) },
     )
     .await;
-    let mut rest = Vec::new();
-    let _ = reader.read_to_end(&mut rest).await;
-    assert!(!ends_complete(&rest), "the transfer is cut, never complete");
+    // The slots are given back at once, though the clients still read nothing: the same
+    // person with another token exports again.
+    let other = tests::api::add_token(&mut city.store, "exporter", "other").await;
+    let (status, _, _) = open(city.api.addr, &path, &other, None).await;
+    assert_eq!(status, 200, "the cut exports still hold their slots");
+    for mut reader in stalled {
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest).await;
+        assert!(!ends_complete(&rest), "the transfer is cut, never complete");
+    }
 }
