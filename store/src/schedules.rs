@@ -116,6 +116,25 @@ async fn profiles(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// The first of the advisory locks that serialize a tenant's schedule changes (the
+/// second is the tenant's id).
+const SCHEDULES_LOCK: i32 = 727_276;
+
+/// Waits until no other change of `tenant`'s schedules is under way, and keeps the others
+/// waiting until this transaction ends. Each change compares the lamps' profiles before
+/// and after it: two at once would each miss the other's schedule, and the lamps would get
+/// the profile of whichever committed last, not the one in force. The statements after
+/// the lock see every change committed before it.
+async fn lock_tenant(tx: &Transaction<'_>, tenant: i32) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&SCHEDULES_LOCK, &tenant],
+    )
+    .await
+    .map_err(StoreError::db("waiting for another schedule change"))?;
+    Ok(())
+}
+
 /// Pushes `set_schedule` to the lamps whose profile differs between `before` and now;
 /// one batch per new profile.
 async fn push_changes(
@@ -237,6 +256,7 @@ impl Db {
                 ("devices", None, Some(list.clone()))
             }
         };
+        lock_tenant(&tx, s.tenant_id).await?;
         let before = profiles(&tx, s.tenant_id).await?;
         let id: i64 = tx
             .query_one(
@@ -378,6 +398,7 @@ async fn end(
     at: DateTime<Utc>,
     action: &str,
 ) -> Result<Pushed, StoreError> {
+    lock_tenant(tx, tenant).await?;
     let before = profiles(tx, tenant).await?;
     tx.execute(
         "UPDATE lighting_schedules SET removed_at = $2, removed_by = $3 WHERE id = $1",

@@ -294,3 +294,43 @@ async fn schedules_are_for_operators_of_their_own_tenants() {
         .await;
     assert_eq!((r.status, r.error()), (404, format!("no schedule {id}")));
 }
+
+/// Two operators change one lamp's schedule at the same moment: the lamp is pushed the
+/// profile the hub holds in force, never the one that lost.
+#[tokio::test]
+async fn schedules_added_at_once_push_the_profile_in_force() {
+    let city = City::start().await;
+    for round in 1..=8 {
+        let lamp = format!("L{round}");
+        let body = |dim| json!({"target": {"devices": [lamp.clone()]}, "profile": {"dim": dim}});
+        let (a, b) = tokio::join!(
+            add(&city, "operator", body(11)),
+            add(&city, "admin", body(66))
+        );
+        assert_eq!((a.status, b.status), (201, 201), "{} {}", a.body, b.body);
+        let row = city
+            .db
+            .client
+            .query_one(
+                "SELECT (SELECT s.profile->'dim' FROM lighting_schedules s
+                         WHERE s.removed_at IS NULL AND $2 = ANY(s.devices)
+                           AND s.tenant_id = t.id
+                         ORDER BY s.id DESC LIMIT 1),
+                        (SELECT array_agg(c.body->'dim') FROM commands c
+                         JOIN devices d ON d.id = c.device_id
+                         WHERE d.tenant_id = t.id AND d.ext_id = $2
+                           AND c.action = 'set_schedule' AND c.expires_at IS NULL)
+                 FROM tenants t WHERE t.slug = $1",
+                &[&city.a, &lamp],
+            )
+            .await
+            .unwrap();
+        let in_force: Value = row.get(0);
+        let pushes: Vec<Value> = row.get(1);
+        assert_eq!(
+            pushes,
+            [in_force],
+            "round {round}: the push still to be delivered"
+        );
+    }
+}
