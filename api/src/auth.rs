@@ -286,8 +286,12 @@ pub fn guessing_bits(secret: &str) -> f64 {
         }
     }
     let fresh = f64::log2(alphabet.max(2.0));
-    let continues =
-        |p: char, c: char| (c as i64 - p as i64).abs() <= 1 || keyboard_neighbours(p, c);
+    let continues = |p: char, c: char| {
+        (c as i64 - p as i64).abs() <= 1
+            || keyboard_neighbours(p, c)
+            || (p != c && p.to_lowercase().eq(c.to_lowercase()))
+    };
+    let step = |i: usize| chars[i] as i64 - chars[i - 1] as i64;
     let mut bits = 0.0;
     // The last character that continued nothing: a walk that jumps ("1qaz" then "2wsx")
     // picks up from it.
@@ -296,8 +300,18 @@ pub fn guessing_bits(secret: &str) -> f64 {
     let mut run = 0;
     for (i, &c) in chars.iter().enumerate() {
         let repeated = i >= 2 && chars[..i - 1].windows(3).any(|w| w == &chars[i - 2..=i]);
-        let follows =
-            i > 0 && (continues(chars[i - 1], c) || last_fresh.is_some_and(|f| continues(f, c)));
+        // Two walks interleaved ("q1w2e3", "a1b2c3"): this character and the one before
+        // each continue the character two before them.
+        let interleaved =
+            i >= 3 && continues(chars[i - 2], c) && continues(chars[i - 3], chars[i - 1]);
+        // The same step again ("acegi", "0369"), or the same pair of steps ("aAbBcC").
+        let steady = (i >= 2 && step(i) == step(i - 1) && step(i).abs() <= 4)
+            || (i >= 4 && step(i) == step(i - 2) && step(i - 1) == step(i - 3));
+        let follows = i > 0
+            && (continues(chars[i - 1], c)
+                || last_fresh.is_some_and(|f| continues(f, c))
+                || interleaved
+                || steady);
         if repeated || follows {
             run += 1;
             // A guesser pays for where a walk starts and which way it goes, not for
@@ -317,9 +331,26 @@ pub fn guessing_bits(secret: &str) -> f64 {
 /// Whether two keys are next to each other on a US keyboard (a row, or the rows above
 /// and below as they are staggered), case aside.
 fn keyboard_neighbours(a: char, b: char) -> bool {
-    const ROWS: [&str; 4] = ["1234567890-=", "qwertyuiop[]", "asdfghjkl;'", "zxcvbnm,./"];
+    const ROWS: [&str; 4] = [
+        "1234567890-=",
+        "qwertyuiop[]\\",
+        "asdfghjkl;'",
+        "zxcvbnm,./",
+    ];
+    // What the shift key gives on the same keys.
+    const SHIFTED: [&str; 4] = [
+        "!@#$%^&*()_+",
+        "QWERTYUIOP{}|",
+        "ASDFGHJKL:\"",
+        "ZXCVBNM<>?",
+    ];
     let at = |c: char| {
-        let c = c.to_ascii_lowercase();
+        let c = SHIFTED
+            .iter()
+            .zip(ROWS)
+            .find_map(|(shifted, row)| shifted.find(c).and_then(|i| row[i..].chars().next()))
+            .unwrap_or(c)
+            .to_ascii_lowercase();
         ROWS.iter()
             .enumerate()
             .find_map(|(r, row)| row.find(c).map(|i| (r as i64, i as i64)))
@@ -353,7 +384,18 @@ fn looks_like_placeholder(secret: &str) -> bool {
     if repeats {
         return true;
     }
-    let mut rest = secret.to_lowercase();
+    // The examples of UUIDs that documentation gives (RFC 4122's, Wikipedia's).
+    let lower = secret.to_lowercase();
+    if [
+        "123e4567-e89b-12d3-a456-426614174000",
+        "550e8400-e29b-41d4-a716-446655440000",
+    ]
+    .iter()
+    .any(|example| lower.contains(example))
+    {
+        return true;
+    }
+    let mut rest = lower;
     for word in [
         "changeme", "change", "secret", "password", "default", "example", "session", "cityhub",
         "replace", "please", "this", "your", "key", "test",
@@ -455,7 +497,15 @@ mod tests {
         check(&"changeme".repeat(5), "placeholder");
         check("this-is-my-session-secret-please-change", "placeholder");
         check("0123456701234567012345670123456701234567", "placeholder");
+        check("123e4567-e89b-12d3-a456-426614174000", "placeholder");
+        check("550E8400-E29B-41D4-A716-446655440000", "placeholder");
         for walk in [
+            // Interleaved walks, steady steps, case pairs, the shifted keyboard.
+            "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9",
+            "!@#$%^&*()_+QWERTYUIOP{}|ASDFGHJKL:\"ZXCVBNM<>?",
+            "acegikmoqsuwyACEGIKMOQSUWY0246813579",
+            "aAbBcCdDeEfFgGhHiIjJkKlLmMnNoOpP",
+            "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6",
             // Long walks and repeats, however long.
             "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
             "qwertyuiopasdfghjklzxcvbnmQWERTYUIOPASDFGHJKLZXCVBNM1234567890",
