@@ -141,6 +141,8 @@ struct Conn {
     idle_since: AtomicU64,
     /// Cancelled to close it.
     close: CancellationToken,
+    /// Close it with a reset: what is queued for the client is thrown away.
+    reset: AtomicBool,
 }
 
 impl Conn {
@@ -158,6 +160,19 @@ impl BodyArrival {
     /// The body is in: the request now waits for the server, not for its client.
     pub fn arrived(&self) {
         self.0.receiving.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Ends the request's connection at once (a request extension): a reset, so that what
+/// the kernel still queues for the client is thrown away rather than sent. For an answer
+/// that must not reach its client any further (an export whose caller lost access).
+#[derive(Clone)]
+pub struct Reset(Arc<Conn>);
+
+impl Reset {
+    pub fn now(&self) {
+        self.0.reset.store(true, Ordering::SeqCst);
+        self.0.close.cancel();
     }
 }
 
@@ -219,6 +234,7 @@ impl Connections {
             receiving: AtomicBool::new(false),
             idle_since: AtomicU64::new(self.now_ms()),
             close: CancellationToken::new(),
+            reset: AtomicBool::new(false),
         });
         open.insert(id, conn.clone());
         self.metrics.open.set(open.len() as i64);
@@ -458,6 +474,11 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    // A second handle on the socket, to reset it after hyper has let go of its own.
+    let control = socket2::SockRef::from(&stream)
+        .try_clone()
+        .map_err(|error| debug!(message = "No handle to reset the connection with.", %error))
+        .ok();
     let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
     let conn = admitted.conn.clone();
     let tracking = connections.clone();
@@ -466,6 +487,7 @@ async fn serve_connection(
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(BodyArrival(conn.clone()));
+        request.extensions_mut().insert(Reset(conn.clone()));
         let router = router.clone();
         async move {
             let response = router.oneshot(request).await?;
@@ -491,12 +513,21 @@ async fn serve_connection(
             }
         }
         _ = admitted.conn.close.cancelled() => {
-            debug!(message = "HTTP connection closed to make room.", %peer);
+            debug!(message = "HTTP connection closed.", %peer);
         }
         _ = shutdown.cancelled() => {
             served.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, served.as_mut()).await;
         }
+    }
+    // However it ended (the answer may have been cut just before the reset was asked),
+    // a connection to reset is closed with a zero linger: the socket sends a reset and
+    // drops its queue when the last handle (hyper's or this one) goes, just below.
+    if admitted.conn.reset.load(Ordering::SeqCst) {
+        if let Some(socket) = &control {
+            let _ = socket.set_linger(Some(Duration::ZERO));
+        }
+        debug!(message = "HTTP connection reset.", %peer);
     }
     connections.remove(admitted.id);
 }

@@ -142,7 +142,9 @@ pub async fn export(
     caller: Caller,
     ApiPath(kind): ApiPath<String>,
     ApiQuery(p): ApiQuery<ExportParams>,
+    reset: Option<axum::Extension<crate::server::Reset>>,
 ) -> Result<Response, ApiError> {
+    let reset = reset.map(|axum::Extension(r)| r);
     caller.require(Permission::ExportReadings)?;
     let record = EXPORT_RECORDS
         .into_iter()
@@ -256,6 +258,7 @@ pub async fn export(
             deadline: tokio::time::Instant::now() + max_duration,
             access_ended: caller.access_ended(state.clone()),
             revoked: revoked.clone(),
+            reset,
         },
     ));
     let body = futures_util::stream::unfold(Some((rx, revoked)), |open| async move {
@@ -297,11 +300,13 @@ struct Transfer {
 }
 
 /// When an export ends at the latest: its deadline, or when its caller's access ends
-/// (then `revoked` is cancelled, which ends the body at once).
+/// (then `revoked` is cancelled, which ends the body at once, and the connection is
+/// `reset`, which throws away what the kernel still queues for the client).
 struct Until<F> {
     deadline: tokio::time::Instant,
     access_ended: F,
     revoked: CancellationToken,
+    reset: Option<crate::server::Reset>,
 }
 
 /// Why a transfer ended early.
@@ -335,6 +340,7 @@ async fn stream_export(
         deadline,
         access_ended,
         revoked,
+        reset,
     } = until;
     let _slot = slot;
     let started = std::time::Instant::now();
@@ -379,8 +385,12 @@ async fn stream_export(
                 message = "Export cut short: the caller's access ended (signed out, token revoked, or user disabled or changed).",
                 kind, format, actor, rows, seconds
             );
-            let _ = revoked;
-            let _ = tx.send(Err(std::io::Error::other("x"))).await;
+            // The reset first: the body's end would otherwise close the connection
+            // gracefully, after the kernel had sent the client all it holds.
+            if let Some(reset) = reset {
+                reset.now();
+            }
+            revoked.cancel();
         }
         Err(Cut::Failed(cause)) => {
             error!(
