@@ -261,6 +261,7 @@ async fn assign(
         Some(order) => {
             let (order_id, current): (i64, Option<String>) = (order.get(0), order.get(2));
             let order_state = named(&order, 1, "work order state", WorkOrderState::parse)?;
+            let at = crate::work_orders::step_time(tx, order_id, at).await?;
             tx.execute(
                 "UPDATE work_orders SET team = $2, assignee = coalesce($3, assignee) WHERE id = $1",
                 &[&order_id, &team, &assignee],

@@ -300,6 +300,25 @@ impl Db {
 
 /// Moves a work order within `tx` (see [`Db::transition_work_order`]); returns the order
 /// as it is now and the state it left.
+/// When a step of the locked work order `id`, asked for at `at`, is recorded: then, or at
+/// its last recorded step if that is later (two people moved it at once, and the lock let
+/// the other through first), so that its history reads in the order things happened.
+pub(crate) async fn step_time(
+    tx: &Transaction<'_>,
+    id: i64,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, StoreError> {
+    let last: Option<DateTime<Utc>> = tx
+        .query_one(
+            "SELECT max(at) FROM work_order_events WHERE work_order_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(StoreError::db("reading a work order's last step"))?
+        .get(0);
+    Ok(last.map_or(at, |l| l.max(at)))
+}
+
 pub(crate) async fn transition(
     tx: &Transaction<'_>,
     id: i64,
@@ -319,6 +338,7 @@ pub(crate) async fn transition(
         .ok_or(StoreError::NoWorkOrder(id))?;
     let from = named(&row, 0, "work order state", WorkOrderState::parse)?;
     let current_assignee: Option<String> = row.get(1);
+    let at = step_time(tx, id, at).await?;
     if !from.can_become(to) {
         return Err(StoreError::BadTransition {
             id,

@@ -546,3 +546,50 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
         "{err}"
     );
 }
+
+/// A step asked for a moment before another that the lock let through first is recorded
+/// after it: the order's history reads in the order things happened.
+#[tokio::test]
+async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
+    let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
+    store
+        .apply_outage_changes(&[opened_with_order(
+            ids["L0"],
+            "lamp_failure",
+            "2026-03-01T00:00:00Z",
+            "crew-a",
+            3600,
+        )])
+        .await
+        .unwrap();
+    let id = only_order(&store).await.id;
+    for (to, at) in [
+        (WorkOrderState::Assigned, "2026-03-01T01:00:05Z"),
+        (WorkOrderState::InProgress, "2026-03-01T01:00:04Z"),
+        (WorkOrderState::Done, "2026-03-01T01:00:03Z"),
+    ] {
+        store
+            .transition_work_order(id, to, "ana", None, ts(at), Some("ana"))
+            .await
+            .unwrap_or_else(|e| panic!("{to}: {e}"));
+    }
+    let times: Vec<(String, chrono::DateTime<chrono::Utc>)> = db
+        .client
+        .query(
+            "SELECT to_state, at FROM work_order_events WHERE work_order_id = $1 ORDER BY at, id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let states: Vec<&str> = times.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(states, ["new", "assigned", "in_progress", "done"]);
+    assert!(
+        times[1..]
+            .iter()
+            .all(|(_, at)| *at == utc("2026-03-01T01:00:05Z")),
+        "{times:?}"
+    );
+}
