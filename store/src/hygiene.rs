@@ -328,10 +328,21 @@ pub(crate) async fn step_time(
     id: i64,
     at: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, StoreError> {
+    no_earlier_than_last(tx, "SELECT last_step($1)", id, at).await
+}
+
+/// `at`, or the time `last` (a query of one timestamp, given `$1` = `id`) answers if that
+/// is later: a step recorded after another in time order.
+pub(crate) async fn no_earlier_than_last(
+    tx: &Transaction<'_>,
+    last: &str,
+    id: i64,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, StoreError> {
     let last: Option<DateTime<Utc>> = tx
-        .query_one("SELECT last_step($1)", &[&id])
+        .query_one(last, &[&id])
         .await
-        .map_err(StoreError::db("reading an outage's last step"))?
+        .map_err(StoreError::db("reading the last recorded step"))?
         .get(0);
     Ok(last.map_or(at, |l| l.max(at)))
 }

@@ -308,15 +308,13 @@ pub(crate) async fn step_time(
     id: i64,
     at: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, StoreError> {
-    let last: Option<DateTime<Utc>> = tx
-        .query_one(
-            "SELECT max(at) FROM work_order_events WHERE work_order_id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(StoreError::db("reading a work order's last step"))?
-        .get(0);
-    Ok(last.map_or(at, |l| l.max(at)))
+    crate::hygiene::no_earlier_than_last(
+        tx,
+        "SELECT max(at) FROM work_order_events WHERE work_order_id = $1",
+        id,
+        at,
+    )
+    .await
 }
 
 pub(crate) async fn transition(
