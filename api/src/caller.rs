@@ -89,7 +89,7 @@ impl Caller {
     /// disabled, and their role, team and tenants are the same. A database that cannot
     /// answer leaves it as it was (a lost connection does not end every stream).
     async fn still_holds(&self, state: &AppState) -> bool {
-        let Ok(db) = state.pool().get().await else {
+        let Ok(db) = state.pool().access().await else {
             return true;
         };
         let now = match &self.via {
@@ -139,7 +139,7 @@ impl FromRequestParts<AppState> for Caller {
                     ApiError::unauthorized("the Authorization header must be `Bearer <API token>`")
                 })?;
             let digest = api_token_digest(token);
-            let db = state.pool().get().await?;
+            let db = state.pool().access().await?;
             return match db.token_user(&digest).await? {
                 Some((user, name)) => Caller::from_user(user, Via::Token { name, digest }),
                 None => Err(ApiError::unauthorized(
@@ -153,7 +153,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         let digest = state.secret().session_digest(token);
-        let db = state.pool().get().await?;
+        let db = state.pool().access().await?;
         match db.session_user(&digest, chrono::Utc::now()).await? {
             Some(user) => Caller::from_user(user, Via::Session { digest }),
             None => Err(ApiError::unauthorized(

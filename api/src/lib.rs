@@ -272,7 +272,7 @@ impl AppState {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut db = self.pool().get().await?;
+        let mut db = self.pool().actions().await?;
         for (action, target, detail) in &entries {
             db.audit("cityhub", action, target, detail.clone()).await?;
         }
@@ -321,7 +321,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         .map(|check| check())
         .unwrap_or_default();
     let database = tokio::time::timeout(HEALTH_DATABASE_WAIT, async {
-        let db = state.pool().get().await?;
+        let db = state.pool().reads().await?;
         db.ping().await.map_err(ApiError::from)
     })
     .await;

@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use store::Db;
+use store::{Access, Actions, Db, Handle, Reads};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
@@ -28,9 +28,10 @@ struct Shared {
 #[derive(Clone)]
 pub struct Pool(Arc<Shared>);
 
-/// A connection held by a request; back to the pool when dropped.
-pub struct Conn {
-    db: Option<Db>,
+/// A connection held by a request as the handle it needs (what it reads, what people do,
+/// or signing in); back to the pool when dropped.
+pub struct Conn<H: Handle> {
+    db: Option<H>,
     pool: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
 }
@@ -48,23 +49,38 @@ impl Pool {
     /// A connection of its own, outside the pool, for one long read (an export) that
     /// must not keep a connection the requests share. How many may exist is the
     /// caller's to bound (exports take a slot first: `v1::exports::slots`).
-    pub async fn dedicated(&self) -> Result<Db, ApiError> {
-        Db::connect(&self.0.url).await.map_err(ApiError::from)
+    pub async fn dedicated(&self) -> Result<Reads, ApiError> {
+        Reads::connect(&self.0.url).await.map_err(ApiError::from)
+    }
+
+    /// A connection for reads.
+    pub async fn reads(&self) -> Result<Conn<Reads>, ApiError> {
+        self.get().await
+    }
+
+    /// A connection for what people do.
+    pub async fn actions(&self) -> Result<Conn<Actions>, ApiError> {
+        self.get().await
+    }
+
+    /// A connection for signing in and the users an admin manages.
+    pub async fn access(&self) -> Result<Conn<Access>, ApiError> {
+        self.get().await
     }
 
     /// A connection: an idle one, or a new one while fewer than `size` exist.
-    pub async fn get(&self) -> Result<Conn, ApiError> {
+    async fn get<H: Handle>(&self) -> Result<Conn<H>, ApiError> {
         let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.permits.clone().acquire_owned())
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
         let idle = self.idle().pop();
         let db = match idle {
-            Some(db) if !db.client().is_closed() => db,
+            Some(db) if !db.is_closed() => db,
             _ => Db::connect(&self.0.url).await.map_err(ApiError::from)?,
         };
         Ok(Conn {
-            db: Some(db),
+            db: Some(H::from(db)),
             pool: self.0.clone(),
             _permit: permit,
         })
@@ -84,24 +100,24 @@ fn busy() -> ApiError {
     ApiError::unavailable("the server is too busy to reach the database; try again shortly")
 }
 
-impl Deref for Conn {
-    type Target = Db;
-    fn deref(&self) -> &Db {
+impl<H: Handle> Deref for Conn<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
         // Set in `get`, taken only in `drop`.
         self.db.as_ref().expect("a held connection")
     }
 }
 
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Db {
+impl<H: Handle> DerefMut for Conn<H> {
+    fn deref_mut(&mut self) -> &mut H {
         self.db.as_mut().expect("a held connection")
     }
 }
 
-impl Drop for Conn {
+impl<H: Handle> Drop for Conn<H> {
     fn drop(&mut self) {
-        if let Some(db) = self.db.take() {
-            if !db.client().is_closed() {
+        if let Some(db) = self.db.take().map(H::into_db) {
+            if !db.is_closed() {
                 lock(&self.pool.idle).push(db);
             }
         }

@@ -26,7 +26,7 @@ use model::{decode_payload, Limits, RecordType, Timestamp};
 use rumqttc::QoS;
 use simulators::broker::{free_port, Broker, BrokerUser};
 use simulators::load::{self, LoadConfig};
-use store::{Db, ReadingBatch};
+use store::{Admin, Db, Ingestion, ReadingBatch};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
@@ -171,7 +171,7 @@ async fn ingest(args: IngestBench, config: Config) -> anyhow::Result<()> {
     let bench_db = format!("cityhub_bench_{}", std::process::id());
     let url = create_database(&config.database_url, &bench_db).await?;
     let result = async {
-        let mut db = Db::migrate(&url, config.storage.timescaledb, 30).await?;
+        let mut db = Admin::from(Db::migrate(&url, config.storage.timescaledb, 30).await?);
         let devices = bench_devices(args.devices);
         db.import_devices(&devices).await?;
         eprintln!(
@@ -188,7 +188,7 @@ async fn ingest(args: IngestBench, config: Config) -> anyhow::Result<()> {
             Workloads::Both => &[1, args.array_size],
         };
         for &n in sizes {
-            all.push(workload(&args, &broker, &url, &mut db, n).await?);
+            all.push(workload(&args, &config, &broker, &url, &mut db, n).await?);
         }
         anyhow::Ok(all)
     }
@@ -424,8 +424,9 @@ fn load_config(
     }
 }
 
-/// Rules for the ingest benchmark: a voltage swing opens an outage and the next reading
-/// clears it, never held as chattering, so the rules write outages all along.
+/// Rules for the ingest benchmark unless `--rules-file` names others: a voltage swing opens
+/// an outage and the next reading clears it, never held as chattering, so the rules write
+/// outages all along.
 fn bench_rules_file() -> anyhow::Result<std::path::PathBuf> {
     let path =
         std::env::temp_dir().join(format!("cityhub-bench-rules-{}.toml", std::process::id()));
@@ -438,9 +439,10 @@ fn bench_rules_file() -> anyhow::Result<std::path::PathBuf> {
 
 async fn workload(
     args: &IngestBench,
+    config: &Config,
     broker: &Broker,
     url: &str,
-    db: &mut Db,
+    db: &mut Admin,
     n: usize,
 ) -> anyhow::Result<Figures> {
     let mut f = Figures {
@@ -487,12 +489,15 @@ async fn workload(
     eprintln!("broker alone: {:.0} msgs/s", f.broker_msgs_per_s);
 
     // 2. Binary COPY alone, the same rows (a day ahead so they never meet the hub's).
-    f.copy_readings_per_s = copy_limit(db, args, n).await?;
+    f.copy_readings_per_s = copy_limit(url, args, n).await?;
     eprintln!("binary COPY alone: {:.0} readings/s", f.copy_readings_per_s);
 
     // 3. The hub, its rules raising and clearing an outage for every voltage swing.
     let http_port = free_port()?;
-    let rules = bench_rules_file()?;
+    let rules = match &config.rules_file {
+        Some(file) => file.clone(),
+        None => bench_rules_file()?,
+    };
     let env = [("CITYHUB_RULES_FILE", rules.display().to_string())];
     let mut hub = Hub::spawn(url, broker.port, http_port, &format!("bench-hub-{n}"), &env)?;
     hub.wait_ready().await?;
@@ -601,9 +606,10 @@ async fn workload(
     Ok(f)
 }
 
-async fn copy_limit(db: &mut Db, args: &IngestBench, n: usize) -> anyhow::Result<f64> {
-    let registry_ids: Vec<i32> = db
-        .client()
+async fn copy_limit(url: &str, args: &IngestBench, n: usize) -> anyhow::Result<f64> {
+    let mut db = Ingestion::connect(url).await?;
+    let registry_ids: Vec<i32> = sql(url)
+        .await?
         .query("SELECT id FROM devices ORDER BY id", &[])
         .await?
         .iter()
@@ -876,6 +882,16 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
 }
 
 /// The same server as `url`, database `name`, created fresh.
+/// The benchmark's own connection, for the SQL it needs that the hub never runs (its
+/// devices' ids in order, `VACUUM ANALYZE` before measuring reads).
+pub async fn sql(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {}", store::describe_target(url)))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
 async fn create_database(url: &str, name: &str) -> anyhow::Result<String> {
     let admin = with_dbname(url, "postgres");
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)

@@ -193,7 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) async fn migrate(config: &Config) -> anyhow::Result<store::Db> {
+pub(crate) async fn migrate(config: &Config) -> anyhow::Result<store::Admin> {
     store::Db::migrate(
         &config.database_url,
         config.storage.timescaledb,
@@ -206,6 +206,7 @@ pub(crate) async fn migrate(config: &Config) -> anyhow::Result<store::Db> {
             store::describe_target(&config.database_url)
         )
     })
+    .map(store::Admin::from)
 }
 
 /// `cityhub devices import`: every warning on stderr, a line of what was written on

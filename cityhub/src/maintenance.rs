@@ -5,7 +5,6 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use serde_json::json;
 
 use crate::config::Config;
 
@@ -61,15 +60,14 @@ pub async fn run(command: MaintenanceCommand, config: Config) -> anyhow::Result<
             let id = db
                 .add_maintenance_window(&tenant, &scope, &target, from, until, &reason, &by)
                 .await?;
-            let detail = json!({"scope": scope, "target": target, "from": from, "until": until, "reason": reason});
-            db.audit(&by, "maintenance.add", &format!("maintenance/{id}"), detail)
-                .await?;
             say!(
                 "Maintenance window {id} planned: {scope} {target} of {tenant}, {from} to {until}."
             );
         }
         MaintenanceCommand::List => {
-            let windows = db.maintenance_windows(Utc::now()).await?;
+            let windows = store::Detection::from(db.into_db())
+                .maintenance_windows(Utc::now())
+                .await?;
             if windows.is_empty() {
                 say!("No maintenance window is planned.");
             }

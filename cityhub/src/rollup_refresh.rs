@@ -16,10 +16,10 @@ pub async fn run(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut db: Option<store::Db> = None;
+    let mut db: Option<store::Admin> = None;
     loop {
-        if db.as_ref().is_none_or(|d| d.client().is_closed()) {
-            db = match store::Db::connect(&database_url).await {
+        if db.as_ref().is_none_or(|d| d.is_closed()) {
+            db = match store::Admin::connect(&database_url).await {
                 Ok(d) => Some(d),
                 Err(error) => {
                     warn!(message = "The rollup refresher cannot connect; will retry.", %error);

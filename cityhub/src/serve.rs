@@ -250,7 +250,7 @@ fn session_health(metrics: &ingest::IngestMetrics) -> api::HealthCheck {
 async fn log_audit_anchor(url: String, every: Duration, stop: CancellationToken) {
     let mut logged: Option<store::AuditAnchor> = None;
     loop {
-        let head = match store::Db::connect(&url).await {
+        let head = match store::Admin::connect(&url).await {
             Ok(db) => db.audit_head().await,
             Err(e) => Err(e),
         };
@@ -276,7 +276,7 @@ async fn log_audit_anchor(url: String, every: Duration, stop: CancellationToken)
 /// past theirs.
 async fn upkeep(config: Config, stop: CancellationToken) {
     loop {
-        match store::Db::connect(&config.database_url).await {
+        match store::Admin::connect(&config.database_url).await {
             Ok(mut db) => {
                 if let Err(e) = db
                     .maintain_partitions((config.clock())(), config.storage.retention_days)

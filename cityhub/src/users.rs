@@ -126,7 +126,7 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
-    let db = store::Db::connect(&config.database_url).await?;
+    let db = store::Admin::connect(&config.database_url).await?;
     let anchors = match command {
         AuditCommand::Anchor => {
             match db.audit_head().await? {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
 use serde::{Deserialize, Serialize};
-use store::{Db, DueCommand, StoreError};
+use store::{Dispatch, DueCommand, StoreError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -231,7 +231,7 @@ pub async fn run(
                 next_slot = next_slot.max(Instant::now() - slot) + slot;
             }
             _ = poll.tick() => {
-                if conn.client().is_closed() {
+                if conn.is_closed() {
                     match connect(&database_url, &shutdown).await {
                         Some(c) => conn = c,
                         None => break,
@@ -279,7 +279,7 @@ fn is_expired(command: &DueCommand, now: DateTime<Utc>) -> bool {
 
 /// Records the commands the broker took as `sent`.
 async fn mark_taken(
-    conn: &mut Db,
+    conn: &mut Dispatch,
     taken: &mut Vec<String>,
     metrics: &CommandMetrics,
     clock: &Clock,
@@ -299,7 +299,7 @@ async fn mark_taken(
 /// The counters kept in the table: answers recorded by the rules driver, devices reached
 /// by new batches, commands pending.
 async fn refresh_counters(
-    conn: &Db,
+    conn: &Dispatch,
     metrics: &CommandMetrics,
     answers_since: &mut Option<DateTime<Utc>>,
     last_batch: &mut i64,
@@ -329,10 +329,10 @@ async fn refresh_counters(
 }
 
 /// A database connection, retried until it comes or `shutdown`.
-async fn connect(url: &str, shutdown: &CancellationToken) -> Option<Db> {
+async fn connect(url: &str, shutdown: &CancellationToken) -> Option<Dispatch> {
     let mut backoff = Backoff::standard();
     loop {
-        match Db::connect(url).await {
+        match Dispatch::connect(url).await {
             Ok(db) => return Some(db),
             Err(error) => {
                 warn!(message = "Command dispatcher cannot reach the database; retrying.", %error)

@@ -10,7 +10,7 @@
 use model::Backoff;
 use std::time::Duration;
 
-use store::{merge_latest, Db, LatestUpdates};
+use store::{merge_latest, Ingestion, LatestUpdates};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -20,7 +20,7 @@ pub(crate) async fn keep_latest(
     min_interval: Duration,
 ) {
     let mut pending = LatestUpdates::new();
-    let mut db: Option<Db> = None;
+    let mut db: Option<Ingestion> = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut last_round = tokio::time::Instant::now() - min_interval;
     loop {
@@ -48,7 +48,7 @@ pub(crate) async fn keep_latest(
         }
         let result = match &db {
             Some(conn) => conn.upsert_latest(&pending).await,
-            None => match Db::connect(&url).await {
+            None => match Ingestion::connect(&url).await {
                 Ok(conn) => db.insert(conn).upsert_latest(&pending).await,
                 Err(e) => Err(e),
             },
@@ -66,7 +66,7 @@ pub(crate) async fn keep_latest(
         }
     }
     if !pending.is_empty() {
-        if let Ok(conn) = Db::connect(&url).await {
+        if let Ok(conn) = Ingestion::connect(&url).await {
             if let Err(error) = conn.upsert_latest(&pending).await {
                 warn!(message = "Latest state not updated at shutdown.", %error, devices = pending.len());
             }

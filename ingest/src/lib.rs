@@ -155,7 +155,7 @@ pub async fn run(
     committed: Option<mpsc::Sender<model::Committed>>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let db = store::Db::connect(&database_url).await?;
+    let db = store::Ingestion::connect(&database_url).await?;
     let (registry, newest) = Registry::load(&db).await?;
     let mqtt_session = session_key(&config.mqtt);
     let expect_session = db.mqtt_session_known(&mqtt_session).await?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use model::{Kind, Rejection};
-use store::{Db, RegisteredDevice};
+use store::{Ingestion, RegisteredDevice};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -71,7 +71,7 @@ impl Registry {
 
     /// Loads the whole registry, then keeps it current until `shutdown`.
     pub async fn load(
-        db: &Db,
+        db: &Ingestion,
     ) -> Result<(Arc<Registry>, Option<chrono::DateTime<chrono::Utc>>), store::StoreError> {
         let registry = Arc::new(Registry::default());
         let (devices, newest) = db.devices_changed_since(None).await?;
@@ -89,7 +89,7 @@ impl Registry {
         shutdown: CancellationToken,
     ) {
         let mut since_full = Duration::ZERO;
-        let mut db: Option<Db> = None;
+        let mut db: Option<Ingestion> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -102,7 +102,7 @@ impl Registry {
             }
             since_full = Duration::ZERO;
             if db.is_none() {
-                db = Db::connect(&url)
+                db = Ingestion::connect(&url)
                     .await
                     .map_err(|error| warn!(message = "Registry refresh cannot connect.", %error))
                     .ok();

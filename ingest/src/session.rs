@@ -57,7 +57,7 @@ const RECENT_DIGESTS: usize = 200_000;
 
 /// The persistent session the hub expects the broker to hold.
 pub(crate) struct KeptSession {
-    /// Its name in the database ([`store::Db::mqtt_session_known`]).
+    /// Its name in the database ([`store::Ingestion::mqtt_session_known`]).
     pub key: String,
     /// Whether the broker should have it: the hub has had it before (in this process or
     /// an earlier one).
@@ -204,7 +204,7 @@ impl Session {
             self.shared.metrics.session_lost_at.set(now);
             let (url, key) = (self.kept.database_url.clone(), self.kept.key.clone());
             tokio::spawn(async move {
-                let noted = match store::Db::connect(&url).await {
+                let noted = match store::Ingestion::connect(&url).await {
                     Ok(db) => db.note_mqtt_session_lost(&key, now).await,
                     Err(e) => Err(e),
                 };
@@ -222,7 +222,7 @@ impl Session {
             self.kept.expected = true;
             let (url, key) = (self.kept.database_url.clone(), self.kept.key.clone());
             tokio::spawn(async move {
-                let noted = match store::Db::connect(&url).await {
+                let noted = match store::Ingestion::connect(&url).await {
                     Ok(db) => db.note_mqtt_session(&key).await,
                     Err(e) => Err(e),
                 };

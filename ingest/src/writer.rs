@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use model::{Backoff, Limits, RecordType, Rejection};
-use store::{Db, ReadingBatch, StoreError, WriteOutcome};
+use store::{Ingestion, ReadingBatch, StoreError, WriteOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -65,7 +65,7 @@ impl Writer {
         batches: Arc<tokio::sync::Mutex<mpsc::Receiver<SealedBatch>>>,
         hard_stop: CancellationToken,
     ) {
-        let mut db: Option<Db> = None;
+        let mut db: Option<Ingestion> = None;
         loop {
             let next = batches.lock().await.recv().await;
             let Some(mut sealed) = next else { break };
@@ -105,7 +105,7 @@ impl Writer {
     /// stopped while the database was unavailable.
     async fn commit(
         &self,
-        db: &mut Option<Db>,
+        db: &mut Option<Ingestion>,
         sealed: &mut SealedBatch,
         stop: &CancellationToken,
     ) -> Option<(WriteOutcome, Vec<model::Observation>)> {
@@ -115,7 +115,7 @@ impl Writer {
             let result = async {
                 let conn = match db {
                     Some(conn) => conn,
-                    None => db.insert(Db::connect(&self.url).await?),
+                    None => db.insert(Ingestion::connect(&self.url).await?),
                 };
                 self.drop_retained_repeats(conn, sealed).await?;
                 conn.write_batch(&sealed.batch).await
@@ -158,7 +158,7 @@ impl Writer {
     /// rebuilt without the repeats.
     async fn drop_retained_repeats(
         &self,
-        db: &Db,
+        db: &Ingestion,
         sealed: &mut SealedBatch,
     ) -> Result<(), StoreError> {
         if !sealed.unjudged_retained {
@@ -211,7 +211,7 @@ impl Writer {
         &self,
         sealed: &SealedBatch,
     ) -> Result<(WriteOutcome, Vec<model::Observation>), StoreError> {
-        let mut db = Db::connect(&self.url).await?;
+        let mut db = Ingestion::connect(&self.url).await?;
         let mut total = WriteOutcome::default();
         let mut observations = Vec::new();
         for m in &sealed.messages {

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use model::fields::cmd_ack;
 use model::{Backoff, Cell, Committed, Observation, RecordType, Timestamp, WorkOrderState};
-use store::{Answer, Db, OutageChange, StoreError, WorkOrderPlan};
+use store::{Answer, Detection, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -52,7 +52,7 @@ pub struct RulesSource {
     pub config: RulesConfig,
 }
 
-async fn load(db: &Db, config: &RulesConfig, now: Timestamp) -> Result<Engine, StoreError> {
+async fn load(db: &Detection, config: &RulesConfig, now: Timestamp) -> Result<Engine, StoreError> {
     let assets = db
         .rule_assets()
         .await?
@@ -86,7 +86,7 @@ async fn load(db: &Db, config: &RulesConfig, now: Timestamp) -> Result<Engine, S
 }
 
 /// Maintenance windows not over at `now` (one small query: read at every housekeeping).
-async fn maintenance(db: &Db, now: Timestamp) -> Result<Vec<MaintenanceWindow>, StoreError> {
+async fn maintenance(db: &Detection, now: Timestamp) -> Result<Vec<MaintenanceWindow>, StoreError> {
     Ok(db
         .maintenance_windows(now.to_datetime())
         .await?
@@ -210,8 +210,8 @@ async fn start(
     url: &str,
     config: &RulesConfig,
     clock: &Clock,
-) -> Result<(Db, Engine, State, usize), StoreError> {
-    let db = Db::connect(url).await?;
+) -> Result<(Detection, Engine, State, usize), StoreError> {
+    let db = Detection::connect(url).await?;
     let engine = load(&db, config, clock()).await?;
     let mut state = State::default();
     let open = db.open_outages().await?;
@@ -268,7 +268,7 @@ pub async fn run(
         // A restarted database closes the connection for good: connect anew before using
         // it again (persisting decisions does so too when a write fails).
         if db.is_closed() && reconnect.due() {
-            match Db::connect(&url).await {
+            match Detection::connect(&url).await {
                 Ok(fresh) => {
                     info!(message = "The rules engine reconnected to the database.");
                     metrics.db_reconnects.inc();
@@ -398,7 +398,7 @@ fn horizon(stream: &StreamClock, engine: &Engine, clock: &Clock) -> Timestamp {
 
 /// Records the devices' answers among `rows` and returns what each accepted command told
 /// its lamp, from the time it was issued (or acknowledged, if earlier by the lamp's clock).
-async fn answered(db: &mut Db, rows: &[Observation]) -> Vec<Input> {
+async fn answered(db: &mut Detection, rows: &[Observation]) -> Vec<Input> {
     let mut told = Vec::new();
     for ack in rows.iter().filter(|o| o.record == RecordType::CmdAck) {
         match answer(db, ack).await {
@@ -412,7 +412,7 @@ async fn answered(db: &mut Db, rows: &[Observation]) -> Vec<Input> {
     told
 }
 
-async fn answer(db: &mut Db, ack: &Observation) -> Result<Option<Input>, StoreError> {
+async fn answer(db: &mut Detection, ack: &Observation) -> Result<Option<Input>, StoreError> {
     let row = &ack.row;
     let id = match row.cell(cmd_ack::ID) {
         Cell::Uuid(u) => u.to_string(),
@@ -451,7 +451,7 @@ async fn answer(db: &mut Db, ack: &Observation) -> Result<Option<Input>, StoreEr
 
 /// Repairs reported done are watched; telemetry verifies them or reopens them.
 async fn verify_repairs(
-    db: &mut Db,
+    db: &mut Detection,
     engine: &Engine,
     state: &State,
     now: Timestamp,
@@ -490,7 +490,7 @@ async fn verify_repairs(
 /// Writes pending decisions, retrying while the database is away (they stay pending).
 async fn persist(
     url: &str,
-    db: &mut Db,
+    db: &mut Detection,
     config: &RulesConfig,
     decisions: &mut Vec<Decision>,
     metrics: &RulesMetrics,
@@ -521,7 +521,7 @@ async fn persist(
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff.failed()) => {}
                 }
-                if let Ok(fresh) = Db::connect(url).await {
+                if let Ok(fresh) = Detection::connect(url).await {
                     *db = fresh;
                 }
             }

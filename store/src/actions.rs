@@ -6,6 +6,7 @@
 //! exist ([`StoreError::NoOutage`], [`StoreError::NoWorkOrder`]), so its existence is not
 //! revealed.
 
+use crate::handles::Actions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::{OutageState, Timestamp, WorkOrderState};
 use serde_json::json;
@@ -16,7 +17,7 @@ use crate::error::named;
 use crate::hygiene::{acknowledge, record_event, shelve, step_time, unshelve};
 use crate::outages::{outage_row, OUTAGE_COLUMNS};
 use crate::work_orders::transition;
-use crate::{Db, OutageRow, StoreError, WorkOrderRow};
+use crate::{OutageRow, StoreError, WorkOrderRow};
 
 /// Who acts, and what they may reach.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +90,7 @@ pub struct Step<'a> {
     pub note: Option<&'a str>,
 }
 
-impl Db {
+impl Actions {
     /// Acknowledges, shelves, unshelves or comments on an outage of the actor's tenants;
     /// returns the outage as it is now. A comment is an `outage_events` row (`comment`).
     pub async fn act_on_outage(

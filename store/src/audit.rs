@@ -14,11 +14,12 @@
 //! What the chain cannot show alone: the newest entries removed from the end. Keep a copy
 //! of the last hash elsewhere (`cityhub audit verify` prints it) to detect that too.
 
+use crate::handles::{Actions, Admin};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{GenericClient, Row, Transaction};
 
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// The advisory lock key that serializes appends ("audit" in ASCII).
 const APPEND_LOCK: i64 = 0x61_75_64_69_74;
@@ -279,7 +280,7 @@ impl ChainWalk {
     }
 }
 
-impl Db {
+impl Actions {
     /// Appends an entry in a transaction of its own (for changes that have none); returns
     /// its id.
     pub async fn audit(
@@ -309,7 +310,9 @@ impl Db {
             .map_err(StoreError::db("committing an audit entry"))?;
         Ok(id)
     }
+}
 
+impl Admin {
     /// The newest entry, as an anchor to keep elsewhere; `None` while the log is empty.
     pub async fn audit_head(&self) -> Result<Option<AuditAnchor>, StoreError> {
         let row = self

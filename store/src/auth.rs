@@ -5,6 +5,7 @@
 //! this module stores and looks up. Creating users and tokens is audited in the same
 //! transaction.
 
+use crate::handles::{Access, Admin};
 use chrono::{DateTime, Utc};
 use model::Role;
 use serde_json::json;
@@ -13,7 +14,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use crate::audit::{append, AuditEntry};
 use crate::error::named;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// A tenant as a user sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +128,7 @@ async fn user_where(
     row.as_ref().map(user).transpose()
 }
 
-impl Db {
+impl Admin {
     /// Creates a user with their tenants; audited as `user.add` by `actor`.
     pub async fn add_user(
         &mut self,
@@ -179,6 +180,106 @@ impl Db {
         Ok(row)
     }
 
+    /// Records a new API token of `username` named `name` (its SHA-256 only); audited as
+    /// `token.create` by `actor`. A user has one live token per name.
+    pub async fn add_api_token(
+        &mut self,
+        username: &str,
+        name: &str,
+        token_hash: &[u8],
+        actor: &str,
+    ) -> Result<i64, StoreError> {
+        if !valid_name(name) || name.contains('@') {
+            return Err(StoreError::BadTokenName(name.to_owned()));
+        }
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting to add a token"))?;
+        let user = user_where(&tx, "u.username = $1", &username)
+            .await?
+            .ok_or_else(|| StoreError::UnknownUser(username.to_owned()))?;
+        let id: i64 = match tx
+            .query_one(
+                "INSERT INTO api_tokens (token_hash, user_id, name) VALUES ($1, $2, $3) RETURNING id",
+                &[&token_hash, &user.id, &name],
+            )
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(StoreError::TokenExists {
+                    username: username.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            Err(e) => return Err(StoreError::db("adding a token")(e)),
+        };
+        append(
+            &tx,
+            &AuditEntry {
+                actor: actor.to_owned(),
+                action: "token.create".into(),
+                target: format!("user/{username}"),
+                detail: json!({"token": name, "token_id": id}),
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a new token"))?;
+        Ok(id)
+    }
+
+    /// Revokes the live token `name` of `username`; audited as `token.revoke`.
+    pub async fn revoke_api_token(
+        &mut self,
+        username: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting to revoke a token"))?;
+        let revoked = tx
+            .query_opt(
+                "UPDATE api_tokens a SET revoked = true FROM users u
+                 WHERE u.id = a.user_id AND u.username = $1 AND a.name = $2 AND NOT a.revoked
+                 RETURNING a.id",
+                &[&username, &name],
+            )
+            .await
+            .map_err(StoreError::db("revoking a token"))?
+            .ok_or_else(|| StoreError::NoToken {
+                username: username.to_owned(),
+                name: name.to_owned(),
+            })?;
+        let id: i64 = revoked.get(0);
+        append(
+            &tx,
+            &AuditEntry {
+                actor: actor.to_owned(),
+                action: "token.revoke".into(),
+                target: format!("user/{username}"),
+                detail: json!({"token": name, "token_id": id}),
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a revocation"))
+    }
+
+    /// Tenant ids by slug, in the order given; an unknown slug is an error naming it.
+    pub async fn tenant_ids(&self, slugs: &[String]) -> Result<Vec<i32>, StoreError> {
+        tenant_ids(self.client(), slugs).await
+    }
+}
+
+impl Access {
     /// A user and their password hash, for signing in; `None` when there is no such user.
     pub async fn user_credentials(
         &self,
@@ -281,58 +382,6 @@ impl Db {
             .map_err(StoreError::db("committing the end of a session"))
     }
 
-    /// Records a new API token of `username` named `name` (its SHA-256 only); audited as
-    /// `token.create` by `actor`. A user has one live token per name.
-    pub async fn add_api_token(
-        &mut self,
-        username: &str,
-        name: &str,
-        token_hash: &[u8],
-        actor: &str,
-    ) -> Result<i64, StoreError> {
-        if !valid_name(name) || name.contains('@') {
-            return Err(StoreError::BadTokenName(name.to_owned()));
-        }
-        let tx = self
-            .client_mut()
-            .transaction()
-            .await
-            .map_err(StoreError::db("starting to add a token"))?;
-        let user = user_where(&tx, "u.username = $1", &username)
-            .await?
-            .ok_or_else(|| StoreError::UnknownUser(username.to_owned()))?;
-        let id: i64 = match tx
-            .query_one(
-                "INSERT INTO api_tokens (token_hash, user_id, name) VALUES ($1, $2, $3) RETURNING id",
-                &[&token_hash, &user.id, &name],
-            )
-            .await
-        {
-            Ok(row) => row.get(0),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(StoreError::TokenExists {
-                    username: username.to_owned(),
-                    name: name.to_owned(),
-                })
-            }
-            Err(e) => return Err(StoreError::db("adding a token")(e)),
-        };
-        append(
-            &tx,
-            &AuditEntry {
-                actor: actor.to_owned(),
-                action: "token.create".into(),
-                target: format!("user/{username}"),
-                detail: json!({"token": name, "token_id": id}),
-            },
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("committing a new token"))?;
-        Ok(id)
-    }
-
     /// The users who work for at least one of `tenants`, by name.
     pub async fn users_in(&self, tenants: &[i32]) -> Result<Vec<UserRow>, StoreError> {
         let rows = self
@@ -406,47 +455,6 @@ impl Db {
         Ok(UserRow { disabled, ..found })
     }
 
-    /// Revokes the live token `name` of `username`; audited as `token.revoke`.
-    pub async fn revoke_api_token(
-        &mut self,
-        username: &str,
-        name: &str,
-        actor: &str,
-    ) -> Result<(), StoreError> {
-        let tx = self
-            .client_mut()
-            .transaction()
-            .await
-            .map_err(StoreError::db("starting to revoke a token"))?;
-        let revoked = tx
-            .query_opt(
-                "UPDATE api_tokens a SET revoked = true FROM users u
-                 WHERE u.id = a.user_id AND u.username = $1 AND a.name = $2 AND NOT a.revoked
-                 RETURNING a.id",
-                &[&username, &name],
-            )
-            .await
-            .map_err(StoreError::db("revoking a token"))?
-            .ok_or_else(|| StoreError::NoToken {
-                username: username.to_owned(),
-                name: name.to_owned(),
-            })?;
-        let id: i64 = revoked.get(0);
-        append(
-            &tx,
-            &AuditEntry {
-                actor: actor.to_owned(),
-                action: "token.revoke".into(),
-                target: format!("user/{username}"),
-                detail: json!({"token": name, "token_id": id}),
-            },
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("committing a revocation"))
-    }
-
     /// The user of a live API token and the token's name, unless the user is disabled.
     /// Notes when the token was used, at most once a minute so that a busy program does
     /// not turn every read into a write.
@@ -472,11 +480,6 @@ impl Db {
                 .map_err(StoreError::db("noting a token's use"))?;
         }
         Ok(Some((user(&row)?, name)))
-    }
-
-    /// Tenant ids by slug, in the order given; an unknown slug is an error naming it.
-    pub async fn tenant_ids(&self, slugs: &[String]) -> Result<Vec<i32>, StoreError> {
-        tenant_ids(self.client(), slugs).await
     }
 }
 

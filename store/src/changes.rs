@@ -9,6 +9,7 @@
 //! notifications sent while nobody listened are lost, so whoever reconnects must assume
 //! it missed some.
 
+use crate::handles::Reads;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +19,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 use tracing::{debug, warn};
 
 use crate::service_requests::CHANGES_CHANNEL;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// The `application_name` of the listener's connection (as `pg_stat_activity` shows it).
 pub const LISTENER_NAME: &str = "cityhub change listener";
@@ -316,7 +317,7 @@ impl ChangeListener {
     }
 }
 
-impl Db {
+impl Reads {
     /// Tenant slugs by id.
     pub async fn tenant_slugs(&self) -> Result<HashMap<i32, String>, StoreError> {
         let rows = self

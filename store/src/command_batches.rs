@@ -3,6 +3,7 @@
 //! batch, its per-device commands (`pending`) and its audit entry, so the count a person
 //! confirmed is the count that was reached, or nothing is recorded.
 
+use crate::handles::{Actions, Reads};
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::CommandStatus;
 use serde_json::json;
@@ -10,7 +11,7 @@ use tokio_postgres::{GenericClient, Row, Transaction};
 
 use crate::audit::{append, AuditEntry};
 use crate::listings::Page;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// The most devices one batch may reach.
 pub const MAX_BATCH_DEVICES: usize = 100_000;
@@ -291,7 +292,7 @@ pub(crate) async fn reach<C: GenericClient>(
     Ok(devices)
 }
 
-impl Db {
+impl Reads {
     /// The devices `target` reaches in `tenant` with `action` (a preview: nothing is
     /// recorded).
     pub async fn command_reach(
@@ -301,72 +302,6 @@ impl Db {
         action: &str,
     ) -> Result<Vec<ReachedDevice>, StoreError> {
         reach(self.client(), tenant, target, action).await
-    }
-
-    /// Records a batch and one `pending` command per device reached, with its audit
-    /// entry (`command.issue`), in one transaction. Refused, with nothing recorded, when
-    /// it reaches no device, more than [`MAX_BATCH_DEVICES`], or more than one device
-    /// without `confirm` equal to the count.
-    pub async fn issue_commands(&mut self, batch: &NewBatch<'_>) -> Result<BatchRow, StoreError> {
-        let tx = self
-            .client_mut()
-            .transaction()
-            .await
-            .map_err(StoreError::db("starting a command batch"))?;
-        let devices = reach(&tx, batch.tenant_id, batch.target, batch.action).await?;
-        if devices.is_empty() {
-            return Err(StoreError::NoDevicesReached);
-        }
-        if devices.len() > MAX_BATCH_DEVICES {
-            return Err(StoreError::BatchTooLarge {
-                reached: devices.len(),
-                max: MAX_BATCH_DEVICES,
-            });
-        }
-        let reached = devices.len() as i64;
-        if reached > 1 && batch.confirm != Some(reached) {
-            return Err(StoreError::ConfirmMismatch {
-                reached,
-                confirm: batch.confirm,
-            });
-        }
-        let ids: Vec<i32> = devices.iter().map(|d| d.id).collect();
-        let id = insert_batch(
-            &tx,
-            batch.tenant_id,
-            &batch.target.to_json(),
-            batch.action,
-            &batch.body,
-            batch.issued_at,
-            Some(batch.expires_at),
-            batch.issued_by,
-            batch.confirm.filter(|_| reached > 1),
-            "api",
-            &ids,
-        )
-        .await?;
-        let row = read_batch(&tx, id).await?;
-        append(
-            &tx,
-            &AuditEntry {
-                actor: batch.issued_by.to_owned(),
-                action: "command.issue".into(),
-                target: format!("command_batch/{id}"),
-                detail: json!({
-                    "tenant": row.tenant,
-                    "target": row.target,
-                    "action": batch.action,
-                    "body": batch.body,
-                    "devices": reached,
-                    "expires": batch.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                }),
-            },
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("committing a command batch"))?;
-        Ok(row)
     }
 
     /// A batch of the given tenants, with its counts per status.
@@ -452,6 +387,74 @@ impl Db {
             })
             .collect();
         Ok(Page::from_rows(items, limit))
+    }
+}
+
+impl Actions {
+    /// Records a batch and one `pending` command per device reached, with its audit
+    /// entry (`command.issue`), in one transaction. Refused, with nothing recorded, when
+    /// it reaches no device, more than [`MAX_BATCH_DEVICES`], or more than one device
+    /// without `confirm` equal to the count.
+    pub async fn issue_commands(&mut self, batch: &NewBatch<'_>) -> Result<BatchRow, StoreError> {
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a command batch"))?;
+        let devices = reach(&tx, batch.tenant_id, batch.target, batch.action).await?;
+        if devices.is_empty() {
+            return Err(StoreError::NoDevicesReached);
+        }
+        if devices.len() > MAX_BATCH_DEVICES {
+            return Err(StoreError::BatchTooLarge {
+                reached: devices.len(),
+                max: MAX_BATCH_DEVICES,
+            });
+        }
+        let reached = devices.len() as i64;
+        if reached > 1 && batch.confirm != Some(reached) {
+            return Err(StoreError::ConfirmMismatch {
+                reached,
+                confirm: batch.confirm,
+            });
+        }
+        let ids: Vec<i32> = devices.iter().map(|d| d.id).collect();
+        let id = insert_batch(
+            &tx,
+            batch.tenant_id,
+            &batch.target.to_json(),
+            batch.action,
+            &batch.body,
+            batch.issued_at,
+            Some(batch.expires_at),
+            batch.issued_by,
+            batch.confirm.filter(|_| reached > 1),
+            "api",
+            &ids,
+        )
+        .await?;
+        let row = read_batch(&tx, id).await?;
+        append(
+            &tx,
+            &AuditEntry {
+                actor: batch.issued_by.to_owned(),
+                action: "command.issue".into(),
+                target: format!("command_batch/{id}"),
+                detail: json!({
+                    "tenant": row.tenant,
+                    "target": row.target,
+                    "action": batch.action,
+                    "body": batch.body,
+                    "devices": reached,
+                    "expires": batch.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                }),
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a command batch"))?;
+        Ok(row)
     }
 }
 

@@ -2,6 +2,7 @@
 //! themselves are readings (`command_acks`); this table is the hub's side: what was asked,
 //! by whom, and whether it is in force.
 
+use crate::handles::{Admin, Detection, Dispatch};
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -9,7 +10,7 @@ use tokio_postgres::Row;
 use model::CommandStatus;
 
 use crate::error::named;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// Migration 7: command batches, their delivery, and lighting schedules.
 ///
@@ -129,7 +130,7 @@ fn ack_status(answer: &str) -> Option<CommandStatus> {
     }
 }
 
-impl Db {
+impl Admin {
     /// Records a command before it is sent (status `pending`); `id` is the uuid the device
     /// will echo in its acknowledgement, so it can be used once only.
     #[allow(clippy::too_many_arguments)] // one per column; a struct would only rename them
@@ -171,7 +172,9 @@ impl Db {
             Err(e) => Err(StoreError::db("recording a command")(e)),
         }
     }
+}
 
+impl Detection {
     /// Records a device's answer (`ok`, `rejected` or `failed`) to a command and returns
     /// the command; `None` when the hub never recorded it (sent by something else). Only
     /// the first answer counts: a redelivered or late one leaves the command as it is.
@@ -313,7 +316,7 @@ pub struct AnswerCounts {
     pub until: Option<DateTime<Utc>>,
 }
 
-impl Db {
+impl Dispatch {
     /// Pending commands that may go now, oldest first, at most `limit`: not expired, to
     /// devices not known to be offline (`device_latest.online` false, from their status or
     /// last will), and not among `in_flight` (published, broker's answer awaited). Their

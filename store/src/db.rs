@@ -1,5 +1,6 @@
 //! A connection to the database and the statements run on it.
 
+use crate::handles::{Admin, Ingestion};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
@@ -234,13 +235,17 @@ impl Db {
             statements: Mutex::default(),
             rolled_up_before: AtomicI64::new(i64::MIN),
         };
-        db.apply_retention(retention_days).await?;
         if path == StoragePath::Partitioned {
             db.known_days = partitions::existing_days(&db.client).await?;
-            db.maintain_partitions(Timestamp::now(), retention_days)
+        }
+        let mut admin = Admin::from(db);
+        admin.apply_retention(retention_days).await?;
+        if path == StoragePath::Partitioned {
+            admin
+                .maintain_partitions(Timestamp::now(), retention_days)
                 .await?;
         }
-        Ok(db)
+        Ok(admin.into_db())
     }
 
     pub fn path(&self) -> StoragePath {
@@ -253,7 +258,7 @@ impl Db {
         self.client.is_closed()
     }
 
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
@@ -321,53 +326,6 @@ impl Db {
         self.rolled_up_before.fetch_max(micros, Ordering::Relaxed);
     }
 
-    /// Keeps data for `days`: a retention policy on TimescaleDB; on native partitioning
-    /// the days are stored and [`Db::maintain_partitions`] drops what falls out.
-    pub async fn apply_retention(&self, days: i64) -> Result<(), StoreError> {
-        self.client
-            .execute(
-                "INSERT INTO settings (key, value) VALUES ('retention_days', $1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &[&days.to_string()],
-            )
-            .await
-            .map_err(StoreError::db("recording the retention"))?;
-        if self.path == StoragePath::TimescaleDb {
-            for record in RecordType::ALL {
-                let t = schema::table(record);
-                let sql = format!(
-                    "SELECT remove_retention_policy('{t}', if_exists => true);
-                     SELECT add_retention_policy('{t}', INTERVAL '{days} days');"
-                );
-                self.client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(StoreError::db("setting the retention policy"))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Native partitioning only: creates the partitions of the coming week and drops
-    /// those entirely older than the retention. A no-op on TimescaleDB.
-    pub async fn maintain_partitions(
-        &mut self,
-        now: Timestamp,
-        retention_days: i64,
-    ) -> Result<(), StoreError> {
-        if self.path != StoragePath::Partitioned {
-            return Ok(());
-        }
-        let today = now.micros().div_euclid(86_400_000_000);
-        let ahead: BTreeSet<i64> = (today - 1..=today + 7).collect();
-        self.ensure_days(&ahead).await?;
-        let dropped = partitions::drop_before(&self.client, today - retention_days).await?;
-        for day in dropped {
-            self.known_days.remove(&day);
-        }
-        Ok(())
-    }
-
     async fn ensure_days(&mut self, days: &BTreeSet<i64>) -> Result<(), StoreError> {
         let missing: Vec<i64> = days.difference(&self.known_days).copied().collect();
         for day in missing {
@@ -375,60 +333,6 @@ impl Db {
             self.known_days.insert(day);
         }
         Ok(())
-    }
-
-    /// Writes a batch in one transaction: readings by binary COPY, dead letters, and the
-    /// latest state of each device touched. A redelivered reading is not written twice.
-    pub async fn write_batch(&mut self, batch: &ReadingBatch) -> Result<WriteOutcome, StoreError> {
-        if self.path == StoragePath::Partitioned {
-            self.ensure_days(&batch.days).await?;
-        }
-        let started = Instant::now();
-        match self.write_once(batch, false).await {
-            Err(e) if e.sql_state() == Some(SqlState::UNIQUE_VIOLATION.code()) => {
-                debug!(
-                    message = "Batch holds stored readings; writing new rows only.",
-                    rows = batch.reading_rows()
-                );
-                let outcome = self.write_once(batch, true).await?;
-                debug!(
-                    message = "Deduplicated batch written.",
-                    elapsed_ms = started.elapsed().as_millis() as u64
-                );
-                Ok(outcome)
-            }
-            other => other,
-        }
-    }
-
-    /// Binary COPY of the batch's readings and nothing else, in one transaction: the
-    /// database's raw limit, which `cityhub bench ingest` compares the full path against.
-    pub async fn copy_only(&mut self, batch: &ReadingBatch) -> Result<u64, StoreError> {
-        if self.path == StoragePath::Partitioned {
-            self.ensure_days(&batch.days).await?;
-        }
-        let tx = self
-            .client
-            .transaction()
-            .await
-            .map_err(StoreError::db("starting a batch"))?;
-        let mut rows = 0;
-        for record in RecordType::ALL {
-            let buf = &batch.readings[record.index()];
-            if !buf.is_empty() {
-                rows += copy_in(
-                    &tx,
-                    schema::table(record),
-                    &schema::copy_columns(record),
-                    buf,
-                )
-                .await?;
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::db("committing a batch"))?;
-        Ok(rows)
     }
 
     async fn write_once(
@@ -488,6 +392,111 @@ impl Db {
             .await
             .map_err(StoreError::db("committing a batch"))?;
         Ok(outcome)
+    }
+}
+
+impl Admin {
+    /// Keeps data for `days`: a retention policy on TimescaleDB; on native partitioning
+    /// the days are stored and [`Db::maintain_partitions`] drops what falls out.
+    pub async fn apply_retention(&self, days: i64) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('retention_days', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&days.to_string()],
+            )
+            .await
+            .map_err(StoreError::db("recording the retention"))?;
+        if self.path == StoragePath::TimescaleDb {
+            for record in RecordType::ALL {
+                let t = schema::table(record);
+                let sql = format!(
+                    "SELECT remove_retention_policy('{t}', if_exists => true);
+                     SELECT add_retention_policy('{t}', INTERVAL '{days} days');"
+                );
+                self.client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(StoreError::db("setting the retention policy"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Native partitioning only: creates the partitions of the coming week and drops
+    /// those entirely older than the retention. A no-op on TimescaleDB.
+    pub async fn maintain_partitions(
+        &mut self,
+        now: Timestamp,
+        retention_days: i64,
+    ) -> Result<(), StoreError> {
+        if self.path != StoragePath::Partitioned {
+            return Ok(());
+        }
+        let today = now.micros().div_euclid(86_400_000_000);
+        let ahead: BTreeSet<i64> = (today - 1..=today + 7).collect();
+        self.ensure_days(&ahead).await?;
+        let dropped = partitions::drop_before(&self.client, today - retention_days).await?;
+        for day in dropped {
+            self.known_days.remove(&day);
+        }
+        Ok(())
+    }
+}
+
+impl Ingestion {
+    /// Writes a batch in one transaction: readings by binary COPY, dead letters, and the
+    /// latest state of each device touched. A redelivered reading is not written twice.
+    pub async fn write_batch(&mut self, batch: &ReadingBatch) -> Result<WriteOutcome, StoreError> {
+        if self.path == StoragePath::Partitioned {
+            self.ensure_days(&batch.days).await?;
+        }
+        let started = Instant::now();
+        match self.write_once(batch, false).await {
+            Err(e) if e.sql_state() == Some(SqlState::UNIQUE_VIOLATION.code()) => {
+                debug!(
+                    message = "Batch holds stored readings; writing new rows only.",
+                    rows = batch.reading_rows()
+                );
+                let outcome = self.write_once(batch, true).await?;
+                debug!(
+                    message = "Deduplicated batch written.",
+                    elapsed_ms = started.elapsed().as_millis() as u64
+                );
+                Ok(outcome)
+            }
+            other => other,
+        }
+    }
+
+    /// Binary COPY of the batch's readings and nothing else, in one transaction: the
+    /// database's raw limit, which `cityhub bench ingest` compares the full path against.
+    pub async fn copy_only(&mut self, batch: &ReadingBatch) -> Result<u64, StoreError> {
+        if self.path == StoragePath::Partitioned {
+            self.ensure_days(&batch.days).await?;
+        }
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a batch"))?;
+        let mut rows = 0;
+        for record in RecordType::ALL {
+            let buf = &batch.readings[record.index()];
+            if !buf.is_empty() {
+                rows += copy_in(
+                    &tx,
+                    schema::table(record),
+                    &schema::copy_columns(record),
+                    buf,
+                )
+                .await?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a batch"))?;
+        Ok(rows)
     }
 }
 
@@ -566,7 +575,7 @@ async fn copy_in(
         .map_err(StoreError::db("finishing COPY"))
 }
 
-impl Db {
+impl Ingestion {
     /// Writes the newest state of each device, in one statement. A value older than what
     /// is stored never replaces it, so updates may arrive in any order.
     pub async fn upsert_latest(&self, latest: &LatestUpdates) -> Result<(), StoreError> {

@@ -3,9 +3,10 @@
 //! ([`crate::ReadingBatch::push_dead_letter`]; migration 14), and dead letters older than
 //! their retention are deleted ([`Db::prune_dead_letters`]).
 
+use crate::handles::Admin;
 use chrono::{DateTime, Utc};
 
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// Migration 14. Rows from before it keep NULL: their payload is whole.
 pub const MIGRATION: &str = r#"
@@ -20,7 +21,7 @@ ALTER TABLE dead_letters
 /// or a huge transaction.
 const PRUNE_CHUNK: i64 = 10_000;
 
-impl Db {
+impl Admin {
     /// Deletes dead letters received before `before`; returns how many.
     pub async fn prune_dead_letters(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut total = 0;

@@ -1,12 +1,13 @@
 //! The device registry: inventory import (devices and bus routes) and the lookup table
 //! ingestion resolves topics with.
 
+use crate::handles::{Admin, Ingestion};
 use chrono::{DateTime, Utc};
 use model::{Device, Kind, RouteLine};
 
 use tokio_postgres::Transaction;
 
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// A registered device as ingestion needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +65,7 @@ pub struct InventoryImport {
     pub refused: bool,
 }
 
-impl Db {
+impl Admin {
     /// Imports a parsed inventory, devices and routes, in one transaction, and names the
     /// file's lamps and vehicles whose cabinet or route the tenant does not have (in this
     /// file or already). `strict`: when the file has warnings or dangling references,
@@ -132,7 +133,9 @@ impl Db {
             .map_err(StoreError::db("committing the route import"))?;
         Ok(written)
     }
+}
 
+impl Ingestion {
     /// Devices changed after `since` (all of them when `None`), with the newest change time.
     pub async fn devices_changed_since(
         &self,

@@ -14,6 +14,7 @@
 //! order they were stored (no sort: a sort of a month of readings would spill to disk
 //! on the server before the first row is sent).
 
+use crate::handles::Reads;
 use std::collections::HashMap;
 use std::pin::Pin;
 
@@ -223,7 +224,7 @@ fn decoding(source: tokio_postgres::Error) -> StoreError {
     }
 }
 
-impl Db {
+impl Reads {
     /// Starts reading `q` on this connection, `chunk_rows` readings per chunk. The
     /// devices are known when this returns; no reading has been read yet.
     pub async fn start_export(
@@ -298,7 +299,7 @@ impl Db {
             .await
             .map_err(StoreError::db("reading readings to export"))?;
         Ok(ReadingExport {
-            db: self,
+            db: self.into_db(),
             record: q.record,
             devices: list,
             index,

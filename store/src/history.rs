@@ -7,11 +7,12 @@
 //! (other kinds, `raw` and `minute` buckets) is aggregated from the raw readings at query
 //! time with `date_bin`, on the `(device_id, ts)` key of each reading table.
 
+use crate::handles::Reads;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::listings::{device_row, DeviceRow};
 use crate::rollups::{Rollup, LOOKBACK, ORIGIN};
-use crate::{Db, StoragePath, StoreError};
+use crate::{StoragePath, StoreError};
 
 /// The width of a history's buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,7 +493,7 @@ const DEVICE_DETAIL: &str =
  WHERE d.tenant_id = ANY($1) AND d.ext_id = $2
  ORDER BY t.slug";
 
-impl Db {
+impl Reads {
     /// The devices of `tenants` with inventory id `ext_id` (one per tenant at most).
     pub async fn devices_by_ext_id(
         &self,

@@ -2,6 +2,7 @@
 //! report measures the load the alarms put on operators (after ISA-18.2: alarms per
 //! 10 minutes, floods, chattering alarms and the few devices that cause most of them).
 
+use crate::handles::{Actions, Admin, Detection, Reads};
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::{OutageState, Timestamp};
 use tokio_postgres::Transaction;
@@ -48,7 +49,7 @@ pub struct AlarmReport {
     pub bad_actors: Vec<BadActor>,
 }
 
-impl Db {
+impl Actions {
     /// An operator takes note of an open outage; it stays active until it resolves.
     pub async fn acknowledge_outage(
         &mut self,
@@ -87,7 +88,9 @@ impl Db {
         unshelve(&tx, id, actor, at.to_datetime()).await?;
         commit(tx).await
     }
+}
 
+impl Detection {
     /// Ends every shelve due by `now`, with an event each; returns how many ended.
     pub async fn unshelve_expired(&mut self, now: Timestamp) -> Result<u64, StoreError> {
         let now = now.to_datetime();
@@ -109,7 +112,9 @@ impl Db {
             .await
             .map_err(StoreError::db("ending expired shelves"))
     }
+}
 
+impl Admin {
     /// The alarm load of outages opened in [`from`, `to`); `top` bad actors at most.
     pub async fn alarm_report(
         &self,
@@ -119,7 +124,9 @@ impl Db {
     ) -> Result<AlarmReport, StoreError> {
         self.alarm_report_in(None, from, to, top).await
     }
+}
 
+impl Reads {
     /// [`Db::alarm_report`] over the devices of `tenants` only.
     pub async fn alarm_report_for(
         &self,
@@ -130,7 +137,9 @@ impl Db {
     ) -> Result<AlarmReport, StoreError> {
         self.alarm_report_in(Some(tenants), from, to, top).await
     }
+}
 
+impl Db {
     /// The alarm report over `tenants`' devices, or every device when `None`.
     async fn alarm_report_in(
         &self,

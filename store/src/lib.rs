@@ -2,7 +2,11 @@
 //!
 //! - [`schema`]: tables (reading tables generated from the contract's field specs) and the
 //!   migrations; [`schema::StoragePath`] says TimescaleDB or native partitioning.
-//! - [`db`]: [`Db`], one connection: `migrate`, `connect`, `write_batch`, partition upkeep.
+//! - [`db`]: [`Db`], one connection: `migrate`, `connect`, what every holder may ask (path,
+//!   closed, ping), and the write path every reading takes.
+//! - [`handles`]: what each consumer may do with a connection: [`Ingestion`], [`Detection`],
+//!   [`Dispatch`], the API's [`Reads`], [`Actions`] and [`Access`], and the command line's
+//!   [`Admin`]. Each module below adds its statements to the handles that use them.
 //! - [`batch`]: [`ReadingBatch`], what one transaction writes, encoded as it is collected.
 //! - [`copy`]: the binary COPY encoder.
 //! - [`dead_letters`]: what ingestion refused, bounded (a payload prefix with its size
@@ -36,7 +40,7 @@
 //! - [`actions`]: what people do to outages and work orders through the API, limited to
 //!   their tenants and audited in the same transaction.
 //!
-//! Start reading at [`Db::write_batch`]: it is the write path every reading takes.
+//! Start reading at [`Ingestion::write_batch`]: it is the write path every reading takes.
 
 pub mod actions;
 pub mod audit;
@@ -51,6 +55,7 @@ pub mod dead_letters;
 pub mod devices;
 mod error;
 pub mod exports;
+pub mod handles;
 pub mod history;
 pub mod hygiene;
 pub mod listings;
@@ -77,6 +82,7 @@ pub use commands::{Answer, AnswerCounts, CommandRow, DueCommand};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{Dangling, ImportOutcome, InventoryImport, RegisteredDevice};
 pub use error::StoreError;
+pub use handles::{Access, Actions, Admin, Detection, Dispatch, Handle, Ingestion, Reads};
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
 pub use listings::{
     DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageOrder, OutageQuery, Page,

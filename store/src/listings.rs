@@ -7,13 +7,14 @@
 //! deep page costs what the first one does (no OFFSET). The tenant filter is in the SQL,
 //! never applied to rows already read.
 
+use crate::handles::Reads;
 use chrono::{DateTime, Utc};
 use model::{OutageState, WorkOrderState};
 use tokio_postgres::Row;
 
 use crate::outages::{outage_row, OUTAGE_COLUMNS};
 use crate::work_orders::{work_order, COLUMNS as WORK_ORDER_COLUMNS};
-use crate::{Db, OutageRow, StoreError, WorkOrderRow};
+use crate::{OutageRow, StoreError, WorkOrderRow};
 
 /// A step in an outage's life, as kept in `outage_events`.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +162,7 @@ fn read_limit(limit: i64) -> i64 {
     limit.max(0).saturating_add(1)
 }
 
-impl Db {
+impl Reads {
     /// A page of outages, most severe first or newest first (by opening time, then id).
     pub async fn outage_page(&self, q: &OutageQuery<'_>) -> Result<Page<OutageRow>, StoreError> {
         let (rank, after_at, after_id) = match q.after {

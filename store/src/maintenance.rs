@@ -2,9 +2,12 @@
 //! district or a whole tenant. During a window, outages of the devices it covers are
 //! expected; the rules read the windows with their devices expanded.
 
+use crate::handles::{Admin, Detection};
 use chrono::{DateTime, Utc};
 
-use crate::{Db, StoreError};
+use serde_json::json;
+
+use crate::{AuditEntry, Db, StoreError};
 
 /// What a maintenance window can cover.
 pub const MAINTENANCE_SCOPES: [&str; 4] = ["device", "cabinet", "district", "tenant"];
@@ -20,10 +23,11 @@ pub struct MaintenanceWindow {
     pub device_ids: Vec<i32>,
 }
 
-impl Db {
+impl Admin {
     /// Plans a maintenance window; returns its id. `target` is, by `scope`, a device's or a
     /// cabinet's inventory id, a district, or the tenant's own slug; it must exist now,
-    /// so that a typo does not silently cover nothing.
+    /// so that a typo does not silently cover nothing. Audited in the same transaction
+    /// (`maintenance.add`, by `created_by`).
     #[allow(clippy::too_many_arguments)] // one per column; a struct would only rename them
     pub async fn add_maintenance_window(
         &mut self,
@@ -49,18 +53,39 @@ impl Db {
             .ok_or_else(|| StoreError::UnknownTenant(tenant.to_owned()))?
             .get(0);
         self.check_target(tenant, tenant_id, scope, target).await?;
-        let row = self
-            .client()
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a maintenance window"))?;
+        let id: i64 = tx
             .query_one(
                 "INSERT INTO maintenance_windows (scope, tenant_id, target, starts_at, ends_at, reason, created_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 &[&scope, &tenant_id, &target, &starts_at, &ends_at, &reason, &created_by],
             )
             .await
-            .map_err(StoreError::db("recording a maintenance window"))?;
-        Ok(row.get(0))
+            .map_err(StoreError::db("recording a maintenance window"))?
+            .get(0);
+        let detail = json!({"scope": scope, "target": target, "from": starts_at, "until": ends_at, "reason": reason});
+        crate::audit::append(
+            &tx,
+            &AuditEntry {
+                actor: created_by.to_owned(),
+                action: "maintenance.add".to_owned(),
+                target: format!("maintenance/{id}"),
+                detail,
+            },
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a maintenance window"))?;
+        Ok(id)
     }
+}
 
+impl Detection {
     /// Maintenance windows ending after `ending_after` (running or to come), earliest
     /// start first. A cabinet covers itself and its lamps; a district, the tenant's
     /// devices in it; a tenant, all its devices.
@@ -97,7 +122,9 @@ impl Db {
             })
             .collect())
     }
+}
 
+impl Db {
     /// Refuses a target the tenant does not have.
     async fn check_target(
         &self,

@@ -10,6 +10,7 @@
 //!   whose bytes are those last recorded on its topic is the same message again and is
 //!   acknowledged without being recorded a second time.
 
+use crate::handles::{Admin, Ingestion};
 use std::collections::HashMap;
 
 use model::Timestamp;
@@ -29,7 +30,7 @@ CREATE TABLE mqtt_topic_digests (
 );
 "#;
 
-impl Db {
+impl Admin {
     /// Forgets the digests of topics last recorded before `before` (the dead letters'
     /// retention): a retained message older than that is recorded once more if a broker
     /// still holds it. Returns how many were forgotten.
@@ -101,7 +102,7 @@ fn lost_setting(session: &str) -> String {
     format!("mqtt_session_lost:{session}")
 }
 
-impl Db {
+impl Ingestion {
     /// Whether the hub has had a persistent session under `session` before (so a broker
     /// should still hold it).
     pub async fn mqtt_session_known(&self, session: &str) -> Result<bool, StoreError> {
@@ -109,20 +110,6 @@ impl Db {
             .setting(&setting(session), "reading the hub's MQTT sessions")
             .await?
             .is_some())
-    }
-
-    /// The value of the setting `key`, if set.
-    async fn setting(
-        &self,
-        key: &str,
-        context: &'static str,
-    ) -> Result<Option<String>, StoreError> {
-        let row = self
-            .client()
-            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
-            .await
-            .map_err(StoreError::db(context))?;
-        Ok(row.map(|r| r.get(0)))
     }
 
     /// When the broker was last found not to hold the session `session` (Unix seconds),
@@ -153,29 +140,6 @@ impl Db {
         Ok(())
     }
 
-    /// Answers a trivial query: the database is there and has a connection to spare.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.client()
-            .simple_query("SELECT 1")
-            .await
-            .map_err(StoreError::db("checking the database"))?;
-        Ok(())
-    }
-
-    /// Forgets the session `session` and its loss: the next connection is the first, and a
-    /// session the broker does not hold then is no loss (the session was discarded on
-    /// purpose, as the ingestion benchmark does between its workloads).
-    pub async fn forget_mqtt_session(&self, session: &str) -> Result<(), StoreError> {
-        self.client()
-            .execute(
-                "DELETE FROM settings WHERE key = $1 OR key = $2",
-                &[&setting(session), &lost_setting(session)],
-            )
-            .await
-            .map_err(StoreError::db("forgetting the hub's MQTT session"))?;
-        Ok(())
-    }
-
     /// Records that the broker holds a persistent session under `session`.
     pub async fn note_mqtt_session(&self, session: &str) -> Result<(), StoreError> {
         self.client()
@@ -191,6 +155,47 @@ impl Db {
 }
 
 impl Db {
+    /// The value of the setting `key`, if set.
+    async fn setting(
+        &self,
+        key: &str,
+        context: &'static str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
+            .await
+            .map_err(StoreError::db(context))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Answers a trivial query: the database is there and has a connection to spare.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .simple_query("SELECT 1")
+            .await
+            .map_err(StoreError::db("checking the database"))?;
+        Ok(())
+    }
+}
+
+impl Admin {
+    /// Forgets the session `session` and its loss: the next connection is the first, and a
+    /// session the broker does not hold then is no loss (the session was discarded on
+    /// purpose, as the ingestion benchmark does between its workloads).
+    pub async fn forget_mqtt_session(&self, session: &str) -> Result<(), StoreError> {
+        self.client()
+            .execute(
+                "DELETE FROM settings WHERE key = $1 OR key = $2",
+                &[&setting(session), &lost_setting(session)],
+            )
+            .await
+            .map_err(StoreError::db("forgetting the hub's MQTT session"))?;
+        Ok(())
+    }
+}
+
+impl Ingestion {
     /// The digest of the last message recorded on each of `topics` that has one.
     pub async fn topic_digests(
         &self,

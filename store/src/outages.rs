@@ -5,6 +5,7 @@
 //! statement per decision: the engine can decide 100 000 things at once after a storm or a
 //! restart, and one round trip each would take minutes.
 
+use crate::handles::{Admin, Detection};
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use model::{OutageState, Severity, Timestamp};
 use tokio_postgres::Transaction;
 
 use crate::error::named;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// Migration 12: an outage's chronology as an invariant. It never resolves before it
 /// opened, and its events are in time order: an event earlier than one already recorded
@@ -206,7 +207,7 @@ struct Mark {
     at: DateTime<Utc>,
 }
 
-impl Db {
+impl Detection {
     /// Applies decisions in one transaction. Opening an outage that is already open counts
     /// an occurrence instead (so replays after a restart add nothing); resolving one that
     /// is not open does nothing. A new outage with a plan gets a work order, unless its
@@ -256,7 +257,9 @@ impl Db {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
+}
 
+impl Admin {
     /// All outages, newest first (for reports and tests).
     pub async fn outages(&self) -> Result<Vec<OutageRow>, StoreError> {
         let rows = self

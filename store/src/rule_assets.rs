@@ -1,9 +1,10 @@
 //! What the rules engine loads besides its decisions: the devices with what each rule
 //! needs of them, and the bus routes vehicles should keep to.
 
+use crate::handles::Detection;
 use model::Kind;
 
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// A device as the rules engine needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +34,7 @@ pub struct RuleRoute {
     pub headway_s: Option<f64>,
 }
 
-impl Db {
+impl Detection {
     /// Every device with what the rules need: lamps with their cabinet's device id,
     /// vehicles with their route's id.
     pub async fn rule_assets(&self) -> Result<Vec<RuleAsset>, StoreError> {

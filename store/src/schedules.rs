@@ -8,6 +8,7 @@
 //! `set_schedule` command batch (origin `schedule`), with the change's audit entry, in that
 //! same transaction. A newer push supersedes an undelivered older one (it expires).
 
+use crate::handles::{Actions, Dispatch, Reads};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,7 +18,7 @@ use tokio_postgres::{Row, Transaction};
 use crate::audit::{append, AuditEntry};
 use crate::command_batches::{insert_batch, reach, CommandTarget};
 use crate::listings::Page;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// What a schedule covers.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,7 +216,7 @@ fn audit_detail(s: &ScheduleRow, pushed: &Pushed) -> serde_json::Value {
     })
 }
 
-impl Db {
+impl Actions {
     /// Adds a schedule (or an override), pushes the lamps whose profile changed, and
     /// audits it (`schedule.add`), in one transaction. A district, cabinet or device that
     /// is not the tenant's is unknown.
@@ -330,7 +331,9 @@ impl Db {
             .map_err(StoreError::db("committing a schedule change"))?;
         Ok((row, pushed))
     }
+}
 
+impl Dispatch {
     /// Ends the overrides whose expiry is at or before `now`: the lamps they held get the
     /// profile underneath pushed again. Returns how many lamps were pushed.
     pub async fn end_expired_overrides(&mut self, now: DateTime<Utc>) -> Result<usize, StoreError> {
@@ -361,7 +364,9 @@ impl Db {
                 .map_err(StoreError::db("committing an override's end"))?;
         }
     }
+}
 
+impl Reads {
     /// A page of the live schedules of the given tenants, newest first.
     pub async fn schedule_page(
         &self,

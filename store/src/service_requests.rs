@@ -11,6 +11,7 @@
 //! - **Service requests**: what citizens reported, where, and the device, outage and
 //!   work order it was linked to. Their status is read from the work order, never copied.
 
+use crate::handles::{Actions, Reads};
 use chrono::{DateTime, Utc};
 use model::{OutageKind, Severity, WorkOrderState};
 use serde_json::json;
@@ -18,7 +19,7 @@ use tokio_postgres::Row;
 
 use crate::audit::{append, AuditEntry};
 use crate::error::named;
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// The channel the change triggers notify on.
 pub const CHANGES_CHANNEL: &str = "cityhub_changes";
@@ -258,7 +259,7 @@ fn request_row(r: &Row) -> Result<ServiceRequestRow, StoreError> {
     })
 }
 
-impl Db {
+impl Actions {
     /// Records a citizen's report in one transaction with its audit entry: finds the
     /// nearest device of the service's kind within the radius (`Ok(None)` when there is
     /// none); if it (or, for a lamp, its cabinet) has an open outage that is this
@@ -444,7 +445,9 @@ impl Db {
             joined,
         }))
     }
+}
 
+impl Reads {
     /// Reports of one tenant, newest first.
     pub async fn service_requests(
         &self,

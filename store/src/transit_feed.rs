@@ -1,8 +1,9 @@
 //! The newest position of each vehicle of a tenant, for the GTFS-Realtime feed.
 
+use crate::handles::Reads;
 use chrono::{DateTime, Utc};
 
-use crate::{Db, StoreError};
+use crate::StoreError;
 
 /// A vehicle and what it last reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +22,7 @@ pub struct VehiclePositionRow {
     pub ts: DateTime<Utc>,
 }
 
-impl Db {
+impl Reads {
     /// Vehicles of `tenant_id` whose newest telemetry carries a position, by inventory id.
     pub async fn vehicle_positions(
         &self,

@@ -5,6 +5,7 @@
 //! against telemetry (`verified`) or reopen it when the fault comes back. Every
 //! transition is a `work_order_events` row.
 
+use crate::handles::{Admin, Detection, Reads};
 use chrono::{DateTime, Utc};
 use model::{Severity, Timestamp, WorkOrderState};
 use tokio_postgres::{Row, Transaction};
@@ -96,7 +97,7 @@ pub(crate) fn work_order(r: &Row) -> Result<WorkOrderRow, StoreError> {
     })
 }
 
-impl Db {
+impl Detection {
     /// Moves a work order to `to` if the life cycle allows it from the state it is in
     /// now, under a row lock so two crews cannot both move it. Going to `done`,
     /// `verified` or `closed` stamps that time; going to `reopened` counts a reopening.
@@ -132,7 +133,9 @@ impl Db {
         )
         .await
     }
+}
 
+impl Admin {
     /// Work orders, newest first; only those in `state` when given.
     pub async fn work_orders(&self, state: Option<&str>) -> Result<Vec<WorkOrderRow>, StoreError> {
         self.query_work_orders(
@@ -143,6 +146,26 @@ impl Db {
         .await
     }
 
+    /// Per team, how the work orders opened in [`from`, `to`) fare against their due
+    /// times as of `now`. An order counts as done from the crew's (last) "done", even if
+    /// it was verified or closed later; a reopened order is open until done again.
+    pub async fn team_report(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TeamReport>, StoreError> {
+        self.team_report_in(None, from, to, now).await
+    }
+
+    /// Work orders that broke their deadline as of `now`: done late, or still not done
+    /// past their due time. Earliest due first.
+    pub async fn sla_breaches(&self, now: DateTime<Utc>) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.sla_breaches_in(None, now, i64::MAX).await
+    }
+}
+
+impl Reads {
     /// The transitions of a work order, in order.
     pub async fn work_order_events(&self, id: i64) -> Result<Vec<WorkOrderEvent>, StoreError> {
         let exists = self
@@ -178,18 +201,6 @@ impl Db {
             .collect()
     }
 
-    /// Per team, how the work orders opened in [`from`, `to`) fare against their due
-    /// times as of `now`. An order counts as done from the crew's (last) "done", even if
-    /// it was verified or closed later; a reopened order is open until done again.
-    pub async fn team_report(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<TeamReport>, StoreError> {
-        self.team_report_in(None, from, to, now).await
-    }
-
     /// [`Db::team_report`] over the work orders of `tenants`' devices only.
     pub async fn team_report_for(
         &self,
@@ -201,6 +212,18 @@ impl Db {
         self.team_report_in(Some(tenants), from, to, now).await
     }
 
+    /// [`Db::sla_breaches`] of `tenants`' devices only, at most `limit`.
+    pub async fn sla_breaches_for(
+        &self,
+        tenants: &[i32],
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WorkOrderRow>, StoreError> {
+        self.sla_breaches_in(Some(tenants), now, limit).await
+    }
+}
+
+impl Db {
     async fn team_report_in(
         &self,
         tenants: Option<&[i32]>,
@@ -242,22 +265,6 @@ impl Db {
                 reopened: r.get(6),
             })
             .collect())
-    }
-
-    /// Work orders that broke their deadline as of `now`: done late, or still not done
-    /// past their due time. Earliest due first.
-    pub async fn sla_breaches(&self, now: DateTime<Utc>) -> Result<Vec<WorkOrderRow>, StoreError> {
-        self.sla_breaches_in(None, now, i64::MAX).await
-    }
-
-    /// [`Db::sla_breaches`] of `tenants`' devices only, at most `limit`.
-    pub async fn sla_breaches_for(
-        &self,
-        tenants: &[i32],
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<WorkOrderRow>, StoreError> {
-        self.sla_breaches_in(Some(tenants), now, limit).await
     }
 
     async fn sla_breaches_in(

@@ -35,16 +35,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use model::Kind;
-use store::Db;
 use tests::api::{add_token, add_user, Auth, Reply, Req, TestApi};
 use tests::db::{devices, opened, opened_with_order, ts};
+use tests::Store;
 use tests::{unique, TestDb};
 
 /// Two municipalities (`a`, `b`) and a third (`c`) only the regional viewer also sees;
 /// one user per role in `a`, each with an API token; the API serving them.
 pub(crate) struct City {
     pub db: TestDb,
-    pub store: Db,
+    pub store: Store,
     pub api: TestApi,
     pub a: String,
     pub b: String,
@@ -95,10 +95,10 @@ impl City {
                 _ => vec![&a],
             };
             let team = (role == "crew").then_some(CREW_TEAM);
-            add_user(&mut store, role, role, &tenants, team).await;
+            add_user(&mut store.admin, role, role, &tenants, team).await;
             tokens.insert(
                 role,
-                Auth::Token(add_token(&mut store, role, "tests").await),
+                Auth::Token(add_token(&mut store.admin, role, "tests").await),
             );
         }
         let api = TestApi::start_configured(&db.url, change).await;
@@ -123,6 +123,7 @@ impl City {
         let kind = fresh_kind();
         let device = self.device(tenant, "L0");
         self.store
+            .detection
             .apply_outage_changes(&[opened(device, kind, "2026-03-01T00:00:00Z")])
             .await
             .unwrap();
@@ -144,6 +145,7 @@ impl City {
         let kind = fresh_kind();
         let device = self.device(tenant, "L1");
         self.store
+            .detection
             .apply_outage_changes(&[opened_with_order(
                 device,
                 kind,
@@ -161,6 +163,7 @@ impl City {
             .unwrap()
             .get(0);
         self.store
+            .detection
             .transition_work_order(
                 id,
                 model::WorkOrderState::Assigned,

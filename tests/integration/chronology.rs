@@ -5,9 +5,9 @@
 
 use model::{Kind, Timestamp};
 use tests::db::{devices, opened, resolved, ts, utc};
-use tests::{unique, TestDb};
+use tests::{unique, Store, TestDb};
 
-async fn one_lamp() -> (TestDb, store::Db, i32) {
+async fn one_lamp() -> (TestDb, Store, i32) {
     let tenant = unique("t");
     let db = TestDb::new().await;
     db.import(&devices(&tenant, &[(Kind::Light, 1)])).await;
@@ -34,20 +34,23 @@ async fn steps(db: &TestDb, outage: i64) -> Vec<(String, Timestamp)> {
 async fn a_resolution_judged_late_is_recorded_at_the_last_step_with_its_evidence_named() {
     let (db, mut store, lamp) = one_lamp().await;
     store
+        .detection
         .apply_outage_changes(&[opened(lamp, "lamp_failure", "2026-03-01T10:00:00Z")])
         .await
         .unwrap();
-    let outage = store.outages().await.unwrap()[0].id;
+    let outage = store.admin.outages().await.unwrap()[0].id;
     store
+        .actions
         .acknowledge_outage(outage, "olga", ts("2026-03-01T10:20:00Z"))
         .await
         .unwrap();
     // Telemetry from 10:10, judged after Olga's acknowledgement at 10:20.
     store
+        .detection
         .apply_outage_changes(&[resolved(lamp, "lamp_failure", "2026-03-01T10:10:00Z")])
         .await
         .unwrap();
-    let row = &store.outages().await.unwrap()[0];
+    let row = &store.admin.outages().await.unwrap()[0];
     assert_eq!(row.resolved_at, Some(utc("2026-03-01T10:20:00Z")));
     assert_eq!(
         steps(&db, outage).await,
@@ -66,13 +69,14 @@ async fn a_resolution_judged_late_is_recorded_at_the_last_step_with_its_evidence
 
     // Evidence from before the outage even opened: resolved at the instant it opened.
     store
+        .detection
         .apply_outage_changes(&[
             opened(lamp, "lamp_failure", "2026-03-01T11:00:00Z"),
             resolved(lamp, "lamp_failure", "2026-03-01T10:55:00Z"),
         ])
         .await
         .unwrap();
-    let newest = &store.outages().await.unwrap()[0];
+    let newest = &store.admin.outages().await.unwrap()[0];
     assert_eq!(newest.opened_at, utc("2026-03-01T11:00:00Z"));
     assert_eq!(newest.resolved_at, Some(utc("2026-03-01T11:00:00Z")));
 }
@@ -81,10 +85,11 @@ async fn a_resolution_judged_late_is_recorded_at_the_last_step_with_its_evidence
 async fn the_database_refuses_steps_out_of_time_order_and_a_resolution_before_the_opening() {
     let (db, mut store, lamp) = one_lamp().await;
     store
+        .detection
         .apply_outage_changes(&[opened(lamp, "day_burner", "2026-03-01T10:00:00Z")])
         .await
         .unwrap();
-    let outage = store.outages().await.unwrap()[0].id;
+    let outage = store.admin.outages().await.unwrap()[0].id;
     let early = db
         .client
         .execute(
@@ -109,6 +114,7 @@ async fn the_database_refuses_steps_out_of_time_order_and_a_resolution_before_th
     );
     // A person's step at the same instant as the last one is in order.
     store
+        .actions
         .acknowledge_outage(outage, "olga", ts("2026-03-01T10:00:00Z"))
         .await
         .unwrap();

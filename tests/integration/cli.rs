@@ -330,7 +330,11 @@ async fn reports_show_the_alarm_load_and_the_crews_record() {
     for m in [13, 14] {
         changes.push(tests::db::opened(ids["L0"], "lamp_failure", &at(m)));
     }
-    store.apply_outage_changes(&changes).await.unwrap();
+    store
+        .detection
+        .apply_outage_changes(&changes)
+        .await
+        .unwrap();
     let url = db.url.clone();
     let env = [("CITYHUB_DATABASE_URL", url.as_str())];
 

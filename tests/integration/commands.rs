@@ -188,8 +188,8 @@ async fn targets_reach_exactly_their_devices_of_one_tenant() {
         (404, format!("no tenant `{}`", city.b))
     );
     let mut store = city.db.store().await;
-    add_user(&mut store, "b-admin", "admin", &[&city.b], None).await;
-    let b_admin = Auth::Token(add_token(&mut store, "b-admin", "t").await);
+    add_user(&mut store.admin, "b-admin", "admin", &[&city.b], None).await;
+    let b_admin = Auth::Token(add_token(&mut store.admin, "b-admin", "t").await);
     let r = city
         .api
         .call(Req::get(&format!("/api/v1/commands/{batch}"), &b_admin))
@@ -386,8 +386,8 @@ impl Hub {
         let db = TestDb::new().await;
         db.import(devices).await;
         let mut store = db.store().await;
-        add_user(&mut store, "olga", "operator", &[tenant], None).await;
-        let token = add_token(&mut store, "olga", "tests").await;
+        add_user(&mut store.admin, "olga", "operator", &[tenant], None).await;
+        let token = add_token(&mut store.admin, "olga", "tests").await;
         let broker = TestBroker::start();
         let mut hub = HubProcess::spawn_with(&db.url, broker.port(), &unique("hub-"), settings);
         hub.wait_connected().await;

@@ -113,8 +113,8 @@ async fn the_feed_holds_what_vehicles_published_as_googles_bindings_read_it() {
 
     let api = TestApi::start(&db.url).await;
     let mut store = db.store().await;
-    add_user(&mut store, "transit", "viewer", &[&t], None).await;
-    let token = add_token(&mut store, "transit", "feed").await;
+    add_user(&mut store.admin, "transit", "viewer", &[&t], None).await;
+    let token = add_token(&mut store.admin, "transit", "feed").await;
     let path = format!("/gtfs-rt/{t}/vehicle-positions.pb");
     let (status, body) = get(api.addr, &path, Some(&token)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 
 use model::Kind;
-use store::{Db, StoreError};
+use store::StoreError;
 use tests::db::{chattering, devices, opened, resolved, ts, utc};
-use tests::{unique, TestDb};
+use tests::{unique, Store, TestDb};
 
 /// A fresh database with `kinds` of one tenant's devices, a store session and the ids.
-async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Db, HashMap<String, i32>) {
+async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Store, HashMap<String, i32>) {
     let tenant = unique("t");
     let db = TestDb::new().await;
     db.import(&devices(&tenant, kinds)).await;
@@ -22,12 +22,14 @@ async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Db, HashMap<String, i32>) {
 async fn shelving_lasts_until_it_expires_and_survives_a_new_connection() {
     let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
     store
+        .detection
         .apply_outage_changes(&[opened(ids["L0"], "lamp_failure", "2026-03-01T00:00:00Z")])
         .await
         .unwrap();
-    let id = store.outages().await.unwrap()[0].id;
+    let id = store.admin.outages().await.unwrap()[0].id;
     let until = utc("2026-03-01T02:00:00Z");
     store
+        .actions
         .shelve_outage(
             id,
             until,
@@ -38,10 +40,14 @@ async fn shelving_lasts_until_it_expires_and_survives_a_new_connection() {
         .await
         .unwrap();
     let fresh = db.store().await;
-    assert_eq!(fresh.outages().await.unwrap()[0].shelved_until, Some(until));
+    assert_eq!(
+        fresh.admin.outages().await.unwrap()[0].shelved_until,
+        Some(until)
+    );
 
     assert_eq!(
         store
+            .detection
             .unshelve_expired(ts("2026-03-01T01:59:59Z"))
             .await
             .unwrap(),
@@ -49,6 +55,7 @@ async fn shelving_lasts_until_it_expires_and_survives_a_new_connection() {
     );
     assert_eq!(
         store
+            .detection
             .unshelve_expired(ts("2026-03-01T02:00:00Z"))
             .await
             .unwrap(),
@@ -56,18 +63,21 @@ async fn shelving_lasts_until_it_expires_and_survives_a_new_connection() {
     );
     assert_eq!(
         store
+            .detection
             .unshelve_expired(ts("2026-03-01T03:00:00Z"))
             .await
             .unwrap(),
         0
     );
-    assert_eq!(fresh.outages().await.unwrap()[0].shelved_until, None);
+    assert_eq!(fresh.admin.outages().await.unwrap()[0].shelved_until, None);
 
     store
+        .actions
         .acknowledge_outage(id, "olga", ts("2026-03-01T03:00:00Z"))
         .await
         .unwrap();
     store
+        .actions
         .shelve_outage(
             id,
             until + chrono::Duration::hours(5),
@@ -78,10 +88,11 @@ async fn shelving_lasts_until_it_expires_and_survives_a_new_connection() {
         .await
         .unwrap();
     store
+        .actions
         .unshelve_outage(id, "piotr", ts("2026-03-01T03:10:00Z"))
         .await
         .unwrap();
-    let outage = &fresh.outages().await.unwrap()[0];
+    let outage = &fresh.admin.outages().await.unwrap()[0];
     assert_eq!(
         (outage.state.as_str(), outage.shelved_until),
         ("acknowledged", None)
@@ -124,6 +135,7 @@ async fn shelving_lasts_until_it_expires_and_survives_a_new_connection() {
 async fn shelving_and_acknowledging_refuse_what_makes_no_sense() {
     let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
     store
+        .detection
         .apply_outage_changes(&[
             opened(ids["L0"], "lamp_failure", "2026-03-01T00:00:00Z"),
             resolved(ids["L0"], "lamp_failure", "2026-03-01T00:10:00Z"),
@@ -131,13 +143,14 @@ async fn shelving_and_acknowledging_refuse_what_makes_no_sense() {
         ])
         .await
         .unwrap();
-    let outages = store.outages().await.unwrap();
+    let outages = store.admin.outages().await.unwrap();
     let id_of = |kind: &str| outages.iter().find(|o| o.kind == kind).unwrap().id;
     let (gone, open) = (id_of("lamp_failure"), id_of("silent"));
     let at = ts("2026-03-01T01:00:00Z");
     let later = utc("2026-03-01T02:00:00Z");
 
     let err = store
+        .actions
         .shelve_outage(gone, later, "olga", "x", at)
         .await
         .unwrap_err();
@@ -146,6 +159,7 @@ async fn shelving_and_acknowledging_refuse_what_makes_no_sense() {
         format!("outage {gone} is resolved, so it cannot be shelved")
     );
     let err = store
+        .actions
         .acknowledge_outage(gone, "olga", at)
         .await
         .unwrap_err();
@@ -161,19 +175,29 @@ async fn shelving_and_acknowledging_refuse_what_makes_no_sense() {
     );
     for until in [at.to_datetime(), utc("2026-03-01T00:59:00Z")] {
         let err = store
+            .actions
             .shelve_outage(open, until, "olga", "x", at)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::ShelveInPast { .. }), "{err}");
         assert!(err.to_string().contains("is not after"), "{err}");
     }
-    let err = store.unshelve_outage(open, "olga", at).await.unwrap_err();
+    let err = store
+        .actions
+        .unshelve_outage(open, "olga", at)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::NotShelved(i) if i == open),
         "{err}"
     );
-    store.acknowledge_outage(open, "olga", at).await.unwrap();
+    store
+        .actions
+        .acknowledge_outage(open, "olga", at)
+        .await
+        .unwrap();
     let err = store
+        .actions
         .acknowledge_outage(open, "olga", at)
         .await
         .unwrap_err();
@@ -185,14 +209,17 @@ async fn shelving_and_acknowledging_refuse_what_makes_no_sense() {
     let missing = 9_999;
     for err in [
         store
+            .actions
             .shelve_outage(missing, later, "olga", "x", at)
             .await
             .unwrap_err(),
         store
+            .actions
             .unshelve_outage(missing, "olga", at)
             .await
             .unwrap_err(),
         store
+            .actions
             .acknowledge_outage(missing, "olga", at)
             .await
             .unwrap_err(),
@@ -223,8 +250,13 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
     // L1 goes silent and is shelved; L5 went silent before the period.
     changes.push(opened(l(1), "silent", &minute(35)));
     changes.push(opened(l(5), "silent", "2026-02-28T23:50:00Z"));
-    store.apply_outage_changes(&changes).await.unwrap();
+    store
+        .detection
+        .apply_outage_changes(&changes)
+        .await
+        .unwrap();
     let silent = store
+        .admin
         .outages()
         .await
         .unwrap()
@@ -232,6 +264,7 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
         .find(|o| o.ext_id == "L1" && o.kind == "silent")
         .unwrap();
     store
+        .actions
         .shelve_outage(
             silent.id,
             utc("2026-03-01T06:00:00Z"),
@@ -243,6 +276,7 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
         .unwrap();
 
     let report = store
+        .admin
         .alarm_report(utc("2026-03-01T00:00:00Z"), utc("2026-03-01T01:00:00Z"), 2)
         .await
         .unwrap();
@@ -277,11 +311,13 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
     assert_eq!(report.bad_actors[0].device_id, l(0));
 
     let quiet = store
+        .admin
         .alarm_report(utc("2026-03-02T00:00:00Z"), utc("2026-03-03T00:00:00Z"), 5)
         .await
         .unwrap();
     assert_eq!(quiet, store::AlarmReport::default());
     let err = store
+        .admin
         .alarm_report(utc("2026-03-02T00:00:00Z"), utc("2026-03-01T00:00:00Z"), 5)
         .await
         .unwrap_err();
@@ -295,10 +331,11 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
 async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
     let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
     store
+        .detection
         .apply_outage_changes(&[opened(ids["L0"], "lamp_failure", "2026-03-01T00:00:00Z")])
         .await
         .unwrap();
-    let id = store.outages().await.unwrap()[0].id;
+    let id = store.admin.outages().await.unwrap()[0].id;
     let tenants: Vec<i32> = db
         .client
         .query("SELECT id FROM tenants", &[])
@@ -315,6 +352,7 @@ async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
     let comment = |text| store::OutageAction::Comment { text };
     // The later one commits first.
     store
+        .actions
         .act_on_outage(&actor, id, &comment("second"), ts("2026-03-01T01:00:05Z"))
         .await
         .unwrap();
@@ -331,6 +369,7 @@ async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
         (store::OutageAction::Acknowledge, "2026-03-01T01:00:01Z"),
     ] {
         store
+            .actions
             .act_on_outage(&actor, id, &action, ts(at))
             .await
             .unwrap_or_else(|e| panic!("{action:?}: {e}"));

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use model::{Device, Kind};
 use serde_json::json;
-use store::{Db, StoreError};
+use store::StoreError;
 use tests::db::{devices, utc};
-use tests::{unique, TestDb};
+use tests::{unique, Store, TestDb};
 
 /// A fresh database with `kinds` of one tenant's devices, a store session and the ids.
-async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Db, HashMap<String, i32>) {
+async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Store, HashMap<String, i32>) {
     let tenant = unique("t");
     let db = TestDb::new().await;
     db.import(&devices(&tenant, kinds)).await;
@@ -61,6 +61,7 @@ async fn a_maintenance_window_covers_every_device_of_its_scope() {
     let mut want = Vec::new();
     for (scope, target, covered) in cases {
         let id = store
+            .admin
             .add_maintenance_window(&tenant, scope, target, starts, ends, "relamping", "olga")
             .await
             .unwrap_or_else(|e| panic!("{scope} {target}: {e}"));
@@ -70,6 +71,7 @@ async fn a_maintenance_window_covers_every_device_of_its_scope() {
     }
     // Over before the time asked about: not listed.
     store
+        .admin
         .add_maintenance_window(
             &tenant,
             "device",
@@ -82,6 +84,7 @@ async fn a_maintenance_window_covers_every_device_of_its_scope() {
         .await
         .unwrap();
     let windows = store
+        .detection
         .maintenance_windows(utc("2026-03-01T22:00:00Z"))
         .await
         .unwrap();
@@ -93,7 +96,12 @@ async fn a_maintenance_window_covers_every_device_of_its_scope() {
     assert!(windows
         .iter()
         .all(|w| (w.starts_at, w.ends_at, w.reason.as_str()) == (starts, ends, "relamping")));
-    assert!(store.maintenance_windows(ends).await.unwrap().is_empty());
+    assert!(store
+        .detection
+        .maintenance_windows(ends)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -165,6 +173,7 @@ async fn a_maintenance_window_refuses_unknown_targets_and_backward_times() {
     ];
     for (t, scope, target, from, to, fragment) in cases {
         let err = store
+            .admin
             .add_maintenance_window(t, scope, target, from, to, "x", "olga")
             .await
             .unwrap_err();
@@ -201,6 +210,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
     for (id, device, action, issued, expires) in commands {
         let body = json!({"id": id, "action": action});
         store
+            .admin
             .record_command(
                 id,
                 device,
@@ -221,6 +231,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
         ("c-5", "rejected"),
     ] {
         let row = store
+            .detection
             .command_acked(id, answer, utc("2026-03-01T11:00:05Z"))
             .await
             .unwrap()
@@ -237,6 +248,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
     }
     // A late, different answer changes nothing; an unknown command is no error.
     let again = store
+        .detection
         .command_acked("c-5", "ok", utc("2026-03-01T11:30:00Z"))
         .await
         .unwrap()
@@ -247,12 +259,14 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
     );
     assert_eq!(
         store
+            .detection
             .command_acked("c-x", "ok", utc("2026-03-01T11:30:00Z"))
             .await
             .unwrap(),
         None
     );
     let failed = store
+        .detection
         .command_acked("c-6", "failed", utc("2026-03-01T11:30:00Z"))
         .await
         .unwrap()
@@ -263,6 +277,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
         let store = &store;
         async move {
             store
+                .detection
                 .commands_in_force(utc(at))
                 .await
                 .unwrap()
@@ -284,6 +299,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
     );
 
     let err = store
+        .detection
         .command_acked("c-1", "done", utc("2026-03-01T11:30:00Z"))
         .await
         .unwrap_err();
@@ -304,6 +320,7 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
     ];
     for (id, device, action, expires, fragment) in refused {
         let err = store
+            .admin
             .record_command(id, device, action, &body, at, expires, "olga")
             .await
             .unwrap_err();
@@ -327,14 +344,22 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
     assert_eq!(inventory.routes.len(), 2);
     let db = TestDb::new().await;
     let mut store = db.store().await;
-    store.import_devices(&inventory.devices).await.unwrap();
-    assert_eq!(store.import_routes(&inventory.routes).await.unwrap(), 2);
+    store
+        .admin
+        .import_devices(&inventory.devices)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.admin.import_routes(&inventory.routes).await.unwrap(),
+        2
+    );
     // Another tenant with a route of the same name, and a vehicle on an unknown route.
     let other = unique("u");
     let mut elsewhere = inventory.routes[0].clone();
     elsewhere.tenant.clone_from(&other);
-    store.import_routes(&[elsewhere]).await.unwrap();
+    store.admin.import_routes(&[elsewhere]).await.unwrap();
     store
+        .admin
         .import_devices(&devices(&other, &[(Kind::Vehicle, 1)]))
         .await
         .unwrap();
@@ -351,6 +376,7 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
     let lines: HashMap<i32, Vec<(f64, f64)>> = store
+        .detection
         .rule_routes()
         .await
         .unwrap()
@@ -358,6 +384,7 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
         .map(|r| (r.id, r.line))
         .collect();
     let headways: HashMap<i32, Option<f64>> = store
+        .detection
         .rule_routes()
         .await
         .unwrap()
@@ -369,7 +396,7 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
         assert_eq!(lines[&id], r.line);
         assert_eq!(headways[&id], Some(r.headway_s), "the timetable's headway");
     }
-    let assets = store.rule_assets().await.unwrap();
+    let assets = store.detection.rule_assets().await.unwrap();
     let by_id: HashMap<i32, &store::RuleAsset> = assets.iter().map(|a| (a.id, a)).collect();
     let ids = db.device_ids(&city.spec.tenant).await;
     for v in &city.vehicles {
@@ -392,10 +419,14 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
     // Importing again updates a route in place.
     let mut moved = inventory.routes[0].clone();
     moved.line.reverse();
-    assert_eq!(store.import_routes(&[moved.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        store.admin.import_routes(&[moved.clone()]).await.unwrap(),
+        1
+    );
     assert_eq!(db.count("SELECT count(*) FROM routes").await, 3);
     let id = route_ids[&(moved.tenant.clone(), moved.id.clone())];
     let lines: HashMap<i32, Vec<(f64, f64)>> = store
+        .detection
         .rule_routes()
         .await
         .unwrap()
@@ -409,7 +440,7 @@ async fn routes_are_imported_and_vehicles_find_their_own_tenants_route() {
         .execute("UPDATE routes SET line = '[[1]]' WHERE id = $1", &[&id])
         .await
         .unwrap();
-    let err = store.rule_routes().await.unwrap_err();
+    let err = store.detection.rule_routes().await.unwrap_err();
     assert!(
         matches!(err, StoreError::BadRouteLine { id: i, .. } if i == id),
         "{err}"

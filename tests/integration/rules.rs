@@ -276,6 +276,7 @@ async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telem
     const ID: &str = "6f1c3c9e-8a5e-4f0e-9a57-3c0f2b1d7e01";
     let body = serde_json::json!({"id": ID, "action": "set_light", "on": false});
     store
+        .admin
         .record_command(
             ID,
             ids["L0"],
@@ -324,7 +325,7 @@ async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telem
         || async { (outage_kinds(&db, "lamp_failure").await == ["L1", "L2"]).then_some(()) },
     )
     .await;
-    let orders = store.work_orders(None).await.unwrap();
+    let orders = store.admin.work_orders(None).await.unwrap();
     assert_eq!(orders.len(), 2, "one work order per outage: {orders:?}");
     assert!(orders
         .iter()
@@ -335,6 +336,7 @@ async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telem
         for step in ["assigned", "in_progress", "done"] {
             let who = Some("crew-7").filter(|_| step == "assigned");
             store
+                .detection
                 .transition_work_order(
                     o.id,
                     tests::db::state(step),

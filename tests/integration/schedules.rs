@@ -105,6 +105,7 @@ async fn schedule_changes_push_exactly_the_lamps_whose_profile_changed() {
     // The override ends: L2 goes back to part-night, L7 to the tenant's night profile.
     let mut store = city.db.store().await;
     let lamps_pushed = store
+        .dispatch
         .end_expired_overrides(chrono::Utc::now() + chrono::Duration::hours(3))
         .await
         .unwrap();
@@ -130,6 +131,7 @@ async fn schedule_changes_push_exactly_the_lamps_whose_profile_changed() {
     assert_eq!(back, [(lamps(&[2]), true), (lamps(&[7]), false)]);
     assert_eq!(
         store
+            .dispatch
             .end_expired_overrides(chrono::Utc::now() + chrono::Duration::hours(3))
             .await
             .unwrap(),
@@ -276,8 +278,8 @@ async fn schedules_are_for_operators_of_their_own_tenants() {
     }
     // Another tenant's schedule is unknown to this one's operator.
     let mut store = city.db.store().await;
-    tests::api::add_user(&mut store, "b-op", "operator", &[&city.b], None).await;
-    let b_op = tests::api::Auth::Token(tests::api::add_token(&mut store, "b-op", "t").await);
+    tests::api::add_user(&mut store.admin, "b-op", "operator", &[&city.b], None).await;
+    let b_op = tests::api::Auth::Token(tests::api::add_token(&mut store.admin, "b-op", "t").await);
     let body = json!({"profile": {"dim": 70}}).to_string();
     let r = city
         .api

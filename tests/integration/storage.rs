@@ -39,8 +39,9 @@ async fn a_backlog_from_weeks_ago_is_stored_and_retention_drops_old_days() {
         .get(0);
     let day = 86_400_000;
     let now = now_ms();
-    let mut store = Db::connect(&db.url).await.unwrap();
+    let mut store = db.store().await;
     let outcome = store
+        .ingestion
         .write_batch(&batch_of(id, &[now - 20 * day, now - 3 * day, now]))
         .await
         .unwrap();
@@ -51,6 +52,7 @@ async fn a_backlog_from_weeks_ago_is_stored_and_retention_drops_old_days() {
         StoragePath::Partitioned => {
             // Keep 10 days: the 20-day-old reading's partition goes, the rest stays.
             store
+                .admin
                 .maintain_partitions(Timestamp::from_unix_ms(now).unwrap(), 10)
                 .await
                 .unwrap();

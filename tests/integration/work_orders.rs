@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use model::Kind;
 use model::WorkOrderState;
-use store::{Db, OutageChange, StoreError, WorkOrderRow};
+use store::{OutageChange, StoreError, WorkOrderRow};
 use tests::db::{chattering, devices, opened, opened_with_order, resolved, state, ts, utc};
-use tests::{unique, TestDb};
+use tests::{unique, Store, TestDb};
 
 /// A fresh database with `kinds` of one tenant's devices, a store session and the ids.
-async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Db, std::collections::HashMap<String, i32>) {
+async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Store, std::collections::HashMap<String, i32>) {
     let tenant = unique("t");
     let db = TestDb::new().await;
     db.import(&devices(&tenant, kinds)).await;
@@ -19,15 +19,16 @@ async fn start(kinds: &[(Kind, usize)]) -> (TestDb, Db, std::collections::HashMa
     (db, store, ids)
 }
 
-async fn only_order(store: &Db) -> WorkOrderRow {
-    let orders = store.work_orders(None).await.unwrap();
+async fn only_order(store: &Store) -> WorkOrderRow {
+    let orders = store.admin.work_orders(None).await.unwrap();
     assert_eq!(orders.len(), 1, "{orders:?}");
     orders.into_iter().next().unwrap()
 }
 
 /// (from, to, actor) of every event of a work order.
-async fn steps(store: &Db, id: i64) -> Vec<(Option<String>, String, String)> {
+async fn steps(store: &Store, id: i64) -> Vec<(Option<String>, String, String)> {
     store
+        .reads
         .work_order_events(id)
         .await
         .unwrap()
@@ -47,6 +48,7 @@ async fn outage_changes_to_one_key_in_one_set_apply_in_order() {
     let (db, mut store, ids) = start(&[(Kind::Light, 2)]).await;
     let (l0, l1) = (ids["L0"], ids["L1"]);
     store
+        .detection
         .apply_outage_changes(&[
             opened(l0, "lamp_failure", "2026-03-01T00:00:00Z"),
             opened(l0, "lamp_failure", "2026-03-01T00:05:00Z"),
@@ -58,7 +60,7 @@ async fn outage_changes_to_one_key_in_one_set_apply_in_order() {
         ])
         .await
         .unwrap();
-    let outages = store.outages().await.unwrap();
+    let outages = store.admin.outages().await.unwrap();
     assert_eq!(outages.len(), 2, "nothing for L1: it had nothing open");
     let (again, first) = (&outages[0], &outages[1]);
     assert_eq!(
@@ -88,6 +90,7 @@ async fn outage_changes_to_one_key_in_one_set_apply_in_order() {
         ["opened", "chattering"]
     );
     let open: Vec<(i32, String)> = store
+        .detection
         .open_outages()
         .await
         .unwrap()
@@ -110,7 +113,11 @@ async fn twenty_thousand_decisions_in_one_set_give_the_right_rows_and_events() {
         changes.push(opened(*id, "lamp_failure", "2026-03-01T00:10:00Z"));
     }
     let started = Instant::now();
-    store.apply_outage_changes(&changes).await.unwrap();
+    store
+        .detection
+        .apply_outage_changes(&changes)
+        .await
+        .unwrap();
     let took = started.elapsed();
     let count = |sql: &'static str| db.count(sql);
     assert_eq!(count("SELECT count(*) FROM outages").await, 10_000);
@@ -137,11 +144,12 @@ async fn a_new_outage_orders_one_repair_and_the_same_fault_no_second() {
     let l0 = ids["L0"];
     let order = |at| opened_with_order(l0, "lamp_failure", at, "lighting", 3_600);
     store
+        .detection
         .apply_outage_changes(&[order("2026-03-01T00:00:00Z"), order("2026-03-01T00:05:00Z")])
         .await
         .unwrap();
     let wo = only_order(&store).await;
-    let outage = &store.outages().await.unwrap()[0];
+    let outage = &store.admin.outages().await.unwrap()[0];
     assert_eq!(wo.outage_id, Some(outage.id));
     assert_eq!(
         (
@@ -157,7 +165,7 @@ async fn a_new_outage_orders_one_repair_and_the_same_fault_no_second() {
         (wo.opened_at, wo.due_at),
         (utc("2026-03-01T00:00:00Z"), utc("2026-03-01T01:00:00Z"))
     );
-    let events = store.work_order_events(wo.id).await.unwrap();
+    let events = store.reads.work_order_events(wo.id).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(
         (
@@ -171,6 +179,7 @@ async fn a_new_outage_orders_one_repair_and_the_same_fault_no_second() {
 
     // Resolved and back while the repair is still to do: the same order covers it.
     store
+        .detection
         .apply_outage_changes(&[
             resolved(l0, "lamp_failure", "2026-03-01T00:10:00Z"),
             order("2026-03-01T00:20:00Z"),
@@ -190,6 +199,7 @@ async fn a_new_outage_orders_one_repair_and_the_same_fault_no_second() {
 async fn a_work_order_goes_through_its_life_cycle_and_refuses_every_other_step() {
     let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
     store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             ids["L0"],
             "lamp_failure",
@@ -212,6 +222,7 @@ async fn a_work_order_goes_through_its_life_cycle_and_refuses_every_other_step()
         refuses_all_but(&mut store, id, from, to).await;
         let assignee = (to == "assigned").then_some("ana");
         let row = store
+            .detection
             .transition_work_order(id, state(to), actor, Some("step"), ts(at), assignee)
             .await
             .unwrap();
@@ -247,13 +258,14 @@ async fn a_work_order_goes_through_its_life_cycle_and_refuses_every_other_step()
 
 /// From `from`, every state but `allowed` (and `reopened` where the life cycle allows it)
 /// is refused with the state it is in and the one asked for.
-async fn refuses_all_but(store: &mut Db, id: i64, from: &str, allowed: &str) {
+async fn refuses_all_but(store: &mut Store, id: i64, from: &str, allowed: &str) {
     let from_state = state(from);
     for to in WorkOrderState::ALL {
         if to.as_str() == allowed || from_state.can_become(to) {
             continue;
         }
         let err = store
+            .detection
             .transition_work_order(id, to, "ana", None, ts("2026-03-01T00:00:00Z"), Some("ana"))
             .await
             .unwrap_err();
@@ -279,16 +291,18 @@ async fn transitions_of_unknown_or_unassigned_orders_are_refused() {
     let (_db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
     let at = ts("2026-03-01T00:00:00Z");
     let err = store
+        .detection
         .transition_work_order(42, WorkOrderState::Assigned, "ana", None, at, Some("ana"))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NoWorkOrder(42)), "{err}");
     assert_eq!(err.to_string(), "no work order 42");
     assert!(matches!(
-        store.work_order_events(42).await,
+        store.reads.work_order_events(42).await,
         Err(StoreError::NoWorkOrder(42))
     ));
     store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             ids["L0"],
             "silent",
@@ -300,6 +314,7 @@ async fn transitions_of_unknown_or_unassigned_orders_are_refused() {
         .unwrap();
     let id = only_order(&store).await.id;
     let err = store
+        .detection
         .transition_work_order(id, WorkOrderState::Assigned, "dispatch", None, at, None)
         .await
         .unwrap_err();
@@ -314,6 +329,7 @@ async fn a_fault_that_comes_back_after_the_repair_reopens_its_work_order() {
     let l0 = ids["L0"];
     let fault = |at| opened_with_order(l0, "lamp_failure", at, "lighting", 3_600);
     store
+        .detection
         .apply_outage_changes(&[fault("2026-03-01T00:00:00Z")])
         .await
         .unwrap();
@@ -329,6 +345,7 @@ async fn a_fault_that_comes_back_after_the_repair_reopens_its_work_order() {
     )
     .await;
     store
+        .detection
         .apply_outage_changes(&[
             resolved(l0, "lamp_failure", "2026-03-01T00:31:00Z"),
             fault("2026-03-01T00:50:00Z"),
@@ -342,7 +359,13 @@ async fn a_fault_that_comes_back_after_the_repair_reopens_its_work_order() {
         Some(utc("2026-03-01T00:30:00Z")),
         "the last done is kept"
     );
-    let last = store.work_order_events(id).await.unwrap().pop().unwrap();
+    let last = store
+        .reads
+        .work_order_events(id)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(
         (
             last.from_state.map(WorkOrderState::as_str),
@@ -369,6 +392,7 @@ async fn a_fault_that_comes_back_after_the_repair_reopens_its_work_order() {
     )
     .await;
     store
+        .detection
         .apply_outage_changes(&[
             resolved(l0, "lamp_failure", "2026-03-01T01:11:00Z"),
             fault("2026-03-01T02:00:00Z"),
@@ -392,26 +416,31 @@ async fn a_fault_that_comes_back_after_the_repair_reopens_its_work_order() {
     )
     .await;
     store
+        .detection
         .apply_outage_changes(&[
             resolved(l0, "lamp_failure", "2026-03-01T02:21:00Z"),
             fault("2026-03-01T03:00:00Z"),
         ])
         .await
         .unwrap();
-    let orders = store.work_orders(None).await.unwrap();
+    let orders = store.admin.work_orders(None).await.unwrap();
     let states: Vec<(&str, i32)> = orders
         .iter()
         .map(|o| (o.state.as_str(), o.reopened))
         .collect();
     assert_eq!(states, [("new", 0), ("closed", 2)], "newest first");
-    assert_eq!(store.work_orders(Some("closed")).await.unwrap()[0].id, id);
-    assert!(store.work_orders_done().await.unwrap().is_empty());
+    assert_eq!(
+        store.admin.work_orders(Some("closed")).await.unwrap()[0].id,
+        id
+    );
+    assert!(store.detection.work_orders_done().await.unwrap().is_empty());
 }
 
 /// Moves a work order through `steps` (state, time), as crew member "ana".
-async fn walk(store: &mut Db, id: i64, steps: &[(&str, &str)]) {
+async fn walk(store: &mut Store, id: i64, steps: &[(&str, &str)]) {
     for (to, at) in steps {
         store
+            .detection
             .transition_work_order(id, state(to), "ana", None, ts(at), Some("ana"))
             .await
             .unwrap_or_else(|e| panic!("to {to}: {e}"));
@@ -425,6 +454,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
     let lamp =
         |d: &str, deadline| opened_with_order(ids[d], "lamp_failure", day, "lighting", deadline);
     store
+        .detection
         .apply_outage_changes(&[
             lamp("L0", 3_600),
             lamp("L1", 3_600),
@@ -439,7 +469,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
         .unwrap();
     let order_of =
         |orders: &[WorkOrderRow], ext: &str| orders.iter().find(|o| o.ext_id == ext).unwrap().id;
-    let orders = store.work_orders(None).await.unwrap();
+    let orders = store.admin.work_orders(None).await.unwrap();
     let finish = [
         ("L0", "2026-03-01T00:30:00Z", false),
         ("L1", "2026-03-01T02:00:00Z", false),
@@ -451,12 +481,14 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
         for to in ["assigned", "in_progress", "done"] {
             let at = if to == "done" { done_at } else { day };
             store
+                .detection
                 .transition_work_order(id, state(to), "crew", None, ts(at), Some("crew"))
                 .await
                 .unwrap();
         }
         if verify {
             store
+                .detection
                 .transition_work_order(
                     id,
                     WorkOrderState::Verified,
@@ -471,6 +503,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
     }
     let m0 = order_of(&orders, "M0");
     store
+        .detection
         .transition_work_order(
             m0,
             WorkOrderState::Closed,
@@ -483,6 +516,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
         .unwrap();
     // L4's repair did not hold: reopened, and past its due time.
     store
+        .detection
         .apply_outage_changes(&[
             resolved(ids["L4"], "lamp_failure", "2026-03-01T00:31:00Z"),
             opened_with_order(
@@ -498,6 +532,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
 
     let now = utc("2026-03-01T03:00:00Z");
     let report = store
+        .admin
         .team_report(utc(day), utc("2026-03-02T00:00:00Z"), now)
         .await
         .unwrap();
@@ -518,6 +553,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
         ]
     );
     let breaches: Vec<String> = store
+        .admin
         .sla_breaches(now)
         .await
         .unwrap()
@@ -528,6 +564,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
     // An earlier `now` only changes which unfinished orders are overdue: L1 was done late
     // whenever one asks, while L2 and L4 were still in time.
     let early: Vec<String> = store
+        .admin
         .sla_breaches(utc("2026-03-01T00:45:00Z"))
         .await
         .unwrap()
@@ -537,6 +574,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
     assert_eq!(early, ["M1", "L1"]);
 
     let err = store
+        .admin
         .team_report(utc(day), utc(day), now)
         .await
         .unwrap_err();
@@ -553,6 +591,7 @@ async fn team_reports_and_deadline_breaches_follow_the_due_times() {
 async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
     let (db, mut store, ids) = start(&[(Kind::Light, 1)]).await;
     store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             ids["L0"],
             "lamp_failure",
@@ -569,6 +608,7 @@ async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
         (WorkOrderState::Done, "2026-03-01T01:00:03Z"),
     ] {
         store
+            .detection
             .transition_work_order(id, to, "ana", None, ts(at), Some("ana"))
             .await
             .unwrap_or_else(|e| panic!("{to}: {e}"));

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use store::{Db, NewUser};
+use store::{Admin, NewUser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
@@ -256,7 +256,7 @@ impl Reply {
 
 /// Creates a user with the test [`PASSWORD`] (hashed as the CLI hashes it).
 pub async fn add_user(
-    db: &mut Db,
+    db: &mut Admin,
     username: &str,
     role: &str,
     tenants: &[&str],
@@ -279,7 +279,7 @@ pub async fn add_user(
 }
 
 /// A new API token of `username`, as `cityhub users token` makes it.
-pub async fn add_token(db: &mut Db, username: &str, name: &str) -> String {
+pub async fn add_token(db: &mut Admin, username: &str, name: &str) -> String {
     let token = api::auth::new_api_token();
     db.add_api_token(username, name, &api::auth::api_token_digest(&token), "test")
         .await

@@ -2,7 +2,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use model::{Device, Timestamp};
-use store::{Db, OutageChange, TimescaleMode, WorkOrderPlan};
+use store::{
+    Access, Actions, Admin, Db, Detection, Dispatch, Handle, Ingestion, OutageChange, Reads,
+    TimescaleMode, WorkOrderPlan,
+};
 use tokio_postgres::{Client, NoTls};
 
 /// A fresh, migrated database, dropped when the value is dropped.
@@ -23,6 +26,24 @@ pub fn timescale_mode() -> TimescaleMode {
         Ok("require") => TimescaleMode::Require,
         Ok("off") => TimescaleMode::Off,
         _ => TimescaleMode::Auto,
+    }
+}
+
+/// The database as each consumer sees it: a connection per handle.
+pub struct Store {
+    pub ingestion: Ingestion,
+    pub detection: Detection,
+    pub dispatch: Dispatch,
+    pub reads: Reads,
+    pub actions: Actions,
+    pub access: Access,
+    pub admin: Admin,
+}
+
+impl Store {
+    /// The storage path the database uses.
+    pub fn path(&self) -> store::StoragePath {
+        self.admin.path()
     }
 }
 
@@ -70,13 +91,64 @@ impl TestDb {
     }
 
     pub async fn import(&self, devices: &[Device]) {
-        let mut db = Db::connect(&self.url).await.expect("connect");
-        db.import_devices(devices).await.expect("import");
+        self.admin()
+            .await
+            .import_devices(devices)
+            .await
+            .expect("import");
     }
 
-    /// A store session on this database.
-    pub async fn store(&self) -> Db {
-        Db::connect(&self.url).await.expect("connect")
+    /// A connection per consumer to this database, for tests that play several.
+    pub async fn store(&self) -> Store {
+        Store {
+            ingestion: self.handle().await,
+            detection: self.handle().await,
+            dispatch: self.handle().await,
+            reads: self.handle().await,
+            actions: self.handle().await,
+            access: self.handle().await,
+            admin: self.handle().await,
+        }
+    }
+
+    /// A connection to this database as the handle `H`.
+    pub async fn handle<H: Handle>(&self) -> H {
+        H::from(Db::connect(&self.url).await.expect("connect"))
+    }
+
+    /// A connection as the command line has it.
+    pub async fn admin(&self) -> Admin {
+        self.handle().await
+    }
+
+    /// A connection as ingestion has it.
+    pub async fn ingestion(&self) -> Ingestion {
+        self.handle().await
+    }
+
+    /// A connection as the rules engine has it.
+    pub async fn detection(&self) -> Detection {
+        self.handle().await
+    }
+
+    /// A connection as the command dispatcher has it.
+    pub async fn dispatch(&self) -> Dispatch {
+        self.handle().await
+    }
+
+    /// A connection as the API's reads have it.
+    pub async fn reads(&self) -> Reads {
+        self.handle().await
+    }
+
+    /// A connection as the API's actions have it.
+    pub async fn actions(&self) -> Actions {
+        self.handle().await
+    }
+
+    /// A connection as the API's sign-in has it.
+    pub async fn access(&self) -> Access {
+        self.handle().await
     }
 
     /// The database ids of a tenant's devices, by inventory id.

@@ -19,7 +19,7 @@ pub mod publish;
 pub mod record;
 
 pub use broker::TestBroker;
-pub use db::TestDb;
+pub use db::{Store, TestDb};
 pub use hub::{HubProcess, InProcessHub};
 pub use postgres::PrivatePostgres;
 pub use publish::Publisher;

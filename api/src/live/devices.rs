@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use model::{Cell, Committed, RecordType, Timestamp};
 use serde_json::{json, Map, Value};
 use store::changes::DeviceEntry;
-use store::Db;
+use store::Reads;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -242,7 +242,7 @@ struct Devices {
 
 impl Devices {
     /// Loads devices above the highest id known (all of them the first time).
-    async fn load_more(&mut self, db: &Db) -> Result<(), store::StoreError> {
+    async fn load_more(&mut self, db: &Reads) -> Result<(), store::StoreError> {
         self.last_reload = Some(Instant::now());
         for entry in db.device_entries(self.max_id).await? {
             self.max_id = self.max_id.max(entry.id);
@@ -261,7 +261,7 @@ pub(crate) async fn run(hub: EventHub, mut rx: mpsc::Receiver<Vec<Sighting>>) {
         max_id: 0,
         last_reload: None,
     };
-    let mut db: Option<Db> = None;
+    let mut db: Option<Reads> = None;
     loop {
         let batch = tokio::select! {
             _ = stop.cancelled() => return,
@@ -275,7 +275,7 @@ pub(crate) async fn run(hub: EventHub, mut rx: mpsc::Receiver<Vec<Sighting>>) {
             .is_none_or(|t| t.elapsed() >= RELOAD_EVERY);
         if unknown && due {
             if db.is_none() {
-                db = Db::connect(&hub.0.url).await.ok();
+                db = Reads::connect(&hub.0.url).await.ok();
             }
             if let Some(conn) = &db {
                 if let Err(error) = devices.load_more(conn).await {

@@ -195,7 +195,7 @@ pub async fn vehicle_positions(
     let tenant_id = if state.feed_is_public(&tenant) {
         state
             .pool()
-            .get()
+            .reads()
             .await?
             .tenant_id(&tenant)
             .await?
@@ -207,7 +207,7 @@ pub async fn vehicle_positions(
     };
     let rows = state
         .pool()
-        .get()
+        .reads()
         .await?
         .vehicle_positions(tenant_id)
         .await?;

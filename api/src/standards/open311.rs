@@ -331,7 +331,7 @@ pub struct Jurisdiction {
 
 /// The tenant a jurisdiction names, if it exists.
 async fn tenant(state: &AppState, slug: &str) -> Result<i32, Open311Error> {
-    let db = state.pool().get().await?;
+    let db = state.pool().reads().await?;
     db.tenant_id(slug)
         .await?
         .ok_or_else(|| Open311Error::not_found(format!("there is no jurisdiction `{slug}`")))
@@ -583,7 +583,7 @@ pub async fn requests(
         };
     }
     query.ids = ids.as_deref();
-    let rows = state.pool().get().await?.service_requests(&query).await?;
+    let rows = state.pool().reads().await?.service_requests(&query).await?;
     Ok(Json(rows.into_iter().map(request_item).collect()))
 }
 
@@ -617,7 +617,7 @@ pub async fn request(
         limit: 1,
         ..Default::default()
     };
-    let rows = state.pool().get().await?.service_requests(&query).await?;
+    let rows = state.pool().reads().await?.service_requests(&query).await?;
     if rows.is_empty() {
         return Err(missing());
     }
@@ -690,7 +690,7 @@ pub async fn create(
         key.ok_or_else(|| Open311Error::forbidden("api_key is required to post a request"))?;
     let found = state
         .pool()
-        .get()
+        .access()
         .await?
         .token_user(&api_token_digest(key))
         .await?;
@@ -730,7 +730,7 @@ pub async fn create(
     let actor = format!("{} (token {token_name})", user.username);
     let recorded = state
         .pool()
-        .get()
+        .actions()
         .await?
         .record_service_request(&NewServiceRequest {
             tenant_id,

@@ -305,7 +305,7 @@ pub async fn preview(
     let c = check(&caller, &r, state.now().to_datetime())?;
     let reached = state
         .pool()
-        .get()
+        .reads()
         .await?
         .command_reach(c.tenant, &c.target, c.action)
         .await?;
@@ -364,7 +364,7 @@ pub async fn send(
     let actor = caller.actor();
     let batch = state
         .pool()
-        .get()
+        .actions()
         .await?
         .issue_commands(&NewBatch {
             tenant_id: c.tenant,
@@ -409,7 +409,7 @@ pub async fn list(
         .transpose()?;
     let page = state
         .pool()
-        .get()
+        .reads()
         .await?
         .command_batch_page(&tenants, after, limit)
         .await?;
@@ -446,7 +446,7 @@ pub async fn get(
     let tenants = caller.scope(None)?;
     let batch = state
         .pool()
-        .get()
+        .reads()
         .await?
         .command_batch(&tenants, id)
         .await?;
@@ -542,7 +542,7 @@ pub async fn devices(
         .transpose()?;
     let page = state
         .pool()
-        .get()
+        .reads()
         .await?
         .batch_command_page(&tenants, id, status, after, limit)
         .await?;

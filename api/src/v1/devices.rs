@@ -162,7 +162,7 @@ pub async fn list(
         after,
         limit: params::limit(f.limit)?,
     };
-    let page = state.pool().get().await?.device_page(&query).await?;
+    let page = state.pool().reads().await?.device_page(&query).await?;
     let next_cursor = page
         .more
         .then(|| page.items.last())
@@ -240,7 +240,7 @@ pub(crate) async fn resolve(
     let tenants = caller.scope(tenant)?;
     let mut found = state
         .pool()
-        .get()
+        .reads()
         .await?
         .devices_by_ext_id(&tenants, id)
         .await?;

@@ -219,7 +219,7 @@ pub async fn export(
         .collect();
     state
         .pool()
-        .get()
+        .actions()
         .await?
         .audit(
             &caller.actor(),

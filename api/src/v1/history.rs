@@ -133,7 +133,7 @@ pub async fn history(
     let d = found.device;
     let history = state
         .pool()
-        .get()
+        .reads()
         .await?
         .history(&HistoryQuery {
             device_id: d.id,
@@ -385,7 +385,7 @@ pub async fn state(
             async move {
                 let c = state
                     .pool()
-                    .get()
+                    .reads()
                     .await?
                     .state_columns(&tenants, kind.as_deref())
                     .await?;

@@ -126,7 +126,7 @@ pub async fn get(
     let tenants = caller.scope(None)?;
     let (outage, events) = state
         .pool()
-        .get()
+        .reads()
         .await?
         .outage_in(&tenants, id)
         .await?
@@ -213,7 +213,7 @@ pub async fn list(
             .transpose()?,
         limit,
     };
-    let page = state.pool().get().await?.outage_page(&query).await?;
+    let page = state.pool().reads().await?.outage_page(&query).await?;
     let next_cursor = page
         .more
         .then(|| page.items.last())
@@ -280,7 +280,7 @@ async fn act(
         tenants: &tenants,
         team: None,
     };
-    let mut db = state.pool().get().await?;
+    let mut db = state.pool().actions().await?;
     let outage = db.act_on_outage(&actor, id, &action, state.now()).await?;
     Ok(Json(outage.into()))
 }

@@ -96,7 +96,7 @@ pub async fn teams(
     let now = state.now().to_datetime();
     let (from, to) =
         params::report_range(f.from.as_deref(), f.to.as_deref(), now, Duration::days(30))?;
-    let db = state.pool().get().await?;
+    let db = state.pool().reads().await?;
     let teams = db.team_report_for(&tenants, from, to, now).await?;
     Ok(Json(TeamsReport {
         from,
@@ -150,7 +150,7 @@ pub async fn sla_breaches(
     let tenants = caller.scope(f.tenant.as_deref())?;
     let limit = params::limit(f.limit)?;
     let now = state.now().to_datetime();
-    let db = state.pool().get().await?;
+    let db = state.pool().reads().await?;
     let mut items = db.sla_breaches_for(&tenants, now, limit + 1).await?;
     let truncated = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(0));
@@ -289,7 +289,7 @@ pub async fn alarms(
     let now = state.now().to_datetime();
     let (from, to) =
         params::report_range(f.from.as_deref(), f.to.as_deref(), now, Duration::hours(24))?;
-    let db = state.pool().get().await?;
+    let db = state.pool().reads().await?;
     let report = db.alarm_report_for(&tenants, from, to, top).await?;
     Ok(Json(AlarmLoad::new(from, to, report)))
 }
@@ -369,7 +369,7 @@ pub async fn energy(
         day.floor(to - Duration::microseconds(1)) + Duration::days(1),
     );
     params::range(from, to)?;
-    let db = state.pool().get().await?;
+    let db = state.pool().reads().await?;
     let complete_until = db
         .rollups_complete_before()
         .await?

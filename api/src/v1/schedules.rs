@@ -247,7 +247,7 @@ pub async fn add(
     let by = caller.actor();
     let (row, pushed) = state
         .pool()
-        .get()
+        .actions()
         .await?
         .add_schedule(&NewSchedule {
             tenant_id: tenant,
@@ -286,7 +286,7 @@ pub async fn remove(
     let by = caller.actor();
     let (row, pushed) = state
         .pool()
-        .get()
+        .actions()
         .await?
         .remove_schedule(&tenants, id, &by, state.now().to_datetime())
         .await?;
@@ -323,7 +323,7 @@ pub async fn list(
         .map(|(_, id)| id);
     let page = state
         .pool()
-        .get()
+        .reads()
         .await?
         .schedule_page(&tenants, after, limit)
         .await?;

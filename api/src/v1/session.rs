@@ -96,7 +96,7 @@ pub async fn login(
     // The connection goes back to the pool before the slow part, the password check.
     let found = state
         .pool()
-        .get()
+        .access()
         .await?
         .user_credentials(&username)
         .await?;
@@ -145,7 +145,7 @@ pub async fn login(
         .limiter()
         .succeeded(&username, address, device, attempted);
 
-    let mut db = state.pool().get().await?;
+    let mut db = state.pool().access().await?;
     let token = new_session_token();
     let digest = state.secret().session_digest(&token);
     let expires = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
@@ -183,7 +183,7 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
             "an API token has no session to end; revoke it with `cityhub users revoke-token`",
         ));
     };
-    let mut db = state.pool().get().await?;
+    let mut db = state.pool().access().await?;
     db.end_session(digest, &caller.username).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(

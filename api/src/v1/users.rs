@@ -72,7 +72,7 @@ pub async fn list(
 ) -> Result<Json<Vec<User>>, ApiError> {
     caller.require(Permission::ManageUsers)?;
     let tenants = caller.scope(f.tenant.as_deref())?;
-    let users = state.pool().get().await?.users_in(&tenants).await?;
+    let users = state.pool().access().await?.users_in(&tenants).await?;
     Ok(Json(
         users
             .into_iter()
@@ -96,7 +96,7 @@ async fn set_disabled(
     let tenants = caller.scope(None)?;
     let user = state
         .pool()
-        .get()
+        .access()
         .await?
         .set_user_disabled(username, disabled, &tenants, &caller.actor())
         .await?;

@@ -127,7 +127,7 @@ pub async fn get(
 ) -> Result<Json<WorkOrderDetail>, ApiError> {
     caller.require(Permission::ReadWorkOrders)?;
     let tenants = caller.scope(None)?;
-    let db = state.pool().get().await?;
+    let db = state.pool().reads().await?;
     let order = db
         .work_order_in(&tenants, crew_team(&caller), id)
         .await?
@@ -207,7 +207,7 @@ pub async fn list(
             .transpose()?,
         limit: params::limit(f.limit)?,
     };
-    let page = state.pool().get().await?.work_order_page(&query).await?;
+    let page = state.pool().reads().await?.work_order_page(&query).await?;
     let next_cursor = page
         .more
         .then(|| page.items.last())
@@ -277,7 +277,7 @@ pub async fn transition(
         team: crew_team(&caller),
     };
     let step = Step { to, assignee, note };
-    let mut db = state.pool().get().await?;
+    let mut db = state.pool().actions().await?;
     let order = db.move_work_order(&actor, id, &step, state.now()).await?;
     Ok(Json(WorkOrder::seen_by(order, caller.role)))
 }

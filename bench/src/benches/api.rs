@@ -29,12 +29,14 @@ use rand::{Rng, SeedableRng};
 use rumqttc::QoS;
 use simulators::broker::{free_port, Broker};
 use simulators::load::{self, LoadConfig};
-use store::{Db, ReadingBatch};
+use store::{Admin, Db, Ingestion, ReadingBatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{bench_devices, create_database, drop_database, wait_for, Hub, LOAD_PASSWORD, TENANT};
+use super::{
+    bench_devices, create_database, drop_database, sql, wait_for, Hub, LOAD_PASSWORD, TENANT,
+};
 use crate::Config;
 
 #[derive(Args, Clone)]
@@ -131,10 +133,10 @@ async fn measure(
     url: &str,
 ) -> anyhow::Result<()> {
     let retention = args.days + 5;
-    let mut db = Db::migrate(url, config.storage.timescaledb, retention).await?;
+    let mut db = Admin::from(Db::migrate(url, config.storage.timescaledb, retention).await?);
     db.import_devices(&bench_devices(args.lamps)).await?;
-    let ids: Vec<i32> = db
-        .client()
+    let sql = sql(url).await?;
+    let ids: Vec<i32> = sql
         .query(
             "SELECT id FROM devices ORDER BY ext_id LIMIT $1",
             &[&(args.history_lamps as i64)],
@@ -162,7 +164,7 @@ async fn measure(
         rows as f64 / fill_s
     );
     let t = Instant::now();
-    latest_for_all(&mut db, now).await?;
+    latest_for_all(url, &sql, now).await?;
     eprintln!(
         "latest state of {} lamps in {:.1} s",
         args.lamps,
@@ -179,7 +181,7 @@ async fn measure(
         );
     }
     let token = admin_token(&mut db).await?;
-    db.client().batch_execute("VACUUM ANALYZE").await?;
+    sql.batch_execute("VACUUM ANALYZE").await?;
 
     let http_port = free_port()?;
     let env = [("CITYHUB_RETENTION_DAYS", retention.to_string())];
@@ -396,7 +398,7 @@ async fn fill_history(
     let mut writers = Vec::new();
     for _ in 0..2 {
         let rx = rx.clone();
-        let mut db = Db::connect(url).await?;
+        let mut db = Ingestion::connect(url).await?;
         writers.push(tokio::spawn(async move {
             let mut rows = 0u64;
             loop {
@@ -439,9 +441,13 @@ async fn fill_history(
 }
 
 /// One reading a minute old for every lamp, and the latest state it makes.
-async fn latest_for_all(db: &mut Db, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let ids: Vec<i32> = db
-        .client()
+async fn latest_for_all(
+    url: &str,
+    sql: &tokio_postgres::Client,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let mut db = Ingestion::connect(url).await?;
+    let ids: Vec<i32> = sql
         .query("SELECT id FROM devices ORDER BY ext_id", &[])
         .await?
         .iter()
@@ -460,7 +466,7 @@ async fn latest_for_all(db: &mut Db, now: DateTime<Utc>) -> anyhow::Result<()> {
 }
 
 /// An admin of the benchmark's tenant and an API token of theirs.
-async fn admin_token(db: &mut Db) -> anyhow::Result<String> {
+async fn admin_token(db: &mut Admin) -> anyhow::Result<String> {
     let hash = ::api::auth::hash_password("bench-admin-password")
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
     let tenants = [TENANT.to_owned()];

@@ -29,7 +29,7 @@ use simulators::fleet::run::{FleetRun, FleetStats};
 use simulators::fleet::{Fleet, FleetSpec};
 use simulators::scenario::Scenario;
 use simulators::score::{wall_of, Detected, Score, Scoring, Truth};
-use store::Db;
+use store::{Admin, Db, Detection};
 use tokio_util::sync::CancellationToken;
 
 use super::{create_database, drop_database, Hub, LOAD_PASSWORD, TENANT};
@@ -114,7 +114,7 @@ fn shipped_scenarios(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// The outages the hub opened up to `cutoff` (simulated).
-async fn detected(db: &Db, cutoff: Timestamp) -> anyhow::Result<Vec<Detected>> {
+async fn detected(db: &Admin, cutoff: Timestamp) -> anyhow::Result<Vec<Detected>> {
     Ok(db
         .outages()
         .await?
@@ -187,7 +187,7 @@ fn print_findings(score: &Score) {
 /// Records a scenario's command for each of its lamps, pending for the dispatcher;
 /// returns how many.
 async fn record_command(
-    db: &mut Db,
+    db: &mut Admin,
     c: &simulators::scenario::PlannedCommand,
     devices: &[model::Device],
     ids: &std::collections::HashMap<String, i32>,
@@ -271,7 +271,7 @@ async fn scenario_run(
     );
     let url = create_database(&config.database_url, &db_name).await?;
     let result = async {
-        let mut db = Db::migrate(&url, config.storage.timescaledb, 30).await?;
+        let mut db = Admin::from(Db::migrate(&url, config.storage.timescaledb, 30).await?);
         db.import_routes(&city.route_lines()).await?;
         db.import_devices(&devices).await?;
         drop(db);
@@ -344,10 +344,11 @@ async fn scenario_run(
             }
             .score()
         };
-        let mut db = Db::connect(&url).await?;
+        let mut db = Admin::connect(&url).await?;
         // The scenario's commands go in as an operator's do: rows the hub's dispatcher
         // sends, the lamps answer and the rules follow.
-        let device_ids: std::collections::HashMap<String, i32> = db
+        let device_ids: std::collections::HashMap<String, i32> = Detection::connect(&url)
+            .await?
             .rule_assets()
             .await?
             .into_iter()

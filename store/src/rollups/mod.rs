@@ -35,10 +35,11 @@
 mod native;
 pub(crate) mod timescale;
 
+use crate::handles::{Admin, Reads};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use tokio_postgres::Transaction;
 
-use crate::{Db, StoragePath, StoreError};
+use crate::{StoragePath, StoreError};
 
 /// A bucket is rolled up once it ended this long ago; later readings re-roll it.
 pub const GRACE_S: i64 = 60;
@@ -139,7 +140,7 @@ pub(crate) async fn mark(
     Ok(())
 }
 
-impl Db {
+impl Admin {
     /// Native partitioning: rolls up every closed 15-minute bucket that got readings since
     /// its last roll-up, then moves `complete_before` to the end of the closed buckets.
     /// TimescaleDB: materializes the continuous aggregates up to the closed buckets now
@@ -160,7 +161,9 @@ impl Db {
             StoragePath::Partitioned => self.refresh_native(closed_before).await,
         }
     }
+}
 
+impl Reads {
     /// Up to where the lamp rollups hold every closed bucket (infinity on TimescaleDB,
     /// whose aggregates answer the rest in real time).
     pub async fn rollups_complete_before(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

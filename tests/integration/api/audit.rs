@@ -1,7 +1,6 @@
 //! Changes through the API as events and audit entries; one chain under concurrent
 //! appends.
 
-use store::Db;
 use tests::api::{Auth, Req};
 use tests::TestDb;
 
@@ -80,7 +79,7 @@ async fn changes_through_the_api_are_events_and_audit_entries() {
             ),
         ]
     );
-    let check = city.store.verify_audit(&[]).await.unwrap();
+    let check = city.store.admin.verify_audit(&[]).await.unwrap();
     assert_eq!(check.first_bad, None);
     assert_eq!(check.entries, 12 + 3, "6 users, 6 tokens, 3 changes");
 }
@@ -92,7 +91,7 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
     for i in 0..20 {
         let url = db.url.clone();
         tasks.push(tokio::spawn(async move {
-            let mut store = Db::connect(&url).await.unwrap();
+            let mut store = store::Actions::connect(&url).await.unwrap();
             store
                 .audit(
                     "tester",
@@ -110,7 +109,7 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
     }
     ids.sort_unstable();
     assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
-    let check = db.store().await.verify_audit(&[]).await.unwrap();
+    let check = db.store().await.admin.verify_audit(&[]).await.unwrap();
     assert_eq!((check.entries, check.first_bad), (20, None));
 }
 
@@ -193,7 +192,7 @@ async fn failed_sign_ins_and_refused_requests_are_audited_as_counts() {
     );
     // Taken once: nothing more to write until something more is refused.
     assert_eq!(city.api.state.audit_refusals().await.unwrap(), 0);
-    let check = city.store.verify_audit(&[]).await.unwrap();
+    let check = city.store.admin.verify_audit(&[]).await.unwrap();
     assert_eq!(check.first_bad, None);
 }
 

@@ -126,6 +126,7 @@ async fn audit_verify_passes_then_names_an_edited_and_a_deleted_entry() {
     let mut store = db.store().await;
     for i in 1..=5 {
         store
+            .actions
             .audit(
                 "olga",
                 "outage.acknowledge",
@@ -185,9 +186,10 @@ async fn audit_verify_passes_then_names_an_edited_and_a_deleted_entry() {
 }
 
 /// Appends `n` entries as a change would.
-async fn append(store: &mut store::Db, n: usize) {
+async fn append(store: &mut tests::Store, n: usize) {
     for i in 0..n {
         store
+            .actions
             .audit(
                 "olga",
                 "outage.acknowledge",
@@ -243,6 +245,7 @@ async fn an_anchor_kept_elsewhere_shows_the_newest_entries_removed_or_the_log_re
         .unwrap();
     for i in 0..4 {
         store
+            .actions
             .audit(
                 "mallory",
                 "outage.acknowledge",

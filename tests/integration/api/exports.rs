@@ -96,7 +96,13 @@ async fn store_payloads(
             batch.push(record, city.device(tenant, device), row);
         }
     }
-    city.db.store().await.write_batch(&batch).await.unwrap();
+    city.db
+        .store()
+        .await
+        .ingestion
+        .write_batch(&batch)
+        .await
+        .unwrap();
     out
 }
 
@@ -585,7 +591,13 @@ async fn filters_narrow_the_export_to_tenants_districts_and_devices() {
         }
         all.insert((tenant.clone(), device.to_owned()), 1);
     }
-    city.db.store().await.write_batch(&batch).await.unwrap();
+    city.db
+        .store()
+        .await
+        .ingestion
+        .write_batch(&batch)
+        .await
+        .unwrap();
 
     let range = format!("from={}&to={}", rfc3339(start), rfc3339(start + 1000));
     let who = |role: &'static str, query: &str| {
@@ -815,12 +827,15 @@ async fn store_many(city: &City, lamps: usize, per_lamp: usize, start: i64) -> u
             );
             if batch.reading_rows() >= 50_000 {
                 stored += batch.reading_rows();
-                db.write_batch(&std::mem::take(&mut batch)).await.unwrap();
+                db.ingestion
+                    .write_batch(&std::mem::take(&mut batch))
+                    .await
+                    .unwrap();
             }
         }
     }
     stored += batch.reading_rows();
-    db.write_batch(&batch).await.unwrap();
+    db.ingestion.write_batch(&batch).await.unwrap();
     stored
 }
 
@@ -1074,8 +1089,15 @@ fn ends_complete(body: &[u8]) -> bool {
 async fn an_export_ends_when_its_token_is_revoked() {
     let mut city = City::start().await;
     let path = eight_days_of_lamps(&city).await;
-    tests::api::add_user(&mut city.store, "exporter", "viewer", &[&city.a], None).await;
-    let secret = tests::api::add_token(&mut city.store, "exporter", "nightly").await;
+    tests::api::add_user(
+        &mut city.store.admin,
+        "exporter",
+        "viewer",
+        &[&city.a],
+        None,
+    )
+    .await;
+    let secret = tests::api::add_token(&mut city.store.admin, "exporter", "nightly").await;
     // Clients that read nothing: the exports are still running when the token goes, and
     // hold both of the person's export slots.
     let mut stalled = Vec::new();
@@ -1089,6 +1111,7 @@ async fn an_export_ends_when_its_token_is_revoked() {
     })
     .await;
     city.store
+        .admin
         .revoke_api_token("exporter", "nightly", "test")
         .await
         .unwrap();
@@ -1100,7 +1123,7 @@ async fn an_export_ends_when_its_token_is_revoked() {
     .await;
     // The slots are given back at once, though the clients still read nothing: the same
     // person with another token exports again.
-    let other = tests::api::add_token(&mut city.store, "exporter", "other").await;
+    let other = tests::api::add_token(&mut city.store.admin, "exporter", "other").await;
     let (status, _, _) = open(city.api.addr, &path, &other, None).await;
     assert_eq!(status, 200, "the cut exports still hold their slots");
     // Nothing more reaches the client: the connection is reset, not left to drain what

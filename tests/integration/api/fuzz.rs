@@ -35,7 +35,11 @@ async fn every_operation_keeps_to_the_document_under_generated_requests() {
             3600,
         ));
     }
-    city.store.apply_outage_changes(&changes).await.unwrap();
+    city.store
+        .detection
+        .apply_outage_changes(&changes)
+        .await
+        .unwrap();
     let token = match &city.tokens["admin"] {
         tests::api::Auth::Token(t) => t.clone(),
         other => panic!("the admin signs in with a token, not {other:?}"),

@@ -106,6 +106,7 @@ async fn assigning_an_outage_opens_or_hands_over_its_work_order() {
     let kind = fresh_kind();
     let device = city.device(&a, "L5");
     city.store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             device,
             kind,
@@ -151,6 +152,7 @@ async fn assigning_an_outage_opens_or_hands_over_its_work_order() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     city.store
+        .detection
         .apply_outage_changes(&[resolved(device, kind, "2026-03-01T02:00:00Z")])
         .await
         .unwrap();

@@ -86,8 +86,11 @@ async fn store_lamp(city: &City, tenant: &str, lamp: &str, readings: &[Lamp]) {
         }
     }
     let mut db = city.db.store().await;
-    db.write_batch(&batch).await.unwrap();
-    db.upsert_latest(&batch.take_latest()).await.unwrap();
+    db.ingestion.write_batch(&batch).await.unwrap();
+    db.ingestion
+        .upsert_latest(&batch.take_latest())
+        .await
+        .unwrap();
 }
 
 /// Stores one contract payload of a tenant's device, latest state included.
@@ -104,8 +107,11 @@ async fn store_payload(city: &City, tenant: &str, device: &str, record: RecordTy
         batch.push(record, city.device(tenant, device), row);
     }
     let mut db = city.db.store().await;
-    db.write_batch(&batch).await.unwrap();
-    db.upsert_latest(&batch.take_latest()).await.unwrap();
+    db.ingestion.write_batch(&batch).await.unwrap();
+    db.ingestion
+        .upsert_latest(&batch.take_latest())
+        .await
+        .unwrap();
 }
 
 /// Rolls the lamp rollups up: on TimescaleDB the continuous aggregates are materialized,
@@ -114,6 +120,7 @@ async fn refresh(city: &City) -> store::rollups::RefreshOutcome {
     city.db
         .store()
         .await
+        .admin
         .refresh_rollups(Utc::now())
         .await
         .unwrap()
@@ -305,10 +312,10 @@ async fn buckets_match_the_raw_readings_before_and_after_the_rollups() {
 }
 
 /// A history read on a connection, as the API answers it.
-async fn store_history(db: &store::Db, q: &store::history::HistoryQuery<'_>) -> Value {
+async fn store_history(db: &tests::Store, q: &store::history::HistoryQuery<'_>) -> Value {
     let points = api::v1::history::Points {
         fields: store::history::history_fields(q.kind),
-        points: db.history(q).await.unwrap().points,
+        points: db.reads.history(q).await.unwrap().points,
     };
     serde_json::json!({ "points": points })
 }
@@ -604,6 +611,7 @@ async fn the_state_covers_every_device_the_caller_sees() {
     let l7 = city.device(&a, "L7");
     store_lamp(&city, &a, "L7", &on).await;
     city.store
+        .detection
         .apply_outage_changes(&[tests::db::opened(l7, kind, "2026-03-01T00:00:00Z")])
         .await
         .unwrap();

@@ -211,14 +211,17 @@ async fn each_type_arrives_for_the_callers_tenants_only() {
     let body = json!({"action": "set_light", "on": true});
     let at = utc("2026-03-01T20:00:00Z");
     city.store
+        .admin
         .record_command("cmd-b-1", theirs, "set_light", &body, at, None, "olga")
         .await
         .unwrap();
     city.store
+        .admin
         .record_command("cmd-a-1", ours, "set_light", &body, at, None, "olga")
         .await
         .unwrap();
     city.store
+        .detection
         .command_acked("cmd-a-1", "ok", utc("2026-03-01T20:00:02Z"))
         .await
         .unwrap();
@@ -313,6 +316,7 @@ async fn a_crew_gets_its_teams_work_orders_and_never_outages() {
     let kind = fresh_kind();
     let lamp = city.device(&a, "L5");
     city.store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             lamp,
             kind,
@@ -437,7 +441,11 @@ async fn a_client_that_never_reads_holds_up_nobody() {
                 .iter()
                 .map(|k| opened(*lamp, k, "2026-03-01T00:00:00Z"))
                 .collect();
-            city.store.apply_outage_changes(&batch).await.unwrap();
+            city.store
+                .detection
+                .apply_outage_changes(&batch)
+                .await
+                .unwrap();
         }
     }
     let last = city.open_outage(&a).await;
@@ -538,7 +546,11 @@ async fn a_storm_of_decisions_is_one_notification_and_one_resync() {
         })
         .collect();
     assert_eq!(storm.len(), 20_000);
-    city.store.apply_outage_changes(&storm).await.unwrap();
+    city.store
+        .detection
+        .apply_outage_changes(&storm)
+        .await
+        .unwrap();
     let marker = city.open_outage(&a).await;
     let seen = client
         .until("the marker", is("outage", "id", json!(marker)))
@@ -569,8 +581,8 @@ async fn device_states_arrive_coalesced_and_ingestion_never_waits() {
         broker,
     } = Setup::start(&[(Kind::Light, 3), (Kind::Vehicle, 2)]).await;
     let mut store = db.store().await;
-    add_user(&mut store, "watcher", "viewer", &[&t], None).await;
-    let token = Auth::Token(add_token(&mut store, "watcher", "live").await);
+    add_user(&mut store.admin, "watcher", "viewer", &[&t], None).await;
+    let token = Auth::Token(add_token(&mut store.admin, "watcher", "live").await);
     let mut hub = HubProcess::spawn(&db.url, broker.port(), &unique("hub-"));
     hub.wait_connected().await;
     // Subscribed, not only connected: a reading of the third lamp is committed.
@@ -743,11 +755,11 @@ async fn ended(client: &mut SseClient, whose: &str) {
 async fn a_stream_ends_with_its_callers_access() {
     let mut city = City::start().await;
     for user in ["signs-out", "token-revoked", "disabled", "keeps-access"] {
-        add_user(&mut city.store, user, "viewer", &[&city.a], None).await;
+        add_user(&mut city.store.admin, user, "viewer", &[&city.a], None).await;
     }
-    let token = Auth::Token(add_token(&mut city.store, "token-revoked", "live").await);
-    let other = Auth::Token(add_token(&mut city.store, "disabled", "live").await);
-    let control = Auth::Token(add_token(&mut city.store, "keeps-access", "live").await);
+    let token = Auth::Token(add_token(&mut city.store.admin, "token-revoked", "live").await);
+    let other = Auth::Token(add_token(&mut city.store.admin, "disabled", "live").await);
+    let control = Auth::Token(add_token(&mut city.store.admin, "keeps-access", "live").await);
     let body = json!({"username": "signs-out", "password": PASSWORD}).to_string();
     let r = city
         .api
@@ -774,6 +786,7 @@ async fn a_stream_ends_with_its_callers_access() {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     city.store
+        .admin
         .revoke_api_token("token-revoked", "live", "test")
         .await
         .unwrap();

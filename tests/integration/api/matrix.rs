@@ -119,6 +119,7 @@ async fn cell(city: &mut City, endpoint: Endpoint, role: &str, side: Side) -> (u
             let id = city.open_outage(&tenant).await;
             let until = chrono::Utc::now() + chrono::Duration::hours(2);
             city.store
+                .actions
                 .shelve_outage(id, until, "olga", "waiting", model::Timestamp::now())
                 .await
                 .unwrap();
@@ -169,7 +170,7 @@ async fn cell(city: &mut City, endpoint: Endpoint, role: &str, side: Side) -> (u
         Endpoint::DisableUser => {
             // A user of the tenant aimed at, made for this cell alone.
             let name = tests::unique("staff");
-            tests::api::add_user(&mut city.store, &name, "viewer", &[&tenant], None).await;
+            tests::api::add_user(&mut city.store.admin, &name, "viewer", &[&tenant], None).await;
             city.post(&format!("/api/v1/users/{name}/disable"), role, "")
                 .await
         }
@@ -349,7 +350,11 @@ async fn reports_count_only_the_callers_tenants() {
             ));
         }
     }
-    city.store.apply_outage_changes(&changes).await.unwrap();
+    city.store
+        .detection
+        .apply_outage_changes(&changes)
+        .await
+        .unwrap();
 
     let alarms = city.get("/api/v1/reports/alarms", "viewer").await.json();
     assert_eq!(alarms["per_kind"][0]["opened"], 2, "{alarms}");

@@ -117,6 +117,7 @@ async fn a_report_near_a_dark_lamp_joins_its_outage_and_work_order() {
     let a = city.a.clone();
     let lamp = city.device(&a, "L3");
     city.store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             lamp,
             "lamp_failure",
@@ -271,6 +272,7 @@ async fn a_report_with_nothing_wrong_opens_an_inspection_whose_status_it_follows
     for (i, (to, actor, assignee, status, notes)) in steps.into_iter().enumerate() {
         let at = ts(&format!("2030-01-01T0{i}:00:00Z"));
         city.store
+            .detection
             .transition_work_order(order.0, tests::db::state(to), actor, None, at, assignee)
             .await
             .unwrap();
@@ -481,6 +483,7 @@ async fn a_dark_lamp_whose_cabinet_lost_supply_joins_the_cabinets_outage() {
     let a = city.a.clone();
     let cabinet = city.device(&a, "C0");
     city.store
+        .detection
         .apply_outage_changes(&[opened_with_order(
             cabinet,
             "cabinet_supply_loss",

@@ -53,7 +53,11 @@ async fn cursors_walk_every_row_exactly_once() {
             "2026-03-01T01:00:00Z",
         ));
     }
-    city.store.apply_outage_changes(&changes).await.unwrap();
+    city.store
+        .detection
+        .apply_outage_changes(&changes)
+        .await
+        .unwrap();
 
     let ids = |order: &'static str| {
         let client = &city.db.client;

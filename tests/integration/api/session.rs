@@ -189,6 +189,7 @@ async fn api_tokens_work_until_revoked() {
     assert_eq!(r.json()["via"], "token");
 
     city.store
+        .admin
         .revoke_api_token("viewer", "tests", "test")
         .await
         .unwrap();
