@@ -113,6 +113,42 @@ pub struct ApiConfig {
     /// How often failed sign-ins and refused requests are written to the audit log, as
     /// tallies ([`refusals::FLUSH_EVERY`] in production).
     pub refusals_every: std::time::Duration,
+    /// When a device not heard from counts as stale on the map.
+    pub staleness: Staleness,
+}
+
+/// How long a device may go unheard before the map calls it stale: one reporting interval
+/// of its kind plus the grace, as the rules file sets them (`[silence]`); the rules raise
+/// a silence outage later, after several intervals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Staleness {
+    /// Per kind, in the order of [`model::Kind::ALL`], seconds.
+    pub after_s: [i64; 4],
+}
+
+impl Staleness {
+    /// One `interval_s(kind)` plus `grace_s`.
+    pub fn new(interval_s: impl Fn(model::Kind) -> i64, grace_s: i64) -> Staleness {
+        Staleness {
+            after_s: model::Kind::ALL.map(|k| interval_s(k).saturating_add(grace_s)),
+        }
+    }
+
+    /// Seconds a device of `kind` may go unheard.
+    pub fn after_s(&self, kind: model::Kind) -> i64 {
+        let i = model::Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.after_s[i]
+    }
+}
+
+impl Default for Staleness {
+    /// The contract's reporting intervals and grace.
+    fn default() -> Staleness {
+        Staleness::new(model::Kind::reporting_interval_s, model::REPORT_GRACE_S)
+    }
 }
 
 struct Shared {
@@ -137,6 +173,7 @@ struct Shared {
     export_slots: Arc<slots::Slots>,
     stream_slots: Arc<slots::Slots>,
     allowed_origins: Vec<String>,
+    staleness: Staleness,
     open311_rates: standards::open311::PostRates,
     refusals: refusals::Refusals,
     refusals_every: std::time::Duration,
@@ -175,6 +212,7 @@ impl AppState {
             export_limits: config.exports,
             http: config.http,
             allowed_origins: config.allowed_origins,
+            staleness: config.staleness,
             open311_rates: standards::open311::PostRates::new(&config.open311),
             refusals: refusals::Refusals::default(),
             refusals_every: config.refusals_every,
@@ -292,6 +330,11 @@ impl AppState {
     /// How connections are bounded.
     pub fn http_limits(&self) -> &HttpLimits {
         &self.0.http
+    }
+
+    /// When a device not heard from counts as stale.
+    pub fn staleness(&self) -> Staleness {
+        self.0.staleness
     }
 
     /// Now, on the hub's clock.

@@ -45,6 +45,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     // Everything that can refuse to start is checked before anything starts.
     let rules_config = config.rules()?;
+    // The map calls a device stale after one of the reporting intervals the rules use.
+    let staleness = api::Staleness::new(
+        |k| rules_config.silence.interval_s(k),
+        rules_config.silence.grace_s,
+    );
     let (session_secret, generated) = config.session_secret()?;
     if generated {
         info!(message = "No http.session_secret is set; using a random one for this run, so sessions end when the hub restarts.");
@@ -99,6 +104,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 window: Duration::from_secs(60),
             },
             refusals_every: api::refusals::FLUSH_EVERY,
+            staleness,
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());

@@ -237,6 +237,122 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// What a device is, as the map and the API show it: its effective state, not only what
+    /// it last said. In order of precedence: the first that holds is the device's state
+    /// ([`DeviceState::of`]). The first nine are abnormal, most urgent first; the rest are
+    /// a healthy device's normal states.
+    pub enum DeviceState {
+        /// An active outage of critical severity on the device (the worst one decides).
+        OutageCritical = "outage_critical",
+        /// An active outage of major severity.
+        OutageMajor = "outage_major",
+        /// An active outage of minor severity.
+        OutageMinor = "outage_minor",
+        /// A lamp whose cabinet has lost its supply (an active supply-loss outage on the
+        /// cabinet): dark whatever it last said.
+        NoSupply = "no_supply",
+        /// In a running maintenance window: its faults are not raised until it ends.
+        Maintenance = "maintenance",
+        /// Said it is offline (or its last will did).
+        Offline = "offline",
+        /// Not heard from within its expected reporting interval (plus the grace).
+        Stale = "stale",
+        /// Never heard from.
+        NeverHeard = "never_heard",
+        /// Reports a fault no outage covers (yet).
+        Fault = "fault",
+        /// A lamp held by an operator's override (an override schedule or a light
+        /// setting with an expiry, in force), not by its schedule.
+        Override = "override",
+        /// A lamp burning dimmed (below 100 %).
+        Dimmed = "dimmed",
+        /// A lamp burning at full level.
+        On = "on",
+        /// A lamp switched off.
+        Off = "off",
+        /// Any other device, healthy.
+        Ok = "ok",
+    }
+}
+
+/// What the hub knows of a device, from which its [`DeviceState`] follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DeviceFacts {
+    /// A lamp (on, off, dimmed and override apply to lamps only).
+    pub lamp: bool,
+    /// The newest message, if any.
+    pub last_seen: Option<crate::Timestamp>,
+    /// What its newest status said (`None`: no status yet).
+    pub online: Option<bool>,
+    /// Its newest telemetry reports a fault.
+    pub fault: bool,
+    /// The severity of its worst active outage.
+    pub worst_outage: Option<Severity>,
+    /// It is a lamp whose cabinet has an active supply-loss outage.
+    pub supply_lost: bool,
+    /// A maintenance window covering it is running.
+    pub maintenance: bool,
+    /// An operator's override holds it (lamps).
+    pub overridden: bool,
+    /// A lamp's relay as last reported.
+    pub on: Option<bool>,
+    /// A lamp's dimming level (%) as last reported.
+    pub dim_pct: Option<f64>,
+}
+
+impl DeviceState {
+    /// The state of a device with `facts` at `now`, when a device of its kind is expected
+    /// to report at least every `stale_after_s` seconds.
+    pub fn of(facts: &DeviceFacts, now: crate::Timestamp, stale_after_s: i64) -> DeviceState {
+        use DeviceState::*;
+        if let Some(severity) = facts.worst_outage {
+            return match severity {
+                Severity::Critical => OutageCritical,
+                Severity::Major => OutageMajor,
+                Severity::Minor => OutageMinor,
+            };
+        }
+        if facts.supply_lost {
+            return NoSupply;
+        }
+        if facts.maintenance {
+            return Maintenance;
+        }
+        let Some(seen) = facts.last_seen else {
+            return NeverHeard;
+        };
+        if facts.online == Some(false) {
+            return Offline;
+        }
+        if now.micros() - seen.micros() > stale_after_s.saturating_mul(1_000_000) {
+            return Stale;
+        }
+        if facts.fault {
+            return Fault;
+        }
+        if !facts.lamp {
+            return Ok;
+        }
+        if facts.overridden {
+            return Override;
+        }
+        match (facts.on, facts.dim_pct) {
+            (Some(false), _) => Off,
+            (_, Some(d)) if d < 100.0 && d > 0.0 => Dimmed,
+            (Some(true), _) => On,
+            (None, Some(d)) if d <= 0.0 => Off,
+            // Heard from, healthy, but its relay never reported.
+            (None, _) => Ok,
+        }
+    }
+
+    /// Whether an operator should look: every state before the normal ones.
+    pub fn abnormal(self) -> bool {
+        self < DeviceState::Override
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +384,7 @@ mod tests {
             CommandStatus::as_str,
         );
         round_trips(&Role::ALL, Role::parse, Role::as_str);
+        round_trips(&DeviceState::ALL, DeviceState::parse, DeviceState::as_str);
         assert_eq!(OutageKind::parse("lamp_fail"), None);
         assert_eq!(
             Severity::ALL.map(Severity::rank),
@@ -306,5 +423,199 @@ mod tests {
             assert_eq!(into, s != New, "{s}");
         }
         assert!(!Verified.set_by_people() && Closed.set_by_people());
+    }
+
+    fn at(s: i64) -> crate::Timestamp {
+        crate::Timestamp::from_unix_ms(s * 1000).unwrap()
+    }
+
+    /// A lamp heard from at 1,000 s, well, burning at full level.
+    fn lamp() -> DeviceFacts {
+        DeviceFacts {
+            lamp: true,
+            last_seen: Some(at(1_000)),
+            online: Some(true),
+            on: Some(true),
+            dim_pct: Some(100.0),
+            ..DeviceFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_device_is_in_the_first_state_that_holds() {
+        use DeviceState::*;
+        let now = at(1_100);
+        let of = |f: DeviceFacts| DeviceState::of(&f, now, 910);
+        assert_eq!(of(lamp()), On);
+        assert_eq!(
+            of(DeviceFacts {
+                dim_pct: Some(40.0),
+                ..lamp()
+            }),
+            Dimmed
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                on: Some(false),
+                dim_pct: Some(0.0),
+                ..lamp()
+            }),
+            Off
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                on: None,
+                dim_pct: None,
+                ..lamp()
+            }),
+            Ok
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                overridden: true,
+                on: Some(false),
+                ..lamp()
+            }),
+            Override
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                fault: true,
+                overridden: true,
+                ..lamp()
+            }),
+            Fault
+        );
+        // Stale past one interval and the grace, not at it.
+        assert_eq!(DeviceState::of(&lamp(), at(1_910), 910), On);
+        assert_eq!(DeviceState::of(&lamp(), at(1_911), 910), Stale);
+        assert_eq!(
+            DeviceState::of(
+                &DeviceFacts {
+                    fault: true,
+                    ..lamp()
+                },
+                at(9_000),
+                910
+            ),
+            Stale
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                online: Some(false),
+                ..lamp()
+            }),
+            Offline
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                last_seen: None,
+                online: None,
+                ..lamp()
+            }),
+            NeverHeard
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                maintenance: true,
+                online: Some(false),
+                ..lamp()
+            }),
+            Maintenance
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                supply_lost: true,
+                maintenance: true,
+                ..lamp()
+            }),
+            NoSupply
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                worst_outage: Some(Severity::Major),
+                supply_lost: true,
+                ..lamp()
+            }),
+            OutageMajor
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                worst_outage: Some(Severity::Critical),
+                ..lamp()
+            }),
+            OutageCritical
+        );
+        assert_eq!(
+            of(DeviceFacts {
+                worst_outage: Some(Severity::Minor),
+                ..lamp()
+            }),
+            OutageMinor
+        );
+        // Other kinds have no relay: well is `ok`, whatever a lamp-only fact says.
+        let meter = DeviceFacts {
+            lamp: false,
+            overridden: true,
+            ..lamp()
+        };
+        assert_eq!(of(meter), Ok);
+        assert!(!Ok.abnormal() && !On.abnormal() && !Override.abnormal());
+        assert!(Fault.abnormal() && Stale.abnormal() && OutageCritical.abnormal());
+    }
+
+    proptest::proptest! {
+        /// Whatever else is known: an active outage shows its severity; a lamp that said
+        /// it is off is never shown burning; a device never heard from and in no outage,
+        /// supply loss or maintenance is `never_heard`; only lamps are on, off, dimmed or
+        /// held.
+        #[test]
+        fn what_the_map_shows_never_contradicts_the_facts(
+            lamp in proptest::bool::ANY,
+            seen in proptest::option::of(0i64..10_000),
+            online in proptest::option::of(proptest::bool::ANY),
+            fault in proptest::bool::ANY,
+            worst in proptest::option::of(0usize..3),
+            supply_lost in proptest::bool::ANY,
+            maintenance in proptest::bool::ANY,
+            overridden in proptest::bool::ANY,
+            on in proptest::option::of(proptest::bool::ANY),
+            dim in proptest::option::of(0.0f64..=100.0),
+            now in 0i64..20_000,
+            stale_after in 1i64..5_000,
+        ) {
+            let facts = DeviceFacts {
+                lamp,
+                last_seen: seen.map(at),
+                online,
+                fault,
+                worst_outage: worst.map(|i| Severity::ALL[i]),
+                supply_lost,
+                maintenance,
+                overridden,
+                on,
+                dim_pct: dim,
+            };
+            let state = DeviceState::of(&facts, at(now), stale_after);
+            use DeviceState::*;
+            match facts.worst_outage {
+                Some(Severity::Critical) => proptest::prop_assert_eq!(state, OutageCritical),
+                Some(Severity::Major) => proptest::prop_assert_eq!(state, OutageMajor),
+                Some(Severity::Minor) => proptest::prop_assert_eq!(state, OutageMinor),
+                None => proptest::prop_assert!(!matches!(state, OutageCritical | OutageMajor | OutageMinor)),
+            }
+            if on == Some(false) {
+                proptest::prop_assert!(!matches!(state, On | Dimmed));
+            }
+            if seen.is_none() && worst.is_none() && !supply_lost && !maintenance {
+                proptest::prop_assert_eq!(state, NeverHeard);
+            }
+            if !lamp {
+                proptest::prop_assert!(!matches!(state, On | Off | Dimmed | Override));
+            }
+            if state == Stale {
+                proptest::prop_assert!(now - seen.unwrap() > stale_after);
+            }
+        }
     }
 }

@@ -33,13 +33,14 @@ pub mod topic;
 pub use backoff::Backoff;
 pub use decode::{decode_payload, Decoded, Limits, Rejected};
 pub use domain::{
-    CommandStatus, OutageKind, OutageState, Role, Severity, Vocabulary, WorkOrderState, INSPECTION,
+    CommandStatus, DeviceFacts, DeviceState, OutageKind, OutageState, Role, Severity, Vocabulary,
+    WorkOrderState, INSPECTION,
 };
 pub use inventory::{Device, Inventory, RouteLine};
 pub use record::{Cell, Committed, FieldSpec, FieldType, Observation, RecordType, Row};
 pub use rejection::Rejection;
 pub use time::{wall_clock, Clock, TimeWindow, Timestamp};
-pub use topic::{Channel, Kind, Topic};
+pub use topic::{Channel, Kind, Topic, REPORT_GRACE_S};
 
 #[cfg(test)]
 mod contract_tests;

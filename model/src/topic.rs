@@ -28,7 +28,22 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// How often a device of this kind reports, seconds, unless the rules file says
+    /// otherwise (`[silence]`): what silence and staleness are measured in.
+    pub fn reporting_interval_s(self) -> i64 {
+        match self {
+            Kind::Light => 900,
+            Kind::Cabinet => 300,
+            Kind::Meter => 3600,
+            Kind::Vehicle => 10,
+        }
+    }
 }
+
+/// How long, seconds, a message may still be on its way through the broker and the hub
+/// before its device counts as late, unless the rules file says otherwise.
+pub const REPORT_GRACE_S: i64 = 10;
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use model::Kind;
 pub use model::Severity;
 use serde::Deserialize;
 use thiserror::Error;
@@ -146,11 +147,23 @@ impl Default for Silence {
     fn default() -> Self {
         Silence {
             intervals: 3.0,
-            grace_s: 10,
-            light_interval_s: 900,
-            cabinet_interval_s: 300,
-            meter_interval_s: 3600,
-            vehicle_interval_s: 10,
+            grace_s: model::REPORT_GRACE_S,
+            light_interval_s: Kind::Light.reporting_interval_s(),
+            cabinet_interval_s: Kind::Cabinet.reporting_interval_s(),
+            meter_interval_s: Kind::Meter.reporting_interval_s(),
+            vehicle_interval_s: Kind::Vehicle.reporting_interval_s(),
+        }
+    }
+}
+
+impl Silence {
+    /// A device of `kind`'s reporting interval, seconds.
+    pub fn interval_s(&self, kind: Kind) -> i64 {
+        match kind {
+            Kind::Light => self.light_interval_s,
+            Kind::Cabinet => self.cabinet_interval_s,
+            Kind::Meter => self.meter_interval_s,
+            Kind::Vehicle => self.vehicle_interval_s,
         }
     }
 }

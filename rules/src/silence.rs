@@ -18,12 +18,7 @@ impl Engine {
     /// How long a device of `kind` may stay silent, microseconds.
     fn silence_limit(&self, kind: Kind) -> i64 {
         let s = self.config.silence;
-        let interval = match kind {
-            Kind::Light => s.light_interval_s,
-            Kind::Cabinet => s.cabinet_interval_s,
-            Kind::Meter => s.meter_interval_s,
-            Kind::Vehicle => s.vehicle_interval_s,
-        };
+        let interval = s.interval_s(kind);
         (interval as f64 * s.intervals * 1e6) as i64 + s.grace_s * 1_000_000
     }
 

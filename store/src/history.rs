@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use crate::listings::{device_row, DeviceRow};
 use crate::rollups::{Rollup, LOOKBACK, ORIGIN};
 use crate::{StoragePath, StoreError};
+use model::{CommandStatus, DeviceFacts, Kind, OutageKind, OutageState, Severity, Timestamp};
 
 /// The width of a history's buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,19 +454,13 @@ pub struct StateColumns {
     pub kind: Vec<String>,
     pub lon: Vec<f64>,
     pub lat: Vec<f64>,
-    /// An index into [`STATE_CODES`].
-    pub state: Vec<i16>,
+    /// What each device's effective state follows from.
+    pub facts: Vec<DeviceFacts>,
     pub on: Vec<Option<bool>>,
     pub dim: Vec<Option<f64>>,
     /// Unix seconds.
     pub last_seen: Vec<Option<i64>>,
 }
-
-/// What a device's state code means, by index: an open outage wins over silence, silence
-/// over a reported fault, a fault over what a lamp's relay says.
-pub const STATE_CODES: [&str; 7] = [
-    "ok", "burning", "dark", "fault", "offline", "outage", "unknown",
-];
 
 /// Lamp energy of one district on one day.
 #[derive(Debug, Clone, PartialEq)]
@@ -565,31 +560,68 @@ impl Reads {
         })
     }
 
-    /// The newest state of every device of `tenants` (of one kind if given), by id.
+    /// The newest state of every device of `tenants` (of one kind if given), by id, with
+    /// what its effective state follows from at `now` ([`model::DeviceState::of`]): its
+    /// worst active outage, its cabinet's supply loss, a running maintenance window, an
+    /// operator's override in force.
     pub async fn state_columns(
         &self,
         tenants: &[i32],
         kind: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<StateColumns, StoreError> {
+        let active: Vec<&str> = OutageState::ALL
+            .into_iter()
+            .filter(|s| s.active())
+            .map(OutageState::as_str)
+            .collect();
         let rows = self
             .client()
             .query(
                 "SELECT d.ext_id, d.tenant_id, d.kind, d.lon, d.lat,
                         l.lamp_on, l.dim_pct, extract(epoch FROM l.last_seen)::int8,
-                        (CASE WHEN o.device_id IS NOT NULL THEN 5
-                              WHEN l.device_id IS NULL THEN 6
-                              WHEN l.online = false THEN 4
-                              WHEN l.has_fault THEN 3
-                              WHEN d.kind = 'light' AND l.lamp_on THEN 1
-                              WHEN d.kind = 'light' AND NOT l.lamp_on THEN 2
-                              ELSE 0 END)::int2
+                        l.online, coalesce(l.has_fault, false), o.severities,
+                        EXISTS (SELECT 1 FROM outages co JOIN devices c ON c.id = co.device_id
+                                WHERE d.kind = $6 AND c.tenant_id = d.tenant_id
+                                  AND c.ext_id = d.cabinet AND co.kind = $4
+                                  AND co.state = ANY($3)),
+                        EXISTS (SELECT 1 FROM maintenance_windows w
+                                WHERE w.tenant_id = d.tenant_id
+                                  AND w.starts_at <= $5 AND w.ends_at > $5
+                                  AND CASE w.scope
+                                      WHEN 'device' THEN d.ext_id = w.target
+                                      WHEN 'cabinet' THEN (d.kind = 'cabinet' AND d.ext_id = w.target)
+                                                          OR d.cabinet = w.target
+                                      WHEN 'district' THEN d.district = w.target
+                                      ELSE true END),
+                        d.kind = $6 AND (
+                          EXISTS (SELECT 1 FROM lighting_schedules s
+                                  WHERE s.override AND s.removed_at IS NULL
+                                    AND s.tenant_id = d.tenant_id
+                                    AND (s.expires_at IS NULL OR s.expires_at > $5)
+                                    AND (s.scope = 'tenant'
+                                         OR (s.scope = 'district' AND s.target = d.district)
+                                         OR (s.scope = 'cabinet' AND s.target = d.cabinet)
+                                         OR (s.scope = 'devices' AND d.ext_id = ANY(s.devices))))
+                          OR EXISTS (SELECT 1 FROM commands c
+                                     WHERE c.device_id = d.id AND c.action = 'set_light'
+                                       AND c.status = $7 AND c.expires_at > $5))
                  FROM devices d
                  LEFT JOIN device_latest l ON l.device_id = d.id
-                 LEFT JOIN (SELECT DISTINCT device_id FROM outages
-                            WHERE state IN ('open', 'acknowledged')) o ON o.device_id = d.id
+                 LEFT JOIN (SELECT device_id, array_agg(DISTINCT severity) AS severities
+                            FROM outages WHERE state = ANY($3)
+                            GROUP BY device_id) o ON o.device_id = d.id
                  WHERE d.tenant_id = ANY($1) AND ($2::text IS NULL OR d.kind = $2)
                  ORDER BY d.id",
-                &[&tenants, &kind],
+                &[
+                    &tenants,
+                    &kind,
+                    &active,
+                    &OutageKind::CabinetSupplyLoss.as_str(),
+                    &now,
+                    &Kind::Light.as_str(),
+                    &CommandStatus::Acked.as_str(),
+                ],
             )
             .await
             .map_err(StoreError::db("reading the devices' state"))?;
@@ -600,21 +632,41 @@ impl Reads {
             kind: Vec::with_capacity(n),
             lon: Vec::with_capacity(n),
             lat: Vec::with_capacity(n),
-            state: Vec::with_capacity(n),
+            facts: Vec::with_capacity(n),
             on: Vec::with_capacity(n),
             dim: Vec::with_capacity(n),
             last_seen: Vec::with_capacity(n),
         };
         for r in &rows {
+            let kind: String = r.get(2);
+            let on: Option<bool> = r.get(5);
+            let dim: Option<f64> = r.get(6);
+            let last_seen: Option<i64> = r.get(7);
+            let severities: Option<Vec<String>> = r.get(10);
+            c.facts.push(DeviceFacts {
+                lamp: kind == Kind::Light.as_str(),
+                last_seen: last_seen.and_then(|s| Timestamp::from_unix_ms(s.saturating_mul(1000))),
+                online: r.get(8),
+                fault: r.get(9),
+                worst_outage: severities
+                    .iter()
+                    .flatten()
+                    .filter_map(|s| Severity::parse(s))
+                    .min(),
+                supply_lost: r.get(11),
+                maintenance: r.get(12),
+                overridden: r.get::<_, Option<bool>>(13).unwrap_or(false),
+                on,
+                dim_pct: dim,
+            });
             c.ext_id.push(r.get(0));
             c.tenant_id.push(r.get(1));
-            c.kind.push(r.get(2));
+            c.kind.push(kind);
             c.lon.push(r.get(3));
             c.lat.push(r.get(4));
-            c.on.push(r.get(5));
-            c.dim.push(r.get(6));
-            c.last_seen.push(r.get(7));
-            c.state.push(r.get(8));
+            c.on.push(on);
+            c.dim.push(dim);
+            c.last_seen.push(last_seen);
         }
         Ok(c)
     }

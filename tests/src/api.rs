@@ -60,6 +60,7 @@ impl TestApi {
             allowed_origins: Vec::new(),
             open311: Default::default(),
             refusals_every: api::refusals::FLUSH_EVERY,
+            staleness: api::Staleness::default(),
         };
         change(&mut config);
         let state = api::AppState::new(

@@ -10,9 +10,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Duration, Utc};
+use model::{DeviceState, Kind, Timestamp};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
-use store::history::{history_fields, Bucket, HistoryQuery, Point, MAX_POINTS, STATE_CODES};
+use store::history::{history_fields, Bucket, HistoryQuery, Point, MAX_POINTS};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -318,22 +319,26 @@ pub struct StateParams {
     pub kind: Option<String>,
 }
 
-/// The newest state of every device, column by column: entry `i` of each array is device
+/// Every device's effective state, column by column: entry `i` of each array is device
 /// `i`. `tenant`, `kind` and `state` are indexes into the `tenants`, `kinds` and `states`
 /// legends.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeviceStates {
+    /// The hub's clock when the state was taken, Unix seconds: what staleness and "ago"
+    /// are measured against.
+    pub now: i64,
     pub count: usize,
     pub tenants: Vec<String>,
     pub kinds: Vec<String>,
-    /// ok, burning, dark, fault, offline, outage, unknown (never heard from). An open
-    /// outage wins over offline, offline over a reported fault, a fault over on/off.
-    pub states: Vec<String>,
+    /// The effective states, in order of precedence (docs/api.md, "Device states"): the
+    /// first that holds is a device's state. The ones before `override` are abnormal.
+    pub states: Vec<model::DeviceState>,
     pub ext_id: Vec<String>,
     pub tenant: Vec<u8>,
     pub kind: Vec<u8>,
     pub lon: Vec<f64>,
     pub lat: Vec<f64>,
+    /// An index into `states`.
     pub state: Vec<u8>,
     /// A lamp's relay as last reported.
     pub on: Vec<Option<bool>>,
@@ -377,23 +382,25 @@ pub async fn state(
     let key = (key_tenants, kind.map(str::to_owned));
     let kind = kind.map(str::to_owned);
     let shared = state.clone();
+    let staleness = state.staleness();
     let body = state
         .states()
         .get(key, move || {
             let (state, tenants, kind, slugs) =
                 (shared.clone(), tenants.clone(), kind.clone(), slugs.clone());
             async move {
+                let now = state.now();
                 let c = state
                     .pool()
                     .reads()
                     .await?
-                    .state_columns(&tenants, kind.as_deref())
+                    .state_columns(&tenants, kind.as_deref(), now.to_datetime())
                     .await?;
                 // Megabytes to write and compress: off the async workers.
                 tokio::task::spawn_blocking(move || {
                     let slugs: Vec<(i32, &str)> =
                         slugs.iter().map(|(id, s)| (*id, s.as_str())).collect();
-                    Encoded::new(Bytes::from(state_json(&c, &slugs)))
+                    Encoded::new(Bytes::from(state_json(&c, &slugs, now, staleness)))
                 })
                 .await
                 .map_err(|e| ApiError::internal("building the devices' state", &e))
@@ -417,8 +424,14 @@ pub async fn state(
     })
 }
 
-/// Writes the columns as JSON in one buffer, without a value per cell.
-fn state_json(c: &store::history::StateColumns, tenants: &[(i32, &str)]) -> String {
+/// Writes the columns as JSON in one buffer, without a value per cell; each device's
+/// state is its effective state at `now`.
+fn state_json(
+    c: &store::history::StateColumns,
+    tenants: &[(i32, &str)],
+    now: Timestamp,
+    staleness: crate::Staleness,
+) -> String {
     let n = c.ext_id.len();
     let mut s = String::with_capacity(64 + n * 96);
     let list = |s: &mut String, name: &str, items: &mut dyn Iterator<Item = String>| {
@@ -431,14 +444,22 @@ fn state_json(c: &store::history::StateColumns, tenants: &[(i32, &str)]) -> Stri
         }
         s.push(']');
     };
-    let _ = write!(s, "{{\"count\":{n}");
+    let _ = write!(
+        s,
+        "{{\"now\":{},\"count\":{n}",
+        now.micros().div_euclid(1_000_000)
+    );
     list(
         &mut s,
         "tenants",
         &mut tenants.iter().map(|(_, t)| quoted(t)),
     );
     list(&mut s, "kinds", &mut KINDS.iter().map(|k| quoted(k)));
-    list(&mut s, "states", &mut STATE_CODES.iter().map(|k| quoted(k)));
+    list(
+        &mut s,
+        "states",
+        &mut DeviceState::ALL.iter().map(|k| quoted(k.as_str())),
+    );
     // The cell columns: written straight into the buffer.
     s.push_str(",\"ext_id\":[");
     for (i, e) in c.ext_id.iter().enumerate() {
@@ -468,9 +489,11 @@ fn state_json(c: &store::history::StateColumns, tenants: &[(i32, &str)]) -> Stri
         push_number(&mut s, Some(*v));
     }
     s.push_str("],\"state\":[");
-    for (i, v) in c.state.iter().enumerate() {
+    for (i, (facts, kind)) in c.facts.iter().zip(&c.kind).enumerate() {
         sep(&mut s, i);
-        let _ = write!(s, "{v}");
+        let after = Kind::parse(kind).map_or(i64::MAX, |k| staleness.after_s(k));
+        let state = DeviceState::of(facts, now, after);
+        let _ = write!(s, "{}", state as u8);
     }
     s.push_str("],\"on\":[");
     for (i, v) in c.on.iter().enumerate() {
@@ -678,25 +701,40 @@ mod tests {
 
     #[test]
     fn the_state_is_valid_json_column_by_column() {
+        let now = Timestamp::from_unix_ms(1_700_000_100_000).unwrap();
+        let seen = Timestamp::from_unix_ms(1_700_000_000_000);
         let c = store::history::StateColumns {
             ext_id: vec!["L0".into(), "we\"ird".into()],
             tenant_id: vec![7, 9],
             kind: vec!["light".into(), "meter".into()],
             lon: vec![-9.14, 1.5],
             lat: vec![38.7, 2.5],
-            state: vec![1, 6],
+            facts: vec![
+                model::DeviceFacts {
+                    lamp: true,
+                    last_seen: seen,
+                    on: Some(true),
+                    dim_pct: Some(60.5),
+                    ..Default::default()
+                },
+                model::DeviceFacts::default(),
+            ],
             on: vec![Some(true), None],
             dim: vec![Some(60.5), Some(f64::NAN)],
             last_seen: vec![Some(1_700_000_000), None],
         };
+        let staleness = crate::Staleness::default();
         let v: serde_json::Value =
-            serde_json::from_str(&state_json(&c, &[(7, "a"), (9, "b")])).unwrap();
+            serde_json::from_str(&state_json(&c, &[(7, "a"), (9, "b")], now, staleness)).unwrap();
+        assert_eq!(v["now"], 1_700_000_100);
+        let state = |i: usize| v["states"][v["state"][i].as_u64().unwrap() as usize].clone();
+        assert_eq!(state(0), "dimmed");
+        assert_eq!(state(1), "never_heard");
         assert_eq!(v["count"], 2);
         assert_eq!(v["ext_id"], serde_json::json!(["L0", "we\"ird"]));
         assert_eq!(v["tenant"], serde_json::json!([0, 1]));
         assert_eq!(v["kind"], serde_json::json!([0, 2]));
         assert_eq!(v["lon"], serde_json::json!([-9.14, 1.5]));
-        assert_eq!(v["states"][1], "burning");
         assert_eq!(v["on"], serde_json::json!([true, null]));
         assert_eq!(v["dim"], serde_json::json!([60.5, null]));
         // Whole numbers are written without a fraction; still the same number.
@@ -706,6 +744,8 @@ mod tests {
                 ..c
             },
             &[],
+            now,
+            staleness,
         );
         assert!(whole.contains("\"lon\":[1]"), "{whole}");
         assert_eq!(v["last_seen"], serde_json::json!([1_700_000_000, null]));

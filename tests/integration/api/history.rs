@@ -2,7 +2,7 @@
 //! readings written through the store's write path and rolled up on demand. Expected
 //! values are computed here from the readings themselves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use model::{decode_payload, Limits, RecordType, Timestamp};
@@ -598,41 +598,59 @@ async fn one_device_with_its_latest_state_and_open_outages() {
     assert!(said.contains("no rated_power_w"), "{d}");
 }
 
+/// One message of tenant `a`'s lamp `lamp`, stored as ingestion stores it.
+async fn lamp_says(city: &City, lamp: &str, json: &str) {
+    store_payload(city, &city.a, lamp, RecordType::Light, json).await
+}
+
+/// Each device's effective state in `GET /api/v1/state`, by inventory id.
+async fn states(city: &City, role: &str) -> HashMap<String, String> {
+    let s = city.get("/api/v1/state", role).await.json();
+    let names = s["states"].as_array().unwrap();
+    s["ext_id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(s["state"].as_array().unwrap())
+        .map(|(id, i)| {
+            let name = names[i.as_u64().unwrap() as usize].as_str().unwrap();
+            (id.as_str().unwrap().to_owned(), name.to_owned())
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_state_covers_every_device_the_caller_sees() {
     let mut city = City::start().await;
     let a = city.a.clone();
-    let t = days_ago(1);
-    let on = lamp_readings(t - 3_600_000, 1, MINUTE_MS, 0.0); // 23:00: burning
-    let off = lamp_readings(t + 12 * 3_600_000, 1, MINUTE_MS, 0.0); // noon: dark
-    store_lamp(&city, &a, "L5", &on).await;
-    store_lamp(&city, &a, "L6", &off).await;
+    let now = tests::now_ms();
+    lamp_says(
+        &city,
+        "L5",
+        &format!(r#"{{"ts":{now},"on":true,"dim":100}}"#),
+    )
+    .await;
+    lamp_says(
+        &city,
+        "L6",
+        &format!(r#"{{"ts":{now},"on":false,"dim":0}}"#),
+    )
+    .await;
     let kind = fresh_kind();
     let l7 = city.device(&a, "L7");
-    store_lamp(&city, &a, "L7", &on).await;
+    lamp_says(&city, "L7", &format!(r#"{{"ts":{now},"on":true}}"#)).await;
     city.store
         .detection
         .apply_outage_changes(&[tests::db::opened(l7, kind, "2026-03-01T00:00:00Z")])
         .await
         .unwrap();
-
-    let now = tests::now_ms();
-    store_payload(
+    lamp_says(
         &city,
-        &a,
         "L9",
-        RecordType::Light,
         &format!(r#"{{"ts":{now},"on":true,"dim":30,"fault":"driver_failure"}}"#),
     )
     .await;
-    store_payload(
-        &city,
-        &a,
-        "L10",
-        RecordType::Light,
-        &format!(r#"{{"ts":{now},"on":true}}"#),
-    )
-    .await;
+    lamp_says(&city, "L10", &format!(r#"{{"ts":{now},"on":true}}"#)).await;
     store_payload(
         &city,
         &a,
@@ -641,6 +659,63 @@ async fn the_state_covers_every_device_the_caller_sees() {
         &format!(r#"{{"ts":{now},"state":"offline"}}"#),
     )
     .await;
+    // Heard from last 16 minutes ago: past a lamp's 15-minute interval and the grace.
+    let old = now - 16 * 60_000;
+    lamp_says(&city, "L11", &format!(r#"{{"ts":{old},"on":true}}"#)).await;
+    lamp_says(
+        &city,
+        "L12",
+        &format!(r#"{{"ts":{now},"on":true,"dim":40}}"#),
+    )
+    .await;
+    // An operator's light setting, accepted and in force for another hour.
+    let l13 = city.device(&a, "L13");
+    lamp_says(
+        &city,
+        "L13",
+        &format!(r#"{{"ts":{now},"on":true,"dim":100}}"#),
+    )
+    .await;
+    let body = serde_json::json!({"action": "set_light", "on": true});
+    let issued = chrono::Utc::now();
+    city.store
+        .admin
+        .record_command(
+            "cmd-override",
+            l13,
+            "set_light",
+            &body,
+            issued,
+            Some(issued + chrono::Duration::hours(1)),
+            "olga",
+        )
+        .await
+        .unwrap();
+    city.store
+        .detection
+        .command_acked("cmd-override", "ok", issued)
+        .await
+        .unwrap();
+    // A lamp in a running maintenance window, silent for a day.
+    lamp_says(
+        &city,
+        "L14",
+        &format!(r#"{{"ts":{},"on":true}}"#, now - DAY_MS),
+    )
+    .await;
+    city.store
+        .admin
+        .add_maintenance_window(
+            &a,
+            "device",
+            "L14",
+            issued - chrono::Duration::hours(1),
+            issued + chrono::Duration::hours(1),
+            "pole replaced",
+            "olga",
+        )
+        .await
+        .unwrap();
 
     let s = city.get("/api/v1/state", "viewer").await;
     assert_eq!(s.status, 200, "{}", s.body);
@@ -663,6 +738,9 @@ async fn the_state_covers_every_device_the_caller_sees() {
     assert_eq!(unzipped, s.body);
     let s = s.json();
     assert_eq!(s["count"], 31);
+    // The hub's clock, in seconds.
+    let taken = s["now"].as_i64().unwrap();
+    assert!((taken - now / 1000).abs() < 60, "{taken} vs {now}");
     let ids: HashSet<String> = s["ext_id"]
         .as_array()
         .unwrap()
@@ -686,25 +764,6 @@ async fn the_state_covers_every_device_the_caller_sees() {
     ] {
         assert_eq!(s[column].as_array().unwrap().len(), 31, "{column}");
     }
-    let states = s["states"].as_array().unwrap();
-    let state_of = |ext: &str| -> String {
-        let i = s["ext_id"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .position(|v| v == ext)
-            .unwrap();
-        states[s["state"][i].as_u64().unwrap() as usize]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    assert_eq!(state_of("L5"), "burning");
-    assert_eq!(state_of("L6"), "dark");
-    assert_eq!(state_of("L7"), "outage");
-    assert_eq!(state_of("L8"), "unknown");
-    assert_eq!(state_of("L9"), "fault");
-    assert_eq!(state_of("L10"), "offline");
     let l9 = s["ext_id"]
         .as_array()
         .unwrap()
@@ -713,7 +772,47 @@ async fn the_state_covers_every_device_the_caller_sees() {
         .unwrap();
     assert_eq!(s["dim"][l9], 30.0);
     assert_eq!(s["on"][l9], true);
-    assert_eq!(state_of("C0"), "unknown");
+
+    let state = states(&city, "viewer").await;
+    for (id, want) in [
+        ("L5", "on"),
+        ("L6", "off"),
+        ("L7", "outage_major"),
+        ("L8", "never_heard"),
+        ("L9", "fault"),
+        ("L10", "offline"),
+        ("L11", "stale"),
+        ("L12", "dimmed"),
+        ("L13", "override"),
+        ("L14", "maintenance"),
+        ("C0", "never_heard"),
+    ] {
+        assert_eq!(state[id], want, "{id}");
+    }
+
+    // The cabinet loses its supply: its lamps are dark whatever they last said; a lamp's
+    // own outage still shows as such.
+    let c0 = city.device(&a, "C0");
+    city.store
+        .detection
+        .apply_outage_changes(&[tests::db::opened(
+            c0,
+            model::OutageKind::CabinetSupplyLoss.as_str(),
+            "2026-03-01T00:00:00Z",
+        )])
+        .await
+        .unwrap();
+    // The answer is shared: a newer one comes within seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut state = states(&city, "viewer").await;
+    while state["C0"] == "never_heard" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        state = states(&city, "viewer").await;
+    }
+    assert_eq!(state["C0"], "outage_major");
+    assert_eq!(state["L5"], "no_supply");
+    assert_eq!(state["L10"], "no_supply");
+    assert_eq!(state["L7"], "outage_major");
 
     let lights = city.get("/api/v1/state?kind=light", "crew").await.json();
     assert_eq!(lights["count"], 30);
