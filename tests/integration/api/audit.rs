@@ -109,7 +109,7 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
     }
     ids.sort_unstable();
     assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
-    let check = db.store().await.admin.verify_audit(&[]).await.unwrap();
+    let check = db.admin().await.verify_audit(&[]).await.unwrap();
     assert_eq!((check.entries, check.first_bad), (20, None));
 }
 

@@ -96,13 +96,7 @@ async fn store_payloads(
             batch.push(record, city.device(tenant, device), row);
         }
     }
-    city.db
-        .store()
-        .await
-        .ingestion
-        .write_batch(&batch)
-        .await
-        .unwrap();
+    city.db.ingestion().await.write_batch(&batch).await.unwrap();
     out
 }
 
@@ -591,13 +585,7 @@ async fn filters_narrow_the_export_to_tenants_districts_and_devices() {
         }
         all.insert((tenant.clone(), device.to_owned()), 1);
     }
-    city.db
-        .store()
-        .await
-        .ingestion
-        .write_batch(&batch)
-        .await
-        .unwrap();
+    city.db.ingestion().await.write_batch(&batch).await.unwrap();
 
     let range = format!("from={}&to={}", rfc3339(start), rfc3339(start + 1000));
     let who = |role: &'static str, query: &str| {

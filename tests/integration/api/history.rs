@@ -118,9 +118,8 @@ async fn store_payload(city: &City, tenant: &str, device: &str, record: RecordTy
 /// so that answers come from them rather than from their real-time part.
 async fn refresh(city: &City) -> store::rollups::RefreshOutcome {
     city.db
-        .store()
+        .admin()
         .await
-        .admin
         .refresh_rollups(Utc::now())
         .await
         .unwrap()
