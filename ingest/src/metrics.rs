@@ -41,6 +41,9 @@ pub struct IngestMetrics {
     pub lag_seconds: Histogram,
     pub write_retries: Counter,
     pub connects: Counter,
+    /// Subscriptions the broker confirmed: until the first, nothing published reaches the
+    /// hub's session (a fresh session has no subscription to queue for).
+    pub subscriptions: Counter,
     pub connection_errors: Counter,
     /// Connections on which the broker did not have the session the hub expected.
     pub sessions_lost: Counter,
@@ -68,6 +71,7 @@ impl Default for IngestMetrics {
             lag_seconds: Histogram::new(LAG_BUCKETS),
             write_retries: Counter::default(),
             connects: Counter::default(),
+            subscriptions: Counter::default(),
             connection_errors: Counter::default(),
             sessions_lost: Counter::default(),
             session_lost_at: Gauge::default(),
@@ -131,6 +135,11 @@ impl IngestMetrics {
             "mqtt_connects",
             "MQTT sessions established",
             self.connects.clone(),
+        );
+        r.register(
+            "mqtt_subscriptions",
+            "MQTT subscriptions the broker confirmed",
+            self.subscriptions.clone(),
         );
         r.register(
             "mqtt_connection_errors",

@@ -163,6 +163,8 @@ impl Session {
                     Ok(Event::Incoming(Incoming::SubAck(ack))) => {
                         if ack.return_codes.iter().any(|c| !matches!(c, SubscribeReasonCode::Success(_))) {
                             warn!(message = "The broker refused a subscription; check the ACL of the hub's user.", topics = ?self.config.mqtt.topics);
+                        } else {
+                            self.shared.metrics.subscriptions.inc();
                         }
                     }
                     Ok(_) => {}
