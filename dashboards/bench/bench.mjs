@@ -32,6 +32,8 @@ const LON0 = -9.2, LAT0 = 38.68;
 const M_LAT = 1 / 111_320, M_LON = 1 / (111_320 * Math.cos((LAT0 * Math.PI) / 180));
 const side = Math.ceil(Math.sqrt(LAMPS / 8)); // blocks per side: 8 lamps per block corner run
 const ids = [], kinds = [], lon = [], lat = [], state = [], on = [], dim = [];
+// The hub's legend of effective states, in its order (docs/api.md, "Device states").
+const STATES = ["outage_critical", "outage_major", "outage_minor", "no_supply", "maintenance", "offline", "stale", "never_heard", "fault", "override", "dimmed", "on", "off", "ok"];
 for (let i = 0; i < LAMPS; i++) {
   const street = Math.floor(i / (side * 4));
   const along = i % (side * 4);
@@ -42,7 +44,7 @@ for (let i = 0; i < LAMPS; i++) {
   kinds.push(0);
   lon.push(+(LON0 + x * M_LON).toFixed(7));
   lat.push(+(LAT0 + y * M_LAT).toFixed(7));
-  state.push(1); // burning
+  state.push(STATES.indexOf("on"));
   on.push(true);
   dim.push(100);
 }
@@ -52,7 +54,7 @@ for (let c = 0; c < LAMPS / 50; c++) {
   kinds.push(1);
   lon.push(lon[i] + 5 * M_LON);
   lat.push(lat[i] + 5 * M_LAT);
-  state.push(0);
+  state.push(STATES.indexOf("ok"));
   on.push(true);
   dim.push(null);
 }
@@ -61,7 +63,7 @@ const stateJson = JSON.stringify({
   count: n,
   tenants: ["benchcity"],
   kinds: ["light", "cabinet", "meter", "vehicle"],
-  states: ["ok", "burning", "dark", "fault", "offline", "outage", "unknown"],
+  states: STATES,
   ext_id: ids,
   tenant: new Array(n).fill(0),
   kind: kinds,

@@ -139,13 +139,6 @@ export interface Device {
   } | null;
 }
 
-/** Now on the hub's clock (the simulators' when it runs on theirs), as a Date. */
-export async function hubNow(): Promise<Date> {
-  const t0 = Date.now();
-  const r = await get<{ now: string }>("/reports/sla-breaches?limit=1");
-  return new Date(Date.parse(r.now) + (Date.now() - t0) / 2);
-}
-
 /** The routes this hub serves, from its OpenAPI document, with `{param}` written `{}`. */
 let routes: Set<string> | null = null;
 /** The document's vocabulary: each enum schema's names, in order (e.g. `WorkOrderState`). */

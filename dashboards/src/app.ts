@@ -1,6 +1,7 @@
 // What every view is given: the signed-in user, the assets, and ways to open an asset,
 // move to another view and show a failure. Views import this, never the app's entry.
 
+import type { ActiveOutages } from "./activeOutages";
 import type { Me } from "./api";
 import type { Assets } from "./assets";
 import { el } from "./dom";
@@ -16,6 +17,8 @@ export interface Page {
 export interface App {
   me: Me;
   assets: Assets;
+  /** The open and acknowledged outages, kept current by the live events. */
+  active: ActiveOutages;
   openAsset(tenant: string, device: string): void;
   navigate(path: string): void;
 }

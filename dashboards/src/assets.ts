@@ -6,37 +6,68 @@ import { all, get, has, type Device } from "./api";
 export const KINDS = ["light", "cabinet", "meter", "vehicle"] as const;
 export type Kind = (typeof KINDS)[number];
 
-/** What the map shows of an asset. The order is the drawing order: faults on top. */
+/**
+ * What the map shows of an asset: its effective state as the hub judges it (docs/api.md,
+ * "Device states"). The order is the drawing order: the normal states first, then the
+ * abnormal ones by priority, the most urgent last (on top).
+ */
 export const enum State {
-  Unknown = 0,
-  /** A lamp (or a cabinet's contactor) off. */
-  Dark = 1,
-  /** A lamp burning (or a cabinet's contactor on). */
-  Burning = 2,
-  /** Reporting, nothing wrong (meters, buses, a lamp not yet read). */
-  Ok = 3,
-  Offline = 4,
-  /** The device reports a fault; no outage (yet). */
-  Fault = 5,
-  /** An open outage. */
-  Outage = 6,
-  /** Its outages are all acknowledged. */
-  Acknowledged = 7,
+  Ok = 0,
+  Off = 1,
+  On = 2,
+  Dimmed = 3,
+  Override = 4,
+  NeverHeard = 5,
+  Fault = 6,
+  Stale = 7,
+  Offline = 8,
+  Maintenance = 9,
+  NoSupply = 10,
+  OutageMinor = 11,
+  OutageMajor = 12,
+  OutageCritical = 13,
 }
-export const STATE_COUNT = 8;
-/** States drawn on top of the rest, larger. */
-export const ALERT = State.Fault;
+export const STATE_COUNT = 14;
+/** The first abnormal state: these are drawn on top of the rest, larger, in colour. */
+export const ALERT = State.NeverHeard;
+
+/** The hub's names of the states. */
+export const STATE_NAMES: Record<string, State> = {
+  ok: State.Ok,
+  off: State.Off,
+  on: State.On,
+  dimmed: State.Dimmed,
+  override: State.Override,
+  never_heard: State.NeverHeard,
+  fault: State.Fault,
+  stale: State.Stale,
+  offline: State.Offline,
+  maintenance: State.Maintenance,
+  no_supply: State.NoSupply,
+  outage_minor: State.OutageMinor,
+  outage_major: State.OutageMajor,
+  outage_critical: State.OutageCritical,
+};
 
 export const STATE_LABELS: Record<number, string> = {
-  [State.Unknown]: "not heard from",
-  [State.Dark]: "ok, off",
-  [State.Burning]: "ok, burning",
   [State.Ok]: "ok",
-  [State.Offline]: "offline",
+  [State.Off]: "ok, off",
+  [State.On]: "ok, burning",
+  [State.Dimmed]: "ok, dimmed",
+  [State.Override]: "held by an operator",
+  [State.NeverHeard]: "never heard from",
   [State.Fault]: "reports a fault",
-  [State.Outage]: "open outage",
-  [State.Acknowledged]: "outage acknowledged",
+  [State.Stale]: "not heard from lately",
+  [State.Offline]: "offline",
+  [State.Maintenance]: "in maintenance",
+  [State.NoSupply]: "no supply (cabinet)",
+  [State.OutageMinor]: "outage, minor",
+  [State.OutageMajor]: "outage, major",
+  [State.OutageCritical]: "outage, critical",
 };
+
+/** States a reading can change on its own; the others are the hub's to lift. */
+const FROM_READINGS = new Set<number>([State.Ok, State.Off, State.On, State.Dimmed, State.NeverHeard, State.Fault, State.Stale]);
 
 /** The compact columns of `GET /api/v1/state`. */
 export interface StateColumns {
@@ -88,7 +119,7 @@ export class Assets {
     this.my = new Float64Array(n);
     this.lon = new Float64Array(n);
     this.lat = new Float64Array(n);
-    this.state = new Uint8Array(n);
+    this.state = new Uint8Array(n).fill(State.NeverHeard);
     this.online = new Uint8Array(n).fill(2);
     this.on = new Uint8Array(n).fill(2);
     this.fault = new Uint8Array(n);
@@ -106,17 +137,23 @@ export class Assets {
     this.my[i] = 0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI);
   }
 
-  /** Recomputes what the map shows of asset `i`. */
+  /**
+   * Recomputes what the map shows of asset `i` after a reading: from the hub's state, a
+   * reading moves a device between its normal states, to a fault and back, and out of
+   * silence. Outages, supply loss, maintenance, offline and overrides stay as the hub
+   * said until its next state (a live outage event asks for it at once).
+   */
   restate(i: number): void {
+    const base = this.state[i];
+    if (!FROM_READINGS.has(base) && !(base === State.Offline && this.online[i] === 1)) return;
     let s: State;
-    if (this.outage[i] === 1) s = State.Outage;
-    else if (this.outage[i] === 2) s = State.Acknowledged;
-    else if (this.online[i] === 0) s = State.Offline;
+    if (this.online[i] === 0) s = State.Offline;
+    else if (this.online[i] === 2) s = State.NeverHeard;
     else if (this.fault[i]) s = State.Fault;
-    else if (this.on[i] === 1) s = State.Burning;
-    else if (this.on[i] === 0) s = State.Dark;
-    else if (this.online[i] === 1) s = State.Ok;
-    else s = State.Unknown;
+    else if (this.kind[i] !== 0 || this.on[i] === 2) s = State.Ok;
+    else if (this.on[i] === 0) s = State.Off;
+    else if (this.dim[i] > 0 && this.dim[i] < 100) s = State.Dimmed;
+    else s = State.On;
     this.state[i] = s;
   }
 
@@ -140,13 +177,12 @@ export class Assets {
       this.dim[i] = c.dim?.[i] ?? 0;
       const st = c.state?.[i];
       const stName = typeof st === "number" && c.states ? c.states[st] : st;
-      this.online[i] = stName === "offline" ? 0 : stName == null || stName === "unknown" ? 2 : 1;
-      this.fault[i] = stName === "fault" ? 1 : 0;
-      // An open outage, until the outage list says which (open or acknowledged).
-      if (stName === "outage") this.outage[i] = 1;
       const seen = c.last_seen?.[i];
       this.lastSeen[i] = seen == null ? 0 : typeof seen === "number" ? seen * 1000 : Date.parse(seen);
-      this.restate(i);
+      this.online[i] = stName === "offline" ? 0 : seen == null ? 2 : 1;
+      this.fault[i] = stName === "fault" ? 1 : 0;
+      if (typeof stName === "string" && stName.startsWith("outage_")) this.outage[i] = 1;
+      this.state[i] = STATE_NAMES[stName ?? ""] ?? State.NeverHeard;
     }
     this.version++;
   }
@@ -192,17 +228,28 @@ export class Assets {
     this.outageStates.clear();
     for (const o of open) {
       const i = this.find(o.tenant, o.device);
-      if (i !== undefined) this.noteOutage(i, o.id, o.state);
+      if (i !== undefined) {
+        this.noteOutage(i, o.id, o.state);
+        this.raise(i, o.severity);
+      }
     }
-    for (let i = 0; i < this.count; i++) this.restate(i);
     this.version++;
   }
 
-  /** Outage `id` of asset `i` is now in `state`. */
-  markOutage(i: number, id: number, state: string): void {
+  /**
+   * Outage `id` of asset `i` is now in `state`. One that opens shows at once, by its
+   * severity; what an asset is once its outages end is the hub's to say (its next state).
+   */
+  markOutage(i: number, id: number, state: string, severity?: string): void {
     this.noteOutage(i, id, state);
-    this.restate(i);
+    if (state === "open" || state === "acknowledged") this.raise(i, severity);
     this.version++;
+  }
+
+  /** Shows an active outage of `severity` on asset `i` unless a worse state already shows. */
+  private raise(i: number, severity?: string): void {
+    const s = STATE_NAMES[`outage_${severity ?? "minor"}`] ?? State.OutageMinor;
+    if (s > this.state[i]) this.state[i] = s;
   }
 
   private noteOutage(i: number, id: number, state: string): void {
@@ -241,6 +288,7 @@ export interface OutageMark {
   tenant: string;
   device: string;
   state: string;
+  severity?: string;
 }
 
 /** Open and acknowledged outages (device and state), to mark the map. */

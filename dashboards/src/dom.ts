@@ -1,4 +1,4 @@
-// A few DOM and time helpers shared by the views.
+// A few DOM helpers shared by the views (times are in time.ts).
 
 type Child = Node | string | null | undefined | false;
 
@@ -15,26 +15,6 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   }
   for (const c of children) if (c !== null && c !== undefined && c !== false) e.append(c);
   return e;
-}
-
-/** "3 h 05 min", "45 s": a duration for people. */
-export function duration(ms: number): string {
-  const s = Math.floor(Math.abs(ms) / 1000);
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d} d ${h} h`;
-  if (h > 0) return `${h} h ${String(m).padStart(2, "0")} min`;
-  if (m > 0) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
-  return `${s % 60} s`;
-}
-
-/** "2026-11-22 18:04" in the browser's time zone. */
-export function when(iso: string | null | undefined): string {
-  if (!iso) return "—";
-  const d = new Date(iso);
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
 /** A modal dialog with a form; resolves with its values, or null when cancelled. */

@@ -2,11 +2,15 @@
 // transport, reports) under one header, every one kept current by the live events.
 
 import "./style.css";
+import { ActiveOutages, severityCounts } from "./activeOutages";
 import { get, has, loadRoutes, SIGNED_IN_HINT, whenSignedOut, type Me } from "./api";
 import { Assets, loadAssets, loadOutageMarks } from "./assets";
 import * as live from "./live";
 import { el } from "./dom";
 import { report, type App, type Page } from "./app";
+import { Header } from "./header";
+import { QuietBanner } from "./quiet";
+import { hubClock } from "./time";
 import { showLogin } from "./views/login";
 import { MapPage } from "./views/map";
 import { OutagesPage } from "./views/outages";
@@ -52,31 +56,24 @@ async function boot(): Promise<void> {
 
 function start(me: Me): void {
   const assets = new Assets();
-  const status = el("span", { class: "live-status", role: "status", "aria-live": "polite" }, "connecting…");
-  const nav = el("nav", { "aria-label": "Views" });
+  const active = new ActiveOutages();
   const main = el("main", { id: "main" });
-  const signOut = el("button", { type: "button", class: "link" }, "Sign out");
-  signOut.addEventListener("click", async () => {
+  const header = new Header(me, ROUTES, (path) => navigate(path), async () => {
     live.disconnect();
     localStorage.removeItem(SIGNED_IN_HINT);
     await fetch("/api/v1/logout", { method: "POST", credentials: "same-origin" });
     location.assign("/");
   });
-  const header = el(
-    "header",
-    {},
-    el("strong", { class: "brand" }, "cityhub"),
-    nav,
-    el("span", { class: "who" }, `${me.username} (${me.role}) · ${me.tenants.join(", ")}`),
-    status,
-    signOut,
-  );
+  const status = header.status;
   const panel = new Panel(assets, me);
-  root.replaceChildren(header, el("div", { class: "body" }, main, panel.el));
+  const quiet = new QuietBanner(assets);
+  root.replaceChildren(header.el, quiet.el, el("div", { class: "body" }, main, panel.el));
+  setInterval(() => quiet.check(), 5_000);
 
   const app: App = {
     me,
     assets,
+    active,
     openAsset: (tenant, device) => panel.open(tenant, device),
     navigate,
   };
@@ -88,14 +85,6 @@ function start(me: Me): void {
     "/transport": new TransportPage(app),
     "/reports": new ReportsPage(app),
   };
-  for (const [path, label] of ROUTES) {
-    const a = el("a", { href: path }, label);
-    a.addEventListener("click", (e) => {
-      e.preventDefault();
-      navigate(path);
-    });
-    nav.append(a);
-  }
   for (const p of Object.values(pages)) main.append(p.el);
 
   let current: Page | null = null;
@@ -105,14 +94,23 @@ function start(me: Me): void {
     if (current && current !== page) current.hide();
     current = page;
     page.show();
-    for (const a of nav.querySelectorAll("a")) {
-      if (a.getAttribute("href") === path) a.setAttribute("aria-current", "page");
-      else a.removeAttribute("aria-current");
-    }
-    document.title = `${ROUTES.find(([p]) => p === path)?.[1]} · cityhub`;
+    header.setCurrent(path);
+    title();
   }
+  /** "(2 critical, 5 major) Outages · cityhub": what is wrong, seen from any tab. */
+  function title(): void {
+    const counts = severityCounts(active.rows);
+    const view = ROUTES.find(([p]) => p === location.pathname)?.[1] ?? ROUTES[0][1];
+    document.title = `${counts ? `(${counts}) ` : ""}${view} · cityhub`;
+  }
+  active.onChange(title);
+  // A shelving ends on the hub's clock, with no event to say so.
+  setInterval(title, 15_000);
+  // On a phone the asset panel covers the view: choosing a view closes it.
+  const phone = window.matchMedia("(max-width: 700px)");
   function navigate(path: string): void {
     if (location.pathname !== path) history.pushState(null, "", path);
+    if (phone.matches && !panel.el.hidden) panel.close();
     route();
   }
   window.addEventListener("popstate", route);
@@ -127,9 +125,24 @@ function start(me: Me): void {
     assets.applyReading(i, d, typeof d.online === "boolean" ? d.online : null, (d.ts as string) ?? null);
     assets.version++;
   });
+  // The hub's state of every asset: again soon after an outage changes (which may end a
+  // supply loss for a whole cabinet), and every 30 s, so that silence shows as it sets in.
+  let restating: number | undefined;
+  const restateSoon = (): void => {
+    if (restating !== undefined) return;
+    restating = window.setTimeout(() => {
+      restating = undefined;
+      loadAssets(assets)
+        .then(() => loadOutageMarks(assets))
+        .then(() => quiet.check())
+        .catch(report);
+    }, 2_000);
+  };
+  setInterval(restateSoon, 15_000);
   live.onEvent("outage", (d) => {
     const i = assets.find(String(d.tenant), String(d.device));
-    if (i !== undefined) assets.markOutage(i, Number(d.id), String(d.state));
+    if (i !== undefined) assets.markOutage(i, Number(d.id), String(d.state), typeof d.severity === "string" ? d.severity : undefined);
+    restateSoon();
   });
   live.onResync((types) => {
     if (types.includes("device")) loadAssets(assets).then(() => loadOutageMarks(assets)).catch(report);
@@ -140,6 +153,10 @@ function start(me: Me): void {
   (window as unknown as { cityhub: unknown }).cityhub = { app, assets, pages, live: live.received };
 
   route();
+  // Crews do not read the outage list nor the reports (docs/api.md, roles): they are not asked.
+  const crew = me.role === "crew";
+  hubClock.follow(!crew);
+  if (!crew) active.refresh().catch(report);
   if (has("/api/v1/events")) live.connect();
   else {
     // A hub without the live stream: look again every 5 seconds.

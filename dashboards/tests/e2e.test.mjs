@@ -1,6 +1,7 @@
 // End to end in headless Chromium against a real hub, broker and database, with a
 // simulated city suffering the faults of e2e-scenario.toml. The checks run in order on one
-// stack; screenshots of every view go to test-output/.
+// stack; screenshots of every view go to test-output/ (01-10 as the checks go; 11- and 12-
+// every view at 1440x900 and at 390x844, 13- and 14- the same in the dark scheme).
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -11,6 +12,8 @@ import { crc32, deflateSync } from "node:zlib";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { apiClient, DASHBOARDS, eventually, PASSWORD, startStack } from "./stack.mjs";
+import { DESKTOP } from "./layout.mjs";
+import { screenTests } from "./screens.mjs";
 
 const OUT = join(DASHBOARDS, "test-output");
 const CHROMIUM = process.env.CITYHUB_CHROMIUM || "/usr/bin/chromium";
@@ -41,12 +44,18 @@ const PNG = onePixelPng([228, 232, 226]);
 const requests = [];
 const consoleErrors = [];
 
-async function signedInPage(username) {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+/** A page of its own browser context, its requests and console errors recorded. */
+async function newPage(who, viewport = DESKTOP) {
+  const context = await browser.newContext({ viewport });
   context.on("request", (r) => requests.push(r.url()));
   const page = await context.newPage();
-  page.on("console", (m) => m.type() === "error" && consoleErrors.push(`${username}: ${m.text()}`));
-  page.on("pageerror", (e) => consoleErrors.push(`${username}: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(`${who}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleErrors.push(`${who}: ${e.message}`));
+  return page;
+}
+
+async function signedInPage(username) {
+  const page = await newPage(username);
   await page.goto(stack.url);
   await page.getByLabel("User name").fill(username);
   await page.getByLabel("Password").fill(PASSWORD);
@@ -305,6 +314,62 @@ describe("the dashboard against a running hub", () => {
     await operator.getByRole("link", { name: "Reports" }).click();
     await operator.waitForSelector(".reports-page[data-loaded]");
     await shot(operator, "10-reports");
+  });
+
+  // The screen as people see it: times, the tab's title, phones, the dark scheme.
+  screenTests({ get stack() { return stack; }, get operator() { return operator; }, get api() { return api; }, newPage, shot });
+
+  test("the map shows each asset as the hub judges it, and says when the field falls silent", async () => {
+    await operator.getByRole("link", { name: "Map" }).click();
+    const names = (s) => s.state.map((i) => s.states[i]);
+    // The map's states are the hub's, asset by asset, and the legend counts them.
+    const mapStates = async () =>
+      operator.evaluate(() => {
+        const a = window.cityhub.assets;
+        return { ids: a.ids.slice(0, a.count), state: Array.from(a.state.slice(0, a.count)) };
+      });
+    const NAMES = ["ok", "off", "on", "dimmed", "override", "never_heard", "fault", "stale", "offline", "maintenance", "no_supply", "outage_minor", "outage_major", "outage_critical"];
+    // The scenario cuts one cabinet's supply: its lamps are drawn as without supply.
+    await eventually("a cabinet without supply and its lamps", 90, async () => {
+      const s = await api.get("/state");
+      const n = names(s);
+      return n.includes("outage_critical") && n.includes("no_supply") ? s : null;
+    });
+    // The lamps without supply and the cabinet's critical outage, as the hub says now.
+    let differ = [];
+    await eventually("the map in step with the hub", 45, async () => {
+      const [s, m] = [await api.get("/state"), await mapStates()];
+      const want = new Map(s.ext_id.map((id, i) => [id, names(s)[i]]));
+      differ = m.ids
+        .map((id, i) => [id, NAMES[m.state[i]], want.get(id)])
+        .filter(([, shown, hub]) => ["no_supply", "outage_critical"].includes(hub) && shown !== hub);
+      return differ.length === 0;
+    }).catch((e) => assert.fail(`${e.message}: ${JSON.stringify(differ.slice(0, 5))}`));
+    const legend = await operator.$$eval(".legend-row span", (spans) => spans.map((s) => s.textContent));
+    assert.ok(legend.some((t) => /^no supply \(cabinet\): \d+/.test(t)), legend.join(" | "));
+    assert.ok(legend.some((t) => /^outage, critical: [1-9]/.test(t)), legend.join(" | "));
+    // Normal states are grey, abnormal ones coloured: a lamp without supply is not drawn
+    // in the colour of a burning one.
+    await shot(operator, "15-map-no-supply");
+
+    // While the field reports, no banner.
+    assert.ok(await operator.isHidden(".quiet-banner"), await operator.textContent(".quiet-banner"));
+    // The field falls silent: the banner names the tenant, and the lamps turn stale.
+    await stack.silence();
+    await operator.waitForSelector(".quiet-banner:not([hidden])", { timeout: 60_000 });
+    assert.equal(await operator.getAttribute(".quiet-banner", "data-tenants"), stack.tenant);
+    assert.match(await operator.textContent(".quiet-banner"), /No field data from .* for \d/);
+    // Within one reporting interval (7.5 real seconds at the scenario's pace) no lamp is
+    // burning any more as far as anyone can tell: the hub calls them stale.
+    const stale = await eventually("the hub calls the silent lamps stale", 60, async () => {
+      const s = await api.get("/state");
+      return names(s).includes("on") || names(s).filter((n) => n === "stale").length < 100 ? null : s;
+    });
+    await eventually("the map shows no lamp burning and the silent ones stale", 30, async () => {
+      const shown = (await mapStates()).state.map((i) => NAMES[i]);
+      return !shown.includes("on") && shown.filter((n) => n === "stale").length >= names(stale).filter((n) => n === "stale").length * 0.9;
+    });
+    await shot(operator, "16-map-silent-field");
   });
 
   test("no request left this machine and no console error", () => {

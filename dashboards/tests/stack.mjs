@@ -200,7 +200,14 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
     hub.stderr.on("data", (d) => writeFileSync(hubLog, d));
     await waitPort(port, hub, "cityhub serve", 30);
     const url = `http://127.0.0.1:${port}`;
-    return { url, tenant, devices, databaseUrl, stop, psql: (sql) => execFileSync("psql", [databaseUrl, "-qtAc", sql]).toString().trim() };
+    // The field falls silent: the simulated devices stop, the hub stays.
+    const silence = async () => {
+      for (const c of children.filter((c) => c !== hub && c !== broker && c.exitCode === null)) {
+        c.kill("SIGTERM");
+        await Promise.race([new Promise((r) => c.once("exit", r)), sleep(10_000)]);
+      }
+    };
+    return { url, tenant, devices, databaseUrl, stop, silence, psql: (sql) => execFileSync("psql", [databaseUrl, "-qtAc", sql]).toString().trim() };
   } catch (e) {
     await stop();
     throw e;

@@ -3,32 +3,65 @@
 // marker costs a handful of array writes and 100k of them a few milliseconds.
 
 import { State } from "../assets";
+import { dark } from "../theme";
 
 /** RGBA as one little-endian uint32 (what a Uint32Array over ImageData holds). */
 function rgba(r: number, g: number, b: number, a = 255): number {
   return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
 
+/**
+ * ISA-101: the normal states in greys, so that colour means something is wrong; the
+ * abnormal ones in colours by priority (red, orange, yellow for outages by severity, then
+ * magenta, blue, violet), each also with its own shape so that none depends on colour.
+ */
 export const COLORS: Record<number, [number, number, number]> = {
-  [State.Unknown]: [150, 150, 160],
-  [State.Dark]: [70, 110, 200],
-  [State.Burning]: [240, 190, 30],
-  [State.Ok]: [60, 160, 100],
-  [State.Offline]: [110, 110, 120],
-  [State.Fault]: [200, 60, 160],
-  [State.Outage]: [220, 40, 40],
-  [State.Acknowledged]: [235, 120, 20],
+  [State.Ok]: [120, 124, 130],
+  [State.Off]: [95, 98, 104],
+  [State.On]: [150, 154, 160],
+  [State.Dimmed]: [130, 134, 140],
+  [State.Override]: [105, 108, 116],
+  [State.NeverHeard]: [90, 100, 170],
+  [State.Fault]: [200, 40, 170],
+  [State.Stale]: [120, 80, 200],
+  [State.Offline]: [60, 60, 70],
+  [State.Maintenance]: [30, 120, 200],
+  [State.NoSupply]: [150, 40, 200],
+  [State.OutageMinor]: [230, 190, 0],
+  [State.OutageMajor]: [240, 110, 0],
+  [State.OutageCritical]: [220, 20, 20],
+};
+
+/** On the dark scheme's map, the greys and the dark colours that would sink into it, lighter. */
+const DARK_COLORS: Record<number, [number, number, number]> = {
+  ...COLORS,
+  [State.Ok]: [150, 154, 162],
+  [State.Off]: [120, 124, 132],
+  [State.On]: [195, 198, 205],
+  [State.Dimmed]: [170, 174, 182],
+  [State.Override]: [140, 144, 152],
+  [State.NeverHeard]: [140, 150, 230],
+  [State.Stale]: [170, 130, 250],
+  [State.Offline]: [175, 175, 188],
+  [State.Maintenance]: [90, 170, 250],
+  [State.NoSupply]: [200, 110, 250],
 };
 
 export const SHAPES: Record<number, string> = {
-  [State.Unknown]: "ring",
-  [State.Dark]: "dot",
-  [State.Burning]: "dot",
   [State.Ok]: "square",
-  [State.Offline]: "cross",
+  [State.Off]: "ring",
+  [State.On]: "dot",
+  [State.Dimmed]: "dot",
+  [State.Override]: "diamond",
+  [State.NeverHeard]: "ring",
   [State.Fault]: "diamond",
-  [State.Outage]: "triangle",
-  [State.Acknowledged]: "hollow-triangle",
+  [State.Stale]: "hollow-square",
+  [State.Offline]: "cross",
+  [State.Maintenance]: "plus",
+  [State.NoSupply]: "square",
+  [State.OutageMinor]: "hollow-triangle",
+  [State.OutageMajor]: "triangle",
+  [State.OutageCritical]: "triangle",
 };
 
 export interface Stamp {
@@ -58,6 +91,10 @@ function inside(shape: string, x: number, y: number, r: number): boolean {
     }
     case "diamond":
       return ax + ay <= r + 0.5;
+    case "plus":
+      return (ax <= 0.6 && ay <= r) || (ay <= 0.6 && ax <= r);
+    case "hollow-square":
+      return ax <= r && ay <= r && (ax >= r - 1 || ay >= r - 1);
     case "hollow-triangle": {
       const t = (y + r) / (2 * r);
       const outer = y >= -r && y <= r && ax <= t * r + 0.5;
@@ -71,15 +108,15 @@ function inside(shape: string, x: number, y: number, r: number): boolean {
 }
 
 /** The stamp of `state` at half size `r`: the shape in its color with a dark edge. */
-export function makeStamp(state: number, r: number): Stamp {
+export function makeStamp(state: number, r: number, darkScheme = dark()): Stamp {
   const shape = SHAPES[state];
-  const [cr, cg, cb] = COLORS[state];
+  const [cr, cg, cb] = (darkScheme ? DARK_COLORS : COLORS)[state];
   const fill = rgba(cr, cg, cb);
   const edge = rgba(Math.round(cr * 0.45), Math.round(cg * 0.45), Math.round(cb * 0.45));
   const dx: number[] = [];
   const dy: number[] = [];
   const color: number[] = [];
-  const outlined = r >= 3 && shape !== "ring" && shape !== "cross" && shape !== "hollow-triangle";
+  const outlined = r >= 3 && !["ring", "cross", "plus", "hollow-triangle", "hollow-square"].includes(shape);
   for (let y = -r - 1; y <= r + 1; y++) {
     for (let x = -r - 1; x <= r + 1; x++) {
       if (inside(shape, x, y, r)) {

@@ -5,6 +5,7 @@
 // room's VM, or a headless browser) typed arrays and putImageData are what stays fluid.
 
 import { ALERT, Assets, KINDS, State, STATE_COUNT, STATE_LABELS } from "../assets";
+import { dark, onSchemeChange } from "../theme";
 import { makeStamp, markerIcon, type Stamp } from "./markers";
 
 export interface BaseMap {
@@ -31,6 +32,20 @@ const MAX_R = 7;
  * costs a few redraws a second instead of one every frame.
  */
 const DATA_REDRAW_MS = 100;
+
+/** The base layer's colors per scheme; the dark one dims a city's (light) tiles. */
+const PALETTES = {
+  light: {
+    background: "#eef1f4", tileShade: null, districtFill: "#f8f9fb", districtOverTiles: "rgba(255,255,255,0.15)",
+    districtLine: "#5a6b7d", street: "#c9d0d8", route: "rgba(60,140,90,0.6)", label: "#33414f",
+    drawnFill: "rgba(30,100,220,0.12)", drawnLine: "#1e64dc", selected: 0xffdc641e,
+  },
+  dark: {
+    background: "#141a20", tileShade: "rgba(10,14,18,0.74)", districtFill: "#1b232c", districtOverTiles: "rgba(0,0,0,0.1)",
+    districtLine: "#8797a9", street: "#36424f", route: "rgba(90,190,130,0.7)", label: "#d3dbe3",
+    drawnFill: "rgba(100,160,255,0.18)", drawnLine: "#7aa7ff", selected: 0xffffb060,
+  },
+};
 
 function merc(lon: number, lat: number): [number, number] {
   const s = Math.sin((lat * Math.PI) / 180);
@@ -93,11 +108,21 @@ export class MapView {
     this.el.append(this.legend);
     const kinds = opts.kinds ?? [...KINDS];
     this.shownKinds = new Set(kinds.map((k) => KINDS.indexOf(k as (typeof KINDS)[number])));
+    this.makeStamps();
+    onSchemeChange(() => {
+      this.makeStamps();
+      this.legend.dataset.key = "";
+      this.baseDirty = this.pointsDirty = true;
+    });
+    this.listen();
+  }
+
+  private makeStamps(): void {
+    const d = dark();
     for (let s = 0; s < STATE_COUNT; s++) {
       this.stamps[s] = [];
-      for (let r = 1; r <= MAX_R; r++) this.stamps[s][r] = makeStamp(s, r);
+      for (let r = 1; r <= MAX_R; r++) this.stamps[s][r] = makeStamp(s, r, d);
     }
-    this.listen();
   }
 
   setBaseMap(map: BaseMap | null, tileUrl: string | null): void {
@@ -258,32 +283,39 @@ export class MapView {
 
   private drawBase(): void {
     const ctx = this.bctx;
-    ctx.fillStyle = "#eef1f4";
+    const p = dark() ? PALETTES.dark : PALETTES.light;
+    ctx.fillStyle = p.background;
     ctx.fillRect(0, 0, this.w, this.h);
-    if (this.tileUrl) this.drawTiles(ctx);
+    if (this.tileUrl) {
+      this.drawTiles(ctx);
+      if (p.tileShade) {
+        ctx.fillStyle = p.tileShade;
+        ctx.fillRect(0, 0, this.w, this.h);
+      }
+    }
     ctx.lineJoin = "round";
     ctx.beginPath();
     for (const d of this.districts) this.path(ctx, d.ring, true);
-    ctx.fillStyle = this.tileUrl ? "rgba(255,255,255,0.15)" : "#f8f9fb";
+    ctx.fillStyle = this.tileUrl ? p.districtOverTiles : p.districtFill;
     ctx.fill();
-    ctx.strokeStyle = "#5a6b7d";
+    ctx.strokeStyle = p.districtLine;
     ctx.lineWidth = 2;
     ctx.setLineDash([6, 4]);
     ctx.stroke();
     ctx.setLineDash([]);
     ctx.beginPath();
     for (const r of this.streets) this.path(ctx, r, false);
-    ctx.strokeStyle = "#c9d0d8";
+    ctx.strokeStyle = p.street;
     ctx.lineWidth = Math.max(1, Math.min(8, this.zoom - 12));
     ctx.stroke();
     ctx.beginPath();
     for (const r of this.routes) this.path(ctx, r.ring, false);
-    ctx.strokeStyle = "rgba(60,140,90,0.6)";
+    ctx.strokeStyle = p.route;
     ctx.lineWidth = 2;
     ctx.stroke();
     if (this.zoom > 13) {
       ctx.font = "600 13px system-ui, sans-serif";
-      ctx.fillStyle = "#33414f";
+      ctx.fillStyle = p.label;
       ctx.textAlign = "center";
       for (const d of this.districts) {
         let x = 0, y = 0;
@@ -301,9 +333,9 @@ export class MapView {
         else ctx.lineTo(sx, sy);
       });
       ctx.closePath();
-      ctx.fillStyle = "rgba(30,100,220,0.12)";
+      ctx.fillStyle = p.drawnFill;
       ctx.fill();
-      ctx.strokeStyle = "#1e64dc";
+      ctx.strokeStyle = p.drawnLine;
       ctx.lineWidth = 2;
       ctx.stroke();
     }
@@ -341,6 +373,7 @@ export class MapView {
     if (kind === 1) r += 1; // cabinet
     if (kind === 3) r += 2; // vehicle
     if (state >= ALERT) r = Math.max(r + 1, 3);
+    if (state === State.OutageCritical) r += 1;
     return Math.min(MAX_R, r);
   }
 
@@ -379,10 +412,11 @@ export class MapView {
       const x = (a.mx[this.selected] * s + ox) | 0;
       const y = (a.my[this.selected] * s + oy) | 0;
       const ring = 10;
+      const color = dark() ? PALETTES.dark.selected : PALETTES.light.selected;
       for (let t = 0; t < 64; t++) {
         const ang = (t / 64) * Math.PI * 2;
         const qx = x + Math.round(Math.cos(ang) * ring), qy = y + Math.round(Math.sin(ang) * ring);
-        if (qx >= 0 && qy >= 0 && qx < w && qy < h) px[qy * w + qx] = 0xffdc641e;
+        if (qx >= 0 && qy >= 0 && qx < w && qy < h) px[qy * w + qx] = color;
       }
     }
     this.pctx.putImageData(this.image!, 0, 0);
@@ -405,8 +439,10 @@ export class MapView {
     title.className = "legend-title";
     title.textContent = `${counts.reduce((x, y) => x + y, 0).toLocaleString()} assets`;
     this.legend.append(title);
-    for (const st of [State.Outage, State.Acknowledged, State.Fault, State.Offline, State.Burning, State.Dark, State.Ok, State.Unknown]) {
-      if (!counts[st] && st !== State.Outage) continue;
+    // Most urgent first; a state nothing is in is left out, save the outages (so the
+    // legend says there are none).
+    for (let st = STATE_COUNT - 1; st >= 0; st--) {
+      if (!counts[st] && st < State.OutageMinor) continue;
       const row = document.createElement("div");
       row.className = "legend-row";
       row.dataset.state = String(st);

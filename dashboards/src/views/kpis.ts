@@ -2,7 +2,7 @@
 // expected. Refreshed by the live events and every minute.
 
 import { all, get, has, query, type Outage } from "../api";
-import { State } from "../assets";
+import { ALERT } from "../assets";
 import { el } from "../dom";
 import * as live from "../live";
 import type { App, Page } from "../app";
@@ -14,9 +14,15 @@ export function bars(rows: [string, number][], unit = ""): HTMLElement {
     "table",
     { class: "bars" },
     el("tbody", {}, ...rows.map(([label, v]) =>
-      el("tr", {}, el("th", { scope: "row" }, label), el("td", {}, el("span", { class: "bar", style: `width:${(100 * v) / max}%` }), ` ${v.toLocaleString()}${unit}`)),
+      el("tr", {}, el("th", { scope: "row" }, ...breakable(label)),
+        el("td", {}, el("div", { class: "bar-line" }, el("span", { class: "track" }, el("span", { class: "bar", style: `width:${(100 * v) / max}%` })), el("span", { class: "n" }, `${v.toLocaleString()}${unit}`)))),
     )),
   );
+}
+
+/** "voltage_out_of_range" may wrap after each "_" (a narrow tile, a phone), not inside a word. */
+function breakable(label: string): (string | HTMLElement)[] {
+  return label.split(/(?<=_)/).flatMap((part, k) => (k ? [el("wbr"), part] : [part]));
 }
 
 function tile(title: string, value: string, note: string, id: string): HTMLElement {
@@ -61,7 +67,7 @@ export class KpiPage implements Page {
       if (a.kind[i] !== 0) continue;
       lamps++;
       const s = a.state[i];
-      if (s === State.Burning || s === State.Dark || s === State.Ok) good++;
+      if (s < ALERT) good++;
     }
     const [open, acked, teams, energy] = await Promise.all([
       all<Outage>("/outages", { state: "open" }, 20_000).catch(() => [] as Outage[]),

@@ -1,14 +1,19 @@
 // The outage list: filter, sort, acknowledge, shelve, assign, comment. Kept current by
 // the live `outage` events (every watcher sees an acknowledgement at once). From the
-// keyboard: arrows move between rows, Enter opens the asset, a/s/g/c act on the row.
+// keyboard: arrows move between rows, Enter opens the asset, a/s/g/c act on the row. The
+// open and acknowledged ones (the default) are the app's shared list (activeOutages.ts);
+// other states are fetched here. On a phone each row is a card (style.css, `table.stack`).
 
-import { all, has, hubNow, post, type Outage } from "../api";
-import { ask, duration, el, keyboardRows, when } from "../dom";
+import { all, has, post, type Outage } from "../api";
+import { shelved as isShelved } from "../activeOutages";
+import { ask, el, keyboardRows } from "../dom";
+import { ago, hubClock, timeEl, when } from "../time";
 import * as live from "../live";
 import type { App, Page } from "../app";
 import { report } from "../app";
 
-const SEVERITY_ICON: Record<string, string> = { critical: "⛔", major: "▲", minor: "•" };
+// Shapes every font has (an emoji's may be missing on a control room's Linux PC).
+const SEVERITY_ICON: Record<string, string> = { critical: "⬢", major: "▲", minor: "•" };
 const STATE_ICON: Record<string, string> = { open: "●", acknowledged: "✓", resolved: "○", closed: "–" };
 const SEVERITY_RANK: Record<string, number> = { critical: 0, major: 1, minor: 2 };
 
@@ -26,6 +31,7 @@ export class OutagesPage implements Page {
   // Most severe first, then newest: what needs a person now (docs/rules.md, severities).
   private sort: { key: SortKey; desc: boolean } = { key: "severity", desc: false };
   private pending = 0;
+  private ticker = 0;
   private visible = false;
   private stale = true;
   private canAct: boolean;
@@ -73,7 +79,7 @@ export class OutagesPage implements Page {
       head.append(el("th", { scope: "col", "data-key": key }, b));
     }
     this.body = el("tbody", {});
-    const table = el("table", { class: "outages" }, el("thead", {}, head), this.body);
+    const table = el("table", { class: "outages stack" }, el("thead", {}, head), this.body);
     keyboardRows(this.body, "tr[tabindex]");
     this.el = el(
       "section",
@@ -81,6 +87,12 @@ export class OutagesPage implements Page {
       el("div", { class: "toolbar" }, el("h1", {}, "Outages"), this.stateFilter, this.kindFilter, this.text, el("label", {}, this.shelved, " show shelved"), this.count),
       el("div", { class: "scroll" }, table),
     );
+    // The shared list follows its events itself; the other states are refetched here.
+    app.active.onChange(() => {
+      if (this.stateFilter.value !== "active") return;
+      if (this.visible) this.take(app.active.rows);
+      else this.stale = true;
+    });
     live.onEvent("outage", () => this.soon());
     live.onEvent("work_order", () => this.soon());
     live.onResync((types) => types.includes("outage") && this.soon());
@@ -89,16 +101,23 @@ export class OutagesPage implements Page {
   show(): void {
     this.el.hidden = false;
     this.visible = true;
-    if (this.stale) this.refresh();
+    if (this.stale) {
+      // The shared list is kept current while hidden: show it as it is.
+      if (this.stateFilter.value === "active" && this.app.active.loaded) this.take(this.app.active.rows);
+      else this.refresh();
+    }
+    this.ticker = window.setInterval(() => this.tick(), 1000);
   }
 
   hide(): void {
     this.el.hidden = true;
     this.visible = false;
+    clearInterval(this.ticker);
   }
 
-  /** Refetches shortly (events come in bursts). */
+  /** Refetches shortly (events come in bursts), when the list is not the shared one. */
   private soon(): void {
+    if (this.stateFilter.value === "active") return;
     this.stale = true;
     if (!this.visible || this.pending) return;
     this.pending = window.setTimeout(() => {
@@ -110,20 +129,26 @@ export class OutagesPage implements Page {
   async refresh(): Promise<void> {
     this.stale = false;
     const s = this.stateFilter.value;
+    let rows: Outage[];
     try {
       if (s === "active") {
-        const [open, acked] = await Promise.all([
-          all<Outage>("/outages", { state: "open" }, 5000),
-          all<Outage>("/outages", { state: "acknowledged" }, 5000),
-        ]);
-        this.rows = [...open, ...acked];
+        // Shown by the shared list's listener (above), as every change of it is.
+        await this.app.active.refresh();
+        return;
       } else {
-        this.rows = await all<Outage>("/outages", { state: s }, 5000);
+        rows = await all<Outage>("/outages", { state: s }, 5000);
       }
     } catch (e) {
       report(e);
       return;
     }
+    // A later choice of state has asked since: its answer is the one to show.
+    if (s === this.stateFilter.value) this.take(rows);
+  }
+
+  private take(rows: Outage[]): void {
+    this.stale = false;
+    this.rows = rows;
     const kinds = [...new Set(this.rows.map((o) => o.kind))].sort();
     const chosen = this.kindFilter.value;
     this.kindFilter.replaceChildren(el("option", { value: "" }, "every kind"), ...kinds.map((k) => el("option", { value: k }, k)));
@@ -132,7 +157,7 @@ export class OutagesPage implements Page {
   }
 
   private draw(): void {
-    const now = Date.now();
+    const now = hubClock.now();
     const text = this.text.value.trim().toLowerCase();
     const kind = this.kindFilter.value;
     const showShelved = this.shelved.checked;
@@ -140,7 +165,7 @@ export class OutagesPage implements Page {
       (o) =>
         (!kind || o.kind === kind) &&
         (!text || o.device.toLowerCase().includes(text) || o.reason.toLowerCase().includes(text)) &&
-        (showShelved || !o.shelved_until || Date.parse(o.shelved_until) < now),
+        (showShelved || !isShelved(o, now)),
     );
     const { key, desc } = this.sort;
     const val = (o: Outage): number | string =>
@@ -162,9 +187,17 @@ export class OutagesPage implements Page {
     this.el.dataset.loaded = "true";
   }
 
+  /** Counts the ages up, on the hub's clock. */
+  private tick(): void {
+    for (const age of this.body.querySelectorAll<HTMLElement>(".age[data-since]")) {
+      const text = ago(age.dataset.since!);
+      if (age.textContent !== text) age.textContent = text;
+    }
+  }
+
   private row(o: Outage): HTMLTableRowElement {
-    const shelved = o.shelved_until && Date.parse(o.shelved_until) > Date.now();
-    const actions = el("td", { class: "actions" });
+    const shelved = isShelved(o, hubClock.now());
+    const actions = el("td", { class: "actions wide" });
     const button = (label: string, key: string, f: () => Promise<unknown>) => {
       const b = el("button", { type: "button", "aria-keyshortcuts": key, "data-action": label.toLowerCase() }, label);
       b.addEventListener("click", (e) => {
@@ -183,13 +216,13 @@ export class OutagesPage implements Page {
     const tr = el(
       "tr",
       { tabindex: 0, "data-outage-id": o.id, "data-state": o.state, "data-device": o.device, class: `sev-${o.severity} state-${o.state}` },
-      el("td", {}, el("span", { class: `sev sev-${o.severity}`, "aria-hidden": "true" }, SEVERITY_ICON[o.severity] ?? "?"), ` ${o.severity}`),
+      el("td", { class: "severity" }, el("span", { class: `sev sev-${o.severity}`, "aria-hidden": "true" }, SEVERITY_ICON[o.severity] ?? "?"), ` ${o.severity}`),
       el("td", { class: "state" }, el("span", { "aria-hidden": "true" }, STATE_ICON[o.state] ?? ""), ` ${o.state}`, shelved ? el("span", { class: "badge" }, `shelved until ${when(o.shelved_until)}`) : null, o.chattering ? el("span", { class: "badge" }, "chattering") : null),
-      el("td", {}, o.kind, el("div", { class: "reason" }, o.reason)),
-      el("td", {}, o.device),
-      el("td", { title: o.opened_at }, when(o.opened_at), el("div", { class: "age" }, `${duration(Date.now() - Date.parse(o.opened_at))} ago`)),
-      el("td", {}, `${o.occurrences}×`),
-      el("td", {}, o.acknowledged_by ? `ack: ${o.acknowledged_by}` : "", o.assignee || o.team ? el("div", {}, `to: ${o.assignee ?? o.team}`) : null),
+      el("td", { class: "wide" }, o.kind, el("div", { class: "reason" }, o.reason)),
+      el("td", { "data-label": "Asset" }, o.device),
+      el("td", { class: "opened", "data-label": "Opened" }, timeEl(o.opened_at), el("div", { class: "age", "data-since": o.opened_at }, ago(o.opened_at))),
+      el("td", { "data-label": "Seen" }, `${o.occurrences}×`),
+      el("td", { class: "wide handled" }, o.acknowledged_by ? `ack: ${o.acknowledged_by}` : null, o.assignee || o.team ? el("div", {}, `to: ${o.assignee ?? o.team}`) : null),
       actions,
     );
     tr.addEventListener("click", () => this.app.openAsset(o.tenant, o.device));
@@ -220,8 +253,8 @@ export class OutagesPage implements Page {
     ], "Shelve");
     if (!v) return;
     // On the hub's clock, which judges "at most 30 days ahead".
-    const now = await hubNow().catch(() => new Date());
-    const until = new Date(now.getTime() + Number(v.hours) * 3600_000).toISOString();
+    await hubClock.sync().catch(() => {});
+    const until = new Date(hubClock.now() + Number(v.hours) * 3600_000).toISOString();
     return post(`/outages/${o.id}/shelve`, { until, reason: v.reason });
   }
 

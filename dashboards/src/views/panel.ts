@@ -2,13 +2,14 @@
 // flow for meters, speed for buses, power for cabinets), its recent outages and events,
 // and commands (on, off, dim) with a confirmation and their delivery status live.
 
-import uPlot from "uplot";
-import "uplot/dist/uPlot.min.css";
+import type uPlot from "uplot";
 import { all, get, has, query, type Device, type Me, type Outage } from "../api";
 import { Assets, STATE_LABELS } from "../assets";
-import { ask, el, when } from "../dom";
+import { axis, Chart, color, SERIES_COLORS, timeSeries, type Colors } from "../charts";
+import { ask, el } from "../dom";
 import * as live from "../live";
 import { markerIcon } from "../map/markers";
+import { localizeTimes, timeEl } from "../time";
 import { send, statusText, type LightAction } from "./commands";
 
 /** The chart's series per kind: telemetry field (live events, raw history), the history
@@ -19,7 +20,7 @@ const SERIES: Record<string, [string, string, string][]> = {
   meter: [["flow_m3h", "flow_avg_m3h", "flow (m³/h)"]],
   vehicle: [["speed_mps", "speed_avg_mps", "speed (m/s)"]],
 };
-const COLORS = ["#d08a00", "#2a62c9", "#2f9e5b"];
+const COLORS: Colors[] = [SERIES_COLORS.amber, SERIES_COLORS.blue, SERIES_COLORS.green];
 
 interface History {
   ts: number[];
@@ -53,7 +54,7 @@ export class Panel {
   readonly el: HTMLElement;
   private body: HTMLElement;
   private current: { tenant: string; device: string; index: number } | null = null;
-  private chart: uPlot | null = null;
+  private chart: Chart | null = null;
   private history: History | null = null;
   private events: HTMLElement | null = null;
   private refreshTimer = 0;
@@ -107,7 +108,7 @@ export class Panel {
 
     const d = await this.device(tenant, device, index).catch(() => null);
     if (this.current?.device !== device) return;
-    const fact = (k: string, v: unknown) => v !== undefined && v !== null && v !== "" && facts.append(el("dt", {}, k), el("dd", {}, String(v)));
+    const fact = (k: string, v: unknown) => v !== undefined && v !== null && v !== "" && facts.append(el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v)));
     if (d) {
       fact("tenant", d.tenant);
       fact("district", d.district);
@@ -116,7 +117,7 @@ export class Panel {
       fact("medium", d.medium);
       fact("route", d.route);
       fact("online", d.latest?.online === undefined || d.latest?.online === null ? "unknown" : d.latest.online ? "yes" : "no");
-      fact("last seen", when(d.latest?.last_seen));
+      fact("last seen", timeEl(d.latest?.last_seen));
       const t = d.latest?.telemetry ?? {};
       for (const [k, v] of Object.entries(t)) if (k !== "ts" && (typeof v !== "object" || v === null)) fact(k, v ?? "none");
     }
@@ -137,7 +138,7 @@ export class Panel {
 
   private event(text: string, at: string): void {
     if (!this.events) return;
-    this.events.prepend(el("li", {}, el("time", { datetime: at }, when(at)), ` ${text}`));
+    this.events.prepend(el("li", {}, timeEl(at), ` ${localizeTimes(text)}`));
     while (this.events.children.length > 30) this.events.lastElementChild?.remove();
   }
 
@@ -159,14 +160,14 @@ export class Panel {
   private async drawChart(box: HTMLElement, tenant: string, device: string, kind: string): Promise<void> {
     const series = SERIES[kind];
     this.history = { ts: [], values: Object.fromEntries(series.map(([f]) => [f, []])) };
-    const opts: uPlot.Options = {
-      width: 340,
+    const opts = (width: number): uPlot.Options => ({
+      width,
       height: 180,
-      series: [{}, ...series.map(([, , label], k) => ({ label, stroke: COLORS[k], width: 2, scale: k === 0 ? "a" : "b", dash: k ? [4, 3] : undefined }))],
-      axes: [{}, { scale: "a" }, ...(series.length > 1 ? [{ scale: "b", side: 1 as const, grid: { show: false } }] : [])],
+      series: [timeSeries, ...series.map(([, , label], k) => ({ label, stroke: color(COLORS[k]), width: 2, scale: k === 0 ? "a" : "b", dash: k ? [4, 3] : undefined }))],
+      axes: [axis({}, true), axis({ scale: "a" }), ...(series.length > 1 ? [axis({ scale: "b", side: 1, grid: { show: false } })] : [])],
       legend: { show: true },
-    };
-    this.chart = new uPlot(opts, [[], ...series.map(() => [])] as unknown as uPlot.AlignedData, box);
+    });
+    this.chart = new Chart(opts, [[], ...series.map(() => [])] as unknown as uPlot.AlignedData, box, 520);
     await this.loadHistory(tenant, device, kind);
   }
 

@@ -1,9 +1,10 @@
 // Reports: alarm load per kind and over time, the crews' record against their deadlines,
 // deadline breaches, and energy when the hub reports it.
 
-import uPlot from "uplot";
 import { get, has, type WorkOrder } from "../api";
-import { el, when } from "../dom";
+import { axis, Chart, color, SERIES_COLORS, timeSeries } from "../charts";
+import { el } from "../dom";
+import { day, when } from "../time";
 import type { App, Page } from "../app";
 import { bars, type Energy } from "./kpis";
 
@@ -13,7 +14,7 @@ interface TeamLine { team: string; total: number; done_on_time: number; done_lat
 export class ReportsPage implements Page {
   readonly el: HTMLElement;
   private body: HTMLElement;
-  private charts: uPlot[] = [];
+  private charts: Chart[] = [];
 
   constructor(_app: App) {
     this.body = el("div", { class: "reports" });
@@ -44,8 +45,8 @@ export class ReportsPage implements Page {
       alarms?.per_kind.length ? bars(alarms.per_kind.map((k) => [k.kind, k.opened])) : el("p", {}, "No outage opened."),
       el("p", {}, `Peak: ${alarms?.peak_per_10min ?? 0} outages in 10 minutes; ${alarms?.floods.length ?? 0} floods (over 10 in 10 minutes).`), floods));
     sections.push(el("section", { "data-report": "teams" }, el("h2", {}, "Crews against their deadlines (30 days)"),
-      el("table", {}, el("thead", {}, el("tr", {}, ...["Team", "Orders", "On time", "Late", "Overdue", "In time", "Reopened"].map((h) => el("th", { scope: "col" }, h)))),
-        el("tbody", {}, ...(teams?.teams ?? []).map((t) => el("tr", {}, el("th", { scope: "row" }, t.team), ...[t.total, t.done_on_time, t.done_late, t.open_overdue, t.open_in_time, t.reopened].map((v) => el("td", {}, String(v)))))))));
+      el("div", { class: "table-scroll" }, el("table", {}, el("thead", {}, el("tr", {}, ...["Team", "Orders", "On time", "Late", "Overdue", "In time", "Reopened"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, ...(teams?.teams ?? []).map((t) => el("tr", {}, el("th", { scope: "row" }, t.team), ...[t.total, t.done_on_time, t.done_late, t.open_overdue, t.open_in_time, t.reopened].map((v) => el("td", {}, String(v))))))))));
     sections.push(el("section", { "data-report": "breaches" }, el("h2", {}, `Deadline breaches (${breaches?.items.length ?? 0})`),
       el("ol", { class: "breaches" }, ...(breaches?.items ?? []).map((w) => el("li", {}, `⚠ #${w.id} ${w.kind} at ${w.device} — ${w.team}, due ${when(w.due_at)}, ${w.state}`)))));
     sections.push(el("section", { "data-report": "bad-actors" }, el("h2", {}, "Assets raising most outages"),
@@ -64,13 +65,21 @@ export class ReportsPage implements Page {
     this.body.replaceChildren(...sections);
     if (days.size) {
       const xs = [...days.keys()].sort((a, b) => a - b);
-      this.charts.push(new uPlot({ width: 520, height: 220, scales: { x: { range: (_u, min, max) => [min - 43200, max + 43200] } }, series: [{}, { label: "used", stroke: "#2a62c9", width: 2, points: { show: true } }, { label: "at rated power", stroke: "#888", width: 2, dash: [5, 4], points: { show: true } }] },
-        [xs, xs.map((x) => days.get(x)![0]), xs.map((x) => days.get(x)![1])], energyChart));
+      // The days of the data (UTC dates, as the API gives them) as the ticks, as many as fit.
+      const dayTicks = {
+        splits: (u: { width: number }) => xs.filter((_x, k) => k % Math.max(1, Math.ceil((xs.length * 64) / u.width)) === 0),
+        values: (_u: unknown, splits: number[]) => splits.map((s) => day(s * 1000, true)),
+      };
+      this.charts.push(new Chart((width) => ({ width, height: 220, scales: { x: { range: (_u, min, max) => [min - 43200, max + 43200] } },
+        series: [{ label: "Day", value: (_u, v) => (v === null ? "—" : day(v * 1000, true)) }, { label: "used", stroke: color(SERIES_COLORS.blue), width: 2, points: { show: true } }, { label: "at rated power", stroke: color(SERIES_COLORS.grey), width: 2, dash: [5, 4], points: { show: true } }],
+        axes: [axis(dayTicks), axis()] }),
+        [xs, xs.map((x) => days.get(x)![0]), xs.map((x) => days.get(x)![1])], energyChart, 520));
     }
     if (alarms && alarms.floods.length) {
       const xs = alarms.floods.map((f) => Date.parse(f.start) / 1000);
       const ys = alarms.floods.map((f) => f.opened);
-      this.charts.push(new uPlot({ width: 520, height: 200, series: [{}, { label: "opened in 10 min", stroke: "#c03030", width: 2, points: { show: true } }] }, [xs, ys], floods));
+      this.charts.push(new Chart((width) => ({ width, height: 200, series: [timeSeries, { label: "opened in 10 min", stroke: color(SERIES_COLORS.red), width: 2, points: { show: true } }], axes: [axis({}, true), axis()] }),
+        [xs, ys], floods, 520));
     }
     this.el.dataset.loaded = "true";
   }

@@ -1,7 +1,8 @@
 // Transport: the buses on the map, moving as their positions arrive, and a list of them
 // (route, speed, occupancy, last report) that works from the keyboard.
 
-import { el, keyboardRows, when } from "../dom";
+import { el, keyboardRows } from "../dom";
+import { timeEl } from "../time";
 import * as live from "../live";
 import type { App, Page } from "../app";
 import { MapView } from "../map/view";
@@ -27,7 +28,7 @@ export class TransportPage implements Page {
       { class: "page transport-page", "aria-label": "Transport", hidden: true },
       el("div", { class: "map-wrap" }, this.map.el),
       el("div", { class: "side scroll" }, el("h1", {}, "Buses"),
-        el("table", {}, el("thead", {}, el("tr", {}, ...["Bus", "Route", "Speed", "Occupancy", "Last report"].map((h) => el("th", { scope: "col" }, h)))), this.list)),
+        el("table", { class: "stack buses" }, el("thead", {}, el("tr", {}, ...["Bus", "Route", "Speed", "Occupancy", "Last report"].map((h) => el("th", { scope: "col" }, h)))), this.list)),
     );
     mapLayers().then(({ map, settings }) => this.map.setBaseMap(map, settings?.tile_url ?? null));
     live.onEvent("device", (d) => {
@@ -67,10 +68,10 @@ export class TransportPage implements Page {
       if (a.kind[i] !== 3) continue;
       const b = this.buses.get(i) ?? {};
       const tr = el("tr", { tabindex: 0, "data-device": a.ids[i] },
-        el("td", {}, a.ids[i]), el("td", {}, b.route ?? "—"),
-        el("td", {}, b.speed === undefined ? "—" : `${(b.speed * 3.6).toFixed(0)} km/h`),
-        el("td", {}, b.occupancy === undefined ? "—" : `${b.occupancy} %`),
-        el("td", {}, b.ts ? when(b.ts) : a.lastSeen[i] ? when(new Date(a.lastSeen[i]).toISOString()) : "—"));
+        el("td", { class: "wide bus" }, a.ids[i]), el("td", { "data-label": "Route" }, b.route ?? "—"),
+        el("td", { "data-label": "Speed" }, b.speed === undefined ? "—" : `${(b.speed * 3.6).toFixed(0)} km/h`),
+        el("td", { "data-label": "Occupancy" }, b.occupancy === undefined ? "—" : `${b.occupancy} %`),
+        el("td", { "data-label": "Last report" }, b.ts ? timeEl(b.ts) : a.lastSeen[i] ? timeEl(new Date(a.lastSeen[i]).toISOString()) : "—"));
       const open = () => { this.map.centerOn(i, 16); this.app.openAsset(a.tenant[i], a.ids[i]); };
       tr.addEventListener("click", open);
       tr.addEventListener("keydown", (e) => e.key === "Enter" && open());

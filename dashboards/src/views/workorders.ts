@@ -2,8 +2,9 @@
 // marked (red edge, a ⚠ and the word "overdue"), the next steps as buttons. Live from the
 // `work_order` events.
 
-import { all, get, post, vocabulary, type WorkOrder } from "../api";
-import { ask, duration, el, keyboardRows, when } from "../dom";
+import { all, post, vocabulary, type WorkOrder } from "../api";
+import { ask, el, keyboardRows } from "../dom";
+import { duration, hubClock, when } from "../time";
 import * as live from "../live";
 import type { App, Page } from "../app";
 import { report } from "../app";
@@ -22,11 +23,6 @@ export class WorkOrdersPage implements Page {
   private columns = new Map<string, HTMLElement>();
   private board: HTMLElement;
   private showClosed: HTMLInputElement;
-  /**
-   * The hub's clock, which may be the simulators' (faster than the wall clock): its time at
-   * the first and the latest refresh, against the browser's, give its pace.
-   */
-  private clock: { first: [number, number] | null; last: [number, number] | null; rate: number } = { first: null, last: null, rate: 1 };
   private timer = 0;
   private pending = 0;
   private visible = false;
@@ -79,13 +75,12 @@ export class WorkOrdersPage implements Page {
     this.stale = false;
     try {
       const states = vocabulary("WorkOrderState").filter((s) => s !== "closed" || this.showClosed.checked);
-      const asked = Date.now();
-      const [lists, breaches] = await Promise.all([
+      // The deadlines count down on the hub's clock, asked again with every refresh.
+      const [lists] = await Promise.all([
         Promise.all(states.map((state) => all<WorkOrder>("/work-orders", { state }, 2000))),
-        get<{ now: string }>("/reports/sla-breaches?limit=1").catch(() => null),
+        hubClock.sync().catch(() => {}),
       ]);
       this.orders = lists.flat();
-      if (breaches) this.sample((asked + Date.now()) / 2, Date.parse(breaches.now));
     } catch (e) {
       report(e);
       return;
@@ -105,26 +100,9 @@ export class WorkOrdersPage implements Page {
     this.el.dataset.loaded = "true";
   }
 
-  private sample(wall: number, hub: number): void {
-    const c = this.clock;
-    c.last = [wall, hub];
-    if (!c.first) c.first = [wall, hub];
-    else if (wall - c.first[0] > 3000) {
-      const rate = (hub - c.first[1]) / (wall - c.first[0]);
-      // The wall clock (within the requests' jitter), or a simulated pace.
-      c.rate = Math.abs(rate - 1) < 0.05 ? 1 : Math.max(0.01, rate);
-    }
-  }
-
-  /** Now on the hub's clock. */
-  private hubNow(): number {
-    const l = this.clock.last;
-    return l ? l[1] + (Date.now() - l[0]) * this.clock.rate : Date.now();
-  }
-
   /** Counts the deadlines down. */
   private tick(): void {
-    const now = this.hubNow();
+    const now = hubClock.now();
     for (const card of this.board.querySelectorAll<HTMLElement>("li[data-due]")) {
       const left = Date.parse(card.dataset.due!) - now;
       const finished = card.dataset.finished === "true";

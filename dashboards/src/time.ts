@@ -1,0 +1,144 @@
+// Times as people read them, and the hub's clock.
+//
+// Times are written in the browser's locale on a 24-hour clock, to the minute ("18:04", and
+// "18:04, 22 Nov" when not today); a tooltip adds the seconds, never a fraction. "Ago" and
+// "due in" are counted on the hub's clock, not the browser's: the two can disagree (a PC
+// whose clock drifts), and a hub running on the simulators' clock is hours or days away
+// from the wall clock and faster than it.
+
+import { has } from "./api";
+
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const DAY = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+const DAY_UTC = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
+const DAY_YEAR = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+const FULL = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+
+/** The hub's clock as this page knows it: samples of the hub's time against the browser's. */
+class HubClock {
+  private first: [number, number] | null = null;
+  private last: [number, number] | null = null;
+  private rate = 1;
+  /** Whether this user may read the reports (whose answers carry the hub's time). */
+  private reports = true;
+
+  /** The hub said `hub` (ms) at browser time `wall`; `exact` when not rounded to the second. */
+  sample(wall: number, hub: number, exact = true): void {
+    this.last = [wall, hub];
+    if (!exact) return; // an HTTP Date header: the wall clock, to the second
+    if (!this.first) this.first = [wall, hub];
+    else if (wall - this.first[0] > 3000) {
+      const rate = (hub - this.first[1]) / (wall - this.first[0]);
+      // The wall clock (within the requests' jitter), or a simulated pace.
+      this.rate = Math.abs(rate - 1) < 0.05 ? 1 : Math.max(0.01, rate);
+    }
+  }
+
+  /** Now on the hub's clock, in ms (the browser's until the hub has said its time). */
+  now(): number {
+    const l = this.last;
+    return l ? l[1] + (Date.now() - l[0]) * this.rate : Date.now();
+  }
+
+  /**
+   * Asks the hub its time: the `now` of `GET /api/v1/reports/sla-breaches` (the clock the
+   * hub judges deadlines by), else, for a role that may not read reports, the Date header
+   * of an answer (the hub's wall clock, to the second).
+   */
+  async sync(): Promise<void> {
+    const asked = Date.now();
+    const path = this.reports && has("/api/v1/reports/sla-breaches") ? "/api/v1/reports/sla-breaches?limit=1" : "/api/v1/me";
+    const res = await fetch(path, { credentials: "same-origin" });
+    const wall = (asked + Date.now()) / 2;
+    if (res.ok && path !== "/api/v1/me") {
+      const now = Date.parse((await res.json().catch(() => null))?.now);
+      if (isFinite(now)) return this.sample(wall, now);
+    }
+    const date = Date.parse(res.headers.get("Date") ?? "");
+    if (isFinite(date)) this.sample(wall, date + 500, false);
+  }
+
+  /** Keeps in step: now, again after 5 s (the pace), then every 30 s. */
+  follow(mayReadReports: boolean): void {
+    this.reports = mayReadReports;
+    const sync = () => this.sync().catch(() => {});
+    sync();
+    setTimeout(sync, 5000);
+    setInterval(sync, 30_000);
+  }
+}
+
+export const hubClock = new HubClock();
+
+function sameDay(a: Date, b: Date): boolean {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+}
+
+/** "18:04" today (on the hub's clock), "18:04, 22 Nov" another day; "—" for none. */
+export function when(t: string | number | null | undefined): string {
+  if (t === null || t === undefined || t === "") return "—";
+  const d = new Date(t);
+  if (isNaN(d.getTime())) return "—";
+  const today = new Date(hubClock.now());
+  if (sameDay(d, today)) return TIME.format(d);
+  return `${TIME.format(d)}, ${(d.getFullYear() === today.getFullYear() ? DAY : DAY_YEAR).format(d)}`;
+}
+
+/** "22 Nov 2026, 18:04:09": to the second, for tooltips. */
+export function whenExactly(t: string | number): string {
+  const d = new Date(t);
+  return isNaN(d.getTime()) ? "" : FULL.format(d);
+}
+
+/** "18:04" (hours and minutes only), for chart axes. */
+export function clockTime(ms: number): string {
+  return TIME.format(ms);
+}
+
+/** "22 Nov", for chart axes of days; `utc` for the dates the API gives (days in UTC). */
+export function day(ms: number, utc = false): string {
+  return (utc ? DAY_UTC : DAY).format(ms);
+}
+
+/** A `<time>` element: `when` as text, the exact time as its tooltip. */
+export function timeEl(iso: string | null | undefined): HTMLTimeElement {
+  const e = document.createElement("time");
+  e.textContent = when(iso);
+  if (iso) {
+    e.dateTime = iso;
+    e.title = whenExactly(iso);
+  }
+  return e;
+}
+
+/** Text with RFC 3339 times in it (an event's detail), those times written as `when` does. */
+export function localizeTimes(text: string): string {
+  return text.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})/g, (iso) => when(iso));
+}
+
+/** "3 h 05 min", "45 s": a duration for people. */
+export function duration(ms: number): string {
+  const s = Math.floor(Math.abs(ms) / 1000);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${String(m).padStart(2, "0")} min`;
+  if (m > 0) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${s % 60} s`;
+}
+
+/** "2 h 05 min ago" on the hub's clock ("just now" for a time it has not reached yet). */
+export function ago(t: string | number): string {
+  const ms = hubClock.now() - new Date(t).getTime();
+  if (!isFinite(ms)) return "";
+  return ms < 1000 ? "just now" : `${duration(ms)} ago`;
+}
