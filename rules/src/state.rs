@@ -281,7 +281,9 @@ impl Input {
 pub(crate) struct Queued {
     pub(crate) key: (Timestamp, u8, i32),
     pub(crate) arrival: u64,
-    pub(crate) input: Input,
+    /// Boxed: the queue holds up to `[stream] max_queued` entries and reorders them at
+    /// every push and pop, so an entry is kept to its key and a pointer.
+    pub(crate) input: Box<Input>,
 }
 
 impl PartialEq for Queued {

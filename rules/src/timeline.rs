@@ -45,7 +45,7 @@ impl Engine {
         state.queue.push(Reverse(Queued {
             key,
             arrival: state.arrivals,
-            input,
+            input: Box::new(input),
         }));
     }
 
@@ -87,7 +87,7 @@ impl Engine {
                         break;
                     };
                     state.clock = Some(state.now().max(t));
-                    self.judge(state, q.input, out);
+                    self.judge(state, *q.input, out);
                 }
                 (_, Some(d)) => {
                     state.deadlines.remove(&d);
