@@ -770,12 +770,10 @@ impl Hub {
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.metrics().is_ok() {
-                if http_get(self.http_port, "/health").is_ok() {
-                    // The MQTT session comes up right after the API: what is published
-                    // before the broker confirms the subscription never reaches the hub.
-                    return self.wait_connected().await;
-                }
+            // The MQTT session comes up right after the API: what is published before the
+            // broker confirms the subscription never reaches the hub.
+            if self.metrics().is_ok() && http_get(self.http_port, "/health").is_ok() {
+                return self.wait_connected().await;
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!("`cityhub serve` exited during start-up ({status})");
