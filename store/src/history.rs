@@ -580,7 +580,11 @@ impl Reads {
             .query(
                 "SELECT d.ext_id, d.tenant_id, d.kind, d.lon, d.lat,
                         l.lamp_on, l.dim_pct, extract(epoch FROM l.last_seen)::int8,
-                        l.online, coalesce(l.has_fault, false), o.severities,
+                        -- Telemetry after an offline status: the device is back, as the
+                        -- rules take it (heard from), whatever its status said last.
+                        CASE WHEN l.online = false AND l.telemetry_ts > l.status_ts THEN true
+                             ELSE l.online END,
+                        coalesce(l.has_fault, false), o.severities,
                         EXISTS (SELECT 1 FROM outages co JOIN devices c ON c.id = co.device_id
                                 WHERE d.kind = $6 AND c.tenant_id = d.tenant_id
                                   AND c.ext_id = d.cabinet AND co.kind = $4

@@ -658,6 +658,21 @@ async fn the_state_covers_every_device_the_caller_sees() {
         &format!(r#"{{"ts":{now},"state":"offline"}}"#),
     )
     .await;
+    // Offline by its status, then telemetry again: back, as the rules take it.
+    store_payload(
+        &city,
+        &a,
+        "L15",
+        RecordType::Status,
+        &format!(r#"{{"ts":{},"state":"offline"}}"#, now - 60_000),
+    )
+    .await;
+    lamp_says(
+        &city,
+        "L15",
+        &format!(r#"{{"ts":{now},"on":true,"dim":100}}"#),
+    )
+    .await;
     // Heard from last 16 minutes ago: past a lamp's 15-minute interval and the grace.
     let old = now - 16 * 60_000;
     lamp_says(&city, "L11", &format!(r#"{{"ts":{old},"on":true}}"#)).await;
@@ -784,6 +799,7 @@ async fn the_state_covers_every_device_the_caller_sees() {
         ("L12", "dimmed"),
         ("L13", "override"),
         ("L14", "maintenance"),
+        ("L15", "on"),
         ("C0", "never_heard"),
     ] {
         assert_eq!(state[id], want, "{id}");
