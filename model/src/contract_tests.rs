@@ -49,6 +49,23 @@ fn light_fields_land_in_their_cells() {
 }
 
 #[test]
+fn a_blank_fault_is_no_fault() {
+    let l = RecordType::Light;
+    for blank in [r#""""#, r#""  ""#, "null"] {
+        let r = row(l, &format!(r#"{{"ts":1795338000000,"fault":{blank}}}"#));
+        assert_eq!(r.get(l, "fault"), &Cell::Null, "{blank}");
+    }
+    let r = row(l, r#"{"ts":1795338000000,"fault":"driver_failure"}"#);
+    assert_eq!(r.get(l, "fault"), &Cell::Text("driver_failure".into()));
+    // Elsewhere an empty string is a value like any other.
+    let r = row(RecordType::Vehicle, r#"{"ts":1795338000000,"route":""}"#);
+    assert_eq!(
+        r.get(RecordType::Vehicle, "route"),
+        &Cell::Text(String::new())
+    );
+}
+
+#[test]
 fn every_kind_decodes() {
     let c = row(
         RecordType::Cabinet,

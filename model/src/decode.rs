@@ -161,7 +161,12 @@ fn build_row(
             continue;
         }
         match specs.iter().position(|f| f.name == key) {
-            Some(i) => cells[i] = to_cell(specs[i].name, specs[i].ty, value)?,
+            Some(i) => {
+                cells[i] = match value {
+                    Value::String(s) if specs[i].blank_is_null && s.trim().is_empty() => Cell::Null,
+                    value => to_cell(specs[i].name, specs[i].ty, value)?,
+                }
+            }
             None => {
                 if key.contains('\0') || has_nul(&value) {
                     return Err(Rejection::WrongType {

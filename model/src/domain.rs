@@ -53,6 +53,11 @@ macro_rules! vocabulary {
             pub fn parse(s: &str) -> Option<$name> {
                 $name::ALL.into_iter().find(|v| v.as_str() == s)
             }
+
+            /// Its position in `ALL`, which lists the variants as they are declared.
+            pub fn index(self) -> usize {
+                self as usize
+            }
         }
 
         impl Vocabulary for $name {
@@ -391,6 +396,9 @@ mod tests {
             [0, 1, 2],
             "most severe first"
         );
+        for (i, s) in DeviceState::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i, "{s}");
+        }
     }
 
     #[test]

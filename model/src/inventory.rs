@@ -332,10 +332,10 @@ fn parse_device(
     let kind = Kind::parse(&kind_name).ok_or_else(|| {
         format!("kind `{kind_name}` must be light, cabinet, meter, vehicle or route")
     })?;
-    let district = take_text(&mut props, "district")?;
-    let cabinet = take_text(&mut props, "cabinet")?;
+    let district = take_name(&mut props, "district")?;
+    let cabinet = take_name(&mut props, "cabinet")?;
     let medium = take_text(&mut props, "medium")?;
-    let route = take_text(&mut props, "route")?;
+    let route = take_name(&mut props, "route")?;
     let rated_power_w = match props.remove("rated_power_w") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64(),
@@ -410,6 +410,24 @@ fn take_text(props: &mut Map<String, Value>, key: &str) -> Result<Option<String>
         Some(Value::String(s)) => Ok(Some(s)),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(_) => Err(format!("property `{key}` must be a string")),
+    }
+}
+
+/// The longest district, cabinet or route name: what the API's filters take.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A name the API filters and targets by (a district, a cabinet, a route): 1 to
+/// [`MAX_NAME_CHARS`] printable characters, so that whatever is imported can be asked for.
+fn take_name(props: &mut Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    let name = take_text(props, key)?;
+    match &name {
+        Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) => {
+            Err(format!(
+                "property `{key}` must be 1 to {MAX_NAME_CHARS} printable characters (it is what the API filters by), not {:?}",
+                n.chars().take(MAX_NAME_CHARS + 1).collect::<String>()
+            ))
+        }
+        _ => Ok(name),
     }
 }
 
@@ -514,6 +532,44 @@ mod tests {
         )
     }
     const LINE: &str = r#"{"type":"LineString","coordinates":[[-9.14,38.71],[-9.13,38.72]]}"#;
+
+    #[test]
+    fn names_the_api_cannot_filter_by_are_refused() {
+        let long = "d".repeat(MAX_NAME_CHARS + 1);
+        for (props, why) in [
+            (
+                format!(r#""district":"{long}""#),
+                "property `district` must be 1 to 64",
+            ),
+            (
+                r#""district":"""#.to_owned(),
+                "property `district` must be 1 to 64",
+            ),
+            (
+                r#""cabinet":"C\u0000-1""#.to_owned(),
+                "property `cabinet` must be 1 to 64",
+            ),
+            (r#""district":"a\nb""#.to_owned(), "printable"),
+        ] {
+            let text = feature(
+                &format!(r#"{{"id":"L-1","kind":"light","tenant":"lisbon",{props}}}"#),
+                POINT,
+            );
+            let err = parse_inventory(&text).unwrap_err().to_string();
+            assert!(err.contains(why), "{props}: {err}");
+        }
+        let fits = "d".repeat(MAX_NAME_CHARS);
+        let text = feature(
+            &format!(r#"{{"id":"L-1","kind":"light","tenant":"lisbon","district":"{fits}"}}"#),
+            POINT,
+        );
+        assert_eq!(
+            parse_inventory(&text).unwrap().devices[0]
+                .district
+                .as_deref(),
+            Some(fits.as_str())
+        );
+    }
 
     #[test]
     fn reads_a_route_with_its_extra_properties() {

@@ -127,6 +127,20 @@ impl Schedule {
     }
 }
 
+/// What a lamp at (`lon`, `lat`) should show at `ts` under `profile` (a `set_schedule`
+/// body; none, or one that does not parse, is dusk to dawn at full output, as a lamp no
+/// schedule covers follows), by the astronomical clock.
+pub fn scheduled(
+    profile: Option<&serde_json::Value>,
+    lon: f64,
+    lat: f64,
+    ts: Timestamp,
+) -> Expected {
+    let schedule = profile.and_then(Schedule::from_command).unwrap_or_default();
+    let (dawn, dusk) = crate::astro::civil_twilight(lon, lat, ts);
+    schedule.at(ts, lon, dawn, dusk, crate::astro::is_dark(lon, lat, ts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +200,32 @@ mod tests {
                 on: true,
                 dim: 90.0
             }
+        );
+    }
+
+    #[test]
+    fn a_lamp_follows_its_profile_or_burns_dusk_to_dawn_at_full_output() {
+        // Lisbon, 22 November: civil dusk near 17:45 UTC, dawn near 06:55 UTC.
+        let (lon, lat) = (-9.14, 38.71);
+        assert_eq!(scheduled(None, lon, lat, t("22:00")), Expected::FULL);
+        assert_eq!(scheduled(None, lon, lat, t("12:00")), Expected::OFF);
+        let part_night = json!({"dim": 80, "steps": [{"from": "00:00", "to": "05:00", "dim": 0}]});
+        assert_eq!(
+            scheduled(Some(&part_night), lon, lat, t("20:00")),
+            Expected {
+                on: true,
+                dim: 80.0
+            }
+        );
+        assert_eq!(
+            scheduled(Some(&part_night), lon, lat, t("03:00")),
+            Expected::OFF
+        );
+        // A profile that does not parse is the default.
+        let broken = json!({"steps": [{"from": "25:00", "to": "05:00", "dim": 0}]});
+        assert_eq!(
+            scheduled(Some(&broken), lon, lat, t("22:00")),
+            Expected::FULL
         );
     }
 }

@@ -88,7 +88,7 @@ impl RecordType {
                     FieldSpec::opt("energy_wh", Double(0.0, 1e15)),
                     FieldSpec::opt("burn_hours", Double(0.0, 1e7)),
                     FieldSpec::opt("lux", Double(0.0, 1e7)),
-                    FieldSpec::opt("fault", Text(64, None)),
+                    FieldSpec::opt("fault", Text(64, None)).blank_is_null(),
                 ];
                 F
             }
@@ -168,6 +168,9 @@ pub struct FieldSpec {
     pub name: &'static str,
     pub ty: FieldType,
     pub required: bool,
+    /// A blank string (empty or only spaces) means none, as `null` does: a device's way
+    /// of saying "no fault".
+    pub blank_is_null: bool,
 }
 
 impl FieldSpec {
@@ -176,6 +179,7 @@ impl FieldSpec {
             name,
             ty,
             required: false,
+            blank_is_null: false,
         }
     }
     const fn req(name: &'static str, ty: FieldType) -> FieldSpec {
@@ -183,6 +187,13 @@ impl FieldSpec {
             name,
             ty,
             required: true,
+            blank_is_null: false,
+        }
+    }
+    const fn blank_is_null(self) -> FieldSpec {
+        FieldSpec {
+            blank_is_null: true,
+            ..self
         }
     }
 }

@@ -15,8 +15,15 @@ pub enum Kind {
 
 impl Kind {
     pub const ALL: [Kind; 4] = [Kind::Light, Kind::Cabinet, Kind::Meter, Kind::Vehicle];
+    /// The names of [`Kind::ALL`], in order.
+    pub const NAMES: [&'static str; 4] = [
+        Kind::Light.as_str(),
+        Kind::Cabinet.as_str(),
+        Kind::Meter.as_str(),
+        Kind::Vehicle.as_str(),
+    ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Light => "light",
             Kind::Cabinet => "cabinet",
@@ -44,6 +51,20 @@ impl Kind {
 /// How long, seconds, a message may still be on its way through the broker and the hub
 /// before its device counts as late, unless the rules file says otherwise.
 pub const REPORT_GRACE_S: i64 = 10;
+
+impl crate::Vocabulary for Kind {
+    fn all() -> &'static [Kind] {
+        &Kind::ALL
+    }
+
+    fn as_str(self) -> &'static str {
+        Kind::as_str(self)
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Kind::parse(s)
+    }
+}
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
