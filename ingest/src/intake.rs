@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use model::{decode_payload, Limits, RecordType, Rejection, Timestamp, Topic};
+use model::{decode_payload, Limits, RecordType, Rejection, Row, Timestamp, Topic};
 use store::ReadingBatch;
 
 use crate::quota::DeadLetterQuota;
@@ -113,6 +113,26 @@ fn digest_kept(m: &Received, intake: &Intake) -> bool {
     intake.registered && (m.retained || m.topic.ends_with("/status") || intake.refused() > 0)
 }
 
+/// When each of one message's rows was heard, received at `now`: its own time, or, for a
+/// row stamped ahead of its arrival (a device whose clock runs ahead), `now`. Several such
+/// rows of one message are heard a microsecond apart just up to `now`, in the order of
+/// their stamps, so that each is still judged (two rows of one instant are one).
+fn heard_times(rows: Vec<Row>, now: Timestamp) -> Vec<(Row, Timestamp)> {
+    let mut ahead: Vec<(Timestamp, usize)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.ts > now)
+        .map(|(i, r)| (r.ts, i))
+        .collect();
+    ahead.sort();
+    let mut heard: Vec<Timestamp> = rows.iter().map(|r| r.ts.min(now)).collect();
+    let last = ahead.len() as i64 - 1;
+    for (k, (_, i)) in ahead.into_iter().enumerate() {
+        heard[i] = Timestamp(now.micros() - (last - k as i64));
+    }
+    rows.into_iter().zip(heard).collect()
+}
+
 /// Decodes `payload` received on `topic` at `now` into `batch`. Never fails: what cannot
 /// be accepted becomes a dead letter with its reason (at most `keep_bytes` of each
 /// refused payload, with its size and digest), as many as `allow(registered, refusals)`
@@ -152,8 +172,8 @@ pub fn take_message(
             }
             intake.rows = decoded.rows.len();
             intake.newest = decoded.rows.iter().map(|r| r.ts).max();
-            for row in decoded.rows {
-                batch.push(record, device_id, row);
+            for (row, heard) in heard_times(decoded.rows, now) {
+                batch.push_heard(record, device_id, row, heard);
             }
         }
     }
@@ -245,5 +265,25 @@ mod tests {
             batch.dead_letter_codes().collect::<Vec<_>>(),
             [("wrong_type", 3)]
         );
+
+        // Stamped ahead of its arrival: heard at it, several of one message a microsecond
+        // apart in the order of their stamps; one from the past keeps its time.
+        let mut ahead = ReadingBatch::keeping_rows();
+        take_message(
+            &mut ahead,
+            &registry,
+            &limits,
+            "city/x/light/L1/telemetry",
+            br#"[{"ts":1795338003000},{"ts":1795337999000},{"ts":1795338001000},{"ts":1795338002000}]"#,
+            now,
+            4096,
+            &mut |_, n| n,
+        );
+        let heard: Vec<i64> = ahead
+            .take_observations()
+            .iter()
+            .map(|o| o.row.ts.micros() - now.micros())
+            .collect();
+        assert_eq!(heard, [0, -1_000_000, -2, -1]);
     }
 }

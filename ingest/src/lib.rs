@@ -15,12 +15,15 @@
 //! - [`quota`]: how many dead letters each device may have stored.
 //! - [`registry`]: topic -> device id, kept current from the database.
 //! - `latest`: the latest-state table, updated from committed batches off the ack path.
+//! - [`backfill`]: a history written as if received when sent (a demonstration's past),
+//!   through the same decoding and writes, but not seen by the rules.
 //! - [`metrics`]: counters and histograms for `/metrics`.
 //!
 //! Start at [`run`]. Back-pressure: the broker sends at most its in-flight window of
 //! unacknowledged messages, and acknowledgements follow commits, so a slow database slows
 //! the broker's delivery instead of growing memory; a byte budget guards the rest.
 
+pub mod backfill;
 pub mod intake;
 mod latest;
 pub mod metrics;

@@ -1,8 +1,9 @@
 //! The device registry as ingestion sees it: topic (tenant, device) -> id and kind.
 //!
 //! Lookups borrow the topic's strings and allocate nothing. A refresher task reloads
-//! changed devices from the database: soon after a lookup misses (a device imported while
-//! the hub runs), and every `full_every` in any case.
+//! changed devices from the database: as soon as the database announces a change of the
+//! inventory (a device imported while the hub runs is known before its first message),
+//! soon after a lookup misses, and every `full_every` in any case.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use model::{Kind, Rejection};
+use store::changes::DeviceChanges;
 use store::{Ingestion, RegisteredDevice};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -80,6 +82,10 @@ impl Registry {
         Ok((registry, newest))
     }
 
+    /// Keeps the registry current until `shutdown`: at once when the database announces
+    /// a change of the inventory (`store::changes::DeviceChanges`), `miss_delay` after a
+    /// lookup missed, and all of it every `full_every` in any case (announcements made
+    /// while the listening connection was down are not repeated).
     pub async fn keep_current(
         self: Arc<Self>,
         url: String,
@@ -88,19 +94,37 @@ impl Registry {
         full_every: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut since_full = Duration::ZERO;
+        let mut last_full = tokio::time::Instant::now();
         let mut db: Option<Ingestion> = None;
+        let mut changes: Option<DeviceChanges> = None;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(miss_delay) => {}
+            if changes.is_none() {
+                changes = DeviceChanges::connect(&url)
+                    .await
+                    .map_err(|error| warn!(message = "Registry cannot listen for inventory changes.", %error))
+                    .ok();
             }
-            since_full += miss_delay;
+            let announced = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(miss_delay) => false,
+                change = next_change(&mut changes) => {
+                    if change.is_none() {
+                        changes = None;
+                    }
+                    change.is_some()
+                }
+            };
             let missed = self.missed.swap(false, Ordering::Relaxed);
-            if !missed && since_full < full_every {
+            let full = last_full.elapsed() >= full_every;
+            if !announced && !missed && !full {
                 continue;
             }
-            since_full = Duration::ZERO;
+            if full {
+                // Everything again: a device written by a transaction that began before
+                // one already read, but committed after it, has an older `updated_at`
+                // than the newest seen.
+                last_full = tokio::time::Instant::now();
+            }
             if db.is_none() {
                 db = Ingestion::connect(&url)
                     .await
@@ -108,11 +132,11 @@ impl Registry {
                     .ok();
             }
             let Some(conn) = &db else { continue };
-            match conn.devices_changed_since(newest).await {
+            match conn.devices_changed_since(newest.filter(|_| !full)).await {
                 Ok((devices, n)) => {
-                    newest = n;
+                    newest = n.max(newest);
                     let count = self.insert_all(devices);
-                    if count > 0 {
+                    if count > 0 && !full {
                         info!(message = "Device registry updated.", devices = count);
                     }
                 }
@@ -122,6 +146,14 @@ impl Registry {
                 }
             }
         }
+    }
+}
+
+/// The next inventory change announced; never, without a listening connection.
+async fn next_change(changes: &mut Option<DeviceChanges>) -> Option<()> {
+    match changes {
+        Some(c) => c.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -113,14 +113,26 @@ impl ReadingBatch {
 
     /// Adds one accepted row of `device_id`; the newest row per device becomes its latest state.
     pub fn push(&mut self, record: RecordType, device_id: i32, row: Row) {
+        let heard = row.ts;
+        self.push_heard(record, device_id, row, heard);
+    }
+
+    /// [`ReadingBatch::push`] for a row its device was heard from at `heard` (at the
+    /// latest when it arrived, whatever the device's clock stamped on it).
+    pub fn push_heard(&mut self, record: RecordType, device_id: i32, row: Row, heard: Timestamp) {
         self.readings[record.index()].reading(device_id, record.fields(), &row);
         if let Some(kept) = &mut self.kept {
             self.kept_bytes += std::mem::size_of::<Observation>()
                 + row.cells.capacity() * std::mem::size_of::<Cell>();
+            // Judged when it was heard: a message cannot tell of a time that has not
+            // come yet (a device whose clock runs ahead).
             kept.push(Observation {
                 device_id,
                 record,
-                row: row.clone(),
+                row: Row {
+                    ts: heard,
+                    ..row.clone()
+                },
             });
         }
         self.days.insert(row.ts.micros().div_euclid(86_400_000_000));
@@ -129,7 +141,7 @@ impl ReadingBatch {
                 .insert(row.ts.micros().div_euclid(900_000_000));
         }
         let mut state = LatestState {
-            last_seen: Some(row.ts),
+            last_seen: Some(heard),
             ..LatestState::default()
         };
         match record {
@@ -137,8 +149,10 @@ impl ReadingBatch {
                 state.telemetry = Some((record, row));
             }
             RecordType::Status => {
+                // Ordered by when it was heard: a status stamped ahead of its arrival
+                // must not outrank the last will that follows it.
                 let online = row.cells.first().and_then(Cell::as_str) == Some("online");
-                state.status = Some((row.ts, online));
+                state.status = Some((heard, online));
             }
             RecordType::Event | RecordType::CmdAck => {}
         }
@@ -262,4 +276,49 @@ pub(crate) fn telemetry_json(record: RecordType, row: &Row) -> serde_json::Value
         map.insert(spec.name.to_owned(), v);
     }
     serde_json::Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row heard before its stamp (it arrived then, its device's clock runs ahead): stored
+    /// with its own time, heard (last seen, its status, as handed to the rules) when it
+    /// arrived; a row pushed plainly is heard at its own time.
+    #[test]
+    fn a_device_is_heard_when_its_message_arrived_not_when_its_clock_says() {
+        let arrived = Timestamp(1_795_338_000_000_000);
+        let row = |ts: Timestamp| Row {
+            ts,
+            cells: vec![Cell::Null; RecordType::Light.fields().len()],
+            extra: None,
+        };
+        let mut batch = ReadingBatch::keeping_rows();
+        batch.push_heard(RecordType::Light, 1, row(arrived.add_secs(240)), arrived);
+        batch.push(RecordType::Light, 2, row(arrived.add_secs(-60)));
+        let kept: Vec<Timestamp> = batch.take_observations().iter().map(|o| o.row.ts).collect();
+        assert_eq!(kept, [arrived, arrived.add_secs(-60)]);
+        batch.push_heard(
+            RecordType::Status,
+            3,
+            Row {
+                ts: arrived.add_secs(240),
+                cells: vec![Cell::Text("online".into())],
+                extra: None,
+            },
+            arrived,
+        );
+        let latest = batch.take_latest();
+        assert_eq!(latest[&1].last_seen, Some(arrived));
+        assert_eq!(
+            latest[&3].status,
+            Some((arrived, true)),
+            "a status is heard on arrival"
+        );
+        assert_eq!(
+            latest[&1].telemetry.as_ref().unwrap().1.ts,
+            arrived.add_secs(240)
+        );
+        assert_eq!(latest[&2].last_seen, Some(arrived.add_secs(-60)));
+    }
 }
