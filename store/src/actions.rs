@@ -253,8 +253,8 @@ async fn assign(
     let order = tx
         .query_opt(
             "SELECT id, state, assignee FROM work_orders
-             WHERE device_id = $1 AND kind = $2 AND state <> 'closed' FOR UPDATE",
-            &[&device_id, &kind],
+             WHERE device_id = $1 AND kind = $2 AND state <> $3 FOR UPDATE",
+            &[&device_id, &kind, &WorkOrderState::Closed.as_str()],
         )
         .await
         .map_err(StoreError::db("reading a work order"))?;

@@ -329,6 +329,33 @@ impl Admin {
         }))
     }
 
+    /// The newest `limit` entries, oldest first, optionally only those whose target starts
+    /// with `target` (e.g. `outage/42`, `user/`) or whose actor is `actor` (a user's
+    /// entries include those through their API tokens, `olga (token gis-export)`).
+    pub async fn audit_tail(
+        &self,
+        limit: i64,
+        target: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "SELECT * FROM (
+                         SELECT {RECORD_COLUMNS} FROM audit_log
+                         WHERE ($2::text IS NULL OR starts_with(target, $2))
+                           AND ($3::text IS NULL OR actor = $3 OR starts_with(actor, $3 || ' ('))
+                         ORDER BY id DESC LIMIT $1
+                     ) t ORDER BY id"
+                ),
+                &[&limit.max(0), &target, &actor],
+            )
+            .await
+            .map_err(StoreError::db("reading the audit log"))?;
+        Ok(rows.iter().map(record).collect())
+    }
+
     /// Recomputes the whole chain, a page at a time, and stops at the first entry that
     /// does not fit: edited (its hash), deleted (a gap in the ids, or a previous hash that
     /// is not its predecessor's) or reordered. Each of `anchors` must be on the chain:

@@ -149,49 +149,102 @@ pub struct DeviceEntry {
     pub online: Option<bool>,
 }
 
+/// The channel on which a change to the device inventory (an insert or update of
+/// `devices`, by any means) is announced, once per transaction (migration 16).
+pub const DEVICES_CHANNEL: &str = "cityhub_devices";
+
+/// Migration 16: a statement that changes `devices` announces it on [`DEVICES_CHANNEL`].
+pub const DEVICES_MIGRATION: &str = r#"
+CREATE FUNCTION cityhub_devices_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('cityhub_devices', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER devices_changed AFTER INSERT OR UPDATE ON devices
+    FOR EACH STATEMENT EXECUTE FUNCTION cityhub_devices_changed();
+"#;
+
+/// A connection told when the device inventory changes (ingestion's registry, so that a
+/// device imported while the hub runs is known before its first message).
+pub struct DeviceChanges {
+    _client: Client,
+    notes: mpsc::UnboundedReceiver<String>,
+}
+
+impl DeviceChanges {
+    pub async fn connect(url: &str) -> Result<DeviceChanges, StoreError> {
+        let (client, notes) = listen(url, "cityhub device registry", DEVICES_CHANNEL).await?;
+        Ok(DeviceChanges {
+            _client: client,
+            notes,
+        })
+    }
+
+    /// Waits for the next change; `None` once the connection has ended (changes made
+    /// while nobody listened are not announced again).
+    pub async fn changed(&mut self) -> Option<()> {
+        self.notes.recv().await?;
+        // Several announcements already here are one reload.
+        while self.notes.try_recv().is_ok() {}
+        Some(())
+    }
+}
+
 /// The connection that listens for change notifications.
 pub struct ChangeListener {
     client: Client,
     notes: mpsc::UnboundedReceiver<String>,
 }
 
+/// A connection named `name` that `LISTEN`s on `channel`, and the payloads of the
+/// notifications it receives; the receiver closes when the connection ends.
+async fn listen(
+    url: &str,
+    name: &str,
+    channel: &str,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError> {
+    let target = crate::describe_target(url);
+    let mut config: Config = url.parse().map_err(|source| StoreError::Connect {
+        target: target.clone(),
+        source,
+    })?;
+    config.application_name(name);
+    let (client, mut connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|source| StoreError::Connect { target, source })?;
+    let (tx, notes) = mpsc::unbounded_channel();
+    // The connection is driven here: it answers the client's queries and hands over
+    // notifications. It ends with the connection, which closes `notes`.
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    debug!(message = "A listening connection ended.", name, %error);
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .map_err(StoreError::db("listening for changes"))?;
+    Ok((client, notes))
+}
+
 impl ChangeListener {
     /// Connects and starts listening.
     pub async fn connect(url: &str) -> Result<ChangeListener, StoreError> {
-        let target = crate::describe_target(url);
-        let mut config: Config = url.parse().map_err(|source| StoreError::Connect {
-            target: target.clone(),
-            source,
-        })?;
-        config.application_name(LISTENER_NAME);
-        let (client, mut connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|source| StoreError::Connect { target, source })?;
-        let (tx, notes) = mpsc::unbounded_channel();
-        // The connection is driven here: it answers the client's queries and hands over
-        // notifications. It ends with the connection, which closes `notes`.
-        tokio::spawn(async move {
-            loop {
-                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(n))) => {
-                        if tx.send(n.payload().to_owned()).is_err() {
-                            return;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => {
-                        debug!(message = "The change listener's connection ended.", %error);
-                        return;
-                    }
-                    None => return,
-                }
-            }
-        });
-        client
-            .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
-            .await
-            .map_err(StoreError::db("listening for changes"))?;
+        let (client, notes) = listen(url, LISTENER_NAME, CHANGES_CHANNEL).await?;
         Ok(ChangeListener { client, notes })
     }
 

@@ -3,14 +3,17 @@
 //! batch, its per-device commands (`pending`) and its audit entry, so the count a person
 //! confirmed is the count that was reached, or nothing is recorded.
 
+use std::collections::HashMap;
+
 use crate::handles::{Actions, Reads};
 use chrono::{DateTime, SecondsFormat, Utc};
-use model::CommandStatus;
+use model::{CommandStatus, Kind, Timestamp};
 use serde_json::json;
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use crate::audit::{append, AuditEntry};
 use crate::listings::Page;
+use crate::sql::lit;
 use crate::StoreError;
 
 /// The most devices one batch may reach.
@@ -71,6 +74,10 @@ pub struct ReachedDevice {
     pub kind: String,
 }
 
+/// Lamps a `resume_schedule` batch counts on reaching each second beyond its first
+/// minute (the dispatcher sends 200 a second by default).
+pub const RESUME_LAMPS_PER_S: i64 = 100;
+
 /// A batch to record.
 #[derive(Debug, Clone)]
 pub struct NewBatch<'a> {
@@ -85,6 +92,11 @@ pub struct NewBatch<'a> {
     pub issued_by: &'a str,
     /// The device count the person confirmed; required when more than one is reached.
     pub confirm: Option<i64>,
+    /// A `set_light` that returns lamps to their schedule: each lamp is told what its
+    /// profile in force asks for at `issued_at` (the body's `on` and `dim` are its own),
+    /// and follows its schedule again once the command expires: `expires_at`, a second
+    /// later per [`RESUME_LAMPS_PER_S`] lamps reached.
+    pub resume_schedule: bool,
 }
 
 /// A batch as stored, with its commands counted by status.
@@ -117,6 +129,28 @@ pub struct BatchCommandRow {
     pub acked_at: Option<DateTime<Utc>>,
     pub attempts: i32,
     pub detail: Option<String>,
+    /// What this device was sent (`action` and its fields; `id` and `ts` are added when
+    /// sent).
+    pub body: serde_json::Value,
+}
+
+/// The columns [`command_row`] reads, from `commands c JOIN devices d`.
+const COMMAND_COLUMNS: &str = "c.id, c.device_id, d.ext_id, d.kind, c.status, c.sent_at,
+    c.acked_at, c.attempts, c.detail, c.body";
+
+fn command_row(r: &Row) -> BatchCommandRow {
+    BatchCommandRow {
+        id: r.get(0),
+        device_id: r.get(1),
+        ext_id: r.get(2),
+        kind: r.get(3),
+        status: r.get(4),
+        sent_at: r.get(5),
+        acked_at: r.get(6),
+        attempts: r.get(7),
+        detail: r.get(8),
+        body: r.get(9),
+    }
 }
 
 const BATCH_COLUMNS: &str = "b.id, t.slug, b.issued_by, b.issued_at, b.target, b.action, b.body,
@@ -160,8 +194,11 @@ pub(crate) async fn reach<C: GenericClient>(
     action: &str,
 ) -> Result<Vec<ReachedDevice>, StoreError> {
     let lights_only = action != "reboot";
-    let select = "SELECT d.id, d.ext_id, d.kind, d.lon, d.lat FROM devices d
-                  WHERE d.tenant_id = $1 AND (NOT $2 OR d.kind = 'light')";
+    let select = format!(
+        "SELECT d.id, d.ext_id, d.kind, d.lon, d.lat FROM devices d
+         WHERE d.tenant_id = $1 AND (NOT $2 OR d.kind = {})",
+        lit(Kind::Light)
+    );
     let read = |r: &Row| {
         (
             ReachedDevice {
@@ -208,7 +245,7 @@ pub(crate) async fn reach<C: GenericClient>(
                 return Err(unknown("device", missing));
             }
             if lights_only {
-                if let Some(other) = found.iter().find(|f| f.kind != "light") {
+                if let Some(other) = found.iter().find(|f| f.kind != Kind::Light.as_str()) {
                     return Err(StoreError::NotALamp {
                         device: other.ext_id.clone(),
                         kind: other.kind.clone(),
@@ -221,8 +258,8 @@ pub(crate) async fn reach<C: GenericClient>(
         CommandTarget::Cabinet(cabinet) => {
             let exists = client
                 .query_opt(
-                    "SELECT 1 FROM devices WHERE tenant_id = $1 AND kind = 'cabinet' AND ext_id = $2",
-                    &[&tenant, cabinet],
+                    "SELECT 1 FROM devices WHERE tenant_id = $1 AND kind = $3 AND ext_id = $2",
+                    &[&tenant, cabinet, &Kind::Cabinet.as_str()],
                 )
                 .await
                 .map_err(StoreError::db("finding a cabinet"))?;
@@ -232,7 +269,8 @@ pub(crate) async fn reach<C: GenericClient>(
             client
                 .query(
                     &format!(
-                        "{select} AND (d.cabinet = $3 OR (d.kind = 'cabinet' AND d.ext_id = $3)) ORDER BY d.id"
+                        "{select} AND (d.cabinet = $3 OR (d.kind = {cabinet} AND d.ext_id = $3)) ORDER BY d.id",
+                        cabinet = lit(Kind::Cabinet)
                     ),
                     &[&tenant, &lights_only, cabinet],
                 )
@@ -320,10 +358,12 @@ impl Reads {
         row.as_ref().map(batch_row).ok_or(StoreError::NoBatch(id))
     }
 
-    /// A page of batches of the given tenants, newest first (issue time, then id).
+    /// A page of batches of the given tenants, newest first (issue time, then id); with
+    /// `device` (an inventory id), those that reached it.
     pub async fn command_batch_page(
         &self,
         tenants: &[i32],
+        device: Option<&str>,
         after: Option<(DateTime<Utc>, i64)>,
         limit: i64,
     ) -> Result<Page<BatchRow>, StoreError> {
@@ -335,9 +375,12 @@ impl Reads {
                     "SELECT {BATCH_COLUMNS} FROM command_batches b JOIN tenants t ON t.id = b.tenant_id
                      WHERE b.tenant_id = ANY($1)
                        AND ($2::timestamptz IS NULL OR (b.issued_at, b.id) < ($2, $3::int8))
+                       AND ($5::text IS NULL OR b.id IN (
+                           SELECT c.batch_id FROM commands c JOIN devices d ON d.id = c.device_id
+                           WHERE d.ext_id = $5 AND d.tenant_id = ANY($1)))
                      ORDER BY b.issued_at DESC, b.id DESC LIMIT $4"
                 ),
-                &[&tenants, &after_at, &after_id, &(limit.max(0) + 1)],
+                &[&tenants, &after_at, &after_id, &(limit.max(0) + 1), &device],
             )
             .await
             .map_err(StoreError::db("listing command batches"))?;
@@ -357,12 +400,13 @@ impl Reads {
         let rows = self
             .client()
             .query(
-                "SELECT c.id, c.device_id, d.ext_id, d.kind, c.status, c.sent_at, c.acked_at,
-                        c.attempts, c.detail
-                 FROM commands c JOIN devices d ON d.id = c.device_id
-                 WHERE c.batch_id = $1 AND ($2::text IS NULL OR c.status = $2)
-                   AND ($3::int4 IS NULL OR c.device_id > $3)
-                 ORDER BY c.device_id LIMIT $4",
+                &format!(
+                    "SELECT {COMMAND_COLUMNS}
+                     FROM commands c JOIN devices d ON d.id = c.device_id
+                     WHERE c.batch_id = $1 AND ($2::text IS NULL OR c.status = $2)
+                       AND ($3::int4 IS NULL OR c.device_id > $3)
+                     ORDER BY c.device_id LIMIT $4"
+                ),
                 &[
                     &batch,
                     &status.map(CommandStatus::as_str),
@@ -372,21 +416,31 @@ impl Reads {
             )
             .await
             .map_err(StoreError::db("listing a batch's commands"))?;
-        let items = rows
-            .iter()
-            .map(|r| BatchCommandRow {
-                id: r.get(0),
-                device_id: r.get(1),
-                ext_id: r.get(2),
-                kind: r.get(3),
-                status: r.get(4),
-                sent_at: r.get(5),
-                acked_at: r.get(6),
-                attempts: r.get(7),
-                detail: r.get(8),
-            })
-            .collect();
+        let items = rows.iter().map(command_row).collect();
         Ok(Page::from_rows(items, limit))
+    }
+
+    /// The commands the given batches sent to the devices with inventory id `ext_id`
+    /// among `tenants`, with their batch.
+    pub async fn device_commands_of(
+        &self,
+        tenants: &[i32],
+        batches: &[i64],
+        ext_id: &str,
+    ) -> Result<Vec<(i64, BatchCommandRow)>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "SELECT {COMMAND_COLUMNS}, c.batch_id
+                     FROM commands c JOIN devices d ON d.id = c.device_id
+                     WHERE c.batch_id = ANY($1) AND d.ext_id = $2 AND d.tenant_id = ANY($3)"
+                ),
+                &[&batches, &ext_id, &tenants],
+            )
+            .await
+            .map_err(StoreError::db("reading a device's commands"))?;
+        Ok(rows.iter().map(|r| (r.get(10), command_row(r))).collect())
     }
 }
 
@@ -401,7 +455,13 @@ impl Actions {
             .transaction()
             .await
             .map_err(StoreError::db("starting a command batch"))?;
-        let devices = reach(&tx, batch.tenant_id, batch.target, batch.action).await?;
+        // A refusal names the action as asked.
+        let asked = if batch.resume_schedule {
+            "resume_schedule"
+        } else {
+            batch.action
+        };
+        let devices = reach(&tx, batch.tenant_id, batch.target, asked).await?;
         if devices.is_empty() {
             return Err(StoreError::NoDevicesReached);
         }
@@ -419,18 +479,35 @@ impl Actions {
             });
         }
         let ids: Vec<i32> = devices.iter().map(|d| d.id).collect();
+        // Lamps sent back to their schedule hold what it asks for a minute, and a second
+        // longer per 100 lamps, so that a large group is reached before it expires.
+        let expires_at = if batch.resume_schedule {
+            batch.expires_at + chrono::Duration::seconds(reached / RESUME_LAMPS_PER_S)
+        } else {
+            batch.expires_at
+        };
+        let mut body = batch.body.clone();
+        if batch.resume_schedule {
+            body["expires"] = json!(expires_at.timestamp_millis());
+        }
+        let bodies = if batch.resume_schedule {
+            scheduled_bodies(&tx, batch, &ids, &body["expires"]).await?
+        } else {
+            Vec::new()
+        };
         let id = insert_batch(
             &tx,
             batch.tenant_id,
             &batch.target.to_json(),
             batch.action,
-            &batch.body,
+            &body,
             batch.issued_at,
-            Some(batch.expires_at),
+            Some(expires_at),
             batch.issued_by,
             batch.confirm.filter(|_| reached > 1),
             "api",
             &ids,
+            &bodies,
         )
         .await?;
         let row = read_batch(&tx, id).await?;
@@ -444,9 +521,9 @@ impl Actions {
                     "tenant": row.tenant,
                     "target": row.target,
                     "action": batch.action,
-                    "body": batch.body,
+                    "body": body,
                     "devices": reached,
-                    "expires": batch.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "expires": expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
                 }),
             },
         )
@@ -458,7 +535,44 @@ impl Actions {
     }
 }
 
-/// Inserts a batch and its per-device `pending` commands; the batch's id.
+/// Each lamp's `set_light` body that tells it what its profile in force asks for at the
+/// batch's time (by the astronomical clock at its place), in the order of `ids`.
+async fn scheduled_bodies(
+    tx: &Transaction<'_>,
+    batch: &NewBatch<'_>,
+    ids: &[i32],
+    expires: &serde_json::Value,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let profiles = crate::profiles::profiles(tx, batch.tenant_id).await?;
+    let places: HashMap<i32, (f64, f64)> = tx
+        .query(
+            "SELECT id, lon, lat FROM devices WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(StoreError::db("reading the lamps' places"))?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let at = Timestamp::from_datetime(batch.issued_at);
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let (lon, lat) = places.get(id).copied().unwrap_or_default();
+            let profile = profiles.get(id).and_then(Option::as_ref);
+            let e = model::lighting::scheduled(profile, lon, lat, at);
+            json!({
+                "action": "set_light",
+                "on": e.on,
+                "dim": e.dim.round() as i64,
+                "expires": expires,
+            })
+        })
+        .collect())
+}
+
+/// Inserts a batch and its per-device `pending` commands, each with `body` or, when
+/// `bodies` are given, its own (in the order of `devices`); the batch's id.
 #[allow(clippy::too_many_arguments)] // one per column of the batch
 pub(crate) async fn insert_batch(
     tx: &Transaction<'_>,
@@ -472,6 +586,7 @@ pub(crate) async fn insert_batch(
     confirmed: Option<i64>,
     origin: &str,
     devices: &[i32],
+    bodies: &[serde_json::Value],
 ) -> Result<i64, StoreError> {
     let count = i32::try_from(devices.len()).unwrap_or(i32::MAX);
     let confirmed = confirmed.and_then(|c| i32::try_from(c).ok());
@@ -490,8 +605,9 @@ pub(crate) async fn insert_batch(
     let id: i64 = row.get(0);
     tx.execute(
         "INSERT INTO commands (id, batch_id, device_id, action, body, issued_at, expires_at, issued_by)
-         SELECT gen_random_uuid()::text, $1, d, $2, $3, $4, $5, $6 FROM unnest($7::int4[]) AS d",
-        &[&id, &action, body, &issued_at, &expires_at, &issued_by, &devices],
+         SELECT gen_random_uuid()::text, $1, x.d, $2, coalesce(x.b, $3), $4, $5, $6
+         FROM unnest($7::int4[], $8::jsonb[]) AS x(d, b) WHERE x.d IS NOT NULL",
+        &[&id, &action, body, &issued_at, &expires_at, &issued_by, &devices, &bodies],
     )
     .await
     .map_err(StoreError::db("recording a batch's commands"))?;

@@ -9,6 +9,8 @@ use tokio_postgres::Row;
 
 use model::CommandStatus;
 
+use crate::sql::{lit, COMMAND_UNANSWERED};
+
 use crate::error::named;
 use crate::StoreError;
 
@@ -222,9 +224,10 @@ impl Detection {
             .query_opt(
                 &format!(
                     "UPDATE commands SET status = $2, acked_at = $3, detail = $4, answered_at = now()
-                     WHERE id = $1 AND status IN ('pending', 'sent')
+                     WHERE id = $1 AND status IN {unanswered}
                        AND ($5::int4 IS NULL OR device_id = $5)
-                     RETURNING {COLUMNS}"
+                     RETURNING {COLUMNS}",
+                    unanswered = *COMMAND_UNANSWERED
                 ),
                 &[&id, &new_status.as_str(), &at, &detail, &device_id],
             )
@@ -255,7 +258,10 @@ impl Detection {
     }
 
     /// The light settings and schedules in force at `now`: per device and action, the
-    /// newest command the device accepted that was issued by `now` and has not expired.
+    /// newest command the device accepted that was issued by `now`, if it has not expired.
+    /// A later setting replaces an earlier one on the device: once it expires the lamp
+    /// follows its schedule, not an earlier setting that would have held longer (as the
+    /// rules engine has it while it runs).
     pub async fn commands_in_force(
         &self,
         now: DateTime<Utc>,
@@ -264,10 +270,15 @@ impl Detection {
             .client()
             .query(
                 &format!(
-                    "SELECT DISTINCT ON (device_id, action) {COLUMNS} FROM commands
-                     WHERE status = 'acked' AND action IN ('set_light', 'set_schedule')
-                       AND issued_at <= $1 AND (expires_at IS NULL OR expires_at > $1)
-                     ORDER BY device_id, action, issued_at DESC, id DESC"
+                    "SELECT {COLUMNS} FROM (
+                         SELECT DISTINCT ON (device_id, action) {COLUMNS} FROM commands
+                         WHERE status = {acked} AND action IN ('set_light', 'set_schedule')
+                           AND issued_at <= $1
+                         ORDER BY device_id, action, issued_at DESC, id DESC
+                     ) newest
+                     WHERE expires_at IS NULL OR expires_at > $1
+                     ORDER BY device_id, action",
+                    acked = lit(CommandStatus::Acked)
                 ),
                 &[&now],
             )
@@ -330,10 +341,11 @@ impl Dispatch {
         let rows = self
             .client()
             .query(
-                "WITH due AS (
+                &format!(
+                    "WITH due AS (
                      SELECT c.id FROM commands c
                      LEFT JOIN device_latest l ON l.device_id = c.device_id
-                     WHERE c.status = 'pending'
+                     WHERE c.status = {pending}
                        AND (c.expires_at IS NULL OR c.expires_at > $1)
                        AND l.online IS DISTINCT FROM false
                        AND NOT (c.id = ANY($3))
@@ -345,6 +357,8 @@ impl Dispatch {
                  FROM due, devices d, tenants t
                  WHERE c.id = due.id AND d.id = c.device_id AND t.id = d.tenant_id
                  RETURNING c.id, t.slug, d.kind, d.ext_id, c.body, c.issued_at",
+                    pending = lit(CommandStatus::Pending)
+                ),
                 &[&now, &limit, &in_flight],
             )
             .await
@@ -364,23 +378,31 @@ impl Dispatch {
         Ok(due)
     }
 
-    /// The broker took these commands: `sent`, unless an answer came first (a quick
-    /// device answers before the broker's acknowledgement is recorded); `sent_at` either
-    /// way. Returns how many were taken for the first time.
+    /// The broker took these commands, each at its time (the hub's clock): `sent`, unless
+    /// an answer came first (a quick device answers before the broker's acknowledgement
+    /// is recorded); `sent_at` either way. Returns how many were taken for the first time.
     pub async fn commands_sent(
         &self,
-        ids: &[String],
-        at: DateTime<Utc>,
+        taken: &[(String, DateTime<Utc>)],
     ) -> Result<u64, StoreError> {
-        if ids.is_empty() {
+        if taken.is_empty() {
             return Ok(0);
         }
+        let (ids, times): (Vec<&str>, Vec<DateTime<Utc>>) =
+            taken.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
         self.client()
             .execute(
-                "UPDATE commands
-                 SET status = CASE WHEN status = 'pending' THEN 'sent' ELSE status END, sent_at = $2
-                 WHERE id = ANY($1) AND sent_at IS NULL",
-                &[&ids, &at],
+                "UPDATE commands c
+                 SET status = CASE WHEN c.status = $3 THEN $4 ELSE c.status END,
+                     sent_at = t.at
+                 FROM unnest($1::text[], $2::timestamptz[]) AS t(id, at)
+                 WHERE c.id = t.id AND c.sent_at IS NULL",
+                &[
+                    &ids,
+                    &times,
+                    &CommandStatus::Pending.as_str(),
+                    &CommandStatus::Sent.as_str(),
+                ],
             )
             .await
             .map_err(StoreError::db("marking commands sent"))
@@ -390,8 +412,12 @@ impl Dispatch {
     pub async fn expire_commands(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.client()
             .execute(
-                "UPDATE commands SET status = 'expired'
-                 WHERE status IN ('pending', 'sent') AND expires_at <= $1",
+                &format!(
+                    "UPDATE commands SET status = {expired}
+                     WHERE status IN {unanswered} AND expires_at <= $1",
+                    expired = lit(CommandStatus::Expired),
+                    unanswered = *COMMAND_UNANSWERED
+                ),
                 &[&now],
             )
             .await
@@ -403,7 +429,10 @@ impl Dispatch {
         let row = self
             .client()
             .query_one(
-                "SELECT count(*) FROM commands WHERE status = 'pending'",
+                &format!(
+                    "SELECT count(*) FROM commands WHERE status = {}",
+                    lit(CommandStatus::Pending)
+                ),
                 &[],
             )
             .await

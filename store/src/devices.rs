@@ -167,6 +167,48 @@ impl Ingestion {
             .collect();
         Ok((devices, newest))
     }
+
+    /// When the newest message of any of `tenant`'s devices was heard, if ever.
+    pub async fn tenant_last_heard(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.client()
+            .query_one(
+                "SELECT max(l.last_seen) FROM device_latest l
+                 JOIN devices d ON d.id = l.device_id JOIN tenants t ON t.id = d.tenant_id
+                 WHERE t.slug = $1",
+                &[&tenant],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(StoreError::db("reading when a tenant was last heard"))
+    }
+
+    /// The newest telemetry of each of `tenant`'s devices that has any, keyed by its
+    /// telemetry topic (`city/{tenant}/{kind}/{id}/telemetry`).
+    pub async fn tenant_latest_telemetry(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::HashMap<String, serde_json::Value>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT d.kind, d.ext_id, l.telemetry FROM device_latest l
+                 JOIN devices d ON d.id = l.device_id JOIN tenants t ON t.id = d.tenant_id
+                 WHERE t.slug = $1 AND l.telemetry IS NOT NULL",
+                &[&tenant],
+            )
+            .await
+            .map_err(StoreError::db("reading a tenant's newest telemetry"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let (kind, id): (String, String) = (r.get(0), r.get(1));
+                (format!("city/{tenant}/{kind}/{id}/telemetry"), r.get(2))
+            })
+            .collect())
+    }
 }
 
 async fn create_tenants(tx: &Transaction<'_>, tenants: &[&str]) -> Result<u64, StoreError> {
@@ -272,17 +314,23 @@ async fn dangling(tx: &Transaction<'_>, devices: &[Device]) -> Result<Vec<Dangli
              SELECT t.slug, d.ext_id, 'cabinet', d.cabinet
              FROM file f JOIN tenants t ON t.slug = f.tenant
              JOIN devices d ON d.tenant_id = t.id AND d.ext_id = f.ext
-             WHERE d.kind = 'light' AND d.cabinet IS NOT NULL AND NOT EXISTS (
+             WHERE d.kind = $3 AND d.cabinet IS NOT NULL AND NOT EXISTS (
                  SELECT 1 FROM devices c
-                 WHERE c.tenant_id = d.tenant_id AND c.ext_id = d.cabinet AND c.kind = 'cabinet')
+                 WHERE c.tenant_id = d.tenant_id AND c.ext_id = d.cabinet AND c.kind = $4)
              UNION ALL
              SELECT t.slug, d.ext_id, 'route', d.route
              FROM file f JOIN tenants t ON t.slug = f.tenant
              JOIN devices d ON d.tenant_id = t.id AND d.ext_id = f.ext
-             WHERE d.kind = 'vehicle' AND d.route IS NOT NULL AND NOT EXISTS (
+             WHERE d.kind = $5 AND d.route IS NOT NULL AND NOT EXISTS (
                  SELECT 1 FROM routes r WHERE r.tenant_id = d.tenant_id AND r.ext_id = d.route)
              ORDER BY 1, 2",
-            &[&tenant, &ext],
+            &[
+                &tenant,
+                &ext,
+                &Kind::Light.as_str(),
+                &Kind::Cabinet.as_str(),
+                &Kind::Vehicle.as_str(),
+            ],
         )
         .await
         .map_err(StoreError::db("checking the inventory's references"))?;

@@ -212,13 +212,12 @@ const VEHICLE: KindSpec = KindSpec {
 };
 
 fn spec(kind: &str) -> Option<&'static KindSpec> {
-    match kind {
-        "light" => Some(&LIGHT),
-        "cabinet" => Some(&CABINET),
-        "meter" => Some(&METER),
-        "vehicle" => Some(&VEHICLE),
-        _ => None,
-    }
+    Some(match Kind::parse(kind)? {
+        Kind::Light => &LIGHT,
+        Kind::Cabinet => &CABINET,
+        Kind::Meter => &METER,
+        Kind::Vehicle => &VEHICLE,
+    })
 }
 
 /// The fields of each point of a device kind's history, in order.
@@ -378,7 +377,7 @@ fn rollup_select(r: Rollup, path: StoragePath, until: &str) -> String {
 /// rollup rows are part 1 and the raw buckets part 2. The rows are put in order by the
 /// caller ([`in_order`]) rather than sorted by PostgreSQL, which costs more per row.
 fn light_sql(r: Rollup, bucket: Bucket, path: StoragePath) -> String {
-    let nulls = vec!["NULL::float8"; history_fields("light").len() - 1].join(", ");
+    let nulls = vec!["NULL::float8"; history_fields(Kind::Light.as_str()).len() - 1].join(", ");
     format!(
         "WITH s AS MATERIALIZED (
              SELECT complete_before FROM rollup_state WHERE name = 'light'
@@ -460,6 +459,8 @@ pub struct StateColumns {
     pub dim: Vec<Option<f64>>,
     /// Unix seconds.
     pub last_seen: Vec<Option<i64>>,
+    /// From the inventory.
+    pub district: Vec<Option<String>>,
 }
 
 /// Lamp energy of one district on one day.
@@ -476,17 +477,21 @@ pub struct EnergyDay {
     pub rated_kwh: Option<f64>,
 }
 
-const DEVICE_DETAIL: &str =
-    "SELECT d.id, t.slug, d.ext_id, d.kind, d.district, d.cabinet, d.rated_power_w,
+static DEVICE_DETAIL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT d.id, t.slug, d.ext_id, d.kind, d.district, d.cabinet, d.rated_power_w,
         d.medium, d.route, d.lon, d.lat,
         l.telemetry_ts, l.telemetry, l.status_ts, l.online, l.last_seen,
         (SELECT count(*) FROM outages o
-         WHERE o.device_id = d.id AND o.state IN ('open', 'acknowledged'))
+         WHERE o.device_id = d.id AND o.state IN {})
  FROM devices d
  JOIN tenants t ON t.id = d.tenant_id
  LEFT JOIN device_latest l ON l.device_id = d.id
  WHERE d.tenant_id = ANY($1) AND d.ext_id = $2
- ORDER BY t.slug";
+ ORDER BY t.slug",
+        *crate::sql::OUTAGE_ACTIVE
+    )
+});
 
 impl Reads {
     /// The devices of `tenants` with inventory id `ext_id` (one per tenant at most).
@@ -496,7 +501,7 @@ impl Reads {
         ext_id: &str,
     ) -> Result<Vec<DeviceDetail>, StoreError> {
         let rows = self
-            .query_cached(DEVICE_DETAIL, &[&tenants, &ext_id])
+            .query_cached(&DEVICE_DETAIL, &[&tenants, &ext_id])
             .await
             .map_err(StoreError::db("reading a device"))?;
         Ok(rows
@@ -520,8 +525,8 @@ impl Reads {
         let from = q.bucket.floor(q.from);
         let lookback = lookback_seconds(q.bucket);
         let limit = MAX_POINTS + 1;
-        let (mut points, rolled_up_until) = match (q.bucket.rollup(), q.kind) {
-            (Some(rollup), "light") => {
+        let (mut points, rolled_up_until) = match (q.bucket.rollup(), Kind::parse(q.kind)) {
+            (Some(rollup), Some(Kind::Light)) => {
                 // The boundary is at or after `from` and, down to the bucket, at or after
                 // what this connection last saw of `complete_before`, which only grows.
                 let step = q.bucket.step().unwrap_or_default();
@@ -580,9 +585,10 @@ impl Reads {
             .query(
                 "SELECT d.ext_id, d.tenant_id, d.kind, d.lon, d.lat,
                         l.lamp_on, l.dim_pct, extract(epoch FROM l.last_seen)::int8,
-                        -- Telemetry after an offline status: the device is back, as the
-                        -- rules take it (heard from), whatever its status said last.
-                        CASE WHEN l.online = false AND l.telemetry_ts > l.status_ts THEN true
+                        -- Heard from after an offline status: the device is back, as the
+                        -- rules take it, whatever its status said last. (Heard: when its
+                        -- message arrived at the latest, whatever its clock said.)
+                        CASE WHEN l.online = false AND l.last_seen > l.status_ts THEN true
                              ELSE l.online END,
                         coalesce(l.has_fault, false), o.severities,
                         EXISTS (SELECT 1 FROM outages co JOIN devices c ON c.id = co.device_id
@@ -594,7 +600,7 @@ impl Reads {
                                   AND w.starts_at <= $5 AND w.ends_at > $5
                                   AND CASE w.scope
                                       WHEN 'device' THEN d.ext_id = w.target
-                                      WHEN 'cabinet' THEN (d.kind = 'cabinet' AND d.ext_id = w.target)
+                                      WHEN 'cabinet' THEN (d.kind = $8 AND d.ext_id = w.target)
                                                           OR d.cabinet = w.target
                                       WHEN 'district' THEN d.district = w.target
                                       ELSE true END),
@@ -607,9 +613,16 @@ impl Reads {
                                          OR (s.scope = 'district' AND s.target = d.district)
                                          OR (s.scope = 'cabinet' AND s.target = d.cabinet)
                                          OR (s.scope = 'devices' AND d.ext_id = ANY(s.devices))))
-                          OR EXISTS (SELECT 1 FROM commands c
-                                     WHERE c.device_id = d.id AND c.action = 'set_light'
-                                       AND c.status = $7 AND c.expires_at > $5))
+                          -- The newest light setting or profile the lamp accepted: a
+                          -- setting still in force (a later one replaces an earlier one,
+                          -- a profile ends it, as on the controller and in the rules).
+                          OR coalesce((SELECT c.action = 'set_light' AND c.expires_at > $5
+                                       FROM commands c
+                                       WHERE c.device_id = d.id AND c.status = $7
+                                         AND c.action IN ('set_light', 'set_schedule')
+                                         AND c.issued_at <= $5
+                                       ORDER BY c.issued_at DESC, c.id DESC LIMIT 1), false)),
+                        d.district
                  FROM devices d
                  LEFT JOIN device_latest l ON l.device_id = d.id
                  LEFT JOIN (SELECT device_id, array_agg(DISTINCT severity) AS severities
@@ -625,6 +638,7 @@ impl Reads {
                     &now,
                     &Kind::Light.as_str(),
                     &CommandStatus::Acked.as_str(),
+                    &Kind::Cabinet.as_str(),
                 ],
             )
             .await
@@ -640,6 +654,7 @@ impl Reads {
             on: Vec::with_capacity(n),
             dim: Vec::with_capacity(n),
             last_seen: Vec::with_capacity(n),
+            district: Vec::with_capacity(n),
         };
         for r in &rows {
             let kind: String = r.get(2);
@@ -671,6 +686,7 @@ impl Reads {
             c.on.push(on);
             c.dim.push(dim);
             c.last_seen.push(last_seen);
+            c.district.push(r.get(14));
         }
         Ok(c)
     }
@@ -773,7 +789,7 @@ mod tests {
 
     #[test]
     fn every_kind_names_its_fields() {
-        assert_eq!(history_fields("light").len(), 10);
+        assert_eq!(history_fields(Kind::Light.as_str()).len(), 10);
         assert_eq!(history_fields("light")[8], "energy_wh");
         assert_eq!(*history_fields("meter").last().unwrap(), "consumption");
         assert!(history_fields("teapot").is_empty());

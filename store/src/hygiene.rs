@@ -3,7 +3,7 @@
 //! 10 minutes, floods, chattering alarms and the few devices that cause most of them).
 
 use crate::handles::{Actions, Admin, Detection, Reads};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
 use model::{OutageState, Timestamp};
 use tokio_postgres::Transaction;
 
@@ -31,6 +31,8 @@ pub struct KindCount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadActor {
     pub device_id: i32,
+    /// The device's tenant (slug): inventory ids are unique within a tenant only.
+    pub tenant: String,
     pub ext_id: String,
     pub kind: String,
     pub outages: i64,
@@ -45,6 +47,8 @@ pub struct AlarmReport {
     pub peak_per_10min: i64,
     /// The buckets with more than [`FLOOD_PER_10_MIN`] outages opened: (start, count).
     pub flood_windows: Vec<(DateTime<Utc>, i64)>,
+    /// Outages opened per UTC day that had any: (the day's start, count), oldest first.
+    pub per_day: Vec<(DateTime<Utc>, i64)>,
     /// The devices and kinds with the most outages plus occurrences, worst first.
     pub bad_actors: Vec<BadActor>,
 }
@@ -190,11 +194,12 @@ impl Db {
         let bad_actors = self
             .client()
             .query(
-                "SELECT d.id, d.ext_id, o.kind, count(*), sum(o.occurrences)::int8
+                "SELECT d.id, d.ext_id, o.kind, count(*), sum(o.occurrences)::int8, t.slug
                  FROM outages o JOIN devices d ON d.id = o.device_id
+                 JOIN tenants t ON t.id = d.tenant_id
                  WHERE o.opened_at >= $1 AND o.opened_at < $2 AND ($4::int4[] IS NULL OR d.tenant_id = ANY($4))
-                 GROUP BY d.id, d.ext_id, o.kind
-                 ORDER BY count(*) + sum(o.occurrences) DESC, d.ext_id, o.kind
+                 GROUP BY d.id, d.ext_id, o.kind, t.slug
+                 ORDER BY count(*) + sum(o.occurrences) DESC, t.slug, d.ext_id, o.kind
                  LIMIT $3",
                 &[&from, &to, &i64::try_from(top).unwrap_or(i64::MAX), &tenants],
             )
@@ -203,14 +208,26 @@ impl Db {
             .iter()
             .map(|r| BadActor {
                 device_id: r.get(0),
+                tenant: r.get(5),
                 ext_id: r.get(1),
                 kind: r.get(2),
                 outages: r.get(3),
                 occurrences: r.get(4),
             })
             .collect();
+        let mut per_day: Vec<(DateTime<Utc>, i64)> = Vec::new();
+        for &(bucket, n) in &buckets {
+            let day = bucket
+                .duration_trunc(chrono::Duration::days(1))
+                .unwrap_or(bucket);
+            match per_day.last_mut() {
+                Some((d, count)) if *d == day => *count += n,
+                _ => per_day.push((day, n)),
+            }
+        }
         Ok(AlarmReport {
             per_kind,
+            per_day,
             peak_per_10min: buckets.iter().map(|b| b.1).max().unwrap_or(0),
             flood_windows: buckets
                 .into_iter()
@@ -245,8 +262,8 @@ pub(crate) async fn acknowledge(
         });
     }
     tx.execute(
-        "UPDATE outages SET state = 'acknowledged', acknowledged_by = $2, acknowledged_at = $3 WHERE id = $1",
-        &[&id, &actor, &at],
+        "UPDATE outages SET state = $4, acknowledged_by = $2, acknowledged_at = $3 WHERE id = $1",
+        &[&id, &actor, &at, &OutageState::Acknowledged.as_str()],
     )
     .await
     .map_err(StoreError::db("acknowledging an outage"))?;

@@ -74,9 +74,6 @@ pub enum OutageOrder {
     Newest,
 }
 
-/// [`model::Severity::rank`] in SQL.
-const RANK: &str = "(CASE o.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 ELSE 2 END)::int2";
-
 /// Which work orders to list.
 #[derive(Debug, Clone, Default)]
 pub struct WorkOrderQuery<'a> {
@@ -84,6 +81,10 @@ pub struct WorkOrderQuery<'a> {
     pub state: Option<WorkOrderState>,
     pub team: Option<&'a str>,
     pub kind: Option<&'a str>,
+    /// The district of the order's device.
+    pub district: Option<&'a str>,
+    /// The order's device, by its inventory id.
+    pub device: Option<&'a str>,
     pub after: Option<(DateTime<Utc>, i64)>,
     pub limit: i64,
 }
@@ -174,10 +175,13 @@ impl Reads {
                 "(o.opened_at, o.id) < ($7, $8::int8)".to_owned(),
                 "o.opened_at DESC, o.id DESC".to_owned(),
             ),
-            OutageOrder::Severity => (
-                format!("({RANK} > $10::int2 OR ({RANK} = $10::int2 AND (o.opened_at, o.id) < ($7, $8::int8)))"),
-                format!("{RANK}, o.opened_at DESC, o.id DESC"),
-            ),
+            OutageOrder::Severity => {
+                let severity = &*crate::sql::SEVERITY_RANK;
+                (
+                format!("({severity} > $10::int2 OR ({severity} = $10::int2 AND (o.opened_at, o.id) < ($7, $8::int8)))"),
+                format!("{severity}, o.opened_at DESC, o.id DESC"),
+            )
+            }
         };
         let limit = read_limit(q.limit);
         let rank = rank.unwrap_or(0);
@@ -292,6 +296,8 @@ impl Reads {
                        AND ($3::text IS NULL OR w.team = $3)
                        AND ($4::text IS NULL OR w.kind = $4)
                        AND ($5::timestamptz IS NULL OR (w.opened_at, w.id) < ($5, $6::int8))
+                       AND ($8::text IS NULL OR d.district = $8)
+                       AND ($9::text IS NULL OR d.ext_id = $9)
                      ORDER BY w.opened_at DESC, w.id DESC
                      LIMIT $7"
                 ),
@@ -303,6 +309,8 @@ impl Reads {
                     &after_at,
                     &after_id,
                     &read_limit(q.limit),
+                    &q.district,
+                    &q.device,
                 ],
             )
             .await

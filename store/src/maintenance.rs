@@ -101,13 +101,13 @@ impl Detection {
                  FROM maintenance_windows w
                  LEFT JOIN devices d ON d.tenant_id = w.tenant_id AND CASE w.scope
                      WHEN 'device' THEN d.ext_id = w.target
-                     WHEN 'cabinet' THEN (d.kind = 'cabinet' AND d.ext_id = w.target) OR d.cabinet = w.target
+                     WHEN 'cabinet' THEN (d.kind = $2 AND d.ext_id = w.target) OR d.cabinet = w.target
                      WHEN 'district' THEN d.district = w.target
                      ELSE true END
                  WHERE w.ends_at > $1
                  GROUP BY w.id
                  ORDER BY w.starts_at, w.id",
-                &[&ending_after],
+                &[&ending_after, &model::Kind::Cabinet.as_str()],
             )
             .await
             .map_err(StoreError::db("listing maintenance windows"))?;
@@ -133,9 +133,13 @@ impl Db {
         scope: &str,
         target: &str,
     ) -> Result<(), StoreError> {
+        let cabinet = format!(
+            "kind = {} AND ext_id = $2",
+            crate::sql::lit(model::Kind::Cabinet)
+        );
         let condition = match scope {
             "device" => "ext_id = $2",
-            "cabinet" => "kind = 'cabinet' AND ext_id = $2",
+            "cabinet" => cabinet.as_str(),
             "district" => "district = $2",
             _ if target == tenant => return Ok(()),
             _ => {

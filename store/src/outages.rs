@@ -9,11 +9,20 @@ use crate::handles::{Admin, Detection};
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use model::{OutageState, Severity, Timestamp};
+use model::{OutageState, Severity, Timestamp, WorkOrderState};
 use tokio_postgres::Transaction;
 
 use crate::error::named;
+use crate::sql::{lit, OUTAGE_ACTIVE, WORK_REOPENABLE};
 use crate::StoreError;
+
+/// Migration 15: who handles an outage, for its listing: the work order of its device and
+/// kind still in hand (not closed), if any.
+pub const HANDLING: &str = r#"
+CREATE FUNCTION handling(device int4, outage_kind text) RETURNS text[] LANGUAGE sql STABLE AS
+    $f$SELECT ARRAY[w.id::text, w.state, w.team, w.assignee] FROM work_orders w
+       WHERE w.device_id = device AND w.kind = outage_kind AND w.state <> 'closed'$f$;
+"#;
 
 /// Migration 12: an outage's chronology as an invariant. It never resolves before it
 /// opened, and its events are in time order: an event earlier than one already recorded
@@ -134,13 +143,29 @@ pub struct OutageRow {
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub shelved_by: Option<String>,
+    /// The device's district and cabinet, from the inventory: where it is, and what a
+    /// flood of outages may have in common.
+    pub district: Option<String>,
+    pub cabinet: Option<String>,
+    /// The work order in hand for it (not closed), if any.
+    pub handled_by: Option<Handling>,
+}
+
+/// Who handles an outage: its work order, where that stands, its team and person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handling {
+    pub work_order: i64,
+    pub state: WorkOrderState,
+    pub team: String,
+    pub assignee: Option<String>,
 }
 
 /// The columns of an [`OutageRow`], for `outages o JOIN devices d`.
 pub(crate) const OUTAGE_COLUMNS: &str = "o.id, o.device_id, d.ext_id, o.kind, o.state, o.severity,
     o.reason, o.opened_at, o.resolved_at, o.recorded_at, o.occurrences, o.shelved_until,
     o.chattering, (SELECT slug FROM tenants WHERE id = d.tenant_id), o.last_seen,
-    o.acknowledged_by, o.acknowledged_at, o.shelved_by";
+    o.acknowledged_by, o.acknowledged_at, o.shelved_by, d.district, d.cabinet,
+    handling(o.device_id, o.kind)";
 
 pub(crate) fn outage_row(r: &tokio_postgres::Row) -> Result<OutageRow, StoreError> {
     Ok(OutageRow {
@@ -162,6 +187,20 @@ pub(crate) fn outage_row(r: &tokio_postgres::Row) -> Result<OutageRow, StoreErro
         acknowledged_by: r.get(15),
         acknowledged_at: r.get(16),
         shelved_by: r.get(17),
+        district: r.get(18),
+        cabinet: r.get(19),
+        handled_by: match r.get::<_, Option<Vec<Option<String>>>>(20).as_deref() {
+            Some([Some(id), Some(state), Some(team), assignee]) => Some(Handling {
+                work_order: id.parse().unwrap_or_default(),
+                state: WorkOrderState::parse(state).ok_or_else(|| StoreError::UnknownName {
+                    what: "work order state",
+                    name: state.clone(),
+                })?,
+                team: team.clone(),
+                assignee: assignee.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -220,11 +259,7 @@ impl Detection {
         if changes.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .client_mut()
-            .transaction()
-            .await
-            .map_err(StoreError::db("starting outage changes"))?;
+        let tx = self.fenced_transaction("starting outage changes").await?;
         for round in rounds(changes) {
             let (opens, resolves, chatters) = by_change(round);
             for chunk in opens.chunks(CHUNK) {
@@ -247,7 +282,10 @@ impl Detection {
         let rows = self
             .client()
             .query(
-                "SELECT device_id, kind, opened_at FROM outages WHERE state IN ('open', 'acknowledged')",
+                &format!(
+                    "SELECT device_id, kind, opened_at FROM outages WHERE state IN {}",
+                    *OUTAGE_ACTIVE
+                ),
                 &[],
             )
             .await
@@ -329,15 +367,16 @@ async fn open_outages(tx: &Transaction<'_>, chunk: &[Opening<'_>]) -> Result<(),
     let at: Vec<DateTime<Utc>> = chunk.iter().map(|o| o.at).collect();
     let reason: Vec<&str> = chunk.iter().map(|o| o.reason).collect();
     let severity: Vec<&str> = chunk.iter().map(|o| o.severity).collect();
+    let (open, active) = (lit(OutageState::Open), &*OUTAGE_ACTIVE);
     let opened = tx
         .query(
-            "WITH input AS (
+            &format!("WITH input AS (
                  SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
                      AS i(device_id, kind, at, reason, severity)
              ), upserted AS (
                  INSERT INTO outages (device_id, kind, state, reason, severity, opened_at, last_seen)
-                 SELECT device_id, kind, 'open', reason, severity, at, at FROM input
-                 ON CONFLICT (device_id, kind) WHERE state IN ('open', 'acknowledged')
+                 SELECT device_id, kind, {open}, reason, severity, at, at FROM input
+                 ON CONFLICT (device_id, kind) WHERE state IN {active}
                  DO UPDATE SET occurrences = outages.occurrences + 1,
                                last_seen = greatest(outages.last_seen, excluded.last_seen)
                  RETURNING id, device_id, kind, (xmax = 0) AS inserted
@@ -348,7 +387,7 @@ async fn open_outages(tx: &Transaction<'_>, chunk: &[Opening<'_>]) -> Result<(),
                         i.reason || judged_late(i.at, last_step(u.id))
                  FROM upserted u JOIN input i USING (device_id, kind)
              )
-             SELECT id, device_id, kind FROM upserted WHERE inserted",
+             SELECT id, device_id, kind FROM upserted WHERE inserted"),
             &[&device, &kind, &at, &reason, &severity, &ACTOR],
         )
         .await
@@ -383,30 +422,32 @@ async fn order_repairs(
     let severity: Vec<&str> = planned.iter().map(|p| p.1.severity).collect();
     let team: Vec<&str> = planned.iter().map(|p| p.2.team.as_str()).collect();
     let deadline: Vec<i64> = planned.iter().map(|p| p.2.deadline_s).collect();
+    let (new, closed) = (lit(WorkOrderState::New), lit(WorkOrderState::Closed));
+    let (reopened, reopenable) = (lit(WorkOrderState::Reopened), &*WORK_REOPENABLE);
     tx.execute(
-        "WITH plan AS (
+        &format!("WITH plan AS (
              SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::int8[])
                  AS p(outage_id, device_id, kind, at, reason, severity, team, deadline_s)
          ), created AS (
              INSERT INTO work_orders (outage_id, device_id, kind, severity, team, state, opened_at, due_at)
-             SELECT outage_id, device_id, kind, severity, team, 'new', at, at + make_interval(secs => deadline_s)
+             SELECT outage_id, device_id, kind, severity, team, {new}, at, at + make_interval(secs => deadline_s)
              FROM plan
-             ON CONFLICT (device_id, kind) WHERE state <> 'closed' DO NOTHING
+             ON CONFLICT (device_id, kind) WHERE state <> {closed} DO NOTHING
              RETURNING id, device_id, kind
          ), created_events AS (
              INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
-             SELECT c.id, p.at, $9, NULL, 'new', p.reason FROM created c JOIN plan p USING (device_id, kind)
+             SELECT c.id, p.at, $9, NULL, {new}, p.reason FROM created c JOIN plan p USING (device_id, kind)
          ), came_back AS (
              SELECT w.id, w.state, p.at, p.reason FROM work_orders w JOIN plan p USING (device_id, kind)
-             WHERE w.state IN ('done', 'verified')
+             WHERE w.state IN {reopenable}
          ), reopened AS (
-             UPDATE work_orders w SET state = 'reopened', reopened = w.reopened + 1
+             UPDATE work_orders w SET state = {reopened}, reopened = w.reopened + 1
              FROM came_back b WHERE w.id = b.id
              RETURNING w.id
          )
          INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
-         SELECT b.id, b.at, $9, b.state, 'reopened', 'the fault came back: ' || b.reason
-         FROM reopened r JOIN came_back b ON b.id = r.id",
+         SELECT b.id, b.at, $9, b.state, {reopened}, 'the fault came back: ' || b.reason
+         FROM reopened r JOIN came_back b ON b.id = r.id"),
         &[&outage, &device, &kind, &at, &reason, &severity, &team, &deadline, &ACTOR],
     )
     .await
@@ -417,19 +458,20 @@ async fn order_repairs(
 /// Resolves open outages and records their events; an outage not open is left alone.
 async fn resolve_outages(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), StoreError> {
     let (device, kind, at) = mark_columns(chunk);
+    let (resolved, active) = (lit(OutageState::Resolved), &*OUTAGE_ACTIVE);
     tx.execute(
-        "WITH input AS (
+        &format!("WITH input AS (
              SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) AS i(device_id, kind, at)
          ), resolved AS (
-             UPDATE outages o SET state = 'resolved',
+             UPDATE outages o SET state = {resolved},
                  resolved_at = greatest(i.at, o.opened_at, last_step(o.id))
              FROM input i
-             WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN ('open', 'acknowledged')
+             WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN {active}
              RETURNING o.id, o.resolved_at, i.at
          )
          INSERT INTO outage_events (outage_id, at, actor, transition, detail)
          SELECT id, resolved_at, $4, 'resolved', 'telemetry back to normal' || judged_late(at, resolved_at)
-         FROM resolved",
+         FROM resolved"),
         &[&device, &kind, &at, &ACTOR],
     )
     .await
@@ -440,19 +482,20 @@ async fn resolve_outages(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), Sto
 /// Flags open outages as chattering and records their events; they stay open.
 async fn flag_chattering(tx: &Transaction<'_>, chunk: &[Mark]) -> Result<(), StoreError> {
     let (device, kind, at) = mark_columns(chunk);
+    let active = &*OUTAGE_ACTIVE;
     tx.execute(
-        "WITH input AS (
+        &format!("WITH input AS (
              SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) AS i(device_id, kind, at)
          ), flagged AS (
              UPDATE outages o SET chattering = true, last_seen = greatest(o.last_seen, i.at)
              FROM input i
-             WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN ('open', 'acknowledged')
+             WHERE o.device_id = i.device_id AND o.kind = i.kind AND o.state IN {active}
              RETURNING o.id, i.at
          )
          INSERT INTO outage_events (outage_id, at, actor, transition, detail)
          SELECT id, greatest(at, last_step(id)), $4, 'chattering',
                 'comes and goes too often; kept open until it settles' || judged_late(at, last_step(id))
-         FROM flagged",
+         FROM flagged"),
         &[&device, &kind, &at, &ACTOR],
     )
     .await

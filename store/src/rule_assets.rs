@@ -43,9 +43,9 @@ impl Detection {
             .query(
                 "SELECT d.id, d.ext_id, d.tenant_id, d.kind, c.id, d.rated_power_w, d.lon, d.lat, d.district, r.id
                  FROM devices d
-                 LEFT JOIN devices c ON c.tenant_id = d.tenant_id AND c.kind = 'cabinet' AND c.ext_id = d.cabinet
+                 LEFT JOIN devices c ON c.tenant_id = d.tenant_id AND c.kind = $1 AND c.ext_id = d.cabinet
                  LEFT JOIN routes r ON r.tenant_id = d.tenant_id AND r.ext_id = d.route",
-                &[],
+                &[&model::Kind::Cabinet.as_str()],
             )
             .await
             .map_err(StoreError::db("loading devices for the rules"))?;

@@ -18,6 +18,7 @@ use tokio_postgres::{Row, Transaction};
 use crate::audit::{append, AuditEntry};
 use crate::command_batches::{insert_batch, reach, CommandTarget};
 use crate::listings::Page;
+use crate::profiles::profiles;
 use crate::StoreError;
 
 /// What a schedule covers.
@@ -88,35 +89,6 @@ fn schedule_row(r: &Row) -> ScheduleRow {
     }
 }
 
-/// Each lamp of `tenant` and the profile it follows now (`None`: the default).
-async fn profiles(
-    tx: &Transaction<'_>,
-    tenant: i32,
-) -> Result<HashMap<i32, Option<serde_json::Value>>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT d.id, s.profile FROM devices d
-             LEFT JOIN LATERAL (
-                 SELECT s.profile FROM lighting_schedules s
-                 WHERE s.tenant_id = d.tenant_id AND s.removed_at IS NULL
-                   AND (s.scope = 'tenant'
-                        OR (s.scope = 'district' AND s.target = d.district)
-                        OR (s.scope = 'cabinet' AND s.target = d.cabinet)
-                        OR (s.scope = 'devices' AND d.ext_id = ANY(s.devices)))
-                 ORDER BY s.override DESC,
-                          CASE s.scope WHEN 'devices' THEN 0 WHEN 'cabinet' THEN 1
-                                       WHEN 'district' THEN 2 ELSE 3 END,
-                          s.id DESC
-                 LIMIT 1
-             ) s ON true
-             WHERE d.tenant_id = $1 AND d.kind = 'light'",
-            &[&tenant],
-        )
-        .await
-        .map_err(StoreError::db("reading the lamps' schedules"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 /// The first of the advisory locks that serialize a tenant's schedule changes (the
 /// second is the tenant's id).
 const SCHEDULES_LOCK: i32 = 727_276;
@@ -161,8 +133,8 @@ async fn push_changes(
         // An older push not yet delivered is superseded: it expires now.
         tx.execute(
             "UPDATE commands SET expires_at = $2
-             WHERE device_id = ANY($1) AND action = 'set_schedule' AND status = 'pending'",
-            &[&devices, &at],
+             WHERE device_id = ANY($1) AND action = 'set_schedule' AND status = $3",
+            &[&devices, &at, &model::CommandStatus::Pending.as_str()],
         )
         .await
         .map_err(StoreError::db("superseding older schedule pushes"))?;
@@ -181,6 +153,7 @@ async fn push_changes(
             None,
             "schedule",
             &devices,
+            &[],
         )
         .await?;
         pushed.batches.push(id);

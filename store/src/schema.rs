@@ -186,6 +186,17 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             "dead letters' sizes and digests",
             crate::dead_letters::MIGRATION.to_owned(),
         ),
+        (
+            15,
+            "who handles an outage",
+            crate::outages::HANDLING.to_owned(),
+        ),
+        (
+            16,
+            "device inventory change notifications",
+            crate::changes::DEVICES_MIGRATION.to_owned(),
+        ),
+        (17, "leases", crate::leases::MIGRATION.to_owned()),
     ]
 }
 

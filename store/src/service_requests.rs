@@ -151,7 +151,7 @@ pub struct NewServiceRequest<'a> {
     pub description: Option<&'a str>,
     pub media_url: Option<&'a str>,
     /// Device kind the service concerns (`light`, `meter`, `cabinet`).
-    pub device_kind: &'a str,
+    pub device_kind: model::Kind,
     /// For meters: the medium (`water`), when the service names one.
     pub medium: Option<&'a str>,
     /// Outage kinds that are this problem, on the device itself.
@@ -295,7 +295,7 @@ impl Actions {
                     &r.tenant_id,
                     &r.lat,
                     &r.lon,
-                    &r.device_kind,
+                    &r.device_kind.as_str(),
                     &r.medium,
                     &dlat,
                     &dlon,
@@ -318,13 +318,17 @@ impl Actions {
         // The outage that is this problem: on the device, else on its cabinet.
         let outage = tx
             .query_opt(
-                "SELECT o.id, o.device_id, o.kind, o.severity FROM outages o
-                 WHERE o.state IN ('open', 'acknowledged')
+                &format!(
+                    "SELECT o.id, o.device_id, o.kind, o.severity FROM outages o
+                 WHERE o.state IN {active}
                    AND ((o.device_id = $1 AND o.kind = ANY($2))
                      OR (o.kind = ANY($3) AND o.device_id = (
                            SELECT c.id FROM devices c
-                           WHERE c.tenant_id = $4 AND c.ext_id = $5 AND c.kind = 'cabinet')))
+                           WHERE c.tenant_id = $4 AND c.ext_id = $5 AND c.kind = {cabinet})))
                  ORDER BY (o.device_id = $1) DESC, o.opened_at, o.id LIMIT 1",
+                    active = *crate::sql::OUTAGE_ACTIVE,
+                    cabinet = crate::sql::lit(model::Kind::Cabinet)
+                ),
                 &[
                     &device_id,
                     &names(r.outage_kinds),
@@ -348,9 +352,9 @@ impl Actions {
         };
         let existing = tx
             .query_opt(
-                "SELECT id FROM work_orders WHERE device_id = $1 AND kind = $2 AND state <> 'closed'
+                "SELECT id FROM work_orders WHERE device_id = $1 AND kind = $2 AND state <> $3
                  FOR UPDATE",
-                &[&order_device, &order_kind],
+                &[&order_device, &order_kind, &WorkOrderState::Closed.as_str()],
             )
             .await
             .map_err(StoreError::db("reading a work order"))?;
@@ -361,7 +365,7 @@ impl Actions {
                 let id: i64 = tx
                     .query_one(
                         "INSERT INTO work_orders (outage_id, device_id, kind, severity, team, state, opened_at, due_at)
-                         VALUES ($1, $2, $3, $4, $5, 'new', $6::timestamptz,
+                         VALUES ($1, $2, $3, $4, $5, $8, $6::timestamptz,
                                  $6::timestamptz + make_interval(hours => $7::int4))
                          RETURNING id",
                         &[
@@ -372,6 +376,7 @@ impl Actions {
                             &r.team,
                             &r.at,
                             &r.inspection_hours,
+                            &WorkOrderState::New.as_str(),
                         ],
                     )
                     .await
@@ -379,8 +384,8 @@ impl Actions {
                     .get(0);
                 tx.execute(
                     "INSERT INTO work_order_events (work_order_id, at, actor, from_state, to_state, detail)
-                     VALUES ($1, $2, $3, NULL, 'new', $4)",
-                    &[&id, &r.at, &r.actor, &service_note],
+                     VALUES ($1, $2, $3, NULL, $5, $4)",
+                    &[&id, &r.at, &r.actor, &service_note, &WorkOrderState::New.as_str()],
                 )
                 .await
                 .map_err(StoreError::db("recording a work order event"))?;

@@ -36,11 +36,11 @@ impl Reads {
                         (l.telemetry->>'bearing_deg')::float8, (l.telemetry->>'speed_mps')::float8,
                         (l.telemetry->>'occupancy_pct')::float8, l.telemetry_ts
                  FROM devices d JOIN device_latest l ON l.device_id = d.id
-                 WHERE d.tenant_id = $1 AND d.kind = 'vehicle' AND l.telemetry_ts IS NOT NULL
+                 WHERE d.tenant_id = $1 AND d.kind = $2 AND l.telemetry_ts IS NOT NULL
                    AND jsonb_typeof(l.telemetry->'lat') = 'number'
                    AND jsonb_typeof(l.telemetry->'lon') = 'number'
                  ORDER BY d.ext_id",
-                &[&tenant_id],
+                &[&tenant_id, &model::Kind::Vehicle.as_str()],
             )
             .await
             .map_err(StoreError::db("reading vehicle positions"))?;

@@ -7,10 +7,11 @@
 
 use crate::handles::{Admin, Detection, Reads};
 use chrono::{DateTime, Utc};
-use model::{Severity, Timestamp, WorkOrderState};
+use model::{OutageState, Severity, Timestamp, WorkOrderState};
 use tokio_postgres::{Row, Transaction};
 
 use crate::error::named;
+use crate::sql::WORK_FINISHED;
 use crate::{Db, StoreError};
 
 /// A work order, with its device's inventory id.
@@ -37,6 +38,11 @@ pub struct WorkOrderRow {
     pub closed_at: Option<DateTime<Utc>>,
     /// How many times it was reopened.
     pub reopened: i32,
+    /// The device's district and cabinet, from the inventory.
+    pub district: Option<String>,
+    pub cabinet: Option<String>,
+    /// Where its outage stands (none for an inspection a citizen's report asked for).
+    pub outage_state: Option<OutageState>,
 }
 
 /// One transition of a work order.
@@ -71,10 +77,8 @@ pub struct TeamReport {
 pub(crate) const COLUMNS: &str =
     "w.id, w.outage_id, w.device_id, d.ext_id, w.kind, w.severity, w.team,
     w.assignee, w.state, w.opened_at, w.due_at, w.done_at, w.verified_at, w.closed_at, w.reopened,
-    (SELECT slug FROM tenants WHERE id = d.tenant_id)";
-
-/// States in which the crew's part is finished; `done_at` is set in all of them.
-const FINISHED: &str = "('done', 'verified', 'closed')";
+    (SELECT slug FROM tenants WHERE id = d.tenant_id), d.district, d.cabinet,
+    (SELECT state FROM outages WHERE id = w.outage_id)";
 
 pub(crate) fn work_order(r: &Row) -> Result<WorkOrderRow, StoreError> {
     Ok(WorkOrderRow {
@@ -94,6 +98,17 @@ pub(crate) fn work_order(r: &Row) -> Result<WorkOrderRow, StoreError> {
         closed_at: r.get(13),
         reopened: r.get(14),
         tenant: r.get(15),
+        district: r.get(16),
+        cabinet: r.get(17),
+        outage_state: r
+            .get::<_, Option<&str>>(18)
+            .map(|s| {
+                OutageState::parse(s).ok_or_else(|| StoreError::UnknownName {
+                    what: "outage state",
+                    name: s.to_owned(),
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -112,10 +127,8 @@ impl Detection {
         assignee: Option<&str>,
     ) -> Result<WorkOrderRow, StoreError> {
         let tx = self
-            .client_mut()
-            .transaction()
-            .await
-            .map_err(StoreError::db("starting a work order transition"))?;
+            .fenced_transaction("starting a work order transition")
+            .await?;
         let (row, _) = transition(&tx, id, to, actor, detail, at.to_datetime(), assignee).await?;
         tx.commit()
             .await
@@ -127,8 +140,8 @@ impl Detection {
     /// telemetry.
     pub async fn work_orders_done(&self) -> Result<Vec<WorkOrderRow>, StoreError> {
         self.query_work_orders(
-            "WHERE w.state = 'done' ORDER BY w.done_at, w.id",
-            &[],
+            "WHERE w.state = $1 ORDER BY w.done_at, w.id",
+            &[&WorkOrderState::Done.as_str()],
             "listing done work orders",
         )
         .await
@@ -239,15 +252,16 @@ impl Db {
             .query(
                 &format!(
                     "SELECT w.team, count(*),
-                         count(*) FILTER (WHERE w.state IN {FINISHED} AND w.done_at <= w.due_at),
-                         count(*) FILTER (WHERE w.state IN {FINISHED} AND w.done_at > w.due_at),
-                         count(*) FILTER (WHERE w.state NOT IN {FINISHED} AND $3 > w.due_at),
-                         count(*) FILTER (WHERE w.state NOT IN {FINISHED} AND $3 <= w.due_at),
+                         count(*) FILTER (WHERE w.state IN {finished} AND w.done_at <= w.due_at),
+                         count(*) FILTER (WHERE w.state IN {finished} AND w.done_at > w.due_at),
+                         count(*) FILTER (WHERE w.state NOT IN {finished} AND $3 > w.due_at),
+                         count(*) FILTER (WHERE w.state NOT IN {finished} AND $3 <= w.due_at),
                          count(*) FILTER (WHERE w.reopened > 0)
                      FROM work_orders w JOIN devices d ON d.id = w.device_id
                      WHERE w.opened_at >= $1 AND w.opened_at < $2
                        AND ($4::int4[] IS NULL OR d.tenant_id = ANY($4))
-                     GROUP BY w.team ORDER BY w.team"
+                     GROUP BY w.team ORDER BY w.team",
+                    finished = *WORK_FINISHED
                 ),
                 &[&from, &to, &now, &tenants],
             )
@@ -275,11 +289,12 @@ impl Db {
     ) -> Result<Vec<WorkOrderRow>, StoreError> {
         self.query_work_orders(
             &format!(
-                "WHERE ((w.state IN {FINISHED} AND w.done_at > w.due_at)
-                     OR (w.state NOT IN {FINISHED} AND $1 > w.due_at))
+                "WHERE ((w.state IN {finished} AND w.done_at > w.due_at)
+                     OR (w.state NOT IN {finished} AND $1 > w.due_at))
                    AND ($2::int4[] IS NULL OR d.tenant_id = ANY($2))
                  ORDER BY w.due_at, w.id
-                 LIMIT $3"
+                 LIMIT $3",
+                finished = *WORK_FINISHED
             ),
             &[&now, &tenants, &limit],
             "listing work orders past their deadline",
@@ -360,15 +375,24 @@ pub(crate) async fn transition(
                 "UPDATE work_orders w SET
                      state = $2,
                      assignee = coalesce($3, w.assignee),
-                     done_at = CASE WHEN $2 = 'done' THEN $4 ELSE w.done_at END,
-                     verified_at = CASE WHEN $2 = 'verified' THEN $4 ELSE w.verified_at END,
-                     closed_at = CASE WHEN $2 = 'closed' THEN $4 ELSE w.closed_at END,
-                     reopened = w.reopened + CASE WHEN $2 = 'reopened' THEN 1 ELSE 0 END
+                     done_at = CASE WHEN $5 THEN $4 ELSE w.done_at END,
+                     verified_at = CASE WHEN $6 THEN $4 ELSE w.verified_at END,
+                     closed_at = CASE WHEN $7 THEN $4 ELSE w.closed_at END,
+                     reopened = w.reopened + CASE WHEN $8 THEN 1 ELSE 0 END
                  FROM devices d
                  WHERE w.id = $1 AND d.id = w.device_id
                  RETURNING {COLUMNS}"
             ),
-            &[&id, &to.as_str(), &assignee, &at],
+            &[
+                &id,
+                &to.as_str(),
+                &assignee,
+                &at,
+                &(to == WorkOrderState::Done),
+                &(to == WorkOrderState::Verified),
+                &(to == WorkOrderState::Closed),
+                &(to == WorkOrderState::Reopened),
+            ],
         )
         .await
         .map_err(StoreError::db("updating a work order"))?;

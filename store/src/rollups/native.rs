@@ -158,7 +158,10 @@ impl Db {
     async fn lamp_count(&self) -> Result<u64, StoreError> {
         let lamps: i64 = self
             .client()
-            .query_one("SELECT count(*) FROM devices WHERE kind = 'light'", &[])
+            .query_one(
+                "SELECT count(*) FROM devices WHERE kind = $1",
+                &[&model::Kind::Light.as_str()],
+            )
             .await
             .map_err(StoreError::db("counting the lamps"))?
             .get(0);
@@ -227,8 +230,9 @@ async fn roll_run(
              SELECT d.tenant_id, coalesce(d.district, ''), r.bucket, sum(r.energy_wh),
                     sum(r.burning_s), count(*), sum(d.rated_power_w * r.burning_s / 3600.0)
              FROM light_day r JOIN devices d ON d.id = r.device_id
-             WHERE r.bucket >= '{lo}' AND r.bucket < '{hi}' AND d.kind = 'light'
+             WHERE r.bucket >= '{lo}' AND r.bucket < '{hi}' AND d.kind = {light}
              GROUP BY 1, 2, 3;",
+        light = crate::sql::lit(model::Kind::Light),
         lo = day_lo.to_rfc3339(),
         hi = day_hi.to_rfc3339(),
     ))
