@@ -160,7 +160,8 @@ pub async fn run(
     let mut queue: VecDeque<DueCommand> = VecDeque::new();
     // Issue times of commands in flight, for the delivery latency.
     let mut issued: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let mut taken: Vec<String> = Vec::new();
+    // Commands the broker took, with when it took them.
+    let mut taken: Vec<(String, DateTime<Utc>)> = Vec::new();
     let mut next_slot = Instant::now();
     let mut poll = tokio::time::interval(Duration::from_millis(config.poll_ms.max(10)));
     let mut counters = tokio::time::interval(COUNTERS_EVERY);
@@ -189,16 +190,17 @@ pub async fn run(
                 }
                 Some(Note::Taken(pkid)) => {
                     if let Some(id) = link.by_pkid.remove(&pkid) {
+                        let now = clock().to_datetime();
                         if let Some(at) = issued.remove(&id) {
-                            let waited = (clock().to_datetime() - at).num_milliseconds().max(0);
+                            let waited = (now - at).num_milliseconds().max(0);
                             metrics.delivery_seconds.observe(waited as f64 / 1000.0);
                         }
-                        taken.push(id);
+                        taken.push((id, now));
                     }
                 }
                 Some(Note::Lost(error)) => {
                     warn!(message = "Command dispatcher lost the broker; reconnecting.", %error, in_flight = link.in_flight().count());
-                    mark_taken(&mut conn, &mut taken, &metrics, &clock).await;
+                    mark_taken(&mut conn, &mut taken, &metrics).await;
                     queue.clear();
                     issued.clear();
                     tokio::select! {
@@ -237,7 +239,7 @@ pub async fn run(
                         None => break,
                     }
                 }
-                mark_taken(&mut conn, &mut taken, &metrics, &clock).await;
+                mark_taken(&mut conn, &mut taken, &metrics).await;
                 match conn.expire_commands(clock().to_datetime()).await {
                     Ok(n) => {
                         metrics.expired.inc_by(n);
@@ -262,7 +264,7 @@ pub async fn run(
             }
         }
     }
-    mark_taken(&mut conn, &mut taken, &metrics, &clock).await;
+    mark_taken(&mut conn, &mut taken, &metrics).await;
     let _ = link.client.disconnect().await;
     info!(message = "Command dispatcher stopped.");
     Ok(())
@@ -280,14 +282,13 @@ fn is_expired(command: &DueCommand, now: DateTime<Utc>) -> bool {
 /// Records the commands the broker took as `sent`.
 async fn mark_taken(
     conn: &mut Dispatch,
-    taken: &mut Vec<String>,
+    taken: &mut Vec<(String, DateTime<Utc>)>,
     metrics: &CommandMetrics,
-    clock: &Clock,
 ) {
     if taken.is_empty() {
         return;
     }
-    match conn.commands_sent(taken, clock().to_datetime()).await {
+    match conn.commands_sent(taken).await {
         Ok(n) => {
             metrics.sent.inc_by(n);
             taken.clear();

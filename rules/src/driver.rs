@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use model::fields::cmd_ack;
 use model::{Backoff, Cell, Committed, Observation, RecordType, Timestamp, WorkOrderState};
+use store::leases::Fence;
 use store::{Answer, Detection, OutageChange, StoreError, WorkOrderPlan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,8 @@ const TICK: Duration = Duration::from_millis(250);
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 /// How often devices and routes are reloaded.
 const RELOAD: Duration = Duration::from_secs(60);
+/// Rows of a device the engine does not know reload the devices at most this often.
+const LEARN_EVERY: Duration = Duration::from_secs(2);
 
 /// The rules: the file they came from (watched for changes) and what it said at start.
 #[derive(Debug, Clone)]
@@ -208,10 +211,11 @@ impl Watched {
 /// maintenance windows, open outages, commands in force. Returns the open outages' count.
 async fn start(
     url: &str,
+    fence: &Option<Fence>,
     config: &RulesConfig,
     clock: &Clock,
 ) -> Result<(Detection, Engine, State, usize), StoreError> {
-    let db = Detection::connect(url).await?;
+    let db = connect(url, fence).await?;
     let engine = load(&db, config, clock()).await?;
     let mut state = State::default();
     let open = db.open_outages().await?;
@@ -228,13 +232,23 @@ async fn start(
     Ok((db, engine, state, open.len()))
 }
 
-/// Runs until `committed` closes (ingestion stopped) or `shutdown`.
+/// A connection whose decisions are written under `fence` (the lease of the instance
+/// that runs the rules, when several could).
+async fn connect(url: &str, fence: &Option<Fence>) -> Result<Detection, StoreError> {
+    let mut db = Detection::connect(url).await?;
+    db.set_fence(fence.clone());
+    Ok(db)
+}
+
+/// Runs until `committed` closes (ingestion stopped) or `shutdown`. With `fence`, every
+/// decision is written only while that lease is still this instance's.
 pub async fn run(
     url: String,
     source: RulesSource,
     mut committed: mpsc::Receiver<Committed>,
     clock: Clock,
     metrics: RulesMetrics,
+    fence: Option<Fence>,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let mut config = source.config;
@@ -243,7 +257,7 @@ pub async fn run(
     // its committed rows queue in the channel) rather than run without state.
     let mut backoff = Backoff::standard();
     let (mut db, mut engine, mut state, open) = loop {
-        match start(&url, &config, &clock).await {
+        match start(&url, &fence, &config, &clock).await {
             Ok(started) => break started,
             Err(error) => {
                 warn!(message = "Cannot start the rules engine yet; retrying.", %error);
@@ -259,6 +273,7 @@ pub async fn run(
     // The commit of the oldest readings whose decisions are not persisted yet.
     let mut caused_by = None;
     let mut stream = StreamClock::new();
+    let mut learned: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut reload = tokio::time::interval(RELOAD);
@@ -268,7 +283,7 @@ pub async fn run(
         // A restarted database closes the connection for good: connect anew before using
         // it again (persisting decisions does so too when a write fails).
         if db.is_closed() && reconnect.due() {
-            match Detection::connect(&url).await {
+            match connect(&url, &fence).await {
                 Ok(fresh) => {
                     info!(message = "The rules engine reconnected to the database.");
                     metrics.db_reconnects.inc();
@@ -290,6 +305,20 @@ pub async fn run(
                     stream.batch(&batch, clock());
                     batch_at = Some(batch.at);
                     let mut rows = batch.rows;
+                    // A device imported while the hub runs: the engine learns it before
+                    // judging its first readings, not at the next minute's reload (at
+                    // most every few seconds, whatever the rows name).
+                    let unknown = rows.iter().any(|o| !engine.knows(o.device_id));
+                    if unknown && learned.is_none_or(|t| t.elapsed() >= LEARN_EVERY) {
+                        learned = Some(std::time::Instant::now());
+                        match load(&db, &config, clock()).await {
+                            Ok(mut e) => {
+                                e.set_config(config.clone());
+                                engine = e;
+                            }
+                            Err(error) => warn!(message = "Cannot reload devices for the rules.", %error),
+                        }
+                    }
                     rows.sort_by_key(|o| (o.row.ts, rank(o.record), o.device_id));
                     // What the lamps were told goes in first: late, it applies before
                     // the readings that follow it are judged.
@@ -515,13 +544,20 @@ async fn persist(
                     metrics.decisions.get_or_create(&label).inc();
                 }
             }
+            Err(error @ StoreError::Fenced { .. }) => {
+                // Another instance holds the rules now and rebuilds from what is stored:
+                // these decisions are not this instance's to write any more.
+                warn!(message = "Outage decisions dropped: the rules moved to another instance.", %error, decisions = changes.len());
+                decisions.clear();
+                return;
+            }
             Err(error) => {
                 warn!(message = "Cannot persist outage decisions; retrying.", %error, decisions = changes.len());
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff.failed()) => {}
                 }
-                if let Ok(fresh) = Detection::connect(url).await {
+                if let Ok(fresh) = connect(url, &db.fence().cloned()).await {
                     *db = fresh;
                 }
             }

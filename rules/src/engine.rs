@@ -139,6 +139,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Whether `id` is one of the devices it judges.
+    pub fn knows(&self, id: i32) -> bool {
+        self.assets.contains_key(&id)
+    }
+
     pub fn new(config: RulesConfig, assets: Vec<Asset>, routes: HashMap<i32, Route>) -> Engine {
         let mut lamps_of: HashMap<i32, Vec<i32>> = HashMap::new();
         for a in &assets {

@@ -429,6 +429,33 @@ fn commands_in_force_set_what_a_lamp_should_do() {
 }
 
 #[test]
+fn a_later_set_light_ends_the_one_held_and_its_expiry_returns_the_schedule() {
+    use crate::schedule::Instruction;
+    use serde_json::json;
+    let mut r = Run::new(without_silence());
+    let cmd = |body| Instruction::from_command(&body).unwrap();
+    // Switched on by day until 16:00 for a test, then sent back to its schedule at 11:30:
+    // told what the schedule asks for (off) for a minute.
+    let test = cmd(json!({"action": "set_light", "on": true, "expires": "2026-11-22T16:00:00Z"}));
+    r.engine.instruct(&mut r.state, 4, test);
+    assert!(light(&mut r, 4, "11:00", r#""on":true,"power_w":99"#).is_empty());
+    let resume = cmd(
+        json!({"action": "set_light", "on": false, "dim": 0, "expires": "2026-11-22T11:31:00Z"}),
+    );
+    r.engine.instruct(&mut r.state, 4, resume);
+    for hhmm in ["11:45", "12:00"] {
+        let d = light(&mut r, 4, hhmm, r#""on":false,"power_w":0.4"#);
+        assert!(d.is_empty(), "{d:?}");
+    }
+    // The schedule again, not the test held until 16:00: burning by day is a day burner.
+    let mut d = Vec::new();
+    for hhmm in ["12:15", "12:30", "12:45", "13:00", "13:15"] {
+        d.extend(light(&mut r, 4, hhmm, r#""on":true,"power_w":99"#));
+    }
+    assert_eq!(opened(&d), [(4, OutageKind::DayBurner)], "{d:?}");
+}
+
+#[test]
 fn a_relay_switching_again_and_again_is_lamp_cycling() {
     let mut r = Run::new(RulesConfig::default());
     let mut all = Vec::new();

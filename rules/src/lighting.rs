@@ -46,6 +46,9 @@ impl Engine {
         let failing = match (fault, power, rated) {
             (Some(_), _, _) => Some(true),
             (None, Some(p), Some(w)) if judged => Some(low(p, w)),
+            // Without a rating (or a power reading) its own word is all there is: burning
+            // when it should, with no fault, it is well.
+            (None, p, _) if judged && on == Some(true) && p.is_none_or(|p| p > 0.0) => Some(false),
             _ => None,
         };
         if failing.is_none() && !expected.burns() {

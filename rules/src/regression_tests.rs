@@ -343,3 +343,48 @@ fn a_failure_seen_before_dawn_is_not_confirmed_by_the_next_evening() {
         "the on-delay counted from the evening"
     );
 }
+
+/// A lamp the inventory gives no rated power reports a failure, then burns again with no
+/// fault: it is well, by its own word. Readings that cannot tell (by day, or 0 W with the
+/// relay on) neither clear it nor raise it again.
+#[test]
+fn a_lamp_without_a_rating_is_well_again_when_it_burns_without_a_fault() {
+    let unrated = 40;
+    let mut r = Run {
+        engine: Engine::new(
+            without_silence(),
+            vec![asset(unrated, Kind::Light)],
+            Default::default(),
+        ),
+        state: State::default(),
+        out: Vec::new(),
+    };
+    let fault = r#""on":true,"power_w":0,"fault":"lamp_failure""#;
+    r.feed(unrated, RecordType::Light, at("19:00"), fault);
+    let d = r.feed(unrated, RecordType::Light, at("19:15"), fault);
+    assert_eq!(opened(&d), [(unrated, OutageKind::LampFailure)]);
+    // Cannot tell: 0 W with the relay on, no rating to judge it by; then daylight.
+    let next = |hhmm| at(hhmm).add_secs(86_400);
+    for (ts, fields) in [
+        (at("20:00"), r#""on":true,"power_w":0"#),
+        (at("20:15"), r#""on":true,"power_w":0,"fault":"""#),
+        (next("12:00"), r#""on":false,"power_w":0,"fault":"""#),
+    ] {
+        let d = r.feed(unrated, RecordType::Light, ts, fields);
+        assert!(d.is_empty(), "{fields}: {d:?}");
+    }
+    // Burning at night with no fault (a blank one is none): cleared after the off-delay.
+    r.feed(
+        unrated,
+        RecordType::Light,
+        next("20:00"),
+        r#""on":true,"fault":"""#,
+    );
+    let d = r.feed(
+        unrated,
+        RecordType::Light,
+        next("20:15"),
+        r#""on":true,"power_w":35"#,
+    );
+    assert_eq!(resolved(&d), [(unrated, OutageKind::LampFailure)]);
+}
