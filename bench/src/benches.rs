@@ -178,7 +178,7 @@ async fn ingest(args: IngestBench, config: Config) -> anyhow::Result<()> {
     let bench_db = format!("cityhub_bench_{}", std::process::id());
     let url = create_database(&config.database_url, &bench_db).await?;
     let result = async {
-        let mut db = Admin::from(Db::migrate(&url, config.storage.timescaledb, 30).await?);
+        let mut db = Admin::from(Db::migrate(&url, config.storage.timescaledb, Some(30)).await?);
         let devices = bench_devices(args.devices);
         db.import_devices(&devices).await?;
         eprintln!(

@@ -24,8 +24,9 @@
 //!   to the outage's `opened_at` is kept too, for the table.
 //! - **Resolution.** A matched outage whose fault ended must be resolved, and by the end
 //!   plus the rule's resolve window (`resolve_s`: the device's next report and the rule's
-//!   off-delay), when that instant falls inside the run; one that is not is a late
-//!   resolution. Chronology is the database's (an outage never resolves before it opens),
+//!   off-delay), when that instant falls inside the run, with [`RESOLVE_SLACK_REAL_S`] of
+//!   real time for the hub to work through what arrived (a detection may be written up to
+//!   5 s after its window); one that is not is a late resolution. Chronology is the database's (an outage never resolves before it opens),
 //!   but a resolution before the fault even started is counted late too.
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,11 @@ use model::{Kind, OutageKind, Timestamp};
 
 use crate::clock::SimClock;
 use crate::scenario::{FaultKind, TruthRecord};
+
+/// Real seconds a resolution may come after its resolve window: the hub working through
+/// what arrived at once (a whole city reconnecting), which the simulated clock counts at
+/// its speed (one real second is 375 simulated at 375x).
+pub const RESOLVE_SLACK_REAL_S: f64 = 1.0;
 
 /// One fault of the ground truth, its times resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,11 +341,12 @@ impl Scoring<'_> {
                     return false;
                 };
                 let due = plus(end, w);
+                let latest = plus(end, w + RESOLVE_SLACK_REAL_S * self.clock.speed);
                 due <= self.scenario_end
                     && !m
                         .detected
                         .resolved_at
-                        .is_some_and(|r| t.start <= r && r <= due)
+                        .is_some_and(|r| t.start <= r && r <= latest)
             })
             .cloned()
             .collect();

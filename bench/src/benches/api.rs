@@ -5,14 +5,20 @@
 //! memory and written through the store's write path, binary COPY on two connections),
 //! the rollups brought up to date, and a newest state for every lamp. Then the hub
 //! (`cityhub serve`, a child process) serves the API while the load generator publishes at
-//! half the hub's maximum ingest rate (measured first, unless `--ingest-rate` gives it),
-//! and `--clients` concurrent clients call each endpoint for `--duration-secs`, taking
-//! gzip as browsers do (only the state is served compressed):
+//! a city's design load (`--ingest-rate`, 3,000 msgs/s; 0 for half the hub's maximum,
+//! measured first), and the endpoints are called, taking gzip as browsers do (only the
+//! state is served compressed):
 //!
 //! - `GET /api/v1/state` (every lamp);
 //! - `GET /api/v1/devices/{id}/history?bucket=hour` of a random lamp with history, over
 //!   the whole history;
 //! - `GET /api/v1/reports/energy` of a random district over the whole history.
+//!
+//! First in an open loop, as operators' screens call: the three endpoints at once, each
+//! at `--rate` calls a second (50) on a fixed schedule for `--duration-secs` after
+//! `--warm-up-secs` (2) not counted, a call's latency counted from when it was due, so a
+//! hub that falls behind shows it (no coordinated omission). Then in a closed loop: `--clients` concurrent clients call each
+//! endpoint in turn as fast as it answers. The `RESULT` line gives the open loop's p99s.
 //!
 //! Last, one client exports `--export-rows` readings (Parquet, or CSV) while the hub's
 //! resident memory is sampled every 100 ms. An endpoint that is not served (404 for the
@@ -50,7 +56,14 @@ pub struct ApiBench {
     /// Days of history
     #[arg(long, default_value_t = 30)]
     days: i64,
-    /// Concurrent API clients
+    /// Open loop: calls a second to each endpoint, all three at once (0: no open loop)
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Open loop: seconds of calls first at the same rate, not counted (the hub's first
+    /// answers after its start build its caches)
+    #[arg(long, default_value_t = 2)]
+    warm_up_secs: u64,
+    /// Closed loop: concurrent API clients per endpoint (0: no closed loop)
     #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Seconds of calls per endpoint
@@ -61,10 +74,10 @@ pub struct ApiBench {
     export_rows: u64,
     #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
     export_format: ExportFormat,
-    /// Ingest rate during the measurements, messages/s; half the hub's measured maximum
-    /// when absent
-    #[arg(long)]
-    ingest_rate: Option<f64>,
+    /// Ingest rate during the measurements, messages/s; 0 for half the hub's maximum,
+    /// measured first
+    #[arg(long, default_value_t = 3000.0)]
+    ingest_rate: f64,
     /// Publisher connections
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -133,7 +146,7 @@ async fn measure(
     url: &str,
 ) -> anyhow::Result<()> {
     let retention = args.days + 5;
-    let mut db = Admin::from(Db::migrate(url, config.storage.timescaledb, retention).await?);
+    let mut db = Admin::from(Db::migrate(url, config.storage.timescaledb, Some(retention)).await?);
     db.import_devices(&bench_devices(args.lamps)).await?;
     let sql = sql(url).await?;
     let ids: Vec<i32> = sql
@@ -190,8 +203,8 @@ async fn measure(
     hub.wait_connected().await?;
 
     let rate = match args.ingest_rate {
-        Some(r) => r,
-        None => {
+        r if r > 0.0 => r,
+        _ => {
             let before = hub.metrics()?.rows;
             let t0 = Instant::now();
             let report = load::publish(
@@ -226,41 +239,67 @@ async fn measure(
     let to = rfc3339(end);
     let duration = Duration::from_secs(args.duration_secs);
     let history_devices = args.history_lamps;
-    // No clients: the endpoints are not measured.
-    let clients = if args.export_only { 0 } else { args.clients };
-
-    let state = calls(http_port, &token, clients, duration, |_| {
-        "/api/v1/state".to_owned()
-    })
-    .await;
-    show("GET /api/v1/state (every lamp)", &state);
     let (f, t) = (from.clone(), to.clone());
-    let history = calls(http_port, &token, clients, duration, move |rng| {
-        format!(
-            "/api/v1/devices/B{:06}/history?from={f}&to={t}&bucket=hour",
-            rng.gen_range(0..history_devices)
-        )
-    })
-    .await;
-    show(
-        &format!(
-            "GET /api/v1/devices/{{id}}/history?bucket=hour ({} days)",
-            args.days
+    let (f2, t2) = (from.clone(), to.clone());
+    let endpoints: [(String, PathFn); 3] = [
+        (
+            "GET /api/v1/state (every lamp)".into(),
+            Arc::new(|_| "/api/v1/state".to_owned()),
         ),
-        &history,
-    );
-    let (f, t) = (from.clone(), to.clone());
-    let report = calls(http_port, &token, clients, duration, move |rng| {
-        format!(
-            "/api/v1/reports/energy?district=d{}&from={f}&to={t}",
-            rng.gen_range(0..10)
+        (
+            format!(
+                "GET /api/v1/devices/{{id}}/history?bucket=hour ({} days)",
+                args.days
+            ),
+            Arc::new(move |rng| {
+                format!(
+                    "/api/v1/devices/B{:06}/history?from={f}&to={t}&bucket=hour",
+                    rng.gen_range(0..history_devices)
+                )
+            }),
+        ),
+        (
+            format!("GET /api/v1/reports/energy ({} days)", args.days),
+            Arc::new(move |rng| {
+                format!(
+                    "/api/v1/reports/energy?district=d{}&from={f2}&to={t2}",
+                    rng.gen_range(0..10)
+                )
+            }),
+        ),
+    ];
+    // Neither loop with --export-only: the endpoints are not measured.
+    let open = if args.export_only || args.rate <= 0.0 {
+        let why = "not measured (--export-only or --rate 0)";
+        endpoints
+            .iter()
+            .map(|_| Measured::Missing(why.into()))
+            .collect()
+    } else {
+        let warm_up = Duration::from_secs(args.warm_up_secs);
+        open_loop(
+            http_port,
+            &token,
+            args.rate,
+            (warm_up, duration),
+            &endpoints,
         )
-    })
-    .await;
-    show(
-        &format!("GET /api/v1/reports/energy ({} days)", args.days),
-        &report,
-    );
+        .await
+    };
+    for ((label, _), m) in endpoints.iter().zip(&open) {
+        show(
+            &format!("open loop, {} calls/s each: {label}", args.rate),
+            m,
+        );
+    }
+    let clients = if args.export_only { 0 } else { args.clients };
+    for (label, path) in &endpoints {
+        let path = path.clone();
+        let m = calls(http_port, &token, clients, duration, move |rng| path(rng)).await;
+        show(&format!("closed loop, {clients} clients: {label}"), &m);
+    }
+    let [state, history, report] =
+        <[Measured; 3]>::try_from(open).unwrap_or_else(|_| unreachable!("one figure per endpoint"));
 
     // The export: its first readings, as many as asked (ten lamps' worth per quarter).
     let per_hour = args.history_lamps as u64 * 4;
@@ -494,6 +533,116 @@ async fn admin_token(db: &mut Admin) -> anyhow::Result<String> {
 
 /// `clients` clients call the paths `path` makes, one after the other, for `duration`
 /// (none: not measured).
+/// A call slower than this is reported with when it was due.
+const SLOW_MS: f64 = 100.0;
+
+/// Makes an endpoint's path, a random lamp or district where it takes one.
+type PathFn = Arc<dyn Fn(&mut rand::rngs::SmallRng) -> String + Send + Sync>;
+
+/// Whether the route is served at all: a first call; why not, if it is not.
+async fn unserved(port: u16, token: &str, path: &str) -> Option<Measured> {
+    match get(port, token, path, &mut Vec::new()).await {
+        Ok((404, body)) if body.contains("there is no GET") => Some(Measured::Missing(format!(
+            "the route is not served: {body}"
+        ))),
+        Ok(_) => None,
+        Err(e) => Some(Measured::Missing(format!("the first call failed: {e:#}"))),
+    }
+}
+
+/// The figures of calls that took `times` (ms).
+fn figures(mut times: Vec<f64>, errors: usize, bytes: u64) -> Measured {
+    if times.is_empty() {
+        return Measured::Missing("no call completed".into());
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
+    Measured::Figures {
+        calls: times.len(),
+        errors,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        bytes,
+    }
+}
+
+/// Every endpoint at once, each called `rate` times a second on a fixed schedule for
+/// `duration`, whether or not its earlier calls have answered; a call's time counts from
+/// when it was due.
+async fn open_loop(
+    port: u16,
+    token: &str,
+    rate: f64,
+    (warm_up, duration): (Duration, Duration),
+    endpoints: &[(String, PathFn)],
+) -> Vec<Measured> {
+    // The warm-up's calls go first, on the same schedule, and are not counted.
+    let skip = (rate * warm_up.as_secs_f64()).round() as usize;
+    let calls = skip + (rate * duration.as_secs_f64()).round().max(1.0) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let mut runs = Vec::new();
+    for (e, (_, path)) in endpoints.iter().enumerate() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        if let Some(missing) = unserved(port, token, &path(&mut rng)).await {
+            runs.push(tokio::spawn(async move { missing }));
+            continue;
+        }
+        let (path, token) = (path.clone(), token.to_owned());
+        runs.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(e as u64);
+            let mut pending = tokio::task::JoinSet::new();
+            for k in 0..calls {
+                let due = start + period.mul_f64(k as f64);
+                tokio::time::sleep_until(due).await;
+                let (p, token) = (path(&mut rng), token.clone());
+                pending.spawn(async move {
+                    let mut buf = Vec::new();
+                    let ok = matches!(get(port, &token, &p, &mut buf).await, Ok((200, _)));
+                    (k, due.elapsed().as_secs_f64() * 1000.0, ok, buf.len() as u64)
+                });
+            }
+            let (mut times, mut errors, mut bytes) = (Vec::with_capacity(calls), 0, 0);
+            // When the slow calls were due (s into the run): a stall shows as a cluster.
+            let (mut slow, mut warming) = (Vec::new(), Vec::new());
+            while let Some(done) = pending.join_next().await {
+                if let Ok((k, ms, ok, b)) = done {
+                    if k < skip {
+                        warming.push(ms);
+                        continue;
+                    }
+                    times.push(ms);
+                    errors += usize::from(!ok);
+                    bytes += b;
+                    if ms > SLOW_MS {
+                        slow.push((k - skip) as f64 * period.as_secs_f64());
+                    }
+                }
+            }
+            if let Measured::Figures { p99_ms, calls, .. } = figures(warming, 0, 0) {
+                eprintln!("  warm-up, not counted: {calls} calls, p99 {p99_ms:.1} ms");
+            }
+            slow.sort_by(f64::total_cmp);
+            if let (Some(first), Some(last)) = (slow.first(), slow.last()) {
+                eprintln!(
+                    "  {} calls over {SLOW_MS} ms, due between {first:.1} s and {last:.1} s into the run",
+                    slow.len()
+                );
+            }
+            figures(times, errors, bytes)
+        }));
+    }
+    let mut out = Vec::new();
+    for run in runs {
+        out.push(
+            run.await
+                .unwrap_or_else(|e| Measured::Missing(format!("the caller failed: {e}"))),
+        );
+    }
+    out
+}
+
+/// `clients` clients call the endpoint one call after the other for `duration`.
 async fn calls(
     port: u16,
     token: &str,
@@ -502,16 +651,11 @@ async fn calls(
     path: impl Fn(&mut rand::rngs::SmallRng) -> String + Send + Sync + Clone + 'static,
 ) -> Measured {
     if clients == 0 {
-        return Measured::Missing("not measured (--export-only)".into());
+        return Measured::Missing("not measured (--export-only or --clients 0)".into());
     }
-    // A first call tells whether the route is served at all.
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    match get(port, token, &path(&mut rng), &mut Vec::new()).await {
-        Ok((404, body)) if body.contains("there is no GET") => {
-            return Measured::Missing(format!("the route is not served: {body}"))
-        }
-        Ok(_) => {}
-        Err(e) => return Measured::Missing(format!("the first call failed: {e:#}")),
+    if let Some(missing) = unserved(port, token, &path(&mut rng)).await {
+        return missing;
     }
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
@@ -542,18 +686,7 @@ async fn calls(
             bytes += b;
         }
     }
-    if times.is_empty() {
-        return Measured::Missing("no call completed".into());
-    }
-    times.sort_by(f64::total_cmp);
-    let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
-    Measured::Figures {
-        calls: times.len(),
-        errors,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        bytes,
-    }
+    figures(times, errors, bytes)
 }
 
 /// One GET over its own connection (HTTP/1.0): the status and, for an error, its body.

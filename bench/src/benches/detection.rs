@@ -271,7 +271,7 @@ async fn scenario_run(
     );
     let url = create_database(&config.database_url, &db_name).await?;
     let result = async {
-        let mut db = Admin::from(Db::migrate(&url, config.storage.timescaledb, 30).await?);
+        let mut db = Admin::from(Db::migrate(&url, config.storage.timescaledb, Some(30)).await?);
         db.import_routes(&city.route_lines()).await?;
         db.import_devices(&devices).await?;
         drop(db);

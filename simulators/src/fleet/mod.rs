@@ -253,6 +253,28 @@ impl Fleet {
         }
     }
 
+    /// Carries on each device's cumulative counters (lamps' energy and burning hours,
+    /// cabinets' energy, meters' index) from what it said last, keyed by its telemetry
+    /// topic: a device that restarts keeps its meters. Buses' odometers follow their
+    /// place on the route.
+    pub fn continue_counters(&mut self, latest: &std::collections::HashMap<String, Value>) {
+        for d in 0..self.devices.len() {
+            let Some(said) = latest.get(&self.topics[d]) else {
+                continue;
+            };
+            let number = |k: &str| said.get(k).and_then(Value::as_f64);
+            let c = &mut self.counters[d];
+            let (energy, hours) = match self.devices[d] {
+                Dev::Lamp(_) => (number("energy_wh"), number("burn_hours")),
+                Dev::Cabinet(_) => (number("energy_kwh"), None),
+                Dev::Meter(_) => (number("total"), None),
+                Dev::Vehicle(_) => (None, None),
+            };
+            c.energy = energy.unwrap_or(c.energy);
+            c.hours = hours.unwrap_or(c.hours);
+        }
+    }
+
     /// Index of a lamp's device, by its id.
     pub fn lamp_device(&self, id: &str) -> Option<usize> {
         self.lamp_index

@@ -3,7 +3,7 @@
 //! connection subscribes to exactly its lamps' `cmd` topics, and a lost connection is
 //! retried with jittered backoff, as field controllers do.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,12 +177,14 @@ async fn connection(
     }
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     let poll_stop = CancellationToken::new();
-    // Messages the broker has acknowledged on this connection.
+    // Messages the broker has acknowledged on this connection, and whether it ever came up.
     let acked = Arc::new(AtomicU64::new(0));
+    let ever_up = Arc::new(AtomicBool::new(false));
     let polling = {
         let client = client.clone();
         let stats = stats.clone();
         let acked = acked.clone();
+        let ever_up = ever_up.clone();
         let poll_stop = poll_stop.clone();
         tokio::spawn(async move {
             let mut backoff = model::Backoff::standard();
@@ -196,6 +198,7 @@ async fn connection(
                 match event {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                         up = true;
+                        ever_up.store(true, Ordering::Relaxed);
                         backoff.succeeded();
                         stats.connected.fetch_add(1, Ordering::Relaxed);
                         for chunk in lamp_cmds.chunks(100) {
@@ -249,9 +252,13 @@ async fn connection(
         sent += 1;
     }
     // What was handed to the client goes out before the goodbye: wait for the broker's
-    // acknowledgements (a device does not drop its queue when asked to stop).
+    // acknowledgements (a device does not drop its queue when asked to stop), unless no
+    // broker was ever reached.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while acked.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < deadline {
+    while ever_up.load(Ordering::Relaxed)
+        && acked.load(Ordering::Relaxed) < sent
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = client.disconnect().await;

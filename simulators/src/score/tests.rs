@@ -316,11 +316,12 @@ fn an_outage_is_resolved_by_its_faults_end_plus_the_resolve_window() {
         resolved_at: r.map(at),
         ..seen("voltage_out_of_range", "L1", 1200, 0.0)
     };
-    // Due by 5000 + 300.
+    // Due by 5000 + 300, and a real second (100 simulated at 100x) for the hub's work.
     for (r, late) in [
         (Some(5100), 0),
         (Some(5300), 0),
-        (Some(5301), 1),
+        (Some(5400), 0),
+        (Some(5401), 1),
         (None, 1),
         (Some(900), 1),
     ] {
