@@ -69,3 +69,13 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .map_err(|e| ApiError::bad_request(format!("the path is not valid: {}", e.body_text())))
     }
 }
+
+/// An optional field of a JSON body that, when given, is not `null`: `"on": null` is
+/// refused rather than read as left out. Use with `#[serde(default, deserialize_with)]`.
+pub(crate) fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}

@@ -18,7 +18,8 @@
 //! - [`params`]: page sizes, cursors, time ranges and other query values, bounded;
 //!   [`extract`]: JSON, query and path extractors whose errors are [`ApiError`]s.
 //! - [`error`]: [`ApiError`], the one error type of every handler.
-//! - [`pool`]: the database connections the requests share.
+//! - [`pool`]: the database connections the requests share (and, with a replica, those of
+//!   the heavy reads: `AppState::read_pool`).
 //! - [`dashboard`]: the built web app, for every path outside the API's.
 //! - [`snapshots`]: big answers (the map's state) built once and shared for a second.
 //! - [`metrics`]: requests counted and timed by route template.
@@ -89,6 +90,9 @@ pub type HealthCheck = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 #[derive(Clone)]
 pub struct ApiConfig {
     pub database_url: String,
+    /// A streaming replica for the heavy reads ([`AppState::read_pool`]): histories,
+    /// reports, exports and the map's state.
+    pub database_read_url: Option<String>,
     /// Keys session token digests; see [`SessionSecret`].
     pub session_secret: SessionSecret,
     /// Mark the session cookie `Secure` (served over HTTPS, directly or behind a proxy).
@@ -156,6 +160,7 @@ struct Shared {
     api_metrics: metrics::ApiMetrics,
     storage_path: &'static str,
     pool: pool::Pool,
+    replica: Option<pool::Pool>,
     secret: SessionSecret,
     secure_cookie: bool,
     clock: Clock,
@@ -195,6 +200,10 @@ impl AppState {
             api_metrics,
             storage_path,
             pool: pool::Pool::new(&config.database_url, POOL_SIZE),
+            replica: config
+                .database_read_url
+                .as_deref()
+                .map(|url| pool::Pool::new(url, POOL_SIZE)),
             secret: config.session_secret,
             secure_cookie: config.secure_cookie,
             clock: config.clock,
@@ -225,6 +234,12 @@ impl AppState {
 
     pub fn pool(&self) -> &pool::Pool {
         &self.0.pool
+    }
+
+    /// The connections of the heavy reads (histories, reports, exports, the map's
+    /// state): the replica's when one is configured, a moment behind the primary.
+    pub fn read_pool(&self) -> &pool::Pool {
+        self.0.replica.as_ref().unwrap_or(&self.0.pool)
     }
 
     pub fn secret(&self) -> &SessionSecret {
@@ -363,18 +378,24 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         .as_ref()
         .map(|check| check())
         .unwrap_or_default();
-    let database = tokio::time::timeout(HEALTH_DATABASE_WAIT, async {
-        let db = state.pool().reads().await?;
-        db.ping().await.map_err(ApiError::from)
-    })
-    .await;
-    match database {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => problems.push(format!("the database cannot be reached ({})", e.message())),
-        Err(_) => problems.push(format!(
-            "the database did not answer within {} s",
-            HEALTH_DATABASE_WAIT.as_secs()
-        )),
+    let mut pools = vec![("the database", state.pool())];
+    if let Some(replica) = &state.0.replica {
+        pools.push(("the read replica (database_read_url)", replica));
+    }
+    for (what, pool) in pools {
+        let answer = tokio::time::timeout(HEALTH_DATABASE_WAIT, async {
+            let db = pool.reads().await?;
+            db.ping().await.map_err(ApiError::from)
+        })
+        .await;
+        match answer {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("{what} cannot be reached ({})", e.message())),
+            Err(_) => problems.push(format!(
+                "{what} did not answer within {} s",
+                HEALTH_DATABASE_WAIT.as_secs()
+            )),
+        }
     }
     Json(Health {
         status: if problems.is_empty() {

@@ -133,8 +133,9 @@ pub fn range(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {
     }
     if to - from > Duration::days(MAX_RANGE_DAYS) {
         return Err(ApiError::bad_request(format!(
-            "the time range is too long: at most {MAX_RANGE_DAYS} days, asked for {} days",
-            (to - from).num_days()
+            "the time range is too long: at most {MAX_RANGE_DAYS} days, asked for {} days and {:.3} s",
+            (to - from).num_days(),
+            (to - from - Duration::days((to - from).num_days())).num_milliseconds() as f64 / 1000.0
         )));
     }
     Ok(())
@@ -314,6 +315,12 @@ mod tests {
             Some("2026-01-01T00:00:00Z")
         ))
         .contains("at most 400 days"));
+        // A millisecond over says so.
+        assert!(message(optional_range(
+            Some("2025-01-01T00:00:00Z"),
+            Some("2026-02-05T00:00:00.001Z")
+        ))
+        .ends_with("at most 400 days, asked for 400 days and 0.001 s"));
         let now = at("2026-03-02T00:00:00Z");
         assert_eq!(
             report_range(None, None, now, Duration::days(1)).unwrap(),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use model::{Cell, Committed, RecordType, Timestamp};
+use model::{Cell, Committed, Kind, RecordType, Timestamp};
 use serde_json::{json, Map, Value};
 use store::changes::DeviceEntry;
 use store::Reads;
@@ -159,14 +159,14 @@ impl State {
         };
         if let Some(Value::Object(t)) = &entry.telemetry {
             let get = |k: &str| t.get(k).cloned();
-            match entry.kind.as_str() {
-                "light" => {
+            match Kind::parse(&entry.kind) {
+                Some(Kind::Light) => {
                     s.set("on", get("on"));
                     s.set("dim", get("dim"));
                     s.fields
                         .insert("fault".into(), get("fault").unwrap_or(Value::Null));
                 }
-                "cabinet" => {
+                Some(Kind::Cabinet) => {
                     s.set("on", get("contactor_on"));
                     s.set("supply", get("supply"));
                     s.set("door_open", get("door_open"));

@@ -17,7 +17,7 @@ use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use model::{OutageKind, WorkOrderState};
+use model::{Kind, OutageKind, WorkOrderState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use store::service_requests::{NewServiceRequest, ServiceRequestQuery, ServiceRequestRow};
@@ -49,7 +49,7 @@ pub struct Service {
     pub group: &'static str,
     pub keywords: &'static str,
     /// The kind of device it concerns.
-    pub device_kind: &'static str,
+    pub device_kind: Kind,
     /// For meters: the medium, when it matters.
     pub medium: Option<&'static str>,
     /// Outage kinds on the device that are this problem.
@@ -68,7 +68,7 @@ pub const SERVICES: [Service; 6] = [
         description: "A street light is dark at night.",
         group: "Street lighting",
         keywords: "lamp,light,dark",
-        device_kind: "light",
+        device_kind: Kind::Light,
         medium: None,
         outage_kinds: &[
             OutageKind::LampFailure,
@@ -84,7 +84,7 @@ pub const SERVICES: [Service; 6] = [
         description: "A street light burns in daylight.",
         group: "Street lighting",
         keywords: "lamp,light,day,burning",
-        device_kind: "light",
+        device_kind: Kind::Light,
         medium: None,
         outage_kinds: &[OutageKind::DayBurner],
         cabinet_outage_kinds: &[],
@@ -96,7 +96,7 @@ pub const SERVICES: [Service; 6] = [
         description: "A street light flickers or keeps switching on and off.",
         group: "Street lighting",
         keywords: "lamp,light,flicker,cycling",
-        device_kind: "light",
+        device_kind: Kind::Light,
         medium: None,
         outage_kinds: &[OutageKind::LampCycling, OutageKind::VoltageOutOfRange],
         cabinet_outage_kinds: &[],
@@ -108,7 +108,7 @@ pub const SERVICES: [Service; 6] = [
         description: "A street lighting cabinet is damaged or its door is open.",
         group: "Street lighting",
         keywords: "cabinet,door,damage",
-        device_kind: "cabinet",
+        device_kind: Kind::Cabinet,
         medium: None,
         outage_kinds: &[OutageKind::CabinetSupplyLoss],
         cabinet_outage_kinds: &[],
@@ -120,7 +120,7 @@ pub const SERVICES: [Service; 6] = [
         description: "Water running from the ground, a pipe or a meter box.",
         group: "Water",
         keywords: "water,leak,pipe",
-        device_kind: "meter",
+        device_kind: Kind::Meter,
         medium: Some("water"),
         outage_kinds: &[OutageKind::Leak, OutageKind::ReverseFlow],
         cabinet_outage_kinds: &[],
@@ -132,7 +132,7 @@ pub const SERVICES: [Service; 6] = [
         description: "A utility meter (water, electricity, heat) is damaged or tampered with.",
         group: "Meters",
         keywords: "meter,damage,tamper",
-        device_kind: "meter",
+        device_kind: Kind::Meter,
         medium: None,
         outage_kinds: &[
             OutageKind::Tamper,
@@ -755,10 +755,10 @@ pub async fn create(
             Open311Error::bad(format!(
                 "there is no {} of ours within {REACH_M} m of {lat}, {lon}; check the place",
                 match svc.device_kind {
-                    "light" => "street light",
-                    "cabinet" => "lighting cabinet",
-                    "meter" => "meter",
-                    other => other,
+                    Kind::Light => "street light",
+                    Kind::Cabinet => "lighting cabinet",
+                    Kind::Meter => "meter",
+                    Kind::Vehicle => "vehicle",
                 }
             ))
         })?;

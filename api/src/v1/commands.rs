@@ -3,7 +3,7 @@
 //! The dispatcher (crate `control`) publishes what is recorded here; the devices' answers
 //! come back through ingestion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,7 +22,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::params::{self, CursorKind};
 use crate::roles::Permission;
-use crate::v1::{ListPage, TenantPage};
+use crate::v1::ListPage;
 use crate::AppState;
 
 /// A command's expiry when none is given.
@@ -69,21 +69,33 @@ pub enum Target {
 pub struct CommandRequest {
     /// The tenant (slug) whose devices are aimed at; may be left out by a caller who has
     /// one tenant only.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub tenant: Option<String>,
     pub target: Target,
-    /// `set_light` or `reboot`.
+    /// `set_light`, `resume_schedule` (lamps back to their schedule now: each is told
+    /// what its profile in force asks for, for a minute, then follows it) or `reboot`.
     pub action: String,
     /// set_light: switch on (default) or off.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub on: Option<bool>,
     /// set_light: output in percent, 0 to 100 (default 100).
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub dim: Option<i64>,
     /// Seconds until the command expires (10 to 86400, default 900). A set_light holds
     /// until then; a command not delivered by then never is.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub expires_in_s: Option<i64>,
     /// The same as an RFC 3339 time (instead of `expires_in_s`).
-    #[schema(format = DateTime)]
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(format = DateTime, nullable = false)]
     pub expires: Option<String>,
     /// The number of devices reached, as a preview said: required when more than one.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub confirm: Option<i64>,
 }
 
@@ -94,14 +106,35 @@ struct Checked {
     action: &'static str,
     body: serde_json::Value,
     expires_at: DateTime<Utc>,
+    resume_schedule: bool,
 }
+
+/// How long lamps sent back to their schedule hold what it asks for now, before they
+/// follow it themselves: long enough for a lamp's controller to be reached.
+pub const RESUME_HOLD_S: i64 = 60;
 
 fn check(caller: &Caller, r: &CommandRequest, now: DateTime<Utc>) -> Result<Checked, ApiError> {
     let tenant = one_tenant(caller, r.tenant.as_deref())?;
     let target = target(&r.target)?;
-    let expires_at = expiry(r.expires_in_s, r.expires.as_deref(), now)?;
+    let resume_schedule = r.action == "resume_schedule";
+    if resume_schedule
+        && (r.on.is_some() || r.dim.is_some() || r.expires_in_s.is_some() || r.expires.is_some())
+    {
+        return Err(ApiError::bad_request(format!(
+            "resume_schedule takes no `on`, `dim` or expiry: each lamp is told what its schedule asks for now, for {RESUME_HOLD_S} s, then follows it"
+        )));
+    }
+    let expires_at = if resume_schedule {
+        now + Duration::seconds(RESUME_HOLD_S)
+    } else {
+        expiry(r.expires_in_s, r.expires.as_deref(), now)?
+    };
     let expires_ms = expires_at.timestamp_millis();
     let (action, body) = match r.action.as_str() {
+        "resume_schedule" => (
+            "set_light",
+            json!({"action": "set_light", "resume_schedule": true, "expires": expires_ms}),
+        ),
         "set_light" => {
             let dim = r.dim.unwrap_or(100);
             if !(0..=100).contains(&dim) {
@@ -125,7 +158,7 @@ fn check(caller: &Caller, r: &CommandRequest, now: DateTime<Utc>) -> Result<Chec
         }
         other => {
             return Err(ApiError::bad_request(format!(
-                "action `{other}` is not one of set_light, reboot"
+                "action `{other}` is not one of set_light, resume_schedule, reboot"
             )))
         }
     };
@@ -135,6 +168,7 @@ fn check(caller: &Caller, r: &CommandRequest, now: DateTime<Utc>) -> Result<Chec
         action,
         body,
         expires_at,
+        resume_schedule,
     })
 }
 
@@ -241,6 +275,9 @@ pub struct Batch {
     pub origin: String,
     /// Commands per status: pending, sent, acked, rejected, failed, expired.
     pub statuses: BTreeMap<String, i64>,
+    /// In a list asked for one `device`: that device's command, with what it was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<DeviceCommand>,
 }
 
 impl From<BatchRow> for Batch {
@@ -262,6 +299,7 @@ impl From<BatchRow> for Batch {
             devices: b.devices,
             origin: b.origin,
             statuses,
+            command: None,
         }
     }
 }
@@ -303,11 +341,17 @@ pub async fn preview(
 ) -> Result<Json<Preview>, ApiError> {
     caller.require(Permission::SendCommands)?;
     let c = check(&caller, &r, state.now().to_datetime())?;
+    // A refusal and the preview name the action as asked.
+    let asked = if c.resume_schedule {
+        "resume_schedule"
+    } else {
+        c.action
+    };
     let reached = state
         .pool()
         .reads()
         .await?
-        .command_reach(c.tenant, &c.target, c.action)
+        .command_reach(c.tenant, &c.target, asked)
         .await?;
     let mut by_kind = BTreeMap::new();
     for d in &reached {
@@ -315,7 +359,7 @@ pub async fn preview(
     }
     Ok(Json(Preview {
         tenant: slug(&caller, c.tenant),
-        action: c.action.to_owned(),
+        action: asked.to_owned(),
         devices: reached.len(),
         by_kind,
         sample: reached
@@ -375,18 +419,35 @@ pub async fn send(
             expires_at: c.expires_at,
             issued_by: &actor,
             confirm: r.confirm,
+            resume_schedule: c.resume_schedule,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(batch.into())))
 }
 
-/// Command batches of the caller's tenants, newest first.
+/// Filters and paging of the command batch list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CommandFilter {
+    /// Batches that reached this device (its inventory id).
+    pub device: Option<String>,
+    /// A tenant slug (one of the caller's).
+    pub tenant: Option<String>,
+    /// Items per page: 1 to 1000, 100 when absent.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Command batches of the caller's tenants, newest first; with `device`, those that
+/// reached it.
 #[utoipa::path(
     get,
     path = "/commands",
     operation_id = "list_commands",
     tag = "commands",
-    params(TenantPage),
+    params(CommandFilter),
     responses(
         (status = 200, description = "A page of batches", body = ListPage<Batch>),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
@@ -397,31 +458,40 @@ pub async fn send(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(f): ApiQuery<TenantPage>,
+    ApiQuery(f): ApiQuery<CommandFilter>,
 ) -> Result<Json<ListPage<Batch>>, ApiError> {
     caller.require(Permission::ReadDevices)?;
     let tenants = caller.scope(f.tenant.as_deref())?;
+    let device = params::short("device", f.device.as_deref())?;
     let limit = params::limit(f.limit)?;
     let after = f
         .cursor
         .as_deref()
         .map(|c| params::decode_cursor(CursorKind::CommandBatches, c))
         .transpose()?;
-    let page = state
-        .pool()
-        .reads()
-        .await?
-        .command_batch_page(&tenants, after, limit)
+    let reads = state.pool().reads().await?;
+    let page = reads
+        .command_batch_page(&tenants, device, after, limit)
         .await?;
     let next_cursor = page
         .more
         .then(|| page.items.last())
         .flatten()
         .map(|b| params::encode_cursor(CursorKind::CommandBatches, Some(b.issued_at), b.id));
-    Ok(Json(ListPage {
-        items: page.items.into_iter().map(Batch::from).collect(),
-        next_cursor,
-    }))
+    let mut items: Vec<Batch> = page.items.into_iter().map(Batch::from).collect();
+    if let Some(device) = device {
+        let ids: Vec<i64> = items.iter().map(|b| b.id).collect();
+        let mut commands: HashMap<i64, DeviceCommand> = reads
+            .device_commands_of(&tenants, &ids, device)
+            .await?
+            .into_iter()
+            .map(|(batch, c)| (batch, c.into()))
+            .collect();
+        for b in &mut items {
+            b.command = commands.remove(&b.id);
+        }
+    }
+    Ok(Json(ListPage { items, next_cursor }))
 }
 
 /// A batch with its commands counted per status.
@@ -472,6 +542,10 @@ pub struct DeviceCommand {
     pub attempts: i32,
     /// What the device said with its answer.
     pub detail: Option<String>,
+    /// What this device was sent (`action` and its fields, such as a lamp's `on` and
+    /// `dim`; `id` and `ts` are added when sent).
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
 }
 
 impl From<BatchCommandRow> for DeviceCommand {
@@ -486,6 +560,7 @@ impl From<BatchCommandRow> for DeviceCommand {
             acked_at: c.acked_at,
             attempts: c.attempts,
             detail: c.detail,
+            body: c.body,
         }
     }
 }

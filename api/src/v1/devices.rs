@@ -16,9 +16,6 @@ use crate::roles::Permission;
 use crate::v1::ListPage;
 use crate::AppState;
 
-/// Device kinds, as in the inventory.
-const KINDS: [&str; 4] = ["light", "cabinet", "meter", "vehicle"];
-
 /// A device and its newest state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Device {
@@ -50,7 +47,8 @@ pub const NO_RATED_POWER: &str =
     "no rated_power_w in the inventory: a failed lamp is found only from its own fault reports, never from its power";
 
 fn inventory_warnings(d: &DeviceRow) -> Vec<String> {
-    let unrated = d.kind == "light" && !d.rated_power_w.is_some_and(|w| w > 0.0);
+    let unrated =
+        d.kind == model::Kind::Light.as_str() && !d.rated_power_w.is_some_and(|w| w > 0.0);
     unrated
         .then(|| NO_RATED_POWER.to_owned())
         .into_iter()
@@ -155,7 +153,7 @@ pub async fn list(
         .transpose()?;
     let query = DeviceQuery {
         tenants: &tenants,
-        kind: params::one_of("kind", f.kind.as_deref(), &KINDS)?,
+        kind: params::one_of("kind", f.kind.as_deref(), &model::Kind::NAMES)?,
         district: params::short("district", f.district.as_deref())?,
         cabinet: params::short("cabinet", f.cabinet.as_deref())?,
         bbox: params::bbox(f.bbox.as_deref())?,

@@ -198,7 +198,7 @@ pub async fn export(
         idle_in_transaction: state.http_limits().send_timeout + Duration::from_secs(30),
         statement: max_duration + Duration::from_secs(30),
     };
-    let db = state.pool().dedicated().await?;
+    let db = state.read_pool().dedicated().await?;
     let export = db.start_export(&query, CHUNK_ROWS, &bounds).await?;
     if export.devices().is_empty() {
         if let Some(device) = query.device {

@@ -28,7 +28,7 @@ use crate::v1::devices;
 use crate::AppState;
 
 /// Device kinds, in the order of the state's `kinds` legend.
-const KINDS: [&str; 4] = ["light", "cabinet", "meter", "vehicle"];
+const KINDS: [&str; 4] = model::Kind::NAMES;
 /// The longest range of raw readings one request may ask for.
 const MAX_RAW_DAYS: i64 = 7;
 
@@ -133,7 +133,7 @@ pub async fn history(
     let found = devices::resolve(&state, &caller, p.tenant.as_deref(), &id).await?;
     let d = found.device;
     let history = state
-        .pool()
+        .read_pool()
         .reads()
         .await?
         .history(&HistoryQuery {
@@ -346,6 +346,10 @@ pub struct DeviceStates {
     pub dim: Vec<Option<f64>>,
     /// Unix seconds of the newest message.
     pub last_seen: Vec<Option<i64>>,
+    /// The districts of the devices, as the inventory names them, sorted.
+    pub districts: Vec<String>,
+    /// An index into `districts`; null when the inventory gives the device none.
+    pub district: Vec<Option<u32>>,
 }
 
 /// The newest state of every device the caller may see, for the map.
@@ -391,7 +395,7 @@ pub async fn state(
             async move {
                 let now = state.now();
                 let c = state
-                    .pool()
+                    .read_pool()
                     .reads()
                     .await?
                     .state_columns(&tenants, kind.as_deref(), now.to_datetime())
@@ -460,6 +464,14 @@ fn state_json(
         "states",
         &mut DeviceState::ALL.iter().map(|k| quoted(k.as_str())),
     );
+    let districts: std::collections::BTreeSet<&str> =
+        c.district.iter().flatten().map(String::as_str).collect();
+    let districts: Vec<&str> = districts.into_iter().collect();
+    list(
+        &mut s,
+        "districts",
+        &mut districts.iter().map(|d| quoted(d)),
+    );
     // The cell columns: written straight into the buffer.
     s.push_str(",\"ext_id\":[");
     for (i, e) in c.ext_id.iter().enumerate() {
@@ -478,6 +490,16 @@ fn state_json(
         let idx = KINDS.iter().position(|x| x == k).unwrap_or(0);
         let _ = write!(s, "{idx}");
     }
+    s.push_str("],\"district\":[");
+    for (i, d) in c.district.iter().enumerate() {
+        sep(&mut s, i);
+        match d.as_deref().and_then(|d| districts.binary_search(&d).ok()) {
+            Some(idx) => {
+                let _ = write!(s, "{idx}");
+            }
+            None => s.push_str("null"),
+        }
+    }
     s.push_str("],\"lon\":[");
     for (i, v) in c.lon.iter().enumerate() {
         sep(&mut s, i);
@@ -493,7 +515,7 @@ fn state_json(
         sep(&mut s, i);
         let after = Kind::parse(kind).map_or(i64::MAX, |k| staleness.after_s(k));
         let state = DeviceState::of(facts, now, after);
-        let _ = write!(s, "{}", state as u8);
+        let _ = write!(s, "{}", state.index());
     }
     s.push_str("],\"on\":[");
     for (i, v) in c.on.iter().enumerate() {
@@ -709,6 +731,7 @@ mod tests {
             kind: vec!["light".into(), "meter".into()],
             lon: vec![-9.14, 1.5],
             lat: vec![38.7, 2.5],
+            district: vec![Some("Alfama".into()), None],
             facts: vec![
                 model::DeviceFacts {
                     lamp: true,
@@ -735,6 +758,8 @@ mod tests {
         assert_eq!(v["tenant"], serde_json::json!([0, 1]));
         assert_eq!(v["kind"], serde_json::json!([0, 2]));
         assert_eq!(v["lon"], serde_json::json!([-9.14, 1.5]));
+        assert_eq!(v["districts"], serde_json::json!(["Alfama"]));
+        assert_eq!(v["district"], serde_json::json!([0, null]));
         assert_eq!(v["on"], serde_json::json!([true, null]));
         assert_eq!(v["dim"], serde_json::json!([60.5, null]));
         // Whole numbers are written without a fraction; still the same number.

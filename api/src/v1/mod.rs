@@ -109,6 +109,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outages::list))
         .routes(routes!(outages::acknowledge))
         .routes(routes!(outages::shelve))
+        .routes(routes!(outages::bulk))
         .routes(routes!(outages::unshelve))
         .routes(routes!(outages::comment))
         .routes(routes!(outages::assign))

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use model::{OutageState, Severity};
+use model::{OutageState, Severity, WorkOrderState};
 use serde::{Deserialize, Serialize};
 use store::{Actor, OutageAction, OutageEvent, OutageOrder, OutageQuery, OutageRow};
 use utoipa::{IntoParams, ToSchema};
@@ -47,6 +47,22 @@ pub struct Outage {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub shelved_until: Option<DateTime<Utc>>,
     pub shelved_by: Option<String>,
+    /// The device's district, from the inventory.
+    pub district: Option<String>,
+    /// The device's cabinet (for a lamp), from the inventory.
+    pub cabinet: Option<String>,
+    /// Who handles it: the work order in hand for its device and kind (not closed).
+    pub work_order: Option<Handler>,
+}
+
+/// The work order that handles an outage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Handler {
+    /// The work order's id.
+    pub id: i64,
+    pub state: WorkOrderState,
+    pub team: String,
+    pub assignee: Option<String>,
 }
 
 impl From<OutageRow> for Outage {
@@ -69,6 +85,14 @@ impl From<OutageRow> for Outage {
             acknowledged_at: o.acknowledged_at,
             shelved_until: o.shelved_until,
             shelved_by: o.shelved_by,
+            district: o.district,
+            cabinet: o.cabinet,
+            work_order: o.handled_by.map(|h| Handler {
+                id: h.work_order,
+                state: h.state,
+                team: h.team,
+                assignee: h.assignee,
+            }),
         }
     }
 }
@@ -339,22 +363,29 @@ pub async fn shelve(
     ApiJson(body): ApiJson<ShelveRequest>,
 ) -> Result<Json<Outage>, ApiError> {
     caller.require(Permission::ShelveOutage)?;
+    let action = shelve_action(&state, &body)?;
+    act(&state, &caller, Permission::ShelveOutage, id, action).await
+}
+
+/// A shelve as asked: until a later time within [`MAX_SHELVE_DAYS`], for a reason.
+fn shelve_action<'a>(
+    state: &AppState,
+    body: &'a ShelveRequest,
+) -> Result<OutageAction<'a>, ApiError> {
     let until = params::time("until", Some(&body.until))?.unwrap_or_default();
     let now = state.now().to_datetime();
+    if until <= now {
+        return Err(ApiError::bad_request(format!(
+            "an outage can only be shelved until a later time: {until} is not after {now}"
+        )));
+    }
     if until > now + Duration::days(MAX_SHELVE_DAYS) {
         return Err(ApiError::bad_request(format!(
             "an outage can be shelved for at most {MAX_SHELVE_DAYS} days; for longer, plan a maintenance window"
         )));
     }
     let reason = params::text("reason", &body.reason)?;
-    act(
-        &state,
-        &caller,
-        Permission::ShelveOutage,
-        id,
-        OutageAction::Shelve { until, reason },
-    )
-    .await
+    Ok(OutageAction::Shelve { until, reason })
 }
 
 /// Shows a shelved outage again before its shelve ends.
@@ -470,4 +501,145 @@ pub async fn assign(
         },
     )
     .await
+}
+
+/// The most outages one bulk action takes: a flood on a city's night, with room to spare.
+pub const MAX_BULK: usize = 1000;
+
+/// What a bulk action does to each outage.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkAction {
+    Acknowledge,
+    Shelve,
+}
+
+/// One action on many outages (a flood with one cause): each outage is acted on, recorded
+/// and audited as if alone.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// The outages, 1 to 1000, each at most once.
+    pub ids: Vec<i64>,
+    pub action: BulkAction,
+    /// For `shelve`: until when (RFC 3339), later than now, at most 30 days ahead.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+    /// For `shelve`: why.
+    pub reason: Option<String>,
+}
+
+/// An outage a bulk action left as it was, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Skipped {
+    pub id: i64,
+    /// Why: not among the caller's outages, already acknowledged, no longer active...
+    pub reason: String,
+}
+
+/// What a bulk action did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResult {
+    /// The outages acted on, as they are now.
+    pub done: Vec<Outage>,
+    /// Those left alone, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Acknowledges or shelves many outages at once. Each is done as alone: one outage event
+/// and one audit entry each. One that cannot be (another tenant's, already acknowledged,
+/// resolved meanwhile) is skipped with the reason, and the others are still done.
+#[utoipa::path(
+    post,
+    path = "/outages/bulk",
+    operation_id = "act_on_outages",
+    tag = "outages",
+    request_body = BulkRequest,
+    responses(
+        (status = 200, description = "Done, with those skipped and why", body = BulkResult),
+        (status = 400, description = "No ids, more than 1000, one twice, or a shelve without a later `until` within 30 days or a reason", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not acknowledge or shelve outages", body = ErrorBody)
+    )
+)]
+pub async fn bulk(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<BulkRequest>,
+) -> Result<Json<BulkResult>, ApiError> {
+    let permission = match body.action {
+        BulkAction::Acknowledge => Permission::AcknowledgeOutage,
+        BulkAction::Shelve => Permission::ShelveOutage,
+    };
+    caller.require(permission)?;
+    if body.ids.is_empty() || body.ids.len() > MAX_BULK {
+        return Err(ApiError::bad_request(format!(
+            "`ids` must name 1 to {MAX_BULK} outages, not {}",
+            body.ids.len()
+        )));
+    }
+    if let Some(bad) = body.ids.iter().find(|id| **id < 1) {
+        return Err(ApiError::bad_request(format!(
+            "`ids` are outage ids, 1 or more, not {bad}"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = body.ids.iter().find(|id| !seen.insert(**id)) {
+        return Err(ApiError::bad_request(format!(
+            "outage {twice} is named twice in `ids`"
+        )));
+    }
+    let shelf;
+    let action = match body.action {
+        BulkAction::Acknowledge => {
+            if body.until.is_some() || body.reason.is_some() {
+                return Err(ApiError::bad_request(
+                    "`until` and `reason` go with `shelve` only",
+                ));
+            }
+            OutageAction::Acknowledge
+        }
+        BulkAction::Shelve => {
+            shelf = ShelveRequest {
+                until: body.until.clone().ok_or_else(|| {
+                    ApiError::bad_request("`shelve` needs `until`, the time it ends")
+                })?,
+                reason: body
+                    .reason
+                    .clone()
+                    .ok_or_else(|| ApiError::bad_request("`shelve` needs a `reason`"))?,
+            };
+            shelve_action(&state, &shelf)?
+        }
+    };
+    let tenants = caller.scope(None)?;
+    let name = caller.actor();
+    let actor = Actor {
+        name: &name,
+        tenants: &tenants,
+        team: None,
+    };
+    let mut db = state.pool().actions().await?;
+    let mut result = BulkResult {
+        done: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for &id in &body.ids {
+        match db.act_on_outage(&actor, id, &action, state.now()).await {
+            Ok(outage) => result.done.push(outage.into()),
+            Err(e) => {
+                // Refused for this outage (not found, not open): skipped. Anything else
+                // (the database gone) stops here; what was done stays done.
+                let e = ApiError::from(e);
+                if !e.status().is_client_error() {
+                    return Err(e);
+                }
+                result.skipped.push(Skipped {
+                    id,
+                    reason: e.message().to_owned(),
+                });
+            }
+        }
+    }
+    Ok(Json(result))
 }

@@ -96,7 +96,7 @@ pub async fn teams(
     let now = state.now().to_datetime();
     let (from, to) =
         params::report_range(f.from.as_deref(), f.to.as_deref(), now, Duration::days(30))?;
-    let db = state.pool().reads().await?;
+    let db = state.read_pool().reads().await?;
     let teams = db.team_report_for(&tenants, from, to, now).await?;
     Ok(Json(TeamsReport {
         from,
@@ -150,7 +150,7 @@ pub async fn sla_breaches(
     let tenants = caller.scope(f.tenant.as_deref())?;
     let limit = params::limit(f.limit)?;
     let now = state.now().to_datetime();
-    let db = state.pool().reads().await?;
+    let db = state.read_pool().reads().await?;
     let mut items = db.sla_breaches_for(&tenants, now, limit + 1).await?;
     let truncated = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(0));
@@ -194,6 +194,8 @@ pub struct KindLine {
 /// A device and kind that raised many outages.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BadActorLine {
+    /// The device's tenant (slug).
+    pub tenant: String,
     pub device: String,
     pub device_id: i32,
     pub kind: String,
@@ -208,12 +210,22 @@ pub struct Flood {
     pub opened: i64,
 }
 
+/// Outages opened on one UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayLine {
+    /// The day's start (00:00 UTC).
+    pub day: DateTime<Utc>,
+    pub opened: i64,
+}
+
 /// The alarm load of a period (after ISA-18.2).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlarmLoad {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub per_kind: Vec<KindLine>,
+    /// Outages opened per UTC day, for the days that had any, oldest first.
+    pub per_day: Vec<DayLine>,
     /// The most outages opened in one 10-minute window.
     pub peak_per_10min: i64,
     /// Windows over 10 outages.
@@ -237,6 +249,11 @@ impl AlarmLoad {
                     shelved: k.shelved,
                 })
                 .collect(),
+            per_day: r
+                .per_day
+                .into_iter()
+                .map(|(day, opened)| DayLine { day, opened })
+                .collect(),
             peak_per_10min: r.peak_per_10min,
             floods: r
                 .flood_windows
@@ -247,6 +264,7 @@ impl AlarmLoad {
                 .bad_actors
                 .into_iter()
                 .map(|b: BadActor| BadActorLine {
+                    tenant: b.tenant,
                     device: b.ext_id,
                     device_id: b.device_id,
                     kind: b.kind,
@@ -289,7 +307,7 @@ pub async fn alarms(
     let now = state.now().to_datetime();
     let (from, to) =
         params::report_range(f.from.as_deref(), f.to.as_deref(), now, Duration::hours(24))?;
-    let db = state.pool().reads().await?;
+    let db = state.read_pool().reads().await?;
     let report = db.alarm_report_for(&tenants, from, to, top).await?;
     Ok(Json(AlarmLoad::new(from, to, report)))
 }
@@ -369,7 +387,7 @@ pub async fn energy(
         day.floor(to - Duration::microseconds(1)) + Duration::days(1),
     );
     params::range(from, to)?;
-    let db = state.pool().reads().await?;
+    let db = state.read_pool().reads().await?;
     let complete_until = db
         .rollups_complete_before()
         .await?

@@ -60,13 +60,28 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Minutes after civil dusk to switch on (-180 to 180, default 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub dusk_offset_min: Option<f64>,
     /// Minutes after civil dawn to switch off (-180 to 180, default 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub dawn_offset_min: Option<f64>,
     /// Output in percent while burning (default 100).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub dim: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
@@ -122,13 +137,18 @@ fn hhmm(t: &str) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// The tenant (slug); may be left out by a caller who has one tenant only.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub tenant: Option<String>,
     /// What it covers; absent for every lamp of the tenant.
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(nullable = false)]
     pub target: Option<ScheduleTarget>,
     pub profile: Profile,
     /// Makes it an override, ahead of every schedule, until this time (RFC 3339, at most
     /// 30 days ahead); the lamps then go back to the schedule underneath.
-    #[schema(format = DateTime)]
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
+    #[schema(format = DateTime, nullable = false)]
     pub expires: Option<String>,
 }
 

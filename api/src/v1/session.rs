@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::ToSchema;
@@ -48,11 +49,15 @@ pub struct Me {
     pub tenants: Vec<String>,
     /// `session` or `token`.
     pub via: &'static str,
+    /// The hub's clock (the simulated one when the hub runs on it), for a client that
+    /// counts deadlines down as the hub does.
+    pub now: DateTime<Utc>,
 }
 
-impl From<&Caller> for Me {
-    fn from(c: &Caller) -> Me {
+impl Me {
+    fn of(c: &Caller, now: DateTime<Utc>) -> Me {
         Me {
+            now,
             username: c.username.clone(),
             role: c.role,
             team: c.team.clone(),
@@ -153,7 +158,7 @@ pub async fn login(
         .await?;
     let caller = Caller::from_user(user, Via::Session { digest })?;
     let cookie = session_cookie(&token, SESSION_HOURS * 3600, state.secure_cookie());
-    let mut response = Json(Me::from(&caller)).into_response();
+    let mut response = Json(Me::of(&caller, state.now().to_datetime())).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     if device.is_none() {
         let token = state.secret().device_token(&caller.username);
@@ -204,8 +209,8 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
         (status = 401, description = "Not signed in", body = ErrorBody)
     )
 )]
-pub async fn me(caller: Caller) -> Json<Me> {
-    Json(Me::from(&caller))
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Me> {
+    Json(Me::of(&caller, state.now().to_datetime()))
 }
 
 /// The cookies that tell the sign-in throttle this browser has signed in as a name before

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use model::{Severity, WorkOrderState};
+use model::{OutageState, Severity, WorkOrderState};
 use serde::{Deserialize, Serialize};
 use store::{Actor, Step, WorkOrderEvent, WorkOrderQuery, WorkOrderRow};
 use utoipa::{IntoParams, ToSchema};
@@ -47,6 +47,12 @@ pub struct WorkOrder {
     pub closed_at: Option<DateTime<Utc>>,
     /// How many times the fault came back after "done".
     pub reopened: i32,
+    /// The device's district and cabinet, from the inventory.
+    pub district: Option<String>,
+    pub cabinet: Option<String>,
+    /// Where its outage stands: `open`, `acknowledged`, `resolved`, `closed`; null for an
+    /// inspection that no outage raised.
+    pub outage_state: Option<OutageState>,
 }
 
 impl WorkOrder {
@@ -70,6 +76,9 @@ impl WorkOrder {
             verified_at: w.verified_at,
             closed_at: w.closed_at,
             reopened: w.reopened,
+            district: w.district,
+            cabinet: w.cabinet,
+            outage_state: w.outage_state,
         }
     }
 }
@@ -150,6 +159,10 @@ pub struct WorkOrderFilter {
     pub team: Option<String>,
     /// An outage kind, e.g. lamp_failure.
     pub kind: Option<String>,
+    /// The district of the order's device.
+    pub district: Option<String>,
+    /// The order's device, by its inventory id.
+    pub device: Option<String>,
     /// A tenant slug (one of the caller's).
     pub tenant: Option<String>,
     /// Items per page: 1 to 1000, 100 when absent.
@@ -200,6 +213,8 @@ pub async fn list(
         state: params::named::<WorkOrderState>("state", f.state.as_deref())?,
         team,
         kind: params::short("kind", f.kind.as_deref())?,
+        district: params::short("district", f.district.as_deref())?,
+        device: params::short("device", f.device.as_deref())?,
         after: f
             .cursor
             .as_deref()
