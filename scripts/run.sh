@@ -2,8 +2,9 @@
 # Runs cityhub with a simulated city on this machine: installs and starts PostgreSQL and
 # Mosquitto where missing, starts a broker with the shipped configuration
 # (deploy/mosquitto) on 127.0.0.1:${CITYHUB_BROKER_PORT:-18830}, generates a city
-# (CITYHUB_SIM_LAMPS lamps, 5000 by default), loads its inventory, serves the API on
-# http://127.0.0.1:8080 and runs the city's devices in real time until Ctrl-C.
+# (CITYHUB_SIM_LAMPS lamps, 5000 by default), loads its inventory and its readings of the
+# last CITYHUB_SIM_HISTORY_DAYS days (3), serves the API on http://127.0.0.1:8080 and runs
+# the city's devices in real time with the faults of deploy/demo/scenario.toml until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -61,26 +62,31 @@ psql "$CITYHUB_PG_SERVER_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '
   || psql "$CITYHUB_PG_SERVER_URL" -qc "CREATE DATABASE cityhub"
 export CITYHUB_MQTT_PORT="$port" CITYHUB_MQTT_USERNAME=cityhub-ingest CITYHUB_MQTT_PASSWORD="$HUB_PASSWORD"
 export CITYHUB_COMMANDS_MQTT_USERNAME=cityhub-commands CITYHUB_COMMANDS_MQTT_PASSWORD="$HUB_PASSWORD"
-"$bin" devices import deploy/demo/inventory.geojson
 "$bin" simulate city --lamps "${CITYHUB_SIM_LAMPS:-5000}" --meters "${CITYHUB_SIM_METERS:-2000}" \
   --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --out "$var/city"
 "$bin" devices import "$var/city/inventory.geojson"
-# A dashboard user for both tenants, made once.
+# A dashboard user for the simulated city, made once.
 psql "$CITYHUB_DATABASE_URL" -qtAc "SELECT 1 FROM users WHERE username = 'admin'" | grep -q 1 \
-  || echo "$ADMIN_PASSWORD" | "$bin" users add admin --role admin --tenant simcity --tenant demo
+  || echo "$ADMIN_PASSWORD" | "$bin" users add admin --role admin --tenant simcity
 export CITYHUB_DASHBOARD_BASE_MAP="$var/city/map.geojson"
 
 cat <<HELP
 
 cityhub is starting: dashboard on http://127.0.0.1:8080/ (user admin, password $ADMIN_PASSWORD),
 API under /api/v1 (/health, /metrics), broker on 127.0.0.1:$port.
-Publish a reading as the demo lamp:
+The simulated city's faults (deploy/demo/scenario.toml) start within the first minutes.
+To publish as a device of your own, import the demo lamp (tenant demo) and a user who
+sees it (the password on standard input), then publish a reading:
+  export CITYHUB_DATABASE_URL=$CITYHUB_DATABASE_URL
+  $bin devices import deploy/demo/inventory.geojson
+  $bin users add demo-admin --role admin --tenant demo --tenant simcity
   mosquitto_pub -p $port -u demo/light/L-0001 -P '$DEVICE_PASSWORD' -q 1 \\
     -t city/demo/light/L-0001/telemetry -m "{\"ts\":\$(date +%s%3N),\"on\":true,\"dim\":80,\"power_w\":56}"
 then: psql "$CITYHUB_DATABASE_URL" -c 'SELECT * FROM light_readings'
 
 The simulated city (tenant simcity, base map in var/city/map.geojson) reports in real
-time: lamps every 15 min, cabinets every 5 min, meters hourly, buses every 10 s.
+time: lamps every 15 min, cabinets every 5 min, meters hourly, buses every 10 s; its last
+${CITYHUB_SIM_HISTORY_DAYS:-3} days are written first.
 Watch it: psql "$CITYHUB_DATABASE_URL" -c 'SELECT count(*) FROM vehicle_readings'
 
 HELP
@@ -88,8 +94,11 @@ HELP
 hub=$!
 trap 'kill $hub $broker 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.5; done
+# The city's past: the last days the first time, after a restart what it missed.
 CITYHUB_SIM_PASSWORD="$SIM_PASSWORD" "$bin" simulate run --lamps "${CITYHUB_SIM_LAMPS:-5000}" \
-  --meters "${CITYHUB_SIM_METERS:-2000}" --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --username simulator &
+  --meters "${CITYHUB_SIM_METERS:-2000}" --vehicles "${CITYHUB_SIM_VEHICLES:-40}" --username simulator \
+  --scenario deploy/demo/scenario.toml --truth "$var/demo-truth.jsonl" \
+  --history-days "${CITYHUB_SIM_HISTORY_DAYS:-3}" &
 sim=$!
 trap 'kill $sim $hub 2>/dev/null; wait $hub 2>/dev/null; kill $broker 2>/dev/null || true' EXIT
 wait $hub

@@ -1,8 +1,9 @@
 //! `cityhub`: the binary that wires the crates together.
 //!
-//! `serve` runs ingestion and the API; `migrate` sets up the database; `devices import`
-//! loads the inventory; `users` manages who may use the API and `audit verify` checks
-//! the audit log; `bench` runs the benchmarks (the `cityhub-bench` binary of the `bench`
+//! `serve` runs ingestion and the API (the work that must run once under leases, `leased`,
+//! so that several instances can share a database); `migrate` sets up the database;
+//! `devices import` loads the inventory; `users` manages who may use the API and `audit`
+//! shows and checks the audit log; `bench` runs the benchmarks (the `cityhub-bench` binary of the `bench`
 //! crate, next to this one).
 
 /// `println!` for the commands' output, as an error instead of a panic when it cannot be
@@ -15,6 +16,7 @@ macro_rules! say {
 }
 
 mod config;
+mod leased;
 mod maintenance;
 mod report;
 mod rollup_refresh;
@@ -90,7 +92,7 @@ enum Command {
         #[command(subcommand)]
         command: users::AuditCommand,
     },
-    /// Print the effective configuration (secrets left out)
+    /// Print the effective configuration (passwords shown as ***, the session secret left out)
     Config,
 }
 
@@ -189,6 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users { command } => users::run(command, config).await,
         Command::Audit { command } => users::audit(command, config).await,
         Command::Config => {
+            if let Err(e) = config.check_serving() {
+                eprintln!("warning: `cityhub serve` would refuse this configuration: {e:#}");
+            }
             std::io::Write::write_all(
                 &mut std::io::stdout(),
                 toml::to_string(&config)?.as_bytes(),
@@ -198,11 +203,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The database migrated, for a command: readings are kept as they are (only `serve`
+/// applies the retention, [`migrate_serving`]).
 pub(crate) async fn migrate(config: &Config) -> anyhow::Result<store::Admin> {
+    migrate_keeping(config, None).await
+}
+
+/// The database migrated for the hub, which keeps readings for `retention_days`.
+pub(crate) async fn migrate_serving(config: &Config) -> anyhow::Result<store::Admin> {
+    migrate_keeping(config, Some(config.storage.retention_days)).await
+}
+
+async fn migrate_keeping(
+    config: &Config,
+    retention_days: Option<i64>,
+) -> anyhow::Result<store::Admin> {
     store::Db::migrate(
         &config.database_url,
         config.storage.timescaledb,
-        config.storage.retention_days,
+        retention_days,
     )
     .await
     .with_context(|| {

@@ -70,11 +70,12 @@ pub async fn run(command: ReportCommand, config: Config) -> anyhow::Result<()> {
             for (start, n) in &r.flood_windows {
                 say!("Flood: {n} outages opened in the 10 minutes from {start}.");
             }
-            say!("\n| bad actor | kind | outages | occurrences |");
-            say!("|---|---|---|---|");
+            say!("\n| tenant | bad actor | kind | outages | occurrences |");
+            say!("|---|---|---|---|---|");
             for b in &r.bad_actors {
                 say!(
-                    "| {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} |",
+                    b.tenant,
                     b.ext_id,
                     b.kind,
                     b.outages,

@@ -1,5 +1,6 @@
 //! `cityhub simulate`: a generated city and its devices.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use ingest::backfill::Backfill;
 use model::Timestamp;
 use simulators::city::{City, CitySpec};
 use simulators::clock::SimClock;
@@ -61,7 +63,7 @@ pub struct RunArgs {
     /// Share of devices (0 to 1) on a connection of their own, with a last will
     #[arg(long, default_value_t = 0.0)]
     own_connection_share: f64,
-    /// MQTT account of the simulated devices: connection n signs in as `{username}-{n}`
+    /// MQTT account of the simulated devices: connection n signs in as `USERNAME-n`
     /// (the shipped broker configuration binds each connection to an account of its own)
     #[arg(long, env = "CITYHUB_SIM_USERNAME")]
     username: Option<String>,
@@ -81,6 +83,11 @@ pub struct RunArgs {
     /// Where to write the scenario's ground truth (JSON lines)
     #[arg(long, default_value = "truth.jsonl")]
     truth: std::path::PathBuf,
+    /// First write the city's readings of this many days before the start straight into
+    /// the database, as if received when sent, so that charts and reports have a past (the
+    /// rules judge none of it; the city's inventory must be in the database: --import)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=30))]
+    history_days: u32,
 }
 
 impl CitySize {
@@ -143,6 +150,82 @@ pub fn write_city(size: &CitySize, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a history of `days` before `start` begins, and the backfill to write it: the city
+/// goes on from its newest message when it has spoken already (a second run writes only
+/// what the first did not).
+async fn prepare_history(
+    config: &Config,
+    tenant: &str,
+    start: Timestamp,
+    days: u32,
+) -> anyhow::Result<(Timestamp, Backfill, HashMap<String, serde_json::Value>)> {
+    if start > Timestamp::now() {
+        bail!("--history-days writes the days up to the start, which must not be ahead of now (the start is {start})");
+    }
+    let db = store::Ingestion::from(crate::migrate(config).await?.into_db());
+    let heard = db
+        .tenant_last_heard(tenant)
+        .await
+        .context("cannot read when the city last spoke")?;
+    // What the devices said last: their counters go on from there.
+    let latest = db
+        .tenant_latest_telemetry(tenant)
+        .await
+        .context("cannot read what the city said last")?;
+    let mut from = start.add_secs(-i64::from(days) * 86_400);
+    if let Some(heard) = heard {
+        // A millisecond on: the contract's `ts` is whole milliseconds.
+        from = from.max(Timestamp(Timestamp::from_datetime(heard).micros() + 1_000));
+    }
+    let backfill = Backfill::new(db, config.ingest.limits)
+        .await
+        .context("cannot read the inventory for the history")?;
+    Ok((from, backfill, latest))
+}
+
+/// Writes what `fleet` sends from `from` until `until` through `backfill`, each message as
+/// received when sent.
+async fn write_history(
+    mut backfill: Backfill,
+    fleet: &mut Fleet,
+    from: Timestamp,
+    until: Timestamp,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if from >= until {
+        eprintln!("History: the city's readings reach {from} already; nothing to write.");
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < until {
+        // Ten simulated minutes at a time: each message is received at its step's end.
+        at = Timestamp(until.micros().min(at.micros() + 600_000_000));
+        fleet.due(at, &mut out);
+        for m in out.drain(..) {
+            backfill
+                .take(&m.topic, m.payload.as_bytes(), at)
+                .await
+                .context("cannot write the history")?;
+        }
+    }
+    let refused = backfill.refused;
+    let written = backfill
+        .finish()
+        .await
+        .context("cannot write the history")?;
+    eprintln!(
+        "History from {from} to {until}: {written} readings written in {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        if refused > 0 {
+            format!("; {refused} messages refused (devices not imported? see --import)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
 pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
     let scenario = match &args.scenario {
         Some(path) => {
@@ -165,6 +248,7 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         .start
         .clone()
         .or_else(|| scenario.as_ref().and_then(|s| s.start.clone()));
+    let now = start.is_none();
     let start = match &start {
         Some(s) => Timestamp::from_rfc3339(s)
             .with_context(|| format!("--start `{s}` is not RFC 3339 with an offset"))?,
@@ -176,15 +260,28 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<()> {
         db.import_devices(&city.devices()).await?;
         db.import_routes(&city.route_lines()).await?;
     }
-    let clock = SimClock::starting_at(start, speed);
+    let history = match args.history_days {
+        0 => None,
+        days => Some(prepare_history(&config, &city.spec.tenant, start, days).await?),
+    };
     let mut fleet = Fleet::new(
         city.clone(),
         FleetSpec {
             seed: city.spec.seed,
             ..FleetSpec::default()
         },
-        start,
+        history
+            .as_ref()
+            .map_or(start, |(from, ..)| (*from).min(start)),
     );
+    if let Some((from, backfill, latest)) = history {
+        fleet.continue_counters(&latest);
+        write_history(backfill, &mut fleet, from, start).await?;
+    }
+    // The simulated clock starts with the devices, after their history: at the start
+    // given, or, starting now, at the wall clock's now (the devices then send at once what
+    // fell due while the history was written).
+    let clock = SimClock::starting_at(if now { Timestamp::now() } else { start }, speed);
     let mut faults = 0;
     let mut sim_end = None;
     if let Some(s) = &scenario {

@@ -35,6 +35,12 @@ pub enum UsersCommand {
         #[arg(long)]
         name: String,
     },
+    /// List the users: name, role, team, whether disabled, tenants
+    List {
+        /// Only those who work for this tenant (slug)
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Revoke a user's API token by name
     RevokeToken {
         username: String,
@@ -51,6 +57,19 @@ pub enum AuditCommand {
         /// reach that entry with that hash (repeat for several)
         #[arg(long, value_parser = parse_anchor)]
         anchor: Vec<store::AuditAnchor>,
+    },
+    /// Print the newest entries, oldest first: id, time, actor, action, target, detail
+    Show {
+        /// How many entries
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+        /// Only entries whose target starts with this, e.g. `outage/42` or `user/`
+        #[arg(long)]
+        target: Option<String>,
+        /// Only entries by this actor, e.g. `olga` (with those through her API tokens) or
+        /// `cli (root)`
+        #[arg(long)]
+        actor: Option<String>,
     },
     /// Print the newest entry as SEQ:HASH, to keep somewhere the database's owner cannot
     /// change (a ticket, a log shipper, paper); `audit verify --anchor` checks it later
@@ -117,6 +136,31 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
             );
             say!("{token}");
         }
+        UsersCommand::List { tenant } => {
+            let reads = store::Reads::from(db.into_db());
+            let slugs = reads.tenant_slugs().await?;
+            let ids: Vec<i32> = match &tenant {
+                None => slugs.keys().copied().collect(),
+                Some(t) => match slugs.iter().find(|(_, s)| *s == t) {
+                    Some((id, _)) => vec![*id],
+                    None => bail!("no tenant `{t}`; `cityhub config` shows the database in use"),
+                },
+            };
+            let users = store::Access::from(reads.into_db()).users_in(&ids).await?;
+            say!("username\trole\tteam\tstate\ttenants");
+            for u in &users {
+                let tenants: Vec<&str> = u.tenants.iter().map(|t| t.slug.as_str()).collect();
+                say!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.username,
+                    u.role,
+                    u.team.as_deref().unwrap_or("-"),
+                    if u.disabled { "disabled" } else { "active" },
+                    tenants.join(",")
+                );
+            }
+            eprintln!("{} users", users.len());
+        }
         UsersCommand::RevokeToken { username, name } => {
             db.revoke_api_token(&username, &name, &actor).await?;
             say!("Revoked the token `{name}` of {username}.");
@@ -128,6 +172,29 @@ pub async fn run(command: UsersCommand, config: Config) -> anyhow::Result<()> {
 pub async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<()> {
     let db = store::Admin::connect(&config.database_url).await?;
     let anchors = match command {
+        AuditCommand::Show {
+            limit,
+            target,
+            actor,
+        } => {
+            let entries = db
+                .audit_tail(limit, target.as_deref(), actor.as_deref())
+                .await?;
+            say!("id\tat\tactor\taction\ttarget\tdetail");
+            for e in &entries {
+                say!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    e.id,
+                    e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e.entry.actor,
+                    e.entry.action,
+                    e.entry.target,
+                    e.entry.detail
+                );
+            }
+            eprintln!("{} entries", entries.len());
+            return Ok(());
+        }
         AuditCommand::Anchor => {
             match db.audit_head().await? {
                 Some(head) => say!("{head}"),
