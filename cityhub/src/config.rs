@@ -12,12 +12,87 @@ use ingest::IngestConfig;
 use serde::{Deserialize, Serialize};
 use store::TimescaleMode;
 
+/// A connection string with its password replaced by `***`, in either form PostgreSQL
+/// takes: `postgres://user:password@host/db?password=...` and `password=... host=...`.
+fn hide_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let start = url.len() - rest.len();
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if let Some(userinfo) = authority.rfind('@').map(|at| &authority[..at]) {
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(start + colon + 1..start + userinfo.len(), "***");
+            }
+        }
+    }
+    // `password=` as a query parameter or a key of the key-value form (maybe quoted).
+    let mut hidden = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("password") {
+        let after = rest[at + "password".len()..].trim_start();
+        let keyed = at == 0 || matches!(rest.as_bytes()[at - 1], b'?' | b'&' | b' ' | b'\t');
+        let Some(value) = after.strip_prefix('=').filter(|_| keyed) else {
+            hidden.push_str(&rest[..at + "password".len()]);
+            rest = &rest[at + "password".len()..];
+            continue;
+        };
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            // Up to the closing quote; a backslash takes the next character as it is.
+            let mut chars = quoted.char_indices();
+            let mut close = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '\'' => {
+                        close = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            close.map_or(value.len(), |i| i + 2)
+        } else {
+            value.find([' ', '\t', '&']).unwrap_or(value.len())
+        };
+        hidden.push_str(&rest[..at]);
+        hidden.push_str("password=***");
+        rest = &value[end..];
+    }
+    hidden.push_str(rest);
+    hidden
+}
+
+fn without_password<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hide_password(url))
+}
+
+fn maybe_without_password<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&hide_password(url)),
+        None => s.serialize_none(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// PostgreSQL connection string. May hold a password: never logged as is.
-    #[serde(skip_serializing)]
+    /// PostgreSQL connection string. May hold a password: never logged as is, and
+    /// shown by `cityhub config` with the password as `***`.
+    #[serde(serialize_with = "without_password")]
     pub database_url: String,
+    /// A streaming replica of that database for the API's heavy reads (histories,
+    /// reports, exports, the map's state); all of them go to `database_url` when unset.
+    #[serde(serialize_with = "maybe_without_password")]
+    pub database_read_url: Option<String>,
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
@@ -37,6 +112,27 @@ pub struct Config {
     pub open311: Open311Config,
     /// The audit log's anchor, logged for keeping elsewhere.
     pub audit: AuditConfig,
+    /// Several hub instances on one database and broker (docs/scale-out.md).
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's name in the leases it holds (the host name when empty).
+    pub instance: String,
+    /// Seconds a lease lasts without being renewed: how long the work of an instance
+    /// that died waits before another takes it over. Renewed every fifth of it.
+    pub lease_ttl_s: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            instance: String::new(),
+            lease_ttl_s: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,6 +263,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database_url: "postgres://postgres@127.0.0.1:5432/cityhub".into(),
+            database_read_url: None,
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
             ingest: IngestConfig::default(),
@@ -178,6 +275,7 @@ impl Default for Config {
             exports: ExportsConfig::default(),
             open311: Open311Config::default(),
             audit: AuditConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -237,6 +335,14 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// A streaming replica's connection string, for the API's heavy reads
+    #[arg(
+        long,
+        env = "CITYHUB_DATABASE_READ_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_read_url: Option<String>,
     /// Address the HTTP API listens on
     #[arg(long, env = "CITYHUB_HTTP_ADDR", global = true)]
     pub http_addr: Option<SocketAddr>,
@@ -330,6 +436,12 @@ pub struct Overrides {
     /// Seconds between logs of the audit log's head (its anchor)
     #[arg(long, env = "CITYHUB_AUDIT_ANCHOR_LOG_S", global = true)]
     pub audit_anchor_log_s: Option<u64>,
+    /// This instance's name among several hubs (the host name when unset)
+    #[arg(long, env = "CITYHUB_INSTANCE", global = true)]
+    pub instance: Option<String>,
+    /// Seconds a lease lasts without renewal (how soon another instance takes over)
+    #[arg(long, env = "CITYHUB_LEASE_TTL_S", global = true)]
+    pub lease_ttl_s: Option<u64>,
     /// Days dead letters are kept
     #[arg(long, env = "CITYHUB_DEAD_LETTER_RETENTION_DAYS", global = true)]
     pub dead_letter_retention_days: Option<i64>,
@@ -407,6 +519,9 @@ impl Config {
     pub fn apply(&mut self, o: &Overrides) {
         let m = &mut self.ingest.mqtt;
         set(&mut self.database_url, &o.database_url);
+        if o.database_read_url.is_some() {
+            self.database_read_url.clone_from(&o.database_read_url);
+        }
         set(&mut self.http.addr, &o.http_addr);
         if o.http_session_secret.is_some() {
             self.http.session_secret.clone_from(&o.http_session_secret);
@@ -438,6 +553,8 @@ impl Config {
         set(&mut self.storage.retention_days, &o.retention_days);
         set(&mut self.storage.rollup_refresh_s, &o.rollup_refresh_s);
         set(&mut self.audit.anchor_log_s, &o.audit_anchor_log_s);
+        set(&mut self.cluster.instance, &o.instance);
+        set(&mut self.cluster.lease_ttl_s, &o.lease_ttl_s);
         set(
             &mut self.storage.dead_letter_retention_days,
             &o.dead_letter_retention_days,
@@ -529,9 +646,62 @@ impl Config {
         )
     }
 
+    /// What only a running hub needs: the command dispatcher's own broker account when
+    /// ingestion has one. The other commands (migrate, users, maintenance, report, ...)
+    /// never connect to the broker and do not ask for it.
+    pub fn check_serving(&self) -> anyhow::Result<()> {
+        let (m, c) = (&self.ingest.mqtt, &self.commands);
+        if c.mqtt_username.is_some() != c.mqtt_password.is_some() {
+            bail!("commands.mqtt_username and commands.mqtt_password go together; set both or neither");
+        }
+        for (name, value) in [
+            ("ingest.mqtt.username", &m.username),
+            ("ingest.mqtt.password", &m.password),
+            ("commands.mqtt_username", &c.mqtt_username),
+            ("commands.mqtt_password", &c.mqtt_password),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                bail!(
+                    "{name} is empty: give the account's {} or leave it out",
+                    if name.ends_with("password") {
+                        "password"
+                    } else {
+                        "name"
+                    }
+                );
+            }
+            if !name.ends_with("password") && value.as_deref().is_some_and(|v| v.trim() != v) {
+                bail!(
+                    "{name} has spaces at its start or end; the broker would not know the account"
+                );
+            }
+        }
+        match (&m.username, &c.mqtt_username) {
+            (Some(_), None) => bail!(
+                "commands.mqtt_username is not set: the command dispatcher connects to the broker with an account of its own \
+                 (the shipped broker configuration gives each connection its account's name as client id, so ingestion \
+                 and the dispatcher cannot share one; see deploy/mosquitto/README.md)"
+            ),
+            (Some(ingest), Some(commands)) if ingest == commands => bail!(
+                "commands.mqtt_username is ingest.mqtt.username (`{ingest}`): give the command dispatcher an account of its own \
+                 (the shipped broker configuration gives each connection its account's name as client id, so two \
+                 connections under one account throw each other out)"
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Err(e) = self.database_url.parse::<store::PgConfig>() {
             bail!("database_url is not a PostgreSQL connection string ({e}); expected e.g. postgres://user@host:5432/cityhub");
+        }
+        if let Some(Err(e)) = self
+            .database_read_url
+            .as_ref()
+            .map(|u| u.parse::<store::PgConfig>())
+        {
+            bail!("database_read_url is not a PostgreSQL connection string ({e}); expected e.g. postgres://user@replica:5432/cityhub");
         }
         self.session_secret()?;
         let h = &self.http;
@@ -581,6 +751,16 @@ impl Config {
                 self.audit.anchor_log_s
             );
         }
+        if !(2..=60).contains(&self.cluster.lease_ttl_s) {
+            bail!(
+                "cluster.lease_ttl_s must be between 2 and 60 seconds, not {}",
+                self.cluster.lease_ttl_s
+            );
+        }
+        let instance = &self.cluster.instance;
+        if instance.len() > 64 || instance.chars().any(|c| c.is_control() || c == '/') {
+            bail!("cluster.instance is a name of at most 64 characters, without `/` or control characters");
+        }
         let o = &self.open311;
         if o.reports_per_minute_per_key == 0 || o.reports_per_minute_per_address == 0 {
             bail!("open311.reports_per_minute_per_key and reports_per_minute_per_address must be at least 1");
@@ -621,23 +801,6 @@ impl Config {
         }
         if m.username.is_some() != m.password.is_some() {
             bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither");
-        }
-        let c = &self.commands;
-        if c.mqtt_username.is_some() != c.mqtt_password.is_some() {
-            bail!("commands.mqtt_username and commands.mqtt_password go together; set both or neither");
-        }
-        match (&m.username, &c.mqtt_username) {
-            (Some(_), None) => bail!(
-                "commands.mqtt_username is not set: the command dispatcher connects to the broker with an account of its own \
-                 (the shipped broker configuration gives each connection its account's name as client id, so ingestion \
-                 and the dispatcher cannot share one; see deploy/mosquitto/README.md)"
-            ),
-            (Some(ingest), Some(commands)) if ingest == commands => bail!(
-                "commands.mqtt_username is ingest.mqtt.username (`{ingest}`): give the command dispatcher an account of its own \
-                 (the shipped broker configuration gives each connection its account's name as client id, so two \
-                 connections under one account throw each other out)"
-            ),
-            _ => {}
         }
         if !(1..=100_000).contains(&self.commands.rate_per_sec) {
             bail!(
@@ -755,7 +918,10 @@ mod tests {
                 Err(e) => format!("{e:#}"),
                 Ok(mut c) => {
                     c.apply(&Overrides::default());
-                    format!("{:#}", c.validate().unwrap_err())
+                    format!(
+                        "{:#}",
+                        c.validate().and_then(|_| c.check_serving()).unwrap_err()
+                    )
                 }
             };
             assert!(
@@ -783,12 +949,44 @@ mod tests {
             "storage.dead_letter_retention_days",
         );
         check("[storage]\ntimescaledb = 'maybe'", "unknown variant");
+        check("[cluster]\nlease_ttl_s = 1", "cluster.lease_ttl_s");
+        check("[cluster]\nlease_ttl_s = 61", "cluster.lease_ttl_s");
+        check("[cluster]\ninstance = 'a/b'", "without `/`");
+        check("[cluster]\ninstance = \"a\\tb\"", "cluster.instance");
+        check(
+            &format!("[cluster]\ninstance = '{}'", "i".repeat(65)),
+            "at most 64",
+        );
+        check("database_read_url = 'not a url ='", "database_read_url");
         check("[ingest.mqtt]\nport = 0", "port");
         check("[ingest.mqtt]\nusername = 'hub'", "go together");
         check(
             "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'",
             "commands.mqtt_username is not set",
         );
+        check("[commands]\nmqtt_username = 'cmd'", "go together");
+        check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'\n[commands]\nmqtt_username = ''\nmqtt_password = ''",
+            "commands.mqtt_username is empty",
+        );
+        check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = ' '\n[commands]\nmqtt_username = 'cmd'\nmqtt_password = 'q'",
+            "ingest.mqtt.password is empty",
+        );
+        check(
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'\n[commands]\nmqtt_username = 'hub '\nmqtt_password = 'q'",
+            "commands.mqtt_username has spaces",
+        );
+        // Only the hub itself dispatches commands: the other commands run without.
+        for only_other_commands in [
+            "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'",
+            "[commands]\nmqtt_username = 'cmd'",
+            "[commands]\nmqtt_username = ''\nmqtt_password = ''",
+        ] {
+            let mut c = Config::from_toml(only_other_commands).unwrap();
+            c.apply(&Overrides::default());
+            c.validate().unwrap();
+        }
         check(
             "[ingest.mqtt]\nusername = 'hub'\npassword = 'p'\n[commands]\nmqtt_username = 'hub'\nmqtt_password = 'p'",
             "an account of its own",
@@ -826,6 +1024,44 @@ mod tests {
     }
 
     #[test]
+    fn connection_strings_are_shown_without_their_password() {
+        for (url, shown) in [
+            (
+                "postgres://u:p%40ss@db:5432/x",
+                "postgres://u:***@db:5432/x",
+            ),
+            (
+                "postgresql://u:a:b@c@db/x?sslmode=require",
+                "postgresql://u:***@db/x?sslmode=require",
+            ),
+            ("postgres://u@db/x", "postgres://u@db/x"),
+            (
+                "postgres://db/x?user=u&password=s3&sslmode=disable",
+                "postgres://db/x?user=u&password=***&sslmode=disable",
+            ),
+            (
+                "host=db user=u password=s3 dbname=x",
+                "host=db user=u password=*** dbname=x",
+            ),
+            (
+                "host=db password = 'a b' dbname=x",
+                "host=db password=*** dbname=x",
+            ),
+            (
+                r"host=db password='x\'Secret\\tail' dbname=x",
+                "host=db password=*** dbname=x",
+            ),
+            (
+                r"host=db password='unclosed\' dbname=x",
+                "host=db password=***",
+            ),
+            ("host=db dbname=passwords", "host=db dbname=passwords"),
+        ] {
+            assert_eq!(hide_password(url), shown, "{url}");
+        }
+    }
+
+    #[test]
     fn secrets_are_not_serialized() {
         let mut c = Config {
             database_url: "postgres://u:hunter2@db/x".into(),
@@ -835,6 +1071,10 @@ mod tests {
         c.commands.mqtt_password = Some("hunter5".into());
         c.http.session_secret = Some("hunter4-9f86d081884c7d659a2feaa0c55ad015".into());
         let shown = toml::to_string(&c).unwrap();
+        assert!(
+            shown.contains("database_url = \"postgres://u:***@db/x\""),
+            "{shown}"
+        );
         assert!(
             !["hunter2", "hunter3", "hunter4", "hunter5"]
                 .iter()

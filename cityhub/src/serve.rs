@@ -1,5 +1,6 @@
 //! `cityhub serve`: ingestion, the API and storage upkeep, with an ordered shutdown.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,8 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::leased::Leasing;
+use store::leases::Lease;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    config.check_serving()?;
     let open_files = raise_open_file_limit();
     let (http_limits, lowered) = config.http_limits(open_files);
     if lowered {
@@ -20,7 +24,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             open_file_limit = open_files
         );
     }
-    let db = crate::migrate(&config).await?;
+    let db = crate::migrate_serving(&config).await?;
     let storage = db.path();
     drop(db);
     info!(
@@ -54,42 +58,41 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if generated {
         info!(message = "No http.session_secret is set; using a random one for this run, so sessions end when the hub restarts.");
     }
-    let stop_ingest = CancellationToken::new();
-    let stop_api = CancellationToken::new();
-    let stop_upkeep = CancellationToken::new();
-
-    // Committed rows go from ingestion to the rules engine; neither knows the other.
-    // A few batches in flight: if the rules fall behind, ingestion waits (memory stays bounded).
-    let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(2);
-    // On their way, live events copy device states out of them (only while someone
-    // listens; never making ingestion wait): ingestion -> tap -> rules.
-    let (tapped_tx, tapped_rx) = tokio::sync::mpsc::channel(1);
-    let stop_rules = CancellationToken::new();
-    let rules_task = tokio::spawn(rules::driver::run(
-        config.database_url.clone(),
-        rules::driver::RulesSource {
-            path: config.rules_file.clone(),
-            config: rules_config,
-        },
-        rows_rx,
-        config.clock(),
-        rules_metrics,
-        stop_rules.clone(),
-    ));
-    let health = session_health(&ingest_metrics);
-    let mut ingest_task = tokio::spawn(ingest::run(
-        config.ingest.clone(),
-        config.database_url.clone(),
-        ingest_metrics,
-        config.clock(),
-        Some(tapped_tx),
-        stop_ingest.clone(),
-    ));
+    let leasing = Leasing::new(
+        &config.database_url,
+        &config.cluster.instance,
+        Duration::from_secs(config.cluster.lease_ttl_s),
+    );
+    info!(message = "Instance.", holder = %leasing.holder, lease_ttl_s = config.cluster.lease_ttl_s);
+    leasing.metrics.register(&mut registry);
+    // The MQTT session of the instance that held the stream before this one, when it
+    // was not this one's (readings the broker queued for it are read by nobody).
+    let stray_session: Arc<Mutex<Option<String>>> = Arc::default();
+    let health = {
+        let (ingestion, leasing, stray) = (
+            session_health(&ingest_metrics),
+            leasing.clone(),
+            stray_session.clone(),
+        );
+        let mine = ingest_session(&config);
+        let check: api::HealthCheck = Arc::new(move || {
+            let mut problems = ingestion();
+            problems.extend(leasing.problems());
+            if let Some(before) = stray.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                problems.push(format!(
+                    "the instance that ingested before this one did so as MQTT session `{before}`, this one as `{mine}`: readings the broker queued for `{before}` are read by nobody; give every instance the same ingest account and client id (docs/scale-out.md)"
+                ));
+            }
+            problems
+        });
+        check
+    };
     let api_state = api::AppState::new(
         registry,
         storage.as_str(),
         api::ApiConfig {
             database_url: config.database_url.clone(),
+            database_read_url: config.database_read_url.clone(),
             session_secret,
             secure_cookie: config.http.secure_cookie,
             clock: config.clock(),
@@ -108,55 +111,221 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());
-    tokio::spawn(api::live::devices::tap(
-        tapped_rx,
-        rows_tx,
-        api_state.events().clone(),
-    ));
-    let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
-    let upkeep_task = tokio::spawn(upkeep(config.clone(), stop_upkeep.clone()));
-    let anchor_task = tokio::spawn(log_audit_anchor(
-        config.database_url.clone(),
-        Duration::from_secs(config.audit.anchor_log_s),
-        stop_upkeep.clone(),
-    ));
-    let rollup_task = tokio::spawn(crate::rollup_refresh::run(
-        config.database_url.clone(),
-        config.clock(),
-        Duration::from_secs(config.storage.rollup_refresh_s),
-        stop_upkeep.clone(),
-    ));
-    // Commands go out on a connection of their own, under an account (and so a client
-    // id) of their own.
+
+    // The API answers on every instance; the rest runs on one at a time, each piece under
+    // a lease of its own (docs/scale-out.md).
+    let stop_stream = CancellationToken::new();
     let stop_commands = CancellationToken::new();
-    let mqtt = &config.ingest.mqtt;
-    let commands_task = tokio::spawn(control::run(
-        config.commands.clone(),
-        control::dispatcher::Broker {
-            host: mqtt.host.clone(),
-            port: mqtt.port,
-            client_id: config
-                .commands
-                .mqtt_username
-                .clone()
-                .unwrap_or_else(|| format!("{}-commands", mqtt.client_id)),
-            username: config.commands.mqtt_username.clone(),
-            password: config.commands.mqtt_password.clone(),
+    let stop_upkeep = CancellationToken::new();
+    let stop_api = CancellationToken::new();
+    let parts = StreamParts {
+        config: config.clone(),
+        rules: rules_config,
+        ingest_metrics,
+        rules_metrics,
+        events: api_state.events().clone(),
+        stray_session,
+    };
+    let mut stream_task = {
+        let (leasing, stop) = (leasing.clone(), stop_stream.clone());
+        tokio::spawn(async move {
+            leasing
+                .run("stream", stop, |lease, stop| {
+                    stream(parts.clone(), lease, stop)
+                })
+                .await
+        })
+    };
+    let api_task = tokio::spawn(api::serve(listener, api_state, stop_api.clone()));
+    let commands_task = {
+        let (leasing, stop, config) = (leasing.clone(), stop_commands.clone(), config.clone());
+        tokio::spawn(async move {
+            leasing
+                .run("commands", stop, |_, stop| {
+                    commands(config.clone(), command_metrics.clone(), stop)
+                })
+                .await
+        })
+    };
+    let upkeep_tasks = [
+        {
+            let (leasing, stop, config) = (leasing.clone(), stop_upkeep.clone(), config.clone());
+            tokio::spawn(async move {
+                leasing
+                    .run("upkeep", stop, |_, stop| {
+                        let config = config.clone();
+                        async move {
+                            upkeep(config, stop).await;
+                            Ok(())
+                        }
+                    })
+                    .await
+            })
         },
-        config.database_url.clone(),
-        command_metrics,
-        config.clock(),
-        stop_commands.clone(),
-    ));
+        {
+            let (leasing, stop, config) = (leasing.clone(), stop_upkeep.clone(), config.clone());
+            tokio::spawn(async move {
+                leasing
+                    .run("audit-anchor", stop, |_, stop| {
+                        let (url, every) = (
+                            config.database_url.clone(),
+                            Duration::from_secs(config.audit.anchor_log_s),
+                        );
+                        async move {
+                            log_audit_anchor(url, every, stop).await;
+                            Ok(())
+                        }
+                    })
+                    .await
+            })
+        },
+        {
+            let (leasing, stop, config) = (leasing.clone(), stop_upkeep.clone(), config.clone());
+            tokio::spawn(async move {
+                leasing
+                    .run("rollups", stop, |_, stop| {
+                        let (url, clock, every) = (
+                            config.database_url.clone(),
+                            config.clock(),
+                            Duration::from_secs(config.storage.rollup_refresh_s),
+                        );
+                        async move {
+                            crate::rollup_refresh::run(url, clock, every, stop).await;
+                            Ok(())
+                        }
+                    })
+                    .await
+            })
+        },
+    ];
 
     let ended_early = tokio::select! {
         _ = shutdown_signal() => {
             info!(message = "Shutdown requested; stopping ingestion first.");
             None
         }
+        r = &mut stream_task => Some(r),
+    };
+    // Order: stop reading MQTT, commit and acknowledge what was read, let the rules
+    // finish it, then stop delivering commands, then the rest.
+    stop_stream.cancel();
+    let stream_result = match ended_early {
+        Some(r) => r,
+        None => stream_task.await,
+    };
+    // Commands the broker took are recorded as sent; the others stay pending.
+    stop_commands.cancel();
+    match commands_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(message = "The command dispatcher failed.", error = %format!("{e:#}")),
+        Err(e) => error!(message = "The command dispatcher task failed.", error = %e),
+    }
+    stop_upkeep.cancel();
+    stop_api.cancel();
+    let _ = api_task.await;
+    for task in upkeep_tasks {
+        if let Ok(Err(e)) = task.await {
+            error!(message = "Upkeep failed.", error = %format!("{e:#}"));
+        }
+    }
+    match stream_result {
+        Ok(Ok(())) => {
+            info!(message = "cityhub stopped.");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(anyhow::anyhow!("ingestion task failed: {e}")),
+    }
+}
+
+/// What the stream (ingestion, live device events, the rules) is started from, each time
+/// this instance takes its lease.
+#[derive(Clone)]
+struct StreamParts {
+    config: Config,
+    rules: rules::RulesConfig,
+    ingest_metrics: ingest::IngestMetrics,
+    rules_metrics: rules::RulesMetrics,
+    events: api::live::EventHub,
+    stray_session: Arc<Mutex<Option<String>>>,
+}
+
+/// The MQTT session ingestion uses: its account and client id.
+fn ingest_session(config: &Config) -> String {
+    let mqtt = &config.ingest.mqtt;
+    store::mqtt::session_key(mqtt.username.as_deref(), &mqtt.client_id)
+}
+
+/// Records this instance's MQTT session on the stream's lease, and notes the previous
+/// holder's when it was another: the broker keeps what was queued for that one.
+async fn check_stream_session(p: &StreamParts, lease: &Lease) {
+    let mine = ingest_session(&p.config);
+    let db = match store::Db::connect(&p.config.database_url).await {
+        Ok(db) => db,
+        Err(error) => {
+            warn!(message = "Cannot compare this instance's MQTT session with the previous holder's.", %error);
+            return;
+        }
+    };
+    match db.lease_detail(&lease.name).await {
+        Ok(Some(before)) if before != mine => {
+            error!(
+                message = "The instance that ingested before this one used another MQTT session: readings the broker queued for it are read by nobody. Give every instance the same ingest account and client id.",
+                previous_session = %before,
+                this_session = %mine
+            );
+            *p.stray_session.lock().unwrap_or_else(|p| p.into_inner()) = Some(before);
+        }
+        Ok(_) => {}
+        Err(error) => warn!(message = "Cannot read the stream's previous MQTT session.", %error),
+    }
+    if let Err(error) = db.set_lease_detail(lease, &mine).await {
+        warn!(message = "Cannot record this instance's MQTT session on the stream's lease.", %error);
+    }
+}
+
+/// Ingestion and the rules, under lease `lease`, until `stop` (then ingestion stops
+/// first, and the rules finish what it committed) or ingestion fails.
+async fn stream(p: StreamParts, lease: Lease, stop: CancellationToken) -> anyhow::Result<()> {
+    check_stream_session(&p, &lease).await;
+    let config = &p.config;
+    // Committed rows go from ingestion to the rules engine; neither knows the other.
+    // A few batches in flight: if the rules fall behind, ingestion waits (memory stays bounded).
+    let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(2);
+    // On their way, live events copy device states out of them (only while someone
+    // listens; never making ingestion wait): ingestion -> tap -> rules.
+    let (tapped_tx, tapped_rx) = tokio::sync::mpsc::channel(1);
+    let stop_rules = CancellationToken::new();
+    let rules_task = tokio::spawn(rules::driver::run(
+        config.database_url.clone(),
+        rules::driver::RulesSource {
+            path: config.rules_file.clone(),
+            config: p.rules.clone(),
+        },
+        rows_rx,
+        config.clock(),
+        p.rules_metrics.clone(),
+        Some(lease.fence()),
+        stop_rules.clone(),
+    ));
+    let stop_ingest = CancellationToken::new();
+    let mut ingest_task = tokio::spawn(ingest::run(
+        config.ingest.clone(),
+        config.database_url.clone(),
+        p.ingest_metrics.clone(),
+        config.clock(),
+        Some(tapped_tx),
+        stop_ingest.clone(),
+    ));
+    tokio::spawn(api::live::devices::tap(
+        tapped_rx,
+        rows_tx,
+        p.events.clone(),
+    ));
+    let ended_early = tokio::select! {
+        _ = stop.cancelled() => None,
         r = &mut ingest_task => Some(r),
     };
-    // Order: stop reading MQTT, commit and acknowledge what was read, then stop serving.
     stop_ingest.cancel();
     let ingest_result = match ended_early {
         Some(r) => r,
@@ -172,27 +341,41 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop_rules.cancel();
         }
     }
-    // Commands the broker took are recorded as sent; the others stay pending.
-    stop_commands.cancel();
-    match commands_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => error!(message = "The command dispatcher failed.", error = %e),
-        Err(e) => error!(message = "The command dispatcher task failed.", error = %e),
-    }
-    stop_upkeep.cancel();
-    stop_api.cancel();
-    let _ = api_task.await;
-    let _ = upkeep_task.await;
-    let _ = anchor_task.await;
-    let _ = rollup_task.await;
     match ingest_result {
-        Ok(Ok(())) => {
-            info!(message = "cityhub stopped.");
-            Ok(())
-        }
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("ingestion failed"),
         Err(e) => Err(anyhow::anyhow!("ingestion task failed: {e}")),
     }
+}
+
+/// The command dispatcher, on an MQTT connection of its own, under an account (and so a
+/// client id) of its own, until `stop`.
+async fn commands(
+    config: Config,
+    metrics: control::CommandMetrics,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mqtt = &config.ingest.mqtt;
+    control::run(
+        config.commands.clone(),
+        control::dispatcher::Broker {
+            host: mqtt.host.clone(),
+            port: mqtt.port,
+            client_id: config
+                .commands
+                .mqtt_username
+                .clone()
+                .unwrap_or_else(|| format!("{}-commands", mqtt.client_id)),
+            username: config.commands.mqtt_username.clone(),
+            password: config.commands.mqtt_password.clone(),
+        },
+        config.database_url.clone(),
+        metrics,
+        config.clock(),
+        stop,
+    )
+    .await
+    .map_err(anyhow::Error::from)
 }
 
 /// Raises the soft limit on open files to the hard limit (many systems start processes

@@ -52,6 +52,8 @@ pub struct Db {
     /// The newest `complete_before` of the lamp rollups this connection has read, in Unix
     /// microseconds (`i64::MIN`: none yet, `i64::MAX`: infinity). It only grows.
     rolled_up_before: AtomicI64,
+    /// The lease this session's guarded writes are made under ([`Db::set_fence`]).
+    fence: Option<crate::leases::Fence>,
 }
 
 /// Statements a connection keeps prepared, at most; past it the cache starts afresh.
@@ -115,6 +117,7 @@ impl Db {
             known_days: BTreeSet::new(),
             statements: Mutex::default(),
             rolled_up_before: AtomicI64::new(i64::MIN),
+            fence: None,
         };
         if path == StoragePath::Partitioned {
             db.known_days = partitions::existing_days(&db.client).await?;
@@ -122,11 +125,14 @@ impl Db {
         Ok(db)
     }
 
-    /// Creates or upgrades the schema, then connects.
+    /// Creates or upgrades the schema, then connects. With `retention_days` (the hub's
+    /// own start) it also keeps the readings for that many days: TimescaleDB's policy, or
+    /// the coming week's partitions made and the days past it dropped. Without it nothing
+    /// is dropped: a command run with another configuration never deletes readings.
     pub async fn migrate(
         url: &str,
         mode: TimescaleMode,
-        retention_days: i64,
+        retention_days: Option<i64>,
     ) -> Result<Db, StoreError> {
         let mut client = open(url).await?;
         let version: i32 = client
@@ -234,10 +240,14 @@ impl Db {
             known_days: BTreeSet::new(),
             statements: Mutex::default(),
             rolled_up_before: AtomicI64::new(i64::MIN),
+            fence: None,
         };
         if path == StoragePath::Partitioned {
             db.known_days = partitions::existing_days(&db.client).await?;
         }
+        let Some(retention_days) = retention_days else {
+            return Ok(db);
+        };
         let mut admin = Admin::from(db);
         admin.apply_retention(retention_days).await?;
         if path == StoragePath::Partitioned {
@@ -260,6 +270,35 @@ impl Db {
 
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Makes this session's guarded writes (the rules' decisions: outages, work orders,
+    /// command answers) prove in their transaction that `fence`'s lease is still held
+    /// ([`crate::leases`]); `None` for no lease (a single hub).
+    pub fn set_fence(&mut self, fence: Option<crate::leases::Fence>) {
+        self.fence = fence;
+    }
+
+    /// The fence of this session's guarded writes, if any.
+    pub fn fence(&self) -> Option<&crate::leases::Fence> {
+        self.fence.as_ref()
+    }
+
+    /// A transaction for a guarded write: it first checks this session's fence, if any.
+    pub(crate) async fn fenced_transaction(
+        &mut self,
+        what: &'static str,
+    ) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+        let fence = self.fence.clone();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(StoreError::db(what))?;
+        if let Some(f) = fence {
+            f.check(&tx).await?;
+        }
+        Ok(tx)
     }
 
     /// Runs `sql` as a statement prepared once per connection: the API's frequent reads

@@ -28,6 +28,12 @@ pub enum StoreError {
     SchemaTooNew { found: i32, known: i32 },
     #[error("unknown tenant `{0}`")]
     UnknownTenant(String),
+    #[error("the lease `{lease}` was taken over (held at epoch {epoch}; now {now}): this instance no longer writes under it")]
+    Fenced {
+        lease: String,
+        epoch: i64,
+        now: String,
+    },
     #[error("no device with id {0}")]
     NoDevice(i32),
     #[error("no outage {0}")]

@@ -12,6 +12,8 @@
 //! - [`dead_letters`]: what ingestion refused, bounded (a payload prefix with its size
 //!   and digest; pruned past their retention).
 //! - [`partitions`]: daily partitions for servers without TimescaleDB.
+//! - `sql`: the domain's states, statuses and severities written into SQL text from
+//!   `model`'s vocabulary.
 //! - [`devices`]: the device registry (inventory import of devices and routes, lookups
 //!   for ingestion).
 //! - [`outages`]: outages and their audit events, as the rules engine decides them, in a
@@ -23,15 +25,20 @@
 //! - [`commands`]: commands sent to devices (migration 7), their delivery and which are
 //!   in force; [`command_batches`]: what people ask of a group of devices, resolved,
 //!   confirmed and audited in one transaction; [`schedules`]: lighting schedules and
-//!   overrides, and the `set_schedule` pushes their changes cause.
+//!   overrides, and the `set_schedule` pushes their changes cause; `profiles`: the
+//!   profile each lamp follows now, read by both.
 //! - [`rollups`]: lamp telemetry rolled up by 15 minutes, hour and day, and their refresh
 //!   (a module per storage path: `rollups::timescale`, `rollups::native`).
 //! - [`history`]: a device's readings in time buckets, the map's state of every device,
 //!   lamp energy per district and day.
 //! - [`service_requests`]: citizen reports (Open311) and the change notification triggers;
-//!   [`changes`]: the listener of those notifications and the rows behind them.
+//!   [`changes`]: the listener of those notifications and the rows behind them, and the
+//!   announcement of inventory changes ingestion's registry listens for.
 //! - [`transit_feed`]: the newest vehicle positions, for GTFS-Realtime.
 //! - [`mqtt`]: the hub's MQTT sessions, so that one the broker lost is noticed.
+//! - [`leases`]: what must run once among several hub instances, each held by one at a
+//!   time with an epoch that grows at every takeover; a [`leases::Fence`] makes a stale
+//!   holder's writes fail in the database.
 //! - [`auth`]: users, the tenants they may see, sessions and API tokens (digests only).
 //! - [`audit`]: the hash-chained audit log of what people and programs changed.
 //! - [`listings`]: tenant-scoped pages of outages, work orders and devices for the API.
@@ -58,16 +65,19 @@ pub mod exports;
 pub mod handles;
 pub mod history;
 pub mod hygiene;
+pub mod leases;
 pub mod listings;
 pub mod maintenance;
 pub mod mqtt;
 pub mod outages;
 mod partitions;
+mod profiles;
 pub mod rollups;
 pub mod rule_assets;
 pub mod schedules;
 pub mod schema;
 pub mod service_requests;
+mod sql;
 pub mod transit_feed;
 pub mod work_orders;
 
@@ -89,7 +99,7 @@ pub use listings::{
     WorkOrderQuery,
 };
 pub use maintenance::MaintenanceWindow;
-pub use outages::{OutageChange, OutageRow, WorkOrderPlan};
+pub use outages::{Handling, OutageChange, OutageRow, WorkOrderPlan};
 pub use rule_assets::{RuleAsset, RuleRoute};
 pub use schedules::{NewSchedule, Pushed, ScheduleRow, ScheduleScope};
 pub use schema::StoragePath;

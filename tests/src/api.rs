@@ -50,6 +50,7 @@ impl TestApi {
         let addr = listener.local_addr().expect("address");
         let mut config = api::ApiConfig {
             database_url: database_url.to_owned(),
+            database_read_url: None,
             session_secret: api::SessionSecret::parse(TEST_SECRET).expect("test secret"),
             secure_cookie: false,
             clock: Arc::new(model::Timestamp::now),

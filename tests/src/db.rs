@@ -77,7 +77,7 @@ impl TestDb {
             .await
             .expect("create database");
         let url = with_dbname(admin_url, &name);
-        Db::migrate(&url, timescale_mode(), 365)
+        Db::migrate(&url, timescale_mode(), Some(365))
             .await
             .expect("migrate");
         let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("connect");

@@ -27,7 +27,8 @@ fn bin_dir() -> PathBuf {
 }
 
 impl PrivatePostgres {
-    pub fn start() -> PrivatePostgres {
+    /// A directory and a port for a cluster not created yet.
+    fn unstarted() -> PrivatePostgres {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(crate::unique("cityhub-pg-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -46,12 +47,16 @@ impl PrivatePostgres {
                 .expect("chown");
         }
         let port = simulators::broker::free_port().expect("free port");
-        let pg = PrivatePostgres {
+        PrivatePostgres {
             port,
             dir,
             bin,
             as_postgres,
-        };
+        }
+    }
+
+    pub fn start() -> PrivatePostgres {
+        let pg = PrivatePostgres::unstarted();
         pg.run(
             "initdb",
             &[
@@ -65,6 +70,44 @@ impl PrivatePostgres {
         );
         pg.ctl(&["start", "-w"]);
         pg
+    }
+
+    /// A streaming replica of `primary`: a base backup of it, started as a standby that
+    /// follows its WAL (in hot standby: it answers reads). Its walreceiver is named
+    /// `walreceiver`, which `synchronous_standby_names = '*'` on the primary matches.
+    pub fn standby_of(primary: &PrivatePostgres) -> PrivatePostgres {
+        let pg = PrivatePostgres::unstarted();
+        pg.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &pg.data().display().to_string(),
+                "-R",
+                "-X",
+                "stream",
+                // A checkpoint now rather than spread over minutes.
+                "-c",
+                "fast",
+            ],
+        );
+        pg.ctl(&["start", "-w"]);
+        pg
+    }
+
+    /// Makes a standby the primary (`pg_ctl promote`), waiting until it takes writes.
+    pub fn promote(&self) {
+        self.ctl(&["promote", "-w"]);
+    }
+
+    /// Immediate shutdown: the server stops at once, as when its machine fails.
+    pub fn crash(&self) {
+        self.ctl(&["stop", "-m", "immediate", "-w"]);
     }
 
     fn data(&self) -> PathBuf {
