@@ -19,7 +19,9 @@ export class ActiveOutages {
   /** A role that may not read outages (a crew) is not asked again. */
   private refused = false;
 
-  constructor() {
+  /** `readable`: whether the signed-in role reads outages at all (a crew does not). */
+  constructor(readable = true) {
+    this.refused = !readable;
     live.onEvent("outage", () => this.soon());
     // Assigning an outage makes a work order: its event says the outage changed hands.
     live.onEvent("work_order", () => this.soon());

@@ -94,8 +94,10 @@ export interface Outage {
   acknowledged_at?: string | null;
   shelved_until?: string | null;
   shelved_by?: string | null;
-  team?: string | null;
-  assignee?: string | null;
+  district?: string | null;
+  cabinet?: string | null;
+  /** Who handles it: the work order in hand for it. */
+  work_order?: { id: number; state: string; team: string; assignee?: string | null } | null;
 }
 
 export interface WorkOrder {
@@ -117,6 +119,19 @@ export interface WorkOrder {
   verified_at?: string | null;
   closed_at?: string | null;
   reopened: number;
+  district?: string | null;
+  cabinet?: string | null;
+  /** Where its outage stands; null for an inspection no outage raised. */
+  outage_state?: string | null;
+}
+
+let knownTeams: Promise<string[]> | null = null;
+/** The teams the hub knows of (those with work orders in the last 30 days), asked once. */
+export function teams(): Promise<string[]> {
+  knownTeams ??= get<{ teams: { team: string }[] }>("/reports/teams")
+    .then((r) => r.teams.map((t) => t.team).sort())
+    .catch(() => ((knownTeams = null), []));
+  return knownTeams;
 }
 
 export interface Device {

@@ -21,6 +21,8 @@ export interface App {
   active: ActiveOutages;
   openAsset(tenant: string, device: string): void;
   navigate(path: string): void;
+  /** The map, centred on the asset (its panel opened beside the map on a wide screen). */
+  showOnMap(tenant: string, device: string): void;
 }
 
 /** Shows a failure in the status line (never silently). */

@@ -83,12 +83,16 @@ export interface StateColumns {
   last_seen?: (string | number | null)[];
   kinds?: string[];
   states?: string[];
+  districts?: string[];
+  district?: (number | null)[];
 }
 
 export class Assets {
   count = 0;
   ids: string[] = [];
   tenant: string[] = [];
+  /** From the inventory; "" when it gives none. */
+  district: string[] = [];
   kind = new Uint8Array(0);
   /** Web Mercator, 0..1 across the world. */
   mx = new Float64Array(0);
@@ -114,6 +118,7 @@ export class Assets {
     this.count = n;
     this.ids = new Array(n);
     this.tenant = new Array(n);
+    this.district = new Array(n).fill("");
     this.kind = new Uint8Array(n);
     this.mx = new Float64Array(n);
     this.my = new Float64Array(n);
@@ -167,6 +172,8 @@ export class Assets {
       const tenant = typeof t === "number" ? (c.tenants?.[t] ?? "") : t;
       this.ids[i] = id;
       this.tenant[i] = tenant;
+      const d = c.district?.[i];
+      this.district[i] = d == null ? "" : (c.districts?.[d] ?? "");
       this.index.set(`${tenant}/${id}`, i);
       const k = c.kind[i];
       const kindName = typeof k === "number" ? (c.kinds?.[k] ?? KINDS[k]) : k;
@@ -193,6 +200,7 @@ export class Assets {
     devices.forEach((d, i) => {
       this.ids[i] = d.ext_id;
       this.tenant[i] = d.tenant;
+      this.district[i] = d.district ?? "";
       this.index.set(`${d.tenant}/${d.ext_id}`, i);
       this.kind[i] = Math.max(0, KINDS.indexOf(d.kind as Kind));
       this.setPosition(i, d.lon, d.lat);

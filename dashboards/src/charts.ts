@@ -95,3 +95,46 @@ export class Chart {
     this.plot.destroy();
   }
 }
+
+/** One line of a chart of days. */
+export interface DayLine {
+  label: string;
+  values: (number | null)[];
+  colors: Colors;
+  dash?: number[];
+}
+
+/**
+ * A chart of values per UTC day in `box`: `days` are the days' starts (Unix seconds, as
+ * the API gives them), written as dates on the axis, as many as fit.
+ */
+export function dayChart(box: HTMLElement, days: number[], lines: DayLine[], height = 220): Chart {
+  const ticks = {
+    splits: (u: { width: number }) => days.filter((_x, k) => k % Math.max(1, Math.ceil((days.length * 64) / u.width)) === 0),
+    values: (_u: unknown, splits: number[]) => splits.map((s) => day(s * 1000, true)),
+  };
+  return new Chart(
+    (width) => ({
+      width,
+      height,
+      scales: { x: { range: (_u, min, max) => [(min ?? 0) - 43200, (max ?? 0) + 43200] } },
+      series: [
+        { label: "Day", value: (_u, v) => (v === null ? "—" : day(v * 1000, true)) },
+        ...lines.map((l) => ({ label: l.label, stroke: color(l.colors), width: 2, dash: l.dash, points: { show: true } })),
+      ],
+      axes: [axis(ticks as uPlot.Axis), axis()],
+    }),
+    [days, ...lines.map((l) => l.values)] as uPlot.AlignedData,
+    box,
+    520,
+  );
+}
+
+/** The UTC days' starts (Unix seconds) from the one holding `from` to the one holding `to`. */
+export function utcDays(from: Date, to: Date): number[] {
+  const out: number[] = [];
+  const first = Math.floor(from.getTime() / 86_400_000);
+  const last = Math.floor((to.getTime() - 1) / 86_400_000);
+  for (let d = first; d <= last; d++) out.push(d * 86_400);
+  return out;
+}

@@ -17,15 +17,29 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return e;
 }
 
+/** `f` once, `ms` after the first of a burst of calls (live events come in bursts). */
+export function coalesce(f: () => void, ms = 250): () => void {
+  let pending = 0;
+  return () => {
+    if (pending) return;
+    pending = window.setTimeout(() => {
+      pending = 0;
+      f();
+    }, ms);
+  };
+}
+
 /** A modal dialog with a form; resolves with its values, or null when cancelled. */
 export function ask(
   title: string,
-  fields: { name: string; label: string; type?: string; value?: string; required?: boolean; options?: string[] }[],
+  fields: { name: string; label: string; type?: string; value?: string; required?: boolean; options?: string[]; suggestions?: string[] }[],
   submit = "OK",
+  note?: string,
 ): Promise<Record<string, string> | null> {
   return new Promise((resolve) => {
     const form = el("form", { method: "dialog" });
     form.append(el("h2", {}, title));
+    if (note) form.append(el("p", { class: "note" }, note));
     for (const f of fields) {
       let input: HTMLInputElement | HTMLSelectElement;
       if (f.options) {
@@ -33,8 +47,10 @@ export function ask(
         for (const o of f.options) input.append(el("option", { value: o }, o));
         if (f.value) input.value = f.value;
       } else {
-        input = el("input", { name: f.name, type: f.type ?? "text", required: f.required ?? false });
+        const list = f.suggestions?.length ? `ask-${f.name}-choices` : undefined;
+        input = el("input", { name: f.name, type: f.type ?? "text", required: f.required ?? false, list, autocomplete: "off" });
         if (f.value !== undefined) input.value = f.value;
+        if (list) form.append(el("datalist", { id: list }, ...f.suggestions!.map((s) => el("option", { value: s }))));
       }
       form.append(el("label", {}, f.label, input));
     }

@@ -1,5 +1,6 @@
 // The control-center app: sign-in, then the views (map, outages, work orders, KPIs,
-// transport, reports) under one header, every one kept current by the live events.
+// transport, reports; for a crew, their work, the map and work orders) under one header,
+// every one kept current by the live events.
 
 import "./style.css";
 import { ActiveOutages, severityCounts } from "./activeOutages";
@@ -9,6 +10,7 @@ import * as live from "./live";
 import { el } from "./dom";
 import { report, type App, type Page } from "./app";
 import { Header } from "./header";
+import { Alarm } from "./alarm";
 import { QuietBanner } from "./quiet";
 import { hubClock } from "./time";
 import { showLogin } from "./views/login";
@@ -17,6 +19,7 @@ import { OutagesPage } from "./views/outages";
 import { WorkOrdersPage } from "./views/workorders";
 import { Panel } from "./views/panel";
 import { KpiPage } from "./views/kpis";
+import { MyWorkPage } from "./views/mywork";
 import { TransportPage } from "./views/transport";
 import { ReportsPage } from "./views/reports";
 
@@ -27,6 +30,12 @@ const ROUTES: [string, string][] = [
   ["/kpis", "KPIs"],
   ["/transport", "Transport"],
   ["/reports", "Reports"],
+];
+/** A crew member's views: their work first (they read no outages, KPIs or reports). */
+const CREW_ROUTES: [string, string][] = [
+  ["/my-work", "My work"],
+  ["/map", "Map"],
+  ["/work-orders", "Work orders"],
 ];
 
 const root = document.getElementById("app")!;
@@ -56,15 +65,19 @@ async function boot(): Promise<void> {
 
 function start(me: Me): void {
   const assets = new Assets();
-  const active = new ActiveOutages();
+  const active = new ActiveOutages(me.role !== "crew");
   const main = el("main", { id: "main" });
-  const header = new Header(me, ROUTES, (path) => navigate(path), async () => {
+  const routes = me.role === "crew" ? CREW_ROUTES : ROUTES;
+  const header = new Header(me, routes, (path) => navigate(path), async () => {
     live.disconnect();
     localStorage.removeItem(SIGNED_IN_HINT);
     await fetch("/api/v1/logout", { method: "POST", credentials: "same-origin" });
     location.assign("/");
   });
   const status = header.status;
+  // Those who watch the alarms may have them chime (crews do not read the outage list).
+  const alarm = me.role === "crew" ? null : new Alarm();
+  if (alarm) header.el.querySelector(".sign-out")?.before(alarm.button);
   const panel = new Panel(assets, me);
   const quiet = new QuietBanner(assets);
   root.replaceChildren(header.el, quiet.el, el("div", { class: "body" }, main, panel.el));
@@ -76,6 +89,7 @@ function start(me: Me): void {
     active,
     openAsset: (tenant, device) => panel.open(tenant, device),
     navigate,
+    showOnMap,
   };
   const pages: Record<string, Page> = {
     "/map": new MapPage(app),
@@ -84,12 +98,13 @@ function start(me: Me): void {
     "/kpis": new KpiPage(app),
     "/transport": new TransportPage(app),
     "/reports": new ReportsPage(app),
+    "/my-work": new MyWorkPage(app),
   };
   for (const p of Object.values(pages)) main.append(p.el);
 
   let current: Page | null = null;
   function route(): void {
-    const path = pages[location.pathname] ? location.pathname : "/map";
+    const path = routes.some(([p]) => p === location.pathname) ? location.pathname : routes[0][0];
     const page = pages[path];
     if (current && current !== page) current.hide();
     current = page;
@@ -100,7 +115,7 @@ function start(me: Me): void {
   /** "(2 critical, 5 major) Outages · cityhub": what is wrong, seen from any tab. */
   function title(): void {
     const counts = severityCounts(active.rows);
-    const view = ROUTES.find(([p]) => p === location.pathname)?.[1] ?? ROUTES[0][1];
+    const view = routes.find(([p]) => p === location.pathname)?.[1] ?? routes[0][1];
     document.title = `${counts ? `(${counts}) ` : ""}${view} · cityhub`;
   }
   active.onChange(title);
@@ -114,6 +129,14 @@ function start(me: Me): void {
     route();
   }
   window.addEventListener("popstate", route);
+  /** The map, centred on an asset and showing it selected; its panel too, beside the map. */
+  function showOnMap(tenant: string, device: string): void {
+    navigate("/map");
+    const i = assets.find(tenant, device);
+    if (i === undefined) return;
+    (pages["/map"] as MapPage).showAsset(i);
+    if (!phone.matches) panel.open(tenant, device);
+  }
 
   live.onStatus((s) => {
     status.textContent = s === "live" ? "● live" : s === "reconnecting" ? "○ reconnecting…" : "○ offline";
@@ -125,6 +148,10 @@ function start(me: Me): void {
     assets.applyReading(i, d, typeof d.online === "boolean" ? d.online : null, (d.ts as string) ?? null);
     assets.version++;
   });
+  // Crews do not read the outage list nor the reports (docs/api.md, roles): they are not
+  // asked, and the map marks no outages for them.
+  const crew = me.role === "crew";
+  const outageMarks = (): Promise<void> => (crew ? Promise.resolve() : loadOutageMarks(assets));
   // The hub's state of every asset: again soon after an outage changes (which may end a
   // supply loss for a whole cabinet), and every 30 s, so that silence shows as it sets in.
   let restating: number | undefined;
@@ -133,7 +160,7 @@ function start(me: Me): void {
     restating = window.setTimeout(() => {
       restating = undefined;
       loadAssets(assets)
-        .then(() => loadOutageMarks(assets))
+        .then(outageMarks)
         .then(() => quiet.check())
         .catch(report);
     }, 2_000);
@@ -145,17 +172,16 @@ function start(me: Me): void {
     restateSoon();
   });
   live.onResync((types) => {
-    if (types.includes("device")) loadAssets(assets).then(() => loadOutageMarks(assets)).catch(report);
-    else if (types.includes("outage")) loadOutageMarks(assets).catch(report);
+    if (types.includes("device")) loadAssets(assets).then(outageMarks).catch(report);
+    else if (types.includes("outage")) outageMarks().catch(report);
   });
 
   // The page's state, for people debugging in the console and for the end-to-end tests.
-  (window as unknown as { cityhub: unknown }).cityhub = { app, assets, pages, live: live.received };
+  (window as unknown as { cityhub: unknown }).cityhub = { app, assets, pages, alarm, live: live.received };
 
-  route();
-  // Crews do not read the outage list nor the reports (docs/api.md, roles): they are not asked.
-  const crew = me.role === "crew";
+  // Before the first view asks the hub's time: a crew's clock comes from /me.
   hubClock.follow(!crew);
+  route();
   if (!crew) active.refresh().catch(report);
   if (has("/api/v1/events")) live.connect();
   else {
@@ -168,7 +194,8 @@ function start(me: Me): void {
       document.body.dataset.assetsLoaded = String(assets.count);
       (pages["/map"] as MapPage).loaded();
       (pages["/transport"] as TransportPage).loaded();
-      return loadOutageMarks(assets);
+      (pages["/kpis"] as KpiPage).loaded();
+      return outageMarks();
     })
     .catch(report);
 }

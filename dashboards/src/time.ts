@@ -50,15 +50,16 @@ class HubClock {
 
   /**
    * Asks the hub its time: the `now` of `GET /api/v1/reports/sla-breaches` (the clock the
-   * hub judges deadlines by), else, for a role that may not read reports, the Date header
-   * of an answer (the hub's wall clock, to the second).
+   * hub judges deadlines by), or of `GET /api/v1/me` for a role that may not read reports;
+   * else the Date header of the answer (the hub's wall clock, to the second).
    */
   async sync(): Promise<void> {
     const asked = Date.now();
     const path = this.reports && has("/api/v1/reports/sla-breaches") ? "/api/v1/reports/sla-breaches?limit=1" : "/api/v1/me";
     const res = await fetch(path, { credentials: "same-origin" });
     const wall = (asked + Date.now()) / 2;
-    if (res.ok && path !== "/api/v1/me") {
+    if (res.ok) {
+      // Both answer the hub's clock as `now` (the simulated one when the hub runs on it).
       const now = Date.parse((await res.json().catch(() => null))?.now);
       if (isFinite(now)) return this.sample(wall, now);
     }

@@ -82,9 +82,9 @@ function waitLine(child, re, what, seconds = 30) {
 
 /**
  * Starts everything for `scenario` (a TOML file whose [city] is read for the base map).
- * `users` are [name, role] pairs, all of the city's tenant.
+ * `users` are [name, role] pairs (a crew's: [name, "crew", team]), all of the city's tenant.
  */
-export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
+export async function startStack({ scenario, users, out, tileUrl, rulesFile, historyDays = 2 }) {
   const bin = binary();
   if (!existsSync(join(DASHBOARDS, "dist/index.html"))) {
     throw new Error("dashboards/dist is not built: run `npm --prefix dashboards run build` first");
@@ -121,7 +121,10 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
     const passwd = join(dir, "passwd");
     // One account per connection (the shipped configuration makes a connection's client
     // id its user name): the hub's two, and one per simulator connection (simulator-n).
-    const simulators = Array.from({ length: 32 }, (_, n) => `simulator-${n}`);
+    // A connection carries up to 1,000 devices (cabinets are about one per 50 lamps).
+    const counts = ["lamps", "meters", "vehicles"].map((k) => Number(readFileSync(scenario, "utf8").match(new RegExp(`^${k}\\s*=\\s*(\\d+)`, "m"))?.[1] ?? 0));
+    const connections = Math.max(32, Math.ceil((counts[0] * 1.05 + counts[1] + counts[2]) / 1000) + 8);
+    const simulators = Array.from({ length: connections }, (_, n) => `simulator-${n}`);
     const accounts = [["cityhub-ingest", HUB_PASSWORD], ["cityhub-commands", HUB_PASSWORD], ...simulators.map((u) => [u, SIM_PASSWORD])];
     writeFileSync(passwd, accounts.map(([u, p]) => `${u}:${p}\n`).join(""));
     execFileSync("mosquitto_passwd", ["-U", passwd], { stdio: "ignore" });
@@ -162,10 +165,13 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
     const inventory = JSON.parse(readFileSync(join(cityDir, "inventory.geojson"), "utf8"));
     const devices = inventory.features.filter((f) => f.geometry.type === "Point").map((f) => f.properties);
     const tenant = devices[0].tenant;
-    for (const [name, role] of users) run(["users", "add", name, "--role", role, "--tenant", tenant], `${PASSWORD}\n`);
+    for (const [name, role, team] of users) {
+      run(["users", "add", name, "--role", role, "--tenant", tenant, ...(team ? ["--team", team] : [])], `${PASSWORD}\n`);
+    }
 
     // The devices first (they print the clock), then the hub on their clock.
-    const sim = spawn(bin, ["simulate", "run", "--scenario", scenario, "--truth", join(out, "truth.jsonl"), "--username", "simulator"], {
+    // With the city's last days written first (two by default), as the demonstration has them.
+    const sim = spawn(bin, ["simulate", "run", "--scenario", scenario, "--truth", join(out, "truth.jsonl"), "--username", "simulator", "--history-days", String(historyDays)], {
       env: { ...env, CITYHUB_SIM_PASSWORD: SIM_PASSWORD },
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -174,7 +180,7 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile }) {
     const simLog = openSync(join(out, "simulator.log"), "a");
     sim.stdout.on("data", (d) => writeFileSync(simLog, d));
     sim.stderr.on("data", (d) => writeFileSync(simLog, d));
-    const [, clock] = await waitLine(sim, /CITYHUB_SIM_CLOCK=([0-9.,]+)/, "cityhub simulate run");
+    const [, clock] = await waitLine(sim, /CITYHUB_SIM_CLOCK=([0-9.,]+)/, "cityhub simulate run", 90);
 
     const port = await freePort();
     const hub = spawn(bin, ["serve"], {

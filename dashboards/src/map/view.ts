@@ -78,6 +78,8 @@ export class MapView {
   private tileUrl: string | null = null;
   private tiles = new Map<string, HTMLImageElement>();
   private shownKinds: Set<number>;
+  /** The district shown alone, if one is chosen. */
+  private shownDistrict: string | null = null;
   private legend: HTMLElement;
   private polygon: [number, number][] | null = null;
   private polygonDone: ((p: [number, number][]) => void) | null = null;
@@ -152,12 +154,24 @@ export class MapView {
     this.pointsDirty = true;
   }
 
+  /** Shows one district's assets alone (null: every district). */
+  setDistrict(district: string | null): void {
+    this.shownDistrict = district;
+    this.pointsDirty = true;
+  }
+
+  /** Whether asset `i` is shown: its kind is, and its district when one is chosen. */
+  private shows(i: number): boolean {
+    const a = this.assets;
+    return this.shownKinds.has(a.kind[i]) && (this.shownDistrict === null || a.district[i] === this.shownDistrict);
+  }
+
   /** Centers the view on every asset shown. */
   fit(): void {
     const a = this.assets;
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
     for (let i = 0; i < a.count; i++) {
-      if (!this.shownKinds.has(a.kind[i])) continue;
+      if (!this.shows(i)) continue;
       const x = a.mx[i], y = a.my[i];
       if (x < x0) x0 = x;
       if (x > x1) x1 = x;
@@ -383,7 +397,6 @@ export class MapView {
     const w = this.w, h = this.h;
     px.fill(0);
     const s = this.scale, ox = w / 2 - this.cx * s, oy = h / 2 - this.cy * s;
-    const shown = this.shownKinds;
     const radii: number[][] = [];
     for (let k = 0; k < 4; k++) {
       radii[k] = [];
@@ -394,7 +407,7 @@ export class MapView {
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 0; i < a.count; i++) {
         const kind = a.kind[i];
-        if (!shown.has(kind)) continue;
+        if (!this.shows(i)) continue;
         const st = a.state[i];
         if ((st >= ALERT ? 1 : 0) !== pass) continue;
         const x = (a.mx[i] * s + ox) | 0;
@@ -430,7 +443,7 @@ export class MapView {
   private updateLegend(): void {
     const counts = new Array(STATE_COUNT).fill(0);
     const a = this.assets;
-    for (let i = 0; i < a.count; i++) if (this.shownKinds.has(a.kind[i])) counts[a.state[i]]++;
+    for (let i = 0; i < a.count; i++) if (this.shows(i)) counts[a.state[i]]++;
     const key = counts.join(",");
     if (this.legend.dataset.key === key) return;
     this.legend.dataset.key = key;
@@ -459,7 +472,7 @@ export class MapView {
     const s = this.scale, ox = this.w / 2 - this.cx * s, oy = this.h / 2 - this.cy * s;
     let best = -1, bestD = max * max;
     for (let i = 0; i < a.count; i++) {
-      if (!this.shownKinds.has(a.kind[i])) continue;
+      if (!this.shows(i)) continue;
       const dx = a.mx[i] * s + ox - sx, dy = a.my[i] * s + oy - sy;
       const d = dx * dx + dy * dy;
       if (d < bestD || (d === bestD && a.state[i] > a.state[best])) {

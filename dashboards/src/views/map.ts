@@ -2,7 +2,7 @@
 // by id, and group commands (a cabinet, a district or a drawn area).
 
 import { get, has } from "../api";
-import { KINDS } from "../assets";
+import { KINDS, type Assets } from "../assets";
 import { el } from "../dom";
 import { MapView, type BaseMap } from "../map/view";
 import type { App, Page } from "../app";
@@ -35,6 +35,7 @@ export class MapPage implements Page {
   readonly map: MapView;
   private fitted = false;
   private group: GroupCommand;
+  private district: HTMLSelectElement;
 
   constructor(private app: App) {
     this.map = new MapView(app.assets, {
@@ -49,21 +50,38 @@ export class MapPage implements Page {
       });
       kinds.append(el("label", {}, box, ` ${k}s`));
     }
-    const search = el("input", { type: "search", placeholder: "Find an asset by id", "aria-label": "Find an asset by id" });
-    const find = el("form", { class: "find" }, search);
+    // Finding an asset: any part of its id, in any case; the list suggests the matches.
+    const choices = el("datalist", { id: "asset-choices" });
+    const search = el("input", { type: "search", placeholder: "Find an asset by id", "aria-label": "Find an asset by id", list: "asset-choices", autocomplete: "off" });
+    const find = el("form", { class: "find" }, search, choices);
+    search.addEventListener("input", () => {
+      // What was said of the last try does not hold back this one.
+      search.setCustomValidity("");
+      const found = matches(app.assets, search.value, SUGGESTIONS);
+      choices.replaceChildren(...found.map((i) => el("option", { value: app.assets.ids[i] }, describe(app.assets, i))));
+    });
     find.addEventListener("submit", (e) => {
       e.preventDefault();
       const a = app.assets;
       const q = search.value.trim();
-      const i = a.ids.findIndex((id) => id === q) ?? -1;
+      // The id itself (in any case), or the only asset whose id holds what was typed.
+      const exact = a.ids.findIndex((id) => id.toLowerCase() === q.toLowerCase());
+      const found = exact >= 0 ? [exact] : matches(a, q, 2);
+      const i = found.length === 1 ? found[0] : -1;
       if (i >= 0) {
         this.map.centerOn(i);
         app.openAsset(a.tenant[i], a.ids[i]);
-      } else {
-        search.setCustomValidity(`No asset ${q}`);
-        search.reportValidity();
-        setTimeout(() => search.setCustomValidity(""), 2000);
+        return;
       }
+      search.setCustomValidity(found.length ? `Several assets match ${q}: pick one from the list` : `No asset matches ${q}`);
+      search.reportValidity();
+      setTimeout(() => search.setCustomValidity(""), 2000);
+    });
+    // One district alone on the map (and in the legend's counts).
+    this.district = el("select", { "aria-label": "District" }, el("option", { value: "" }, "every district"));
+    this.district.addEventListener("change", () => {
+      this.map.setDistrict(this.district.value || null);
+      this.map.fit();
     });
     const fit = el("button", { type: "button" }, "Whole city");
     fit.addEventListener("click", () => this.map.fit());
@@ -72,7 +90,7 @@ export class MapPage implements Page {
     this.el = el(
       "section",
       { class: "page map-page", "aria-label": "Map", hidden: true },
-      el("div", { class: "toolbar" }, kinds, find, fit),
+      el("div", { class: "toolbar" }, kinds, this.district, find, fit),
       el("div", { class: "map-wrap" }, this.map.el, attribution),
       this.group.el,
     );
@@ -84,11 +102,21 @@ export class MapPage implements Page {
   }
 
   loaded(): void {
+    this.districts();
     if (!this.el.hidden) {
       this.map.render();
       this.map.fit();
       this.fitted = true;
     }
+  }
+
+  /** The district filter's choices: every district the assets have, the choice kept. */
+  private districts(): void {
+    const chosen = this.district.value;
+    const names = [...new Set(this.app.assets.district.filter(Boolean))].sort();
+    this.district.replaceChildren(el("option", { value: "" }, "every district"), ...names.map((d) => el("option", { value: d }, d)));
+    this.district.value = names.includes(chosen) ? chosen : "";
+    this.map.setDistrict(this.district.value || null);
   }
 
   show(): void {
@@ -97,6 +125,8 @@ export class MapPage implements Page {
     if (!this.fitted && this.app.assets.count > 0) {
       requestAnimationFrame(() => {
         this.map.render();
+        // Asked to show one asset meanwhile: that view stays.
+        if (this.fitted) return;
         this.map.fit();
         this.fitted = true;
       });
@@ -107,4 +137,31 @@ export class MapPage implements Page {
     this.el.hidden = true;
     this.map.stop();
   }
+
+  /** Centres the map on asset `i`, selected, instead of the whole city. */
+  showAsset(i: number): void {
+    this.fitted = true;
+    this.map.centerOn(i);
+  }
+}
+
+/** Suggestions shown while typing. */
+const SUGGESTIONS = 12;
+
+/** Assets whose id holds `q` (any case), those starting with it first; at most `max`. */
+export function matches(a: Assets, q: string, max: number): number[] {
+  const want = q.trim().toLowerCase();
+  if (!want) return [];
+  const starts: number[] = [];
+  const holds: number[] = [];
+  for (let i = 0; i < a.count && starts.length < max; i++) {
+    const id = a.ids[i].toLowerCase();
+    if (id.startsWith(want)) starts.push(i);
+    else if (holds.length < max && id.includes(want)) holds.push(i);
+  }
+  return [...starts, ...holds].slice(0, max);
+}
+
+function describe(a: Assets, i: number): string {
+  return [KINDS[a.kind[i]], a.district[i], a.tenant[i]].filter(Boolean).join(" · ");
 }

@@ -4,9 +4,10 @@
 // open and acknowledged ones (the default) are the app's shared list (activeOutages.ts);
 // other states are fetched here. On a phone each row is a card (style.css, `table.stack`).
 
-import { all, has, post, type Outage } from "../api";
+import { all, has, post, teams, type Outage } from "../api";
 import { shelved as isShelved } from "../activeOutages";
-import { ask, el, keyboardRows } from "../dom";
+import { floods, type Flood } from "../floods";
+import { ask, coalesce, el, keyboardRows } from "../dom";
 import { ago, hubClock, timeEl, when } from "../time";
 import * as live from "../live";
 import type { App, Page } from "../app";
@@ -28,9 +29,13 @@ export class OutagesPage implements Page {
   private kindFilter: HTMLSelectElement;
   private text: HTMLInputElement;
   private shelved: HTMLInputElement;
+  /** The floods among the rows, each a line with its bulk actions. */
+  private floodBar: HTMLElement;
+  /** The flood the list is narrowed to, if any. */
+  private only: string | null = null;
   // Most severe first, then newest: what needs a person now (docs/rules.md, severities).
   private sort: { key: SortKey; desc: boolean } = { key: "severity", desc: false };
-  private pending = 0;
+  private later = coalesce(() => this.refresh());
   private ticker = 0;
   private visible = false;
   private stale = true;
@@ -78,6 +83,7 @@ export class OutagesPage implements Page {
       });
       head.append(el("th", { scope: "col", "data-key": key }, b));
     }
+    this.floodBar = el("div", { class: "floods", role: "region", "aria-label": "Floods" });
     this.body = el("tbody", {});
     const table = el("table", { class: "outages stack" }, el("thead", {}, head), this.body);
     keyboardRows(this.body, "tr[tabindex]");
@@ -85,6 +91,7 @@ export class OutagesPage implements Page {
       "section",
       { class: "page outages-page", "aria-label": "Outages", hidden: true },
       el("div", { class: "toolbar" }, el("h1", {}, "Outages"), this.stateFilter, this.kindFilter, this.text, el("label", {}, this.shelved, " show shelved"), this.count),
+      this.floodBar,
       el("div", { class: "scroll" }, table),
     );
     // The shared list follows its events itself; the other states are refetched here.
@@ -119,11 +126,7 @@ export class OutagesPage implements Page {
   private soon(): void {
     if (this.stateFilter.value === "active") return;
     this.stale = true;
-    if (!this.visible || this.pending) return;
-    this.pending = window.setTimeout(() => {
-      this.pending = 0;
-      this.refresh();
-    }, 250);
+    if (this.visible) this.later();
   }
 
   async refresh(): Promise<void> {
@@ -161,7 +164,13 @@ export class OutagesPage implements Page {
     const text = this.text.value.trim().toLowerCase();
     const kind = this.kindFilter.value;
     const showShelved = this.shelved.checked;
-    let rows = this.rows.filter(
+    const found = floods(this.rows.filter((o) => showShelved || !isShelved(o, now)));
+    const narrowed = found.find((f) => f.key === this.only);
+    if (!narrowed) this.only = null;
+    const inFlood = new Map<number, Flood>();
+    for (const f of found) for (const o of f.outages) inFlood.set(o.id, f);
+    this.drawFloods(found);
+    let rows = (narrowed ? narrowed.outages : this.rows).filter(
       (o) =>
         (!kind || o.kind === kind) &&
         (!text || o.device.toLowerCase().includes(text) || o.reason.toLowerCase().includes(text)) &&
@@ -181,7 +190,7 @@ export class OutagesPage implements Page {
       th.setAttribute("aria-sort", th.dataset.key === key ? (desc ? "descending" : "ascending") : "none");
     }
     const focused = (document.activeElement as HTMLElement | null)?.dataset?.outageId;
-    this.body.replaceChildren(...rows.slice(0, 1000).map((o) => this.row(o)));
+    this.body.replaceChildren(...rows.slice(0, 1000).map((o) => this.row(o, inFlood.get(o.id))));
     if (focused) this.body.querySelector<HTMLElement>(`tr[data-outage-id="${focused}"]`)?.focus();
     this.count.textContent = `${rows.length} of ${this.rows.length} outages`;
     this.el.dataset.loaded = "true";
@@ -195,7 +204,61 @@ export class OutagesPage implements Page {
     }
   }
 
-  private row(o: Outage): HTMLTableRowElement {
+  /** One line per flood: what it is, how many, since when, and its bulk actions. */
+  private drawFloods(found: Flood[]): void {
+    this.floodBar.replaceChildren(
+      ...found.map((f) => {
+        const open = f.outages.filter((o) => o.state === "open");
+        const line = el(
+          "div",
+          { class: "flood", "data-flood": f.key, "data-kind": f.kind, "data-count": f.outages.length },
+          el("strong", {}, `${f.outages.length} × ${f.kind}`),
+          ` ${[f.place, f.tenant].filter(Boolean).join(" · ")} · since `,
+          timeEl(f.since),
+        );
+        const button = (label: string, action: string, run: () => Promise<unknown>) => {
+          const b = el("button", { type: "button", "data-action": action }, label);
+          b.addEventListener("click", () => this.act(run));
+          line.append(b);
+        };
+        const shown = this.only === f.key;
+        const toggle = el("button", { type: "button", "data-action": "only", "aria-pressed": shown }, shown ? "Show all" : "Show these");
+        toggle.addEventListener("click", () => {
+          this.only = shown ? null : f.key;
+          this.draw();
+        });
+        line.append(toggle);
+        if (this.canAct && open.length) button(`Acknowledge ${open.length} open`, "ack-all", () => this.bulk(open, "acknowledge"));
+        if (this.canAct) button(`Shelve ${f.outages.length}…`, "shelve-all", () => this.bulkShelve(f));
+        return line;
+      }),
+    );
+  }
+
+  /** One request for many outages; each is done (and audited) as if alone. */
+  private async bulk(outages: Outage[], action: "acknowledge" | "shelve", extra: Record<string, string> = {}): Promise<void> {
+    const r = await post<{ done: Outage[]; skipped: { id: number; reason: string }[] }>("/outages/bulk", {
+      ids: outages.map((o) => o.id),
+      action,
+      ...extra,
+    });
+    if (r.skipped.length) {
+      report(new Error(`${r.done.length} done; ${r.skipped.length} left as they were: ${r.skipped.map((s) => `#${s.id} ${s.reason}`).join("; ")}`));
+    }
+  }
+
+  private async bulkShelve(f: Flood): Promise<unknown> {
+    const v = await ask(`Shelve ${f.outages.length} × ${f.kind}${f.place ? ` in ${f.place}` : ""}`, [
+      { name: "hours", label: "For (hours)", type: "number", value: "8", required: true },
+      { name: "reason", label: "Reason", required: true },
+    ], `Shelve ${f.outages.length}`);
+    if (!v) return;
+    await hubClock.sync().catch(() => {});
+    const until = new Date(hubClock.now() + Number(v.hours) * 3600_000).toISOString();
+    return this.bulk(f.outages, "shelve", { until, reason: v.reason });
+  }
+
+  private row(o: Outage, flood?: Flood): HTMLTableRowElement {
     const shelved = isShelved(o, hubClock.now());
     const actions = el("td", { class: "actions wide" });
     const button = (label: string, key: string, f: () => Promise<unknown>) => {
@@ -218,11 +281,11 @@ export class OutagesPage implements Page {
       { tabindex: 0, "data-outage-id": o.id, "data-state": o.state, "data-device": o.device, class: `sev-${o.severity} state-${o.state}` },
       el("td", { class: "severity" }, el("span", { class: `sev sev-${o.severity}`, "aria-hidden": "true" }, SEVERITY_ICON[o.severity] ?? "?"), ` ${o.severity}`),
       el("td", { class: "state" }, el("span", { "aria-hidden": "true" }, STATE_ICON[o.state] ?? ""), ` ${o.state}`, shelved ? el("span", { class: "badge" }, `shelved until ${when(o.shelved_until)}`) : null, o.chattering ? el("span", { class: "badge" }, "chattering") : null),
-      el("td", { class: "wide" }, o.kind, el("div", { class: "reason" }, o.reason)),
+      el("td", { class: "wide" }, o.kind, flood ? el("span", { class: "badge" }, `flood of ${flood.outages.length}`) : null, el("div", { class: "reason" }, o.reason)),
       el("td", { "data-label": "Asset" }, o.device),
       el("td", { class: "opened", "data-label": "Opened" }, timeEl(o.opened_at), el("div", { class: "age", "data-since": o.opened_at }, ago(o.opened_at))),
       el("td", { "data-label": "Seen" }, `${o.occurrences}×`),
-      el("td", { class: "wide handled" }, o.acknowledged_by ? `ack: ${o.acknowledged_by}` : null, o.assignee || o.team ? el("div", {}, `to: ${o.assignee ?? o.team}`) : null),
+      el("td", { class: "wide handled" }, o.acknowledged_by ? `ack: ${o.acknowledged_by}` : "not acknowledged", handler(o)),
       actions,
     );
     tr.addEventListener("click", () => this.app.openAsset(o.tenant, o.device));
@@ -260,8 +323,8 @@ export class OutagesPage implements Page {
 
   private async assign(o: Outage): Promise<unknown> {
     const v = await ask(`Assign ${o.kind} at ${o.device}`, [
-      { name: "team", label: "Team", value: o.team ?? "", required: true },
-      { name: "assignee", label: "Person (optional)", value: o.assignee ?? "" },
+      { name: "team", label: "Team", value: o.work_order?.team ?? "", required: true, suggestions: await teams() },
+      { name: "assignee", label: "Person (optional)", value: o.work_order?.assignee ?? "" },
       { name: "note", label: "Note (optional)" },
     ], "Assign");
     if (!v) return;
@@ -273,4 +336,12 @@ export class OutagesPage implements Page {
     if (!v) return;
     return post(`/outages/${o.id}/comment`, { text: v.text });
   }
+}
+
+/** Who handles an outage: its work order's state, team and person. */
+function handler(o: Outage): HTMLElement | null {
+  const w = o.work_order;
+  if (!w) return null;
+  const who = w.assignee ? `${w.assignee} (${w.team})` : w.team;
+  return el("div", { class: "work-order", "data-work-order": w.id }, `order #${w.id} ${w.state.replace("_", " ")}: ${who}`);
 }

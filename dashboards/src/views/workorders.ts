@@ -3,7 +3,7 @@
 // `work_order` events.
 
 import { all, post, vocabulary, type WorkOrder } from "../api";
-import { ask, el, keyboardRows } from "../dom";
+import { ask, coalesce, el, keyboardRows } from "../dom";
 import { duration, hubClock, when } from "../time";
 import * as live from "../live";
 import type { App, Page } from "../app";
@@ -23,14 +23,29 @@ export class WorkOrdersPage implements Page {
   private columns = new Map<string, HTMLElement>();
   private board: HTMLElement;
   private showClosed: HTMLInputElement;
+  private teamFilter: HTMLSelectElement;
+  private districtFilter: HTMLSelectElement;
+  private stateFilter: HTMLSelectElement;
   private timer = 0;
-  private pending = 0;
+  private later = coalesce(() => this.refresh());
   private visible = false;
   private stale = true;
 
   constructor(private app: App) {
     this.showClosed = el("input", { type: "checkbox" });
     this.showClosed.addEventListener("change", () => this.refresh());
+    this.teamFilter = el("select", { "aria-label": "Team" });
+    this.districtFilter = el("select", { "aria-label": "District" });
+    this.stateFilter = el("select", { "aria-label": "State" }, el("option", { value: "" }, "every state"));
+    for (const s of vocabulary("WorkOrderState")) this.stateFilter.append(el("option", { value: s }, s.replace("_", " ")));
+    for (const f of [this.teamFilter, this.districtFilter, this.stateFilter]) f.addEventListener("change", () => this.draw());
+    this.stateFilter.addEventListener("change", () => {
+      // Closed orders are fetched on request: choosing them asks for them.
+      if (this.stateFilter.value === "closed" && !this.showClosed.checked) {
+        this.showClosed.checked = true;
+        this.refresh();
+      }
+    });
     this.board = el("div", { class: "board" });
     for (const s of vocabulary("WorkOrderState")) {
       const list = el("ol", { class: "cards", "aria-label": s.replace("_", " ") });
@@ -42,7 +57,7 @@ export class WorkOrdersPage implements Page {
     this.el = el(
       "section",
       { class: "page workorders-page", "aria-label": "Work orders", hidden: true },
-      el("div", { class: "toolbar" }, el("h1", {}, "Work orders"), el("label", {}, this.showClosed, " show closed")),
+      el("div", { class: "toolbar" }, el("h1", {}, "Work orders"), this.teamFilter, this.districtFilter, this.stateFilter, el("label", {}, this.showClosed, " show closed")),
       this.board,
     );
     live.onEvent("work_order", () => this.soon());
@@ -64,11 +79,7 @@ export class WorkOrdersPage implements Page {
 
   private soon(): void {
     this.stale = true;
-    if (!this.visible || this.pending) return;
-    this.pending = window.setTimeout(() => {
-      this.pending = 0;
-      this.refresh();
-    }, 250);
+    if (this.visible) this.later();
   }
 
   async refresh(): Promise<void> {
@@ -88,13 +99,27 @@ export class WorkOrdersPage implements Page {
     this.draw();
   }
 
+  /** A filter's options: every value the orders have, the choice kept while it has any. */
+  private options(box: HTMLSelectElement, every: string, values: string[]): void {
+    const chosen = box.value;
+    const sorted = [...new Set(values)].sort();
+    box.replaceChildren(el("option", { value: "" }, every), ...sorted.map((v) => el("option", { value: v }, v)));
+    box.value = sorted.includes(chosen) ? chosen : "";
+  }
+
   private draw(): void {
+    this.options(this.teamFilter, "every team", this.orders.map((o) => o.team));
+    this.options(this.districtFilter, "every district", this.orders.flatMap((o) => (o.district ? [o.district] : [])));
+    const team = this.teamFilter.value;
+    const district = this.districtFilter.value;
+    const only = this.stateFilter.value;
+    const shown = this.orders.filter((o) => (!team || o.team === team) && (!district || o.district === district));
     for (const [state, col] of this.columns) {
       const list = col.querySelector("ol")!;
-      const orders = this.orders.filter((o) => o.state === state).sort((a, b) => Date.parse(a.due_at) - Date.parse(b.due_at));
+      const orders = shown.filter((o) => o.state === state).sort((a, b) => Date.parse(a.due_at) - Date.parse(b.due_at));
       list.replaceChildren(...orders.map((o) => this.card(o)));
       col.querySelector(".n")!.textContent = ` ${orders.length}`;
-      col.hidden = state === "closed" && !this.showClosed.checked;
+      col.hidden = (state === "closed" && !this.showClosed.checked) || (!!only && state !== only);
     }
     this.tick();
     this.el.dataset.loaded = "true";
@@ -102,58 +127,75 @@ export class WorkOrdersPage implements Page {
 
   /** Counts the deadlines down. */
   private tick(): void {
-    const now = hubClock.now();
-    for (const card of this.board.querySelectorAll<HTMLElement>("li[data-due]")) {
-      const left = Date.parse(card.dataset.due!) - now;
-      const finished = card.dataset.finished === "true";
-      const over = left < 0 && !finished;
-      card.classList.toggle("overdue", over);
-      card.classList.toggle("due-soon", !over && !finished && left < 3600_000);
-      const due = card.querySelector(".due")!;
-      due.textContent = finished ? `deadline ${when(card.dataset.due)}` : over ? `⚠ overdue by ${duration(-left)}` : `due in ${duration(left)}`;
-    }
+    tickCards(this.board);
   }
 
   private card(o: WorkOrder): HTMLElement {
-    const finished = ["done", "verified", "closed"].includes(o.state);
-    const steps = o.next_states ?? [];
-    const buttons = steps.map((to) => {
-      const b = el("button", { type: "button", "data-to": to }, STEP_LABEL[to] ?? to);
-      b.addEventListener("click", (e) => {
-        e.stopPropagation();
-        this.move(o, to);
-      });
-      return b;
-    });
-    const li = el(
-      "li",
-      { tabindex: 0, class: `card sev-${o.severity}`, "data-id": o.id, "data-state": o.state, "data-due": o.due_at, "data-finished": String(finished) },
-      el("div", { class: "title" }, `#${o.id} ${o.kind.replaceAll("_", " ")}`),
-      el("div", {}, `${o.device} · ${o.severity}`),
-      el("div", {}, `${o.team}${o.assignee ? ` → ${o.assignee}` : ""}`),
-      o.reopened ? el("div", { class: "badge" }, `reopened ${o.reopened}×`) : null,
-      el("div", { class: "due" }),
-      buttons.length ? el("div", { class: "actions" }, ...buttons) : null,
-    );
-    li.addEventListener("click", () => this.app.openAsset(o.tenant, o.device));
-    li.addEventListener("keydown", (e) => {
-      if (e.target === li && e.key === "Enter") this.app.openAsset(o.tenant, o.device);
-    });
-    return li;
+    return workOrderCard(o, (to) => this.move(o, to), () => this.app.openAsset(o.tenant, o.device));
   }
 
   private async move(o: WorkOrder, to: string): Promise<void> {
-    let body: Record<string, string> = { to };
-    if (to === "assigned" && !o.assignee) {
-      const v = await ask(`Assign #${o.id} (${o.team})`, [{ name: "assignee", label: "Person", required: true }, { name: "note", label: "Note (optional)" }], "Assign");
-      if (!v) return;
-      body = { to, assignee: v.assignee, ...(v.note ? { note: v.note } : {}) };
-    }
-    try {
-      await post(`/work-orders/${o.id}/transition`, body);
-      await this.refresh();
-    } catch (e) {
-      report(e);
-    }
+    if (await step(o, to)) await this.refresh();
   }
+}
+
+/** Moves `o` to `to` (asking for the person when it is assigned to nobody yet); whether it moved. */
+export async function step(o: WorkOrder, to: string): Promise<boolean> {
+  let body: Record<string, string> = { to };
+  if (to === "assigned" && !o.assignee) {
+    const v = await ask(`Assign #${o.id} (${o.team})`, [{ name: "assignee", label: "Person", required: true }, { name: "note", label: "Note (optional)" }], "Assign");
+    if (!v) return false;
+    body = { to, assignee: v.assignee, ...(v.note ? { note: v.note } : {}) };
+  }
+  try {
+    await post(`/work-orders/${o.id}/transition`, body);
+    return true;
+  } catch (e) {
+    report(e);
+    return false;
+  }
+}
+
+/** Counts a card's deadline down on the hub's clock: overdue, due soon, or when. */
+export function tickCards(root: HTMLElement): void {
+  const now = hubClock.now();
+  for (const card of root.querySelectorAll<HTMLElement>("li[data-due]")) {
+    const left = Date.parse(card.dataset.due!) - now;
+    const finished = card.dataset.finished === "true";
+    const over = left < 0 && !finished;
+    card.classList.toggle("overdue", over);
+    card.classList.toggle("due-soon", !over && !finished && left < 3600_000);
+    const due = card.querySelector(".due")!;
+    due.textContent = finished ? `deadline ${when(card.dataset.due)}` : over ? `⚠ overdue by ${duration(-left)}` : `due in ${duration(left)}`;
+  }
+}
+
+/** A work order's card: what, where, how its outage stands, its team, its deadline, and
+ * its next steps as buttons (`onStep`); a click or Enter opens the asset (`onOpen`). */
+export function workOrderCard(o: WorkOrder, onStep: (to: string) => void, onOpen: () => void, extra: HTMLElement[] = []): HTMLElement {
+  const finished = ["done", "verified", "closed"].includes(o.state);
+  const buttons = (o.next_states ?? []).map((to) => {
+    const b = el("button", { type: "button", "data-to": to }, STEP_LABEL[to] ?? to);
+    b.addEventListener("click", (e) => {
+      e.stopPropagation();
+      onStep(to);
+    });
+    return b;
+  });
+  const li = el(
+    "li",
+    { tabindex: 0, class: `card sev-${o.severity}`, "data-id": o.id, "data-state": o.state, "data-due": o.due_at, "data-finished": String(finished) },
+    el("div", { class: "title" }, `#${o.id} ${o.kind.replaceAll("_", " ")}`),
+    el("div", { class: "where" }, [o.device, o.district, o.cabinet ? `cabinet ${o.cabinet}` : null].filter(Boolean).join(" · ")),
+    el("div", { class: "outage-state", "data-outage-state": o.outage_state ?? "" }, `${o.severity} · ${o.outage_state ? `outage ${o.outage_state}` : "inspection"}`),
+    el("div", {}, `${o.team}${o.assignee ? ` → ${o.assignee}` : ""}`),
+    o.reopened ? el("div", { class: "badge" }, `reopened ${o.reopened}×`) : null,
+    el("div", { class: "due" }),
+    buttons.length || extra.length ? el("div", { class: "actions" }, ...buttons, ...extra) : null,
+  );
+  li.addEventListener("click", onOpen);
+  li.addEventListener("keydown", (e) => {
+    if (e.target === li && e.key === "Enter") onOpen();
+  });
+  return li;
 }
