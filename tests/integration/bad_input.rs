@@ -589,3 +589,43 @@ async fn made_up_devices_share_their_tenants_dead_letters_and_an_empty_status_cl
         0
     );
 }
+
+/// A tenant and device imported while the hub runs are known to it at once: their first
+/// message, a moment after the import and before any other message could have made the
+/// hub look again, is stored, not refused as an unknown tenant.
+#[tokio::test]
+async fn a_tenant_imported_while_the_hub_runs_is_known_before_its_first_message() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Light, 1)]).await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let hub = start_listening(
+        ingest_config(broker.port(), &unique("hub-")),
+        &db,
+        &mut p,
+        &t,
+    )
+    .await;
+    let newcomer = unique("n");
+    db.import(&tests::db::devices(&newcomer, &[(Kind::Cabinet, 1)]))
+        .await;
+    // Well within the second after which a miss would make the hub look again, and far
+    // from its periodic reload: only the import's announcement can have told it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.send(
+        &format!("city/{newcomer}/cabinet/C0/telemetry"),
+        format!(r#"{{"ts":{},"supply":true}}"#, now_ms()),
+    )
+    .await;
+    p.flush().await;
+    db.wait_count("SELECT count(*) FROM cabinet_readings", 1)
+        .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM dead_letters").await,
+        0,
+        "nothing refused"
+    );
+    hub.stop().await;
+}

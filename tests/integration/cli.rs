@@ -75,6 +75,10 @@ fn the_effective_configuration_hides_secrets() {
         ],
     );
     assert!(ok);
+    assert!(
+        out.contains("database_url = \"postgres://u:***@h/x\""),
+        "where the database is, without its password: {out}"
+    );
     assert!(out.contains("username = \"cityhub-ingest\""), "{out}");
     assert!(
         out.contains("mqtt_username = \"cityhub-commands\""),
@@ -342,7 +346,7 @@ async fn reports_show_the_alarm_load_and_the_crews_record() {
     assert!(ok, "{err}");
     assert!(out.contains("| lamp_failure | 12 | 14 |"), "{out}");
     assert!(out.contains("Flood: 12 outages opened"), "{out}");
-    assert!(out.contains("| L0 | lamp_failure | 1 | 3 |"), "{out}");
+    assert!(out.contains("| rep | L0 | lamp_failure | 1 | 3 |"), "{out}");
 
     let (ok, out, err) = cityhub(&["report", "teams", "--days", "1"], &env);
     assert!(ok, "{err}");
@@ -374,4 +378,191 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {err}", out.status);
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test]
+async fn a_simulated_city_can_bring_its_last_days_and_they_open_no_outage() {
+    let db = TestDb::new().await;
+    let truth = std::env::temp_dir().join(tests::unique("truth-"));
+    let run = |days: &str, import: bool| {
+        let mut args = vec![
+            "simulate",
+            "run",
+            "--seed",
+            "3",
+            "--tenant",
+            "hist",
+            "--lamps",
+            "40",
+            "--meters",
+            "6",
+            "--vehicles",
+            "2",
+            "--duration-secs",
+            "1",
+            "--mqtt-port",
+            "1",
+            "--history-days",
+            days,
+            "--truth",
+            truth.to_str().unwrap(),
+        ];
+        if import {
+            args.push("--import");
+        }
+        cityhub(&args, &[("CITYHUB_DATABASE_URL", &db.url)])
+    };
+
+    // Without the inventory every message is refused, and said to be.
+    let (ok, _, err) = run("1", false);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("messages refused (devices not imported? see --import)"),
+        "{err}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM light_readings").await, 0);
+    let (ok, _, err) = run("31", true);
+    assert!(!ok && err.contains("--history-days"), "{err}");
+
+    let before = chrono::Utc::now();
+    let (ok, _, err) = run("2", true);
+    let after = chrono::Utc::now();
+    assert!(ok, "{err}");
+    assert!(err.contains("History from"), "{err}");
+    // Two days of each device at its interval (lamps 15 min, meters hourly, buses 10 s),
+    // all before the run started, none older than two days.
+    let per_device = |table: &'static str| {
+        let db = &db;
+        async move {
+            let r = db
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT min(n), max(n), min(lo), max(hi) FROM
+                         (SELECT count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM {table} GROUP BY device_id) x"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            let (least, most): (i64, i64) = (r.get(0), r.get(1));
+            let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+                (r.get(2), r.get(3));
+            (least, most, first, last)
+        }
+    };
+    for (table, devices, every_s) in [
+        ("light_readings", 40, 900),
+        ("meter_readings", 6, 3600),
+        ("vehicle_readings", 2, 10),
+    ] {
+        let (least, most, first, last) = per_device(table).await;
+        let expected = 2 * 86_400 / every_s;
+        assert!(
+            (expected - 1..=expected + 1).contains(&least) && most <= expected + 1,
+            "{table}: {least}..{most} readings a device, {expected} expected"
+        );
+        assert!(first >= before - chrono::Duration::days(2) - chrono::Duration::seconds(1));
+        assert!(last < after, "{table}: {last} is not in the past");
+        let stored = db
+            .count(&format!("SELECT count(DISTINCT device_id) FROM {table}"))
+            .await;
+        assert_eq!(stored, devices, "{table}");
+    }
+    // The latest state of every device, and no outage: the rules never judged the past.
+    let devices = db.count("SELECT count(*) FROM devices").await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM device_latest").await,
+        devices
+    );
+    assert_eq!(db.count("SELECT count(*) FROM outages").await, 0);
+
+    // Again: the city goes on from its newest message, nothing written twice.
+    let lamps_before = db.count("SELECT count(*) FROM light_readings").await;
+    let (ok, _, err) = run("2", true);
+    assert!(ok, "{err}");
+    let (least, most, ..) = per_device("light_readings").await;
+    assert!(
+        most <= 2 * 96 + 2,
+        "{least}..{most} lamp readings a device after a second run"
+    );
+    let lamps_after = db.count("SELECT count(*) FROM light_readings").await;
+    assert!(
+        lamps_after - lamps_before <= 40,
+        "{lamps_before} -> {lamps_after}"
+    );
+    // Its counters go on from what each device said last: none goes back.
+    for (table, counter) in [
+        ("light_readings", "energy_wh"),
+        ("light_readings", "burn_hours"),
+        ("meter_readings", "total"),
+    ] {
+        let back = db
+            .count(&format!(
+                "SELECT count(*) FROM (SELECT {counter} < lag({counter}) OVER (PARTITION BY device_id ORDER BY ts) AS back FROM {table}) x WHERE back"
+            ))
+            .await;
+        assert_eq!(back, 0, "{table}.{counter} went back {back} times");
+    }
+    // A history cannot lie ahead of now.
+    let (ok, _, err) = cityhub(
+        &[
+            "simulate",
+            "run",
+            "--tenant",
+            "hist",
+            "--lamps",
+            "40",
+            "--history-days",
+            "1",
+            "--start",
+            "2999-01-01T00:00:00Z",
+            "--duration-secs",
+            "1",
+            "--mqtt-port",
+            "1",
+        ],
+        &[("CITYHUB_DATABASE_URL", &db.url)],
+    );
+    assert!(!ok && err.contains("must not be ahead of now"), "{err}");
+
+    // Commands other than `serve` drop no readings, whatever retention they are given.
+    for args in [&["migrate"][..], &["devices", "import", "/dev/null"][..]] {
+        let _ = cityhub(
+            args,
+            &[
+                ("CITYHUB_DATABASE_URL", &db.url),
+                ("CITYHUB_RETENTION_DAYS", "1"),
+            ],
+        );
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM light_readings").await,
+        lamps_after
+    );
+    let _ = std::fs::remove_file(truth);
+}
+
+/// The configuration shipped for /etc/cityhub is valid once its secrets come from the
+/// environment (as the systemd units give them), and says which is missing otherwise.
+#[test]
+fn the_shipped_configuration_is_valid_with_its_secrets_from_the_environment() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/cityhub.toml");
+    let secrets = [
+        ("CITYHUB_MQTT_PASSWORD", "ingest-pw"),
+        ("CITYHUB_COMMANDS_MQTT_PASSWORD", "commands-pw"),
+        (
+            "CITYHUB_HTTP_SESSION_SECRET",
+            "3f9a1c7e5b2d8046a1e9c3b7d5f20864",
+        ),
+    ];
+    let (ok, out, err) = cityhub(&["--config", shipped, "config"], &secrets);
+    assert!(ok, "{err}");
+    assert!(out.contains("client_id = \"cityhub-ingest\""), "{out}");
+    assert!(
+        !out.contains("ingest-pw") && !out.contains("commands-pw"),
+        "{out}"
+    );
+    let (ok, _, err) = cityhub(&["--config", shipped, "config"], &secrets[1..]);
+    assert!(!ok && err.contains("ingest.mqtt.password"), "{err}");
 }

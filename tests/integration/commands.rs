@@ -247,7 +247,7 @@ async fn who_may_send_and_read_commands_and_what_is_refused() {
         ),
         (
             json!({"target": {"device": "L1"}, "action": "explode"}),
-            "not one of set_light, reboot",
+            "not one of set_light, resume_schedule, reboot",
         ),
         (
             json!({"target": {"device": "L1"}, "action": "set_light", "dim": 50.5}),
@@ -265,11 +265,42 @@ async fn who_may_send_and_read_commands_and_what_is_refused() {
             json!({"target": {"polygon": [[0, 0], [1, 1]]}, "action": "reboot"}),
             "ring of 3 to 1000",
         ),
+        (
+            json!({"target": {"device": "L1"}, "action": "set_light", "on": null}),
+            "on: invalid type: null, expected a boolean",
+        ),
+        (
+            json!({"target": {"device": "L1"}, "action": "set_light", "dim": null}),
+            "dim: invalid type: null",
+        ),
+        (
+            json!({"target": {"device": "L1"}, "action": "reboot", "confirm": null}),
+            "confirm: invalid type: null",
+        ),
+        (
+            json!({"tenant": null, "target": {"device": "L1"}, "action": "reboot"}),
+            "tenant: invalid type: null",
+        ),
+        (
+            json!({"target": {"device": "C0"}, "action": "resume_schedule"}),
+            "C0 is a cabinet; resume_schedule goes to lamps only",
+        ),
     ] {
         let r = send(&city, "admin", body.clone()).await;
         assert_eq!(r.status, 400, "{body}");
         assert!(r.error().contains(why), "{body}: {}", r.error());
     }
+    // A preview names the action as asked.
+    let r = city
+        .api
+        .call(Req::post(
+            "/api/v1/commands/preview",
+            &city.tokens["admin"],
+            &json!({"target": {"device": "L1"}, "action": "resume_schedule"}).to_string(),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["action"], "resume_schedule");
 }
 
 #[tokio::test]
@@ -308,6 +339,56 @@ async fn batches_and_their_devices_come_a_page_at_a_time() {
         .json();
     assert_eq!(last["items"][0]["body"]["dim"], 10);
     assert!(last["next_cursor"].is_null());
+
+    // The batches that reached one device: the cabinet's three and one of its own, not
+    // another lamp's; another tenant's devices are not the caller's to ask for.
+    let one = |lamp: &str, dim: i64| json!({"target": {"devices": [lamp]}, "action": "set_light", "dim": dim});
+    assert_eq!(send(&city, "operator", one("L5", 40)).await.status, 201);
+    assert_eq!(send(&city, "operator", one("L6", 50)).await.status, 201);
+    let dims_for = |query: String| {
+        let city = &city;
+        async move {
+            let r = city.api.call(Req::get(&query, auth)).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["body"]["dim"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        dims_for("/api/v1/commands?device=L5".into()).await,
+        [40, 30, 20, 10]
+    );
+    assert_eq!(
+        dims_for("/api/v1/commands?device=L7".into()).await,
+        [30, 20, 10]
+    );
+    assert_eq!(
+        dims_for("/api/v1/commands?device=C0".into()).await,
+        Vec::<i64>::new(),
+        "a set_light reaches a cabinet's lamps, not the cabinet"
+    );
+    assert_eq!(
+        dims_for("/api/v1/commands?device=L5&limit=1".into()).await,
+        [40]
+    );
+    let long = "L".repeat(300);
+    let r = city
+        .api
+        .call(Req::get(&format!("/api/v1/commands?device={long}"), auth))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = city
+        .api
+        .call(Req::get(
+            &format!("/api/v1/commands?device=L5&tenant={}", city.b),
+            auth,
+        ))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
 
     let id = page["items"][0]["id"].as_i64().unwrap();
     let mut seen = Vec::new();
@@ -593,6 +674,111 @@ async fn a_command_reaches_a_simulated_lamp_which_acks_and_shows_it() {
         .unwrap()
         .at(ts, lon, dawn, dusk, model::astro::is_dark(lon, lat, ts));
     assert_eq!((on, dim), (expected.on, expected.dim));
+
+    // Held by an operator for 4 hours, then sent back to its schedule: it is told what
+    // its profile asks for now, for a minute, and shows it at once.
+    let held = hub
+        .command(json!({"target": {"device": lamp}, "action": "set_light", "dim": 12, "expires_in_s": 14400}))
+        .await;
+    hub.wait_status(held, &lamp, "acked").await;
+    for wrong in [
+        json!({"target": {"device": lamp}, "action": "resume_schedule", "dim": 50}),
+        json!({"target": {"device": lamp}, "action": "resume_schedule", "expires_in_s": 3600}),
+    ] {
+        let (status, reply) = http(
+            hub.hub.http_port,
+            "POST",
+            "/api/v1/commands",
+            &hub.token,
+            Some(&wrong),
+        )
+        .await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("resume_schedule takes no"),
+            "{reply}"
+        );
+    }
+    let resumed = hub
+        .command(json!({"target": {"device": lamp}, "action": "resume_schedule"}))
+        .await;
+    let sent_body: Value = hub
+        .db
+        .client
+        .query_one("SELECT body FROM commands WHERE batch_id = $1", &[&resumed])
+        .await
+        .unwrap()
+        .get(0);
+    let (issued, expires): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = hub
+        .db
+        .client
+        .query_one(
+            "SELECT issued_at, expires_at FROM command_batches WHERE id = $1",
+            &[&resumed],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((expires - issued).num_seconds(), 60);
+    let now = Timestamp::from_datetime(issued);
+    let told = model::lighting::scheduled(Some(&profile), lon, lat, now);
+    assert_eq!(
+        sent_body,
+        json!({"action": "set_light", "on": told.on, "dim": told.dim as i64, "expires": expires.timestamp_millis()}),
+        "what the lamp is told is its profile's level now, and nothing a device does not know"
+    );
+    hub.wait_status(resumed, &lamp, "acked").await;
+    // The lamp's own command, with what it was told, in its list and in the batch's.
+    let (status, listed) = http(
+        hub.hub.http_port,
+        "GET",
+        &format!("/api/v1/commands?device={lamp}"),
+        &hub.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let own = &listed["items"][0];
+    assert_eq!(own["id"], resumed, "{listed}");
+    assert_eq!(own["command"]["body"], sent_body, "{listed}");
+    assert_eq!(own["command"]["device"], lamp.as_str());
+    // The broker's acknowledgement is recorded with the dispatcher's next round.
+    let command = eventually(Duration::from_secs(10), "the command's sent_at", || async {
+        let (status, devices) = http(
+            hub.hub.http_port,
+            "GET",
+            &format!("/api/v1/commands/{resumed}/devices"),
+            &hub.token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{devices}");
+        let command = devices["items"][0].clone();
+        command["sent_at"].is_string().then_some(command)
+    })
+    .await;
+    assert_eq!(command["body"], sent_body);
+    // When the broker took it, on the hub's clock: after the batch was issued.
+    let sent_at: chrono::DateTime<chrono::Utc> =
+        command["sent_at"].as_str().unwrap().parse().unwrap();
+    assert!(sent_at >= issued, "{command}");
+    let shown: f64 = eventually(Duration::from_secs(10), "the lamp back on its schedule", || async {
+        hub.db
+            .client
+            .query_opt(
+                "SELECT (l.telemetry->>'dim')::float8 FROM device_latest l JOIN devices d ON d.id = l.device_id
+                 WHERE d.ext_id = $1 AND l.telemetry_ts > $2 AND (l.telemetry->>'dim')::float8 <> 12",
+                &[&lamp, &issued],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0))
+    })
+    .await;
+    assert_eq!(shown, told.dim);
     stop.cancel();
     let _ = task.await;
 }
@@ -743,4 +929,65 @@ async fn pending_commands_survive_a_broker_restart() {
     hub.wait_status(batch, "L0", "sent").await;
     hub.wait_status(batch, "L2", "sent").await;
     assert_eq!(hub.status_of(batch, "L0").await.0, "sent");
+}
+
+#[tokio::test]
+async fn lamps_sent_back_to_their_schedule_are_each_told_its_level_and_a_large_group_holds_longer()
+{
+    let db = TestDb::new().await;
+    let tenant = unique("resume");
+    db.import(&tests::db::devices(
+        &tenant,
+        &[(Kind::Light, 250), (Kind::Cabinet, 1)],
+    ))
+    .await;
+    let tenant_id: i32 = db
+        .client
+        .query_one("SELECT id FROM tenants WHERE slug = $1", &[&tenant])
+        .await
+        .unwrap()
+        .get(0);
+    let mut store = db.store().await;
+    // No schedule: dusk to dawn at full output; each lamp is told what that asks for at
+    // its own place at the batch's time.
+    let issued: chrono::DateTime<chrono::Utc> = "2026-11-22T23:30:00Z".parse().unwrap();
+    let base = issued + chrono::Duration::seconds(60);
+    let row = store
+        .actions
+        .issue_commands(&store::NewBatch {
+            tenant_id,
+            target: &store::CommandTarget::Cabinet("C0".into()),
+            action: "set_light",
+            body: json!({"action": "set_light", "resume_schedule": true, "expires": base.timestamp_millis()}),
+            issued_at: issued,
+            expires_at: base,
+            issued_by: "olga",
+            confirm: Some(250),
+            resume_schedule: true,
+        })
+        .await
+        .unwrap();
+    // 250 lamps: two seconds beyond the minute.
+    let expires = issued + chrono::Duration::seconds(62);
+    assert_eq!(row.expires_at, Some(expires));
+    assert_eq!(row.body["expires"], expires.timestamp_millis());
+    let rows = db
+        .client
+        .query(
+            "SELECT d.lon, d.lat, c.body, c.expires_at FROM commands c JOIN devices d ON d.id = c.device_id
+             WHERE c.batch_id = $1",
+            &[&row.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 250);
+    for r in rows {
+        let (lon, lat, body): (f64, f64, Value) = (r.get(0), r.get(1), r.get(2));
+        let told = model::lighting::scheduled(None, lon, lat, Timestamp::from_datetime(issued));
+        assert_eq!(
+            body,
+            json!({"action": "set_light", "on": told.on, "dim": told.dim as i64, "expires": expires.timestamp_millis()})
+        );
+        assert_eq!(r.get::<_, chrono::DateTime<chrono::Utc>>(3), expires);
+    }
 }

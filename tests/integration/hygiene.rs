@@ -233,7 +233,7 @@ async fn shelving_and_acknowledging_refuse_what_makes_no_sense() {
 
 #[tokio::test]
 async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
-    let (_db, mut store, ids) = start(&[(Kind::Light, 12)]).await;
+    let (db, mut store, ids) = start(&[(Kind::Light, 12)]).await;
     let l = |i: usize| ids[&format!("L{i}")];
     let minute = |m: usize| format!("2026-03-01T00:{m:02}:00Z");
     let mut changes = Vec::new();
@@ -309,6 +309,27 @@ async fn the_alarm_report_counts_floods_chattering_shelving_and_bad_actors() {
         [("L0", "lamp_failure", 2, 4), ("L1", "lamp_failure", 1, 1)]
     );
     assert_eq!(report.bad_actors[0].device_id, l(0));
+    let tenant: String = db
+        .client
+        .query_one("SELECT slug FROM tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(report.bad_actors.iter().all(|b| b.tenant == tenant));
+    assert_eq!(report.per_day, vec![(utc("2026-03-01T00:00:00Z"), 14)]);
+    // Per UTC day over two: L5's silence the day before.
+    let days = store
+        .admin
+        .alarm_report(utc("2026-02-28T00:00:00Z"), utc("2026-03-02T00:00:00Z"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        days.per_day,
+        vec![
+            (utc("2026-02-28T00:00:00Z"), 1),
+            (utc("2026-03-01T00:00:00Z"), 14)
+        ]
+    );
 
     let quiet = store
         .admin

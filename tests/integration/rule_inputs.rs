@@ -289,8 +289,8 @@ async fn acknowledged_commands_are_in_force_until_they_expire() {
     assert_eq!(in_force("2026-03-01T11:30:00Z").await, ["c-2", "c-4"]);
     assert_eq!(
         in_force("2026-03-01T12:00:00Z").await,
-        ["c-1", "c-4"],
-        "c-2 expired"
+        ["c-4"],
+        "c-2 replaced c-1 and has expired: L0 follows its schedule"
     );
     assert_eq!(in_force("2026-03-01T10:15:00Z").await, ["c-1", "c-4"]);
     assert!(

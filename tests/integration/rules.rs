@@ -14,6 +14,29 @@ fn last_night_ms() -> i64 {
     (now - day - 12 * 3_600_000).div_euclid(day) * day + 23 * 3_600_000
 }
 
+/// A rules file of `rules` in a directory of its own.
+fn rules_file(rules: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique("rules-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.toml");
+    std::fs::write(&file, rules).unwrap();
+    file
+}
+
+/// The hub on `setup`'s database and broker with the rules file `file` (and `settings`),
+/// connected to the broker.
+async fn hub_with_rules(
+    setup: &Setup,
+    file: &std::path::Path,
+    settings: &[(&str, &str)],
+) -> HubProcess {
+    let mut env = vec![("CITYHUB_RULES_FILE", file.to_str().unwrap())];
+    env.extend_from_slice(settings);
+    let mut hub = HubProcess::spawn_with(&setup.db.url, setup.broker.port(), &unique("hub-"), &env);
+    hub.wait_connected().await;
+    hub
+}
+
 async fn outages(db: &TestDb) -> Vec<(String, String, String)> {
     db.client
         .query(
@@ -178,24 +201,14 @@ async fn outage_kinds(db: &TestDb, kind: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_changed_rules_file_applies_without_restart_and_a_bad_one_is_refused() {
+    let setup = Setup::start(&[(Kind::Light, 2)]).await;
+    let file = rules_file("[voltage]\nmax_v = 253.0\n");
+    let mut hub = hub_with_rules(&setup, &file, &[]).await;
     let Setup {
         tenant: t,
         db,
         broker,
-    } = Setup::start(&[(Kind::Light, 2)]).await;
-    let dir = std::env::temp_dir().join(unique("rules-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("rules.toml");
-    std::fs::write(&file, "[voltage]\nmax_v = 253.0\n").unwrap();
-    let path = file.to_str().unwrap();
-    let hub = HubProcess::spawn_with(
-        &db.url,
-        broker.port(),
-        &unique("hub-"),
-        &[("CITYHUB_RULES_FILE", path)],
-    );
-    let mut hub = hub;
-    hub.wait_connected().await;
+    } = setup;
     let mut p = Publisher::connect(broker.port()).await;
     let night = last_night_ms();
     let reading = |volts: f64, k: i64| {
@@ -244,29 +257,20 @@ async fn a_changed_rules_file_applies_without_restart_and_a_bad_one_is_refused()
     })
     .await;
     assert!(hub.terminate());
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
 #[tokio::test]
 async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telemetry() {
+    let setup = Setup::start(&[(Kind::Light, 3)]).await;
+    // Readings from last night would be silent by the wall clock: silence is off here.
+    let file = rules_file("[work_orders]\nverify_hold_s = 1800\n[silence]\nintervals = 1000.0\n");
+    let mut hub = hub_with_rules(&setup, &file, &[]).await;
     let Setup {
         tenant: t,
         db,
         broker,
-    } = Setup::start(&[(Kind::Light, 3)]).await;
-    let dir = std::env::temp_dir().join(unique("rules-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("rules.toml");
-    // Readings from last night would be silent by the wall clock: silence is off here.
-    let rules = "[work_orders]\nverify_hold_s = 1800\n[silence]\nintervals = 1000.0\n";
-    std::fs::write(&file, rules).unwrap();
-    let mut hub = HubProcess::spawn_with(
-        &db.url,
-        broker.port(),
-        &unique("hub-"),
-        &[("CITYHUB_RULES_FILE", file.to_str().unwrap())],
-    );
-    hub.wait_connected().await;
+    } = setup;
     let ids = db.device_ids(&t).await;
     let mut store = db.store().await;
     let night = last_night_ms();
@@ -385,7 +389,7 @@ async fn commands_set_expectations_and_repairs_are_verified_or_reopened_by_telem
         .get(0);
     assert!(reason.contains("still shows lamp_failure"), "{reason}");
     assert!(hub.terminate());
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
 #[tokio::test]
@@ -539,4 +543,119 @@ async fn outages_keep_opening_after_a_postgres_restart() {
     )
     .await;
     assert!(hub.is_running());
+}
+
+/// A lamp whose clock runs four minutes ahead sends a reading, then its last will. It is
+/// heard from when the reading arrived, not when its clock said: it is offline from the
+/// will on, and the outage is not resolved when the hub's clock reaches the reading's
+/// stamp, with nothing new from the lamp.
+#[tokio::test]
+async fn a_clock_ahead_neither_extends_hearing_nor_resolves_a_silence() {
+    let setup = Setup::start(&[(Kind::Light, 1)]).await;
+    let file = rules_file("[silence]\ngrace_s = 30\n");
+    // A minute of the hub's time a second.
+    let clock = simulators::clock::SimClock::starting_at(model::Timestamp::now(), 60.0);
+    let _hub = hub_with_rules(&setup, &file, &[("CITYHUB_SIM_CLOCK", &clock.to_string())]).await;
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = setup;
+    let mut p = Publisher::connect(broker.port()).await;
+    let ahead = clock.now().add_secs(240);
+    // Online, by its clock four minutes from now.
+    p.send(
+        &format!("city/{t}/light/L0/status"),
+        format!(r#"{{"ts":{},"state":"online"}}"#, ahead.micros() / 1000),
+    )
+    .await;
+    p.send(
+        &format!("city/{t}/light/L0/telemetry"),
+        // Off: neither a day burner by day nor (one reading) a failure by night.
+        format!(
+            r#"{{"ts":{},"on":false,"power_w":0}}"#,
+            ahead.micros() / 1000
+        ),
+    )
+    .await;
+    p.send(
+        &format!("city/{t}/light/L0/status"),
+        r#"{"state":"offline"}"#,
+    )
+    .await;
+    p.flush().await;
+    let offline = (
+        "L0".to_owned(),
+        "device_offline".to_owned(),
+        "open".to_owned(),
+    );
+    eventually(Duration::from_secs(20), "L0 offline", || async {
+        outages(&db).await.contains(&offline).then_some(())
+    })
+    .await;
+    let latest = db
+        .client
+        .query_one("SELECT last_seen, online FROM device_latest", &[])
+        .await
+        .unwrap();
+    let seen: chrono::DateTime<chrono::Utc> = latest.get(0);
+    assert_eq!(
+        latest.get::<_, Option<bool>>(1),
+        Some(false),
+        "its last will came after its online status, whatever the status's stamp"
+    );
+    assert!(
+        model::Timestamp::from_datetime(seen) < ahead.add_secs(-120),
+        "last seen {seen}: when the reading arrived, not {ahead:?}"
+    );
+    // The hub's clock passes the reading's stamp by two minutes.
+    while clock.now() < ahead.add_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(outages(&db).await, [offline], "nothing new was heard");
+}
+
+/// A lamp imported while the hub runs is judged from its first accepted reading, not from
+/// the rules' next reload of the inventory a minute later.
+#[tokio::test]
+async fn a_device_imported_while_the_hub_runs_is_judged_from_its_first_readings() {
+    let setup = Setup::start(&[(Kind::Light, 1)]).await;
+    let file = rules_file("[lamp_failure]\non_delay_s = 0\n[silence]\nintervals = 1000.0\n");
+    let _hub = hub_with_rules(&setup, &file, &[]).await;
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = setup;
+    // The rules have loaded the inventory of one lamp; a second joins it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    db.import(&tests::db::devices(&t, &[(Kind::Light, 2)]))
+        .await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let imported = std::time::Instant::now();
+    let failed = (
+        "L1".to_owned(),
+        "lamp_failure".to_owned(),
+        "open".to_owned(),
+    );
+    loop {
+        p.send(
+            &format!("city/{t}/light/L1/telemetry"),
+            format!(
+                r#"{{"ts":{},"on":true,"power_w":0,"fault":"lamp_failure"}}"#,
+                now_ms()
+            ),
+        )
+        .await;
+        p.flush().await;
+        if outages(&db).await.contains(&failed) {
+            break;
+        }
+        assert!(
+            imported.elapsed() < Duration::from_secs(20),
+            "no failure of L1 within 20 s of its import: {:?}",
+            outages(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -266,6 +266,22 @@ async fn schedules_are_for_operators_of_their_own_tenants() {
             "lamps only",
         ),
         (json!({"profile": {"dim": 101}}), 400, "0 to 100"),
+        // A field given is a value: null is refused, not read as left out.
+        (
+            json!({"profile": {"dim": null}}),
+            400,
+            "dim: invalid type: null",
+        ),
+        (
+            json!({"profile": {}, "expires": null}),
+            400,
+            "expires: invalid type: null",
+        ),
+        (
+            json!({"tenant": null, "profile": {}}),
+            400,
+            "tenant: invalid type: null",
+        ),
         (
             json!({"profile": {}, "expires": "2020-01-01T00:00:00Z"}),
             400,

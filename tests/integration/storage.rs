@@ -88,14 +88,16 @@ async fn a_backlog_from_weeks_ago_is_stored_and_retention_drops_old_days() {
 async fn migrate_is_idempotent_and_keeps_its_storage_path() {
     let db = TestDb::new().await;
     let first = Db::connect(&db.url).await.unwrap().path();
-    let again = Db::migrate(&db.url, timescale_mode(), 365).await.unwrap();
+    let again = Db::migrate(&db.url, timescale_mode(), Some(365))
+        .await
+        .unwrap();
     assert_eq!(again.path(), first);
     assert_eq!(
         db.count("SELECT count(*) FROM schema_migrations").await,
         store::schema::migrations(first).len() as i64
     );
     if first == StoragePath::Partitioned {
-        let err = Db::migrate(&db.url, store::TimescaleMode::Require, 365)
+        let err = Db::migrate(&db.url, store::TimescaleMode::Require, Some(365))
             .await
             .err()
             .expect("refused");

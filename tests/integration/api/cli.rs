@@ -81,6 +81,16 @@ async fn users_are_added_with_a_long_password_and_their_printed_token_works() {
         "a long enough password\n",
     );
     assert!(!ok && err.contains("needs a team"), "{err}");
+    let (ok, out, err) = cityhub(&["users", "list"], &env, "");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        format!("username\trole\tteam\tstate\ttenants\nolga\toperator\t-\tactive\t{tenant}\n")
+    );
+    let (ok, out, _) = cityhub(&["users", "list", "--tenant", &tenant], &env, "");
+    assert!(ok && out.contains("olga"), "{out}");
+    let (ok, _, err) = cityhub(&["users", "list", "--tenant", "atlantis"], &env, "");
+    assert!(!ok && err.contains("no tenant `atlantis`"), "{err}");
 
     let (ok, token, err) = cityhub(
         &["users", "token", "olga", "--name", "gis-export"],
@@ -104,6 +114,9 @@ async fn users_are_added_with_a_long_password_and_their_printed_token_works() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["username"], "olga");
+    // The hub's clock, for clients that count deadlines down.
+    let now: chrono::DateTime<chrono::Utc> = r.json()["now"].as_str().unwrap().parse().unwrap();
+    assert!((chrono::Utc::now() - now).num_seconds().abs() < 60, "{now}");
     let login = serde_json::json!({"username": "olga", "password": "a long enough password"});
     let r = api
         .call(Req::post("/api/v1/login", &Auth::None, &login.to_string()))
@@ -125,10 +138,16 @@ async fn audit_verify_passes_then_names_an_edited_and_a_deleted_entry() {
     let db = TestDb::new().await;
     let mut store = db.store().await;
     for i in 1..=5 {
+        // The last through an API token of hers.
+        let actor = if i == 5 {
+            "olga (token gis-export)"
+        } else {
+            "olga"
+        };
         store
             .actions
             .audit(
-                "olga",
+                actor,
                 "outage.acknowledge",
                 &format!("outage/{i}"),
                 serde_json::json!({"n": i}),
@@ -140,6 +159,36 @@ async fn audit_verify_passes_then_names_an_edited_and_a_deleted_entry() {
     let (ok, out, err) = cityhub(&["audit", "verify"], &env, "");
     assert!(ok, "{err}");
     assert!(out.starts_with("audit log intact: 5 entries\n"), "{out}");
+    // The newest entries, oldest first; by target or by actor.
+    let (ok, out, err) = cityhub(&["audit", "show", "--limit", "2"], &env, "");
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "id\tat\tactor\taction\ttarget\tdetail");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("4\t")
+            && lines[1].ends_with("\tolga\toutage.acknowledge\toutage/4\t{\"n\":4}"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("5\t"), "{out}");
+    let (ok, out, _) = cityhub(&["audit", "show", "--target", "outage/3"], &env, "");
+    assert!(
+        ok && out.lines().count() == 2 && out.contains("outage/3"),
+        "{out}"
+    );
+    let (ok, out, _) = cityhub(&["audit", "show", "--actor", "mallory"], &env, "");
+    assert!(ok && out.lines().count() == 1, "{out}");
+    // A user's entries include those made through their API tokens.
+    let shown = |actor: &str| {
+        let (ok, out, err) = cityhub(&["audit", "show", "--actor", actor], &env, "");
+        assert!(ok, "{err}");
+        out.lines().count() - 1
+    };
+    assert_eq!(shown("olga"), 5);
+    assert_eq!(shown("olga (token gis-export)"), 1);
+    assert_eq!(shown("olg"), 0);
+    let (ok, _, err) = cityhub(&["audit", "show", "--limit", "0"], &env, "");
+    assert!(!ok && err.contains("--limit"), "{err}");
 
     // The table refuses changes; its owner can still switch that off, and the chain shows it.
     let refused = db

@@ -348,3 +348,285 @@ async fn requests_are_counted_by_route_template_and_status() {
         r.body
     );
 }
+
+/// A flood: one request acknowledges, or shelves, many outages, each recorded and audited
+/// as if alone. What cannot be done (already acknowledged, another tenant's) is skipped
+/// with the reason while the rest is done; a request that is wrong is refused whole.
+#[tokio::test]
+async fn a_flood_is_acknowledged_and_shelved_in_bulk_each_outage_audited() {
+    let mut city = City::start().await;
+    let (a, b) = (city.a.clone(), city.b.clone());
+    let mut mine = Vec::new();
+    for _ in 0..4 {
+        mine.push(city.open_outage(&a).await);
+    }
+    let theirs = city.open_outage(&b).await;
+    let r = city
+        .post(&format!("/api/v1/outages/{}/ack", mine[0]), "operator", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let mut ids = mine.clone();
+    ids.push(theirs);
+    let body = serde_json::json!({"ids": ids, "action": "acknowledge"}).to_string();
+    let r = city.post("/api/v1/outages/bulk", "operator", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let done: Vec<i64> = v["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(done, mine[1..], "{v}");
+    assert!(v["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["state"] == "acknowledged" && o["acknowledged_by"].is_string()));
+    let skipped: Vec<(i64, String)> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_i64().unwrap(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped.len(), 2, "{v}");
+    assert_eq!(skipped[0].0, mine[0]);
+    assert!(skipped[0].1.contains("acknowledged"), "{}", skipped[0].1);
+    assert_eq!(skipped[1], (theirs, format!("no outage {theirs}")));
+    let state: String = city
+        .db
+        .client
+        .query_one("SELECT state FROM outages WHERE id = $1", &[&theirs])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "open", "another tenant's outage is left alone");
+    for id in &mine {
+        assert_eq!(
+            audited(&city, "outage.acknowledge", &format!("outage/{id}")).await,
+            1,
+            "one audit entry per outage"
+        );
+    }
+
+    // Shelved together until the storm passes, each with the reason.
+    let until = (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339();
+    let body = serde_json::json!({
+        "ids": mine, "action": "shelve", "until": until, "reason": "storm: crews out at dawn"
+    });
+    let r = city
+        .post("/api/v1/outages/bulk", "operator", &body.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["done"].as_array().unwrap().len(), 4, "{v}");
+    assert!(v["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["shelved_until"].is_string() && o["shelved_by"].is_string()));
+    for id in &mine {
+        assert_eq!(
+            audited(&city, "outage.shelve", &format!("outage/{id}")).await,
+            1
+        );
+    }
+
+    // Refused whole, nothing done.
+    let past = "2020-01-01T00:00:00Z";
+    let many: Vec<i64> = (1..=1001).collect();
+    let cases = [
+        (
+            serde_json::json!({"ids": [], "action": "acknowledge"}),
+            "1 to 1000",
+        ),
+        (
+            serde_json::json!({"ids": many, "action": "acknowledge"}),
+            "not 1001",
+        ),
+        (
+            serde_json::json!({"ids": [theirs, theirs], "action": "acknowledge"}),
+            "named twice",
+        ),
+        (
+            serde_json::json!({"ids": [theirs], "action": "acknowledge", "reason": "x"}),
+            "go with `shelve` only",
+        ),
+        (
+            serde_json::json!({"ids": [theirs], "action": "shelve", "until": until}),
+            "needs a `reason`",
+        ),
+        (
+            serde_json::json!({"ids": [theirs], "action": "shelve", "until": past, "reason": "x"}),
+            "later time",
+        ),
+        (
+            serde_json::json!({"ids": [theirs], "action": "shelve", "until": until, "reason": "  "}),
+            "must not be empty",
+        ),
+        (
+            serde_json::json!({"ids": [theirs], "action": "close"}),
+            "unknown variant",
+        ),
+        (
+            serde_json::json!({"ids": ["x"], "action": "acknowledge"}),
+            "invalid type",
+        ),
+        (
+            serde_json::json!({"ids": [theirs, -5], "action": "acknowledge"}),
+            "1 or more, not -5",
+        ),
+    ];
+    for (body, fragment) in cases {
+        let r = city
+            .post("/api/v1/outages/bulk", "operator", &body.to_string())
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(
+            r.body.contains(fragment),
+            "{body}: `{}` lacks `{fragment}`",
+            r.body
+        );
+    }
+    let body = serde_json::json!({"ids": [theirs], "action": "acknowledge"}).to_string();
+    let r = city.post("/api/v1/outages/bulk", "viewer", &body).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+}
+
+/// The outage list says where each outage is and who handles it.
+#[tokio::test]
+async fn the_outage_list_names_the_district_cabinet_and_who_handles_it() {
+    let mut city = City::start().await;
+    let a = city.a.clone();
+    let order = city.assigned_order(&a).await;
+    let r = city.get("/api/v1/outages?limit=1000", "operator").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = r.json();
+    let o = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["work_order"]["id"].as_i64() == Some(order))
+        .unwrap_or_else(|| panic!("no outage handled by order {order}: {page}"))
+        .clone();
+    assert_eq!(o["device"], "L1");
+    assert_eq!(o["work_order"]["team"], CREW_TEAM);
+    assert_eq!(o["work_order"]["assignee"], "ana");
+    assert_eq!(o["work_order"]["state"], "assigned");
+    let inventory = city
+        .db
+        .client
+        .query_one(
+            "SELECT district, cabinet FROM devices WHERE id = $1",
+            &[&city.device(&a, "L1")],
+        )
+        .await
+        .unwrap();
+    let (district, cabinet): (Option<String>, Option<String>) =
+        (inventory.get(0), inventory.get(1));
+    assert_eq!(o["district"].as_str(), district.as_deref());
+    assert_eq!(o["cabinet"].as_str(), cabinet.as_deref());
+    let unhandled = city.open_outage(&a).await;
+    let r = city
+        .get(&format!("/api/v1/outages/{unhandled}"), "operator")
+        .await;
+    assert_eq!(
+        r.json()["work_order"],
+        serde_json::Value::Null,
+        "{}",
+        r.body
+    );
+}
+
+/// A work order says where its device is and how its outage stands, and the list narrows
+/// to a district.
+#[tokio::test]
+async fn work_orders_name_their_place_and_outage_and_filter_by_district() {
+    let mut city = City::start().await;
+    let a = city.a.clone();
+    let order = city.assigned_order(&a).await;
+    let (district, cabinet): (Option<String>, Option<String>) = {
+        let r = city
+            .db
+            .client
+            .query_one(
+                "SELECT district, cabinet FROM devices WHERE id = $1",
+                &[&city.device(&a, "L1")],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let district = district.expect("the test city's lamps have districts");
+    let r = city
+        .get(&format!("/api/v1/work-orders/{order}"), "dispatcher")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let w = r.json();
+    assert_eq!(w["district"], district.as_str());
+    assert_eq!(w["cabinet"].as_str(), cabinet.as_deref());
+    assert_eq!(w["outage_state"], "open");
+
+    let ids = |r: tests::api::Reply| -> Vec<i64> {
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_i64().unwrap())
+            .collect()
+    };
+    let here = city
+        .get(
+            &format!("/api/v1/work-orders?district={district}&limit=1000"),
+            "dispatcher",
+        )
+        .await;
+    assert_eq!(here.status, 200, "{}", here.body);
+    assert!(ids(here).contains(&order));
+    let nowhere = city
+        .get("/api/v1/work-orders?district=nowhere-at-all", "dispatcher")
+        .await;
+    assert_eq!(ids(nowhere), Vec::<i64>::new());
+    let long = "d".repeat(300);
+    let r = city
+        .get(
+            &format!("/api/v1/work-orders?district={long}"),
+            "dispatcher",
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("district"), "{}", r.body);
+
+    // By device: the lamp's orders, none of another lamp's, the same id in another tenant
+    // not the caller's.
+    let mine = city
+        .get("/api/v1/work-orders?device=L1&limit=1000", "dispatcher")
+        .await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(ids(mine), vec![order]);
+    let b = city.b.clone();
+    city.assigned_order(&b).await;
+    let other = city
+        .get("/api/v1/work-orders?device=L2&limit=1000", "dispatcher")
+        .await;
+    assert_eq!(ids(other), Vec::<i64>::new());
+    let mine = city
+        .get("/api/v1/work-orders?device=L1&limit=1000", "dispatcher")
+        .await;
+    assert_eq!(
+        ids(mine),
+        vec![order],
+        "tenant b's L1 is not the dispatcher's"
+    );
+    let r = city
+        .get(&format!("/api/v1/work-orders?device={long}"), "dispatcher")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("device"), "{}", r.body);
+}

@@ -710,6 +710,30 @@ async fn the_state_covers_every_device_the_caller_sees() {
         .command_acked("cmd-override", "ok", issued)
         .await
         .unwrap();
+    // L15 was held for an hour, then sent back to its schedule by a later setting that
+    // has expired: the later one replaced the hold, so it follows its schedule.
+    let l15 = city.device(&a, "L15");
+    for (id, ago_s, lasts_s) in [("cmd-held", 120, 3600), ("cmd-resume", 90, 60)] {
+        let at = issued - chrono::Duration::seconds(ago_s);
+        city.store
+            .admin
+            .record_command(
+                id,
+                l15,
+                "set_light",
+                &body,
+                at,
+                Some(at + chrono::Duration::seconds(lasts_s)),
+                "olga",
+            )
+            .await
+            .unwrap();
+        city.store
+            .detection
+            .command_acked(id, "ok", at)
+            .await
+            .unwrap();
+    }
     // A lamp in a running maintenance window, silent for a day.
     lamp_says(
         &city,
@@ -775,8 +799,28 @@ async fn the_state_covers_every_device_the_caller_sees() {
         "on",
         "dim",
         "last_seen",
+        "district",
     ] {
         assert_eq!(s[column].as_array().unwrap().len(), 31, "{column}");
+    }
+    // Each device's district, as the inventory has it, through the legend.
+    let inventory: HashMap<String, Option<String>> = city
+        .db
+        .client
+        .query(
+            "SELECT ext_id, district FROM devices d JOIN tenants t ON t.id = d.tenant_id WHERE t.slug = $1",
+            &[&a],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (i, id) in s["ext_id"].as_array().unwrap().iter().enumerate() {
+        let shown = s["district"][i]
+            .as_u64()
+            .map(|d| s["districts"][d as usize].as_str().unwrap().to_owned());
+        assert_eq!(shown, inventory[id.as_str().unwrap()], "{id}");
     }
     let l9 = s["ext_id"]
         .as_array()

@@ -39,17 +39,19 @@ enum Endpoint {
     DeviceHistory,
     DeviceStates,
     EnergyReport,
+    BulkAck,
 }
 
 /// Expected statuses per role, in [`ROLES`] order: admin, operator, dispatcher, crew,
 /// viewer, regional_viewer. One row per endpoint: (endpoint, own tenant, other tenant).
 #[rustfmt::skip]
-const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 20] = [
+const MATRIX: [(Endpoint, [u16; 6], [u16; 6]); 21] = [
     //                          own tenant                        other tenant
     //                          adm  op   disp crew view regv     adm  op   disp crew view regv
     (Endpoint::ListOutages,    [200, 200, 200, 403, 200, 200],  [404, 404, 404, 403, 404, 404]),
     (Endpoint::Ack,            [200, 200, 403, 403, 403, 403],  [404, 404, 403, 403, 403, 403]),
     (Endpoint::Shelve,         [200, 200, 403, 403, 403, 403],  [404, 404, 403, 403, 403, 403]),
+    (Endpoint::BulkAck,        [200, 200, 403, 403, 403, 403],  [404, 404, 403, 403, 403, 403]),
     (Endpoint::Unshelve,       [200, 200, 403, 403, 403, 403],  [404, 404, 403, 403, 403, 403]),
     (Endpoint::Comment,        [200, 200, 200, 403, 403, 403],  [404, 404, 404, 403, 403, 403]),
     (Endpoint::ListWorkOrders, [200, 200, 200, 200, 200, 200],  [404, 404, 404, 404, 404, 404]),
@@ -114,6 +116,25 @@ async fn cell(city: &mut City, endpoint: Endpoint, role: &str, side: Side) -> (u
                 &body.to_string(),
             )
             .await
+        }
+        Endpoint::BulkAck => {
+            let id = city.open_outage(&tenant).await;
+            let body = serde_json::json!({"ids": [id], "action": "acknowledge"});
+            let r = city
+                .post("/api/v1/outages/bulk", role, &body.to_string())
+                .await;
+            // One outage: done, or skipped as not the caller's, which counts as its 404.
+            if r.status == 200 {
+                let v = r.json();
+                let done = v["done"].as_array().map_or(0, Vec::len);
+                let skipped = &v["skipped"][0]["reason"];
+                return match (done, skipped.as_str()) {
+                    (1, None) => (200, r.body),
+                    (0, Some(why)) if why.contains("no outage") => (404, r.body),
+                    _ => (0, r.body),
+                };
+            }
+            r
         }
         Endpoint::Unshelve => {
             let id = city.open_outage(&tenant).await;

@@ -348,6 +348,7 @@ async fn the_openapi_document_lists_every_route() {
         ("post", "/api/v1/outages/{id}/ack"),
         ("post", "/api/v1/outages/{id}/shelve"),
         ("post", "/api/v1/outages/{id}/unshelve"),
+        ("post", "/api/v1/outages/bulk"),
         ("post", "/api/v1/outages/{id}/comment"),
         ("post", "/api/v1/outages/{id}/assign"),
         ("get", "/api/v1/outages/{id}"),
