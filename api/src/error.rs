@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -136,13 +136,53 @@ impl ApiError {
         ApiError::bad_request(format!("the query string is not valid: {detail}"))
     }
 
-    /// A body that is not the JSON asked for.
-    pub fn from_json(rejection: JsonRejection) -> ApiError {
+    /// A body sent without saying it is JSON.
+    pub fn not_json() -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON, with Content-Type: application/json",
+        )
+    }
+
+    /// A body that could not be read (too large, cut off).
+    pub fn unread_body(rejection: BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than the {} KiB a request may carry",
+                    crate::BODY_LIMIT / 1024
+                ),
+            )
+        } else {
+            ApiError::bad_request(format!(
+                "the body could not be read: {}",
+                rejection.body_text()
+            ))
+        }
+    }
+
+    /// A body that is not the JSON asked for. `valid_json`: the body is JSON, so an error
+    /// the parser counts as one of syntax is one of type (a `null`, a number or a list
+    /// where a string or an object naming one of several choices goes).
+    pub fn from_json(rejection: JsonRejection, valid_json: bool) -> ApiError {
         match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send the body as JSON, with Content-Type: application/json",
-            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::not_json(),
+            JsonRejection::JsonSyntaxError(e) if valid_json => {
+                let text = e.body_text();
+                let text = text
+                    .strip_prefix("Failed to parse the request body as JSON: ")
+                    .unwrap_or(&text);
+                let (path, _) = text.split_once(": expected value").unwrap_or(("", text));
+                let path = if path.is_empty() || path == "." {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
+                ApiError::bad_request(format!(
+                    "the body does not have the expected fields: {path}expected a string or an object (one of the choices the API documents)"
+                ))
+            }
             JsonRejection::JsonSyntaxError(e) => {
                 ApiError::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
             }
@@ -150,15 +190,7 @@ impl ApiError {
                 "the body does not have the expected fields: {}",
                 in_words(&e.body_text())
             )),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the body is larger than the {} KiB a request may carry",
-                        crate::BODY_LIMIT / 1024
-                    ),
-                )
-            }
+            JsonRejection::BytesRejection(e) => ApiError::unread_body(e),
             other => {
                 ApiError::bad_request(format!("the body could not be read: {}", other.body_text()))
             }

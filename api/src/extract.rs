@@ -3,8 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
@@ -17,11 +19,40 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state)
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::not_json());
+        }
+        let bytes = Bytes::from_request(req, state)
             .await
+            .map_err(ApiError::unread_body)?;
+        Json::<T>::from_bytes(&bytes)
             .map(|Json(v)| ApiJson(v))
-            .map_err(ApiError::from_json)
+            .map_err(|e| {
+                let valid = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+                ApiError::from_json(e, valid)
+            })
     }
+}
+
+/// `Content-Type: application/json`, or another JSON type (`application/...+json`), as
+/// axum's own JSON extractor takes.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind == "application" && (subtype == "json" || subtype.ends_with("+json"))
 }
 
 /// A query string.

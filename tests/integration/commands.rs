@@ -282,6 +282,14 @@ async fn who_may_send_and_read_commands_and_what_is_refused() {
             "tenant: invalid type: null",
         ),
         (
+            json!({"target": null, "action": "reboot"}),
+            "the body does not have the expected fields: target: expected a string or an object",
+        ),
+        (
+            json!({"target": 7, "action": "reboot"}),
+            "target: expected a string or an object",
+        ),
+        (
             json!({"target": {"device": "C0"}, "action": "resume_schedule"}),
             "C0 is a cabinet; resume_schedule goes to lamps only",
         ),
