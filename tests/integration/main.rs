@@ -12,6 +12,7 @@ mod gtfs_rt;
 mod hygiene;
 mod inventory;
 mod leases;
+mod package;
 mod reliability;
 mod replicas;
 mod rule_inputs;

@@ -87,6 +87,8 @@ pub fn cityhub_binary() -> PathBuf {
 /// `cityhub serve` as a child process.
 pub struct HubProcess {
     child: Child,
+    /// The `cityhub` binary it runs.
+    binary: PathBuf,
     pub http_port: u16,
     env: Vec<(String, String)>,
     /// The process's open-file limit (soft and hard), when the test sets one.
@@ -100,6 +102,23 @@ impl HubProcess {
 
     /// Like [`HubProcess::spawn`], with more settings (`CITYHUB_*` variables).
     pub fn spawn_with(
+        database_url: &str,
+        mqtt_port: u16,
+        client_id: &str,
+        settings: &[(&str, &str)],
+    ) -> HubProcess {
+        HubProcess::spawn_from(
+            &cityhub_binary(),
+            database_url,
+            mqtt_port,
+            client_id,
+            settings,
+        )
+    }
+
+    /// Like [`HubProcess::spawn_with`], running `binary` (one installed from a package).
+    pub fn spawn_from(
+        binary: &std::path::Path,
         database_url: &str,
         mqtt_port: u16,
         client_id: &str,
@@ -127,6 +146,7 @@ impl HubProcess {
         env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut p = HubProcess {
             child: Command::new("true").spawn().expect("spawn"),
+            binary: binary.to_owned(),
             http_port,
             env,
             open_files: None,
@@ -155,12 +175,12 @@ impl HubProcess {
     pub fn restart(&mut self) {
         let _ = self.child.wait();
         let mut command = match self.open_files {
-            None => Command::new(cityhub_binary()),
+            None => Command::new(&self.binary),
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(cityhub_binary());
+                    .arg(&self.binary);
                 c
             }
         };
