@@ -212,18 +212,23 @@ fn run_taken_over(
         ticks,
         false,
     );
+    // What the database holds of each open outage: its latest step (`last_seen`).
     let mut open: HashMap<(i32, OutageKind), Timestamp> = HashMap::new();
     for d in &out {
         match d {
             Decision::Open {
                 asset, kind, at, ..
-            } => {
-                open.insert((*asset, *kind), *at);
+            }
+            | Decision::Recur {
+                asset, kind, at, ..
+            }
+            | Decision::Chattering { asset, kind, at } => {
+                let step = open.entry((*asset, *kind)).or_insert(*at);
+                *step = (*step).max(*at);
             }
             Decision::Resolve { asset, kind, .. } => {
                 open.remove(&(*asset, *kind));
             }
-            _ => {}
         }
     }
     let mut state = State::default();

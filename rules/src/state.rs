@@ -86,8 +86,10 @@ impl State {
         self.open.keys().copied()
     }
 
-    /// Marks an outage as open since `at` (rebuilding state from the database after a
-    /// restart).
+    /// Marks an outage as open (rebuilding state from the database after a restart or a
+    /// takeover), `at` its latest step the rules gave it (opened, raised again, found
+    /// chattering): nothing decided of it from here goes before that step, even a late
+    /// row of its device that the engine which took that step had already passed.
     pub fn restore_open(&mut self, asset: i32, kind: OutageKind, at: Timestamp) {
         self.open.insert((asset, kind), at);
         self.conditions.insert((asset, kind), Condition::Active);

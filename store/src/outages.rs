@@ -277,13 +277,15 @@ impl Detection {
             .map_err(StoreError::db("committing outage changes"))
     }
 
-    /// Outages open now, as (device id, kind, opened at).
+    /// Outages open now, as (device id, kind, latest step the rules gave it: when it
+    /// opened, or later was raised again or found chattering).
     pub async fn open_outages(&self) -> Result<Vec<(i32, String, DateTime<Utc>)>, StoreError> {
         let rows = self
             .client()
             .query(
                 &format!(
-                    "SELECT device_id, kind, opened_at FROM outages WHERE state IN {}",
+                    "SELECT device_id, kind, greatest(opened_at, last_seen) FROM outages
+                     WHERE state IN {}",
                     *OUTAGE_ACTIVE
                 ),
                 &[],
