@@ -548,14 +548,17 @@ async fn choose_path(
     }
     let probe = tx
         .query_one(
+            // pg_settings leaves out what the role may not read (shared_preload_libraries
+            // needs pg_read_all_settings), where current_setting() fails.
             "SELECT exists(SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
                     exists(SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
-                    current_setting('shared_preload_libraries') ILIKE '%timescaledb%'",
+                    (SELECT setting ILIKE '%timescaledb%' FROM pg_settings
+                     WHERE name = 'shared_preload_libraries')",
             &[],
         )
         .await
         .map_err(StoreError::db("probing for TimescaleDB"))?;
-    let (installed, available, preloaded): (bool, bool, bool) =
+    let (installed, available, preloaded): (bool, bool, Option<bool>) =
         (probe.get(0), probe.get(1), probe.get(2));
     if installed {
         return Ok(StoragePath::TimescaleDb);
@@ -564,7 +567,11 @@ async fn choose_path(
     // both conditions are checked before trying.
     let why = if !available {
         "the timescaledb extension is not installed on the server".to_owned()
-    } else if !preloaded {
+    } else if preloaded.is_none() {
+        "this role cannot read shared_preload_libraries to see whether timescaledb is loaded \
+         (grant it pg_read_all_settings, or create the extension as a superuser)"
+            .to_owned()
+    } else if preloaded == Some(false) {
         "timescaledb is installed but not in shared_preload_libraries".to_owned()
     } else {
         // A savepoint: a failed CREATE EXTENSION must not abort the migration.

@@ -198,3 +198,73 @@ async fn the_database_accepts_exactly_the_vocabulary_of_the_model() {
         );
     }
 }
+
+/// A role that owns its database and nothing more (not a superuser, no
+/// pg_read_all_settings), as a city's database administrator gives the hub, migrates it
+/// with the storage path chosen on its own.
+#[tokio::test]
+async fn a_role_that_only_owns_its_database_migrates_it() {
+    if timescale_mode() == store::TimescaleMode::Require {
+        // Creating the extension takes a superuser; covered where TimescaleDB is set up.
+        return;
+    }
+    let server = tests::db::server_url();
+    let (admin, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL");
+    tokio::spawn(conn);
+    let name = unique("cityhub_role_");
+    let superuser: bool = admin
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // As a superuser the test makes such a role; otherwise the tests' own role is one.
+    let role = superuser.then(|| unique("hub_role_"));
+    let url = match &role {
+        Some(role) => {
+            for sql in [
+                format!("CREATE ROLE {role} LOGIN PASSWORD 'a role password'"),
+                format!("CREATE DATABASE {name} OWNER {role}"),
+            ] {
+                admin.batch_execute(&sql).await.unwrap();
+            }
+            let rest = server
+                .split_once("://")
+                .and_then(|(_, r)| r.split_once('@'))
+                .map(|(_, host)| host)
+                .expect("a postgres://user@host/db URL");
+            tests::db::with_dbname(
+                &format!("postgres://{role}:a%20role%20password@{rest}"),
+                &name,
+            )
+        }
+        None => {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            tests::db::with_dbname(&server, &name)
+        }
+    };
+    let out = std::process::Command::new(tests::hub::cityhub_binary())
+        .arg("migrate")
+        .env("CITYHUB_CONFIG", "/dev/null")
+        .env("CITYHUB_DATABASE_URL", &url)
+        .env("CITYHUB_TIMESCALEDB", "auto")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    if let Some(role) = role {
+        let _ = admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+            .await;
+    }
+    assert!(out.status.success(), "{said}");
+}
