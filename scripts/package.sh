@@ -37,8 +37,15 @@ if [ -z "$dashboard" ]; then
   npm --prefix dashboards run build --silent >/dev/null
   dashboard=dashboards/dist
 fi
-[ -z "$version" ] && version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 [ -x "$binary" ] || { echo "package.sh: $binary is not an executable" >&2; exit 1; }
+# The package's version is the program's (what `cityhub --version` and /health say), with
+# a Debian revision if one is given: 0.1.0, 0.1.0-2.
+program="$("$binary" --version | awk '{print $2}')"
+[ -z "$version" ] && version="$program"
+if [ "${version%%-*}" != "$program" ]; then
+  echo "package.sh: $binary is version $program; its package is $program or $program-N, not $version" >&2
+  exit 1
+fi
 [ -f "$dashboard/index.html" ] || { echo "package.sh: $dashboard has no index.html (build the dashboard first)" >&2; exit 1; }
 arch="$(dpkg --print-architecture)"
 
@@ -61,6 +68,17 @@ for f in mosquitto.conf acl README.md; do
   install -D -m 644 "deploy/mosquitto/$f" "$stage/usr/share/doc/cityhub/examples/mosquitto/$f"
 done
 install -D -m 644 README.md "$stage/usr/share/doc/cityhub/README.md"
+cp -r docs "$stage/usr/share/doc/cityhub/docs"
+license="$(sed -n 's/^license = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+cat > "$stage/usr/share/doc/cityhub/copyright" <<EOF
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: cityhub
+
+Files: *
+License: $license
+ On Debian systems the full text of the license is in
+ /usr/share/common-licenses/$license.
+EOF
 
 install -d "$stage/DEBIAN"
 size="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"
@@ -98,6 +116,18 @@ if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ]; then
 fi
 exit 0
 EOF
+cat > "$stage/DEBIAN/postrm" <<'EOF'
+#!/bin/sh
+# Purged: what the administrator put in /etc/cityhub goes too (the secrets of
+# cityhub.env and each instance's <instance>.env), so that a later install does not find
+# them. The system user stays, as Debian leaves system users (files may still be theirs).
+set -e
+if [ "$1" = purge ]; then
+  rm -f "${DPKG_ROOT:-}"/etc/cityhub/*.env
+  rmdir "${DPKG_ROOT:-}/etc/cityhub" 2>/dev/null || true
+fi
+exit 0
+EOF
 cat > "$stage/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 # Removed (not upgraded): its instances stop first; each gives its leases back.
@@ -107,7 +137,11 @@ if [ "$1" = remove ] && [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; t
 fi
 exit 0
 EOF
-chmod 755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm"
+chmod 755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm" "$stage/DEBIAN/postrm"
+# Each file's checksum (conffiles apart: dpkg keeps theirs), so that `dpkg --verify
+# cityhub` finds an installed file that changed.
+(cd "$stage" && find . -type f ! -path './DEBIAN/*' ! -path './etc/*' -printf '%P\0' | sort -z | xargs -0 md5sum) \
+  > "$stage/DEBIAN/md5sums"
 
 mkdir -p "$out"
 deb="$out/cityhub_${version}_${arch}.deb"

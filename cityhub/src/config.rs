@@ -652,7 +652,7 @@ impl Config {
     pub fn check_serving(&self) -> anyhow::Result<()> {
         let (m, c) = (&self.ingest.mqtt, &self.commands);
         if c.mqtt_username.is_some() != c.mqtt_password.is_some() {
-            bail!("commands.mqtt_username and commands.mqtt_password go together; set both or neither");
+            bail!("commands.mqtt_username and commands.mqtt_password go together; set both or neither (CITYHUB_COMMANDS_MQTT_USERNAME, CITYHUB_COMMANDS_MQTT_PASSWORD; with the Debian package, the password in /etc/cityhub/cityhub.env)");
         }
         for (name, value) in [
             ("ingest.mqtt.username", &m.username),
@@ -800,7 +800,7 @@ impl Config {
             }
         }
         if m.username.is_some() != m.password.is_some() {
-            bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither");
+            bail!("ingest.mqtt.username and ingest.mqtt.password go together; set both or neither (CITYHUB_MQTT_USERNAME, CITYHUB_MQTT_PASSWORD; with the Debian package, the password in /etc/cityhub/cityhub.env and the configuration in /etc/cityhub/cityhub.toml: --config or CITYHUB_CONFIG)");
         }
         if !(1..=100_000).contains(&self.commands.rate_per_sec) {
             bail!(

@@ -56,7 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let (session_secret, generated) = config.session_secret()?;
     if generated {
-        info!(message = "No http.session_secret is set; using a random one for this run, so sessions end when the hub restarts.");
+        warn!(message = "No http.session_secret is set; using a random one for this run, so sessions end when the hub restarts, and a session signed by another instance is not good here.");
     }
     let leasing = Leasing::new(
         &config.database_url,

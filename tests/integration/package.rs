@@ -71,6 +71,19 @@ fn dpkg(root: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// What the binary the tests run says it is (`cityhub --version`: `cityhub 0.1.0`).
+fn program_version() -> String {
+    let out = Command::new(cityhub_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let said = String::from_utf8(out.stdout).unwrap();
+    said.split_whitespace()
+        .nth(1)
+        .expect("a version")
+        .to_owned()
+}
+
 fn installed_version(root: &Path) -> Option<String> {
     let run = Command::new("dpkg-query")
         .arg(format!(
@@ -92,9 +105,11 @@ async fn the_package_installs_starts_upgrades_keeping_the_configuration_and_is_r
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-    let first = package("1.0.0", &dashboard(&dir, "first"), &dir.join("out"));
+    let program = program_version();
+    let (v1, v2) = (format!("{program}-1"), format!("{program}-2"));
+    let first = package(&v1, &dashboard(&dir, "first"), &dir.join("out"));
     assert!(first.ends_with(format!(
-        "cityhub_1.0.0_{}.deb",
+        "cityhub_{v1}_{}.deb",
         String::from_utf8(
             Command::new("dpkg")
                 .arg("--print-architecture")
@@ -107,7 +122,7 @@ async fn the_package_installs_starts_upgrades_keeping_the_configuration_and_is_r
     )));
 
     dpkg(&root, &["-i", first.to_str().unwrap()]).unwrap();
-    assert_eq!(installed_version(&root).as_deref(), Some("1.0.0"));
+    assert_eq!(installed_version(&root), Some(v1.clone()));
     for file in [
         "usr/bin/cityhub",
         "usr/share/cityhub/dashboard/index.html",
@@ -117,9 +132,19 @@ async fn the_package_installs_starts_upgrades_keeping_the_configuration_and_is_r
         "usr/share/doc/cityhub/examples/mosquitto/mosquitto.conf",
         "usr/share/doc/cityhub/examples/mosquitto/acl",
         "usr/share/doc/cityhub/examples/rules.toml",
+        "usr/share/doc/cityhub/copyright",
+        "usr/share/doc/cityhub/docs/operations.md",
     ] {
         assert!(root.join(file).is_file(), "{file} installed");
     }
+    // Every file has its checksum, so that a file changed after the install shows.
+    let sums = std::fs::read_to_string(root.join("var/lib/dpkg/info/cityhub.md5sums"))
+        .expect("the package carries its files' checksums");
+    assert!(sums.contains("  usr/bin/cityhub\n"), "{sums}");
+    assert!(
+        !sums.contains("etc/cityhub"),
+        "conffiles are checked apart: {sums}"
+    );
     let config = root.join("etc/cityhub/cityhub.toml");
     let conffiles = std::fs::read_to_string(root.join("var/lib/dpkg/info/cityhub.conffiles"))
         .expect("the package names its conffiles");
@@ -161,9 +186,9 @@ async fn the_package_installs_starts_upgrades_keeping_the_configuration_and_is_r
     changed.push_str("\n[storage]\nretention_days = 730\n");
     let changed = changed.replace("[storage]\nretention_days = 365\n", "");
     std::fs::write(&config, &changed).unwrap();
-    let second = package("1.1.0", &dashboard(&dir, "second"), &dir.join("out"));
+    let second = package(&v2, &dashboard(&dir, "second"), &dir.join("out"));
     dpkg(&root, &["-i", second.to_str().unwrap()]).unwrap();
-    assert_eq!(installed_version(&root).as_deref(), Some("1.1.0"));
+    assert_eq!(installed_version(&root), Some(v2.clone()));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), changed);
     let page = std::fs::read_to_string(dashboard_dir.join("index.html")).unwrap();
     assert_eq!(page, "<title>second</title>", "the new version's files");
@@ -183,15 +208,29 @@ async fn the_package_installs_starts_upgrades_keeping_the_configuration_and_is_r
     std::fs::write(&bogus, b"not a package").unwrap();
     let refused = dpkg(&root, &["-i", bogus.to_str().unwrap()]).unwrap_err();
     assert!(refused.contains("error processing archive"), "{refused}");
-    assert_eq!(installed_version(&root).as_deref(), Some("1.1.0"));
+    assert_eq!(installed_version(&root), Some(v2.clone()));
     assert!(installed.is_file());
 
-    // Removed: the program goes, the configuration stays; purged: that goes too.
+    // Removed: the program goes, the configuration and the secrets stay; purged: they go
+    // too, so that a later install does not find them.
+    let secrets = root.join("etc/cityhub/cityhub.env");
+    std::fs::write(&secrets, "CITYHUB_MQTT_PASSWORD=ingest-pw\n").unwrap();
+    std::fs::write(
+        root.join("etc/cityhub/a.env"),
+        "CITYHUB_HTTP_ADDR=0.0.0.0:8081\n",
+    )
+    .unwrap();
     dpkg(&root, &["-r", "cityhub"]).unwrap();
     assert!(!installed.exists());
-    assert!(config.exists(), "removal keeps the configuration");
+    assert!(
+        config.exists() && secrets.exists(),
+        "removal keeps the configuration"
+    );
     dpkg(&root, &["-P", "cityhub"]).unwrap();
-    assert!(!config.exists(), "purge removes it");
+    assert!(
+        !root.join("etc/cityhub").exists(),
+        "purge removes /etc/cityhub"
+    );
     assert_eq!(installed_version(&root), None);
 
     let _ = std::fs::remove_dir_all(&dir);
@@ -223,6 +262,15 @@ fn the_package_script_refuses_what_it_cannot_package() {
     assert!(!ok && err.contains("has no index.html"), "{err}");
     let (ok, err) = run(&["--binary", "/nonexistent/cityhub", "--dashboard", empty]);
     assert!(!ok && err.contains("is not an executable"), "{err}");
+    let (ok, err) = run(&[
+        "--binary",
+        binary,
+        "--dashboard",
+        empty,
+        "--version",
+        "9.9.9",
+    ]);
+    assert!(!ok && err.contains("its package is"), "{err}");
     let (ok, err) = run(&["--sign"]);
     assert!(!ok && err.contains("unknown argument `--sign`"), "{err}");
     assert!(!dir.join("out").exists(), "nothing written");
