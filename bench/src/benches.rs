@@ -11,7 +11,8 @@
 //! `cityhub bench detection` (in [`detection`]) runs the shipped scenarios through the
 //! whole stack and scores the outages against their ground truth.
 //! `cityhub bench api` (in [`api`]) measures the API at city scale while ingestion runs,
-//! and a large export.
+//! and a large export. `cityhub bench failover` (in [`failover`]) kills the instance that
+//! ingests among several and counts what that lost.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,6 +34,7 @@ use crate::Config;
 
 mod api;
 pub(crate) mod detection;
+mod failover;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -46,6 +48,9 @@ pub enum BenchCommand {
     Detection(detection::DetectionBench),
     /// API latency at city scale while ingestion runs, and a large export
     Api(api::ApiBench),
+    /// Several instances, the one holding the stream killed: readings and outages lost or
+    /// doubled, and how long its work had no holder
+    Failover(failover::FailoverBench),
 }
 
 #[derive(Args, Clone)]
@@ -139,6 +144,7 @@ pub async fn run(command: BenchCommand, config: Config) -> anyhow::Result<()> {
         BenchCommand::Rules(args) => rules_engine(args),
         BenchCommand::Detection(args) => detection::run(args, config).await,
         BenchCommand::Api(args) => api::run(args, config).await,
+        BenchCommand::Failover(args) => failover::run(args, config).await,
     }
 }
 
