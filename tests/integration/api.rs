@@ -118,6 +118,20 @@ impl City {
         self.ids[&(tenant.to_owned(), ext.to_owned())]
     }
 
+    /// The district and cabinet the inventory gives `tenant`'s device `ext`.
+    pub async fn place(&self, tenant: &str, ext: &str) -> (Option<String>, Option<String>) {
+        let r = self
+            .db
+            .client
+            .query_one(
+                "SELECT district, cabinet FROM devices WHERE id = $1",
+                &[&self.device(tenant, ext)],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    }
+
     /// Opens an outage of a kind never used before on `tenant`'s lamp L0; its id.
     pub async fn open_outage(&mut self, tenant: &str) -> i64 {
         let kind = fresh_kind();

@@ -519,17 +519,7 @@ async fn the_outage_list_names_the_district_cabinet_and_who_handles_it() {
     assert_eq!(o["work_order"]["team"], CREW_TEAM);
     assert_eq!(o["work_order"]["assignee"], "ana");
     assert_eq!(o["work_order"]["state"], "assigned");
-    let inventory = city
-        .db
-        .client
-        .query_one(
-            "SELECT district, cabinet FROM devices WHERE id = $1",
-            &[&city.device(&a, "L1")],
-        )
-        .await
-        .unwrap();
-    let (district, cabinet): (Option<String>, Option<String>) =
-        (inventory.get(0), inventory.get(1));
+    let (district, cabinet) = city.place(&a, "L1").await;
     assert_eq!(o["district"].as_str(), district.as_deref());
     assert_eq!(o["cabinet"].as_str(), cabinet.as_deref());
     let unhandled = city.open_outage(&a).await;
@@ -551,18 +541,7 @@ async fn work_orders_name_their_place_and_outage_and_filter_by_district() {
     let mut city = City::start().await;
     let a = city.a.clone();
     let order = city.assigned_order(&a).await;
-    let (district, cabinet): (Option<String>, Option<String>) = {
-        let r = city
-            .db
-            .client
-            .query_one(
-                "SELECT district, cabinet FROM devices WHERE id = $1",
-                &[&city.device(&a, "L1")],
-            )
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (district, cabinet) = city.place(&a, "L1").await;
     let district = district.expect("the test city's lamps have districts");
     let r = city
         .get(&format!("/api/v1/work-orders/{order}"), "dispatcher")
