@@ -15,24 +15,13 @@ struct Unblock(String);
 
 impl Drop for Unblock {
     fn drop(&mut self) {
-        let url = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async move {
-                let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .ok()?;
-                tokio::spawn(conn);
-                c.batch_execute("ALTER SYSTEM RESET synchronous_standby_names")
-                    .await
-                    .ok()?;
-                c.batch_execute("SELECT pg_reload_conf()").await.ok()
-            })
-        })
-        .join();
+        tests::db::execute_detached(
+            &self.0,
+            &[
+                "ALTER SYSTEM RESET synchronous_standby_names",
+                "SELECT pg_reload_conf()",
+            ],
+        );
     }
 }
 

@@ -199,24 +199,37 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs outside async context; a short-lived thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async move {
-                let (c, conn) = tokio_postgres::connect(&admin, NoTls).await.ok()?;
-                tokio::spawn(conn);
-                c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        execute_detached(
+            &self.admin_url,
+            &[&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )],
+        );
     }
+}
+
+/// Runs `statements` one after the other on `url`, from anywhere, async context or not
+/// (a `Drop`): on a short-lived thread with its own runtime. Clean-up: it stops at the
+/// first that fails, and says nothing.
+pub fn execute_detached(url: &str, statements: &[&str]) {
+    let url = url.to_owned();
+    let statements: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async move {
+            let (c, conn) = tokio_postgres::connect(&url, NoTls).await.ok()?;
+            tokio::spawn(conn);
+            for sql in &statements {
+                c.batch_execute(sql).await.ok()?;
+            }
+            Some(())
+        })
+    })
+    .join();
 }
 
 /// Devices of one tenant: `count` of each kind named `L0`.., `C0`.., `M0`.., `V0`...
