@@ -37,7 +37,8 @@ export class Alarm {
 
   private label(): void {
     this.button.setAttribute("aria-pressed", String(this.on));
-    this.button.textContent = this.on ? "🔔 sound on" : "🔕 sound off";
+    // Words, not an emoji: a control room's browser may have no emoji font.
+    this.button.textContent = this.on ? "Sound: on" : "Sound: off";
     this.button.title = this.on ? "A chime for each new critical or major outage; click to silence" : "Click for a chime at each new critical or major outage";
   }
 
