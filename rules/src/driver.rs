@@ -12,6 +12,10 @@
 //! its lamp goes in with the batch, so the readings around an acknowledgement are judged
 //! by their times against what the lamp was told, whatever order they came in.
 //!
+//! Its decisions are written with the horizon they were judged up to (`store::progress`).
+//! On start it judges the rows stored after the horizon on record: those an instance
+//! that stopped or was killed had committed but not yet judged.
+//!
 //! While it runs it also:
 //! - reloads the rules file when it changes (a bad file is refused and the old rules stay);
 //! - verifies repairs reported done (or reopens them) from what the rules see;
@@ -47,6 +51,16 @@ const HOUSEKEEPING: Duration = Duration::from_secs(2);
 const RELOAD: Duration = Duration::from_secs(60);
 /// Rows of a device the engine does not know reload the devices at most this often.
 const LEARN_EVERY: Duration = Duration::from_secs(2);
+/// How far past the horizon on record (and the reordering window) stored rows are judged
+/// at start: what an instance that stopped had committed but not judged lies within
+/// seconds of it.
+const REPLAY_SPAN_S: i64 = 600;
+/// Stored rows judged at start this close to the hub's clock set the stream's time.
+const RECENT_S: i64 = 60;
+/// At most this many stored rows are judged again at start.
+const REPLAY_ROWS: usize = 200_000;
+/// How far the horizon moves before it is recorded without any decision to go with it.
+const PROGRESS_EVERY_US: i64 = 1_000_000;
 
 /// The rules: the file they came from (watched for changes) and what it said at start.
 #[derive(Debug, Clone)]
@@ -268,11 +282,34 @@ pub async fn run(
             }
         }
     };
-    info!(message = "Rules engine started.", open_outages = open);
     let mut decisions = Vec::new();
+    let mut stream = StreamClock::new();
+    let mut saved = db.judged_through().await.ok().flatten();
+    let replayed = match replay(
+        &mut db,
+        &engine,
+        &mut state,
+        &mut stream,
+        saved,
+        &clock,
+        &mut decisions,
+    )
+    .await
+    {
+        Ok(n) => n,
+        Err(error) => {
+            warn!(message = "Cannot read the rows stored after the rules' last horizon; they are not judged.", %error);
+            0
+        }
+    };
+    metrics.rows_replayed.inc_by(replayed as u64);
+    info!(
+        message = "Rules engine started.",
+        open_outages = open,
+        replayed_rows = replayed
+    );
     // The commit of the oldest readings whose decisions are not persisted yet.
     let mut caused_by = None;
-    let mut stream = StreamClock::new();
     let mut learned: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -304,7 +341,7 @@ pub async fn run(
                 Some(batch) => {
                     stream.batch(&batch, clock());
                     batch_at = Some(batch.at);
-                    let mut rows = batch.rows;
+                    let rows = batch.rows;
                     // A device imported while the hub runs: the engine learns it before
                     // judging its first readings, not at the next minute's reload (at
                     // most every few seconds, whatever the rows name).
@@ -319,15 +356,7 @@ pub async fn run(
                             Err(error) => warn!(message = "Cannot reload devices for the rules.", %error),
                         }
                     }
-                    rows.sort_by_key(|o| (o.row.ts, rank(o.record), o.device_id));
-                    // What the lamps were told goes in first: late, it applies before
-                    // the readings that follow it are judged.
-                    for input in answered(&mut db, &rows).await {
-                        engine.receive(&mut state, input, &mut decisions);
-                    }
-                    for o in rows {
-                        engine.receive(&mut state, Input::Row(o), &mut decisions);
-                    }
+                    take(&mut db, &engine, &mut state, rows, &mut decisions).await;
                     let horizon = horizon(&stream, &engine, &clock);
                     engine.advance(&mut state, horizon, &mut decisions);
                 }
@@ -381,14 +410,36 @@ pub async fn run(
                 .horizon_lag_ms
                 .set((clock().micros() - h.micros()) / 1000);
         }
-        persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
+        persist(
+            &url,
+            &mut db,
+            &config,
+            &mut decisions,
+            &mut saved,
+            state.horizon,
+            &metrics,
+            &shutdown,
+        )
+        .await;
         if let Some(at) = caused_by.take() {
             metrics
                 .commit_to_outage_seconds
                 .observe(at.elapsed().as_secs_f64());
         }
     }
-    persist(&url, &mut db, &config, &mut decisions, &metrics, &shutdown).await;
+    // Recorded however little it moved: the next start judges the rows after it.
+    saved = None;
+    persist(
+        &url,
+        &mut db,
+        &config,
+        &mut decisions,
+        &mut saved,
+        state.horizon,
+        &metrics,
+        &shutdown,
+    )
+    .await;
     info!(message = "Rules engine stopped.");
     Ok(())
 }
@@ -417,6 +468,67 @@ impl Reconnect {
         self.at = std::time::Instant::now() + wait;
         wait
     }
+}
+
+/// Puts committed rows in time order and gives them to the engine, what an acknowledged
+/// command told its lamp first: late, it applies before the readings that follow it are
+/// judged.
+async fn take(
+    db: &mut Detection,
+    engine: &Engine,
+    state: &mut State,
+    mut rows: Vec<Observation>,
+    decisions: &mut Vec<Decision>,
+) {
+    rows.sort_by_key(|o| (o.row.ts, rank(o.record), o.device_id));
+    for input in answered(db, &rows).await {
+        engine.receive(state, input, decisions);
+    }
+    for o in rows {
+        engine.receive(state, Input::Row(o), decisions);
+    }
+}
+
+/// Gives the engine the rows stored after `through` (the horizon on record), within the
+/// reordering window and [`REPLAY_SPAN_S`] of it: what was committed but not judged when the rules last
+/// stopped. The rows given.
+///
+/// When they are recent (a takeover, a quick restart), the stream's time goes on from the
+/// newest of them, so that what the broker kept for the new session meanwhile is judged
+/// in time order rather than as late. Older ones (the hub was stopped for a while) leave
+/// the stream's time to the hub's clock until the first live batch.
+async fn replay(
+    db: &mut Detection,
+    engine: &Engine,
+    state: &mut State,
+    stream: &mut StreamClock,
+    through: Option<Timestamp>,
+    clock: &Clock,
+    decisions: &mut Vec<Decision>,
+) -> Result<usize, StoreError> {
+    let Some(through) = through else {
+        return Ok(0);
+    };
+    // The horizon trails the stream by the reordering window: what was stored but not
+    // judged lies within it and the moments the horizon had not yet been recorded.
+    let span = engine.config().stream.reorder_ms / 1000 + REPLAY_SPAN_S;
+    let until = through.add_secs(span).min(clock().add_secs(span));
+    let stored = db.stored_after(through, until, REPLAY_ROWS).await?;
+    if stored.truncated {
+        warn!(message = "More rows were stored after the rules' last horizon than are judged again at start; the later ones are not.", rows = REPLAY_ROWS, from = %through);
+    }
+    let n = stored.rows.len();
+    let now = clock();
+    let batch = Committed {
+        at: std::time::Instant::now(),
+        rows: stored.rows,
+    };
+    let newest = batch.rows.iter().map(|o| o.row.ts).max();
+    if newest.is_some_and(|t| t.add_secs(RECENT_S) >= now) {
+        stream.batch(&batch, now);
+    }
+    take(db, engine, state, batch.rows, decisions).await;
+    Ok(n)
 }
 
 /// How far the engine judges: the stream's time less the reordering window.
@@ -516,20 +628,36 @@ async fn verify_repairs(
     Ok(())
 }
 
-/// Writes pending decisions, retrying while the database is away (they stay pending).
+/// Writes pending decisions with the horizon they were judged up to, retrying while the
+/// database is away (they stay pending). Without decisions the horizon is recorded once it
+/// has moved [`PROGRESS_EVERY_US`] past `saved`, the one on record; a failure then waits
+/// for the next call.
+#[allow(clippy::too_many_arguments)]
 async fn persist(
     url: &str,
     db: &mut Detection,
     config: &RulesConfig,
     decisions: &mut Vec<Decision>,
+    saved: &mut Option<Timestamp>,
+    horizon: Option<Timestamp>,
     metrics: &RulesMetrics,
     shutdown: &CancellationToken,
 ) {
+    let moved = match (horizon, *saved) {
+        (Some(h), Some(s)) => h.micros() - s.micros() >= PROGRESS_EVERY_US,
+        (h, s) => h.is_some() && s.is_none(),
+    };
+    if decisions.is_empty() && !moved {
+        return;
+    }
     let mut backoff = Backoff::standard();
-    while !decisions.is_empty() {
+    loop {
         let changes: Vec<OutageChange> = decisions.iter().map(|d| to_change(config, d)).collect();
-        match db.apply_outage_changes(&changes).await {
+        match db.apply_judged(&changes, horizon).await {
             Ok(()) => {
+                if horizon.is_some() {
+                    *saved = horizon;
+                }
                 for d in decisions.drain(..) {
                     let (decision, kind) = match d {
                         Decision::Open { kind, .. } => ("open", kind),
@@ -543,6 +671,7 @@ async fn persist(
                     };
                     metrics.decisions.get_or_create(&label).inc();
                 }
+                return;
             }
             Err(error @ StoreError::Fenced { .. }) => {
                 // Another instance holds the rules now and rebuilds from what is stored:
@@ -551,6 +680,7 @@ async fn persist(
                 decisions.clear();
                 return;
             }
+            Err(_) if changes.is_empty() => return,
             Err(error) => {
                 warn!(message = "Cannot persist outage decisions; retrying.", %error, decisions = changes.len());
                 tokio::select! {

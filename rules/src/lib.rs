@@ -15,8 +15,10 @@
 //! - `state`: what the engine remembers between inputs (data only); [`metrics`]: the
 //!   decisions and outcomes counted for `/metrics`.
 //! - [`driver`]: feeds the engine from ingestion's committed rows and a clock, records the
-//!   answers to commands, and persists its decisions through `store` (rebuilding state from
-//!   open outages on start); [`stream`] the watermark the horizon follows.
+//!   answers to commands, and persists its decisions through `store` with the horizon
+//!   they were judged up to (rebuilding state from open outages on start, and judging
+//!   first the rows stored after that horizon); [`stream`] the watermark the horizon
+//!   follows.
 //!
 //! Topology: a cabinet's supply loss is one outage on the cabinet; its lamps' failures are
 //! suppressed while it lasts, and lamps still failing once the supply is back get their own.

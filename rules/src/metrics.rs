@@ -42,6 +42,9 @@ pub struct RulesMetrics {
     pub rows_dropped: Counter,
     /// Rows judged before the stream passed them because the queue was full.
     pub rows_forced: Counter,
+    /// Rows stored after the horizon on record, judged at start (committed, not judged,
+    /// when the rules last stopped).
+    pub rows_replayed: Counter,
     /// New database connections after the previous one closed (a restarted server).
     pub db_reconnects: Counter,
     /// Inputs waiting for the stream to pass their time.
@@ -61,6 +64,7 @@ impl Default for RulesMetrics {
             rows_late: Counter::default(),
             rows_dropped: Counter::default(),
             rows_forced: Counter::default(),
+            rows_replayed: Counter::default(),
             db_reconnects: Counter::default(),
             queued: Gauge::default(),
             horizon_lag_ms: Gauge::default(),
@@ -110,6 +114,11 @@ impl RulesMetrics {
             "rows_forced",
             "Rows judged before the stream passed them because the queue was full",
             self.rows_forced.clone(),
+        );
+        r.register(
+            "rows_replayed",
+            "Rows stored after the horizon on record, judged at start",
+            self.rows_replayed.clone(),
         );
         r.register(
             "db_reconnects",

@@ -195,23 +195,29 @@ fn run(engine: &Engine, deliveries: &[Vec<Input>], ticks: &[u8]) -> Vec<Decision
     out
 }
 
-/// As [`run`], but another instance takes the rules over before batch `cut`: what the
-/// first had received and not yet judged is lost with it, and the new holder starts, as
-/// the driver does, from the outages open in the database (the decisions so far).
+/// As [`run`], but another instance takes the rules over before batch `cut`. The new
+/// holder starts, as the driver does, from the outages open in the database (the
+/// decisions so far). What the first had received and not yet judged is lost with it;
+/// with `replay`, the rows among it are read back from the database (one per key, in time
+/// order) and given to the new holder before anything else, as the driver does.
 fn run_taken_over(
     engine: &Engine,
     deliveries: &[Vec<Input>],
     ticks: &[u8],
     cut: usize,
+    replay: bool,
 ) -> Vec<Decision> {
     let cut = cut.min(deliveries.len());
-    let mut out = run_part(
-        engine,
-        &mut State::default(),
-        &deliveries[..cut],
-        ticks,
-        false,
-    );
+    let mut first = State::default();
+    let mut out = run_part(engine, &mut first, &deliveries[..cut], ticks, false);
+    let mut stored: Vec<Input> = deliveries[..cut]
+        .iter()
+        .flatten()
+        .filter(|i| matches!(i, Input::Row(_)) && Some(i.key().0) > first.horizon)
+        .cloned()
+        .collect();
+    stored.sort_by_key(|i| i.key());
+    stored.dedup_by_key(|i| i.key());
     // What the database holds of each open outage: its latest step (`last_seen`).
     let mut open: HashMap<(i32, OutageKind), Timestamp> = HashMap::new();
     for d in &out {
@@ -235,13 +241,15 @@ fn run_taken_over(
     for ((asset, kind), at) in open {
         state.restore_open(asset, kind, at);
     }
-    out.extend(run_part(
-        engine,
-        &mut state,
-        &deliveries[cut..],
-        ticks.get(cut..).unwrap_or(&[]),
-        true,
-    ));
+    let mut rest = deliveries[cut..].to_vec();
+    if replay && !stored.is_empty() {
+        rest.insert(0, stored);
+    }
+    let mut ticks = ticks.get(cut..).unwrap_or(&[]).to_vec();
+    if replay {
+        ticks.insert(0, 0);
+    }
+    out.extend(run_part(engine, &mut state, &rest, &ticks, true));
     out
 }
 
@@ -394,11 +402,14 @@ proptest! {
         let other = run(&engine, &shuffled, &ticks);
         check_chronology(&other)?;
         prop_assert_eq!(canonical(&reference), canonical(&other));
-        // Another instance takes the rules over mid-stream (its holder died): what it
-        // forgot may change later verdicts, but an outage open at the takeover is never
-        // opened again, and nothing resolves before it opened.
+        // Another instance takes the rules over mid-stream (its holder died), with or
+        // without the rows its predecessor stored but had not judged: what it forgot may
+        // change later verdicts, but an outage open at the takeover is never opened
+        // again, and nothing resolves before it opened.
         if let Some(cut) = takeover {
-            check_chronology(&run_taken_over(&engine, &shuffled, &ticks, cut))?;
+            for replay in [false, true] {
+                check_chronology(&run_taken_over(&engine, &shuffled, &ticks, cut, replay))?;
+            }
         }
     }
 }
@@ -490,4 +501,75 @@ fn a_late_backlog_resolves_the_silence_when_it_arrives() {
         "{after:?}"
     );
     assert_eq!(state.late, 16);
+}
+
+/// The reading that shows a failed lamp burning again was stored, but the instance that
+/// stored it was killed before the stream passed its time. The instance that takes the
+/// rules over resolves the outage from it when it reads back what was stored after the
+/// horizon on record; without that, the outage would stay open (and the lamp's next
+/// failure would merge into it).
+#[test]
+fn a_reading_stored_but_not_judged_when_the_rules_stopped_is_judged_after_the_takeover() {
+    let engine = engine(RulesConfig::default());
+    let lamp = |ts, fault| {
+        input(
+            at(ts),
+            &Act::Lamp {
+                lamp: 0,
+                on: true,
+                power: if fault { 0.0 } else { 98.0 },
+                volts: 1,
+                fault,
+            },
+        )
+    };
+    let other = |ts| {
+        input(
+            at(ts),
+            &Act::Lamp {
+                lamp: 1,
+                on: true,
+                power: 98.0,
+                volts: 1,
+                fault: false,
+            },
+        )
+    };
+    let deliveries = vec![
+        vec![
+            lamp("21:00", true),
+            lamp("21:15", true),
+            lamp("21:30", true),
+            lamp("21:45", true),
+            lamp("22:00", false),
+        ],
+        vec![other("22:10"), other("22:20")],
+    ];
+    let failed = |d: &&Decision| matches!(d, Decision::Open { asset, kind: OutageKind::LampFailure, .. } if *asset == LAMPS[0]);
+    let resolved = |out: &[Decision]| -> Vec<Timestamp> {
+        out.iter()
+            .filter_map(|d| match d {
+                Decision::Resolve {
+                    asset,
+                    kind: OutageKind::LampFailure,
+                    at,
+                } if *asset == LAMPS[0] => Some(*at),
+                _ => None,
+            })
+            .collect()
+    };
+    let reference = run(&engine, &deliveries, &[]);
+    assert_eq!(reference.iter().filter(failed).count(), 1, "{reference:?}");
+    let fixed = resolved(&reference);
+    assert_eq!(fixed.len(), 1, "{reference:?}");
+    assert!(fixed[0] >= at("22:00"), "{reference:?}");
+
+    // Taken over after the first batch: its horizon (21:45) passed the failure, not the
+    // repair.
+    let lost = run_taken_over(&engine, &deliveries, &[], 1, false);
+    assert_eq!(lost.iter().filter(failed).count(), 1, "{lost:?}");
+    assert_eq!(resolved(&lost), [], "without the stored rows: {lost:?}");
+    let replayed = run_taken_over(&engine, &deliveries, &[], 1, true);
+    assert_eq!(replayed.iter().filter(failed).count(), 1, "{replayed:?}");
+    assert_eq!(resolved(&replayed), fixed, "{replayed:?}");
 }

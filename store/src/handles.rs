@@ -7,7 +7,7 @@
 //! | handle | held by | its statements |
 //! |---|---|---|
 //! | [`Ingestion`] | `ingest` | committing readings, the latest state, the device registry's changes, the MQTT session's records |
-//! | [`Detection`] | `rules` | the rule assets, outages as decided, answers to commands, work orders closed by recovery, maintenance windows |
+//! | [`Detection`] | `rules` | the rule assets, outages as decided and how far they judged, the rows stored after that, answers to commands, work orders closed by recovery, maintenance windows |
 //! | [`Dispatch`] | `control` | commands due, sent, expired and answered; overrides that ended |
 //! | [`Reads`] | `api` | tenant-scoped pages, history, the map's state, reports, exports, feeds |
 //! | [`Actions`] | `api` | what people do: outages, work orders, commands, schedules, citizen reports |

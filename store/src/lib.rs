@@ -17,7 +17,8 @@
 //! - [`devices`]: the device registry (inventory import of devices and routes, lookups
 //!   for ingestion).
 //! - [`outages`]: outages and their audit events, as the rules engine decides them, in a
-//!   few statements per set, and the work orders new outages start.
+//!   few statements per set, and the work orders new outages start; [`progress`]: how
+//!   far the rules judged, written with their decisions, and the stored rows after it.
 //! - [`rule_assets`]: the devices and bus routes as the rules engine loads them.
 //! - [`work_orders`]: the work order life cycle, team reports and deadline breaches.
 //! - [`hygiene`]: acknowledging and shelving outages, and the alarm load report.
@@ -72,6 +73,7 @@ pub mod mqtt;
 pub mod outages;
 mod partitions;
 mod profiles;
+pub mod progress;
 pub mod rollups;
 pub mod rule_assets;
 pub mod schedules;

@@ -246,6 +246,27 @@ struct Mark {
     at: DateTime<Utc>,
 }
 
+/// Writes `changes` in `tx`: opens, then resolutions, then chattering, round after round
+/// (a device's outage resolved and opened again in one set comes in two rounds).
+pub(crate) async fn apply_in(
+    tx: &Transaction<'_>,
+    changes: &[OutageChange],
+) -> Result<(), StoreError> {
+    for round in rounds(changes) {
+        let (opens, resolves, chatters) = by_change(round);
+        for chunk in opens.chunks(CHUNK) {
+            open_outages(tx, chunk).await?;
+        }
+        for chunk in resolves.chunks(CHUNK) {
+            resolve_outages(tx, chunk).await?;
+        }
+        for chunk in chatters.chunks(CHUNK) {
+            flag_chattering(tx, chunk).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Detection {
     /// Applies decisions in one transaction. Opening an outage that is already open counts
     /// an occurrence instead (so replays after a restart add nothing); resolving one that
@@ -259,22 +280,7 @@ impl Detection {
         if changes.is_empty() {
             return Ok(());
         }
-        let tx = self.fenced_transaction("starting outage changes").await?;
-        for round in rounds(changes) {
-            let (opens, resolves, chatters) = by_change(round);
-            for chunk in opens.chunks(CHUNK) {
-                open_outages(&tx, chunk).await?;
-            }
-            for chunk in resolves.chunks(CHUNK) {
-                resolve_outages(&tx, chunk).await?;
-            }
-            for chunk in chatters.chunks(CHUNK) {
-                flag_chattering(&tx, chunk).await?;
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::db("committing outage changes"))
+        self.apply_judged(changes, None).await
     }
 
     /// Outages open now, as (device id, kind, latest step the rules gave it: when it

@@ -197,6 +197,11 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             crate::changes::DEVICES_MIGRATION.to_owned(),
         ),
         (17, "leases", crate::leases::MIGRATION.to_owned()),
+        (
+            18,
+            "how far the rules judged",
+            crate::progress::MIGRATION.to_owned(),
+        ),
     ]
 }
 

@@ -11,6 +11,7 @@ mod detection;
 mod gtfs_rt;
 mod hygiene;
 mod inventory;
+mod judged;
 mod leases;
 mod package;
 mod reliability;
