@@ -144,8 +144,9 @@ impl Severity {
 }
 
 vocabulary! {
-    /// Where an outage stands: open until the fault clears (resolved) or a person closes
-    /// it; acknowledged once someone in the control room has seen it.
+    /// Where an outage stands: open until the fault clears (resolved); acknowledged once
+    /// someone in the control room has seen it; closed once resolved and its work order
+    /// closed.
     pub enum OutageState {
         Open = "open",
         Acknowledged = "acknowledged",

@@ -11,7 +11,7 @@ use model::{OutageState, Severity, Timestamp, WorkOrderState};
 use tokio_postgres::{Row, Transaction};
 
 use crate::error::named;
-use crate::sql::WORK_FINISHED;
+use crate::sql::{lit, WORK_FINISHED};
 use crate::{Db, StoreError};
 
 /// A work order, with its device's inventory id.
@@ -403,5 +403,43 @@ pub(crate) async fn transition(
     )
     .await
     .map_err(StoreError::db("recording a work order event"))?;
-    Ok((work_order(&row)?, from))
+    let mut order = work_order(&row)?;
+    if to == WorkOrderState::Closed {
+        if let Some(outage) = order.outage_id {
+            if close_outage(tx, outage, id, actor, at).await? {
+                order.outage_state = Some(OutageState::Closed);
+            }
+        }
+    }
+    Ok((order, from))
+}
+
+/// The work order `order` is closed: its outage, if resolved, is closed with it (an
+/// outage still active stays as it is: the fault is there, whatever the order says).
+/// Whether it was.
+async fn close_outage(
+    tx: &Transaction<'_>,
+    outage: i64,
+    order: i64,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let detail = format!("work order {order} closed");
+    let closed = tx
+        .execute(
+            &format!(
+                "WITH c AS (
+                 UPDATE outages SET state = {closed} WHERE id = $1 AND state = {resolved}
+                 RETURNING id
+             )
+             INSERT INTO outage_events (outage_id, at, actor, transition, detail)
+             SELECT id, greatest($2, last_step(id)), $3, {closed}, $4 FROM c",
+                closed = lit(OutageState::Closed),
+                resolved = lit(OutageState::Resolved),
+            ),
+            &[&outage, &at, &actor, &detail],
+        )
+        .await
+        .map_err(StoreError::db("closing a work order's outage"))?;
+    Ok(closed == 1)
 }

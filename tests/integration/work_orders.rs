@@ -633,3 +633,103 @@ async fn a_step_asked_for_before_anothers_is_recorded_after_it() {
         "{times:?}"
     );
 }
+
+/// Closing a work order closes its outage once the fault has cleared, with an event
+/// naming the order; an outage whose fault is still there stays active, whatever the order
+/// says.
+#[tokio::test]
+async fn closing_a_work_order_closes_its_resolved_outage_and_leaves_an_active_one() {
+    let (db, mut store, ids) = start(&[(Kind::Light, 2)]).await;
+    let plan = |lamp: &str| {
+        opened_with_order(
+            ids[lamp],
+            "lamp_failure",
+            "2026-03-01T00:00:00Z",
+            "lighting",
+            3_600,
+        )
+    };
+    store
+        .detection
+        .apply_outage_changes(&[plan("L0"), plan("L1")])
+        .await
+        .unwrap();
+    store
+        .detection
+        .apply_outage_changes(&[resolved(ids["L0"], "lamp_failure", "2026-03-01T00:50:00Z")])
+        .await
+        .unwrap();
+    let orders = store.admin.work_orders(None).await.unwrap();
+    let mut closed = std::collections::HashMap::new();
+    for wo in &orders {
+        for (to, actor, at) in [
+            ("assigned", "dispatch", "2026-03-01T00:05:00Z"),
+            ("in_progress", "ana", "2026-03-01T00:20:00Z"),
+            ("done", "ana", "2026-03-01T00:40:00Z"),
+            ("verified", "rules", "2026-03-01T01:00:00Z"),
+            ("closed", "dispatch", "2026-03-01T01:05:00Z"),
+        ] {
+            let row = store
+                .detection
+                .transition_work_order(wo.id, state(to), actor, None, ts(at), Some("ana"))
+                .await
+                .unwrap();
+            closed.insert(wo.ext_id.clone(), row);
+        }
+    }
+    // The answer says where the outage stands now.
+    let outage_state = |lamp: &str| closed[lamp].outage_state.map(|s| s.as_str());
+    assert_eq!(outage_state("L0"), Some("closed"));
+    assert_eq!(outage_state("L1"), Some("open"));
+    let outages: Vec<(String, String)> = db
+        .client
+        .query(
+            "SELECT d.ext_id, o.state FROM outages o JOIN devices d ON d.id = o.device_id
+             ORDER BY d.ext_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(outages, [s("L0", "closed"), s("L1", "open")]);
+    let last: (
+        String,
+        String,
+        Option<String>,
+        chrono::DateTime<chrono::Utc>,
+    ) = {
+        let r = db
+            .client
+            .query_one(
+                "SELECT e.transition, e.actor, e.detail, e.at FROM outage_events e
+                 JOIN outages o ON o.id = e.outage_id JOIN devices d ON d.id = o.device_id
+                 WHERE d.ext_id = 'L0' ORDER BY e.at DESC, e.id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3))
+    };
+    let order = closed["L0"].id;
+    assert_eq!(
+        last,
+        (
+            "closed".to_owned(),
+            "dispatch".to_owned(),
+            Some(format!("work order {order} closed")),
+            utc("2026-03-01T01:05:00Z")
+        )
+    );
+    // Nothing active is left closed: the open outage's events end where they were.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM outage_events e JOIN outages o ON o.id = e.outage_id
+             WHERE o.state = 'open' AND e.transition = 'closed'"
+        )
+        .await,
+        0
+    );
+}
