@@ -63,6 +63,9 @@ install -d "$stage/etc/cityhub"
   cat deploy/cityhub.toml
   printf '\n[dashboard]\ndir = "/usr/share/cityhub/dashboard"\n'
 } > "$stage/etc/cityhub/cityhub.toml"
+# Not for every user of the machine to read: an administrator may put a password in it.
+# The group that may (the units' user) is set when the package is configured.
+chmod 640 "$stage/etc/cityhub/cityhub.toml"
 install -D -m 644 deploy/rules.toml "$stage/usr/share/doc/cityhub/examples/rules.toml"
 for f in mosquitto.conf acl README.md; do
   install -D -m 644 "deploy/mosquitto/$f" "$stage/usr/share/doc/cityhub/examples/mosquitto/$f"
@@ -109,6 +112,11 @@ if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ]; then
   getent group cityhub >/dev/null || groupadd --system cityhub
   getent passwd cityhub >/dev/null || useradd --system --gid cityhub --home-dir /var/lib/cityhub \
     --no-create-home --shell /usr/sbin/nologin --comment "cityhub hub" cityhub
+  # The configuration: readable by the units' user, not by every user.
+  if [ -f /etc/cityhub/cityhub.toml ] && ! dpkg-statoverride --list /etc/cityhub/cityhub.toml >/dev/null; then
+    chgrp cityhub /etc/cityhub/cityhub.toml
+    chmod 640 /etc/cityhub/cityhub.toml
+  fi
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload || true
     [ -z "$2" ] || systemctl try-restart 'cityhub.service' 'cityhub@*.service' || true

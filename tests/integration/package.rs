@@ -146,6 +146,10 @@ async fn the_package_installs_starts_upgrades_keeping_the_configuration_and_is_r
         "conffiles are checked apart: {sums}"
     );
     let config = root.join("etc/cityhub/cityhub.toml");
+    // An administrator may put a password in it: not readable by every user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "{mode:o}");
     let conffiles = std::fs::read_to_string(root.join("var/lib/dpkg/info/cityhub.conffiles"))
         .expect("the package names its conffiles");
     assert_eq!(conffiles.trim(), "/etc/cityhub/cityhub.toml");
