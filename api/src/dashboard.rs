@@ -44,7 +44,9 @@ impl Default for DashboardConfig {
 }
 
 /// Path prefixes that belong to the API, never to the app.
-const API_PREFIXES: [&str; 5] = ["/api", "/health", "/metrics", "/open311", "/gtfs-rt"];
+const API_PREFIXES: [&str; 6] = [
+    "/api", "/health", "/metrics", "/open311", "/gtfs-rt", "/public",
+];
 
 /// Whether `path` is the API's (an unknown one there is a JSON 404, not the app).
 pub fn is_api_path(path: &str) -> bool {

@@ -180,6 +180,7 @@ struct Shared {
     allowed_origins: Vec<String>,
     staleness: Staleness,
     open311_rates: standards::open311::PostRates,
+    public_pages: standards::public_works::PublicPages,
     refusals: refusals::Refusals,
     refusals_every: std::time::Duration,
 }
@@ -223,6 +224,7 @@ impl AppState {
             allowed_origins: config.allowed_origins,
             staleness: config.staleness,
             open311_rates: standards::open311::PostRates::new(&config.open311),
+            public_pages: Default::default(),
             refusals: refusals::Refusals::default(),
             refusals_every: config.refusals_every,
         }))
@@ -333,6 +335,12 @@ impl AppState {
     }
 
     /// The rates of Open311 reports posted.
+    /// The tenants whose works residents may read without signing in
+    /// (`public.tenants`), and those pages' shared answers.
+    pub fn public_pages(&self) -> &standards::public_works::PublicPages {
+        &self.0.public_pages
+    }
+
     pub fn open311_rates(&self) -> &standards::open311::PostRates {
         &self.0.open311_rates
     }

@@ -114,6 +114,15 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Several hub instances on one database and broker (docs/scale-out.md).
     pub cluster: ClusterConfig,
+    /// What residents may read without signing in (docs/api.md, "Public pages").
+    pub public: PublicConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicConfig {
+    /// Tenants whose works (`/public/{tenant}/works.geojson`, `.ics`) anyone may read.
+    pub tenants: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +285,7 @@ impl Default for Config {
             open311: Open311Config::default(),
             audit: AuditConfig::default(),
             cluster: ClusterConfig::default(),
+            public: PublicConfig::default(),
         }
     }
 }
@@ -366,6 +376,14 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub http_public_feeds: Option<Vec<String>>,
+    /// Tenants whose works residents may read without signing in (comma separated)
+    #[arg(
+        long,
+        env = "CITYHUB_PUBLIC_TENANTS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub public_tenants: Option<Vec<String>>,
     /// HTTP connections open at once at most
     #[arg(long, env = "CITYHUB_HTTP_MAX_CONNECTIONS", global = true)]
     pub http_max_connections: Option<usize>,
@@ -528,6 +546,7 @@ impl Config {
         }
         set(&mut self.http.secure_cookie, &o.http_secure_cookie);
         set(&mut self.http.public_feeds, &o.http_public_feeds);
+        set(&mut self.public.tenants, &o.public_tenants);
         set(&mut self.http.max_connections, &o.http_max_connections);
         set(&mut self.http.header_timeout_s, &o.http_header_timeout_s);
         set(&mut self.http.body_timeout_s, &o.http_body_timeout_s);

@@ -111,6 +111,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     api_state.set_public_feeds(config.http.public_feeds.clone());
+    api_state
+        .public_pages()
+        .set_tenants(config.public.tenants.clone());
 
     // The API answers on every instance; the rest runs on one at a time, each piece under
     // a lease of its own (docs/scale-out.md).

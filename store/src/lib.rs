@@ -36,6 +36,8 @@
 //!   [`changes`]: the listener of those notifications and the rows behind them, and the
 //!   announcement of inventory changes ingestion's registry listens for.
 //! - [`transit_feed`]: the newest vehicle positions, for GTFS-Realtime.
+//! - [`public_works`]: what residents may know of a tenant's works (faults they notice,
+//!   grouped by street, and planned works), naming nobody.
 //! - [`mqtt`]: the hub's MQTT sessions, so that one the broker lost is noticed.
 //! - [`leases`]: what must run once among several hub instances, each held by one at a
 //!   time with an epoch that grows at every takeover; a [`leases::Fence`] makes a stale
@@ -74,6 +76,7 @@ pub mod outages;
 mod partitions;
 mod profiles;
 pub mod progress;
+pub mod public_works;
 pub mod rollups;
 pub mod rule_assets;
 pub mod schedules;

@@ -14,6 +14,7 @@ mod inventory;
 mod judged;
 mod leases;
 mod package;
+mod public;
 mod reliability;
 mod replicas;
 mod rule_inputs;

@@ -1,10 +1,13 @@
 //! The open standards' routes, outside `/api/v1`:
 //!
 //! - [`open311`]: Open311 GeoReport v2, `/open311/v2/...` (citizens' reports);
-//! - [`gtfs_rt`]: GTFS-Realtime VehiclePositions, `GET /gtfs-rt/{tenant}/vehicle-positions.pb`.
+//! - [`gtfs_rt`]: GTFS-Realtime VehiclePositions, `GET /gtfs-rt/{tenant}/vehicle-positions.pb`;
+//! - [`public_works`]: a published tenant's works for residents, without sign-in:
+//!   GeoJSON `GET /public/{tenant}/works.geojson` and iCalendar `.../works.ics`.
 
 pub mod gtfs_rt;
 pub mod open311;
+pub mod public_works;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,4 +21,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(open311::service_definition))
         .routes(routes!(open311::requests, open311::create))
         .routes(routes!(open311::request))
+        .routes(routes!(public_works::works_geojson))
+        .routes(routes!(public_works::works_icalendar))
 }

@@ -58,6 +58,7 @@ use crate::AppState;
         (name = "users", description = "People and programs that use the API"),
         (name = "open311", description = "Open311 GeoReport v2: citizen reports"),
         (name = "gtfs-realtime", description = "GTFS-Realtime vehicle positions"),
+        (name = "public", description = "Residents' feeds of a published tenant's works, without sign-in"),
         (name = "meta", description = "This document")
     )
 )]

@@ -384,6 +384,8 @@ async fn the_openapi_document_lists_every_route() {
         ("get", "/open311/v2/requests.json"),
         ("post", "/open311/v2/requests.json"),
         ("get", "/open311/v2/requests/{service_request_id}.json"),
+        ("get", "/public/{tenant}/works.geojson"),
+        ("get", "/public/{tenant}/works.ics"),
         ("get", "/api/v1/openapi.json"),
     ];
     let paths = doc["paths"].as_object().unwrap();

@@ -1,0 +1,348 @@
+//! The public works feeds: what residents read without signing in, checked with reference
+//! GeoJSON and iCalendar readers (tests/python/public_feeds.py), not ours.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use model::Device;
+use model::{Kind, WorkOrderState};
+use serde_json::{json, Value};
+use tests::api::{Auth, Req, TestApi};
+use tests::db::{devices, opened_with_order, ts, utc};
+use tests::hub::{http_get, HubProcess};
+use tests::{eventually, now_ms, unique, Publisher, Setup, TestDb};
+use tokio::io::AsyncWriteExt;
+
+/// `body` read by the reference library for `format` (`geojson`, `ics`).
+async fn read_with_reference(format: &str, body: &str) -> Value {
+    let python = std::env::var("CITYHUB_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "CITYHUB_TEST_PYTHON is not set: run `source scripts/services.sh; source scripts/python.sh` \
+             (or scripts/test.sh) so the feeds can be read with reference libraries"
+        )
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/public_feeds.py");
+    let mut child = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "the reference {format} reader refused the feed: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Lamps on a named street, with the other devices the helper makes.
+fn city(tenant: &str) -> Vec<Device> {
+    let mut all = devices(tenant, &[(Kind::Light, 4), (Kind::Cabinet, 1)]);
+    for d in all.iter_mut().filter(|d| d.kind == Kind::Light) {
+        let street = if d.id == "L3" {
+            "Rua Augusta"
+        } else {
+            "Rua do Ouro"
+        };
+        d.props.insert("street".into(), json!(street));
+    }
+    all
+}
+
+/// Faults grouped by street, with the least advanced repair and the latest deadline;
+/// planned works with their dates; every word of a person (assignee, team, the reason and
+/// author of a maintenance window) and every device id left out; GeoJSON and iCalendar
+/// that the reference libraries read; a tenant not published and a name that is no
+/// tenant answered alike.
+#[tokio::test]
+async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
+    let db = TestDb::new().await;
+    let t = unique("t");
+    let hidden = unique("h");
+    db.import(&city(&t)).await;
+    db.import(&devices(&hidden, &[(Kind::Light, 1)])).await;
+    let mut store = db.store().await;
+    let ids = db.device_ids(&t).await;
+    let now = model::Timestamp::now().to_datetime();
+    let hour = chrono::Duration::hours(1);
+    let at = |h: i32| (now - hour * h).to_rfc3339();
+    store
+        .detection
+        .apply_outage_changes(&[
+            opened_with_order(ids["L0"], "lamp_failure", &at(5), "lighting", 3_600),
+            opened_with_order(ids["L1"], "lamp_failure", &at(3), "lighting", 7_200),
+            opened_with_order(ids["L3"], "lamp_failure", &at(1), "lighting", 600),
+        ])
+        .await
+        .unwrap();
+    // L1's repair is under way: the street is still "reported" while L0's is not.
+    let orders = store.admin.work_orders(None).await.unwrap();
+    let l1 = orders.iter().find(|w| w.ext_id == "L1").unwrap().id;
+    store
+        .detection
+        .transition_work_order(
+            l1,
+            WorkOrderState::Assigned,
+            "dispatch",
+            None,
+            ts(&at(0)),
+            Some("Ana Pereira"),
+        )
+        .await
+        .unwrap();
+    let (starts, ends) = (now + hour * 24, now + hour * 30);
+    store
+        .admin
+        .add_maintenance_window(
+            &t,
+            "cabinet",
+            "C0",
+            starts,
+            ends,
+            "Ana Pereira rewires it",
+            "ana",
+        )
+        .await
+        .unwrap();
+
+    let api = TestApi::start_configured(&db.url, |_| {}).await;
+    api.state
+        .public_pages()
+        .set_tenants(vec![t.clone(), "nowhere".into()]);
+    let path = format!("/public/{t}/works.geojson");
+    let reply = api.call(Req::get(&path, &Auth::None)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("application/geo+json"));
+    assert_eq!(reply.header("cache-control"), Some("public, max-age=10"));
+    for word in [
+        "Ana", "Pereira", "ana", "lighting", "dispatch", "rewires", "\"L0\"", "\"L1\"", "\"C0\"",
+    ] {
+        assert!(!reply.body.contains(word), "`{word}` in {}", reply.body);
+    }
+    let feed = read_with_reference("geojson", &reply.body).await;
+    assert_eq!(feed["tenant"], json!(t));
+    let features = feed["features"].as_array().unwrap();
+    let of = |street: &str| {
+        features
+            .iter()
+            .find(|f| f["properties"]["street"] == json!(street))
+            .unwrap_or_else(|| panic!("no {street}: {feed}"))["properties"]
+            .clone()
+    };
+    let ouro = of("Rua do Ouro");
+    let end = |deadline_s: i64, opened_h: i32| {
+        json!((utc(&at(opened_h)) + chrono::Duration::seconds(deadline_s))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    assert_eq!(ouro["kind"], json!("dark_street"));
+    assert_eq!(ouro["cause"], json!("lamp"));
+    assert_eq!(ouro["count"], json!(2));
+    assert_eq!(
+        ouro["status"],
+        json!("reported"),
+        "the least advanced: {ouro}"
+    );
+    assert_eq!(
+        ouro["since"],
+        json!(utc(&at(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    );
+    // The later of 5 h ago + 1 h and 3 h ago + 2 h.
+    assert_eq!(ouro["expected_end"], end(7_200, 3));
+    assert_eq!(ouro["district"], json!("centre"));
+    assert_eq!(of("Rua Augusta")["count"], json!(1));
+    let works: Vec<&Value> = features
+        .iter()
+        .filter(|f| f["properties"]["kind"] == json!("planned_works"))
+        .collect();
+    assert_eq!(works.len(), 1, "{feed}");
+    let w = &works[0]["properties"];
+    assert_eq!(w["status"], json!("accepted"), "not started yet: {w}");
+    let secs = |t: chrono::DateTime<chrono::Utc>| {
+        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    assert_eq!(
+        (&w["since"], &w["expected_end"]),
+        (&secs(starts), &secs(ends))
+    );
+    // The cabinet and its four lamps; a point among them.
+    assert_eq!(w["count"], json!(5));
+    assert_eq!(works[0]["geometry"]["type"], json!("Point"));
+    assert_eq!(features.len(), 3, "{feed}");
+
+    // The same planned works in residents' calendars.
+    let reply = api
+        .call(Req::get(&format!("/public/{t}/works.ics"), &Auth::None))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/calendar; charset=utf-8")
+    );
+    assert!(!reply.body.contains("Ana") && !reply.body.contains("rewires"));
+    let calendar = read_with_reference("ics", &reply.body).await;
+    let events = calendar["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{calendar}");
+    let parse = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let second = |t: chrono::DateTime<chrono::Utc>| t.timestamp();
+    assert_eq!(second(parse(&events[0]["start"])), second(starts));
+    assert_eq!(second(parse(&events[0]["end"])), second(ends));
+    assert!(
+        events[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Planned works"),
+        "{calendar}"
+    );
+
+    // Not published, no such tenant, a published name that is no tenant: one answer.
+    for other in [
+        hidden.as_str(),
+        "no-such-tenant",
+        "nowhere",
+        &"x".repeat(5000),
+    ] {
+        for file in ["works.geojson", "works.ics"] {
+            let reply = api
+                .call(Req::get(&format!("/public/{other}/{file}"), &Auth::None))
+                .await;
+            assert_eq!(reply.status, 404, "{other}/{file}: {}", reply.body);
+            assert_eq!(
+                reply.json()["error"],
+                json!("this tenant has no public page")
+            );
+        }
+    }
+    // A NUL is refused before anything is looked up.
+    let reply = api
+        .call(Req::get("/public/a%00b/works.geojson", &Auth::None))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.json()["error"].as_str().unwrap().contains("NUL"));
+    // Another path under /public is the API's 404, not the dashboard's page.
+    let reply = api
+        .call(Req::get(&format!("/public/{t}/other"), &Auth::None))
+        .await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.json()["error"].is_string());
+}
+
+/// An address that asks too often is told to wait, and the answer it had is shared, not
+/// built again for each call.
+#[tokio::test]
+async fn one_address_is_limited_and_answers_are_shared() {
+    let db = TestDb::new().await;
+    let t = unique("t");
+    db.import(&city(&t)).await;
+    let api = TestApi::start_configured(&db.url, |_| {}).await;
+    api.state.public_pages().set_tenants(vec![t.clone()]);
+    let path = format!("/public/{t}/works.geojson");
+    let first = api.call(Req::get(&path, &Auth::None)).await;
+    assert_eq!(first.status, 200);
+    // An outage written now is not in an answer built a moment ago.
+    let ids = db.device_ids(&t).await;
+    db.store()
+        .await
+        .detection
+        .apply_outage_changes(&[opened_with_order(
+            ids["L0"],
+            "lamp_failure",
+            &model::Timestamp::now().to_datetime().to_rfc3339(),
+            "lighting",
+            600,
+        )])
+        .await
+        .unwrap();
+    let mut answered = 1;
+    let refused = loop {
+        let reply = api.call(Req::get(&path, &Auth::None)).await;
+        if reply.status != 200 {
+            break reply;
+        }
+        assert_eq!(reply.body, first.body, "shared while fresh");
+        answered += 1;
+        assert!(answered <= 120, "never limited");
+    };
+    assert_eq!(answered, 120, "the per-address budget");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.header("retry-after").is_some());
+    // Another address is not limited by the first.
+    let other = api
+        .call_from(
+            std::net::Ipv4Addr::new(127, 0, 0, 2),
+            Req::get(&path, &Auth::None),
+        )
+        .await;
+    assert_eq!(other.status, 200);
+}
+
+/// Through the whole hub: a cabinet that loses its mains is a dark street on the
+/// published feed within seconds, without signing in, and is gone once the mains are back.
+#[tokio::test]
+async fn a_dark_street_the_rules_find_shows_on_the_public_feed_and_goes_when_fixed() {
+    let Setup {
+        tenant: t,
+        db,
+        broker,
+    } = Setup::start(&[(Kind::Cabinet, 1)]).await;
+    let mut hub = HubProcess::spawn_with(
+        &db.url,
+        broker.port(),
+        &unique("hub-"),
+        &[("CITYHUB_PUBLIC_TENANTS", &t)],
+    );
+    hub.wait_connected().await;
+    let mut p = Publisher::connect(broker.port()).await;
+    let send = |supply: bool, at: i64| {
+        (
+            format!("city/{t}/cabinet/C0/telemetry"),
+            json!({"ts": at, "supply": supply, "voltage_v": if supply { 231 } else { 0 }})
+                .to_string(),
+        )
+    };
+    let start = now_ms();
+    let (topic, body) = send(false, start);
+    p.send(&topic, body).await;
+    p.flush().await;
+    let path = format!("/public/{t}/works.geojson");
+    let feed = |port| {
+        let path = path.clone();
+        async move {
+            let raw = http_get(port, &path).ok()?;
+            let body = raw.split_once("\r\n\r\n")?.1.to_owned();
+            serde_json::from_str::<Value>(&body).ok()
+        }
+    };
+    let dark = eventually(Duration::from_secs(30), "the dark street", || async {
+        let f = feed(hub.http_port).await?;
+        (f["features"].as_array()?.len() == 1).then_some(f)
+    })
+    .await;
+    let p0 = &dark["features"][0]["properties"];
+    assert_eq!(p0["kind"], json!("dark_street"));
+    assert_eq!(p0["cause"], json!("power_supply"));
+    let (topic, body) = send(true, start + 2_000);
+    p.send(&topic, body).await;
+    p.flush().await;
+    // Answers are shared for 10 s: gone within that and the rules' time.
+    eventually(Duration::from_secs(30), "the street lit again", || async {
+        let f = feed(hub.http_port).await?;
+        f["features"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    hub.kill_9();
+}
