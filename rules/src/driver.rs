@@ -284,13 +284,18 @@ pub async fn run(
     };
     let mut decisions = Vec::new();
     let mut stream = StreamClock::new();
-    let mut saved = db.judged_through().await.ok().flatten();
+    let mut writer = Writer {
+        url: &url,
+        metrics: &metrics,
+        shutdown: &shutdown,
+        saved: db.judged_through().await.ok().flatten(),
+    };
     let replayed = match replay(
         &mut db,
         &engine,
         &mut state,
         &mut stream,
-        saved,
+        writer.saved,
         &clock,
         &mut decisions,
     )
@@ -410,17 +415,9 @@ pub async fn run(
                 .horizon_lag_ms
                 .set((clock().micros() - h.micros()) / 1000);
         }
-        persist(
-            &url,
-            &mut db,
-            &config,
-            &mut decisions,
-            &mut saved,
-            state.horizon,
-            &metrics,
-            &shutdown,
-        )
-        .await;
+        writer
+            .persist(&mut db, &config, &mut decisions, state.horizon)
+            .await;
         if let Some(at) = caused_by.take() {
             metrics
                 .commit_to_outage_seconds
@@ -428,18 +425,10 @@ pub async fn run(
         }
     }
     // Recorded however little it moved: the next start judges the rows after it.
-    saved = None;
-    persist(
-        &url,
-        &mut db,
-        &config,
-        &mut decisions,
-        &mut saved,
-        state.horizon,
-        &metrics,
-        &shutdown,
-    )
-    .await;
+    writer.saved = None;
+    writer
+        .persist(&mut db, &config, &mut decisions, state.horizon)
+        .await;
     info!(message = "Rules engine stopped.");
     Ok(())
 }
@@ -628,67 +617,75 @@ async fn verify_repairs(
     Ok(())
 }
 
-/// Writes pending decisions with the horizon they were judged up to, retrying while the
-/// database is away (they stay pending). Without decisions the horizon is recorded once it
-/// has moved [`PROGRESS_EVERY_US`] past `saved`, the one on record; a failure then waits
-/// for the next call.
-#[allow(clippy::too_many_arguments)]
-async fn persist(
-    url: &str,
-    db: &mut Detection,
-    config: &RulesConfig,
-    decisions: &mut Vec<Decision>,
-    saved: &mut Option<Timestamp>,
-    horizon: Option<Timestamp>,
-    metrics: &RulesMetrics,
-    shutdown: &CancellationToken,
-) {
-    let moved = match (horizon, *saved) {
-        (Some(h), Some(s)) => h.micros() - s.micros() >= PROGRESS_EVERY_US,
-        (h, s) => h.is_some() && s.is_none(),
-    };
-    if decisions.is_empty() && !moved {
-        return;
-    }
-    let mut backoff = Backoff::standard();
-    loop {
-        let changes: Vec<OutageChange> = decisions.iter().map(|d| to_change(config, d)).collect();
-        match db.apply_judged(&changes, horizon).await {
-            Ok(()) => {
-                if horizon.is_some() {
-                    *saved = horizon;
+/// Where the decisions go, and the horizon on record.
+struct Writer<'a> {
+    url: &'a str,
+    metrics: &'a RulesMetrics,
+    shutdown: &'a CancellationToken,
+    /// The horizon last recorded (as far as this instance knows).
+    saved: Option<Timestamp>,
+}
+
+impl Writer<'_> {
+    /// Writes pending decisions with the horizon they were judged up to, retrying while
+    /// the database is away (they stay pending). Without decisions the horizon is recorded
+    /// once it has moved [`PROGRESS_EVERY_US`] past the one on record; a failure then
+    /// waits for the next call.
+    async fn persist(
+        &mut self,
+        db: &mut Detection,
+        config: &RulesConfig,
+        decisions: &mut Vec<Decision>,
+        horizon: Option<Timestamp>,
+    ) {
+        let moved = match (horizon, self.saved) {
+            (Some(h), Some(s)) => h.micros() - s.micros() >= PROGRESS_EVERY_US,
+            (h, s) => h.is_some() && s.is_none(),
+        };
+        if decisions.is_empty() && !moved {
+            return;
+        }
+        let mut backoff = Backoff::standard();
+        loop {
+            let changes: Vec<OutageChange> =
+                decisions.iter().map(|d| to_change(config, d)).collect();
+            match db.apply_judged(&changes, horizon).await {
+                Ok(()) => {
+                    if horizon.is_some() {
+                        self.saved = horizon;
+                    }
+                    for d in decisions.drain(..) {
+                        let (decision, kind) = match d {
+                            Decision::Open { kind, .. } => ("open", kind),
+                            Decision::Recur { kind, .. } => ("recur", kind),
+                            Decision::Chattering { kind, .. } => ("chattering", kind),
+                            Decision::Resolve { kind, .. } => ("resolve", kind),
+                        };
+                        let label = DecisionLabel {
+                            decision,
+                            kind: kind.as_str(),
+                        };
+                        self.metrics.decisions.get_or_create(&label).inc();
+                    }
+                    return;
                 }
-                for d in decisions.drain(..) {
-                    let (decision, kind) = match d {
-                        Decision::Open { kind, .. } => ("open", kind),
-                        Decision::Recur { kind, .. } => ("recur", kind),
-                        Decision::Chattering { kind, .. } => ("chattering", kind),
-                        Decision::Resolve { kind, .. } => ("resolve", kind),
-                    };
-                    let label = DecisionLabel {
-                        decision,
-                        kind: kind.as_str(),
-                    };
-                    metrics.decisions.get_or_create(&label).inc();
+                Err(error @ StoreError::Fenced { .. }) => {
+                    // Another instance holds the rules now and rebuilds from what is stored:
+                    // these decisions are not this instance's to write any more.
+                    warn!(message = "Outage decisions dropped: the rules moved to another instance.", %error, decisions = changes.len());
+                    decisions.clear();
+                    return;
                 }
-                return;
-            }
-            Err(error @ StoreError::Fenced { .. }) => {
-                // Another instance holds the rules now and rebuilds from what is stored:
-                // these decisions are not this instance's to write any more.
-                warn!(message = "Outage decisions dropped: the rules moved to another instance.", %error, decisions = changes.len());
-                decisions.clear();
-                return;
-            }
-            Err(_) if changes.is_empty() => return,
-            Err(error) => {
-                warn!(message = "Cannot persist outage decisions; retrying.", %error, decisions = changes.len());
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.failed()) => {}
-                }
-                if let Ok(fresh) = connect(url, &db.fence().cloned()).await {
-                    *db = fresh;
+                Err(_) if changes.is_empty() => return,
+                Err(error) => {
+                    warn!(message = "Cannot persist outage decisions; retrying.", %error, decisions = changes.len());
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.failed()) => {}
+                    }
+                    if let Ok(fresh) = connect(self.url, &db.fence().cloned()).await {
+                        *db = fresh;
+                    }
                 }
             }
         }

@@ -85,10 +85,22 @@ impl Admin {
     }
 }
 
+/// SQL: whether device `d` is one maintenance window `w` covers. A cabinet covers itself
+/// and its lamps; a district, the tenant's devices in it; a tenant, all its devices.
+pub(crate) fn window_covers() -> String {
+    format!(
+        "d.tenant_id = w.tenant_id AND CASE w.scope
+             WHEN 'device' THEN d.ext_id = w.target
+             WHEN 'cabinet' THEN (d.kind = {cabinet} AND d.ext_id = w.target) OR d.cabinet = w.target
+             WHEN 'district' THEN d.district = w.target
+             ELSE true END",
+        cabinet = crate::sql::lit(model::Kind::Cabinet)
+    )
+}
+
 impl Detection {
     /// Maintenance windows ending after `ending_after` (running or to come), earliest
-    /// start first. A cabinet covers itself and its lamps; a district, the tenant's
-    /// devices in it; a tenant, all its devices.
+    /// start first, with the devices each covers ([`window_covers`]).
     pub async fn maintenance_windows(
         &self,
         ending_after: DateTime<Utc>,
@@ -96,18 +108,16 @@ impl Detection {
         let rows = self
             .client()
             .query(
-                "SELECT w.id, w.starts_at, w.ends_at, w.reason,
-                        coalesce(array_agg(d.id ORDER BY d.id) FILTER (WHERE d.id IS NOT NULL), '{}')
-                 FROM maintenance_windows w
-                 LEFT JOIN devices d ON d.tenant_id = w.tenant_id AND CASE w.scope
-                     WHEN 'device' THEN d.ext_id = w.target
-                     WHEN 'cabinet' THEN (d.kind = $2 AND d.ext_id = w.target) OR d.cabinet = w.target
-                     WHEN 'district' THEN d.district = w.target
-                     ELSE true END
-                 WHERE w.ends_at > $1
-                 GROUP BY w.id
-                 ORDER BY w.starts_at, w.id",
-                &[&ending_after, &model::Kind::Cabinet.as_str()],
+                &format!(
+                    "SELECT w.id, w.starts_at, w.ends_at, w.reason,
+                        coalesce(array_agg(d.id ORDER BY d.id) FILTER (WHERE d.id IS NOT NULL), '{{}}')
+                     FROM maintenance_windows w LEFT JOIN devices d ON {covers}
+                     WHERE w.ends_at > $1
+                     GROUP BY w.id
+                     ORDER BY w.starts_at, w.id",
+                    covers = window_covers()
+                ),
+                &[&ending_after],
             )
             .await
             .map_err(StoreError::db("listing maintenance windows"))?;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use model::{Kind, OutageKind, WorkOrderState};
+use model::{OutageKind, WorkOrderState};
 
 use crate::handles::Reads;
 use crate::sql::{lit, OUTAGE_ACTIVE};
@@ -211,9 +211,9 @@ impl Reads {
         Ok(out)
     }
 
-    /// Maintenance windows of `tenant_id` not over at `now`, earliest start first. A
-    /// cabinet covers itself and its lamps; a district, the tenant's devices in it; a
-    /// tenant, the whole city (no place).
+    /// Maintenance windows of `tenant_id` not over at `now`, earliest start first, each
+    /// at the middle of the devices it covers (`maintenance::window_covers`); one over a
+    /// whole tenant has no place.
     async fn planned_works(
         &self,
         tenant_id: i32,
@@ -222,21 +222,19 @@ impl Reads {
         let rows = self
             .client()
             .query(
-                "SELECT w.starts_at, w.ends_at, w.scope = 'tenant',
+                &format!(
+                    "SELECT w.starts_at, w.ends_at, w.scope = 'tenant',
                         CASE WHEN count(DISTINCT d.district) = 1 THEN min(d.district) END,
                         CASE WHEN count(DISTINCT nullif(btrim(d.props->>'street'), '')) = 1
                             THEN min(nullif(btrim(d.props->>'street'), '')) END,
                         count(d.id), avg(d.lon), avg(d.lat), w.id
-                 FROM maintenance_windows w
-                 LEFT JOIN devices d ON d.tenant_id = w.tenant_id AND CASE w.scope
-                     WHEN 'device' THEN d.ext_id = w.target
-                     WHEN 'cabinet' THEN (d.kind = $3 AND d.ext_id = w.target) OR d.cabinet = w.target
-                     WHEN 'district' THEN d.district = w.target
-                     ELSE true END
-                 WHERE w.tenant_id = $1 AND w.ends_at > $2
-                 GROUP BY w.id
-                 ORDER BY w.starts_at, w.id",
-                &[&tenant_id, &now, &Kind::Cabinet.as_str()],
+                     FROM maintenance_windows w LEFT JOIN devices d ON {covers}
+                     WHERE w.tenant_id = $1 AND w.ends_at > $2
+                     GROUP BY w.id
+                     ORDER BY w.starts_at, w.id",
+                    covers = crate::maintenance::window_covers()
+                ),
+                &[&tenant_id, &now],
             )
             .await
             .map_err(StoreError::db("reading the planned works"))?;

@@ -46,13 +46,9 @@ fn as_stored(record: RecordType, o: &Observation) -> Vec<Cell> {
 #[tokio::test]
 async fn the_rows_stored_after_a_moment_read_back_as_ingestion_handed_them_on() {
     let db = TestDb::new().await;
-    db.import(&devices(&unique("t"), &[(Kind::Light, 1)])).await;
-    let id: i32 = db
-        .client
-        .query_one("SELECT id FROM devices", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let t = unique("t");
+    db.import(&devices(&t, &[(Kind::Light, 1)])).await;
+    let id = db.device_ids(&t).await["L0"];
     let now = now_ms();
     let mut batch = ReadingBatch::default();
     let mut written = Vec::new();
@@ -133,12 +129,7 @@ async fn the_horizon_is_recorded_with_the_decisions_and_refused_with_them() {
     let db = TestDb::new().await;
     let t = unique("t");
     db.import(&devices(&t, &[(Kind::Light, 1)])).await;
-    let id: i32 = db
-        .client
-        .query_one("SELECT id FROM devices", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let id = db.device_ids(&t).await["L0"];
     let mut rules = db.detection().await;
     assert_eq!(rules.judged_through().await.unwrap(), None);
     let h1 = Timestamp::from_rfc3339("2026-03-01T10:00:00Z").unwrap();
