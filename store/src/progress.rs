@@ -6,24 +6,14 @@
 //! horizon on record means every decision about readings up to it is on record too. The
 //! readings after it were committed by ingestion but their verdicts were still to come
 //! when the instance stopped; [`Detection::stored_after`] reads them back, in the form
-//! ingestion hands rows on, for the next instance to judge.
+//! ingestion hands rows on, for the next instance to judge. The table is migration 18
+//! (`schema::RULES_PROGRESS`).
 
 use chrono::{DateTime, Utc};
 use model::{Cell, FieldType, Observation, RecordType, Row, Timestamp};
 
 use crate::handles::Detection;
 use crate::{schema, OutageChange, StoreError};
-
-/// Migration 18.
-pub const MIGRATION: &str = r#"
--- Up to when the rules have judged every stored reading (`through`, inclusive, by the
--- readings' own times), written with their decisions.
-CREATE TABLE rules_progress (
-    name text PRIMARY KEY,
-    through timestamptz NOT NULL,
-    recorded_at timestamptz NOT NULL DEFAULT now()
-);
-"#;
 
 /// The one stream of rules there is.
 const STREAM: &str = "rules";

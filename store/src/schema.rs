@@ -197,13 +197,20 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
             crate::changes::DEVICES_MIGRATION.to_owned(),
         ),
         (17, "leases", crate::leases::MIGRATION.to_owned()),
-        (
-            18,
-            "how far the rules judged",
-            crate::progress::MIGRATION.to_owned(),
-        ),
+        (18, "how far the rules judged", RULES_PROGRESS.to_owned()),
     ]
 }
+
+/// Migration 18: how far the rules judged (`progress`).
+const RULES_PROGRESS: &str = r#"
+-- Up to when the rules have judged every stored reading (`through`, inclusive, by the
+-- readings' own times), written with their decisions.
+CREATE TABLE rules_progress (
+    name text PRIMARY KEY,
+    through timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+"#;
 
 const BASE: &str = r#"
 CREATE TABLE settings (
