@@ -27,7 +27,8 @@ pub struct Unjudged {
 
 impl Detection {
     /// Writes `changes` and, with them, that every reading up to `through` is judged, in
-    /// one transaction under the fence.
+    /// one transaction under the fence. The horizon on record never goes back: the next
+    /// instance's first horizon may trail the rows it judged again.
     pub async fn apply_judged(
         &mut self,
         changes: &[OutageChange],
@@ -38,7 +39,8 @@ impl Detection {
         if let Some(through) = through {
             tx.execute(
                 "INSERT INTO rules_progress (name, through) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET through = excluded.through, recorded_at = now()",
+                 ON CONFLICT (name) DO UPDATE
+                 SET through = greatest(rules_progress.through, excluded.through), recorded_at = now()",
                 &[&STREAM, &through.to_datetime()],
             )
             .await

@@ -123,7 +123,7 @@ async fn the_rows_stored_after_a_moment_read_back_as_ingestion_handed_them_on() 
 }
 
 /// The horizon is recorded in the decisions' transaction: refused with them when the
-/// rules' lease has moved on, and never moved back by nothing but a later write.
+/// rules' lease has moved on, and never moved back.
 #[tokio::test]
 async fn the_horizon_is_recorded_with_the_decisions_and_refused_with_them() {
     let db = TestDb::new().await;
@@ -134,6 +134,11 @@ async fn the_horizon_is_recorded_with_the_decisions_and_refused_with_them() {
     assert_eq!(rules.judged_through().await.unwrap(), None);
     let h1 = Timestamp::from_rfc3339("2026-03-01T10:00:00Z").unwrap();
     rules.apply_judged(&[], Some(h1)).await.unwrap();
+    assert_eq!(rules.judged_through().await.unwrap(), Some(h1));
+    // An earlier horizon (a new instance's first, behind the rows it judged again) does
+    // not move it back.
+    let before = Timestamp::from_rfc3339("2026-03-01T09:59:59Z").unwrap();
+    rules.apply_judged(&[], Some(before)).await.unwrap();
     assert_eq!(rules.judged_through().await.unwrap(), Some(h1));
 
     // Under a lease another instance has since taken: neither the outage nor the horizon.
