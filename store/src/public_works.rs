@@ -4,7 +4,8 @@
 //! and planned works (maintenance windows not over, with their dates).
 //!
 //! Nothing here names a person or says why in anyone's words: no user, team, assignee,
-//! comment or maintenance reason is read, and no device id is given out.
+//! comment or maintenance reason is read, and no device id is given out. Places are
+//! rounded to about 100 m. A cabinet without mains is a dark street where its lamps are.
 
 use std::collections::BTreeMap;
 
@@ -108,12 +109,20 @@ pub struct PublicWork {
     pub expected_end: Option<DateTime<Utc>>,
     pub district: Option<String>,
     pub street: Option<String>,
-    /// Faults it groups (outages); devices covered, for planned works.
+    /// Devices affected: those with a fault (a cabinet without mains: its lamps), or
+    /// those planned works cover.
     pub count: i64,
-    /// The middle of its devices; none for works over the whole city.
+    /// The middle of its devices, to about 100 m; none for works over the whole city.
     pub at: Option<(f64, f64)>,
     /// The maintenance window, for planned works.
     pub id: Option<i64>,
+}
+
+/// A place to about 100 m (three decimals of a degree): a street's dark lamps or a leak
+/// are found there, not the one house whose meter it is.
+fn coarse(lon: f64, lat: f64) -> (f64, f64) {
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    (round(lon), round(lat))
 }
 
 /// Faults of one street (or district) and kind, while they are put together.
@@ -145,9 +154,17 @@ impl Reads {
             .client()
             .query(
                 &format!(
-                    "SELECT o.kind, o.opened_at, d.district, nullif(btrim(d.props->>'street'), ''),
-                            d.lon, d.lat, w.state, w.due_at
+                    "SELECT o.kind, o.opened_at, p.district, nullif(btrim(p.props->>'street'), ''),
+                            p.lon, p.lat, w.state, w.due_at
                      FROM outages o JOIN devices d ON d.id = o.device_id
+                     -- Where residents see it: a cabinet without mains, on its lamps' streets.
+                     LEFT JOIN devices l ON o.kind = {supply_loss} AND l.tenant_id = d.tenant_id
+                         AND l.kind = {light} AND l.cabinet = d.ext_id
+                     CROSS JOIN LATERAL (
+                         SELECT coalesce(l.district, d.district) AS district,
+                                CASE WHEN l.id IS NULL THEN d.props ELSE l.props END AS props,
+                                coalesce(l.lon, d.lon) AS lon, coalesce(l.lat, d.lat) AS lat
+                     ) p
                      LEFT JOIN LATERAL (
                          SELECT state, due_at FROM work_orders w
                          WHERE w.device_id = o.device_id AND w.kind = o.kind AND w.state <> {closed}
@@ -156,6 +173,8 @@ impl Reads {
                      WHERE d.tenant_id = $1 AND o.state IN {active} AND o.kind = ANY($2)",
                     closed = lit(WorkOrderState::Closed),
                     active = *OUTAGE_ACTIVE,
+                    supply_loss = lit(OutageKind::CabinetSupplyLoss),
+                    light = lit(model::Kind::Light),
                 ),
                 &[&tenant_id, &kinds],
             )
@@ -202,7 +221,7 @@ impl Reads {
                 district,
                 street,
                 count: g.count,
-                at: Some((g.lon / g.count as f64, g.lat / g.count as f64)),
+                at: Some(coarse(g.lon / g.count as f64, g.lat / g.count as f64)),
                 id: None,
             })
             .collect();
@@ -244,7 +263,7 @@ impl Reads {
                 let starts: DateTime<Utc> = r.get(0);
                 let city_wide: bool = r.get(2);
                 let place = match (r.get::<_, Option<f64>>(6), r.get::<_, Option<f64>>(7)) {
-                    (Some(lon), Some(lat)) if !city_wide => Some((lon, lat)),
+                    (Some(lon), Some(lat)) if !city_wide => Some(coarse(lon, lat)),
                     _ => None,
                 };
                 PublicWork {

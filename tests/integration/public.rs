@@ -83,6 +83,8 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
             opened_with_order(ids["L0"], "lamp_failure", &at(5), "lighting", 3_600),
             opened_with_order(ids["L1"], "lamp_failure", &at(3), "lighting", 7_200),
             opened_with_order(ids["L3"], "lamp_failure", &at(1), "lighting", 600),
+            // The cabinet without mains: dark where its lamps are, on both streets.
+            opened_with_order(ids["C0"], "cabinet_supply_loss", &at(2), "power", 1_800),
         ])
         .await
         .unwrap();
@@ -133,13 +135,17 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
     let feed = read_with_reference("geojson", &reply.body).await;
     assert_eq!(feed["tenant"], json!(t));
     let features = feed["features"].as_array().unwrap();
-    let of = |street: &str| {
+    let of = |street: &str, cause: &str| {
         features
             .iter()
-            .find(|f| f["properties"]["street"] == json!(street))
-            .unwrap_or_else(|| panic!("no {street}: {feed}"))["properties"]
+            .find(|f| {
+                f["properties"]["street"] == json!(street)
+                    && f["properties"]["cause"] == json!(cause)
+            })
+            .unwrap_or_else(|| panic!("no {street} ({cause}): {feed}"))["properties"]
             .clone()
     };
+    let of = |street: &str| of(street, "lamp");
     let ouro = of("Rua do Ouro");
     let end = |deadline_s: i64, opened_h: i32| {
         json!((utc(&at(opened_h)) + chrono::Duration::seconds(deadline_s))
@@ -161,6 +167,30 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
     assert_eq!(ouro["expected_end"], end(7_200, 3));
     assert_eq!(ouro["district"], json!("centre"));
     assert_eq!(of("Rua Augusta")["count"], json!(1));
+    // The cabinet's four lamps: three on one street, one on the other.
+    let unpowered = |street: &str| {
+        features.iter().find(|f| {
+            f["properties"]["street"] == json!(street)
+                && f["properties"]["cause"] == json!("power_supply")
+        })
+    };
+    let ouro_dark = &unpowered("Rua do Ouro").unwrap_or_else(|| panic!("{feed}"))["properties"];
+    assert_eq!(ouro_dark["count"], json!(3));
+    assert_eq!(ouro_dark["expected_end"], end(1_800, 2));
+    assert_eq!(
+        unpowered("Rua Augusta").unwrap()["properties"]["count"],
+        json!(1)
+    );
+    // Places to about 100 m: no house is pointed at.
+    for f in features.iter().filter(|f| !f["geometry"].is_null()) {
+        for c in f["geometry"]["coordinates"].as_array().unwrap() {
+            let v = c.as_f64().unwrap();
+            assert!(
+                ((v * 1000.0).round() / 1000.0 - v).abs() < 1e-9,
+                "{v} in {f}"
+            );
+        }
+    }
     let works: Vec<&Value> = features
         .iter()
         .filter(|f| f["properties"]["kind"] == json!("planned_works"))
@@ -178,7 +208,7 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
     // The cabinet and its four lamps; a point among them.
     assert_eq!(w["count"], json!(5));
     assert_eq!(works[0]["geometry"]["type"], json!("Point"));
-    assert_eq!(features.len(), 3, "{feed}");
+    assert_eq!(features.len(), 5, "{feed}");
 
     // The same planned works in residents' calendars.
     let reply = api
@@ -201,11 +231,10 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
     let second = |t: chrono::DateTime<chrono::Utc>| t.timestamp();
     assert_eq!(second(parse(&events[0]["start"])), second(starts));
     assert_eq!(second(parse(&events[0]["end"])), second(ends));
-    assert!(
-        events[0]["summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("Planned works"),
+    // Its devices are all in one district, on two streets.
+    assert_eq!(
+        events[0]["summary"],
+        json!("Planned works: centre"),
         "{calendar}"
     );
 
@@ -225,8 +254,22 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
                 reply.json()["error"],
                 json!("this tenant has no public page")
             );
+            // A resident's web page can read the refusal too.
+            assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
         }
     }
+    // There are no query parameters: one is refused, as everywhere in the API, and
+    // cannot change the shared answer.
+    let reply = api
+        .call(Req::get(&format!("{path}?tenant={hidden}"), &Auth::None))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.json()["error"].as_str().unwrap().contains("tenant"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
     // A NUL is refused before anything is looked up.
     let reply = api
         .call(Req::get("/public/a%00b/works.geojson", &Auth::None))
@@ -280,6 +323,10 @@ async fn one_address_is_limited_and_answers_are_shared() {
     assert_eq!(answered, 120, "the per-address budget");
     assert_eq!(refused.status, 429, "{}", refused.body);
     assert!(refused.header("retry-after").is_some());
+    assert_eq!(
+        refused.header("access-control-expose-headers"),
+        Some("retry-after")
+    );
     // Another address is not limited by the first.
     let other = api
         .call_from(

@@ -5,8 +5,10 @@
 //!
 //! Anyone may call these, so they cost the database little whatever the load: each
 //! tenant's answers are built at most once per [`FRESH_FOR`] and shared, clients may keep
-//! them as long (`Cache-Control`), and each address may ask [`PER_ADDRESS`] times a
-//! minute. A tenant that is not published, and a name that is no tenant, get the same 404.
+//! them as long (`Cache-Control`), and each address may ask [`PER_ADDRESS`] times at once,
+//! then [`PER_ADDRESS`] a minute. A tenant that is not published, and a name that is no
+//! tenant, get the same 404. Every answer, refusals too, may be read by any site's pages
+//! (`Access-Control-Allow-Origin: *`, `Retry-After` exposed).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,21 +16,22 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use geojson::{Feature, FeatureCollection, Geometry, JsonObject, Value};
 use icalendar::{Calendar, Component, EventLike};
+use serde::Deserialize;
 use store::public_works::{PublicKind, PublicWork};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiPath, ClientAddress};
+use crate::extract::{ApiPath, ApiQuery, ClientAddress};
 use crate::limiter::RateLimiter;
 use crate::AppState;
 
 /// How long an answer is shared (and may be kept by clients).
 pub const FRESH_FOR: Duration = Duration::from_secs(10);
-/// Requests per minute one address may make.
+/// Requests one address may make at once, and per minute after that.
 pub const PER_ADDRESS: u32 = 120;
 
 /// The answers' formats.
@@ -120,12 +123,31 @@ async fn answer(
                 header::CACHE_CONTROL,
                 format!("public, max-age={}", FRESH_FOR.as_secs()),
             ),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
         ],
         body,
     )
         .into_response())
 }
+
+/// Any site's pages may read the answer, a refusal's `Retry-After` included.
+fn for_any_site(answer: Result<Response, ApiError>) -> Response {
+    let mut response = answer.unwrap_or_else(IntoResponse::into_response);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+    response
+}
+
+/// These feeds take no query parameters: one is refused (400), as everywhere in the API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParameters {}
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -173,10 +195,11 @@ pub fn icalendar(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> Stri
     let mut calendar = Calendar::new();
     calendar.name(&format!("{tenant}: planned works"));
     for w in works.iter().filter(|w| w.kind == PublicKind::PlannedWorks) {
-        let place = match (&w.street, &w.district) {
-            (Some(s), Some(d)) => format!("{s}, {d}"),
-            (Some(p), None) | (None, Some(p)) => p.clone(),
-            (None, None) => "the whole city".to_owned(),
+        let place = match (&w.street, &w.district, w.at) {
+            (Some(s), Some(d), _) => format!("{s}, {d}"),
+            (Some(p), None, _) | (None, Some(p), _) => p.clone(),
+            (None, None, Some(_)) => "several districts".to_owned(),
+            (None, None, None) => "the whole city".to_owned(),
         };
         let mut event = icalendar::Event::new();
         event
@@ -210,7 +233,7 @@ pub fn icalendar(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> Stri
     params(("tenant" = String, Path, description = "A tenant slug the hub publishes")),
     responses(
         (status = 200, description = "A GeoJSON FeatureCollection (RFC 7946); each Feature's properties: kind (dark_street, water_leak, planned_works), status (reported, accepted, in_work, done), since, expected_end (RFC 3339 or null), cause, district, street, count", content_type = "application/geo+json", body = Object),
-        (status = 400, description = "A path that cannot be read (a NUL character)", body = ErrorBody),
+        (status = 400, description = "A path that cannot be read (a NUL character), or a query parameter (there are none)", body = ErrorBody),
         (status = 404, description = "The tenant is not published, or is no tenant", body = ErrorBody),
         (status = 429, description = "Too many requests from this address", body = ErrorBody)
     )
@@ -218,9 +241,13 @@ pub fn icalendar(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> Stri
 pub async fn works_geojson(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    ApiPath(tenant): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    answer(&state, address, tenant, Format::GeoJson).await
+    tenant: Result<ApiPath<String>, ApiError>,
+    query: Result<ApiQuery<NoParameters>, ApiError>,
+) -> Response {
+    for_any_site(match (tenant, query) {
+        (Ok(ApiPath(tenant)), Ok(_)) => answer(&state, address, tenant, Format::GeoJson).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    })
 }
 
 /// Tenant `tenant`'s planned works (maintenance windows not over) as an iCalendar feed,
@@ -235,7 +262,7 @@ pub async fn works_geojson(
     params(("tenant" = String, Path, description = "A tenant slug the hub publishes")),
     responses(
         (status = 200, description = "An iCalendar (RFC 5545) VCALENDAR, one VEVENT per planned works", content_type = "text/calendar", body = String),
-        (status = 400, description = "A path that cannot be read (a NUL character)", body = ErrorBody),
+        (status = 400, description = "A path that cannot be read (a NUL character), or a query parameter (there are none)", body = ErrorBody),
         (status = 404, description = "The tenant is not published, or is no tenant", body = ErrorBody),
         (status = 429, description = "Too many requests from this address", body = ErrorBody)
     )
@@ -243,7 +270,11 @@ pub async fn works_geojson(
 pub async fn works_icalendar(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    ApiPath(tenant): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    answer(&state, address, tenant, Format::ICalendar).await
+    tenant: Result<ApiPath<String>, ApiError>,
+    query: Result<ApiQuery<NoParameters>, ApiError>,
+) -> Response {
+    for_any_site(match (tenant, query) {
+        (Ok(ApiPath(tenant)), Ok(_)) => answer(&state, address, tenant, Format::ICalendar).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    })
 }
