@@ -26,12 +26,6 @@ pub enum PublicKind {
 }
 
 impl PublicKind {
-    pub const ALL: [PublicKind; 3] = [
-        PublicKind::DarkStreet,
-        PublicKind::WaterLeak,
-        PublicKind::PlannedWorks,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             PublicKind::DarkStreet => "dark_street",
@@ -65,13 +59,6 @@ pub enum PublicStatus {
 }
 
 impl PublicStatus {
-    pub const ALL: [PublicStatus; 4] = [
-        PublicStatus::Reported,
-        PublicStatus::Accepted,
-        PublicStatus::InWork,
-        PublicStatus::Done,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             PublicStatus::Reported => "reported",
@@ -160,11 +147,7 @@ impl Reads {
                      -- Where residents see it: a cabinet without mains, on its lamps' streets.
                      LEFT JOIN devices l ON o.kind = {supply_loss} AND l.tenant_id = d.tenant_id
                          AND l.kind = {light} AND l.cabinet = d.ext_id
-                     CROSS JOIN LATERAL (
-                         SELECT coalesce(l.district, d.district) AS district,
-                                CASE WHEN l.id IS NULL THEN d.props ELSE l.props END AS props,
-                                coalesce(l.lon, d.lon) AS lon, coalesce(l.lat, d.lat) AS lat
-                     ) p
+                     JOIN devices p ON p.id = coalesce(l.id, d.id)
                      LEFT JOIN LATERAL (
                          SELECT state, due_at FROM work_orders w
                          WHERE w.device_id = o.device_id AND w.kind = o.kind AND w.state <> {closed}

@@ -129,9 +129,20 @@ async fn answer(
         .into_response())
 }
 
-/// Any site's pages may read the answer, a refusal's `Retry-After` included.
-fn for_any_site(answer: Result<Response, ApiError>) -> Response {
-    let mut response = answer.unwrap_or_else(IntoResponse::into_response);
+/// The answer to a request for `format`, or its refusal, readable by any site's pages (a
+/// refusal's `Retry-After` included).
+async fn respond(
+    state: &AppState,
+    address: Option<IpAddr>,
+    tenant: Result<ApiPath<String>, ApiError>,
+    query: Result<ApiQuery<NoParameters>, ApiError>,
+    format: Format,
+) -> Response {
+    let answered = match (tenant, query) {
+        (Ok(ApiPath(tenant)), Ok(_)) => answer(state, address, tenant, format).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let mut response = answered.unwrap_or_else(IntoResponse::into_response);
     let headers = response.headers_mut();
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -244,10 +255,7 @@ pub async fn works_geojson(
     tenant: Result<ApiPath<String>, ApiError>,
     query: Result<ApiQuery<NoParameters>, ApiError>,
 ) -> Response {
-    for_any_site(match (tenant, query) {
-        (Ok(ApiPath(tenant)), Ok(_)) => answer(&state, address, tenant, Format::GeoJson).await,
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    })
+    respond(&state, address, tenant, query, Format::GeoJson).await
 }
 
 /// Tenant `tenant`'s planned works (maintenance windows not over) as an iCalendar feed,
@@ -273,8 +281,5 @@ pub async fn works_icalendar(
     tenant: Result<ApiPath<String>, ApiError>,
     query: Result<ApiQuery<NoParameters>, ApiError>,
 ) -> Response {
-    for_any_site(match (tenant, query) {
-        (Ok(ApiPath(tenant)), Ok(_)) => answer(&state, address, tenant, Format::ICalendar).await,
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    })
+    respond(&state, address, tenant, query, Format::ICalendar).await
 }
