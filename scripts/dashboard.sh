@@ -28,8 +28,8 @@ if ! cmp -s dashboards/package-lock.json dashboards/node_modules/.installed-lock
   npm --prefix dashboards install --no-save --no-audit --no-fund --loglevel=error
   cp dashboards/package-lock.json dashboards/node_modules/.installed-lock
 fi
-if [ ! -f dashboards/dist/index.html ] \
-  || [ -n "$(find dashboards/src dashboards/index.html dashboards/package-lock.json dashboards/vite.config.ts -newer dashboards/dist/index.html -print -quit)" ]; then
+if [ ! -f dashboards/dist/index.html ] || [ ! -f dashboards/dist/public.html ] \
+  || [ -n "$(find dashboards/src dashboards/index.html dashboards/public.html dashboards/package-lock.json dashboards/vite.config.ts -newer dashboards/dist/index.html -print -quit)" ]; then
   echo "Building the dashboard..."
   npm --prefix dashboards run build --silent >/dev/null
 fi

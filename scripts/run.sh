@@ -69,11 +69,14 @@ export CITYHUB_COMMANDS_MQTT_USERNAME=cityhub-commands CITYHUB_COMMANDS_MQTT_PAS
 psql "$CITYHUB_DATABASE_URL" -qtAc "SELECT 1 FROM users WHERE username = 'admin'" | grep -q 1 \
   || echo "$ADMIN_PASSWORD" | "$bin" users add admin --role admin --tenant simcity
 export CITYHUB_DASHBOARD_BASE_MAP="$var/city/map.geojson"
+# The simulated city's residents' status page, without sign-in.
+export CITYHUB_PUBLIC_TENANTS="${CITYHUB_PUBLIC_TENANTS:-simcity}"
 
 cat <<HELP
 
 cityhub is starting: dashboard on http://127.0.0.1:8080/ (user admin, password $ADMIN_PASSWORD),
-API under /api/v1 (/health, /metrics), broker on 127.0.0.1:$port.
+API under /api/v1 (/health, /metrics), broker on 127.0.0.1:$port; the residents' status
+page on http://127.0.0.1:8080/public/simcity/ (no sign-in).
 The simulated city's faults (deploy/demo/scenario.toml) start within the first minutes.
 To publish as a device of your own, import the demo lamp (tenant demo) and a user who
 sees it (the password on standard input), then publish a reading:

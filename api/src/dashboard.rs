@@ -66,7 +66,12 @@ pub async fn serve(config: &DashboardConfig, method: &Method, uri: &Uri) -> Resp
             .into_response();
     }
     let index = config.dir.join("index.html");
-    let (path, bytes) = match file_under(&config.dir, uri.path()) {
+    // The public status page reads the feeds beside it: it is served under
+    // `/public/{tenant}/` only, and here as any other page of the app.
+    let file = file_under(&config.dir, uri.path()).filter(|f| {
+        f.file_name() != Some(std::ffi::OsStr::new(crate::standards::public_works::PAGE))
+    });
+    let (path, bytes) = match file {
         Some(file) => match tokio::fs::read(&file).await {
             Ok(bytes) => (file, bytes),
             Err(_) => match tokio::fs::read(&index).await {
@@ -127,7 +132,7 @@ fn file_under(dir: &Path, path: &str) -> Option<PathBuf> {
 }
 
 /// The page's sources: its own origin, and the tile server when one is configured.
-fn content_policy(config: &DashboardConfig) -> String {
+pub(crate) fn content_policy(config: &DashboardConfig) -> String {
     let tiles = config
         .tile_url
         .as_deref()

@@ -1,26 +1,16 @@
-// Times as people read them, and the hub's clock.
+// Times as people read them on the hub's clock, and that clock.
 //
-// Times are written in the browser's locale on a 24-hour clock, to the minute ("18:04", and
-// "18:04, 22 Nov" when not today); a tooltip adds the seconds, never a fraction. "Ago" and
-// "due in" are counted on the hub's clock, not the browser's: the two can disagree (a PC
-// whose clock drifts), and a hub running on the simulators' clock is hours or days away
-// from the wall clock and faster than it.
+// Times are written as timeFormat.ts does ("18:04", and "18:04, 22 Nov" when not today on
+// the hub's clock). "Ago" and "due in" are counted on the hub's clock, not the browser's:
+// the two can disagree (a PC whose clock drifts), and a hub running on the simulators'
+// clock is hours or days away from the wall clock and faster than it.
 
 import { has } from "./api";
+import { DAY, TIME, whenOn, whenExactly, duration } from "./timeFormat";
 
-const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-const DAY = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+export { whenExactly, duration };
+
 const DAY_UTC = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
-const DAY_YEAR = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
-const FULL = new Intl.DateTimeFormat(undefined, {
-  year: "numeric",
-  month: "short",
-  day: "numeric",
-  hour: "2-digit",
-  minute: "2-digit",
-  second: "2-digit",
-  hourCycle: "h23",
-});
 
 /** The hub's clock as this page knows it: samples of the hub's time against the browser's. */
 class HubClock {
@@ -79,24 +69,9 @@ class HubClock {
 
 export const hubClock = new HubClock();
 
-function sameDay(a: Date, b: Date): boolean {
-  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
-}
-
 /** "18:04" today (on the hub's clock), "18:04, 22 Nov" another day; "—" for none. */
 export function when(t: string | number | null | undefined): string {
-  if (t === null || t === undefined || t === "") return "—";
-  const d = new Date(t);
-  if (isNaN(d.getTime())) return "—";
-  const today = new Date(hubClock.now());
-  if (sameDay(d, today)) return TIME.format(d);
-  return `${TIME.format(d)}, ${(d.getFullYear() === today.getFullYear() ? DAY : DAY_YEAR).format(d)}`;
-}
-
-/** "22 Nov 2026, 18:04:09": to the second, for tooltips. */
-export function whenExactly(t: string | number): string {
-  const d = new Date(t);
-  return isNaN(d.getTime()) ? "" : FULL.format(d);
+  return whenOn(t, hubClock.now());
 }
 
 /** "18:04" (hours and minutes only), for chart axes. */
@@ -123,18 +98,6 @@ export function timeEl(iso: string | null | undefined): HTMLTimeElement {
 /** Text with RFC 3339 times in it (an event's detail), those times written as `when` does. */
 export function localizeTimes(text: string): string {
   return text.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})/g, (iso) => when(iso));
-}
-
-/** "3 h 05 min", "45 s": a duration for people. */
-export function duration(ms: number): string {
-  const s = Math.floor(Math.abs(ms) / 1000);
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d} d ${h} h`;
-  if (h > 0) return `${h} h ${String(m).padStart(2, "0")} min`;
-  if (m > 0) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
-  return `${s % 60} s`;
 }
 
 /** "2 h 05 min ago" on the hub's clock ("just now" for a time it has not reached yet). */

@@ -83,11 +83,15 @@ function waitLine(child, re, what, seconds = 30) {
 /**
  * Starts everything for `scenario` (a TOML file whose [city] is read for the base map).
  * `users` are [name, role] pairs (a crew's: [name, "crew", team]), all of the city's tenant.
+ * `publicTenants`: the slugs whose status page and works feeds the hub publishes (the
+ * city's tenant is `simcity`, as `cityhub simulate city` names it).
  */
-export async function startStack({ scenario, users, out, tileUrl, rulesFile, historyDays = 2 }) {
+export async function startStack({ scenario, users, out, tileUrl, rulesFile, historyDays = 2, publicTenants = [] }) {
   const bin = binary();
-  if (!existsSync(join(DASHBOARDS, "dist/index.html"))) {
-    throw new Error("dashboards/dist is not built: run `npm --prefix dashboards run build` first");
+  for (const page of ["index.html", ...(publicTenants.length ? ["public.html"] : [])]) {
+    if (!existsSync(join(DASHBOARDS, "dist", page))) {
+      throw new Error(`dashboards/dist/${page} is not built: run \`npm --prefix dashboards run build\` first`);
+    }
   }
   const dir = mkdtempSync(join(tmpdir(), "cityhub-e2e-"));
   mkdirSync(out, { recursive: true });
@@ -196,6 +200,7 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile, his
         CITYHUB_DASHBOARD_BASE_MAP: join(cityDir, "map.geojson"),
         ...(tileUrl ? { CITYHUB_DASHBOARD_TILE_URL: tileUrl } : {}),
         ...(rulesFile ? { CITYHUB_RULES_FILE: rulesFile } : {}),
+        ...(publicTenants.length ? { CITYHUB_PUBLIC_TENANTS: publicTenants.join(",") } : {}),
       },
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -213,7 +218,17 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile, his
         await Promise.race([new Promise((r) => c.once("exit", r)), sleep(10_000)]);
       }
     };
-    return { url, tenant, devices, databaseUrl, stop, silence, psql: (sql) => execFileSync("psql", [databaseUrl, "-qtAc", sql]).toString().trim() };
+    return {
+      url,
+      tenant,
+      devices,
+      databaseUrl,
+      stop,
+      silence,
+      psql: (sql) => execFileSync("psql", [databaseUrl, "-qtAc", sql]).toString().trim(),
+      // `cityhub` with this stack's database (more inventory, maintenance windows...).
+      cli: run,
+    };
   } catch (e) {
     await stop();
     throw e;

@@ -105,6 +105,33 @@ pub struct PublicWork {
     pub id: Option<i64>,
 }
 
+impl PublicWork {
+    /// What names the item from one answer to the next: its kind, cause and place, or its
+    /// maintenance window.
+    pub fn key(&self) -> String {
+        match self.id {
+            Some(id) => format!("{}/{id}", self.kind.as_str()),
+            None => format!(
+                "{}/{}/{}/{}",
+                self.kind.as_str(),
+                self.cause.unwrap_or_default(),
+                self.district.as_deref().unwrap_or_default(),
+                self.street.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A published tenant, as its public page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicTenant {
+    pub id: i32,
+    /// Its name for people (the slug is for addresses).
+    pub name: String,
+    /// Where its devices are: west, south, east, north; none without devices.
+    pub extent: Option<[f64; 4]>,
+}
+
 /// A place to about 100 m (three decimals of a degree): a street's dark lamps or a leak
 /// are found there, not the one house whose meter it is.
 fn coarse(lon: f64, lat: f64) -> (f64, f64) {
@@ -125,6 +152,31 @@ struct Group {
 }
 
 impl Reads {
+    /// The tenant `slug`, if there is one.
+    pub async fn public_tenant(&self, slug: &str) -> Result<Option<PublicTenant>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT t.id, t.name, min(d.lon), min(d.lat), max(d.lon), max(d.lat)
+                 FROM tenants t LEFT JOIN devices d ON d.tenant_id = t.id
+                 WHERE t.slug = $1 GROUP BY t.id",
+                &[&slug],
+            )
+            .await
+            .map_err(StoreError::db("reading a tenant"))?;
+        Ok(row.map(|r| {
+            let corners: [Option<f64>; 4] = [r.get(2), r.get(3), r.get(4), r.get(5)];
+            PublicTenant {
+                id: r.get(0),
+                name: r.get(1),
+                extent: match corners {
+                    [Some(w), Some(s), Some(e), Some(n)] => Some([w, s, e, n]),
+                    _ => None,
+                },
+            }
+        }))
+    }
+
     /// Tenant `tenant_id`'s public items at `now`: its faults residents notice, grouped,
     /// then its planned works, each list earliest first.
     pub async fn public_works(

@@ -134,7 +134,20 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
     }
     let feed = read_with_reference("geojson", &reply.body).await;
     assert_eq!(feed["tenant"], json!(t));
+    assert_eq!(
+        feed["name"],
+        json!(t),
+        "imported tenants are named by their slug"
+    );
     let features = feed["features"].as_array().unwrap();
+    // Each item has a name of its own, which a page follows from one answer to the next.
+    let mut keys: Vec<&str> = features
+        .iter()
+        .map(|f| f["id"].as_str().unwrap_or_else(|| panic!("no id: {f}")))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), features.len(), "{keys:?}");
     let of = |street: &str, cause: &str| {
         features
             .iter()
@@ -392,4 +405,113 @@ async fn a_dark_street_the_rules_find_shows_on_the_public_feed_and_goes_when_fix
     })
     .await;
     hub.kill_9();
+}
+
+/// The status page is served for a tenant that is published and exists, under its own
+/// address only; its map holds the districts and streets around that tenant's devices,
+/// not another city's, nor the bus routes.
+#[tokio::test]
+async fn the_status_page_and_its_map_are_the_tenants_own() {
+    let db = TestDb::new().await;
+    let (t, empty) = (unique("t"), unique("e"));
+    db.import(&devices(&t, &[(Kind::Light, 3)])).await;
+    // A tenant with no devices: nothing of the base map is around it.
+    db.client
+        .execute(
+            "INSERT INTO tenants (slug, name) VALUES ($1, $1) ON CONFLICT DO NOTHING",
+            &[&empty],
+        )
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(unique("public-app-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>app</title>").unwrap();
+    std::fs::write(
+        dir.join("public.html"),
+        "<!doctype html><title>status</title>",
+    )
+    .unwrap();
+    let square = |lon: f64, lat: f64| {
+        json!({"type": "Polygon", "coordinates": [[[lon, lat], [lon + 0.01, lat],
+            [lon + 0.01, lat + 0.01], [lon, lat + 0.01], [lon, lat]]]})
+    };
+    let feature = |layer: &str, name: &str, geometry: Value| {
+        json!({"type": "Feature", "geometry": geometry,
+               "properties": {"layer": layer, "name": name}})
+    };
+    let map = json!({"type": "FeatureCollection", "features": [
+        feature("district", "Baixa", square(-9.145, 38.705)),
+        feature("street", "Rua do Ouro", json!({"type": "LineString",
+            "coordinates": [[-9.141, 38.709], [-9.139, 38.711]]})),
+        feature("route", "28", json!({"type": "LineString",
+            "coordinates": [[-9.141, 38.709], [-9.139, 38.711]]})),
+        feature("district", "Another city", square(2.35, 48.85)),
+    ]});
+    let base_map = dir.join("map.geojson");
+    std::fs::write(&base_map, map.to_string()).unwrap();
+    let app = dir.clone();
+    let api = TestApi::start_configured(&db.url, |c| {
+        c.dashboard.dir = app;
+        c.dashboard.base_map = Some(base_map);
+    })
+    .await;
+    api.state
+        .public_pages()
+        .set_tenants(vec![t.clone(), empty.clone(), "nowhere".into()]);
+
+    let page = api
+        .call(Req::get(&format!("/public/{t}/"), &Auth::None))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<title>status</title>"), "{}", page.body);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.header("content-security-policy").is_some());
+    let moved = api
+        .call(Req::get(&format!("/public/{t}"), &Auth::None))
+        .await;
+    assert_eq!(moved.status, 308);
+    assert_eq!(
+        moved.header("location"),
+        Some(format!("/public/{t}/").as_str())
+    );
+    // Published by mistake but no tenant; not published: the same 404.
+    for path in ["/public/nowhere/", "/public/someone-else/"] {
+        let reply = api.call(Req::get(path, &Auth::None)).await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert_eq!(reply.error(), "this tenant has no public page");
+    }
+    // At the root the page would find no feeds beside it: there it is the app's.
+    let root = api.call(Req::get("/public.html", &Auth::None)).await;
+    assert!(root.body.contains("<title>app</title>"), "{}", root.body);
+
+    let reply = api
+        .call(Req::get(&format!("/public/{t}/map.geojson"), &Auth::None))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("application/geo+json"));
+    let names: Vec<String> = read_with_reference("geojson", &reply.body).await["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["Baixa", "Rua do Ouro"]);
+    let reply = api
+        .call(Req::get(
+            &format!("/public/{empty}/map.geojson"),
+            &Auth::None,
+        ))
+        .await;
+    assert_eq!(reply.json()["features"], json!([]), "{}", reply.body);
+    let reply = api
+        .call(Req::get(
+            &format!("/public/{t}/map.geojson?x=1"),
+            &Auth::None,
+        ))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -17,9 +17,11 @@ def read_geojson(text):
         raise SystemExit("not a FeatureCollection: %s" % doc["type"])
     return {
         "tenant": doc.get("tenant"),
+        "name": doc.get("name"),
         "generated_at": doc.get("generated_at"),
         "features": [
             {
+                "id": f.get("id"),
                 "geometry": f["geometry"] and {
                     "type": f["geometry"]["type"],
                     "coordinates": f["geometry"]["coordinates"],

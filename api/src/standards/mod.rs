@@ -3,7 +3,8 @@
 //! - [`open311`]: Open311 GeoReport v2, `/open311/v2/...` (citizens' reports);
 //! - [`gtfs_rt`]: GTFS-Realtime VehiclePositions, `GET /gtfs-rt/{tenant}/vehicle-positions.pb`;
 //! - [`public_works`]: a published tenant's works for residents, without sign-in:
-//!   GeoJSON `GET /public/{tenant}/works.geojson` and iCalendar `.../works.ics`.
+//!   GeoJSON `GET /public/{tenant}/works.geojson` and iCalendar `.../works.ics`, the
+//!   status page `GET /public/{tenant}/` and its map's streets `.../map.geojson`.
 
 pub mod gtfs_rt;
 pub mod open311;
@@ -23,4 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(open311::request))
         .routes(routes!(public_works::works_geojson))
         .routes(routes!(public_works::works_icalendar))
+        .routes(routes!(public_works::base_map))
+        .routes(routes!(public_works::status_page))
+        .routes(routes!(public_works::status_page_moved))
 }

@@ -1,7 +1,9 @@
 //! What a tenant's residents may read without signing in, when the hub publishes that
 //! tenant (`public.tenants`): its works now and to come (`store::public_works`), as
 //! GeoJSON (RFC 7946), `GET /public/{tenant}/works.geojson`, and its planned works as an
-//! iCalendar feed (RFC 5545), `GET /public/{tenant}/works.ics`.
+//! iCalendar feed (RFC 5545), `GET /public/{tenant}/works.ics`; the status page that shows
+//! them on a map and in a list, `GET /public/{tenant}/` (the built app's `public.html`),
+//! and the streets and districts it draws them on, `GET /public/{tenant}/map.geojson`.
 //!
 //! Anyone may call these, so they cost the database little whatever the load: each
 //! tenant's answers are built at most once per [`FRESH_FOR`] and shared, clients may keep
@@ -16,14 +18,15 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use geojson::{Feature, FeatureCollection, Geometry, JsonObject, Value};
 use icalendar::{Calendar, Component, EventLike};
 use serde::Deserialize;
 use store::public_works::{PublicKind, PublicWork};
 
+use crate::dashboard::DashboardConfig;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery, ClientAddress};
 use crate::limiter::RateLimiter;
@@ -39,6 +42,17 @@ pub const PER_ADDRESS: u32 = 120;
 enum Format {
     GeoJson,
     ICalendar,
+    /// The base map's districts and streets.
+    BaseMap,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::GeoJson | Format::BaseMap => "application/geo+json",
+            Format::ICalendar => "text/calendar; charset=utf-8",
+        }
+    }
 }
 
 /// The tenants published, their answers of the last [`FRESH_FOR`], and each address's rate.
@@ -80,6 +94,19 @@ impl PublicPages {
     }
 }
 
+/// What a tenant that is not published, or no tenant, is told.
+const UNKNOWN: &str = "this tenant has no public page";
+
+/// Counts the request against its address's rate, and refuses a tenant not published.
+fn admit(state: &AppState, address: Option<IpAddr>, tenant: &str) -> Result<(), ApiError> {
+    let pages = state.public_pages();
+    pages.admit(address)?;
+    if !pages.published(tenant) {
+        return Err(ApiError::not_found(UNKNOWN));
+    }
+    Ok(())
+}
+
 /// The answer in `format` for `tenant`: shared while fresh, else built anew.
 async fn answer(
     state: &AppState,
@@ -87,12 +114,8 @@ async fn answer(
     tenant: String,
     format: Format,
 ) -> Result<Response, ApiError> {
+    admit(state, address, &tenant)?;
     let pages = state.public_pages();
-    pages.admit(address)?;
-    let unknown = || ApiError::not_found("this tenant has no public page");
-    if !pages.published(&tenant) {
-        return Err(unknown());
-    }
     // One build at a time: a crowd arriving as an answer goes stale waits for the one
     // build rather than each asking the database.
     let mut answers = pages.answers.lock().await;
@@ -101,24 +124,29 @@ async fn answer(
         Some((at, body)) if at.elapsed() < FRESH_FOR => body.clone(),
         _ => {
             let reads = state.pool().reads().await?;
-            let tenant_id = reads.tenant_id(&key.0).await?.ok_or_else(unknown)?;
+            let tenant = reads
+                .public_tenant(&key.0)
+                .await?
+                .ok_or_else(|| ApiError::not_found(UNKNOWN))?;
             let now = state.now().to_datetime();
-            let works = reads.public_works(tenant_id, now).await?;
             let body = Bytes::from(match format {
-                Format::GeoJson => geojson(&key.0, &works, now),
-                Format::ICalendar => icalendar(&key.0, &works, now),
+                Format::GeoJson => {
+                    let works = reads.public_works(tenant.id, now).await?;
+                    geojson(&key.0, &tenant.name, &works, now)
+                }
+                Format::ICalendar => {
+                    let works = reads.public_works(tenant.id, now).await?;
+                    icalendar(&tenant.name, &key.0, &works, now)
+                }
+                Format::BaseMap => streets_and_districts(state.dashboard(), tenant.extent).await?,
             });
             answers.insert(key.clone(), (Instant::now(), body.clone()));
             body
         }
     };
-    let content_type = match format {
-        Format::GeoJson => "application/geo+json",
-        Format::ICalendar => "text/calendar; charset=utf-8",
-    };
     Ok((
         [
-            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
             (
                 header::CACHE_CONTROL,
                 format!("public, max-age={}", FRESH_FOR.as_secs()),
@@ -127,6 +155,95 @@ async fn answer(
         body,
     )
         .into_response())
+}
+
+/// The status page: the built app's `public.html`, which reads the feeds beside it.
+async fn page(dashboard: &DashboardConfig) -> Response {
+    let file = dashboard.dir.join(PAGE);
+    let Ok(bytes) = tokio::fs::read(&file).await else {
+        return ApiError::unavailable(format!(
+            "the public page is not built: {} is missing (npm --prefix dashboards run build)",
+            file.display()
+        ))
+        .into_response();
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response();
+    if let Ok(csp) = HeaderValue::from_str(&crate::dashboard::content_policy(dashboard)) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+/// The built status page, in the dashboard's folder.
+pub const PAGE: &str = "public.html";
+
+/// The base map's districts and streets (`layer` `district` or `street`) around the
+/// tenant's devices (`extent`, with a margin), without the bus routes, another city's
+/// streets or anything else the hub's one base map holds.
+async fn streets_and_districts(
+    dashboard: &DashboardConfig,
+    extent: Option<[f64; 4]>,
+) -> Result<String, ApiError> {
+    let none = || ApiError::not_found("no base map is configured (dashboard.base_map)");
+    let path = dashboard.base_map.as_ref().ok_or_else(none)?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| ApiError::internal("reading the base map", &e))?;
+    let mut map: FeatureCollection = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal("reading the base map", &e))?;
+    let around = extent.map(|[w, s, e, n]| {
+        let margin = ((e - w).max(n - s) * 0.1).max(0.005);
+        [w - margin, s - margin, e + margin, n + margin]
+    });
+    map.features.retain(|f| {
+        let layer = f.property("layer").and_then(|l| l.as_str());
+        matches!(layer, Some("district" | "street"))
+            && match (around, f.geometry.as_ref().and_then(|g| bounds(&g.value))) {
+                (Some([w, s, e, n]), Some([fw, fs, fe, f_n])) => {
+                    fw <= e && fe >= w && fs <= n && f_n >= s
+                }
+                // A tenant without devices has nothing to show around.
+                (None, _) | (_, None) => false,
+            }
+    });
+    map.foreign_members = None;
+    Ok(map.to_string())
+}
+
+/// West, south, east and north of a geometry's positions.
+fn bounds(value: &Value) -> Option<[f64; 4]> {
+    let mut b: Option<[f64; 4]> = None;
+    let mut take = |p: &Vec<f64>| {
+        if let [x, y, ..] = p[..] {
+            let c = b.get_or_insert([x, y, x, y]);
+            *c = [c[0].min(x), c[1].min(y), c[2].max(x), c[3].max(y)];
+        }
+    };
+    match value {
+        Value::Point(p) => take(p),
+        Value::MultiPoint(ps) | Value::LineString(ps) => ps.iter().for_each(&mut take),
+        Value::MultiLineString(ls) | Value::Polygon(ls) => ls.iter().flatten().for_each(&mut take),
+        Value::MultiPolygon(polys) => polys.iter().flatten().flatten().for_each(&mut take),
+        Value::GeometryCollection(gs) => {
+            for g in gs {
+                if let Some([w, s, e, n]) = bounds(&g.value) {
+                    take(&vec![w, s]);
+                    take(&vec![e, n]);
+                }
+            }
+        }
+    }
+    b
 }
 
 /// The answer to a request for `format`, or its refusal, readable by any site's pages (a
@@ -166,7 +283,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// A FeatureCollection: one Feature per item, at the middle of its devices (no geometry
 /// for works over the whole city).
-pub fn geojson(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> String {
+pub fn geojson(tenant: &str, name: &str, works: &[PublicWork], now: DateTime<Utc>) -> String {
     let features = works
         .iter()
         .map(|w| {
@@ -184,7 +301,7 @@ pub fn geojson(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> String
                 geometry: w
                     .at
                     .map(|(lon, lat)| Geometry::new(Value::Point(vec![lon, lat]))),
-                id: None,
+                id: Some(geojson::feature::Id::String(w.key())),
                 properties: Some(p),
                 foreign_members: None,
             }
@@ -192,6 +309,7 @@ pub fn geojson(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> String
         .collect();
     let mut about = JsonObject::new();
     about.insert("tenant".into(), tenant.into());
+    about.insert("name".into(), name.into());
     about.insert("generated_at".into(), rfc3339(now).into());
     FeatureCollection {
         bbox: None,
@@ -202,9 +320,9 @@ pub fn geojson(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> String
 }
 
 /// A calendar of the planned works, one event each.
-pub fn icalendar(tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> String {
+pub fn icalendar(name: &str, tenant: &str, works: &[PublicWork], now: DateTime<Utc>) -> String {
     let mut calendar = Calendar::new();
-    calendar.name(&format!("{tenant}: planned works"));
+    calendar.name(&format!("{name}: planned works"));
     for w in works.iter().filter(|w| w.kind == PublicKind::PlannedWorks) {
         let place = match (&w.street, &w.district, w.at) {
             (Some(s), Some(d), _) => format!("{s}, {d}"),
@@ -282,4 +400,85 @@ pub async fn works_icalendar(
     query: Result<ApiQuery<NoParameters>, ApiError>,
 ) -> Response {
     respond(&state, address, tenant, query, Format::ICalendar).await
+}
+
+/// Tenant `tenant`'s status page for residents: what affects them now and the planned
+/// works, on a map and in a list, from the feeds beside it. No sign-in; only for a tenant
+/// the hub publishes (`public.tenants`). Any query parameters are ignored.
+#[utoipa::path(
+    get,
+    path = "/public/{tenant}/",
+    operation_id = "public_status_page",
+    tag = "public",
+    security(()),
+    params(("tenant" = String, Path, description = "A tenant slug the hub publishes")),
+    responses(
+        (status = 200, description = "The status page", content_type = "text/html", body = String),
+        (status = 400, description = "A path that cannot be read (a NUL character)", body = ErrorBody),
+        (status = 404, description = "The tenant is not published, or is no tenant", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address", body = ErrorBody),
+        (status = 503, description = "The page is not built", body = ErrorBody)
+    )
+)]
+pub async fn status_page(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    tenant: Result<ApiPath<String>, ApiError>,
+) -> Response {
+    let known = async {
+        let ApiPath(tenant) = tenant?;
+        admit(&state, address, &tenant)?;
+        // Published but no tenant (a misspelt setting): the page would only fail to load.
+        match state.pool().reads().await?.public_tenant(&tenant).await? {
+            Some(_) => Ok(()),
+            None => Err(ApiError::not_found(UNKNOWN)),
+        }
+    };
+    match known.await {
+        Ok(()) => page(state.dashboard()).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The status page's address without its last slash: sent on to it, so that the page's
+/// relative links (`works.geojson`, `map.geojson`) resolve under the tenant.
+#[utoipa::path(
+    get,
+    path = "/public/{tenant}",
+    operation_id = "public_status_page_moved",
+    tag = "public",
+    security(()),
+    params(("tenant" = String, Path, description = "A tenant slug")),
+    responses(
+        (status = 308, description = "To `/public/{tenant}/`")
+    )
+)]
+pub async fn status_page_moved(uri: Uri) -> Redirect {
+    Redirect::permanent(&format!("{}/", uri.path()))
+}
+
+/// The streets and district outlines of the hub's base map (`dashboard.base_map`), which
+/// the status page draws its items on: features with `layer` `district` or `street` only.
+/// No sign-in; only for a tenant the hub publishes.
+#[utoipa::path(
+    get,
+    path = "/public/{tenant}/map.geojson",
+    operation_id = "public_base_map",
+    tag = "public",
+    security(()),
+    params(("tenant" = String, Path, description = "A tenant slug the hub publishes")),
+    responses(
+        (status = 200, description = "A GeoJSON FeatureCollection of districts and streets", content_type = "application/geo+json", body = Object),
+        (status = 400, description = "A path that cannot be read (a NUL character), or a query parameter (there are none)", body = ErrorBody),
+        (status = 404, description = "The tenant is not published, or the hub has no base map", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address", body = ErrorBody)
+    )
+)]
+pub async fn base_map(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    tenant: Result<ApiPath<String>, ApiError>,
+    query: Result<ApiQuery<NoParameters>, ApiError>,
+) -> Response {
+    respond(&state, address, tenant, query, Format::BaseMap).await
 }
