@@ -233,10 +233,12 @@ impl From<StoreError> for ApiError {
             OutageState { .. } | NotShelved(_) | BadTransition { .. } => {
                 ApiError::conflict(e.to_string())
             }
-            NoCommandTarget { .. } | NoBatch(_) | NoSchedule(_) => {
+            NoCommandTarget { .. } | NoBatch(_) | NoSchedule(_) | NoWebhook(_) => {
                 ApiError::not_found(e.to_string())
             }
-            ConfirmMismatch { .. } | ScheduleRemoved(_) => ApiError::conflict(e.to_string()),
+            ConfirmMismatch { .. } | ScheduleRemoved(_) | WebhookRemoved(_) => {
+                ApiError::conflict(e.to_string())
+            }
             NotALamp { .. } | NoDevicesReached | BatchTooLarge { .. } => {
                 ApiError::bad_request(e.to_string())
             }

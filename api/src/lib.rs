@@ -181,6 +181,7 @@ struct Shared {
     staleness: Staleness,
     open311_rates: standards::open311::PostRates,
     public_pages: standards::public_works::PublicPages,
+    webhooks_reach_private: std::sync::atomic::AtomicBool,
     refusals: refusals::Refusals,
     refusals_every: std::time::Duration,
 }
@@ -225,6 +226,7 @@ impl AppState {
             staleness: config.staleness,
             open311_rates: standards::open311::PostRates::new(&config.open311),
             public_pages: Default::default(),
+            webhooks_reach_private: Default::default(),
             refusals: refusals::Refusals::default(),
             refusals_every: config.refusals_every,
         }))
@@ -258,6 +260,20 @@ impl AppState {
 
     /// Makes the GTFS-Realtime feeds of `tenants` (slugs) readable without signing in
     /// (`http.public_feeds`).
+    /// Whether webhooks may be subscribed to addresses outside the public internet
+    /// (`webhooks.allow_private_addresses`).
+    pub fn set_webhooks_reach_private(&self, allowed: bool) {
+        self.0
+            .webhooks_reach_private
+            .store(allowed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn webhooks_reach_private(&self) -> bool {
+        self.0
+            .webhooks_reach_private
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn set_public_feeds(&self, tenants: Vec<String>) {
         *self
             .0

@@ -43,6 +43,8 @@ pub enum CursorKind {
     BatchDevices,
     /// Lighting schedules (id).
     Schedules,
+    /// A webhook's messages, newest first (id).
+    WebhookMessages,
 }
 
 impl CursorKind {
@@ -57,6 +59,7 @@ impl CursorKind {
             CursorKind::CommandBatches => "c",
             CursorKind::BatchDevices => "cd",
             CursorKind::Schedules => "s",
+            CursorKind::WebhookMessages => "m",
         }
     }
 }

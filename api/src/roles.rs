@@ -36,6 +36,8 @@ pub enum Permission {
     ExportReadings,
     /// List, add and disable users.
     ManageUsers,
+    /// Subscribe the city's other systems to events (webhooks).
+    ManageWebhooks,
 }
 
 impl Permission {
@@ -55,6 +57,7 @@ impl Permission {
             Permission::ManageSchedules => "change lighting schedules",
             Permission::ExportReadings => "export readings",
             Permission::ManageUsers => "manage users",
+            Permission::ManageWebhooks => "manage webhooks",
         }
     }
 }
@@ -67,7 +70,10 @@ pub fn allows(role: Role, p: Permission) -> bool {
     use Permission::*;
     match role {
         Role::Admin => true,
-        Role::Operator => !matches!(p, TransitionWorkOrder | AssignOutage | ManageUsers),
+        Role::Operator => !matches!(
+            p,
+            TransitionWorkOrder | AssignOutage | ManageUsers | ManageWebhooks
+        ),
         Role::Dispatcher => matches!(
             p,
             ReadOutages

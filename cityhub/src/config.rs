@@ -116,6 +116,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// What residents may read without signing in (docs/api.md, "Public pages").
     pub public: PublicConfig,
+    /// How webhooks are delivered (docs/api.md, "Webhooks").
+    pub webhooks: notify::WebhookConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -286,6 +288,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             cluster: ClusterConfig::default(),
             public: PublicConfig::default(),
+            webhooks: notify::WebhookConfig::default(),
         }
     }
 }
@@ -460,6 +463,15 @@ pub struct Overrides {
     /// Seconds a lease lasts without renewal (how soon another instance takes over)
     #[arg(long, env = "CITYHUB_LEASE_TTL_S", global = true)]
     pub lease_ttl_s: Option<u64>,
+    /// Let webhooks reach addresses outside the public internet (the hub's own network)
+    #[arg(long, env = "CITYHUB_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", global = true)]
+    pub webhooks_allow_private_addresses: Option<bool>,
+    /// Seconds to wait after a webhook's first failure (doubling with each)
+    #[arg(long, env = "CITYHUB_WEBHOOKS_RETRY_FIRST_S", global = true)]
+    pub webhooks_retry_first_s: Option<f64>,
+    /// The longest wait between two attempts at a webhook, seconds
+    #[arg(long, env = "CITYHUB_WEBHOOKS_RETRY_MAX_S", global = true)]
+    pub webhooks_retry_max_s: Option<f64>,
     /// Days dead letters are kept
     #[arg(long, env = "CITYHUB_DEAD_LETTER_RETENTION_DAYS", global = true)]
     pub dead_letter_retention_days: Option<i64>,
@@ -574,6 +586,13 @@ impl Config {
         set(&mut self.audit.anchor_log_s, &o.audit_anchor_log_s);
         set(&mut self.cluster.instance, &o.instance);
         set(&mut self.cluster.lease_ttl_s, &o.lease_ttl_s);
+        let w = &mut self.webhooks;
+        set(
+            &mut w.allow_private_addresses,
+            &o.webhooks_allow_private_addresses,
+        );
+        set(&mut w.retry_first_s, &o.webhooks_retry_first_s);
+        set(&mut w.retry_max_s, &o.webhooks_retry_max_s);
         set(
             &mut self.storage.dead_letter_retention_days,
             &o.dead_letter_retention_days,
@@ -784,6 +803,7 @@ impl Config {
         if o.reports_per_minute_per_key == 0 || o.reports_per_minute_per_address == 0 {
             bail!("open311.reports_per_minute_per_key and reports_per_minute_per_address must be at least 1");
         }
+        self.webhooks.check().map_err(anyhow::Error::msg)?;
         let e = &self.exports;
         if !(1..=64).contains(&e.max_running) {
             bail!(

@@ -114,6 +114,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     api_state
         .public_pages()
         .set_tenants(config.public.tenants.clone());
+    api_state.set_webhooks_reach_private(config.webhooks.allow_private_addresses);
 
     // The API answers on every instance; the rest runs on one at a time, each piece under
     // a lease of its own (docs/scale-out.md).
@@ -177,6 +178,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         async move {
                             log_audit_anchor(url, every, stop).await;
                             Ok(())
+                        }
+                    })
+                    .await
+            })
+        },
+        {
+            let (leasing, stop, config) = (leasing.clone(), stop_upkeep.clone(), config.clone());
+            tokio::spawn(async move {
+                leasing
+                    .run("webhooks", stop, |_, stop| {
+                        let (config, url) = (config.webhooks.clone(), config.database_url.clone());
+                        async move {
+                            notify::run(config, url, stop)
+                                .await
+                                .map_err(anyhow::Error::from)
                         }
                     })
                     .await

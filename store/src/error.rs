@@ -128,6 +128,10 @@ pub enum StoreError {
     NoBatch(i64),
     #[error("no schedule {0}")]
     NoSchedule(i64),
+    #[error("no webhook {0}")]
+    NoWebhook(i64),
+    #[error("webhook {0} was removed")]
+    WebhookRemoved(i64),
     #[error("schedule {0} was already removed (or its override ended)")]
     ScheduleRemoved(i64),
     #[error("route {id} has a line that is not a list of [lon, lat] positions: {why}")]

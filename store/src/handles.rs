@@ -12,6 +12,7 @@
 //! | [`Reads`] | `api` | tenant-scoped pages, history, the map's state, reports, exports, feeds |
 //! | [`Actions`] | `api` | what people do: outages, work orders, commands, schedules, citizen reports |
 //! | [`Access`] | `api` | sign-in, sessions, tokens and the users an admin manages |
+//! | [`Notifier`] | `notify` | webhook messages due, delivered and failed |
 //! | [`Admin`] | the `cityhub` command line | users, tokens, inventory, audit verification, upkeep, reports across tenants |
 //!
 //! A handle is made by connecting ([`Reads::connect`]) or from a connection
@@ -98,6 +99,10 @@ handle!(
 handle!(
     /// Signing in: credentials, sessions, API tokens, and the users an admin manages.
     Access
+);
+handle!(
+    /// The deliverer of notifications: messages due, and how each attempt went.
+    Notifier
 );
 handle!(
     /// The command line and upkeep: users and tokens, inventory, audit verification,

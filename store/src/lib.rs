@@ -72,6 +72,7 @@ pub mod leases;
 pub mod listings;
 pub mod maintenance;
 pub mod mqtt;
+pub mod notifications;
 pub mod outages;
 mod partitions;
 mod profiles;
@@ -97,7 +98,9 @@ pub use commands::{Answer, AnswerCounts, CommandRow, DueCommand};
 pub use db::{describe_target, Db, TimescaleMode, WriteOutcome};
 pub use devices::{Dangling, ImportOutcome, InventoryImport, RegisteredDevice};
 pub use error::StoreError;
-pub use handles::{Access, Actions, Admin, Detection, Dispatch, Handle, Ingestion, Reads};
+pub use handles::{
+    Access, Actions, Admin, Detection, Dispatch, Handle, Ingestion, Notifier, Reads,
+};
 pub use hygiene::{AlarmReport, BadActor, KindCount, FLOOD_PER_10_MIN};
 pub use listings::{
     DeviceLatest, DeviceQuery, DeviceRow, OutageEvent, OutageOrder, OutageQuery, Page,

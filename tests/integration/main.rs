@@ -24,4 +24,5 @@ mod simulated;
 mod storage;
 mod upgrade;
 mod vendor;
+mod webhooks;
 mod work_orders;

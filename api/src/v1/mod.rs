@@ -17,6 +17,7 @@ pub mod reports;
 pub mod schedules;
 pub mod session;
 pub mod users;
+pub mod webhooks;
 pub mod work_orders;
 
 use std::sync::OnceLock;
@@ -56,9 +57,10 @@ use crate::AppState;
         (name = "schedules", description = "Lighting schedules and overrides"),
         (name = "events", description = "Live changes (server-sent events)"),
         (name = "users", description = "People and programs that use the API"),
+        (name = "webhooks", description = "Outage and work order events sent to the city's other systems"),
         (name = "open311", description = "Open311 GeoReport v2: citizen reports"),
         (name = "gtfs-realtime", description = "GTFS-Realtime vehicle positions"),
-        (name = "public", description = "Residents' feeds of a published tenant's works, without sign-in"),
+        (name = "public", description = "Residents' status page and feeds of a published tenant's works, without sign-in"),
         (name = "meta", description = "This document")
     )
 )]
@@ -133,7 +135,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(commands::routes())
         .merge(schedules::routes())
         .merge(events::routes())
-        .merge(exports::routes());
+        .merge(exports::routes())
+        .merge(webhooks::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(crate::standards::routes())
