@@ -472,7 +472,19 @@ fn status_of(state: WorkOrderState) -> (&'static str, &'static str) {
     }
 }
 
-fn request_item(r: ServiceRequestRow) -> RequestItem {
+/// Where residents follow the works of jurisdiction `slug`, when the hub publishes it:
+/// its status page and the open data under it (paths on this hub).
+fn follow_works(state: &AppState, slug: &str) -> Option<String> {
+    state.public_pages().published(slug).then(|| {
+        format!(
+            "Follow the repair, and the city's other works, on /public/{slug}/ \
+             (open data: /public/{slug}/works.geojson)."
+        )
+    })
+}
+
+/// `follow`: where to follow the works, for a request still open.
+fn request_item(r: ServiceRequestRow, follow: Option<&str>) -> RequestItem {
     let (status, notes) = status_of(r.work_order_state);
     RequestItem {
         service_request_id: r.id.to_string(),
@@ -482,7 +494,7 @@ fn request_item(r: ServiceRequestRow) -> RequestItem {
         service_code: r.service_code,
         description: r.description,
         agency_responsible: r.team,
-        service_notice: None,
+        service_notice: follow.filter(|_| status == "open").map(str::to_owned),
         requested_datetime: crate::live::rfc3339(r.requested_at),
         updated_datetime: crate::live::rfc3339(r.updated_at),
         expected_datetime: (status == "open").then(|| crate::live::rfc3339(r.due_at)),
@@ -584,7 +596,12 @@ pub async fn requests(
     }
     query.ids = ids.as_deref();
     let rows = state.pool().reads().await?.service_requests(&query).await?;
-    Ok(Json(rows.into_iter().map(request_item).collect()))
+    let follow = follow_works(&state, f.jurisdiction_id.as_deref().unwrap_or_default());
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| request_item(r, follow.as_deref()))
+            .collect(),
+    ))
 }
 
 /// One request of a jurisdiction (a list of one, as the spec has it).
@@ -621,7 +638,12 @@ pub async fn request(
     if rows.is_empty() {
         return Err(missing());
     }
-    Ok(Json(rows.into_iter().map(request_item).collect()))
+    let follow = follow_works(&state, j.jurisdiction_id.as_deref().unwrap_or_default());
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| request_item(r, follow.as_deref()))
+            .collect(),
+    ))
 }
 
 /// A new request (form-encoded, as the spec has it). Personal fields (`email`,
@@ -762,16 +784,20 @@ pub async fn create(
                 }
             ))
         })?;
-    let notice = match (recorded.outage_id, recorded.joined) {
+    let mut notice = match (recorded.outage_id, recorded.joined) {
         (Some(_), _) => "The problem was already known; a repair is under way.",
         (None, true) => "The place is already being inspected.",
         (None, false) => "An inspection has been ordered.",
-    };
+    }
+    .to_owned();
+    if let Some(follow) = follow_works(&state, slug) {
+        notice = format!("{notice} {follow}");
+    }
     Ok((
         StatusCode::CREATED,
         Json(vec![Created {
             service_request_id: recorded.id.to_string(),
-            service_notice: notice.into(),
+            service_notice: notice,
             account_id: None,
         }]),
     )

@@ -78,7 +78,8 @@ impl PublicPages {
         *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = tenants;
     }
 
-    fn published(&self, tenant: &str) -> bool {
+    /// Whether `tenant` (a slug) is published.
+    pub fn published(&self, tenant: &str) -> bool {
         self.tenants
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -237,6 +237,23 @@ async fn a_report_with_nothing_wrong_opens_an_inspection_whose_status_it_follows
     let public = public_request(&city, &a, first).await;
     assert_eq!(public["address"], json!("Rua Augusta 10"));
     assert_eq!(public["status"], json!("open"));
+    // Not published: nowhere to follow the works.
+    assert_eq!(public["service_notice"], Value::Null);
+    // Published: the answers say where residents follow the repair.
+    city.api.state.public_pages().set_tenants(vec![a.clone()]);
+    let follow = format!(
+        "Follow the repair, and the city's other works, on /public/{a}/ (open data: /public/{a}/works.geojson)."
+    );
+    assert_eq!(
+        public_request(&city, &a, first).await["service_notice"],
+        json!(follow)
+    );
+    let third = report(&city, &a, "light_on_during_day", 10).await;
+    assert_eq!(
+        third.json()[0]["service_notice"],
+        json!(format!("The place is already being inspected. {follow}"))
+    );
+    let third = created_id(&third);
 
     // The crew works; the hub verifies the repair from telemetry.
     let steps = [
@@ -276,9 +293,16 @@ async fn a_report_with_nothing_wrong_opens_an_inspection_whose_status_it_follows
             .transition_work_order(order.0, tests::db::state(to), actor, None, at, assignee)
             .await
             .unwrap();
-        for id in [first, second] {
+        for id in [first, second, third] {
             let public = public_request(&city, &a, id).await;
             assert_eq!(public["status"], json!(status), "after {to}");
+            // Followed while open; nothing to follow once closed.
+            assert_eq!(
+                public["service_notice"].is_string(),
+                status == "open",
+                "after {to}: {public}"
+            );
+            assert_eq!(public["expected_datetime"].is_string(), status == "open");
             assert_eq!(public["status_notes"], json!(notes), "after {to}");
             assert_eq!(
                 public["updated_datetime"],
@@ -307,7 +331,7 @@ async fn a_report_with_nothing_wrong_opens_an_inspection_whose_status_it_follows
     };
     assert_eq!(
         list("closed").await,
-        [second.to_string(), first.to_string()]
+        [third.to_string(), second.to_string(), first.to_string()]
     );
     assert!(list("open").await.is_empty());
 }
