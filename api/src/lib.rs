@@ -182,6 +182,7 @@ struct Shared {
     open311_rates: standards::open311::PostRates,
     public_pages: standards::public_works::PublicPages,
     webhooks_reach_private: std::sync::atomic::AtomicBool,
+    email_enabled: std::sync::atomic::AtomicBool,
     refusals: refusals::Refusals,
     refusals_every: std::time::Duration,
 }
@@ -227,6 +228,7 @@ impl AppState {
             open311_rates: standards::open311::PostRates::new(&config.open311),
             public_pages: Default::default(),
             webhooks_reach_private: Default::default(),
+            email_enabled: Default::default(),
             refusals: refusals::Refusals::default(),
             refusals_every: config.refusals_every,
         }))
@@ -266,6 +268,20 @@ impl AppState {
         self.0
             .webhooks_reach_private
             .store(allowed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether mail can leave the hub (`email.smtp_host`): e-mail subscriptions, the
+    /// residents' ones included, are taken only then.
+    pub fn set_email_enabled(&self, enabled: bool) {
+        self.0
+            .email_enabled
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn email_enabled(&self) -> bool {
+        self.0
+            .email_enabled
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn webhooks_reach_private(&self) -> bool {

@@ -118,6 +118,8 @@ pub struct Config {
     pub public: PublicConfig,
     /// How webhooks are delivered (docs/api.md, "Webhooks").
     pub webhooks: notify::WebhookConfig,
+    /// How e-mail leaves the hub (docs/api.md, "E-mail").
+    pub email: notify::EmailConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -289,6 +291,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             public: PublicConfig::default(),
             webhooks: notify::WebhookConfig::default(),
+            email: notify::EmailConfig::default(),
         }
     }
 }
@@ -472,6 +475,32 @@ pub struct Overrides {
     /// The longest wait between two attempts at a webhook, seconds
     #[arg(long, env = "CITYHUB_WEBHOOKS_RETRY_MAX_S", global = true)]
     pub webhooks_retry_max_s: Option<f64>,
+    /// The SMTP server mails leave through (none: no e-mail)
+    #[arg(long, env = "CITYHUB_EMAIL_SMTP_HOST", global = true)]
+    pub email_smtp_host: Option<String>,
+    /// The SMTP server's port
+    #[arg(long, env = "CITYHUB_EMAIL_SMTP_PORT", global = true)]
+    pub email_smtp_port: Option<u16>,
+    /// starttls, tls or none
+    #[arg(long, env = "CITYHUB_EMAIL_TLS", global = true)]
+    pub email_tls: Option<notify::email::Tls>,
+    /// The SMTP account
+    #[arg(long, env = "CITYHUB_EMAIL_USERNAME", global = true)]
+    pub email_username: Option<String>,
+    /// The SMTP account's password
+    #[arg(
+        long,
+        env = "CITYHUB_EMAIL_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub email_password: Option<String>,
+    /// Who mails come from, e.g. "City works <works@city.example>"
+    #[arg(long, env = "CITYHUB_EMAIL_FROM", global = true)]
+    pub email_from: Option<String>,
+    /// The hub's address as residents reach it, for the links in mails
+    #[arg(long, env = "CITYHUB_EMAIL_PUBLIC_URL", global = true)]
+    pub email_public_url: Option<String>,
     /// Days dead letters are kept
     #[arg(long, env = "CITYHUB_DEAD_LETTER_RETENTION_DAYS", global = true)]
     pub dead_letter_retention_days: Option<i64>,
@@ -593,6 +622,18 @@ impl Config {
         );
         set(&mut w.retry_first_s, &o.webhooks_retry_first_s);
         set(&mut w.retry_max_s, &o.webhooks_retry_max_s);
+        let e = &mut self.email;
+        set(&mut e.smtp_host, &o.email_smtp_host);
+        set(&mut e.smtp_port, &o.email_smtp_port);
+        set(&mut e.tls, &o.email_tls);
+        if o.email_username.is_some() {
+            e.username.clone_from(&o.email_username);
+        }
+        if o.email_password.is_some() {
+            e.password.clone_from(&o.email_password);
+        }
+        set(&mut e.from, &o.email_from);
+        set(&mut e.public_url, &o.email_public_url);
         set(
             &mut self.storage.dead_letter_retention_days,
             &o.dead_letter_retention_days,
@@ -804,6 +845,7 @@ impl Config {
             bail!("open311.reports_per_minute_per_key and reports_per_minute_per_address must be at least 1");
         }
         self.webhooks.check().map_err(anyhow::Error::msg)?;
+        self.email.check().map_err(anyhow::Error::msg)?;
         let e = &self.exports;
         if !(1..=64).contains(&e.max_running) {
             bail!(

@@ -115,6 +115,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .public_pages()
         .set_tenants(config.public.tenants.clone());
     api_state.set_webhooks_reach_private(config.webhooks.allow_private_addresses);
+    api_state.set_email_enabled(config.email.enabled());
 
     // The API answers on every instance; the rest runs on one at a time, each piece under
     // a lease of its own (docs/scale-out.md).
@@ -188,9 +189,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 leasing
                     .run("webhooks", stop, |_, stop| {
-                        let (config, url) = (config.webhooks.clone(), config.database_url.clone());
+                        let (webhooks, email, url) = (
+                            config.webhooks.clone(),
+                            config.email.clone(),
+                            config.database_url.clone(),
+                        );
                         async move {
-                            notify::run(config, url, stop)
+                            notify::run(webhooks, email, url, stop)
                                 .await
                                 .map_err(anyhow::Error::from)
                         }

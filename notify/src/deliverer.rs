@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use store::notifications::{Attempt, DueWebhook, Outgoing};
+use store::notifications::{Attempt, Channel, DueWebhook, Outgoing, MAILTO};
 use store::{Notifier, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::address::{check_url, Resolver};
+use crate::email::{EmailConfig, Mailer};
 use crate::{signature, WebhookConfig};
 
 /// How often the queue is looked at when nothing was due.
@@ -35,15 +36,19 @@ pub enum DeliveryError {
     Client(#[from] reqwest::Error),
     #[error("a delivery task failed: {0}")]
     Turn(String),
+    #[error("{0}")]
+    Email(String),
 }
 
 /// Delivers the queued messages until `stop`; a message being sent then is sent again by
 /// whoever delivers next.
 pub async fn run(
     config: WebhookConfig,
+    email: EmailConfig,
     database_url: String,
     stop: CancellationToken,
 ) -> Result<(), DeliveryError> {
+    let mailer = Arc::new(Mailer::new(&email).map_err(DeliveryError::Email)?);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs_f64(config.timeout_s))
         .redirect(reqwest::redirect::Policy::none())
@@ -85,8 +90,11 @@ pub async fn run(
                 continue;
             }
             started += 1;
-            let (client, config, url, busy, stop) = (
-                client.clone(),
+            let (out, config, url, busy, stop) = (
+                Out {
+                    client: client.clone(),
+                    mailer: mailer.clone(),
+                },
                 config.clone(),
                 database_url.clone(),
                 busy.clone(),
@@ -94,7 +102,7 @@ pub async fn run(
             );
             turns.spawn(async move {
                 let id = hook.id;
-                let r = turn(&client, &config, &url, hook, &stop).await;
+                let r = turn(&out, &config, &url, hook, &stop).await;
                 busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 r
             });
@@ -111,9 +119,15 @@ pub async fn run(
     Ok(())
 }
 
+/// The ways out: HTTP for webhooks, SMTP for e-mail (none when it is off).
+struct Out {
+    client: reqwest::Client,
+    mailer: Arc<Option<Mailer>>,
+}
+
 /// One subscription's turn: its oldest messages in order until one fails or [`TURN`] went.
 async fn turn(
-    client: &reqwest::Client,
+    out: &Out,
     config: &WebhookConfig,
     database_url: &str,
     hook: DueWebhook,
@@ -125,7 +139,7 @@ async fn turn(
     for message in outgoing {
         let attempt = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            a = send(client, config, &hook, &message) => a,
+            a = send(out, config, &hook, &message) => a,
         };
         if attempt.error.is_none() {
             debug!(
@@ -175,15 +189,15 @@ async fn turn(
 }
 
 /// One attempt at `message`.
-async fn send(
-    client: &reqwest::Client,
-    config: &WebhookConfig,
-    hook: &DueWebhook,
-    message: &Outgoing,
-) -> Attempt {
+async fn send(out: &Out, config: &WebhookConfig, hook: &DueWebhook, message: &Outgoing) -> Attempt {
     let at = Utc::now();
     let started = Instant::now();
-    let outcome = post(client, config, hook, message).await;
+    let outcome = match hook.channel {
+        Channel::Webhook => post(&out.client, config, hook, message).await,
+        Channel::Email => mail(out.mailer.as_ref().as_ref(), hook, message)
+            .await
+            .map(|()| (250, String::new())),
+    };
     let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let (status, error) = match outcome {
         Ok((status, _)) if (200..300).contains(&status) => (Some(status), None),
@@ -195,7 +209,7 @@ async fn send(
     };
     Attempt {
         at,
-        status,
+        status: status.filter(|_| hook.channel == Channel::Webhook),
         error,
         duration_ms,
     }
@@ -235,6 +249,30 @@ async fn post(
         kept.insert_str(0, ": ");
     }
     Ok((status, kept))
+}
+
+/// Sends `message` as a mail; an e-mail's attempt has no HTTP status (250, the SMTP
+/// server's "accepted", stands for one until the attempt is recorded).
+async fn mail(
+    mailer: Option<&Mailer>,
+    hook: &DueWebhook,
+    message: &Outgoing,
+) -> Result<(), String> {
+    let mailer = mailer.ok_or("e-mail is not set up on this hub (email.smtp_host)")?;
+    let to = hook.url.strip_prefix(MAILTO).unwrap_or(&hook.url);
+    let unsubscribe = hook
+        .unsubscribe_token
+        .as_deref()
+        .map(|token| (hook.tenant.as_str(), token));
+    mailer
+        .send(
+            to,
+            message.id,
+            &message.event_type,
+            &message.body,
+            unsubscribe,
+        )
+        .await
 }
 
 /// A message's `webhook-id`: the same at every attempt.

@@ -1,5 +1,7 @@
 //! Notifications out: the hub tells the city's other systems what happens to outages and
-//! work orders, as webhooks that follow the Standard Webhooks specification.
+//! work orders, as webhooks that follow the Standard Webhooks specification, and people
+//! by e-mail: crews and dispatchers the same events, residents who asked for it the works
+//! planned in their district.
 //!
 //! The messages are queued in the database by the transactions that record the events
 //! (`store::notifications`); this crate only delivers them, so a slow or absent receiver
@@ -10,17 +12,21 @@
 //! - [`address`]: where a webhook may be sent (`http` or `https`, and not into the hub's
 //!   own network unless the configuration allows it), checked when a subscription is made
 //!   and again for every address a name resolves to.
-//! - [`deliverer`]: the loop that takes each subscription's oldest message, sends it,
-//!   records the attempt, waits after a failure (doubling up to a ceiling) and disables a
-//!   subscription that has failed for too long, with the reason.
+//! - [`deliverer`]: the loop that takes each subscription's oldest message, sends it (a
+//!   POST, or a mail), records the attempt, waits after a failure (doubling up to a
+//!   ceiling) and disables a subscription that has failed for too long, with the reason.
+//! - [`email`]: the SMTP connection and the mails: a resident's confirmation, planned
+//!   works, and outage and work order events for crews and dispatchers.
 
 pub mod address;
 pub mod deliverer;
+pub mod email;
 pub mod signature;
 
 use serde::{Deserialize, Serialize};
 
 pub use deliverer::run;
+pub use email::EmailConfig;
 
 /// How webhooks are delivered (`[webhooks]` in the configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

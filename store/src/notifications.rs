@@ -18,10 +18,16 @@ use crate::handles::{Actions, Notifier, Reads};
 use crate::StoreError;
 
 /// Migration 19: subscriptions, their queued messages and the attempts to deliver them.
-pub const MIGRATION: &str = r#"
+pub fn migration() -> String {
+    MIGRATION.replace("{covers}", &crate::maintenance::window_covers())
+}
+
+const MIGRATION: &str = r#"
 CREATE TABLE webhook_subscriptions (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id integer NOT NULL REFERENCES tenants (id),
+    -- An HTTP endpoint, or an e-mail address (`url` is then `mailto:` and the address).
+    channel text NOT NULL DEFAULT 'webhook' CHECK (channel IN ('webhook', 'email')),
     url text NOT NULL,
     -- `whsec_` and the base64 key the messages are signed with (Standard Webhooks).
     secret text NOT NULL,
@@ -39,9 +45,20 @@ CREATE TABLE webhook_subscriptions (
     failing_since timestamptz,
     next_attempt_at timestamptz NOT NULL DEFAULT '-infinity',
     disabled_at timestamptz,
-    disabled_reason text
+    disabled_reason text,
+    -- A resident's, made without signing in (planned works by e-mail): nothing but its
+    -- confirmation is sent until it is confirmed. The tokens are in the links of its mails.
+    resident boolean NOT NULL DEFAULT false,
+    confirmed_at timestamptz,
+    confirm_token text UNIQUE,
+    unsubscribe_token text UNIQUE,
+    CHECK (channel = 'email' OR NOT resident)
 );
 CREATE INDEX webhook_subscriptions_tenant ON webhook_subscriptions (tenant_id);
+-- One live subscription per resident's address, tenant and district.
+CREATE UNIQUE INDEX webhook_subscriptions_resident ON webhook_subscriptions
+    (tenant_id, lower(url), coalesce(districts[1], ''))
+    WHERE resident AND removed_at IS NULL;
 
 -- One message per event and subscription, queued with the event.
 CREATE TABLE webhook_messages (
@@ -76,6 +93,7 @@ CREATE FUNCTION webhook_matches(tenant int4, event_type text, kind text, severit
                                 district text) RETURNS SETOF bigint LANGUAGE sql STABLE AS
 $$ SELECT s.id FROM webhook_subscriptions s
    WHERE s.tenant_id = tenant AND s.removed_at IS NULL AND s.disabled_at IS NULL
+     AND (NOT s.resident OR s.confirmed_at IS NOT NULL)
      AND (s.event_types IS NULL OR event_type = ANY (s.event_types))
      AND (s.kinds IS NULL OR kind = ANY (s.kinds))
      AND (s.severities IS NULL OR severity = ANY (s.severities))
@@ -132,10 +150,41 @@ END
 $$;
 CREATE TRIGGER work_order_events_webhooks AFTER INSERT ON work_order_events
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION webhook_work_order_events();
+
+-- Planned works: for subscriptions without a kind or severity filter whose districts (if
+-- any) the works touch. Their reason is not sent: it may name people.
+CREATE FUNCTION webhook_planned_works() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO webhook_messages (subscription_id, event_type, payload)
+    SELECT s.id, 'planned_works.announced', jsonb_build_object(
+        'type', 'planned_works.announced',
+        'timestamp', webhook_time(w.created_at),
+        'data', jsonb_build_object(
+            'id', w.id, 'tenant', t.slug, 'tenant_name', t.name, 'scope', w.scope,
+            'districts', to_jsonb(ds.districts), 'devices', ds.devices,
+            'starts_at', webhook_time(w.starts_at), 'ends_at', webhook_time(w.ends_at)))
+    FROM changed w
+    JOIN tenants t ON t.id = w.tenant_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(DISTINCT d.district ORDER BY d.district)
+                        FILTER (WHERE d.district IS NOT NULL), '{}') AS districts,
+               count(*) AS devices
+        FROM devices d WHERE {covers}) ds
+    JOIN webhook_subscriptions s ON s.tenant_id = w.tenant_id AND s.removed_at IS NULL
+        AND s.disabled_at IS NULL AND (NOT s.resident OR s.confirmed_at IS NOT NULL)
+        AND (s.event_types IS NULL OR 'planned_works.announced' = ANY (s.event_types))
+        AND s.kinds IS NULL AND s.severities IS NULL
+        AND (s.districts IS NULL OR s.districts && ds.districts)
+    ORDER BY s.id, w.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER maintenance_windows_webhooks AFTER INSERT ON maintenance_windows
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION webhook_planned_works();
 "#;
 
 /// The events a subscription may ask for.
-pub const EVENT_TYPES: [&str; 16] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "outage.opened",
     "outage.acknowledged",
     "outage.shelved",
@@ -152,14 +201,18 @@ pub const EVENT_TYPES: [&str; 16] = [
     "work_order.verified",
     "work_order.reopened",
     "work_order.closed",
+    "planned_works.announced",
 ];
 
 /// A subscription to add.
 #[derive(Debug, Clone)]
 pub struct NewWebhook<'a> {
     pub tenant_id: i32,
+    /// An endpoint, or `mailto:` and an address.
     pub url: &'a str,
     pub secret: &'a str,
+    /// For an e-mail: the token of its one-click unsubscribe link.
+    pub unsubscribe_token: Option<&'a str>,
     pub description: &'a str,
     pub event_types: Option<Vec<String>>,
     pub kinds: Option<Vec<String>>,
@@ -249,16 +302,53 @@ pub struct AttemptRow {
 #[derive(Debug, Clone)]
 pub struct DueWebhook {
     pub id: i64,
+    pub channel: Channel,
+    /// The endpoint, or `mailto:` and the address.
     pub url: String,
     pub secret: String,
     pub failures: i32,
     pub failing_since: Option<DateTime<Utc>>,
+    /// The tenant's slug, for the links of e-mails.
+    pub tenant: String,
+    /// The token of an e-mail's one-click unsubscribe link.
+    pub unsubscribe_token: Option<String>,
 }
+
+/// How a subscription is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// HTTP POSTs (Standard Webhooks).
+    Webhook,
+    /// E-mails.
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Email => "email",
+        }
+    }
+
+    /// The channel of a subscription's `url`.
+    pub fn of_url(url: &str) -> Channel {
+        if url.starts_with(MAILTO) {
+            Channel::Email
+        } else {
+            Channel::Webhook
+        }
+    }
+}
+
+/// What an e-mail subscription's `url` starts with.
+pub const MAILTO: &str = "mailto:";
 
 /// A message to deliver: its id (the `webhook-id` is made from it) and its body.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub id: i64,
+    pub event_type: String,
     pub body: String,
 }
 
@@ -282,8 +372,9 @@ impl Actions {
         let id: i64 = tx
             .query_one(
                 "INSERT INTO webhook_subscriptions (tenant_id, url, secret, description,
-                     event_types, kinds, severities, districts, created_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                     event_types, kinds, severities, districts, created_by, created_at,
+                     channel, unsubscribe_token)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 &[
                     &w.tenant_id,
                     &w.url,
@@ -295,6 +386,8 @@ impl Actions {
                     &w.districts,
                     &w.by,
                     &w.at,
+                    &Channel::of_url(w.url).as_str(),
+                    &w.unsubscribe_token,
                 ],
             )
             .await
@@ -361,7 +454,7 @@ impl Actions {
         let found = tx
             .query_opt(
                 "SELECT tenant_id, removed_at IS NOT NULL FROM webhook_subscriptions
-                 WHERE id = $1 AND tenant_id = ANY($2) FOR UPDATE",
+                 WHERE id = $1 AND tenant_id = ANY($2) AND NOT resident FOR UPDATE",
                 &[&id, &tenants],
             )
             .await
@@ -428,7 +521,7 @@ async fn webhook(
             &format!(
                 "SELECT {WEBHOOK_COLUMNS} FROM webhook_subscriptions s
                  JOIN tenants t ON t.id = s.tenant_id
-                 WHERE s.id = $1 AND s.tenant_id = ANY($2)"
+                 WHERE s.id = $1 AND s.tenant_id = ANY($2) AND NOT s.resident"
             ),
             &[&id, &tenants],
         )
@@ -447,7 +540,8 @@ impl Reads {
                 &format!(
                     "SELECT {WEBHOOK_COLUMNS} FROM webhook_subscriptions s
                      JOIN tenants t ON t.id = s.tenant_id
-                     WHERE s.tenant_id = ANY($1) AND s.removed_at IS NULL ORDER BY s.id"
+                     WHERE s.tenant_id = ANY($1) AND s.removed_at IS NULL AND NOT s.resident
+                     ORDER BY s.id"
                 ),
                 &[&tenants],
             )
@@ -519,6 +613,189 @@ impl Reads {
     }
 }
 
+/// Confirmation mails one resident's subscription is sent at most, a day.
+pub const CONFIRMATIONS_A_DAY: i64 = 3;
+
+/// What came of a resident's wish to subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// A new subscription; its confirmation is queued.
+    Asked,
+    /// Not confirmed yet: its confirmation is queued again.
+    AskedAgain,
+    /// Not confirmed yet, and confirmations were sent [`CONFIRMATIONS_A_DAY`] times in the
+    /// last day: nothing more is sent.
+    Throttled,
+    /// Confirmed already: nothing is sent.
+    AlreadyConfirmed,
+}
+
+/// A resident's subscription to planned works.
+#[derive(Debug, Clone)]
+pub struct NewResident<'a> {
+    pub tenant_id: i32,
+    pub email: &'a str,
+    /// One district; the whole city when none.
+    pub district: Option<&'a str>,
+    /// Made by the caller: the links of the confirmation and of every mail.
+    pub confirm_token: &'a str,
+    pub unsubscribe_token: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// A resident's subscription, as its confirmation or unsubscription finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResidentRow {
+    pub tenant: String,
+    pub district: Option<String>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
+impl Actions {
+    /// Subscribes a resident's address to a tenant's planned works (in one district, or the
+    /// whole city), unconfirmed: only the confirmation is queued, and it says nothing to
+    /// anyone else about whether the address was subscribed before.
+    pub async fn subscribe_resident(
+        &mut self,
+        r: &NewResident<'_>,
+    ) -> Result<Subscribed, StoreError> {
+        let tx = self
+            .client_mut()
+            .transaction()
+            .await
+            .map_err(StoreError::db("starting a resident's subscription"))?;
+        let url = format!("{MAILTO}{}", r.email);
+        let districts: Option<Vec<&str>> = r.district.map(|d| vec![d]);
+        let found = tx
+            .query_opt(
+                "SELECT id, confirmed_at IS NOT NULL, confirm_token,
+                        (SELECT count(*) FROM webhook_messages m
+                         WHERE m.subscription_id = s.id AND m.event_type = 'subscription.confirm'
+                           AND m.queued_at > $4::timestamptz - INTERVAL '1 day')
+                 FROM webhook_subscriptions s
+                 WHERE resident AND removed_at IS NULL AND tenant_id = $1
+                   AND lower(url) = lower($2) AND coalesce(districts[1], '') = coalesce($3, '')
+                 FOR UPDATE",
+                &[&r.tenant_id, &url, &r.district, &r.at],
+            )
+            .await
+            .map_err(StoreError::db("reading a resident's subscription"))?;
+        let (id, token, outcome) = match found {
+            Some(row) if row.get::<_, bool>(1) => return Ok(Subscribed::AlreadyConfirmed),
+            Some(row) if row.get::<_, i64>(3) >= CONFIRMATIONS_A_DAY => {
+                return Ok(Subscribed::Throttled)
+            }
+            Some(row) => (
+                row.get::<_, i64>(0),
+                row.get::<_, Option<String>>(2)
+                    .unwrap_or_else(|| r.confirm_token.to_owned()),
+                Subscribed::AskedAgain,
+            ),
+            None => {
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO webhook_subscriptions (tenant_id, channel, url, secret,
+                             description, event_types, districts, created_by, created_at,
+                             resident, confirm_token, unsubscribe_token)
+                         VALUES ($1, 'email', $2, '', 'a resident: planned works',
+                                 ARRAY['planned_works.announced'], $3, 'resident', $4,
+                                 true, $5, $6)
+                         RETURNING id",
+                        &[
+                            &r.tenant_id,
+                            &url,
+                            &districts,
+                            &r.at,
+                            &r.confirm_token,
+                            &r.unsubscribe_token,
+                        ],
+                    )
+                    .await
+                    .map_err(StoreError::db("recording a resident's subscription"))?
+                    .get(0);
+                (id, r.confirm_token.to_owned(), Subscribed::Asked)
+            }
+        };
+        tx.execute(
+            "INSERT INTO webhook_messages (subscription_id, event_type, payload)
+             SELECT s.id, 'subscription.confirm', jsonb_build_object(
+                 'type', 'subscription.confirm', 'timestamp', webhook_time($3),
+                 'data', jsonb_build_object('tenant', t.slug, 'tenant_name', t.name,
+                     'district', s.districts[1], 'token', $2::text))
+             FROM webhook_subscriptions s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
+            &[&id, &token, &r.at],
+        )
+        .await
+        .map_err(StoreError::db("queuing a confirmation"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a resident's subscription"))?;
+        Ok(outcome)
+    }
+
+    /// Confirms the resident's subscription of tenant `tenant_id` whose confirmation token
+    /// is `token`; none when there is no such token (used, or never given).
+    pub async fn confirm_resident(
+        &mut self,
+        tenant_id: i32,
+        token: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ResidentRow>, StoreError> {
+        self.resident_step(
+            "UPDATE webhook_subscriptions s SET confirmed_at = $3, confirm_token = NULL
+             FROM tenants t
+             WHERE t.id = s.tenant_id AND s.tenant_id = $1 AND s.confirm_token = $2
+               AND s.removed_at IS NULL
+             RETURNING t.slug, s.districts[1], s.confirmed_at, s.removed_at",
+            tenant_id,
+            token,
+            at,
+        )
+        .await
+    }
+
+    /// Ends the e-mail subscription of tenant `tenant_id` whose unsubscribe token is
+    /// `token`; what it was, also when it had ended already; none for an unknown token.
+    pub async fn unsubscribe(
+        &mut self,
+        tenant_id: i32,
+        token: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ResidentRow>, StoreError> {
+        self.resident_step(
+            "UPDATE webhook_subscriptions s SET removed_at = coalesce(s.removed_at, $3)
+             FROM tenants t
+             WHERE t.id = s.tenant_id AND s.tenant_id = $1 AND s.unsubscribe_token = $2
+             RETURNING t.slug, s.districts[1], s.confirmed_at, s.removed_at",
+            tenant_id,
+            token,
+            at,
+        )
+        .await
+    }
+
+    async fn resident_step(
+        &mut self,
+        sql: &str,
+        tenant_id: i32,
+        token: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ResidentRow>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(sql, &[&tenant_id, &token, &at])
+            .await
+            .map_err(StoreError::db("changing a subscription by its link"))?;
+        Ok(row.map(|r| ResidentRow {
+            tenant: r.get(0),
+            district: r.get(1),
+            confirmed_at: r.get(2),
+            removed_at: r.get(3),
+        }))
+    }
+}
+
 impl Notifier {
     /// Subscriptions with messages to deliver whose wait after a failure is over at `now`,
     /// the longest waiting first.
@@ -530,8 +807,9 @@ impl Notifier {
         let rows = self
             .client()
             .query(
-                "SELECT s.id, s.url, s.secret, s.failures, s.failing_since
-                 FROM webhook_subscriptions s
+                "SELECT s.id, s.url, s.secret, s.failures, s.failing_since, t.slug,
+                        s.unsubscribe_token
+                 FROM webhook_subscriptions s JOIN tenants t ON t.id = s.tenant_id
                  WHERE s.removed_at IS NULL AND s.disabled_at IS NULL AND s.next_attempt_at <= $1
                    AND EXISTS (SELECT 1 FROM webhook_messages m
                                WHERE m.subscription_id = s.id AND m.delivered_at IS NULL)
@@ -544,10 +822,13 @@ impl Notifier {
             .iter()
             .map(|r| DueWebhook {
                 id: r.get(0),
+                channel: Channel::of_url(r.get(1)),
                 url: r.get(1),
                 secret: r.get(2),
                 failures: r.get(3),
                 failing_since: r.get(4),
+                tenant: r.get(5),
+                unsubscribe_token: r.get(6),
             })
             .collect())
     }
@@ -557,7 +838,7 @@ impl Notifier {
         let rows = self
             .client()
             .query(
-                "SELECT id, payload::text FROM webhook_messages
+                "SELECT id, event_type, payload::text FROM webhook_messages
                  WHERE subscription_id = $1 AND delivered_at IS NULL ORDER BY id LIMIT $2",
                 &[&id, &limit],
             )
@@ -567,7 +848,8 @@ impl Notifier {
             .iter()
             .map(|r| Outgoing {
                 id: r.get(0),
-                body: r.get(1),
+                event_type: r.get(1),
+                body: r.get(2),
             })
             .collect())
     }

@@ -177,6 +177,20 @@ impl Reads {
         }))
     }
 
+    /// Tenant `tenant_id`'s districts, as its inventory names them, in order.
+    pub async fn districts(&self, tenant_id: i32) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT DISTINCT district FROM devices
+                 WHERE tenant_id = $1 AND district IS NOT NULL ORDER BY district",
+                &[&tenant_id],
+            )
+            .await
+            .map_err(StoreError::db("listing districts"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Tenant `tenant_id`'s public items at `now`: its faults residents notice, grouped,
     /// then its planned works, each list earliest first.
     pub async fn public_works(

@@ -198,11 +198,7 @@ pub fn migrations(path: StoragePath) -> Vec<(i32, &'static str, String)> {
         ),
         (17, "leases", crate::leases::MIGRATION.to_owned()),
         (18, "how far the rules judged", RULES_PROGRESS.to_owned()),
-        (
-            19,
-            "notifications out",
-            crate::notifications::MIGRATION.to_owned(),
-        ),
+        (19, "notifications out", crate::notifications::migration()),
     ]
 }
 

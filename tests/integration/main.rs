@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod contract;
 mod detection;
+mod email;
 mod gtfs_rt;
 mod hygiene;
 mod inventory;

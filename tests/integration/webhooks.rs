@@ -124,7 +124,7 @@ fn deliver(url: &str, disable_after_s: f64) -> CancellationToken {
     };
     let (url, until) = (url.to_owned(), stop.clone());
     tokio::spawn(async move {
-        if let Err(e) = notify::run(config, url, until).await {
+        if let Err(e) = notify::run(config, notify::EmailConfig::default(), url, until).await {
             panic!("the deliverer stopped: {e}");
         }
     });
@@ -470,6 +470,7 @@ async fn a_hub_killed_mid_delivery_loses_no_message() {
             tenant_id,
             url: &url,
             secret: &secret,
+            unsubscribe_token: None,
             description: "",
             event_types: None,
             kinds: None,

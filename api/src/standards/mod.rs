@@ -4,10 +4,13 @@
 //! - [`gtfs_rt`]: GTFS-Realtime VehiclePositions, `GET /gtfs-rt/{tenant}/vehicle-positions.pb`;
 //! - [`public_works`]: a published tenant's works for residents, without sign-in:
 //!   GeoJSON `GET /public/{tenant}/works.geojson` and iCalendar `.../works.ics`, the
-//!   status page `GET /public/{tenant}/` and its map's streets `.../map.geojson`.
+//!   status page `GET /public/{tenant}/` and its map's streets `.../map.geojson`;
+//! - [`public_subscriptions`]: residents' e-mail subscriptions to its planned works, with
+//!   double opt-in, `POST /public/{tenant}/subscriptions`.
 
 pub mod gtfs_rt;
 pub mod open311;
+pub mod public_subscriptions;
 pub mod public_works;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -27,4 +30,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(public_works::base_map))
         .routes(routes!(public_works::status_page))
         .routes(routes!(public_works::status_page_moved))
+        .routes(routes!(public_subscriptions::subscribe))
+        .routes(routes!(
+            public_subscriptions::confirm_page,
+            public_subscriptions::confirm
+        ))
+        .routes(routes!(
+            public_subscriptions::unsubscribe_page,
+            public_subscriptions::unsubscribe
+        ))
 }

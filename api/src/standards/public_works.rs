@@ -87,7 +87,8 @@ impl PublicPages {
             .any(|t| t == tenant)
     }
 
-    fn admit(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
+    /// Counts a request against its address's rate.
+    pub fn admit_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
         let keys: Vec<IpAddr> = address.into_iter().collect();
         self.rates.take(&keys, Instant::now()).map_err(|wait| {
             ApiError::too_many("too many requests from this address; try again later", wait)
@@ -101,7 +102,7 @@ const UNKNOWN: &str = "this tenant has no public page";
 /// Counts the request against its address's rate, and refuses a tenant not published.
 fn admit(state: &AppState, address: Option<IpAddr>, tenant: &str) -> Result<(), ApiError> {
     let pages = state.public_pages();
-    pages.admit(address)?;
+    pages.admit_address(address)?;
     if !pages.published(tenant) {
         return Err(ApiError::not_found(UNKNOWN));
     }

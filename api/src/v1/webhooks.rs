@@ -1,13 +1,14 @@
 //! Webhooks: a tenant's administrators subscribe the city's other systems to outage and
 //! work order events (`store::notifications`), delivered by `notify` as Standard Webhooks
-//! signed with the subscription's secret, which is shown once, when it is made.
+//! signed with the subscription's secret, which is shown once, when it is made; or crews'
+//! and dispatchers' addresses (`mailto:`), which get them by e-mail.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use store::notifications::{MessageRow, NewWebhook, WebhookRow, EVENT_TYPES};
+use store::notifications::{MessageRow, NewWebhook, WebhookRow, EVENT_TYPES, MAILTO};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,7 +45,8 @@ pub struct WebhookRequest {
     #[schema(nullable = false)]
     pub tenant: Option<String>,
     /// Where the messages are POSTed: http or https; addresses outside the public
-    /// internet only where the hub allows them (`webhooks.allow_private_addresses`).
+    /// internet only where the hub allows them (`webhooks.allow_private_addresses`). Or
+    /// `mailto:` and an e-mail address, to have them mailed (where the hub sends e-mail).
     pub url: String,
     /// What it is for, for the people who read the list (up to 200 characters).
     #[serde(default, deserialize_with = "crate::extract::not_null")]
@@ -139,7 +141,8 @@ pub struct NewWebhookAnswer {
     #[serde(flatten)]
     pub webhook: Webhook,
     /// `whsec_` and a base64 key: give it to the receiver's Standard Webhooks library.
-    pub secret: String,
+    /// Null for an e-mail subscription.
+    pub secret: Option<String>,
 }
 
 /// A message queued for a subscription, and its attempts (the newest ten, newest first).
@@ -240,8 +243,26 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<NewWebhookAnswer>), ApiError> {
     caller.require(Permission::ManageWebhooks)?;
     let tenant = one_tenant(&caller, r.tenant.as_deref())?;
-    let url = notify::address::check_url(&r.url, state.webhooks_reach_private())
-        .map_err(ApiError::bad_request)?;
+    let (url, unsubscribe_token) = match r.url.strip_prefix(MAILTO) {
+        Some(address) => {
+            if !state.email_enabled() {
+                return Err(ApiError::bad_request(
+                    "e-mail is not set up on this hub (email.smtp_host): subscribe a webhook, or ask the hub's administrators",
+                ));
+            }
+            let address = notify::email::check_address(address).map_err(ApiError::bad_request)?;
+            (
+                format!("{MAILTO}{address}"),
+                Some(notify::email::new_token()),
+            )
+        }
+        None => (
+            notify::address::check_url(&r.url, state.webhooks_reach_private())
+                .map_err(ApiError::bad_request)?
+                .to_string(),
+            None,
+        ),
+    };
     let description = r.description.unwrap_or_default();
     if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
@@ -267,7 +288,12 @@ pub async fn add(
         &model::Severity::ALL.map(|k| k.as_str()).join(", "),
     )?;
     let districts = filter("districts", r.districts, |_| true, "")?;
-    let secret = notify::signature::new_secret();
+    let email = unsubscribe_token.is_some();
+    let secret = if email {
+        String::new()
+    } else {
+        notify::signature::new_secret()
+    };
     let by = caller.actor();
     let row = state
         .pool()
@@ -275,8 +301,9 @@ pub async fn add(
         .await?
         .add_webhook(&NewWebhook {
             tenant_id: tenant,
-            url: url.as_str(),
+            url: &url,
             secret: &secret,
+            unsubscribe_token: unsubscribe_token.as_deref(),
             description: &description,
             event_types,
             kinds,
@@ -290,7 +317,7 @@ pub async fn add(
         StatusCode::CREATED,
         Json(NewWebhookAnswer {
             webhook: row.into(),
-            secret,
+            secret: (!email).then_some(secret),
         }),
     ))
 }
