@@ -127,6 +127,8 @@ pub struct Config {
 pub struct PublicConfig {
     /// Tenants whose works (`/public/{tenant}/works.geojson`, `.ics`) anyone may read.
     pub tenants: Vec<String>,
+    /// Published tenants whose items name their devices (inventory ids).
+    pub device_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -390,6 +392,14 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub public_tenants: Option<Vec<String>>,
+    /// Published tenants whose public items name their devices (comma separated)
+    #[arg(
+        long,
+        env = "CITYHUB_PUBLIC_DEVICE_IDS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub public_device_ids: Option<Vec<String>>,
     /// HTTP connections open at once at most
     #[arg(long, env = "CITYHUB_HTTP_MAX_CONNECTIONS", global = true)]
     pub http_max_connections: Option<usize>,
@@ -588,6 +598,7 @@ impl Config {
         set(&mut self.http.secure_cookie, &o.http_secure_cookie);
         set(&mut self.http.public_feeds, &o.http_public_feeds);
         set(&mut self.public.tenants, &o.public_tenants);
+        set(&mut self.public.device_ids, &o.public_device_ids);
         set(&mut self.http.max_connections, &o.http_max_connections);
         set(&mut self.http.header_timeout_s, &o.http_header_timeout_s);
         set(&mut self.http.body_timeout_s, &o.http_body_timeout_s);

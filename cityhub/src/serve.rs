@@ -114,6 +114,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     api_state
         .public_pages()
         .set_tenants(config.public.tenants.clone());
+    api_state
+        .public_pages()
+        .set_device_ids(config.public.device_ids.clone());
     api_state.set_webhooks_reach_private(config.webhooks.allow_private_addresses);
     api_state.set_email_enabled(config.email.enabled());
 

@@ -103,6 +103,10 @@ pub struct PublicWork {
     pub at: Option<(f64, f64)>,
     /// The maintenance window, for planned works.
     pub id: Option<i64>,
+    /// The inventory ids of its faulty devices (a cabinet without mains: its lamps), at
+    /// most [`MAX_DEVICES`], in order; none for planned works. Shown only where the
+    /// tenant allows it.
+    pub devices: Vec<String>,
 }
 
 impl PublicWork {
@@ -149,7 +153,11 @@ struct Group {
     count: i64,
     lon: f64,
     lat: f64,
+    devices: Vec<String>,
 }
+
+/// The most device ids an item lists.
+pub const MAX_DEVICES: usize = 200;
 
 impl Reads {
     /// The tenant `slug`, if there is one.
@@ -208,7 +216,7 @@ impl Reads {
             .query(
                 &format!(
                     "SELECT o.kind, o.opened_at, p.district, nullif(btrim(p.props->>'street'), ''),
-                            p.lon, p.lat, w.state, w.due_at
+                            p.lon, p.lat, w.state, w.due_at, p.ext_id
                      FROM outages o JOIN devices d ON d.id = o.device_id
                      -- Where residents see it: a cabinet without mains, on its lamps' streets.
                      LEFT JOIN devices l ON o.kind = {supply_loss} AND l.tenant_id = d.tenant_id
@@ -250,6 +258,7 @@ impl Reads {
                     count: 0,
                     lon: 0.0,
                     lat: 0.0,
+                    devices: Vec::new(),
                 });
             g.status = g.status.min(status);
             g.since = g.since.min(opened);
@@ -258,6 +267,9 @@ impl Reads {
             g.count += 1;
             g.lon += lon;
             g.lat += lat;
+            if g.devices.len() < MAX_DEVICES {
+                g.devices.push(r.get(8));
+            }
         }
         let mut out: Vec<PublicWork> = groups
             .into_iter()
@@ -272,6 +284,12 @@ impl Reads {
                 count: g.count,
                 at: Some(coarse(g.lon / g.count as f64, g.lat / g.count as f64)),
                 id: None,
+                devices: {
+                    let mut d = g.devices;
+                    d.sort();
+                    d.dedup();
+                    d
+                },
             })
             .collect();
         out.sort_by_key(|a| (a.since, a.kind));
@@ -330,6 +348,7 @@ impl Reads {
                     count: r.get(5),
                     at: place,
                     id: Some(r.get(8)),
+                    devices: Vec::new(),
                 }
             })
             .collect())

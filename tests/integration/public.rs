@@ -139,7 +139,19 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
         json!(t),
         "imported tenants are named by their slug"
     );
+    assert_eq!(feed["districts"], json!(["centre"]));
+    assert_eq!(
+        feed["subscriptions"],
+        Value::Null,
+        "the hub sends no e-mail"
+    );
     let features = feed["features"].as_array().unwrap();
+    assert!(
+        features
+            .iter()
+            .all(|f| f["properties"].get("devices").is_none()),
+        "no device ids unless the tenant allows them: {feed}"
+    );
     // Each item has a name of its own, which a page follows from one answer to the next.
     let mut keys: Vec<&str> = features
         .iter()
@@ -295,6 +307,47 @@ async fn a_published_tenants_works_are_grouped_dated_and_name_nobody() {
         .await;
     assert_eq!(reply.status, 404);
     assert!(reply.json()["error"].is_string());
+
+    // A tenant that allows it: each fault names its devices (a cabinet without mains, its
+    // lamps), and the feed says where residents subscribe once the hub sends e-mail.
+    api.state.public_pages().set_device_ids(vec![t.clone()]);
+    api.state.set_email_enabled(true);
+    tokio::time::sleep(standards_fresh()).await;
+    let feed = api.call(Req::get(&path, &Auth::None)).await.json();
+    assert_eq!(
+        feed["subscriptions"],
+        json!(format!("/public/{t}/subscriptions"))
+    );
+    let named: Vec<(String, Value)> = feed["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                format!(
+                    "{} {}",
+                    f["properties"]["street"].as_str().unwrap_or("-"),
+                    f["properties"]["cause"].as_str().unwrap_or("-")
+                ),
+                f["properties"]
+                    .get("devices")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    assert!(
+        named.contains(&("Rua do Ouro lamp".into(), json!(["L0", "L1"]))),
+        "{named:?}"
+    );
+    assert!(
+        named.contains(&("Rua do Ouro power_supply".into(), json!(["L0", "L1", "L2"]))),
+        "{named:?}"
+    );
+    assert!(
+        named.contains(&("Rua Augusta power_supply".into(), json!(["L3"]))),
+        "{named:?}"
+    );
 }
 
 /// An address that asks too often is told to wait, and the answer it had is shared, not
@@ -514,4 +567,9 @@ async fn the_status_page_and_its_map_are_the_tenants_own() {
         .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// How long the public answers are shared, and a little more.
+fn standards_fresh() -> Duration {
+    api::standards::public_works::FRESH_FOR + Duration::from_millis(200)
 }

@@ -18,6 +18,8 @@ def read_geojson(text):
     return {
         "tenant": doc.get("tenant"),
         "name": doc.get("name"),
+        "districts": doc.get("districts"),
+        "subscriptions": doc.get("subscriptions"),
         "generated_at": doc.get("generated_at"),
         "features": [
             {

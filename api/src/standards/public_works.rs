@@ -58,6 +58,8 @@ impl Format {
 /// The tenants published, their answers of the last [`FRESH_FOR`], and each address's rate.
 pub struct PublicPages {
     tenants: std::sync::RwLock<Vec<String>>,
+    /// Tenants whose items name their devices.
+    device_ids: std::sync::RwLock<Vec<String>>,
     answers: tokio::sync::Mutex<HashMap<(String, Format), (Instant, Bytes)>>,
     rates: RateLimiter<IpAddr>,
 }
@@ -66,6 +68,7 @@ impl Default for PublicPages {
     fn default() -> PublicPages {
         PublicPages {
             tenants: std::sync::RwLock::default(),
+            device_ids: std::sync::RwLock::default(),
             answers: tokio::sync::Mutex::default(),
             rates: RateLimiter::new(PER_ADDRESS, Duration::from_secs(60)),
         }
@@ -76,6 +79,19 @@ impl PublicPages {
     /// Publishes `tenants` (slugs), and only them.
     pub fn set_tenants(&self, tenants: Vec<String>) {
         *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = tenants;
+    }
+
+    /// Lets the items of `tenants` (slugs) name their devices.
+    pub fn set_device_ids(&self, tenants: Vec<String>) {
+        *self.device_ids.write().unwrap_or_else(|p| p.into_inner()) = tenants;
+    }
+
+    fn names_devices(&self, tenant: &str) -> bool {
+        self.device_ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|t| t == tenant)
     }
 
     /// Whether `tenant` (a slug) is published.
@@ -134,7 +150,14 @@ async fn answer(
             let body = Bytes::from(match format {
                 Format::GeoJson => {
                     let works = reads.public_works(tenant.id, now).await?;
-                    geojson(&key.0, &tenant.name, &works, now)
+                    let about = About {
+                        tenant: &key.0,
+                        name: &tenant.name,
+                        districts: reads.districts(tenant.id).await?,
+                        subscriptions: state.email_enabled(),
+                        devices: pages.names_devices(&key.0),
+                    };
+                    geojson(&about, &works, now)
                 }
                 Format::ICalendar => {
                     let works = reads.public_works(tenant.id, now).await?;
@@ -285,7 +308,19 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// A FeatureCollection: one Feature per item, at the middle of its devices (no geometry
 /// for works over the whole city).
-pub fn geojson(tenant: &str, name: &str, works: &[PublicWork], now: DateTime<Utc>) -> String {
+/// What a feed says of its tenant, and what it may show.
+pub struct About<'a> {
+    pub tenant: &'a str,
+    pub name: &'a str,
+    /// Its districts, as its inventory names them.
+    pub districts: Vec<String>,
+    /// Whether residents may subscribe to its planned works (the hub sends e-mail).
+    pub subscriptions: bool,
+    /// Whether items name their devices (`public.device_ids`).
+    pub devices: bool,
+}
+
+pub fn geojson(about: &About<'_>, works: &[PublicWork], now: DateTime<Utc>) -> String {
     let features = works
         .iter()
         .map(|w| {
@@ -298,6 +333,9 @@ pub fn geojson(tenant: &str, name: &str, works: &[PublicWork], now: DateTime<Utc
             p.insert("district".into(), w.district.clone().into());
             p.insert("street".into(), w.street.clone().into());
             p.insert("count".into(), w.count.into());
+            if about.devices && w.kind != PublicKind::PlannedWorks {
+                p.insert("devices".into(), w.devices.clone().into());
+            }
             Feature {
                 bbox: None,
                 geometry: w
@@ -309,14 +347,23 @@ pub fn geojson(tenant: &str, name: &str, works: &[PublicWork], now: DateTime<Utc
             }
         })
         .collect();
-    let mut about = JsonObject::new();
-    about.insert("tenant".into(), tenant.into());
-    about.insert("name".into(), name.into());
-    about.insert("generated_at".into(), rfc3339(now).into());
+
+    let mut members = JsonObject::new();
+    members.insert("tenant".into(), about.tenant.into());
+    members.insert("name".into(), about.name.into());
+    members.insert("districts".into(), about.districts.clone().into());
+    members.insert(
+        "subscriptions".into(),
+        about
+            .subscriptions
+            .then(|| format!("/public/{}/subscriptions", about.tenant))
+            .into(),
+    );
+    members.insert("generated_at".into(), rfc3339(now).into());
     FeatureCollection {
         bbox: None,
         features,
-        foreign_members: Some(about),
+        foreign_members: Some(members),
     }
     .to_string()
 }

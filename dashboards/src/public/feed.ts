@@ -25,6 +25,10 @@ export interface Works {
   tenant: string;
   /** The city's name for people; the slug when the hub gives none. */
   name: string;
+  /** Its districts, as its inventory names them. */
+  districts: string[];
+  /** Where residents subscribe to planned works by e-mail; null when the hub sends none. */
+  subscriptions: string | null;
   /** The hub's time when it built the answer (ms): "now" for what is today. */
   generatedAt: number;
   items: Work[];
@@ -88,7 +92,7 @@ function point(geometry: unknown): [number, number] | null {
 
 /** The works feed; items of a kind or status this page does not know are left out. */
 export async function loadWorks(): Promise<Works> {
-  const fc = (await getJson("works.geojson")) as { tenant?: unknown; name?: unknown; generated_at?: unknown; features?: unknown } | null;
+  const fc = (await getJson("works.geojson")) as { tenant?: unknown; name?: unknown; districts?: unknown; subscriptions?: unknown; generated_at?: unknown; features?: unknown } | null;
   if (!fc || !Array.isArray(fc.features)) throw new FeedError(0, null, "The city's server sent an answer this page cannot read.");
   const items: Work[] = [];
   for (const f of fc.features as { id?: unknown; geometry?: unknown; properties?: Record<string, unknown> }[]) {
@@ -111,7 +115,11 @@ export async function loadWorks(): Promise<Works> {
   }
   const generated = Date.parse(String(fc.generated_at));
   const tenant = text(fc.tenant) ?? "";
-  return { tenant, name: text(fc.name) ?? tenant, generatedAt: isFinite(generated) ? generated : Date.now(), items };
+  const districts = Array.isArray(fc.districts) ? fc.districts.filter((d): d is string => typeof d === "string") : [];
+  // Only a path on this hub: the page posts addresses nowhere else.
+  const path = text(fc.subscriptions);
+  const subscriptions = path && path.startsWith("/public/") ? path : null;
+  return { tenant, name: text(fc.name) ?? tenant, districts, subscriptions, generatedAt: isFinite(generated) ? generated : Date.now(), items };
 }
 
 type Position = [number, number];

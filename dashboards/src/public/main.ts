@@ -8,6 +8,7 @@ import "./public.css";
 import { duration, whenOn } from "../timeFormat";
 import { FeedError, loadBaseMap, loadWorks, workKey, type BaseMap, type Kind, type Works } from "./feed";
 import { WorksList } from "./list";
+import { SubscribeForm } from "./subscribe";
 import { kindIcon, WorksMap } from "./map";
 import { TITLES } from "./words";
 
@@ -21,7 +22,8 @@ const list = new WorksList();
 const legend = document.createElement("ul");
 legend.className = "legend";
 document.getElementById("map-area")!.append(map.element, legend);
-document.getElementById("list-area")!.append(list.element);
+const subscribe = new SubscribeForm();
+document.getElementById("list-area")!.append(list.element, subscribe.element);
 const updated = document.getElementById("updated")!;
 const problemLine = document.getElementById("problem")!;
 const cityName = document.getElementById("city")!;
@@ -134,6 +136,7 @@ async function refresh(): Promise<void> {
   try {
     const answer = await loadWorks();
     works = answer;
+    subscribe.show(answer.subscriptions, answer.districts);
     fetchedAt = Date.now();
     problem = null;
   } catch (e) {
