@@ -64,13 +64,10 @@ pub async fn run(
         // after a pause (`cityhub serve` runs it under a lease) rather than sending the
         // same message again and again.
         while let Some(done) = turns.try_join_next() {
-            let failed = match done {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e,
-                Err(e) => DeliveryError::Turn(e.to_string()),
-            };
-            turns.shutdown().await;
-            return Err(failed);
+            if let Some(failed) = failure(done) {
+                turns.shutdown().await;
+                return Err(failed);
+            }
         }
         let free = config.concurrency.saturating_sub(turns.len());
         let due = if free == 0 {
@@ -108,15 +105,39 @@ pub async fn run(
             });
         }
         if started == 0 {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(IDLE) => {}
-                Some(_) = turns.join_next(), if !turns.is_empty() => {}
+            let done = tokio::select! {
+                _ = stop.cancelled() => None,
+                _ = tokio::time::sleep(IDLE) => None,
+                Some(done) = turns.join_next(), if !turns.is_empty() => failure(done),
+            };
+            if let Some(failed) = done {
+                turns.shutdown().await;
+                return Err(failed);
             }
         }
     }
     turns.shutdown().await;
     Ok(())
+}
+
+/// A time span as people say it: seconds, minutes or hours.
+fn span(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
+/// What went wrong in a finished turn, if anything did.
+fn failure(
+    done: Result<Result<(), DeliveryError>, tokio::task::JoinError>,
+) -> Option<DeliveryError> {
+    match done {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(DeliveryError::Turn(e.to_string())),
+    }
 }
 
 /// The ways out: HTTP for webhooks, SMTP for e-mail (none when it is off).
@@ -163,8 +184,8 @@ async fn turn(
         } else {
             (failing_for.as_secs_f64() >= config.disable_after_s).then(|| {
                 format!(
-                    "no message delivered for {} h, {failures} attempts in a row failed; the last: {error}",
-                    failing_for.as_secs() / 3600
+                    "no message delivered for {}, {failures} attempts in a row failed; the last: {error}",
+                    span(failing_for)
                 )
             })
         };

@@ -293,7 +293,8 @@ async fn killing_the_instance_that_ingests_moves_the_stream_to_another_and_loses
         .unwrap()
         .get(0);
     assert_eq!(epoch, 2, "taken over once; holder {holder}");
-    // The singletons moved too: the command dispatcher and the upkeep.
+    // The singletons moved too: the command dispatcher, the upkeep, the rollups, the audit
+    // anchor and the webhooks.
     eventually(
         Duration::from_secs(15),
         "every lease held by the second",
@@ -306,13 +307,13 @@ async fn killing_the_instance_that_ingests_moves_the_stream_to_another_and_loses
                 )
                 .await
                 .ok()?;
-            (rows[0].get::<_, i64>(0) == 5).then_some(())
+            (rows[0].get::<_, i64>(0) == 6).then_some(())
         },
     )
     .await;
-    // Its metrics say so: five pieces of work held, each taken once.
-    assert_eq!(second.metric("cityhub_lease_held"), Some(5.0));
-    assert_eq!(second.metric("cityhub_lease_taken_total"), Some(5.0));
+    // Its metrics say so: six pieces of work held, each taken once.
+    assert_eq!(second.metric("cityhub_lease_held"), Some(6.0));
+    assert_eq!(second.metric("cityhub_lease_taken_total"), Some(6.0));
 }
 
 /// An instance set up with another ingest account than the one that ingested before it
