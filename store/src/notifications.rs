@@ -693,14 +693,18 @@ impl Actions {
                 Subscribed::AskedAgain,
             ),
             None => {
-                let id: i64 = tx
-                    .query_one(
+                // Two requests for the same new address at once: the one that comes second
+                // sends nothing more.
+                let Some(row) = tx
+                    .query_opt(
                         "INSERT INTO webhook_subscriptions (tenant_id, channel, url, secret,
                              description, event_types, districts, created_by, created_at,
                              resident, confirm_token, unsubscribe_token)
                          VALUES ($1, 'email', $2, '', 'a resident: planned works',
                                  ARRAY['planned_works.announced'], $3, 'resident', $4,
                                  true, $5, $6)
+                         ON CONFLICT (tenant_id, lower(url), coalesce(districts[1], ''))
+                             WHERE resident AND removed_at IS NULL DO NOTHING
                          RETURNING id",
                         &[
                             &r.tenant_id,
@@ -713,8 +717,10 @@ impl Actions {
                     )
                     .await
                     .map_err(StoreError::db("recording a resident's subscription"))?
-                    .get(0);
-                (id, r.confirm_token.to_owned(), Subscribed::Asked)
+                else {
+                    return Ok(Subscribed::Throttled);
+                };
+                (row.get(0), r.confirm_token.to_owned(), Subscribed::Asked)
             }
         };
         tx.execute(

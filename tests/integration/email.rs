@@ -152,6 +152,20 @@ async fn residents_confirm_before_anything_is_sent_and_stop_in_one_click() {
     let reply = subscribe("ana@example.org", Some("centre")).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let answer = reply.json();
+    // Three at once for a new address: one subscription, every answer alike.
+    let (a, b, c) = tokio::join!(
+        subscribe("cat@example.org", None),
+        subscribe("cat@example.org", None),
+        subscribe("cat@example.org", None)
+    );
+    for r in [a, b, c] {
+        assert_eq!((r.status, r.json()), (202, answer.clone()), "{}", r.body);
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM webhook_subscriptions WHERE url = 'mailto:cat@example.org'")
+            .await,
+        1
+    );
     // Bob never confirms, however often he asks.
     for _ in 0..5 {
         assert_eq!(
