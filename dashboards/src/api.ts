@@ -41,6 +41,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 
 export const get = <T>(path: string) => call<T>("GET", path);
 export const post = <T>(path: string, body: unknown = {}) => call<T>("POST", path, body);
+export const del = <T>(path: string) => call<T>("DELETE", path);
 
 /** `?a=1&b=2`, leaving out empty values. */
 export function query(params: Record<string, string | number | undefined | null>): string {

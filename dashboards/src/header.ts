@@ -25,6 +25,7 @@ export class Header {
       });
       this.nav.append(a);
     }
+    const who = `${me.username} (${me.role}) · ${me.tenants.join(", ")}`;
     const out = el("button", { type: "button", class: "link sign-out" }, "Sign out");
     out.addEventListener("click", signOut);
     this.shown = el("span", { class: "menu-view" });
@@ -39,7 +40,8 @@ export class Header {
       "div",
       { class: "menu", id: "menu" },
       this.nav,
-      el("span", { class: "who" }, `${me.username} (${me.role}) · ${me.tenants.join(", ")}`),
+      // Cut short where the links leave little room: the tooltip has it whole.
+      el("span", { class: "who", title: who }, who),
       out,
     );
     this.el = el("header", { class: "top" }, el("strong", { class: "brand" }, "cityhub"), this.toggle, menu, this.status);

@@ -1,6 +1,6 @@
 // The control-center app: sign-in, then the views (map, outages, work orders, KPIs,
-// transport, reports; for a crew, their work, the map and work orders) under one header,
-// every one kept current by the live events.
+// transport, reports; for an administrator, webhooks too; for a crew, their work, the map
+// and work orders) under one header, every one kept current by the live events.
 
 import "./style.css";
 import { ActiveOutages, severityCounts } from "./activeOutages";
@@ -22,6 +22,7 @@ import { KpiPage } from "./views/kpis";
 import { MyWorkPage } from "./views/mywork";
 import { TransportPage } from "./views/transport";
 import { ReportsPage } from "./views/reports";
+import { WebhooksPage } from "./views/webhooks";
 
 const ROUTES: [string, string][] = [
   ["/map", "Map"],
@@ -31,6 +32,8 @@ const ROUTES: [string, string][] = [
   ["/transport", "Transport"],
   ["/reports", "Reports"],
 ];
+/** Views of administrators alone (the hub refuses the others their API). */
+const ADMIN_ROUTES: [string, string][] = [["/webhooks", "Webhooks"]];
 /** A crew member's views: their work first (they read no outages, KPIs or reports). */
 const CREW_ROUTES: [string, string][] = [
   ["/my-work", "My work"],
@@ -67,7 +70,8 @@ function start(me: Me): void {
   const assets = new Assets();
   const active = new ActiveOutages(me.role !== "crew");
   const main = el("main", { id: "main" });
-  const routes = me.role === "crew" ? CREW_ROUTES : ROUTES;
+  const routes =
+    me.role === "crew" ? CREW_ROUTES : me.role === "admin" ? [...ROUTES, ...ADMIN_ROUTES.filter(([p]) => has(`/api/v1${p}`))] : ROUTES;
   const header = new Header(me, routes, (path) => navigate(path), async () => {
     live.disconnect();
     localStorage.removeItem(SIGNED_IN_HINT);
@@ -100,6 +104,8 @@ function start(me: Me): void {
     "/reports": new ReportsPage(app),
     "/my-work": new MyWorkPage(app),
   };
+  // Made only for those who may use them: nothing of theirs is asked for anyone else.
+  if (routes.some(([p]) => p === "/webhooks")) pages["/webhooks"] = new WebhooksPage(app);
   for (const p of Object.values(pages)) main.append(p.el);
 
   let current: Page | null = null;

@@ -4,7 +4,10 @@
 
 import { inflateSync } from "node:zlib";
 
-/** The views, as the header names them, and what says each one has drawn its data. */
+/**
+ * The views, as the header names them, and what says each one has drawn its data. `admin`:
+ * shown to administrators alone (the others' header has no link to it).
+ */
 export const VIEWS = [
   { path: "/map", label: "Map", slug: "map", ready: ".map-page:not([hidden]) #map[data-drawn]" },
   { path: "/outages", label: "Outages", slug: "outages", ready: ".outages-page[data-loaded]:not([hidden])" },
@@ -12,6 +15,7 @@ export const VIEWS = [
   { path: "/kpis", label: "KPIs", slug: "kpis", ready: ".kpi-page[data-loaded]:not([hidden])" },
   { path: "/transport", label: "Transport", slug: "transport", ready: ".transport-page:not([hidden]) tbody tr" },
   { path: "/reports", label: "Reports", slug: "reports", ready: ".reports-page[data-loaded]:not([hidden])" },
+  { path: "/webhooks", label: "Webhooks", slug: "webhooks", ready: ".webhooks-page[data-loaded]:not([hidden])", admin: true },
 ];
 export const DESKTOP = { width: 1440, height: 900 };
 export const PHONE = { width: 390, height: 844 };

@@ -85,8 +85,9 @@ function waitLine(child, re, what, seconds = 30) {
  * `users` are [name, role] pairs (a crew's: [name, "crew", team]), all of the city's tenant.
  * `publicTenants`: the slugs whose status page and works feeds the hub publishes (the
  * city's tenant is `simcity`, as `cityhub simulate city` names it).
+ * `hubEnv`: more of the hub's settings, as environment variables (`CITYHUB_WEBHOOKS_...`).
  */
-export async function startStack({ scenario, users, out, tileUrl, rulesFile, historyDays = 2, publicTenants = [] }) {
+export async function startStack({ scenario, users, out, tileUrl, rulesFile, historyDays = 2, publicTenants = [], hubEnv = {} }) {
   const bin = binary();
   for (const page of ["index.html", ...(publicTenants.length ? ["public.html"] : [])]) {
     if (!existsSync(join(DASHBOARDS, "dist", page))) {
@@ -201,6 +202,7 @@ export async function startStack({ scenario, users, out, tileUrl, rulesFile, his
         ...(tileUrl ? { CITYHUB_DASHBOARD_TILE_URL: tileUrl } : {}),
         ...(rulesFile ? { CITYHUB_RULES_FILE: rulesFile } : {}),
         ...(publicTenants.length ? { CITYHUB_PUBLIC_TENANTS: publicTenants.join(",") } : {}),
+        ...hubEnv,
       },
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -244,17 +246,28 @@ export async function apiClient(url, username) {
   });
   if (!res.ok) throw new Error(`login as ${username}: ${res.status} ${await res.text()}`);
   const cookie = res.headers.get("set-cookie").split(";")[0];
-  const call = async (method, path, body) => {
+  /** The answer's status and its JSON (null without one), whatever the status. */
+  const answer = async (method, path, body) => {
     const r = await fetch(`${url}/api/v1${path}`, {
       method,
       headers: { Cookie: cookie, ...(body ? { "Content-Type": "application/json" } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
     const text = await r.text();
-    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-    return text ? JSON.parse(text) : null;
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      if (r.ok) throw new Error(`${method} ${path}: ${r.status} answered no JSON: ${text.slice(0, 200)}`);
+    }
+    return { status: r.status, ok: r.ok, text, json };
   };
-  return { get: (p) => call("GET", p), post: (p, b = {}) => call("POST", p, b) };
+  const call = async (method, path, body) => {
+    const r = await answer(method, path, body);
+    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${r.text}`);
+    return r.json;
+  };
+  return { get: (p) => call("GET", p), post: (p, b = {}) => call("POST", p, b), del: (p) => call("DELETE", p), answer };
 }
 
 /** Polls `f` until it returns something truthy, or fails after `seconds`. */

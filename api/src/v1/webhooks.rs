@@ -310,7 +310,8 @@ pub async fn add(
             severities,
             districts,
             by: &by,
-            at: state.now().to_datetime(),
+            // The wall clock, as the deliveries' times are, whatever clock the hub runs on.
+            at: chrono::Utc::now(),
         })
         .await?;
     Ok((
@@ -411,7 +412,7 @@ pub async fn remove(
         .pool()
         .actions()
         .await?
-        .remove_webhook(&tenants, id, &by, state.now().to_datetime())
+        .remove_webhook(&tenants, id, &by, chrono::Utc::now())
         .await?;
     Ok(Json(row.into()))
 }
