@@ -133,6 +133,7 @@ pub async fn subscribe(
 
 /// The token of a link.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Token {
     /// From the mail's link.
     pub token: String,
@@ -301,7 +302,10 @@ pub async fn confirm_page(
     responses(
         (status = 200, description = "Confirmed", content_type = "text/html", body = String),
         (status = 400, description = "No token", body = ErrorBody),
-        (status = 404, description = "A token used already or unknown (a page says so); or the tenant is not published, or the hub sends no e-mail", content_type = "text/html", body = String),
+        (status = 404, description = "A token used already or unknown (a page says so); or the tenant is not published, or the hub sends no e-mail (JSON)", content(
+            (String = "text/html"),
+            (ErrorBody = "application/json")
+        )),
         (status = 429, description = "Too many requests from this address", body = ErrorBody)
     )
 )]
@@ -350,7 +354,10 @@ pub async fn unsubscribe_page(
     responses(
         (status = 200, description = "No more mails (also when stopped before)", content_type = "text/html", body = String),
         (status = 400, description = "No token", body = ErrorBody),
-        (status = 404, description = "An unknown token (a page says so); or the tenant is not published, or the hub sends no e-mail", content_type = "text/html", body = String),
+        (status = 404, description = "An unknown token (a page says so); or no such tenant (JSON)", content(
+            (String = "text/html"),
+            (ErrorBody = "application/json")
+        )),
         (status = 429, description = "Too many requests from this address", body = ErrorBody)
     )
 )]

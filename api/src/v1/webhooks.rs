@@ -125,7 +125,7 @@ impl From<WebhookRow> for Webhook {
             status: status.to_owned(),
             failures: w.failures,
             failing_since: w.failing_since,
-            next_attempt_at: w.next_attempt_at.filter(|_| w.failures > 0),
+            next_attempt_at: w.next_attempt_at.filter(|_| status == "retrying"),
             disabled_at: w.disabled_at,
             disabled_reason: w.disabled_reason,
             pending: w.pending,
@@ -256,12 +256,15 @@ pub async fn add(
                 Some(notify::email::new_token()),
             )
         }
-        None => (
-            notify::address::check_url(&r.url, state.webhooks_reach_private())
-                .map_err(ApiError::bad_request)?
-                .to_string(),
-            None,
-        ),
+        None => {
+            let allow_private = state.webhooks_reach_private();
+            let url =
+                notify::address::check_url(&r.url, allow_private).map_err(ApiError::bad_request)?;
+            notify::address::check_resolved(&url, allow_private)
+                .await
+                .map_err(ApiError::bad_request)?;
+            (url.to_string(), None)
+        }
     };
     let description = r.description.unwrap_or_default();
     if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control) {
@@ -287,7 +290,13 @@ pub async fn add(
         |v| model::Severity::parse(v).is_some(),
         &model::Severity::ALL.map(|k| k.as_str()).join(", "),
     )?;
-    let districts = filter("districts", r.districts, |_| true, "")?;
+    let known = state.pool().reads().await?.districts(tenant).await?;
+    let districts = filter(
+        "districts",
+        r.districts,
+        |v| known.iter().any(|d| d == v),
+        &known.join(", "),
+    )?;
     let email = unsubscribe_token.is_some();
     let secret = if email {
         String::new()
@@ -326,6 +335,7 @@ pub async fn add(
 /// The parameters of the webhook list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WebhookFilter {
     /// One of the caller's tenants; all of them when left out.
     pub tenant: Option<String>,
@@ -453,6 +463,7 @@ pub async fn enable(
 /// The parameters of a webhook's messages.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessagePage {
     /// 1 to 1000; 100 when left out.
     pub limit: Option<i64>,
