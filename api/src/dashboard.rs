@@ -43,6 +43,10 @@ impl Default for DashboardConfig {
     }
 }
 
+/// The residents' status page in the built app, served under `/public/{tenant}/` only
+/// (`standards::public_works`).
+pub const PUBLIC_PAGE: &str = "public.html";
+
 /// Path prefixes that belong to the API, never to the app.
 const API_PREFIXES: [&str; 6] = [
     "/api", "/health", "/metrics", "/open311", "/gtfs-rt", "/public",
@@ -68,9 +72,8 @@ pub async fn serve(config: &DashboardConfig, method: &Method, uri: &Uri) -> Resp
     let index = config.dir.join("index.html");
     // The public status page reads the feeds beside it: it is served under
     // `/public/{tenant}/` only, and here as any other page of the app.
-    let file = file_under(&config.dir, uri.path()).filter(|f| {
-        f.file_name() != Some(std::ffi::OsStr::new(crate::standards::public_works::PAGE))
-    });
+    let file = file_under(&config.dir, uri.path())
+        .filter(|f| f.file_name() != Some(std::ffi::OsStr::new(PUBLIC_PAGE)));
     let (path, bytes) = match file {
         Some(file) => match tokio::fs::read(&file).await {
             Ok(bytes) => (file, bytes),

@@ -184,7 +184,7 @@ async fn answer(
 
 /// The status page: the built app's `public.html`, which reads the feeds beside it.
 async fn page(dashboard: &DashboardConfig) -> Response {
-    let file = dashboard.dir.join(PAGE);
+    let file = dashboard.dir.join(crate::dashboard::PUBLIC_PAGE);
     let Ok(bytes) = tokio::fs::read(&file).await else {
         return ApiError::unavailable(format!(
             "the public page is not built: {} is missing (npm --prefix dashboards run build)",
@@ -208,9 +208,6 @@ async fn page(dashboard: &DashboardConfig) -> Response {
     }
     response
 }
-
-/// The built status page, in the dashboard's folder.
-pub const PAGE: &str = "public.html";
 
 /// The base map's districts and streets (`layer` `district` or `street`) around the
 /// tenant's devices (`extent`, with a margin), without the bus routes, another city's
