@@ -132,8 +132,6 @@ pub struct PublicTenant {
     pub id: i32,
     /// Its name for people (the slug is for addresses).
     pub name: String,
-    /// Where its devices are: west, south, east, north; none without devices.
-    pub extent: Option<[f64; 4]>,
 }
 
 /// A place to about 100 m (three decimals of a degree): a street's dark lamps or a leak
@@ -160,29 +158,35 @@ struct Group {
 pub const MAX_DEVICES: usize = 200;
 
 impl Reads {
-    /// The tenant `slug`, if there is one.
+    /// The tenant `slug`, if there is one (one row by its key: every public page asks).
     pub async fn public_tenant(&self, slug: &str) -> Result<Option<PublicTenant>, StoreError> {
         let row = self
             .client()
-            .query_opt(
-                "SELECT t.id, t.name, min(d.lon), min(d.lat), max(d.lon), max(d.lat)
-                 FROM tenants t LEFT JOIN devices d ON d.tenant_id = t.id
-                 WHERE t.slug = $1 GROUP BY t.id",
-                &[&slug],
-            )
+            .query_opt("SELECT id, name FROM tenants WHERE slug = $1", &[&slug])
             .await
             .map_err(StoreError::db("reading a tenant"))?;
-        Ok(row.map(|r| {
-            let corners: [Option<f64>; 4] = [r.get(2), r.get(3), r.get(4), r.get(5)];
-            PublicTenant {
-                id: r.get(0),
-                name: r.get(1),
-                extent: match corners {
-                    [Some(w), Some(s), Some(e), Some(n)] => Some([w, s, e, n]),
-                    _ => None,
-                },
-            }
+        Ok(row.map(|r| PublicTenant {
+            id: r.get(0),
+            name: r.get(1),
         }))
+    }
+
+    /// Where tenant `tenant_id`'s devices are: west, south, east, north; none without
+    /// devices. It reads every device: for the base map's answer, built once a while.
+    pub async fn tenant_extent(&self, tenant_id: i32) -> Result<Option<[f64; 4]>, StoreError> {
+        let r = self
+            .client()
+            .query_one(
+                "SELECT min(lon), min(lat), max(lon), max(lat) FROM devices WHERE tenant_id = $1",
+                &[&tenant_id],
+            )
+            .await
+            .map_err(StoreError::db("reading where a tenant's devices are"))?;
+        let corners: [Option<f64>; 4] = [r.get(0), r.get(1), r.get(2), r.get(3)];
+        Ok(match corners {
+            [Some(w), Some(s), Some(e), Some(n)] => Some([w, s, e, n]),
+            _ => None,
+        })
     }
 
     /// Tenant `tenant_id`'s districts, as its inventory names them, in order.

@@ -163,7 +163,10 @@ async fn answer(
                     let works = reads.public_works(tenant.id, now).await?;
                     icalendar(&tenant.name, &key.0, &works, now)
                 }
-                Format::BaseMap => streets_and_districts(state.dashboard(), tenant.extent).await?,
+                Format::BaseMap => {
+                    let extent = reads.tenant_extent(tenant.id).await?;
+                    streets_and_districts(state.dashboard(), extent).await?
+                }
             });
             answers.insert(key.clone(), (Instant::now(), body.clone()));
             body
