@@ -246,7 +246,7 @@ async fn show(
         tenant(&state, address, &slug, Some(step)).await?;
         Ok::<_, ApiError>(step.page(&slug, &token))
     };
-    shown.await.unwrap_or_else(IntoResponse::into_response)
+    shown.await.unwrap_or_else(refused)
 }
 
 async fn act(
@@ -263,7 +263,21 @@ async fn act(
         let row = step.take(&state, tenant_id, &token).await?;
         Ok::<_, ApiError>(step.done(&slug, row))
     };
-    acted.await.unwrap_or_else(IntoResponse::into_response)
+    acted.await.unwrap_or_else(refused)
+}
+
+/// A refusal of a link's page, as a page: people open these from their mail.
+fn refused(e: ApiError) -> Response {
+    let mut page = html(
+        e.status(),
+        "This link does nothing now",
+        &format!("<p>{}.</p>", escape(e.message())),
+    );
+    if let Some(after) = e.retry_after() {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, crate::error::retry_after_value(after));
+    }
+    page
 }
 
 /// The confirmation link of a resident's mail: a page whose button confirms.
@@ -276,9 +290,9 @@ async fn act(
     params(("tenant" = String, Path, description = "A tenant slug the hub publishes"), Token),
     responses(
         (status = 200, description = "A page with the button", content_type = "text/html", body = String),
-        (status = 400, description = "No token", body = ErrorBody),
-        (status = 404, description = "The tenant is not published, or the hub sends no e-mail", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody)
+        (status = 400, description = "No token (a page says so)", content_type = "text/html", body = String),
+        (status = 404, description = "The tenant is not published, or the hub sends no e-mail (a page says so)", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address (a page says so)", content_type = "text/html", body = String)
     )
 )]
 pub async fn confirm_page(
@@ -301,12 +315,9 @@ pub async fn confirm_page(
     params(("tenant" = String, Path, description = "A tenant slug the hub publishes"), Token),
     responses(
         (status = 200, description = "Confirmed", content_type = "text/html", body = String),
-        (status = 400, description = "No token", body = ErrorBody),
-        (status = 404, description = "A token used already or unknown (a page says so); or the tenant is not published, or the hub sends no e-mail (JSON)", content(
-            (String = "text/html"),
-            (ErrorBody = "application/json")
-        )),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody)
+        (status = 400, description = "No token (a page says so)", content_type = "text/html", body = String),
+        (status = 404, description = "A token used already or unknown (a page says so); or the tenant is not published, or the hub sends no e-mail", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address (a page says so)", content_type = "text/html", body = String)
     )
 )]
 pub async fn confirm(
@@ -328,9 +339,9 @@ pub async fn confirm(
     params(("tenant" = String, Path, description = "A tenant slug the hub publishes"), Token),
     responses(
         (status = 200, description = "A page with the button", content_type = "text/html", body = String),
-        (status = 400, description = "No token", body = ErrorBody),
-        (status = 404, description = "The tenant is not published, or the hub sends no e-mail", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody)
+        (status = 400, description = "No token (a page says so)", content_type = "text/html", body = String),
+        (status = 404, description = "The tenant is not published, or the hub sends no e-mail (a page says so)", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address (a page says so)", content_type = "text/html", body = String)
     )
 )]
 pub async fn unsubscribe_page(
@@ -353,12 +364,9 @@ pub async fn unsubscribe_page(
     params(("tenant" = String, Path, description = "A tenant slug the hub publishes"), Token),
     responses(
         (status = 200, description = "No more mails (also when stopped before)", content_type = "text/html", body = String),
-        (status = 400, description = "No token", body = ErrorBody),
-        (status = 404, description = "An unknown token (a page says so); or no such tenant (JSON)", content(
-            (String = "text/html"),
-            (ErrorBody = "application/json")
-        )),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody)
+        (status = 400, description = "No token (a page says so)", content_type = "text/html", body = String),
+        (status = 404, description = "An unknown token (a page says so); or no such tenant", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address (a page says so)", content_type = "text/html", body = String)
     )
 )]
 pub async fn unsubscribe(
